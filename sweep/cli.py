@@ -1,0 +1,303 @@
+"""Thin Typer commands: each parses its options, makes one library call and prints the result."""
+
+from __future__ import annotations
+
+import functools
+import sys
+import traceback
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from sweep.errors import SweepError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Optuna sweeps of the minority-class weight, hidden width and threshold of Keras classifiers.",
+)
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
+_state = {"debug": False}
+
+StorageOption = Annotated[
+    Optional[str],
+    typer.Option("--storage", help="SQLAlchemy URL of the study storage [default: SWEEP_STORAGE or sqlite:///studies/sweeps.db]"),
+]
+
+
+def _storage_url(storage: str | None) -> str:
+    from sweep.config import resolve_config
+
+    return resolve_config({"storage": storage}).storage
+
+
+def reports_errors(command):
+    """Turn library errors into one line on stderr and an exit code (2 bad input, 1 other); --debug shows tracebacks."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except SweepError as exc:
+            if _state["debug"]:
+                traceback.print_exc()
+            err.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
+            raise typer.Exit(exc.exit_code) from None
+        except KeyboardInterrupt:
+            err.print("interrupted", highlight=False)
+            raise typer.Exit(130) from None
+        except typer.Exit:
+            raise
+        except Exception as exc:  # the last line of defence: no traceback unless --debug
+            if _state["debug"]:
+                traceback.print_exc()
+            first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            err.print(
+                f"error: {type(exc).__name__}: {first_line} (run `sweep --debug ...` for the traceback)",
+                markup=False, highlight=False, soft_wrap=True,
+            )
+            raise typer.Exit(1) from None
+
+    return wrapper
+
+
+@app.callback()
+def main_options(
+    debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks on errors.")] = False,
+) -> None:
+    """Optuna sweeps of the minority-class weight, hidden width and threshold of Keras classifiers."""
+    _state["debug"] = debug
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.DEBUG if debug else optuna.logging.WARNING)
+
+
+def _fmt(value, digits: int = 4) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.{digits}g}"
+    return str(value)
+
+
+@app.command()
+@reports_errors
+def run(
+    config: Annotated[Optional[Path], typer.Option("--config", help="TOML file; every option below is a key in it.")] = None,
+    study: Annotated[Optional[str], typer.Option(help="Study name; an existing study is resumed. [default: minority-weight]")] = None,
+    storage: StorageOption = None,
+    data: Annotated[Optional[str], typer.Option(help="'seed' (the reference data) or a CSV/Parquet path. [default: seed]")] = None,
+    target: Annotated[Optional[str], typer.Option(help="Label column of a data file.")] = None,
+    positive_label: Annotated[Optional[str], typer.Option(help="Label of the positive (minority) class when it is not 1.")] = None,
+    trials: Annotated[Optional[int], typer.Option(help="Finished trials the study should hold in total (not 'more'). [default: 30]")] = None,
+    timeout: Annotated[Optional[float], typer.Option(help="Stop starting new trials after this many seconds.")] = None,
+    epochs: Annotated[Optional[int], typer.Option(help="Training epochs per trial. [default: 50]")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(help="Mini-batch size. [default: 100]")] = None,
+    learning_rate: Annotated[Optional[float], typer.Option(help="Adam learning rate. [default: 0.001]")] = None,
+    objective: Annotated[Optional[str], typer.Option(help="f1 | fbeta:BETA | ap | recall_at_precision:P | cost:miss=A,false_alarm=B. [default: f1]")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Seed of the sampler, the validation split and every trial. [default: 0]")] = None,
+    minority_weight: Annotated[Optional[str], typer.Option(help="Range LOW:HIGH of the minority weight (log scale). [default: 1:1000]")] = None,
+    hidden_width: Annotated[Optional[str], typer.Option(help="Range LOW:HIGH of hidden units (log scale). [default: 1:64]")] = None,
+    threshold: Annotated[Optional[str], typer.Option(help="Range LOW:HIGH of the decision threshold. [default: 0.01:0.99]")] = None,
+    hidden_layers: Annotated[Optional[int], typer.Option(help="Hidden layers of the network. [default: 1]")] = None,
+    validation_fraction: Annotated[Optional[float], typer.Option(help="Share of the non-test rows used for validation. [default: 0.2]")] = None,
+    test_fraction: Annotated[Optional[float], typer.Option(help="Share of a data file held out as test (seed data: the tutorial's 20%). [default: 0.2]")] = None,
+) -> None:
+    """Run (or resume) a sweep until the study holds --trials finished trials."""
+    flags = {k: v for k, v in locals().items() if k != "config"}
+    from sweep.config import resolve_config
+    from sweep.runner import run_sweep
+
+    resolved = resolve_config(flags, config_file=config)
+    summary = _run_with_progress(resolved, run_sweep)
+    _print_run_summary(resolved, summary)
+    if summary.stop_reason:
+        err.print(f"error: {summary.stop_reason}", markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(1)
+
+
+def _run_with_progress(config, run_sweep):
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from sweep.runner import BUDGET_STATES
+
+    columns = (
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TextColumn("best {task.fields[best]}"), TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=err, transient=False) as progress:
+        task = progress.add_task(f"study {config.study}", total=config.trials, best="-")
+
+        def update(study, trial) -> None:
+            done = sum(1 for t in study.get_trials(deepcopy=False) if t.state in BUDGET_STATES)
+            best = _fmt(study.best_value) if any(t.state.name == "COMPLETE" for t in study.get_trials(deepcopy=False)) else "-"
+            progress.update(task, completed=min(done, config.trials), best=best)
+
+        return run_sweep(config, callbacks=[update])
+
+
+def _print_run_summary(config, summary) -> None:
+    out.print(
+        f"Study [bold]{summary.study_name}[/] in {summary.storage}: {summary.finished} finished trials "
+        f"({summary.ran_now} run now), {summary.failed} failed.",
+        highlight=False,
+    )
+    best = summary.best
+    if best is None:
+        out.print("No complete trial yet.")
+        return
+    attrs = best.user_attrs
+    out.print(f"Best trial #{best.number}: {summary.metric_name} = {_fmt(best.value)} (validation)", highlight=False)
+    out.print(
+        "  " + ", ".join(f"{k}={_fmt(v)}" for k, v in best.params.items())
+        + f"  -> precision {_fmt(attrs.get('val_precision'), 3)}, recall {_fmt(attrs.get('val_recall'), 3)}, "
+        f"flag rate {_fmt(attrs.get('val_flag_rate'), 3)}",
+        highlight=False,
+    )
+    storage_flag = f" --storage '{summary.storage}'"
+    out.print("Next:", highlight=False)
+    out.print(f"  sweep dashboard{storage_flag}", highlight=False, markup=False)
+    out.print(f"  sweep export {summary.study_name} --out exports/{summary.study_name}{storage_flag}", highlight=False, markup=False)
+
+
+@app.command()
+@reports_errors
+def studies(storage: StorageOption = None) -> None:
+    """List the studies in the storage with their trial counts and best values."""
+    import optuna
+
+    from sweep.runner import summarize
+    from sweep.storage import open_storage
+
+    url = _storage_url(storage)
+    opened = open_storage(url)
+    table = Table("study", "finished", "failed", "running", "metric", "direction", "best value", "best trial")
+    for name in optuna.get_all_study_names(opened):
+        study = optuna.load_study(study_name=name, storage=opened)
+        summary = summarize(study, url)
+        running = len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)))
+        best = summary.best
+        table.add_row(
+            name, str(summary.finished), str(summary.failed), str(running), summary.metric_name, summary.direction,
+            _fmt(best.value) if best else "-", f"#{best.number}" if best else "-",
+        )
+    out.print(table)
+
+
+@app.command()
+@reports_errors
+def show(
+    study: Annotated[str, typer.Argument(help="Study name.")],
+    storage: StorageOption = None,
+    top: Annotated[int, typer.Option(min=1, help="How many of the best trials to list.")] = 10,
+) -> None:
+    """Print the best trial of a study and its top trials as a table."""
+    from optuna.trial import TrialState
+
+    from sweep.runner import summarize
+    from sweep.storage import load_study, open_storage
+
+    url = _storage_url(storage)
+    loaded = load_study(open_storage(url), study)
+    summary = summarize(loaded, url)
+    out.print(
+        f"Study [bold]{study}[/] ({summary.metric_name}, {summary.direction}): {summary.finished} finished, "
+        f"{summary.failed} failed.",
+        highlight=False,
+    )
+    complete = loaded.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    complete.sort(key=lambda t: t.value, reverse=summary.direction == "maximize")
+    table = Table(
+        "trial", summary.metric_name, "minority_weight", "hidden_width", "threshold",
+        "precision", "recall", "flag rate", "seconds", title=f"top {min(top, len(complete))} trials (validation)",
+    )
+    for trial in complete[:top]:
+        a = trial.user_attrs
+        table.add_row(
+            f"#{trial.number}", _fmt(trial.value), _fmt(trial.params.get("minority_weight")),
+            _fmt(trial.params.get("hidden_width")), _fmt(trial.params.get("threshold"), 3),
+            _fmt(a.get("val_precision"), 3), _fmt(a.get("val_recall"), 3), _fmt(a.get("val_flag_rate"), 3),
+            _fmt(a.get("train_seconds"), 3),
+        )
+    if summary.best is not None:
+        out.print(f"Best trial #{summary.best.number}: {summary.metric_name} = {_fmt(summary.best.value)}", highlight=False)
+    out.print(table)
+    failed = loaded.get_trials(deepcopy=False, states=(TrialState.FAIL,))
+    for trial in failed[-5:]:
+        out.print(f"failed trial #{trial.number}: {trial.user_attrs.get('fail_reason', 'no reason recorded')}", highlight=False)
+
+
+@app.command()
+@reports_errors
+def export(
+    study: Annotated[str, typer.Argument(help="Study name.")],
+    out_dir: Annotated[Path, typer.Option("--out", help="Directory to write the bundle to.")],
+    storage: StorageOption = None,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite a non-empty --out directory.")] = False,
+) -> None:
+    """Retrain the best trial, score it once on the held-out test part and write a bundle to --out."""
+    from sweep.export import export_best
+
+    result = export_best(_storage_url(storage), study, out_dir, force=force)
+    best = result.best
+    test = best["test"]["metrics"]
+    out.print(f"Exported trial #{best['trial']} of {study} to {result.out_dir}", highlight=False)
+    out.print(f"  class_weight {best['class_weight']}, threshold {best['threshold']:.4g}, hidden_width {best['hidden_width']}", highlight=False)
+    out.print(
+        f"  validation {best['objective']['name']} = {_fmt(best['validation']['value'])} "
+        f"(retrained: {_fmt(best['validation']['reproduced_value'])})",
+        highlight=False,
+    )
+    out.print(
+        f"  test: precision {_fmt(test['precision'], 3)}, recall {_fmt(test['recall'], 3)}, f1 {_fmt(test['f1'], 3)}, "
+        f"flag rate {_fmt(test['flag_rate'], 3)}, average precision {_fmt(test['average_precision'], 3)}",
+        highlight=False,
+    )
+    if not result.reproduced:
+        err.print("warning: the retrained model does not reproduce the stored validation value exactly "
+                  "(different machine or device?); best.json records both", highlight=False)
+
+
+@app.command()
+@reports_errors
+def predict(
+    bundle: Annotated[Path, typer.Argument(help="Directory written by `sweep export`.")],
+    data: Annotated[Path, typer.Option("--data", help="CSV or Parquet table with the model's feature columns.")],
+    out_file: Annotated[Optional[Path], typer.Option("--out", help="CSV file to write; stdout when omitted.")] = None,
+) -> None:
+    """Score a table with an exported bundle: one row per input row, columns probability and decision."""
+    from sweep.export import predict as predict_table
+
+    scored = predict_table(bundle, data)
+    if out_file is None:
+        scored.to_csv(sys.stdout, index=False)
+        return
+    scored.to_csv(out_file, index=False)
+    out.print(f"Wrote {len(scored)} rows ({int(scored['decision'].sum())} flagged) to {out_file}", highlight=False)
+
+
+@app.command()
+@reports_errors
+def dashboard(
+    storage: StorageOption = None,
+    host: Annotated[str, typer.Option(help="Interface to bind; keep 127.0.0.1 unless others must reach it.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8080,
+) -> None:
+    """Start optuna-dashboard on the same storage as the sweeps."""
+    import optuna_dashboard
+
+    from sweep.storage import mask_url, open_storage
+
+    url = _storage_url(storage)
+    opened = open_storage(url)
+    out.print(f"optuna-dashboard for {mask_url(url)} at http://{host}:{port}/ (Ctrl-C to stop)", highlight=False)
+    optuna_dashboard.run_server(opened, host=host, port=port)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

@@ -1,0 +1,163 @@
+"""Best trial -> a bundle (best.json, model.keras, scaler.json) and predict() on new data with it."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+
+from sweep.config import config_from_dict
+from sweep.data import Scaler, load_dataset, numeric_features, read_table
+from sweep.errors import DataError, ExportError, StorageError
+from sweep.metrics import metrics
+from sweep.objective import fit_and_score
+from sweep.space import TrialParams
+from sweep.runtime import tensorflow
+from sweep.storage import load_study, mask_url, open_storage
+from sweep.train import TrainSettings, score
+
+BUNDLE_FILES = ("best.json", "model.keras", "scaler.json")
+PACKAGES = ("sweep", "tensorflow", "keras", "optuna", "scikit-learn", "numpy", "pandas")
+# Retraining on the same machine is bit-for-bit; across machines/devices float sums may differ slightly.
+REPRODUCE_TOLERANCE = 1e-6
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    out_dir: Path
+    best: dict
+
+    @property
+    def reproduced(self) -> bool:
+        return self.best["validation"]["reproduced"]
+
+
+def _versions() -> dict[str, str]:
+    found = {}
+    for name in PACKAGES:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            found[name] = "not installed"
+    return found
+
+
+def _check_out_dir(out_dir: Path, force: bool) -> None:
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ExportError(f"export path {str(out_dir)!r} is a file; pass --out a directory")
+    if out_dir.is_dir() and any(out_dir.iterdir()) and not force:
+        raise ExportError(
+            f"export directory {str(out_dir)!r} exists and is not empty; choose another --out or pass --force to overwrite"
+        )
+
+
+def _clean(values: dict) -> dict:
+    """JSON-safe metrics (NaN -> null)."""
+    return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in values.items()}
+
+
+def export_best(storage_url: str, study_name: str, out_dir: str | Path, force: bool = False) -> ExportResult:
+    """Retrain the study's best trial with its own seed, check it reproduces the stored validation value,
+    evaluate it once on the held-out test part, and write the bundle to `out_dir`."""
+    from sweep.metrics import parse_objective
+    from sweep.runner import best_trial
+
+    out_dir = Path(out_dir)
+    _check_out_dir(out_dir, force)
+    study = load_study(open_storage(storage_url), study_name)
+    if len(study.directions) != 1:
+        raise ExportError(f"study {study_name!r} has several objectives; export supports single-objective studies")
+    best = best_trial(study)
+    if best is None:
+        raise ExportError(f"study {study_name!r} has no complete trial yet; run `sweep run --study {study_name}` first")
+    if "config" not in study.user_attrs or "train_settings" not in best.user_attrs:
+        raise StorageError(f"study {study_name!r} was not made by `sweep run` (no stored config); cannot export it")
+
+    config = config_from_dict(study.user_attrs["config"])
+    objective = parse_objective(study.user_attrs["objective"]["spec"])
+    dataset = load_dataset(config)
+    stored_fingerprint = study.user_attrs["data"]["fingerprint"]
+    if dataset.fingerprint != stored_fingerprint:
+        raise DataError(
+            f"the data at {config.data!r} changed since the sweep (fingerprint {dataset.fingerprint}, study has "
+            f"{stored_fingerprint}); restore the original data to export this study"
+        )
+    params = TrialParams.from_dict(best.params)
+    settings = TrainSettings(**best.user_attrs["train_settings"])
+    model, _, validation = fit_and_score(dataset, params, settings)
+    reproduced_value = objective.value(validation)
+    test = metrics(dataset.test.y, score(model, dataset.test.X), params.threshold)
+
+    bundle = {
+        "study": study_name,
+        "storage": mask_url(storage_url),
+        "trial": best.number,
+        "objective": {"spec": study.user_attrs["objective"]["spec"], "name": objective.name, "direction": objective.direction},
+        "params": dict(best.params),
+        "class_weight": {"0": 1.0, "1": params.minority_weight},
+        "threshold": params.threshold,
+        "hidden_width": params.hidden_width,
+        "hidden_layers": settings.hidden_layers,
+        "train_settings": best.user_attrs["train_settings"],
+        "seed": settings.seed,
+        "validation": {
+            "value": best.value,
+            "reproduced_value": reproduced_value,
+            "reproduced": abs(reproduced_value - best.value) <= REPRODUCE_TOLERANCE,
+            "metrics": _clean(validation),
+        },
+        "test": {"value": objective.value(test), "metrics": _clean(test)},
+        "data": dataset.summary(),
+        "features": list(dataset.feature_names),
+        "versions": _versions(),
+        "exported_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    if out_dir.is_dir() and force:
+        shutil.rmtree(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model.save(out_dir / "model.keras")
+    (out_dir / "scaler.json").write_text(json.dumps(dataset.scaler.to_dict(), indent=2) + "\n")
+    (out_dir / "best.json").write_text(json.dumps(bundle, indent=2) + "\n")
+    return ExportResult(out_dir, bundle)
+
+
+def load_bundle(bundle_dir: str | Path):
+    """Read an export bundle back: (best.json dict, scaler, keras model)."""
+    tensorflow()
+    import keras
+
+    bundle_dir = Path(bundle_dir)
+    missing = [name for name in BUNDLE_FILES if not (bundle_dir / name).is_file()]
+    if missing:
+        raise DataError(
+            f"{str(bundle_dir)!r} is not an export bundle (missing {', '.join(missing)}); "
+            "pass the --out directory of `sweep export`"
+        )
+    best = json.loads((bundle_dir / "best.json").read_text())
+    scaler = Scaler.from_dict(json.loads((bundle_dir / "scaler.json").read_text()))
+    model = keras.saving.load_model(bundle_dir / "model.keras")
+    return best, scaler, model
+
+
+def predict(bundle_dir: str | Path, data_path: str | Path):
+    """Score a CSV/Parquet table with a bundle: one row per input row, in order, columns probability, decision."""
+    import pandas as pd
+
+    best, scaler, model = load_bundle(bundle_dir)
+    frame = read_table(data_path)
+    missing = [name for name in scaler.feature_names if name not in frame.columns]
+    if missing:
+        raise DataError(
+            f"{str(data_path)!r} lacks feature column {missing[0]!r} the model was trained on; expected columns: "
+            f"{', '.join(scaler.feature_names)}"
+        )
+    X = scaler.transform(numeric_features(frame, scaler.feature_names, str(data_path)))
+    probability = score(model, X)
+    decision = (probability >= best["threshold"]).astype(np.int8)
+    return pd.DataFrame({"probability": probability, "decision": decision}, index=frame.index)

@@ -1,0 +1,63 @@
+"""One trial: space -> model/train -> metrics on the validation part; writes the trial's user attributes."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from sweep.errors import TrialFailed
+from sweep.metrics import Objective, metrics
+from sweep.space import TrialParams, suggest
+from sweep.train import TrainSettings, score, train_model
+
+if TYPE_CHECKING:
+    import optuna
+
+    from sweep.config import SweepConfig
+    from sweep.data import Dataset
+
+
+def trial_seed(base_seed: int, trial_number: int) -> int:
+    """A distinct, reproducible training seed per trial."""
+    return (base_seed * 1_000_003 + trial_number) % (2**31 - 1)
+
+
+def train_settings(config: SweepConfig, seed: int) -> TrainSettings:
+    return TrainSettings(config.epochs, config.batch_size, config.learning_rate, config.hidden_layers, seed)
+
+
+def fit_and_score(dataset: Dataset, params: TrialParams, settings: TrainSettings, on_epoch=None):
+    """Train on the training part, score the validation part; returns (model, result, validation metrics)."""
+    model, result = train_model(
+        dataset.train.X, dataset.train.y, params.hidden_width, params.class_weight, settings, on_epoch
+    )
+    scores = score(model, dataset.validation.X)
+    if np.ptp(scores) < 1e-7:
+        raise TrialFailed(f"model predicts the same probability ({scores[0]:.4g}) for every validation row")
+    return model, result, metrics(dataset.validation.y, scores, params.threshold)
+
+
+
+def make_objective(config: SweepConfig, dataset: Dataset, objective: Objective):
+    """The function Optuna calls per trial; failures are recorded with a reason in user attr fail_reason."""
+
+    def run_trial(trial: optuna.Trial) -> float:
+        params = suggest(trial, config)
+        settings = train_settings(config, trial_seed(config.seed, trial.number))
+        trial.set_user_attr("train_settings", dataclasses.asdict(settings))
+        trial.set_user_attr("class_weight", {"0": 1.0, "1": params.minority_weight})
+        try:
+            _, result, found = fit_and_score(dataset, params, settings)
+        except TrialFailed as failure:
+            trial.set_user_attr("fail_reason", str(failure))
+            raise
+        for key, value in found.items():
+            trial.set_user_attr(f"val_{key}", value)
+        trial.set_user_attr("train_seconds", round(result.seconds, 3))
+        trial.set_user_attr("epochs_run", result.epochs_run)
+        trial.set_user_attr("device", result.device)
+        return objective.value(found)
+
+    return run_trial

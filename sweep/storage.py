@@ -1,0 +1,70 @@
+"""Storage URL -> Optuna RDB storage: SQLite by default under studies/, Postgres for many workers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import optuna
+
+from sweep.errors import StorageError
+
+SQLITE_TIMEOUT_SECONDS = 60
+
+
+def mask_url(url: str) -> str:
+    """The URL with any password replaced by ***, safe to print, log and store."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except (ArgumentError, ValueError):
+        return "<unparseable storage URL>"
+
+
+def _hide_secret(text: str, url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    try:
+        password = make_url(url).password
+    except Exception:
+        return text
+    return text.replace(str(password), "***") if password else text
+
+
+def open_storage(url: str) -> optuna.storages.RDBStorage:
+    """Open (and create the tables of) the storage at `url`; any failure is a one-line StorageError."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    shown = mask_url(url)
+    hint = "pass --storage (or SWEEP_STORAGE) a SQLAlchemy URL such as sqlite:///studies/sweeps.db or postgresql+psycopg://user@host/db"
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError):
+        raise StorageError(f"storage URL {url!r} is not a database URL; {hint}") from None
+    engine_kwargs: dict = {}
+    if parsed.get_backend_name() == "sqlite":
+        engine_kwargs["connect_args"] = {"timeout": SQLITE_TIMEOUT_SECONDS}
+        if parsed.database and parsed.database != ":memory:":
+            try:
+                Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StorageError(f"cannot create the folder of SQLite file {parsed.database!r} ({exc.strerror}); {hint}") from None
+    else:
+        # Optuna turns on pool_pre_ping only for MySQL; a dropped Postgres connection must not kill a worker.
+        engine_kwargs["pool_pre_ping"] = True
+    try:
+        return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
+    except Exception as exc:  # SQLAlchemy/driver errors vary by backend; all mean "cannot open"
+        reason = _hide_secret(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__, url)
+        raise StorageError(f"cannot open storage {shown} ({reason}); {hint}") from None
+
+
+def load_study(storage: optuna.storages.RDBStorage, name: str) -> optuna.Study:
+    """Load an existing study; an unknown name is a StorageError listing the studies that exist."""
+    names = optuna.get_all_study_names(storage)
+    if name not in names:
+        known = ", ".join(names) if names else "none"
+        raise StorageError(f"no study named {name!r} in this storage (studies: {known}); check the name or --storage")
+    return optuna.load_study(study_name=name, storage=storage)
