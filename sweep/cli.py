@@ -19,7 +19,8 @@ app = typer.Typer(
     no_args_is_help=True,
     help="Optuna sweeps of the minority-class weight, hidden width and threshold of Keras classifiers.",
 )
-out = Console(soft_wrap=True)
+# Wide tables when piped (Rich would fall back to 80 columns and truncate them).
+out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True, soft_wrap=True)
 _state = {"debug": False}
 

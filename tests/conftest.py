@@ -1,0 +1,92 @@
+"""Shared fixtures: tiny imbalanced tables, SQLite study files, a real Postgres when one is reachable."""
+
+from __future__ import annotations
+
+import os
+import uuid
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from sweep.config import SweepConfig, resolve_config
+
+POSTGRES_ENV = "SWEEP_TEST_POSTGRES_URL"
+DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+
+
+def make_table(rows: int = 3000, positive_share: float = 0.08, seed: int = 0) -> pd.DataFrame:
+    """A small imbalanced binary table with two informative numeric features f0, f1 and a 0/1 label."""
+    from sklearn.datasets import make_classification
+
+    X, y = make_classification(
+        n_samples=rows, n_features=2, n_informative=2, n_redundant=0, n_clusters_per_class=1,
+        weights=[1 - positive_share, positive_share], class_sep=1.0, random_state=seed,
+    )
+    return pd.DataFrame({"f0": X[:, 0], "f1": X[:, 1], "label": y})
+
+
+@pytest.fixture(scope="session")
+def tiny_csv(tmp_path_factory) -> str:
+    path = tmp_path_factory.mktemp("data") / "tiny.csv"
+    make_table().to_csv(path, index=False)
+    return str(path)
+
+
+@pytest.fixture
+def sqlite_url(tmp_path) -> str:
+    return f"sqlite:///{tmp_path / 'studies' / 'test.db'}"
+
+
+@pytest.fixture
+def tiny_config(tiny_csv, sqlite_url):
+    """A fast config on the tiny table: 2 epochs, small batches, a SQLite file in tmp_path."""
+
+    def build(**overrides) -> SweepConfig:
+        values = dict(
+            data=tiny_csv, target="label", storage=sqlite_url, study="tiny", trials=2, epochs=2,
+            batch_size=64, hidden_width="1:8", seed=0,
+        )
+        values.update(overrides)
+        return resolve_config(values, env={})
+
+    return build
+
+
+def _postgres_url() -> str:
+    return os.environ.get(POSTGRES_ENV, DEFAULT_POSTGRES_URL)
+
+
+@pytest.fixture
+def postgres_url() -> str:
+    """The test Postgres URL; skips with a reason when unreachable, fails instead when SWEEP_REQUIRE_POSTGRES=1 (CI)."""
+    import sqlalchemy
+
+    url = _postgres_url()
+    try:
+        engine = sqlalchemy.create_engine(url)
+        with engine.connect() as connection:
+            connection.execute(sqlalchemy.text("select 1"))
+        engine.dispose()
+    except Exception as exc:
+        reason = f"no Postgres reachable at {POSTGRES_ENV} ({type(exc).__name__}); set it to run these tests"
+        if os.environ.get("SWEEP_REQUIRE_POSTGRES") == "1":
+            pytest.fail(f"SWEEP_REQUIRE_POSTGRES=1 but {reason}")
+        pytest.skip(reason)
+    return url
+
+
+@pytest.fixture
+def unique_name() -> str:
+    return f"t-{uuid.uuid4().hex[:10]}"
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if "postgres_url" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.postgres)
+
+
+@pytest.fixture(autouse=True)
+def _seeded_numpy():
+    np.random.seed(0)

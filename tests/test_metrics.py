@@ -1,0 +1,89 @@
+"""Tests for sweep.metrics: objective syntax and metrics that agree with scikit-learn."""
+
+import numpy as np
+import pytest
+from sklearn.metrics import average_precision_score, confusion_matrix, f1_score, fbeta_score, precision_score, recall_score
+
+from sweep.errors import ConfigError
+from sweep.metrics import Objective, metrics, parse_objective
+
+
+@pytest.mark.parametrize("threshold", [0.05, 0.3, 0.5, 0.9, 0.999])
+def test_metrics_agree_with_sklearn(threshold):
+    """Check that precision, recall, F1, AP, confusion counts and flag rate match scikit-learn's."""
+    rng = np.random.default_rng(1)
+    y = (rng.random(2000) < 0.05).astype(int)
+    scores = np.clip(rng.random(2000) * 0.7 + 0.3 * y, 0, 1)
+    flagged = (scores >= threshold).astype(int)
+    found = metrics(y, scores, threshold)
+    assert found["precision"] == pytest.approx(precision_score(y, flagged, zero_division=0))
+    assert found["recall"] == pytest.approx(recall_score(y, flagged, zero_division=0))
+    assert found["f1"] == pytest.approx(f1_score(y, flagged, zero_division=0))
+    assert found["average_precision"] == pytest.approx(average_precision_score(y, scores))
+    tn, fp, fn, tp = confusion_matrix(y, flagged, labels=[0, 1]).ravel()
+    assert (found["tn"], found["fp"], found["fn"], found["tp"]) == (tn, fp, fn, tp)
+    assert found["flag_rate"] == pytest.approx(flagged.mean())
+
+
+@pytest.mark.parametrize(
+    "spec, kind, direction, name",
+    [
+        ("f1", "f1", "maximize", "val_f1"),
+        ("F1", "f1", "maximize", "val_f1"),
+        ("fbeta:2", "fbeta", "maximize", "val_f2"),
+        ("ap", "ap", "maximize", "val_average_precision"),
+        ("average_precision", "ap", "maximize", "val_average_precision"),
+        ("recall_at_precision:0.2", "recall_at_precision", "maximize", "val_recall_at_precision_0.2"),
+        ("cost:miss=50,false_alarm=1", "cost", "minimize", "val_cost_per_row(miss=50,false_alarm=1)"),
+    ],
+)
+def test_parse_objective(spec, kind, direction, name):
+    """Check that each documented objective spec parses to its kind, direction and dashboard metric name."""
+    objective = parse_objective(spec)
+    assert (objective.kind, objective.direction, objective.name) == (kind, direction, name)
+
+
+@pytest.mark.parametrize(
+    "spec, match",
+    [
+        ("accuracy", "unknown objective"),
+        ("fbeta", "beta '' is not a number"),
+        ("fbeta:-1", "beta must be a positive number"),
+        ("recall_at_precision:1.5", "below 1"),
+        ("cost:miss=5", "both miss= and false_alarm="),
+        ("cost:miss=5,alarm=1", "unknown cost 'alarm'"),
+        ("f1:3", "unknown objective"),
+    ],
+)
+def test_bad_objectives(spec, match):
+    """Check that a malformed objective is a ConfigError that quotes it and shows the syntax."""
+    with pytest.raises(ConfigError, match=match) as raised:
+        parse_objective(spec)
+    assert "expected f1 | fbeta:BETA" in str(raised.value)
+
+
+def test_objective_values():
+    """Check that fbeta, cost and recall-at-precision price misses and false alarms as documented."""
+    rng = np.random.default_rng(2)
+    y = (rng.random(500) < 0.1).astype(int)
+    scores = rng.random(500) * 0.6 + 0.4 * y
+    found = metrics(y, scores, 0.5)
+    flagged = (scores >= 0.5).astype(int)
+    assert parse_objective("fbeta:2").value(found) == pytest.approx(fbeta_score(y, flagged, beta=2))
+    cost = parse_objective("cost:miss=10,false_alarm=1").value(found)
+    assert cost == pytest.approx((10 * found["fn"] + found["fp"]) / 500)
+    strict = Objective("recall_at_precision", min_precision=found["precision"] + 0.1)
+    loose = Objective("recall_at_precision", min_precision=max(found["precision"] - 0.1, 0.01))
+    assert strict.value(found) == pytest.approx(-0.1)
+    assert loose.value(found) == pytest.approx(found["recall"])
+
+
+def test_flagging_everything_is_not_a_win():
+    """Check that a model that flags every row gets recall 1 but a flag rate of 1 and a poor F1 and cost."""
+    y = np.array([1] * 10 + [0] * 990)
+    found = metrics(y, np.ones(1000), 0.5)
+    assert found["recall"] == 1.0 and found["flag_rate"] == 1.0
+    assert found["f1"] < 0.02
+    assert parse_objective("cost:miss=10,false_alarm=1").value(found) > parse_objective(
+        "cost:miss=10,false_alarm=1"
+    ).value(metrics(y, np.zeros(1000), 0.5))

@@ -1,0 +1,54 @@
+"""Tests for sweep.train: learning, determinism, weighting and non-finite losses."""
+
+import numpy as np
+import pytest
+
+from sweep.errors import TrialFailed
+from sweep.train import TrainSettings, score, train_model
+from tests.conftest import make_table
+
+
+@pytest.fixture(scope="module")
+def problem():
+    table = make_table(rows=1200)
+    X = ((table[["f0", "f1"]] - table[["f0", "f1"]].mean()) / table[["f0", "f1"]].std()).to_numpy("float32")
+    return X, table["label"].to_numpy()
+
+
+def settings(**kw):
+    values = dict(epochs=6, batch_size=50, learning_rate=0.01, hidden_layers=1, seed=3)
+    values.update(kw)
+    return TrainSettings(**values)
+
+
+def test_loss_goes_down_and_epochs_are_reported(problem):
+    """Check that the weighted loss falls over the epochs and on_epoch sees every epoch in order."""
+    losses = []
+    _, result = train_model(*problem, 4, {0: 1.0, 1: 5.0}, settings(), on_epoch=lambda e, loss: losses.append((e, loss)))
+    assert [e for e, _ in losses] == list(range(1, 7))
+    assert losses[-1][1] < losses[0][1]
+    assert result.epochs_run == 6 and result.device.endswith("CPU:0") and result.seconds > 0
+
+
+def test_same_seed_same_model_other_seed_other_model(problem):
+    """Check that training is deterministic for a seed and differs across seeds."""
+    X = problem[0]
+    first = score(train_model(*problem, 4, {0: 1.0, 1: 5.0}, settings())[0], X)
+    again = score(train_model(*problem, 4, {0: 1.0, 1: 5.0}, settings())[0], X)
+    other = score(train_model(*problem, 4, {0: 1.0, 1: 5.0}, settings(seed=4))[0], X)
+    assert np.array_equal(first, again)
+    assert not np.allclose(first, other)
+
+
+def test_minority_weight_raises_the_flag_rate(problem):
+    """Check that a larger minority weight pushes scores of the whole table up (more rows flagged at 0.5)."""
+    X = problem[0]
+    light = score(train_model(*problem, 4, {0: 1.0, 1: 1.0}, settings())[0], X)
+    heavy = score(train_model(*problem, 4, {0: 1.0, 1: 50.0}, settings())[0], X)
+    assert (heavy >= 0.5).mean() > (light >= 0.5).mean()
+
+
+def test_non_finite_loss_fails_the_trial(problem):
+    """Check that an overflowing loss raises TrialFailed naming the epoch."""
+    with pytest.raises(TrialFailed, match=r"loss became (inf|nan) at epoch 1"):
+        train_model(*problem, 2, {0: 1.0, 1: 1e38}, settings(learning_rate=1.0))
