@@ -122,23 +122,32 @@ def run(
 
 
 def _run_with_progress(config, run_sweep):
+    """Run the sweep with a progress bar (trials done, best value, elapsed) that appears once checks have passed."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from sweep.runner import BUDGET_STATES
+    from sweep.runner import BUDGET_STATES, best_trial, count_trials
 
     columns = (
         TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
         TextColumn("best {task.fields[best]}"), TimeElapsedColumn(),
     )
-    with Progress(*columns, console=err, transient=False) as progress:
-        task = progress.add_task(f"study {config.study}", total=config.trials, best="-")
+    progress = Progress(*columns, console=err, transient=False)
+    task = progress.add_task(f"study {config.study}", total=config.trials, best="-", start=False)
 
-        def update(study, trial) -> None:
-            done = sum(1 for t in study.get_trials(deepcopy=False) if t.state in BUDGET_STATES)
-            best = _fmt(study.best_value) if any(t.state.name == "COMPLETE" for t in study.get_trials(deepcopy=False)) else "-"
-            progress.update(task, completed=min(done, config.trials), best=best)
+    def update(study, _trial=None) -> None:
+        best = best_trial(study)
+        done = min(count_trials(study, BUDGET_STATES), config.trials)
+        progress.update(task, completed=done, best=_fmt(best.value) if best else "-")
 
-        return run_sweep(config, callbacks=[update])
+    def start(study) -> None:
+        update(study)
+        progress.start()
+        progress.start_task(task)
+
+    try:
+        return run_sweep(config, callbacks=[update], on_start=start)
+    finally:
+        progress.stop()
 
 
 def _print_run_summary(config, summary) -> None:

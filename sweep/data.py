@@ -209,7 +209,7 @@ def _features_and_labels(frame, target: str, positive_label: str | None, source:
     classes = sorted(labels.astype(str).unique())
     if len(classes) != 2:
         raise DataError(
-            f"target column {target!r} in {source!r} has {len(classes)} classes ({', '.join(classes[:5])}); "
+            f"target column {target!r} in {source!r} has {len(classes)} class{'' if len(classes) == 1 else 'es'} ({', '.join(classes[:5])}); "
             "expected exactly two (binary classification)"
         )
     text_labels = labels.astype(str)

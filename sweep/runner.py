@@ -101,17 +101,24 @@ class _StopAfterFailures:
             self.in_a_row = 0
 
 
-def run_sweep(config: SweepConfig, callbacks: Sequence[TrialCallback] = (), dataset: Dataset | None = None) -> SweepResult:
+def run_sweep(
+    config: SweepConfig,
+    callbacks: Sequence[TrialCallback] = (),
+    dataset: Dataset | None = None,
+    on_start: Callable[[optuna.Study], None] | None = None,
+) -> SweepResult:
     """Run the sweep of `config` to `config.trials` finished trials in total (resuming the study if it exists).
 
-    Data, config and storage are checked before any trial starts; a failing trial is recorded as FAIL with
-    user attr fail_reason and the sweep goes on.
+    Data, config and storage are checked before any trial starts (then `on_start` is called); a failing trial
+    is recorded as FAIL with user attr fail_reason and the sweep goes on.
     """
     objective = parse_objective(config.objective)
     dataset = dataset if dataset is not None else load_dataset(config)
     study = prepare_study(config, dataset)
     before = len(study.get_trials(deepcopy=False))
     failures = _StopAfterFailures()
+    if on_start is not None:
+        on_start(study)
     if count_trials(study, BUDGET_STATES) < config.trials:
         study.optimize(
             make_objective(config, dataset, objective),

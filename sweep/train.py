@@ -97,5 +97,5 @@ def train_model(
 
 def score(model, X: np.ndarray, chunk: int = 65_536) -> np.ndarray:
     """Predicted probability of the positive class for each row, in row order."""
-    parts = [np.asarray(model(X[i : i + chunk], training=False)).ravel() for i in range(0, len(X), chunk)]
+    parts = [model(X[i : i + chunk], training=False).numpy().ravel() for i in range(0, len(X), chunk)]
     return np.concatenate(parts) if parts else np.empty(0)

@@ -1,0 +1,239 @@
+"""Tests for sweep.cli: the commands end to end, their exit codes and their one-line errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import optuna
+import pandas as pd
+import pytest
+from optuna.trial import TrialState
+from typer.testing import CliRunner
+
+from sweep.cli import app
+from sweep.space import PARAM_NAMES
+from sweep.storage import open_storage
+from tests.conftest import make_table
+from tests.test_objective import VALIDATION_ATTRS
+
+SWEEP = str(Path(sys.executable).with_name("sweep"))
+TRIAL_ATTRS = tuple(f"val_{k}" for k in VALIDATION_ATTRS) + ("train_seconds", "epochs_run", "device")
+
+
+def invoke(*args: str):
+    return CliRunner().invoke(app, list(args), env={"SWEEP_STORAGE": None})
+
+
+@pytest.fixture(scope="module")
+def seed_sweep(tmp_path_factory):
+    """`sweep run --trials 3 --epochs 2` on the seed data in a fresh directory, run as the real console script."""
+    workdir = tmp_path_factory.mktemp("seed-run")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SWEEP_")}
+    done = subprocess.run([SWEEP, "run", "--trials", "3", "--epochs", "2"], cwd=workdir, env=env, capture_output=True, text=True, timeout=600)
+    return workdir, env, done
+
+
+def test_run_on_a_new_machine_leaves_a_study_optuna_reads(seed_sweep):
+    """Check that `sweep run --trials 3 --epochs 2` stores 3 complete trials with params and user attributes."""
+    workdir, _, done = seed_sweep
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr and "I0000" not in done.stderr
+    assert "sweep dashboard" in done.stdout and "sweep export minority-weight" in done.stdout
+    assert "studies/sweeps.db" in done.stdout and "Best trial #" in done.stdout
+    study = optuna.load_study(study_name="minority-weight", storage=f"sqlite:///{workdir / 'studies' / 'sweeps.db'}")
+    complete = study.get_trials(states=(TrialState.COMPLETE,))
+    assert len(complete) == 3
+    for trial in complete:
+        assert set(PARAM_NAMES) == set(trial.params)
+        assert set(TRIAL_ATTRS) <= set(trial.user_attrs)
+    assert study.metric_names == ["val_f1"]
+
+
+def test_export_then_predict_round_trip_on_seed_data(seed_sweep, tmp_path):
+    """Check that export then predict on seed rows gives one row per input row and decisions at the threshold."""
+    workdir, env, _ = seed_sweep
+    bundle = tmp_path / "bundle"
+    exported = subprocess.run([SWEEP, "export", "minority-weight", "--out", str(bundle)], cwd=workdir, env=env, capture_output=True, text=True, timeout=600)
+    assert exported.returncode == 0, exported.stderr
+    best = json.loads((bundle / "best.json").read_text())
+    assert best["validation"]["reproduced"] and best["data"]["splits"]["test"]["rows"] == 20000
+    rng = np.random.default_rng(0)
+    rows = pd.DataFrame({"x0": rng.normal(size=257), "x1": rng.normal(size=257)})
+    rows.to_csv(tmp_path / "rows.csv", index=False)
+    predicted = subprocess.run(
+        [SWEEP, "predict", str(bundle), "--data", str(tmp_path / "rows.csv"), "--out", str(tmp_path / "p.csv")],
+        cwd=workdir, env=env, capture_output=True, text=True, timeout=600,
+    )
+    assert predicted.returncode == 0, predicted.stderr
+    scored = pd.read_csv(tmp_path / "p.csv")
+    assert len(scored) == 257 and list(scored.columns) == ["probability", "decision"]
+    assert np.array_equal(scored["decision"], (scored["probability"] >= best["threshold"]).astype(int))
+
+
+def test_studies_and_show(seed_sweep):
+    """Check that `studies` lists the study with its counts and `show` prints the best and top trials."""
+    workdir, _, _ = seed_sweep
+    storage = f"sqlite:///{workdir / 'studies' / 'sweeps.db'}"
+    listed = invoke("studies", "--storage", storage)
+    assert listed.exit_code == 0 and "minority-weight" in listed.stdout and "val_f1" in listed.stdout
+    shown = invoke("show", "minority-weight", "--storage", storage, "--top", "2")
+    assert shown.exit_code == 0 and "Best trial #" in shown.stdout and "top 2 trials" in shown.stdout
+
+
+@pytest.mark.parametrize("command", [[], ["run"], ["studies"], ["show"], ["export"], ["predict"], ["dashboard"]])
+def test_every_command_has_help(command):
+    """Check that --help works on every command and exits 0."""
+    result = invoke(*command, "--help")
+    assert result.exit_code == 0 and "Usage" in result.stdout
+
+
+def _write(tmp_path: Path, name: str, table: pd.DataFrame | bytes | str) -> str:
+    path = tmp_path / name
+    if isinstance(table, pd.DataFrame):
+        table.to_parquet(path) if name.endswith(".parquet") else table.to_csv(path, index=False)
+    else:
+        path.write_bytes(table if isinstance(table, bytes) else table.encode())
+    return str(path)
+
+
+def _table(**changes) -> pd.DataFrame:
+    table = make_table(rows=300)
+    for column, values in changes.items():
+        table[column] = values
+    return table
+
+
+BAD_RUNS = [
+    # (id, files to write, args, match)
+    ("missing file", {}, ["--data", "nope.csv", "--target", "label"], r"data file '.*nope.csv' does not exist"),
+    ("unreadable file", {"bad.parquet": b"not parquet"}, ["--data", "bad.parquet", "--target", "label"], r"could not read data file .* as Parquet"),
+    ("empty file", {"empty.csv": ""}, ["--data", "empty.csv", "--target", "label"], r"is empty"),
+    ("empty table", {"header.csv": "f0,f1,label\n"}, ["--data", "header.csv", "--target", "label"], r"has no data rows"),
+    ("missing target", {"t.csv": _table()}, ["--data", "t.csv", "--target", "nope"], r"target column 'nope' not found.*f0, f1, label"),
+    ("no target given", {"t.csv": _table()}, ["--data", "t.csv"], r"no target column given.*--target"),
+    ("one class", {"t.csv": _table(label=0)}, ["--data", "t.csv", "--target", "label"], r"has 1 class \(0\); expected exactly two"),
+    ("three classes", {"t.csv": _table(label=np.arange(300) % 3)}, ["--data", "t.csv", "--target", "label"], r"has 3 classes"),
+    ("nan feature", {"t.csv": _table(f1=[np.nan] + [0.0] * 299)}, ["--data", "t.csv", "--target", "label"], r"column 'f1' .* 1 missing or infinite"),
+    ("inf feature", {"t.parquet": _table(f0=[np.inf] * 2 + [0.0] * 298)}, ["--data", "t.parquet", "--target", "label"], r"column 'f0' .* 2 missing or infinite"),
+    ("text feature", {"t.csv": _table(city=["a"] * 300)}, ["--data", "t.csv", "--target", "label"], r"column 'city' .* is not numeric"),
+    ("tiny minority", {"t.csv": _table(label=[1] * 4 + [0] * 296)}, ["--data", "t.csv", "--target", "label"], r"minority class has 4 rows.*at least 10"),
+    ("unknown objective", {}, ["--objective", "accuracy"], r"objective 'accuracy' .*unknown objective"),
+    ("inverted range", {}, ["--minority-weight", "100:1"], r"minority_weight = '100:1'.*LOW <= HIGH"),
+    ("non-positive range", {}, ["--minority-weight", "-1:10"], r"minority_weight = '-1:10'.*0 < LOW"),
+    ("zero trials", {}, ["--trials", "0"], r"trials = 0 .*>= 1"),
+    ("negative trials", {}, ["--trials", "-2"], r"trials = -2"),
+    ("bad storage", {}, ["--storage", "postgresql+psycopg://u:pw123@127.0.0.1:1/x"], r"cannot open storage postgresql\+psycopg://u:\*\*\*@"),
+    ("unknown positive label", {"t.csv": _table()}, ["--data", "t.csv", "--target", "label", "--positive-label", "7"], r"--positive-label '7' is not a label"),
+    ("bad config key", {"c.toml": "trails = 3\n"}, ["--config", "c.toml"], r"unknown key 'trails'"),
+]
+
+
+@pytest.mark.parametrize("files, args, match", [case[1:] for case in BAD_RUNS], ids=[case[0] for case in BAD_RUNS])
+def test_bad_run_input_is_one_line_exit_2_and_stores_nothing(tmp_path, monkeypatch, files, args, match):
+    """Check that bad input to `sweep run` gets one clear line on stderr, exit code 2, and no study is created."""
+    monkeypatch.chdir(tmp_path)
+    for name, content in files.items():
+        _write(tmp_path, name, content)
+    result = invoke("run", "--epochs", "1", *args)
+    assert result.exit_code == 2, result.stdout + result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert re.search(match, lines[0]), lines[0]
+    assert "pw123" not in result.stderr
+    assert not (tmp_path / "studies" / "sweeps.db").exists()
+
+
+@pytest.fixture
+def small_study(tiny_config):
+    """A finished 2-trial study on the tiny table."""
+    from sweep.runner import run_sweep
+
+    config = tiny_config()
+    run_sweep(config)
+    return config
+
+
+@pytest.mark.parametrize(
+    "args, match",
+    [
+        (["show", "nope", "--storage", "{storage}"], r"no study named 'nope'.*studies: tiny"),
+        (["export", "nope", "--out", "{tmp}/o", "--storage", "{storage}"], r"no study named 'nope'"),
+        (["export", "empty", "--out", "{tmp}/o", "--storage", "{storage}"], r"study 'empty' has no complete trial"),
+        (["export", "tiny", "--out", "{tmp}/full", "--storage", "{storage}"], r"exists and is not empty.*--force"),
+        (["predict", "{tmp}", "--data", "{tmp}/x.csv"], r"is not an export bundle"),
+    ],
+)
+def test_bad_study_commands_are_one_line_exit_2(small_study, tmp_path, args, match):
+    """Check that unknown studies, empty studies and blocked export directories are one-line errors with exit 2."""
+    optuna.create_study(storage=open_storage(small_study.storage), study_name="empty")
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "keep.txt").write_text("mine")
+    result = invoke(*[a.format(tmp=tmp_path, storage=small_study.storage) for a in args])
+    assert result.exit_code == 2, result.stdout + result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ")
+    assert re.search(match, lines[0]), lines[0]
+    assert (tmp_path / "full" / "keep.txt").read_text() == "mine"
+
+
+def test_export_force_overwrites(small_study, tmp_path):
+    """Check that --force lets export replace a non-empty directory."""
+    (tmp_path / "o").mkdir()
+    (tmp_path / "o" / "old.txt").write_text("x")
+    result = invoke("export", "tiny", "--out", str(tmp_path / "o"), "--storage", small_study.storage, "--force")
+    assert result.exit_code == 0, result.stderr
+    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["best.json", "model.keras", "scaler.json"]
+
+
+def test_unexpected_errors_exit_1_without_traceback(small_study, monkeypatch):
+    """Check that an unexpected failure prints one line and exits 1, and --debug shows the traceback."""
+    import sweep.runner
+
+    def explode(*_args, **_kwargs):
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(sweep.runner, "run_sweep", explode)
+    quiet = invoke("run", "--storage", small_study.storage, "--data", small_study.data, "--target", "label")
+    assert quiet.exit_code == 1 and "RuntimeError: disk on fire" in quiet.stderr and "Traceback" not in quiet.stderr
+    loud = invoke("--debug", "run", "--storage", small_study.storage, "--data", small_study.data, "--target", "label")
+    assert loud.exit_code == 1 and "Traceback" in loud.stderr
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_dashboard_serves_our_study(small_study):
+    """Check that `sweep dashboard` starts the real optuna-dashboard on 127.0.0.1 and serves the study and its trials."""
+    port = _free_port()
+    server = subprocess.Popen([SWEEP, "dashboard", "--storage", small_study.storage, "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        studies = None
+        for _ in range(100):
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies", timeout=2) as response:
+                    studies = json.load(response)["study_summaries"]
+                break
+            except OSError:
+                time.sleep(0.2)
+        assert studies is not None, "dashboard did not answer"
+        listed = {s["study_name"]: s for s in studies}
+        assert "tiny" in listed
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies/{listed['tiny']['study_id']}", timeout=5) as response:
+            detail = json.load(response)
+        assert len(detail["trials"]) == 2 and detail["objective_names"] == ["val_f1"]
+        assert any(attr["key"] == "val_flag_rate" for attr in detail["trials"][0]["user_attrs"])
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
