@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import logging
 import sys
 import traceback
 from pathlib import Path
@@ -75,6 +76,19 @@ def main_options(
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.DEBUG if debug else optuna.logging.WARNING)
+    if not debug:
+        for handler in logging.getLogger("optuna").handlers:
+            handler.addFilter(_drop_expected_tracebacks)
+
+
+def _drop_expected_tracebacks(record: logging.LogRecord) -> bool:
+    """Keep Optuna's "Trial N failed ... because of TrialFailed(reason)" line but not its traceback."""
+    from sweep.errors import TrialFailed
+
+    if record.exc_info and isinstance(record.exc_info[1], TrialFailed):
+        record.exc_info = None
+        record.exc_text = None
+    return True
 
 
 def _fmt(value, digits: int = 4) -> str:

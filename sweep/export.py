@@ -114,6 +114,7 @@ def export_best(storage_url: str, study_name: str, out_dir: str | Path, force: b
         },
         "test": {"value": objective.value(test), "metrics": _clean(test)},
         "data": dataset.summary(),
+        "config": study.user_attrs["config"],
         "features": list(dataset.feature_names),
         "versions": _versions(),
         "exported_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),

@@ -51,7 +51,8 @@ def prepare_study(config: SweepConfig, dataset: Dataset) -> optuna.Study:
     existing = config.study in optuna.get_all_study_names(storage)
     # Offset the sampler's seed by the trials already stored, so a resumed run does not replay the same draws.
     already = len(optuna.load_study(study_name=config.study, storage=storage).trials) if existing else 0
-    sampler = optuna.samplers.TPESampler(seed=config.seed + already)
+    # multivariate: the best threshold depends on the weight, so model them jointly rather than one by one.
+    sampler = optuna.samplers.TPESampler(seed=config.seed + already, multivariate=True)
     study = optuna.create_study(
         storage=storage, study_name=config.study, sampler=sampler, direction=objective.direction, load_if_exists=True
     )
