@@ -27,7 +27,7 @@ _state = {"debug": False}
 
 StorageOption = Annotated[
     Optional[str],
-    typer.Option("--storage", help="SQLAlchemy URL of the study storage [default: SWEEP_STORAGE or sqlite:///studies/sweeps.db]"),
+    typer.Option("--storage", help="SQLAlchemy URL of the study storage", show_default="SWEEP_STORAGE or sqlite:///studies/sweeps.db"),
 ]
 
 
@@ -103,24 +103,24 @@ def _fmt(value, digits: int = 4) -> str:
 @reports_errors
 def run(
     config: Annotated[Optional[Path], typer.Option("--config", help="TOML file; every option below is a key in it.")] = None,
-    study: Annotated[Optional[str], typer.Option(help="Study name; an existing study is resumed. [default: minority-weight]")] = None,
+    study: Annotated[Optional[str], typer.Option(help="Study name; an existing study is resumed.", show_default="minority-weight")] = None,
     storage: StorageOption = None,
-    data: Annotated[Optional[str], typer.Option(help="'seed' (the reference data) or a CSV/Parquet path. [default: seed]")] = None,
+    data: Annotated[Optional[str], typer.Option(help="'seed' (the reference data) or a CSV/Parquet path.", show_default="seed")] = None,
     target: Annotated[Optional[str], typer.Option(help="Label column of a data file.")] = None,
     positive_label: Annotated[Optional[str], typer.Option(help="Label of the positive (minority) class when it is not 1.")] = None,
-    trials: Annotated[Optional[int], typer.Option(help="Finished trials the study should hold in total (not 'more'). [default: 30]")] = None,
+    trials: Annotated[Optional[int], typer.Option(help="Finished trials the study should hold in total (not 'more').", show_default="30")] = None,
     timeout: Annotated[Optional[float], typer.Option(help="Stop starting new trials after this many seconds.")] = None,
-    epochs: Annotated[Optional[int], typer.Option(help="Training epochs per trial. [default: 50]")] = None,
-    batch_size: Annotated[Optional[int], typer.Option(help="Mini-batch size. [default: 100]")] = None,
-    learning_rate: Annotated[Optional[float], typer.Option(help="Adam learning rate. [default: 0.001]")] = None,
-    objective: Annotated[Optional[str], typer.Option(help="f1 | fbeta:BETA | ap | recall_at_precision:P | cost:miss=A,false_alarm=B. [default: f1]")] = None,
-    seed: Annotated[Optional[int], typer.Option(help="Seed of the sampler, the validation split and every trial. [default: 0]")] = None,
-    minority_weight: Annotated[Optional[str], typer.Option(help="Range LOW:HIGH of the minority weight (log scale). [default: 1:1000]")] = None,
-    hidden_width: Annotated[Optional[str], typer.Option(help="Range LOW:HIGH of hidden units (log scale). [default: 1:64]")] = None,
-    threshold: Annotated[Optional[str], typer.Option(help="Range LOW:HIGH of the decision threshold. [default: 0.01:0.99]")] = None,
-    hidden_layers: Annotated[Optional[int], typer.Option(help="Hidden layers of the network. [default: 1]")] = None,
-    validation_fraction: Annotated[Optional[float], typer.Option(help="Share of the non-test rows used for validation. [default: 0.2]")] = None,
-    test_fraction: Annotated[Optional[float], typer.Option(help="Share of a data file held out as test (seed data: the tutorial's 20%). [default: 0.2]")] = None,
+    epochs: Annotated[Optional[int], typer.Option(help="Training epochs per trial.", show_default="50")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(help="Mini-batch size.", show_default="100")] = None,
+    learning_rate: Annotated[Optional[float], typer.Option(help="Adam learning rate.", show_default="0.001")] = None,
+    objective: Annotated[Optional[str], typer.Option(help="f1 | fbeta:BETA | ap | recall_at_precision:P | cost:miss=A,false_alarm=B.", show_default="f1")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Seed of the sampler, the validation split and every trial.", show_default="0")] = None,
+    minority_weight: Annotated[Optional[str], typer.Option(help="Range LOW:HIGH of the minority weight (log scale).", show_default="1:1000")] = None,
+    hidden_width: Annotated[Optional[str], typer.Option(help="Range LOW:HIGH of hidden units (log scale).", show_default="1:64")] = None,
+    threshold: Annotated[Optional[str], typer.Option(help="Range LOW:HIGH of the decision threshold.", show_default="0.01:0.99")] = None,
+    hidden_layers: Annotated[Optional[int], typer.Option(help="Hidden layers of the network.", show_default="1")] = None,
+    validation_fraction: Annotated[Optional[float], typer.Option(help="Share of the non-test rows used for validation.", show_default="0.2")] = None,
+    test_fraction: Annotated[Optional[float], typer.Option(help="Share of a data file held out as test (seed data: the tutorial's 20%).", show_default="0.2")] = None,
 ) -> None:
     """Run (or resume) a sweep until the study holds --trials finished trials."""
     flags = {k: v for k, v in locals().items() if k != "config"}
