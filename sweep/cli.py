@@ -121,6 +121,9 @@ def run(
     hidden_layers: Annotated[Optional[int], typer.Option(help="Hidden layers of the network.", show_default="1")] = None,
     validation_fraction: Annotated[Optional[float], typer.Option(help="Share of the non-test rows used for validation.", show_default="0.2")] = None,
     test_fraction: Annotated[Optional[float], typer.Option(help="Share of a data file held out as test (seed data: the tutorial's 20%).", show_default="0.2")] = None,
+    pruner: Annotated[Optional[str], typer.Option(help="none | median | percentile:P | hyperband | successive_halving (per-epoch validation objective).", show_default="median")] = None,
+    intra_op_threads: Annotated[Optional[int], typer.Option(help="TensorFlow threads inside one op (0 = automatic).", show_default="0")] = None,
+    inter_op_threads: Annotated[Optional[int], typer.Option(help="TensorFlow ops run in parallel (0 = automatic).", show_default="0")] = None,
 ) -> None:
     """Run (or resume) a sweep until the study holds --trials finished trials."""
     flags = {k: v for k, v in locals().items() if k != "config"}

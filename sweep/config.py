@@ -14,6 +14,7 @@ from sweep.errors import ConfigError
 from sweep.metrics import parse_objective
 
 DEFAULT_STORAGE = "sqlite:///studies/sweeps.db"
+PRUNER_SYNTAX = "none | median | percentile:P | hyperband | successive_halving"
 ENV_PREFIX = "SWEEP_"
 
 
@@ -39,6 +40,9 @@ class SweepConfig:
     hidden_layers: int = 1
     validation_fraction: float = 0.2
     test_fraction: float = 0.2
+    pruner: str = "median"
+    intra_op_threads: int = 0
+    inter_op_threads: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able dict (ranges as lists), e.g. for the study's user attributes."""
@@ -94,9 +98,18 @@ def _coerce(key: str, value: Any, source: str) -> Any:
         if key == "objective":
             parse_objective(text, source=source)
         return text
-    if key in ("trials", "epochs", "batch_size", "hidden_layers", "seed"):
+    if key == "pruner":
+        text = str(value).strip().lower()
+        name, _, argument = text.partition(":")
+        if name == "percentile":
+            share = _as_float(key, argument, source)
+            _expect(0 < share < 100, key, value, source, "percentile:P with 0 < P < 100")
+        else:
+            _expect(name in ("none", "median", "hyperband", "successive_halving") and not argument, key, value, source, PRUNER_SYNTAX)
+        return text
+    if key in ("trials", "epochs", "batch_size", "hidden_layers", "seed", "intra_op_threads", "inter_op_threads"):
         number = _as_int(key, value, source)
-        low = 0 if key == "seed" else 1
+        low = 0 if key in ("seed", "intra_op_threads", "inter_op_threads") else 1
         _expect(number >= low, key, value, source, f"an integer >= {low}")
         if key == "hidden_layers":
             _expect(number <= 8, key, value, source, "between 1 and 8 hidden layers")

@@ -42,6 +42,12 @@ class Objective:
     def uses_threshold(self) -> bool:
         return self.kind != "ap"
 
+    def value_of_scores(self, y_true: np.ndarray, scores: np.ndarray, threshold: float) -> float:
+        """The objective straight from scores, computing only what it needs (used after every epoch)."""
+        if self.kind == "ap":
+            return average_precision(y_true, scores)
+        return self.value(threshold_metrics(y_true, scores, threshold))
+
     def value(self, metrics: dict) -> float:
         """The objective from metrics(); see the README for how each kind prices misses and false alarms."""
         if self.kind == "f1":
@@ -107,26 +113,48 @@ def fbeta(precision: float, recall: float, beta: float) -> float:
     return 0.0 if denominator == 0 else (1 + beta**2) * precision * recall / denominator
 
 
-def metrics(y_true: np.ndarray, scores: np.ndarray, threshold: float) -> dict:
-    """Validation or test metrics of scores flagged at `threshold` (flag = score >= threshold)."""
-    from sklearn.metrics import average_precision_score, confusion_matrix, roc_auc_score
+def threshold_metrics(y_true: np.ndarray, scores: np.ndarray, threshold: float) -> dict:
+    """Confusion counts, precision, recall, F1 and flag rate at `threshold` (flag = score >= threshold).
 
-    y_true = np.asarray(y_true).astype(int).ravel()
-    scores = np.asarray(scores, dtype=float).ravel()
-    flagged = (scores >= threshold).astype(int)
-    tn, fp, fn, tp = (int(c) for c in confusion_matrix(y_true, flagged, labels=[0, 1]).ravel())
+    Plain numpy rather than sklearn.metrics.confusion_matrix: this runs after every epoch for pruning,
+    where sklearn's input validation costs more than the counting (tests check both agree).
+    """
+    y_true = np.asarray(y_true).astype(bool).ravel()
+    flagged = np.asarray(scores).ravel() >= threshold
+    tp = int(np.count_nonzero(flagged & y_true))
+    fp = int(np.count_nonzero(flagged)) - tp
+    fn = int(np.count_nonzero(y_true)) - tp
+    tn = len(y_true) - tp - fp - fn
     precision = tp / (tp + fp) if tp + fp else 0.0
     recall = tp / (tp + fn) if tp + fn else 0.0
-    both_classes = 0 < y_true.sum() < len(y_true)
     return {
         "precision": precision,
         "recall": recall,
         "f1": fbeta(precision, recall, 1.0),
-        "average_precision": float(average_precision_score(y_true, scores)) if both_classes else float("nan"),
-        "roc_auc": float(roc_auc_score(y_true, scores)) if both_classes else float("nan"),
-        "flag_rate": float(flagged.mean()),
+        "flag_rate": (tp + fp) / len(y_true) if len(y_true) else 0.0,
         "tp": tp,
         "fp": fp,
         "tn": tn,
         "fn": fn,
     }
+
+
+def average_precision(y_true: np.ndarray, scores: np.ndarray) -> float:
+    """sklearn's average precision; NaN when only one class is present."""
+    from sklearn.metrics import average_precision_score
+
+    y_true = np.asarray(y_true).astype(int).ravel()
+    both_classes = 0 < y_true.sum() < len(y_true)
+    return float(average_precision_score(y_true, np.asarray(scores).ravel())) if both_classes else float("nan")
+
+
+def metrics(y_true: np.ndarray, scores: np.ndarray, threshold: float) -> dict:
+    """All validation or test metrics of scores flagged at `threshold`: threshold_metrics plus AP and ROC-AUC."""
+    from sklearn.metrics import roc_auc_score
+
+    y_int = np.asarray(y_true).astype(int).ravel()
+    found = threshold_metrics(y_int, scores, threshold)
+    found["average_precision"] = average_precision(y_int, scores)
+    both_classes = 0 < y_int.sum() < len(y_int)
+    found["roc_auc"] = float(roc_auc_score(y_int, np.asarray(scores).ravel())) if both_classes else float("nan")
+    return found

@@ -6,15 +6,15 @@ import dataclasses
 from typing import TYPE_CHECKING
 
 import numpy as np
+import optuna
 
 from sweep.errors import TrialFailed
 from sweep.metrics import Objective, metrics
+from sweep.runtime import detect_device, thread_settings
 from sweep.space import TrialParams, suggest
 from sweep.train import TrainSettings, score, train_model
 
 if TYPE_CHECKING:
-    import optuna
-
     from sweep.config import SweepConfig
     from sweep.data import Dataset
 
@@ -48,8 +48,22 @@ def make_objective(config: SweepConfig, dataset: Dataset, objective: Objective):
         settings = train_settings(config, trial_seed(config.seed, trial.number))
         trial.set_user_attr("train_settings", dataclasses.asdict(settings))
         trial.set_user_attr("class_weight", {"0": 1.0, "1": params.minority_weight})
+        trial.set_user_attr("device", detect_device())
+        trial.set_user_attr("threads", thread_settings())
+
+        def report(epoch: int, _loss: float, model) -> None:
+            """Per-epoch validation objective for the dashboard's learning curves and the pruner."""
+            value = objective.value_of_scores(dataset.validation.y, score(model, dataset.validation.X), params.threshold)
+            if np.isnan(value):
+                return
+            trial.report(value, epoch)
+            if trial.should_prune():
+                trial.set_user_attr("pruned_at_epoch", epoch)
+                trial.set_user_attr("epochs_run", epoch)
+                raise optuna.TrialPruned(f"pruned at epoch {epoch} with {objective.name} = {value:.4g}")
+
         try:
-            _, result, found = fit_and_score(dataset, params, settings)
+            _, result, found = fit_and_score(dataset, params, settings, on_epoch=report)
         except TrialFailed as failure:
             trial.set_user_attr("fail_reason", str(failure))
             raise
@@ -57,7 +71,6 @@ def make_objective(config: SweepConfig, dataset: Dataset, objective: Objective):
             trial.set_user_attr(f"val_{key}", value)
         trial.set_user_attr("train_seconds", round(result.seconds, 3))
         trial.set_user_attr("epochs_run", result.epochs_run)
-        trial.set_user_attr("device", result.device)
         return objective.value(found)
 
     return run_trial

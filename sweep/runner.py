@@ -15,12 +15,15 @@ from sweep.data import Dataset, load_dataset
 from sweep.errors import StorageError, TrialFailed
 from sweep.metrics import parse_objective
 from sweep.objective import make_objective
+from sweep.runtime import configure_threads
 from sweep.storage import mask_url, open_storage
 
 # Trials that count towards --trials: finished with a value, or stopped early by a pruner.
 BUDGET_STATES = (TrialState.COMPLETE, TrialState.PRUNED)
 # A run stops (and says so) after this many failed trials in a row: something is wrong beyond one trial.
 MAX_CONSECUTIVE_FAILURES = 10
+# Keys that decide which rows are train/validation/test: a resumed study must keep them.
+SPLIT_KEYS = ("seed", "validation_fraction", "test_fraction", "target", "positive_label")
 
 TrialCallback = Callable[[optuna.Study, FrozenTrial], None]
 
@@ -44,6 +47,22 @@ def count_trials(study: optuna.Study, states: Sequence[TrialState]) -> int:
     return len(study.get_trials(deepcopy=False, states=tuple(states)))
 
 
+def make_pruner(spec: str, epochs: int) -> optuna.pruners.BasePruner:
+    """Optuna's pruner for a --pruner spec (checked by config). Epochs are the pruning steps."""
+    name, _, argument = spec.partition(":")
+    # The first epochs of a weighted network are noisy at a fixed threshold: let a fifth of them pass.
+    warmup = max(1, epochs // 5)
+    if name == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=warmup)
+    if name == "percentile":
+        return optuna.pruners.PercentilePruner(float(argument), n_startup_trials=5, n_warmup_steps=warmup)
+    if name == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=warmup, max_resource=epochs)
+    if name == "successive_halving":
+        return optuna.pruners.SuccessiveHalvingPruner(min_resource=warmup)
+    return optuna.pruners.NopPruner()
+
+
 def prepare_study(config: SweepConfig, dataset: Dataset) -> optuna.Study:
     """Create the study or resume it; a resumed study must have the same data and objective."""
     objective = parse_objective(config.objective)
@@ -54,7 +73,8 @@ def prepare_study(config: SweepConfig, dataset: Dataset) -> optuna.Study:
     # multivariate: the best threshold depends on the weight, so model them jointly rather than one by one.
     sampler = optuna.samplers.TPESampler(seed=config.seed + already, multivariate=True)
     study = optuna.create_study(
-        storage=storage, study_name=config.study, sampler=sampler, direction=objective.direction, load_if_exists=True
+        storage=storage, study_name=config.study, sampler=sampler, pruner=make_pruner(config.pruner, config.epochs),
+        direction=objective.direction, load_if_exists=True,
     )
     if existing:
         _check_compatible(study, config, dataset)
@@ -77,6 +97,13 @@ def _check_compatible(study: optuna.Study, config: SweepConfig, dataset: Dataset
             f"study {config.study!r} was created on other data (fingerprint {data['fingerprint']}, now "
             f"{dataset.fingerprint}); use a new --study name for new data"
         )
+    stored_config = stored.get("config", {})
+    for key in SPLIT_KEYS:
+        if key in stored_config and stored_config[key] != getattr(config, key):
+            raise StorageError(
+                f"study {config.study!r} was split with {key} = {stored_config[key]!r}, not {getattr(config, key)!r}; "
+                f"resume it with the same {key} (it decides the validation rows) or use a new --study name"
+            )
     spec = stored.get("objective", {}).get("spec")
     if spec is not None and parse_objective(spec) != parse_objective(config.objective):
         raise StorageError(
@@ -114,6 +141,7 @@ def run_sweep(
     is recorded as FAIL with user attr fail_reason and the sweep goes on.
     """
     objective = parse_objective(config.objective)
+    configure_threads(config.intra_op_threads, config.inter_op_threads)
     dataset = dataset if dataset is not None else load_dataset(config)
     study = prepare_study(config, dataset)
     before = len(study.get_trials(deepcopy=False))

@@ -29,12 +29,53 @@ def _quiet_stderr():
         os.close(saved)
 
 
+# Thread counts asked for (0 = automatic); TensorFlow fixes them when its runtime starts.
+_requested_threads = {"intra_op": 0, "inter_op": 0}
+
+
+def available_cores() -> int:
+    """Cores this process may run on (respects taskset/cgroup affinity, unlike os.cpu_count)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def automatic_threads() -> dict[str, int]:
+    """Defaults measured for these tiny networks (docs/benchmarks.md): ops are too small to split, so one
+    thread per op; a second inter-op thread overlaps the validation scoring with nothing useful."""
+    return {"intra_op": 1, "inter_op": 1}
+
+
+def configure_threads(intra_op: int = 0, inter_op: int = 0) -> None:
+    """Ask for TensorFlow's intra-/inter-op thread counts (0 = automatic) before TensorFlow starts."""
+    _requested_threads.update(intra_op=intra_op, inter_op=inter_op)
+    if tensorflow.cache_info().currsize:
+        _apply_threads(tensorflow())
+
+
+def _apply_threads(tf) -> None:
+    wanted = {k: v or automatic_threads()[k] for k, v in _requested_threads.items()}
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(wanted["intra_op"])
+        tf.config.threading.set_inter_op_parallelism_threads(wanted["inter_op"])
+    except RuntimeError:
+        pass  # the runtime already started in this process; thread_settings() reports what is in force
+
+
+def thread_settings() -> dict[str, int]:
+    """The thread counts TensorFlow runs with (recorded on every trial; 0 would mean TF's own default)."""
+    threading = tensorflow().config.threading
+    return {
+        "intra_op": threading.get_intra_op_parallelism_threads() or available_cores(),
+        "inter_op": threading.get_inter_op_parallelism_threads() or available_cores(),
+    }
+
+
 @functools.cache
 def tensorflow():
-    """The tensorflow module, imported on first use with the start-up noise silenced."""
+    """The tensorflow module, imported on first use with the start-up noise silenced and threads set."""
     with _quiet_stderr():
         import tensorflow as tf
 
+        _apply_threads(tf)
         tf.config.list_physical_devices("GPU")  # probes CUDA now, while stderr is silenced
     return tf
 

@@ -37,13 +37,16 @@ def train_model(
     hidden_width: int,
     class_weight: dict[int, float],
     settings: TrainSettings,
-    on_epoch: Callable[[int, float], None] | None = None,
+    on_epoch: Callable[[int, float, object], None] | None = None,
 ):
     """Build and train a model; returns (model, TrainResult). Raises TrialFailed on a NaN/infinite loss.
 
+    on_epoch(epoch, mean_loss, model) runs after every epoch (1-based); it may raise to stop training
+    (optuna.TrialPruned does).
+
     Same mathematics as model.fit(X, y, class_weight=..., batch_size=..., epochs=..., shuffle=True) with
-    binary cross-entropy and Adam; the loop differs only in running each epoch as one tf.function
-    (no Python per step), which is what makes a trial cost seconds instead of a minute.
+    binary cross-entropy and Adam (see fused_epoch); what differs is that each epoch is one tf.function
+    with no Python per step, which makes a trial cost seconds instead of a minute.
     """
     tf = tensorflow()
     import keras
@@ -56,33 +59,8 @@ def train_model(
     started = time.perf_counter()
     with tf.device(device):
         model = build_model(X.shape[1], hidden_width, settings.hidden_layers)
-        optimizer = keras.optimizers.Adam(learning_rate=settings.learning_rate)
-        optimizer.build(model.trainable_variables)
-        features = tf.constant(X, dtype=tf.float32)
-        labels = tf.constant(np.asarray(y, dtype=np.float32).reshape(-1, 1))
-        weights = tf.constant(
-            np.where(np.asarray(y) == 1, class_weight[1], class_weight[0]).astype(np.float32)
-        )
-        n_rows, batch = len(y), settings.batch_size
-        n_batches = -(-n_rows // batch)
-
-        @tf.function
-        def run_epoch(shuffle_seed):
-            order = tf.argsort(tf.random.stateless_uniform([n_rows], seed=shuffle_seed))
-            xs, ys, ws = tf.gather(features, order), tf.gather(labels, order), tf.gather(weights, order)
-            total = tf.constant(0.0)
-            for step in tf.range(n_batches):
-                start = step * batch
-                xb, yb, wb = xs[start : start + batch], ys[start : start + batch], ws[start : start + batch]
-                with tf.GradientTape() as tape:
-                    per_row = keras.losses.binary_crossentropy(yb, model(xb, training=True))
-                    # Keras' "sum_over_batch_size": weighted sum divided by the rows in the batch.
-                    loss = tf.reduce_sum(per_row * wb) / tf.cast(tf.shape(xb)[0], tf.float32)
-                gradients = tape.gradient(loss, model.trainable_variables)
-                optimizer.apply_gradients(zip(gradients, model.trainable_variables))
-                total += loss
-            return total / tf.cast(n_batches, tf.float32)
-
+        weights = np.where(np.asarray(y) == 1, class_weight[1], class_weight[0])
+        run_epoch = fused_epoch(model, X, y, weights, settings.batch_size, settings.learning_rate)
         loss = float("nan")
         epochs_run = 0
         for epoch in range(settings.epochs):
@@ -91,8 +69,64 @@ def train_model(
             if not np.isfinite(loss):
                 raise TrialFailed(f"training loss became {loss} at epoch {epochs_run}")
             if on_epoch is not None:
-                on_epoch(epochs_run, loss)
+                on_epoch(epochs_run, loss, model)
     return model, TrainResult(epochs_run, time.perf_counter() - started, loss, device)
+
+
+def fused_epoch(model, X: np.ndarray, y: np.ndarray, row_weights: np.ndarray, batch: int, learning_rate: float):
+    """A tf.function that trains `model` (Dense layers) for one epoch and returns the mean batch loss.
+
+    The maths of Keras' fit with class_weight and Adam, written with raw ops because per-op overhead, not
+    arithmetic, is the cost of these tiny networks (docs/benchmarks.md):
+    - rows shuffled every epoch (stateless, seeded by the epoch), consecutive mini-batches of `batch`;
+    - Dense = matmul + bias, relu between, the loss from the last layer's logits with
+      sigmoid_cross_entropy_with_logits: what keras.losses.binary_crossentropy computes for a sigmoid
+      output (it recovers the logits);
+    - the batch loss is sum(weight * loss) / rows in the batch, Keras' "sum_over_batch_size";
+    - Adam with Keras' defaults (beta_1 0.9, beta_2 0.999, epsilon 1e-7) as one fused
+      ResourceApplyAdam per variable, whose update is the one keras.optimizers.Adam.update_step does.
+    """
+    tf = tensorflow()
+    layers = [(layer.kernel.value, layer.bias.value) for layer in model.layers]
+    variables = [variable for pair in layers for variable in pair]
+    moments = [(tf.Variable(tf.zeros(v.shape)), tf.Variable(tf.zeros(v.shape))) for v in variables]
+    iterations = tf.Variable(0.0)
+    features = tf.constant(X, dtype=tf.float32)
+    labels = tf.constant(np.asarray(y, dtype=np.float32).reshape(-1, 1))
+    weights = tf.constant(np.asarray(row_weights, dtype=np.float32).reshape(-1, 1))
+    n_rows = len(y)
+    n_batches = -(-n_rows // batch)
+
+    def logits(x):
+        for kernel, bias in layers[:-1]:
+            x = tf.nn.relu(tf.matmul(x, kernel) + bias)
+        kernel, bias = layers[-1]
+        return tf.matmul(x, kernel) + bias
+
+    @tf.function
+    def run_epoch(shuffle_seed):
+        order = tf.argsort(tf.random.stateless_uniform([n_rows], seed=shuffle_seed))
+        xs, ys, ws = tf.gather(features, order), tf.gather(labels, order), tf.gather(weights, order)
+        total = tf.constant(0.0)
+        for step in tf.range(n_batches):
+            start = step * batch
+            xb, yb, wb = xs[start : start + batch], ys[start : start + batch], ws[start : start + batch]
+            with tf.GradientTape() as tape:
+                per_row = tf.nn.sigmoid_cross_entropy_with_logits(labels=yb, logits=logits(xb))
+                loss = tf.reduce_sum(per_row * wb) / tf.cast(tf.shape(xb)[0], tf.float32)
+            gradients = tape.gradient(loss, variables)
+            iterations.assign_add(1.0)
+            beta_1_power, beta_2_power = tf.pow(0.9, iterations), tf.pow(0.999, iterations)
+            for variable, gradient, (m, v) in zip(variables, gradients, moments):
+                tf.raw_ops.ResourceApplyAdam(
+                    var=variable.handle, m=m.handle, v=v.handle, beta1_power=beta_1_power,
+                    beta2_power=beta_2_power, lr=learning_rate, beta1=0.9, beta2=0.999, epsilon=1e-7,
+                    grad=gradient,
+                )
+            total += loss
+        return total / tf.cast(n_batches, tf.float32)
+
+    return run_epoch
 
 
 def score(model, X: np.ndarray, chunk: int = 65_536) -> np.ndarray:

@@ -79,6 +79,16 @@ def test_export_then_predict_round_trip_on_seed_data(seed_sweep, tmp_path):
     assert np.array_equal(scored["decision"], (scored["probability"] >= best["threshold"]).astype(int))
 
 
+def test_thread_settings_reach_tensorflow_and_the_trial(tiny_csv, tmp_path):
+    """Check that --intra-op-threads/--inter-op-threads are applied in a fresh process and recorded per trial."""
+    storage = f"sqlite:///{tmp_path / 'threads.db'}"
+    args = ["run", "--data", tiny_csv, "--target", "label", "--trials", "1", "--epochs", "1", "--storage", storage]
+    done = subprocess.run([SWEEP, *args, "--intra-op-threads", "2", "--inter-op-threads", "3"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    trial = optuna.load_study(study_name="minority-weight", storage=storage).trials[0]
+    assert trial.user_attrs["threads"] == {"intra_op": 2, "inter_op": 3}
+
+
 def test_studies_and_show(seed_sweep):
     """Check that `studies` lists the study with its counts and `show` prints the best and top trials."""
     workdir, _, _ = seed_sweep

@@ -81,6 +81,9 @@ def test_every_field_has_a_cli_flag():
         ({"timeout": -1}, r"timeout.*positive"),
         ({"validation_fraction": 1.5}, r"validation_fraction"),
         ({"hidden_layers": 12}, r"hidden_layers.*between 1 and 8"),
+        ({"pruner": "fast"}, r"pruner = 'fast'.*none \| median"),
+        ({"pruner": "percentile:120"}, r"pruner.*0 < P < 100"),
+        ({"intra_op_threads": -1}, r"intra_op_threads = -1.*>= 0"),
     ],
 )
 def test_bad_values_name_the_key(cli, match):

@@ -45,3 +45,27 @@ def test_failing_trial_is_recorded_with_its_reason_and_the_sweep_goes_on(tiny_co
     assert failed.state == TrialState.FAIL
     assert "loss became" in failed.user_attrs["fail_reason"]
     assert finished.state == TrialState.COMPLETE
+
+
+@pytest.mark.parametrize(
+    "pruner, state, epochs_reported",
+    [
+        (optuna.pruners.NopPruner(), TrialState.COMPLETE, [1, 2, 3]),
+        # A real pruner told that no value is good enough: it stops the trial after its first report.
+        (optuna.pruners.ThresholdPruner(lower=2.0), TrialState.PRUNED, [1]),
+    ],
+)
+def test_epochs_are_reported_and_pruning_is_recorded(tiny_config, pruner, state, epochs_reported):
+    """Check that every epoch's validation objective is reported, and a pruned trial ends PRUNED at its epoch."""
+    config = tiny_config(epochs=3)
+    dataset = load_dataset(config)
+    study = optuna.create_study(storage=open_storage(config.storage), direction="maximize", pruner=pruner)
+    study.optimize(make_objective(config, dataset, parse_objective("f1")), n_trials=1)
+    trial = study.trials[0]
+    assert trial.state == state
+    assert sorted(trial.intermediate_values) == epochs_reported
+    if state == TrialState.PRUNED:
+        assert trial.user_attrs["pruned_at_epoch"] == 1 and trial.user_attrs["epochs_run"] == 1
+    else:
+        assert trial.intermediate_values[3] == pytest.approx(trial.value)
+    assert set(trial.user_attrs["threads"]) == {"intra_op", "inter_op"}

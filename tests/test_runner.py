@@ -5,7 +5,7 @@ import pytest
 from optuna.trial import TrialState
 
 from sweep.errors import StorageError
-from sweep.runner import run_sweep
+from sweep.runner import make_pruner, run_sweep
 from sweep.space import PARAM_NAMES
 from tests.conftest import make_table
 
@@ -43,17 +43,38 @@ def test_study_bookkeeping(tiny_config):
     [
         ("objective", r"optimises objective 'f1', not 'ap'"),
         ("data", r"created on other data"),
+        ("seed", r"split with seed = 0, not 3"),
+        ("validation_fraction", r"split with validation_fraction = 0.2, not 0.3"),
     ],
 )
 def test_resume_refuses_an_incompatible_study(tiny_config, tmp_path, key, match):
-    """Check that resuming with another objective or other data is an error that leaves the study untouched."""
+    """Check that resuming with another objective, other data or another split is an error that leaves the study untouched."""
     run_sweep(tiny_config(trials=1))
     other_table = tmp_path / "other.csv"
     make_table(seed=5).to_csv(other_table, index=False)
-    change = {"objective": "ap", "data": str(other_table)}[key]
+    change = {"objective": "ap", "data": str(other_table), "seed": 3, "validation_fraction": 0.3}[key]
     with pytest.raises(StorageError, match=match):
         run_sweep(tiny_config(trials=3, **{key: change}))
     assert len(optuna.load_study(study_name="tiny", storage=tiny_config().storage).trials) == 1
+
+
+def test_pruned_trials_count_towards_the_budget(tiny_config):
+    """Check that a strict pruner prunes trials after its start-up trials and that pruned trials count in --trials."""
+    result = run_sweep(tiny_config(trials=8, epochs=5, pruner="percentile:99"))
+    study = optuna.load_study(study_name="tiny", storage=tiny_config().storage)
+    pruned = study.get_trials(states=(TrialState.PRUNED,))
+    assert result.finished == 8 and len(pruned) >= 1
+    assert all(t.user_attrs["pruned_at_epoch"] < 5 for t in pruned)
+
+
+@pytest.mark.parametrize(
+    "spec, kind",
+    [("none", "NopPruner"), ("median", "MedianPruner"), ("hyperband", "HyperbandPruner"),
+     ("successive_halving", "SuccessiveHalvingPruner"), ("percentile:25", "PercentilePruner")],
+)
+def test_pruner_specs(spec, kind):
+    """Check that each --pruner spec builds the matching Optuna pruner."""
+    assert type(make_pruner(spec, epochs=50)).__name__ == kind
 
 
 def test_timeout_stops_early(tiny_config):

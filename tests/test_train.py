@@ -24,7 +24,7 @@ def settings(**kw):
 def test_loss_goes_down_and_epochs_are_reported(problem):
     """Check that the weighted loss falls over the epochs and on_epoch sees every epoch in order."""
     losses = []
-    _, result = train_model(*problem, 4, {0: 1.0, 1: 5.0}, settings(), on_epoch=lambda e, loss: losses.append((e, loss)))
+    _, result = train_model(*problem, 4, {0: 1.0, 1: 5.0}, settings(), on_epoch=lambda e, loss, _model: losses.append((e, loss)))
     assert [e for e, _ in losses] == list(range(1, 7))
     assert losses[-1][1] < losses[0][1]
     assert result.epochs_run == 6 and result.device.endswith("CPU:0") and result.seconds > 0
@@ -52,3 +52,29 @@ def test_non_finite_loss_fails_the_trial(problem):
     """Check that an overflowing loss raises TrialFailed naming the epoch."""
     with pytest.raises(TrialFailed, match=r"loss became (inf|nan) at epoch 1"):
         train_model(*problem, 2, {0: 1.0, 1: 1e38}, settings(learning_rate=1.0))
+
+
+@pytest.mark.parametrize("hidden_layers, class_weight", [(1, {0: 1.0, 1: 5.0}), (2, {0: 0.5, 1: 40.0})])
+def test_fused_epoch_is_keras_fit(problem, hidden_layers, class_weight):
+    """Check that the fused loop's weights after 3 epochs equal Keras fit(class_weight=...) with Adam from the same start.
+
+    One batch of all rows makes the shuffle order irrelevant, so the two must agree to float32 round-off.
+    """
+    import keras
+
+    from sweep.model import build_model
+    from sweep.train import fused_epoch
+
+    X, y = problem
+    keras.utils.set_random_seed(0)
+    ours = build_model(2, 3, hidden_layers)
+    theirs = build_model(2, 3, hidden_layers)
+    theirs.set_weights(ours.get_weights())
+    weights = np.where(y == 1, class_weight[1], class_weight[0])
+    run_epoch = fused_epoch(ours, X, y, weights, batch=len(y), learning_rate=0.01)
+    our_losses = [float(run_epoch(np.array([0, e], dtype=np.int64))) for e in range(3)]
+    theirs.compile(optimizer=keras.optimizers.Adam(learning_rate=0.01), loss="binary_crossentropy")
+    history = theirs.fit(X, y, batch_size=len(y), epochs=3, class_weight=class_weight, shuffle=False, verbose=0)
+    for mine, reference in zip(ours.get_weights(), theirs.get_weights()):
+        assert np.allclose(mine, reference, atol=1e-5)
+    assert np.allclose(our_losses, history.history["loss"], rtol=1e-4)
