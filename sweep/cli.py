@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import signal
 import logging
 import sys
 import traceback
@@ -124,21 +125,38 @@ def run(
     pruner: Annotated[Optional[str], typer.Option(help="none | median | percentile:P | hyperband | successive_halving (per-epoch validation objective).", show_default="median")] = None,
     intra_op_threads: Annotated[Optional[int], typer.Option(help="TensorFlow threads inside one op (0 = automatic).", show_default="0")] = None,
     inter_op_threads: Annotated[Optional[int], typer.Option(help="TensorFlow ops run in parallel (0 = automatic).", show_default="0")] = None,
+    workers: Annotated[Optional[int], typer.Option(help="Worker processes on this machine, all on the same study.", show_default="1")] = None,
+    device: Annotated[Optional[str], typer.Option(help="auto | cpu | gpu | gpu:N; auto puts worker i on GPU i mod n when there are GPUs.", show_default="auto")] = None,
+    heartbeat_interval: Annotated[Optional[int], typer.Option(help="Seconds between a running trial's heartbeats.", show_default="10")] = None,
+    grace_period: Annotated[Optional[int], typer.Option(help="Seconds without a heartbeat after which a trial's worker is taken for dead: the trial is failed and retried.", show_default="30")] = None,
 ) -> None:
-    """Run (or resume) a sweep until the study holds --trials finished trials."""
+    """Run (or resume) a sweep until the study holds --trials finished trials. `sweep worker` is the same
+    command: start it on other machines with the same --study and --storage to join a running study."""
     flags = {k: v for k, v in locals().items() if k != "config"}
     from sweep.config import resolve_config
-    from sweep.runner import run_sweep
+    from sweep.runner import run_workers
 
+    signal.signal(signal.SIGTERM, _interrupt)  # `docker stop`, `kill`: stop like Ctrl-C, failing the running trial
     resolved = resolve_config(flags, config_file=config)
-    summary = _run_with_progress(resolved, run_sweep)
+    summary = _run_with_progress(resolved, run_workers)
     _print_run_summary(resolved, summary)
     if summary.stop_reason:
         err.print(f"error: {summary.stop_reason}", markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(1)
 
 
-def _run_with_progress(config, run_sweep):
+app.command(
+    name="worker",
+    help="Join (or start) a study and run trials until it holds --trials finished trials: the same as `sweep run`, "
+    "meant for extra machines or containers pointed at a shared --storage.",
+)(run)
+
+
+def _interrupt(signum, _frame) -> None:
+    raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
+
+
+def _run_with_progress(config, run_workers):
     """Run the sweep with a progress bar (trials done, best value, elapsed) that appears once checks have passed."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -151,7 +169,7 @@ def _run_with_progress(config, run_sweep):
     progress = Progress(*columns, console=err, transient=False)
     task = progress.add_task(f"study {config.study}", total=config.trials, best="-", start=False)
 
-    def update(study, _trial=None) -> None:
+    def update(study) -> None:
         best = best_trial(study)
         done = min(count_trials(study, BUDGET_STATES), config.trials)
         progress.update(task, completed=done, best=_fmt(best.value) if best else "-")
@@ -162,7 +180,7 @@ def _run_with_progress(config, run_sweep):
         progress.start_task(task)
 
     try:
-        return run_sweep(config, callbacks=[update], on_start=start)
+        return run_workers(config, on_start=start, on_progress=update)
     finally:
         progress.stop()
 

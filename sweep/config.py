@@ -43,6 +43,10 @@ class SweepConfig:
     pruner: str = "median"
     intra_op_threads: int = 0
     inter_op_threads: int = 0
+    workers: int = 1
+    device: str = "auto"
+    heartbeat_interval: int = 10
+    grace_period: int = 30
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able dict (ranges as lists), e.g. for the study's user attributes."""
@@ -107,12 +111,21 @@ def _coerce(key: str, value: Any, source: str) -> Any:
         else:
             _expect(name in ("none", "median", "hyperband", "successive_halving") and not argument, key, value, source, PRUNER_SYNTAX)
         return text
-    if key in ("trials", "epochs", "batch_size", "hidden_layers", "seed", "intra_op_threads", "inter_op_threads"):
+    if key == "device":
+        text = str(value).strip().lower()
+        name, _, index = text.partition(":")
+        valid = text in ("auto", "cpu", "gpu") or (name == "gpu" and index.isdigit())
+        _expect(valid, key, value, source, "auto | cpu | gpu | gpu:N")
+        return text
+    if key in ("trials", "epochs", "batch_size", "hidden_layers", "seed", "intra_op_threads", "inter_op_threads",
+               "workers", "heartbeat_interval", "grace_period"):
         number = _as_int(key, value, source)
         low = 0 if key in ("seed", "intra_op_threads", "inter_op_threads") else 1
         _expect(number >= low, key, value, source, f"an integer >= {low}")
         if key == "hidden_layers":
             _expect(number <= 8, key, value, source, "between 1 and 8 hidden layers")
+        if key == "workers":
+            _expect(number <= 64, key, value, source, "between 1 and 64 worker processes")
         return number
     if key == "timeout":
         if value is None or (isinstance(value, str) and value.strip().lower() in ("", "none")):
@@ -187,6 +200,11 @@ def resolve_config(
                 flag_source = f"environment variable {ENV_PREFIX}{key.upper()}"
             values[key] = _coerce(key, raw, flag_source)
     config = SweepConfig(**values)
+    if config.grace_period <= config.heartbeat_interval:
+        raise ConfigError(
+            f"grace_period = {config.grace_period} must be longer than heartbeat_interval = {config.heartbeat_interval} "
+            "(a live worker would be declared dead); raise grace_period"
+        )
     if config.data != "seed":
         # Resolve the data path now so the stored config still finds it from another working directory.
         config = dataclasses.replace(config, data=str(Path(config.data).expanduser().resolve()))

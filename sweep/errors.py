@@ -27,3 +27,7 @@ class ExportError(SweepError):
 
 class TrialFailed(Exception):
     """One trial cannot produce a value (NaN loss, constant predictions); the sweep records it and goes on."""
+
+
+class OverBudget(TrialFailed):
+    """A trial started after other workers had already filled the study's budget; it is not run."""

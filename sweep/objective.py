@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import dataclasses
+import os
+import socket
 from typing import TYPE_CHECKING
 
 import numpy as np
 import optuna
 
-from sweep.errors import TrialFailed
+from sweep.errors import OverBudget, TrialFailed
 from sweep.metrics import Objective, metrics
-from sweep.runtime import detect_device, thread_settings
+from sweep.runtime import device_label, thread_settings
 from sweep.space import TrialParams, suggest
 from sweep.train import TrainSettings, score, train_model
 
@@ -40,15 +42,25 @@ def fit_and_score(dataset: Dataset, params: TrialParams, settings: TrainSettings
 
 
 
-def make_objective(config: SweepConfig, dataset: Dataset, objective: Objective):
-    """The function Optuna calls per trial; failures are recorded with a reason in user attr fail_reason."""
+def make_objective(config: SweepConfig, dataset: Dataset, objective: Objective, admit=None):
+    """The function Optuna calls per trial; failures are recorded with a reason in user attr fail_reason.
+
+    `admit(trial)` (optional) says whether the trial is still within the study's budget; when it is not,
+    the trial ends FAIL with over_budget set and nothing is trained.
+    """
 
     def run_trial(trial: optuna.Trial) -> float:
+        if admit is not None and not admit(trial):
+            reason = "not run: other workers had already filled the study's trial budget"
+            trial.set_user_attr("over_budget", True)
+            trial.set_user_attr("fail_reason", reason)
+            raise OverBudget(reason)
+        trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")  # ties a trial to its process
         params = suggest(trial, config)
         settings = train_settings(config, trial_seed(config.seed, trial.number))
         trial.set_user_attr("train_settings", dataclasses.asdict(settings))
         trial.set_user_attr("class_weight", {"0": 1.0, "1": params.minority_weight})
-        trial.set_user_attr("device", detect_device())
+        trial.set_user_attr("device", device_label())
         trial.set_user_attr("threads", thread_settings())
 
         def report(epoch: int, _loss: float, model) -> None:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
+import os
+import signal
+import time
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import optuna
-from optuna.study import MaxTrialsCallback
 from optuna.trial import FrozenTrial, TrialState
 
 from sweep.config import SweepConfig
@@ -15,15 +18,19 @@ from sweep.data import Dataset, load_dataset
 from sweep.errors import StorageError, TrialFailed
 from sweep.metrics import parse_objective
 from sweep.objective import make_objective
-from sweep.runtime import configure_threads
+from sweep.runtime import configure_threads, select_device
 from sweep.storage import mask_url, open_storage
 
 # Trials that count towards --trials: finished with a value, or stopped early by a pruner.
 BUDGET_STATES = (TrialState.COMPLETE, TrialState.PRUNED)
 # A run stops (and says so) after this many failed trials in a row: something is wrong beyond one trial.
 MAX_CONSECUTIVE_FAILURES = 10
+# Dropped database connections a worker survives in one run before giving up.
+MAX_RECONNECTS = 20
 # Keys that decide which rows are train/validation/test: a resumed study must keep them.
 SPLIT_KEYS = ("seed", "validation_fraction", "test_fraction", "target", "positive_label")
+
+logger = logging.getLogger("sweep")
 
 TrialCallback = Callable[[optuna.Study, FrozenTrial], None]
 
@@ -63,10 +70,10 @@ def make_pruner(spec: str, epochs: int) -> optuna.pruners.BasePruner:
     return optuna.pruners.NopPruner()
 
 
-def prepare_study(config: SweepConfig, dataset: Dataset) -> optuna.Study:
+def prepare_study(config: SweepConfig, dataset: Dataset, worker_index: int = 0) -> optuna.Study:
     """Create the study or resume it; a resumed study must have the same data and objective."""
     objective = parse_objective(config.objective)
-    storage = open_storage(config.storage)
+    storage = open_storage(config.storage, config.heartbeat_interval, config.grace_period)
     existing = config.study in optuna.get_all_study_names(storage)
     # Offset the sampler's seed by the trials already stored, so a resumed run does not replay the same draws.
     already = len(optuna.load_study(study_name=config.study, storage=storage).trials) if existing else 0
@@ -120,13 +127,47 @@ class _StopAfterFailures:
         self.last_reason: str | None = None
 
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
-        if trial.state == TrialState.FAIL:
+        if trial.state == TrialState.FAIL and not trial.user_attrs.get("over_budget"):
             self.in_a_row += 1
             self.last_reason = trial.user_attrs.get("fail_reason", "see the log")
             if self.in_a_row >= MAX_CONSECUTIVE_FAILURES:
                 study.stop()
-        else:
+        elif trial.state != TrialState.FAIL:
             self.in_a_row = 0
+
+
+class Budget:
+    """The study's trial budget shared by every worker: trials count when complete, pruned or still running.
+
+    A worker stops once the budget is covered; a trial is admitted only if fewer than `total` trials that
+    were created before it are finished or running, so concurrent workers end with exactly `total`
+    finished trials (a running trial that later fails frees its place for the workers still going).
+    """
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+
+    def _covering(self, study: optuna.Study) -> list[FrozenTrial]:
+        return study.get_trials(deepcopy=False, states=(*BUDGET_STATES, TrialState.RUNNING))
+
+    def admits(self, trial: optuna.Trial) -> bool:
+        earlier = [t for t in self._covering(trial.study) if t.number < trial.number]
+        return len(earlier) < self.total
+
+    def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        if len(self._covering(study)) >= self.total:
+            study.stop()
+
+
+def _is_disconnect(exc: BaseException | None) -> bool:
+    """A lost database connection, also when Optuna wrapped it (StorageInternalError from a DBAPIError)."""
+    from sqlalchemy.exc import DBAPIError, OperationalError
+
+    while exc is not None:
+        if isinstance(exc, DBAPIError) and (exc.connection_invalidated or isinstance(exc, OperationalError)):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
 
 
 def run_sweep(
@@ -134,28 +175,51 @@ def run_sweep(
     callbacks: Sequence[TrialCallback] = (),
     dataset: Dataset | None = None,
     on_start: Callable[[optuna.Study], None] | None = None,
+    worker_index: int = 0,
 ) -> SweepResult:
     """Run the sweep of `config` to `config.trials` finished trials in total (resuming the study if it exists).
 
     Data, config and storage are checked before any trial starts (then `on_start` is called); a failing trial
-    is recorded as FAIL with user attr fail_reason and the sweep goes on.
+    is recorded as FAIL with user attr fail_reason and the sweep goes on. Several processes may run this on
+    one study at once (see run_workers); a dropped database connection costs at most the running trial.
     """
     objective = parse_objective(config.objective)
     configure_threads(config.intra_op_threads, config.inter_op_threads)
+    select_device(config.device, worker_index)
     dataset = dataset if dataset is not None else load_dataset(config)
-    study = prepare_study(config, dataset)
+    study = prepare_study(config, dataset, worker_index)
     before = len(study.get_trials(deepcopy=False))
     failures = _StopAfterFailures()
+    budget = Budget(config.trials)
     if on_start is not None:
         on_start(study)
-    if count_trials(study, BUDGET_STATES) < config.trials:
-        study.optimize(
-            make_objective(config, dataset, objective),
-            timeout=config.timeout,
-            catch=(TrialFailed,),
-            callbacks=[MaxTrialsCallback(config.trials, states=BUDGET_STATES), failures, *callbacks],
-            gc_after_trial=True,
-        )
+    deadline = None if config.timeout is None else time.monotonic() + config.timeout
+    reconnects = 0
+    while failures.in_a_row < MAX_CONSECUTIVE_FAILURES:
+        remaining = None if deadline is None else deadline - time.monotonic()
+        finished = count_trials(study, BUDGET_STATES)
+        if finished >= config.trials or (remaining is not None and remaining <= 0):
+            break
+        if finished + count_trials(study, (TrialState.RUNNING,)) >= config.trials:
+            # Other workers' trials cover the rest of the budget: wait for them to finish, or for their
+            # heartbeats to lapse (a dead worker), in which case their trials are failed and retried here.
+            time.sleep(config.heartbeat_interval)
+            optuna.storages.fail_stale_trials(study)
+            continue
+        try:
+            study.optimize(
+                make_objective(config, dataset, objective, admit=budget.admits),
+                timeout=remaining,
+                catch=(TrialFailed,),
+                callbacks=[budget, failures, *callbacks],
+                gc_after_trial=True,
+            )
+        except Exception as exc:
+            if not _is_disconnect(exc) or reconnects >= MAX_RECONNECTS:
+                raise
+            reconnects += 1
+            logger.warning("lost the database connection (%s); reconnecting (%d/%d)", type(exc).__name__, reconnects, MAX_RECONNECTS)
+            time.sleep(1)
     stop_reason = None
     if failures.in_a_row >= MAX_CONSECUTIVE_FAILURES:
         stop_reason = f"stopped after {failures.in_a_row} failed trials in a row; last reason: {failures.last_reason}"
@@ -182,3 +246,73 @@ def summarize(study: optuna.Study, storage_url: str, ran_now: int = 0, stop_reas
         best=best_trial(study),
         stop_reason=stop_reason,
     )
+
+
+def _worker_main(config: SweepConfig, worker_index: int) -> None:
+    """Entry point of one worker process started by run_workers: SIGTERM stops it like Ctrl-C."""
+    import sys
+
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    logging.basicConfig(level=logging.WARNING, format=f"[worker {worker_index}] %(levelname)s %(message)s")
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        result = run_sweep(config, worker_index=worker_index)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except Exception as exc:  # reported by the parent from the exit code; the line says why
+        from sweep.errors import SweepError
+
+        print(f"worker {worker_index}: error: {exc}", file=sys.stderr, flush=True)
+        sys.exit(exc.exit_code if isinstance(exc, SweepError) else 1)
+    sys.exit(1 if result.stop_reason else 0)
+
+
+def _raise_interrupt(signum, _frame) -> None:
+    raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
+
+
+def run_workers(
+    config: SweepConfig,
+    on_start: Callable[[optuna.Study], None] | None = None,
+    on_progress: Callable[[optuna.Study], None] | None = None,
+    poll_seconds: float = 1.0,
+) -> SweepResult:
+    """Run `config.workers` worker processes on one study (each a run_sweep) and wait for them.
+
+    The data, config and storage are checked, and the study created, here first, so bad input fails once
+    and before any process starts. SIGINT/SIGTERM stop the workers; each marks its running trial FAIL.
+    """
+    import multiprocessing
+
+    if config.workers == 1:
+        return run_sweep(config, callbacks=[lambda study, _trial: on_progress(study)] if on_progress else (), on_start=on_start)
+    dataset = load_dataset(config)
+    study = prepare_study(config, dataset)
+    before = len(study.get_trials(deepcopy=False))
+    if on_start is not None:
+        on_start(study)
+    context = multiprocessing.get_context("spawn")  # no forked TensorFlow or database connections
+    processes = [context.Process(target=_worker_main, args=(config, index), daemon=False) for index in range(config.workers)]
+    for process in processes:
+        process.start()
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        while any(process.is_alive() for process in processes):
+            for process in processes:
+                process.join(timeout=poll_seconds / len(processes))
+            if on_progress is not None:
+                on_progress(study)
+    except KeyboardInterrupt:
+        for process in processes:
+            if process.is_alive():
+                os.kill(process.pid, signal.SIGTERM)
+        for process in processes:
+            process.join(timeout=60)
+        raise
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    codes = [process.exitcode for process in processes]
+    stop_reason = None
+    if any(codes):
+        stop_reason = f"worker exit codes {codes}: see the worker lines above"
+    return summarize(study, config.storage, ran_now=len(study.get_trials(deepcopy=False)) - before, stop_reason=stop_reason)

@@ -80,6 +80,55 @@ def tensorflow():
     return tf
 
 
+def choose_device(requested: str, worker_index: int, gpus: list) -> str:
+    """Which device worker `worker_index` uses: "cpu" or "gpu:K", K indexing `gpus` (the physical GPUs).
+
+    auto: GPU (worker i -> GPU i mod n) when there is one, else the CPU; gpu: the same but an error without
+    a GPU; gpu:N: that GPU for every worker; cpu: the CPU even when GPUs exist.
+    """
+    from sweep.errors import ConfigError
+
+    if requested == "cpu" or (requested == "auto" and not gpus):
+        return "cpu"
+    if not gpus:
+        raise ConfigError(
+            f"device = {requested!r} but TensorFlow sees no GPU; install the gpu extra (pip install '.[gpu]') "
+            "on a machine with an NVIDIA driver, or use --device cpu"
+        )
+    if requested.startswith("gpu:"):
+        index = int(requested.split(":", 1)[1])
+        if index >= len(gpus):
+            raise ConfigError(f"device = {requested!r} but TensorFlow sees {len(gpus)} GPU(s) (gpu:0 to gpu:{len(gpus) - 1}); pick one of those")
+        return requested
+    return f"gpu:{worker_index % len(gpus)}"
+
+
+_device = {"label": None}
+
+
+def select_device(requested: str = "auto", worker_index: int = 0) -> str:
+    """Make only the chosen device visible to TensorFlow (memory growth on, so workers can share a GPU)."""
+    tf = tensorflow()
+    gpus = tf.config.list_physical_devices("GPU")
+    label = choose_device(requested, worker_index, gpus)
+    try:
+        if label == "cpu":
+            tf.config.set_visible_devices([], "GPU")
+        else:
+            gpu = gpus[int(label.split(":")[1])]
+            tf.config.set_visible_devices([gpu], "GPU")
+            tf.config.experimental.set_memory_growth(gpu, True)
+    except RuntimeError:
+        pass  # TensorFlow already started in this process: it keeps the devices it has
+    _device["label"] = label
+    return label
+
+
 def detect_device() -> str:
-    """The TensorFlow device a trial runs on: the first GPU when one is visible, else the CPU."""
+    """The TensorFlow device string a trial runs on: the (one visible) GPU when there is one, else the CPU."""
     return "/GPU:0" if tensorflow().config.list_logical_devices("GPU") else "/CPU:0"
+
+
+def device_label() -> str:
+    """What a trial records as its device: "cpu" or "gpu:K" (physical index), as chosen by select_device."""
+    return _device["label"] or ("gpu:0" if detect_device() == "/GPU:0" else "cpu")

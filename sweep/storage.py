@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import optuna
@@ -32,8 +33,13 @@ def _hide_secret(text: str, url: str) -> str:
     return text.replace(str(password), "***") if password else text
 
 
-def open_storage(url: str) -> optuna.storages.RDBStorage:
-    """Open (and create the tables of) the storage at `url`; any failure is a one-line StorageError."""
+def open_storage(url: str, heartbeat_interval: int | None = None, grace_period: int | None = None) -> optuna.storages.RDBStorage:
+    """Open (and create the tables of) the storage at `url`; any failure is a one-line StorageError.
+
+    With a heartbeat, each running trial is stamped every `heartbeat_interval` seconds; a trial whose
+    stamp is older than `grace_period` (its worker died) is failed and retried by the next worker that
+    starts a trial (RetryHeartbeatStaleTrialCallback, at most twice per trial).
+    """
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError
 
@@ -54,8 +60,16 @@ def open_storage(url: str) -> optuna.storages.RDBStorage:
     else:
         # Optuna turns on pool_pre_ping only for MySQL; a dropped Postgres connection must not kill a worker.
         engine_kwargs["pool_pre_ping"] = True
+    heartbeat: dict = {}
+    if heartbeat_interval:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=2)
+        heartbeat = dict(heartbeat_interval=heartbeat_interval, grace_period=grace_period, heartbeat_stale_trial_callback=retry)
     try:
-        return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
+        with warnings.catch_warnings():  # the heartbeat and its retry callback are "experimental" in Optuna 5
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **heartbeat)
     except Exception as exc:  # SQLAlchemy/driver errors vary by backend; all mean "cannot open"
         reason = _hide_secret(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__, url)
         raise StorageError(f"cannot open storage {shown} ({reason}); {hint}") from None

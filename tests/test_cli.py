@@ -247,3 +247,38 @@ def test_dashboard_serves_our_study(small_study):
     finally:
         server.terminate()
         server.wait(timeout=10)
+
+
+def test_no_password_in_any_output_attribute_or_file(postgres_url, tiny_csv, tmp_path, unique_name):
+    """Check that a password in the storage URL appears in no output, log, study or trial attribute, or exported file."""
+    from sqlalchemy.engine import make_url
+
+    secret = "pw-S3cr3t-7781"
+    url = make_url(postgres_url).set(password=secret).render_as_string(hide_password=False)
+    bundle = tmp_path / "bundle"
+    runs = [
+        ["run", "--data", tiny_csv, "--target", "label", "--study", unique_name, "--trials", "2", "--epochs", "2", "--storage", url],
+        ["studies", "--storage", url],
+        ["show", unique_name, "--storage", url],
+        ["export", unique_name, "--out", str(bundle), "--storage", url],
+        ["show", "no-such-study", "--storage", url],
+        ["studies", "--storage", url.replace("127.0.0.1:5432", "127.0.0.1:1")],
+    ]
+    try:
+        outputs = [subprocess.run([SWEEP, *args], capture_output=True, text=True, timeout=300) for args in runs]
+        assert [o.returncode for o in outputs] == [0, 0, 0, 0, 2, 2], [o.stderr for o in outputs]
+        env_run = subprocess.run(
+            [SWEEP, "studies"], capture_output=True, text=True, timeout=300, env={**os.environ, "SWEEP_STORAGE": url}
+        )
+        assert env_run.returncode == 0 and unique_name in env_run.stdout
+        for output in [*outputs, env_run]:
+            assert secret not in output.stdout + output.stderr
+        assert "***" in outputs[0].stdout
+        study = optuna.load_study(study_name=unique_name, storage=url)
+        stored = json.dumps([study.user_attrs, study._storage.get_study_system_attrs(study._study_id)] + [[t.user_attrs, t.system_attrs] for t in study.trials])
+        assert secret not in stored and "***" in stored
+        for path in bundle.iterdir():
+            assert secret.encode() not in path.read_bytes(), path.name
+    finally:
+        if unique_name in optuna.get_all_study_names(url):
+            optuna.delete_study(study_name=unique_name, storage=url)

@@ -1,13 +1,21 @@
 """Tests for sweep.runner: study creation, resume semantics of --trials and compatibility checks."""
 
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
 import optuna
 import pytest
 from optuna.trial import TrialState
 
 from sweep.errors import StorageError
-from sweep.runner import make_pruner, run_sweep
+from sweep.runner import BUDGET_STATES, make_pruner, run_sweep
 from sweep.space import PARAM_NAMES
 from tests.conftest import make_table
+
+SWEEP = str(Path(sys.executable).with_name("sweep"))
 
 
 def test_trials_is_a_total_and_a_rerun_resumes(tiny_config):
@@ -90,3 +98,138 @@ def test_postgres_sweep(tiny_config, postgres_url, unique_name):
         assert run_sweep(tiny_config(storage=postgres_url, study=unique_name, trials=3)).ran_now == 1
     finally:
         optuna.delete_study(study_name=unique_name, storage=postgres_url)
+
+
+def _resident_mb() -> float:
+    with open("/proc/self/status") as handle:
+        return next(int(line.split()[1]) / 1024 for line in handle if line.startswith("VmRSS:"))
+
+
+def test_memory_stays_flat_across_trials(tiny_config):
+    """Check that resident memory grows by at most 1 MB a trial after the first 10 (the 200-trial run is in benchmarks)."""
+    marks = {}
+    run_sweep(tiny_config(trials=30, epochs=1, pruner="none"), callbacks=[lambda study, _t: marks.setdefault(len(study.trials), _resident_mb())])
+    assert marks[30] - marks[10] <= 20, marks
+
+
+def _storage_for(backend: str, request, tmp_path) -> str:
+    if backend == "postgres":
+        return request.getfixturevalue("postgres_url")
+    return f"sqlite:///{tmp_path / 'shared.db'}"
+
+
+def _cleanup(storage: str, name: str) -> None:
+    if storage.startswith("postgresql") and name in optuna.get_all_study_names(storage):
+        optuna.delete_study(study_name=name, storage=storage)
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_three_workers_fill_the_budget_exactly(tiny_config, backend, request, tmp_path, unique_name):
+    """Check that 3 worker processes end with exactly the requested finished trials, none duplicated or lost."""
+    from sweep.runner import run_workers
+
+    storage = _storage_for(backend, request, tmp_path)
+    config = tiny_config(storage=storage, study=unique_name, trials=9, epochs=3, workers=3, pruner="none")
+    try:
+        result = run_workers(config)
+        study = optuna.load_study(study_name=unique_name, storage=storage)
+        finished = study.get_trials(states=BUDGET_STATES)
+        assert result.stop_reason is None and result.finished == len(finished) == 9
+        assert all(t.state != TrialState.RUNNING for t in study.trials)
+        assert len({t.number for t in study.trials}) == len(study.trials)
+        assert all(t.value is not None and set(t.params) == set(PARAM_NAMES) for t in finished)
+        assert len({t.user_attrs["worker"] for t in finished}) >= 2, "the work was not shared"
+        surplus = [t for t in study.trials if t.state == TrialState.FAIL]
+        assert all(t.user_attrs.get("over_budget") for t in surplus)
+    finally:
+        _cleanup(storage, unique_name)
+
+
+def _worker_command(csv: str, storage: str, study: str, trials: int, epochs: int) -> list[str]:
+    return [
+        SWEEP, "worker", "--data", csv, "--target", "label", "--storage", storage, "--study", study,
+        "--trials", str(trials), "--epochs", str(epochs), "--pruner", "none", "--batch-size", "32",
+        "--heartbeat-interval", "1", "--grace-period", "3",
+    ]
+
+
+def _wait_for(condition, timeout: float = 120.0, step: float = 0.05):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = condition()
+        if found:
+            return found
+        time.sleep(step)
+    raise AssertionError("condition not met in time")
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_killed_worker_trial_is_failed_and_retried(tiny_csv, backend, request, tmp_path, unique_name):
+    """Check that SIGKILL of one of two workers mid-trial leaves its trial FAIL, retried, and the budget reached intact."""
+    storage = _storage_for(backend, request, tmp_path)
+    command = _worker_command(tiny_csv, storage, unique_name, trials=6, epochs=60)
+    victim = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    survivor = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        def victim_running_after_a_completion():
+            try:
+                trials = optuna.load_study(study_name=unique_name, storage=storage).trials
+            except KeyError:
+                return None
+            if not any(t.state == TrialState.COMPLETE for t in trials):
+                return None
+            mine = [t for t in trials if t.state == TrialState.RUNNING and t.user_attrs.get("worker", "").endswith(f":{victim.pid}")]
+            return (mine[0], trials) if mine else None
+
+        killed, before = _wait_for(victim_running_after_a_completion)
+        victim.send_signal(signal.SIGKILL)
+        victim.wait(timeout=30)
+        completed_before = {t.number: (t.value, t.params) for t in before if t.state == TrialState.COMPLETE}
+        _, stderr = survivor.communicate(timeout=300)
+        assert survivor.returncode == 0, stderr
+        study = optuna.load_study(study_name=unique_name, storage=storage)
+        trials = {t.number: t for t in study.trials}
+        assert trials[killed.number].state == TrialState.FAIL
+        assert any(t.system_attrs.get("failed_trial") == killed.number for t in study.trials), "not retried"
+        assert len(study.get_trials(states=BUDGET_STATES)) == 6
+        assert not study.get_trials(states=(TrialState.RUNNING,))
+        for number, (value, params) in completed_before.items():
+            assert (trials[number].state, trials[number].value, trials[number].params) == (TrialState.COMPLETE, value, params)
+    finally:
+        for process in (victim, survivor):
+            if process.poll() is None:
+                process.kill()
+        _cleanup(storage, unique_name)
+
+
+def test_sweep_survives_dropped_postgres_connections(tiny_csv, postgres_url, unique_name):
+    """Check that terminating the worker's Postgres connections (pg_terminate_backend) costs at most a trial, not the sweep."""
+    import sqlalchemy
+
+    tag = f"sweep-{unique_name}"
+    url = postgres_url + ("&" if "?" in postgres_url else "?") + f"application_name={tag}"
+    worker = subprocess.Popen(_worker_command(tiny_csv, url, unique_name, trials=8, epochs=30), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    engine = sqlalchemy.create_engine(postgres_url)
+    terminated = 0
+    try:
+        # The claim is about a running sweep: start dropping connections once the first trial exists.
+        _wait_for(lambda: unique_name in optuna.get_all_study_names(postgres_url) and optuna.load_study(study_name=unique_name, storage=postgres_url).trials, step=0.2)
+        while worker.poll() is None:
+            time.sleep(0.7)
+            with engine.connect() as connection:
+                terminated += connection.execute(
+                    sqlalchemy.text("select count(pg_terminate_backend(pid)) from pg_stat_activity where application_name = :tag"),
+                    {"tag": tag},
+                ).scalar()
+                connection.commit()
+        _, stderr = worker.communicate(timeout=60)
+        assert worker.returncode == 0, stderr
+        assert terminated >= 2, "the test did not drop any connection"
+        study = optuna.load_study(study_name=unique_name, storage=postgres_url)
+        assert len(study.get_trials(states=BUDGET_STATES)) == 8
+        assert not study.get_trials(states=(TrialState.RUNNING,))
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+        engine.dispose()
+        _cleanup(postgres_url, unique_name)
