@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import signal
 import logging
 import sys
 import traceback
@@ -133,12 +132,13 @@ def run(
     """Run (or resume) a sweep until the study holds --trials finished trials. `sweep worker` is the same
     command: start it on other machines with the same --study and --storage to join a running study."""
     flags = {k: v for k, v in locals().items() if k != "config"}
+    from sweep import stopping
     from sweep.config import resolve_config
     from sweep.runner import run_workers
 
-    signal.signal(signal.SIGTERM, _interrupt)  # `docker stop`, `kill`: stop like Ctrl-C, failing the running trial
     resolved = resolve_config(flags, config_file=config)
-    summary = _run_with_progress(resolved, run_workers)
+    with stopping.graceful():  # Ctrl-C, `kill`, `docker stop`: the running trial ends FAIL at its next epoch
+        summary = _run_with_progress(resolved, run_workers)
     _print_run_summary(resolved, summary)
     if summary.stop_reason:
         err.print(f"error: {summary.stop_reason}", markup=False, highlight=False, soft_wrap=True)
@@ -150,10 +150,6 @@ app.command(
     help="Join (or start) a study and run trials until it holds --trials finished trials: the same as `sweep run`, "
     "meant for extra machines or containers pointed at a shared --storage.",
 )(run)
-
-
-def _interrupt(signum, _frame) -> None:
-    raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
 
 
 def _run_with_progress(config, run_workers):

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import optuna
 
+from sweep import stopping
 from sweep.errors import OverBudget, TrialFailed
 from sweep.metrics import Objective, metrics
 from sweep.runtime import device_label, thread_settings
@@ -42,6 +43,13 @@ def fit_and_score(dataset: Dataset, params: TrialParams, settings: TrainSettings
 
 
 
+def stop_if_requested(trial: optuna.Trial) -> None:
+    """End the trial (FAIL, with the reason) when SIGINT/SIGTERM asked this worker to stop."""
+    if stopping.requested():
+        trial.set_user_attr("fail_reason", f"interrupted by {stopping.requested()}")
+        stopping.check()
+
+
 def make_objective(config: SweepConfig, dataset: Dataset, objective: Objective, admit=None):
     """The function Optuna calls per trial; failures are recorded with a reason in user attr fail_reason.
 
@@ -55,6 +63,7 @@ def make_objective(config: SweepConfig, dataset: Dataset, objective: Objective, 
             trial.set_user_attr("over_budget", True)
             trial.set_user_attr("fail_reason", reason)
             raise OverBudget(reason)
+        stop_if_requested(trial)
         trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")  # ties a trial to its process
         params = suggest(trial, config)
         settings = train_settings(config, trial_seed(config.seed, trial.number))
@@ -65,6 +74,7 @@ def make_objective(config: SweepConfig, dataset: Dataset, objective: Objective, 
 
         def report(epoch: int, _loss: float, model) -> None:
             """Per-epoch validation objective for the dashboard's learning curves and the pruner."""
+            stop_if_requested(trial)
             value = objective.value_of_scores(dataset.validation.y, score(model, dataset.validation.X), params.threshold)
             if np.isnan(value):
                 return

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from sweep import stopping
 from sweep.config import SweepConfig
 from sweep.data import Dataset, load_dataset
 from sweep.errors import StorageError, TrialFailed
@@ -196,6 +197,7 @@ def run_sweep(
     deadline = None if config.timeout is None else time.monotonic() + config.timeout
     reconnects = 0
     while failures.in_a_row < MAX_CONSECUTIVE_FAILURES:
+        stopping.check()
         remaining = None if deadline is None else deadline - time.monotonic()
         finished = count_trials(study, BUDGET_STATES)
         if finished >= config.trials or (remaining is not None and remaining <= 0):
@@ -249,10 +251,10 @@ def summarize(study: optuna.Study, storage_url: str, ran_now: int = 0, stop_reas
 
 
 def _worker_main(config: SweepConfig, worker_index: int) -> None:
-    """Entry point of one worker process started by run_workers: SIGTERM stops it like Ctrl-C."""
+    """Entry point of one worker process started by run_workers; SIGINT/SIGTERM stop it gracefully."""
     import sys
 
-    signal.signal(signal.SIGTERM, _raise_interrupt)
+    stopping.install()
     logging.basicConfig(level=logging.WARNING, format=f"[worker {worker_index}] %(levelname)s %(message)s")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
@@ -265,10 +267,6 @@ def _worker_main(config: SweepConfig, worker_index: int) -> None:
         print(f"worker {worker_index}: error: {exc}", file=sys.stderr, flush=True)
         sys.exit(exc.exit_code if isinstance(exc, SweepError) else 1)
     sys.exit(1 if result.stop_reason else 0)
-
-
-def _raise_interrupt(signum, _frame) -> None:
-    raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
 
 
 def run_workers(
@@ -295,22 +293,20 @@ def run_workers(
     processes = [context.Process(target=_worker_main, args=(config, index), daemon=False) for index in range(config.workers)]
     for process in processes:
         process.start()
-    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
         while any(process.is_alive() for process in processes):
             for process in processes:
                 process.join(timeout=poll_seconds / len(processes))
             if on_progress is not None:
                 on_progress(study)
+            stopping.check()
     except KeyboardInterrupt:
-        for process in processes:
+        for process in processes:  # each fails its running trial at its next epoch and exits
             if process.is_alive():
                 os.kill(process.pid, signal.SIGTERM)
         for process in processes:
             process.join(timeout=60)
         raise
-    finally:
-        signal.signal(signal.SIGTERM, previous)
     codes = [process.exitcode for process in processes]
     stop_reason = None
     if any(codes):

@@ -233,3 +233,32 @@ def test_sweep_survives_dropped_postgres_connections(tiny_csv, postgres_url, uni
             worker.kill()
         engine.dispose()
         _cleanup(postgres_url, unique_name)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_interrupted_worker_fails_its_trial_and_the_next_run_resumes(tiny_csv, tmp_path, signum):
+    """Check that SIGTERM/SIGINT stop a worker with exit 130, its running trial FAIL (not RUNNING), and a rerun completes the study."""
+    storage = f"sqlite:///{tmp_path / 'stop.db'}"
+    command = _worker_command(tiny_csv, storage, "stop", trials=4, epochs=60)
+    worker = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        def running():
+            try:
+                trials = optuna.load_study(study_name="stop", storage=storage).trials
+            except KeyError:
+                return None
+            return [t for t in trials if t.state == TrialState.RUNNING]
+
+        interrupted = _wait_for(running)[0]
+        worker.send_signal(signum)
+        _, stderr = worker.communicate(timeout=60)
+        assert worker.returncode == 130, stderr
+        study = optuna.load_study(study_name="stop", storage=storage)
+        assert study.trials[interrupted.number].state == TrialState.FAIL
+        assert not study.get_trials(states=(TrialState.RUNNING,))
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+    rerun = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr
+    assert len(optuna.load_study(study_name="stop", storage=storage).get_trials(states=BUDGET_STATES)) == 4
