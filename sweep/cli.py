@@ -331,12 +331,13 @@ def dashboard(
     """Start optuna-dashboard on the same storage as the sweeps."""
     import optuna_dashboard
 
+    from sweep.dashboard import artifact_store
     from sweep.storage import mask_url, open_storage
 
     url = _storage_url(storage)
     opened = open_storage(url)
     out.print(f"optuna-dashboard for {mask_url(url)} at http://{host}:{port}/ (Ctrl-C to stop)", highlight=False)
-    optuna_dashboard.run_server(opened, host=host, port=port)
+    optuna_dashboard.run_server(opened, host=host, port=port, artifact_store=artifact_store(url))
 
 
 def main() -> None:

@@ -11,6 +11,7 @@ import numpy as np
 import optuna
 
 from sweep import stopping
+from sweep.dashboard import is_new_best, upload_trial_figures
 from sweep.errors import OverBudget, TrialFailed
 from sweep.metrics import Objective, metrics
 from sweep.runtime import device_label, thread_settings
@@ -50,11 +51,12 @@ def stop_if_requested(trial: optuna.Trial) -> None:
         stopping.check()
 
 
-def make_objective(config: SweepConfig, dataset: Dataset, objective: Objective, admit=None):
+def make_objective(config: SweepConfig, dataset: Dataset, objective: Objective, admit=None, artifacts=None):
     """The function Optuna calls per trial; failures are recorded with a reason in user attr fail_reason.
 
     `admit(trial)` (optional) says whether the trial is still within the study's budget; when it is not,
-    the trial ends FAIL with over_budget set and nothing is trained.
+    the trial ends FAIL with over_budget set and nothing is trained. With an artifact store, each new best
+    trial gets its figures attached and the study note is refreshed (what optuna-dashboard shows).
     """
 
     def run_trial(trial: optuna.Trial) -> float:
@@ -85,7 +87,7 @@ def make_objective(config: SweepConfig, dataset: Dataset, objective: Objective, 
                 raise optuna.TrialPruned(f"pruned at epoch {epoch} with {objective.name} = {value:.4g}")
 
         try:
-            _, result, found = fit_and_score(dataset, params, settings, on_epoch=report)
+            model, result, found = fit_and_score(dataset, params, settings, on_epoch=report)
         except TrialFailed as failure:
             trial.set_user_attr("fail_reason", str(failure))
             raise
@@ -93,6 +95,9 @@ def make_objective(config: SweepConfig, dataset: Dataset, objective: Objective, 
             trial.set_user_attr(f"val_{key}", value)
         trial.set_user_attr("train_seconds", round(result.seconds, 3))
         trial.set_user_attr("epochs_run", result.epochs_run)
-        return objective.value(found)
+        value = objective.value(found)
+        if artifacts is not None and is_new_best(trial, value):
+            upload_trial_figures(trial, artifacts, dataset.validation.y, score(model, dataset.validation.X), params.threshold)
+        return value
 
     return run_trial

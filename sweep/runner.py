@@ -15,6 +15,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from sweep import stopping
 from sweep.config import SweepConfig
+from sweep.dashboard import artifact_store, save_study_note
 from sweep.data import Dataset, load_dataset
 from sweep.errors import StorageError, TrialFailed
 from sweep.metrics import parse_objective
@@ -192,6 +193,7 @@ def run_sweep(
     before = len(study.get_trials(deepcopy=False))
     failures = _StopAfterFailures()
     budget = Budget(config.trials)
+    artifacts = artifact_store(config.storage)
     if on_start is not None:
         on_start(study)
     deadline = None if config.timeout is None else time.monotonic() + config.timeout
@@ -210,7 +212,7 @@ def run_sweep(
             continue
         try:
             study.optimize(
-                make_objective(config, dataset, objective, admit=budget.admits),
+                make_objective(config, dataset, objective, admit=budget.admits, artifacts=artifacts),
                 timeout=remaining,
                 catch=(TrialFailed,),
                 callbacks=[budget, failures, *callbacks],
@@ -222,6 +224,7 @@ def run_sweep(
             reconnects += 1
             logger.warning("lost the database connection (%s); reconnecting (%d/%d)", type(exc).__name__, reconnects, MAX_RECONNECTS)
             time.sleep(1)
+    save_study_note(study)
     stop_reason = None
     if failures.in_a_row >= MAX_CONSECUTIVE_FAILURES:
         stop_reason = f"stopped after {failures.in_a_row} failed trials in a row; last reason: {failures.last_reason}"

@@ -225,7 +225,7 @@ def _free_port() -> int:
 
 
 def test_dashboard_serves_our_study(small_study):
-    """Check that `sweep dashboard` starts the real optuna-dashboard on 127.0.0.1 and serves the study and its trials."""
+    """Check that `sweep dashboard` starts the real optuna-dashboard and serves the study, trials, metric names, user attributes, note and artifacts."""
     port = _free_port()
     server = subprocess.Popen([SWEEP, "dashboard", "--storage", small_study.storage, "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
@@ -244,6 +244,13 @@ def test_dashboard_serves_our_study(small_study):
             detail = json.load(response)
         assert len(detail["trials"]) == 2 and detail["objective_names"] == ["val_f1"]
         assert any(attr["key"] == "val_flag_rate" for attr in detail["trials"][0]["user_attrs"])
+        assert "flag rate" in detail["note"]["body"] and "**Best so far**" in detail["note"]["body"]
+        first = detail["trials"][0]  # the first complete trial is always a new best, so it has figures
+        names = {artifact["filename"]: artifact for artifact in first["artifacts"]}
+        assert set(names) == {"pr_curve.png", "confusion_matrix.png"}
+        artifact_url = f"http://127.0.0.1:{port}/artifacts/{listed['tiny']['study_id']}/{first['trial_id']}/{names['pr_curve.png']['artifact_id']}"
+        with urllib.request.urlopen(artifact_url, timeout=5) as response:
+            assert response.read(8) == b"\x89PNG\r\n\x1a\n"
     finally:
         server.terminate()
         server.wait(timeout=10)

@@ -1,0 +1,132 @@
+"""What optuna-dashboard shows beyond Optuna's own pages: PNG figures of each new best trial (precision-recall
+curve with the chosen threshold, confusion matrix) in Optuna's artifact store, and a markdown study note."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import optuna
+from optuna.trial import TrialState
+
+from sweep.metrics import threshold_metrics
+
+
+def artifact_dir(storage_url: str) -> Path:
+    """Where a study's artifacts live: beside a SQLite file (studies/artifacts), else ./studies/artifacts."""
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(storage_url)
+    if parsed.get_backend_name() == "sqlite" and parsed.database and parsed.database != ":memory:":
+        return Path(parsed.database).parent / "artifacts"
+    return Path("studies") / "artifacts"
+
+
+def artifact_store(storage_url: str) -> optuna.artifacts.FileSystemArtifactStore:
+    folder = artifact_dir(storage_url)
+    folder.mkdir(parents=True, exist_ok=True)
+    return optuna.artifacts.FileSystemArtifactStore(folder)
+
+
+def is_new_best(trial: optuna.Trial, value: float) -> bool:
+    """Whether `value` beats every complete trial of the study so far (the trial itself is still running)."""
+    study = trial.study
+    if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        return True
+    best = study.best_value
+    return value > best if study.direction == optuna.study.StudyDirection.MAXIMIZE else value < best
+
+
+def trial_figures(y_true: np.ndarray, scores: np.ndarray, threshold: float, folder: Path, title: str) -> list[Path]:
+    """Write pr_curve.png (precision and recall against the threshold, the chosen one marked) and
+    confusion_matrix.png for one trial's validation scores; returns their paths."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from sklearn.metrics import ConfusionMatrixDisplay, precision_recall_curve
+
+    precision, recall, thresholds = precision_recall_curve(y_true, scores)
+    chosen = threshold_metrics(y_true, scores, threshold)
+    figure, (curve, by_threshold) = plt.subplots(1, 2, figsize=(10, 4))
+    curve.plot(recall, precision)
+    curve.scatter([chosen["recall"]], [chosen["precision"]], color="red", zorder=3, label=f"threshold {threshold:.3f}")
+    curve.set(xlabel="recall", ylabel="precision", title="precision-recall (validation)")
+    curve.legend()
+    by_threshold.plot(thresholds, precision[:-1], label="precision")
+    by_threshold.plot(thresholds, recall[:-1], label="recall")
+    by_threshold.axvline(threshold, color="red", linestyle="--", label=f"chosen ({chosen['flag_rate']:.2%} flagged)")
+    by_threshold.set(xlabel="threshold", title="against the threshold")
+    by_threshold.legend()
+    figure.suptitle(title)
+    figure.tight_layout()
+    pr_path = folder / "pr_curve.png"
+    figure.savefig(pr_path, dpi=90)
+    plt.close(figure)
+
+    figure, axis = plt.subplots(figsize=(4.5, 4))
+    matrix = np.array([[chosen["tn"], chosen["fp"]], [chosen["fn"], chosen["tp"]]])
+    ConfusionMatrixDisplay(matrix, display_labels=["negative", "positive"]).plot(ax=axis, colorbar=False, values_format="d")
+    axis.set_title(f"{title}\nvalidation, threshold {threshold:.3f}")
+    figure.tight_layout()
+    matrix_path = folder / "confusion_matrix.png"
+    figure.savefig(matrix_path, dpi=90)
+    plt.close(figure)
+    return [pr_path, matrix_path]
+
+
+def upload_trial_figures(trial: optuna.Trial, store, y_true: np.ndarray, scores: np.ndarray, threshold: float) -> None:
+    """Attach the trial's figures to it in the artifact store (the dashboard lists them on the trial)."""
+    with tempfile.TemporaryDirectory() as folder:
+        for path in trial_figures(y_true, scores, threshold, Path(folder), f"trial #{trial.number}"):
+            optuna.artifacts.upload_artifact(artifact_store=store, file_path=str(path), study_or_trial=trial, mimetype="image/png")
+
+
+def study_note(study: optuna.Study) -> str:
+    """Markdown for the dashboard's study note: data, protocol, objective and the current best."""
+    attrs = study.user_attrs
+    data, objective, config = attrs.get("data", {}), attrs.get("objective", {}), attrs.get("config", {})
+    splits = data.get("splits", {})
+    rows = "\n".join(
+        f"| {name} | {part['rows']} | {part['positives']} | {part['positives'] / max(part['rows'], 1):.2%} |"
+        for name, part in splits.items()
+    )
+    finished = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
+    failed = study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
+    lines = [
+        f"# {study.study_name}",
+        f"**Data**: `{data.get('source', '?')}` (fingerprint `{data.get('fingerprint', '?')}`), features "
+        f"{', '.join(data.get('features', []))}, positive label `{data.get('positive_label', '?')}`.",
+        "",
+        "| part | rows | positives | share |",
+        "|---|---|---|---|",
+        rows,
+        "",
+        f"**Protocol**: each trial trains on *train*, is scored on *validation* (objective and pruning); *test* "
+        f"is used only by `sweep export`. {config.get('epochs', '?')} epochs, batch {config.get('batch_size', '?')}, "
+        f"pruner `{config.get('pruner', '?')}`, seed {config.get('seed', '?')}.",
+        "",
+        f"**Objective**: `{objective.get('spec', '?')}` ({objective.get('name', '?')}, {objective.get('direction', '?')}).",
+        f"**Trials**: {len(finished)} finished, {len(failed)} failed.",
+    ]
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    if complete:
+        best = study.best_trial
+        a = best.user_attrs
+        lines += [
+            "",
+            f"**Best so far**: trial #{best.number}, {objective.get('name', 'value')} = {best.value:.4g}: "
+            f"minority weight 1:{best.params['minority_weight']:.4g}, width {best.params['hidden_width']}, "
+            f"threshold {best.params['threshold']:.3f}; validation precision {a.get('val_precision', float('nan')):.3f}, "
+            f"recall {a.get('val_recall', float('nan')):.3f}, **flag rate {a.get('val_flag_rate', float('nan')):.2%}**.",
+            "",
+            f"Export it with `sweep export {study.study_name} --out exports/{study.study_name}`.",
+        ]
+    return "\n".join(lines)
+
+
+def save_study_note(study: optuna.Study) -> None:
+    import optuna_dashboard
+
+    optuna_dashboard.save_note(study, study_note(study))

@@ -1,0 +1,45 @@
+"""Tests for sweep.dashboard: the figures attached to best trials, the study note and where artifacts live."""
+
+from pathlib import Path
+
+import numpy as np
+import optuna
+import pytest
+
+from sweep.dashboard import artifact_dir, study_note, trial_figures
+from sweep.runner import run_sweep
+
+
+@pytest.mark.parametrize(
+    "url, expected",
+    [
+        ("sqlite:///studies/sweeps.db", Path("studies/artifacts")),
+        ("sqlite:////data/x/s.db", Path("/data/x/artifacts")),
+        ("postgresql+psycopg://u:p@h/db", Path("studies/artifacts")),
+    ],
+)
+def test_artifacts_live_beside_the_study(url, expected):
+    """Check that artifacts go beside a SQLite file, and under ./studies/artifacts for a server database."""
+    assert artifact_dir(url) == expected
+
+
+def test_trial_figures_are_pngs(tmp_path):
+    """Check that the precision-recall and confusion-matrix figures are written as non-empty PNG files."""
+    rng = np.random.default_rng(0)
+    y = (rng.random(500) < 0.1).astype(int)
+    scores = np.clip(rng.random(500) * 0.7 + 0.3 * y, 0, 1)
+    paths = trial_figures(y, scores, 0.5, tmp_path, "trial #0")
+    assert [p.name for p in paths] == ["pr_curve.png", "confusion_matrix.png"]
+    for path in paths:
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 5000
+
+
+def test_sweep_attaches_figures_to_best_trials_and_writes_a_note(tiny_config):
+    """Check that every new best trial carries its two figures and the study note names the best and its flag rate."""
+    config = tiny_config(trials=4)
+    run_sweep(config)
+    study = optuna.load_study(study_name=config.study, storage=config.storage)
+    artifacts = optuna.artifacts.get_all_artifact_meta(study.best_trial, storage=study._storage)
+    assert sorted(a.filename for a in artifacts) == ["confusion_matrix.png", "pr_curve.png"]
+    note = study_note(study)
+    assert f"trial #{study.best_trial.number}" in note and "flag rate" in note and "test" in note
