@@ -305,6 +305,22 @@ def export(
 
 @app.command()
 @reports_errors
+def report(
+    study: Annotated[list[str], typer.Argument(help="One or more study names (several are put side by side).")],
+    out_dir: Annotated[Path, typer.Option("--out", help="Directory for report.md, report.html and the figures.")],
+    storage: StorageOption = None,
+    seeds: Annotated[int, typer.Option(min=1, help="Seeds per tutorial fixed-weight network (their rows are means ± sd).")] = 3,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite a non-empty --out directory.")] = False,
+) -> None:
+    """Compare each study's best configuration with the tutorial's fixed weights on the held-out test rows."""
+    from sweep.report import write_report
+
+    written = write_report(_storage_url(storage), study, out_dir, seeds=tuple(range(seeds)), force=force)
+    out.print(f"Wrote {written / 'report.html'} and {written / 'report.md'} (with figures)", highlight=False)
+
+
+@app.command()
+@reports_errors
 def predict(
     bundle: Annotated[Path, typer.Argument(help="Directory written by `sweep export`.")],
     data: Annotated[Path, typer.Option("--data", help="CSV or Parquet table with the model's feature columns.")],

@@ -90,3 +90,35 @@ def pytest_collection_modifyitems(items):
 @pytest.fixture(autouse=True)
 def _seeded_numpy():
     np.random.seed(0)
+
+
+CHROMIUM_FLAGS = (
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync", "--enable-logging=stderr",
+)
+
+
+@pytest.fixture
+def chromium(tmp_path):
+    """Run headless Debian Chromium on a URL: returns a function (url, *extra flags) -> CompletedProcess.
+
+    Skips with a reason when Chromium is missing; fails instead when SWEEP_REQUIRE_BROWSER=1 (CI installs it).
+    """
+    import shutil
+    import subprocess
+
+    binary = shutil.which("chromium") or shutil.which("chromium-browser")
+    if binary is None:
+        reason = "headless Chromium not installed (Debian package chromium); CI installs it"
+        if os.environ.get("SWEEP_REQUIRE_BROWSER") == "1":
+            pytest.fail(f"SWEEP_REQUIRE_BROWSER=1 but {reason}")
+        pytest.skip(reason)
+
+    def run(url: str, *extra: str):
+        profile = tmp_path / f"chromium-profile-{uuid.uuid4().hex[:6]}"
+        return subprocess.run(
+            [binary, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--virtual-time-budget=10000", *extra, url],
+            capture_output=True, text=True, timeout=120,
+        )
+
+    return run

@@ -289,3 +289,31 @@ def test_no_password_in_any_output_attribute_or_file(postgres_url, tiny_csv, tmp
     finally:
         if unique_name in optuna.get_all_study_names(url):
             optuna.delete_study(study_name=unique_name, storage=url)
+
+
+def test_dashboard_page_renders_the_study_in_chromium(small_study, chromium, tmp_path):
+    """Check that headless Chromium opens the dashboard page of a study, renders it (name and metric in the DOM) and screenshots it."""
+    port = _free_port()
+    server = subprocess.Popen([SWEEP, "dashboard", "--storage", small_study.storage, "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        _wait_for_http(f"http://127.0.0.1:{port}/api/studies")
+        page = f"http://127.0.0.1:{port}/dashboard/studies/1"
+        dom = chromium(page, "--dump-dom")
+        assert dom.returncode == 0, dom.stderr[-2000:]
+        assert "tiny" in dom.stdout and "val_f1" in dom.stdout
+        shot = tmp_path / "dashboard.png"
+        chromium(page, "--window-size=1280,900", f"--screenshot={shot}")
+        assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 20000
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+def _wait_for_http(url: str) -> None:
+    for _ in range(100):
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except OSError:
+            time.sleep(0.2)
+    raise AssertionError(f"{url} did not answer")

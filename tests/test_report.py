@@ -4,8 +4,7 @@ import numpy as np
 import pytest
 
 from sweep.data import load_dataset
-from sweep.export import export_best
-from sweep.report import REPORTED, balanced_class_weight, bundle_row, logistic_reference_row, markdown_table, tutorial_rows
+from sweep.report import REPORTED, balanced_class_weight, logistic_reference_row, markdown_table, tutorial_rows
 from sweep.runner import run_sweep
 
 
@@ -15,14 +14,11 @@ def test_balanced_weights_are_sklearns_formula():
     assert balanced_class_weight(y) == pytest.approx({0: 1000 / 1980, 1: 1000 / 20})
 
 
-def test_rows_are_scored_on_the_test_part(tiny_config, tmp_path):
-    """Check that the tutorial rows, the logistic reference and the sweep's row are test metrics in a table."""
-    config = tiny_config(trials=1)
-    run_sweep(config)
-    export_best(config.storage, config.study, tmp_path / "b")
-    dataset = load_dataset(config)
+def test_rows_are_scored_on_the_test_part(tiny_config):
+    """Check that the tutorial rows and the logistic reference are test metrics in a table."""
+    dataset = load_dataset(tiny_config())
     rows = tutorial_rows(dataset, seeds=(0, 1), epochs=1, batch_size=64)
-    rows += [logistic_reference_row(dataset), bundle_row(tmp_path / "b", dataset)]
+    rows += [logistic_reference_row(dataset)]
     assert [r.name.split(":")[0] for r in rows[:3]] == ["tutorial"] * 3
     for row in rows:
         assert set(row.values) == set(REPORTED)
@@ -31,3 +27,36 @@ def test_rows_are_scored_on_the_test_part(tiny_config, tmp_path):
     assert rows[2].values["flag_rate"] > rows[0].values["flag_rate"]
     table = markdown_table(rows)
     assert table.count("\n") == len(rows) + 1 and "flag rate" in table.splitlines()[0]
+
+
+def test_report_on_two_studies_puts_them_side_by_side(tiny_config, tmp_path):
+    """Check that `write_report` on two studies writes report.md/html with a side-by-side table, each study's rows and non-empty figures."""
+    from sweep.report import write_report
+
+    for name, objective in (("f1-study", "f1"), ("cost-study", "cost:miss=20,false_alarm=1")):
+        run_sweep(tiny_config(study=name, objective=objective, trials=3))
+    out = write_report(tiny_config().storage, ["f1-study", "cost-study"], tmp_path / "report", seeds=(0,))
+    md = (out / "report.md").read_text()
+    assert "## Studies side by side" in md and "f1-study (f1)" in md and "cost-study (cost:miss=20,false_alarm=1)" in md
+    for variant in ("tutorial: no weights", "tutorial: balanced weights", "tutorial: manual 1:200", "sweep best (trial #"):
+        assert md.count(variant) == 2
+    figures = sorted(out.glob("*.png"))
+    assert len(figures) == 10 and all(f.stat().st_size > 5000 for f in figures)
+    html = (out / "report.html").read_text()
+    assert html.count("data:image/png;base64,") == 10 and "<table>" in html and 'src="' not in html.replace('src="data:', "")
+
+
+def test_seed_report_has_the_ceiling_and_opens_in_chromium(tmp_path, chromium):
+    """Check that a seed-data report has the four comparison rows plus the Bayes ceiling, and its HTML renders in Chromium without errors."""
+    from sweep.config import resolve_config
+    from sweep.report import write_report
+
+    config = resolve_config({"storage": f"sqlite:///{tmp_path / 's.db'}", "trials": 2, "epochs": 2, "study": "seed"}, env={})
+    run_sweep(config)
+    out = write_report(config.storage, ["seed"], tmp_path / "report", seeds=(0,))
+    md = (out / "report.md").read_text()
+    assert "Bayes-optimal ceiling" in md and "logistic regression" in md
+    page = chromium((out / "report.html").as_uri(), "--dump-dom")
+    assert page.returncode == 0
+    assert page.stdout.count("<tr>") == 1 + 6  # header + 3 tutorial rows, sweep best, logistic reference, ceiling
+    assert "Uncaught" not in page.stderr and "Failed to load resource" not in page.stderr
