@@ -91,6 +91,17 @@ def _drop_expected_tracebacks(record: logging.LogRecord) -> bool:
     return True
 
 
+def _values(trial) -> str:
+    """A trial's objective value(s): one number, or several for a multi-objective study."""
+    return ", ".join(_fmt(v) for v in trial.values)
+
+
+PickOption = Annotated[
+    Optional[str],
+    typer.Option("--pick", help="Multi-objective studies: which Pareto-front trial to use, e.g. 'recall:precision>=0.2'. [default: f1]"),
+]
+
+
 def _fmt(value, digits: int = 4) -> str:
     if value is None:
         return "-"
@@ -168,7 +179,7 @@ def _run_with_progress(config, run_workers):
     def update(study) -> None:
         best = best_trial(study)
         done = min(count_trials(study, BUDGET_STATES), config.trials)
-        progress.update(task, completed=done, best=_fmt(best.value) if best else "-")
+        progress.update(task, completed=done, best=_values(best) if best else "-")
 
     def start(study) -> None:
         update(study)
@@ -192,7 +203,7 @@ def _print_run_summary(config, summary) -> None:
         out.print("No complete trial yet.")
         return
     attrs = best.user_attrs
-    out.print(f"Best trial #{best.number}: {summary.metric_name} = {_fmt(best.value)} (validation)", highlight=False)
+    out.print(f"Best trial #{best.number}: {summary.metric_name} = {_values(best)} (validation)", highlight=False)
     out.print(
         "  " + ", ".join(f"{k}={_fmt(v)}" for k, v in best.params.items())
         + f"  -> precision {_fmt(attrs.get('val_precision'), 3)}, recall {_fmt(attrs.get('val_recall'), 3)}, "
@@ -224,7 +235,7 @@ def studies(storage: StorageOption = None) -> None:
         best = summary.best
         table.add_row(
             name, str(summary.finished), str(summary.failed), str(running), summary.metric_name, summary.direction,
-            _fmt(best.value) if best else "-", f"#{best.number}" if best else "-",
+            _values(best) if best else "-", f"#{best.number}" if best else "-",
         )
     out.print(table)
 
@@ -235,37 +246,51 @@ def show(
     study: Annotated[str, typer.Argument(help="Study name.")],
     storage: StorageOption = None,
     top: Annotated[int, typer.Option(min=1, help="How many of the best trials to list.")] = 10,
+    pick: PickOption = None,
 ) -> None:
-    """Print the best trial of a study and its top trials as a table."""
+    """Print the best trial of a study and its top trials (the Pareto front, for a multi-objective study)."""
     from optuna.trial import TrialState
 
-    from sweep.runner import summarize
+    from sweep.metrics import parse_pick
+    from sweep.runner import best_trial, summarize
     from sweep.storage import load_study, open_storage
 
     url = _storage_url(storage)
+    rule = parse_pick(pick)
     loaded = load_study(open_storage(url), study)
     summary = summarize(loaded, url)
+    multi = len(loaded.directions) > 1
     out.print(
         f"Study [bold]{study}[/] ({summary.metric_name}, {summary.direction}): {summary.finished} finished, "
         f"{summary.failed} failed.",
         highlight=False,
     )
-    complete = loaded.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    complete.sort(key=lambda t: t.value, reverse=summary.direction == "maximize")
+    if multi:
+        complete = sorted(loaded.best_trials, key=lambda t: t.values)
+        title = f"Pareto front: {len(complete)} trials (validation)"
+    else:
+        complete = loaded.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        complete.sort(key=lambda t: t.value, reverse=summary.direction == "maximize")
+        complete = complete[:top]
+        title = f"top {len(complete)} trials (validation)"
     table = Table(
         "trial", summary.metric_name, "minority_weight", "hidden_width", "threshold",
-        "precision", "recall", "flag rate", "seconds", title=f"top {min(top, len(complete))} trials (validation)",
+        "precision", "recall", "flag rate", "seconds", title=title,
     )
-    for trial in complete[:top]:
+    for trial in complete:
         a = trial.user_attrs
         table.add_row(
-            f"#{trial.number}", _fmt(trial.value), _fmt(trial.params.get("minority_weight")),
+            f"#{trial.number}", _values(trial), _fmt(trial.params.get("minority_weight")),
             _fmt(trial.params.get("hidden_width")), _fmt(trial.params.get("threshold"), 3),
             _fmt(a.get("val_precision"), 3), _fmt(a.get("val_recall"), 3), _fmt(a.get("val_flag_rate"), 3),
             _fmt(a.get("train_seconds"), 3),
         )
-    if summary.best is not None:
-        out.print(f"Best trial #{summary.best.number}: {summary.metric_name} = {_fmt(summary.best.value)}", highlight=False)
+    chosen = best_trial(loaded, rule)
+    if chosen is not None:
+        how = f" (picked from the Pareto front: {rule})" if multi else ""
+        out.print(f"Best trial #{chosen.number}{how}: {summary.metric_name} = {_values(chosen)}", highlight=False)
+    elif multi and summary.best is not None:
+        out.print(f"No Pareto-front trial meets --pick {pick!r}; relax the bound", highlight=False)
     out.print(table)
     failed = loaded.get_trials(deepcopy=False, states=(TrialState.FAIL,))
     for trial in failed[-5:]:
@@ -279,18 +304,20 @@ def export(
     out_dir: Annotated[Path, typer.Option("--out", help="Directory to write the bundle to.")],
     storage: StorageOption = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite a non-empty --out directory.")] = False,
+    pick: PickOption = None,
 ) -> None:
     """Retrain the best trial, score it once on the held-out test part and write a bundle to --out."""
     from sweep.export import export_best
+    from sweep.metrics import parse_pick
 
-    result = export_best(_storage_url(storage), study, out_dir, force=force)
+    result = export_best(_storage_url(storage), study, out_dir, force=force, pick=parse_pick(pick))
     best = result.best
     test = best["test"]["metrics"]
     out.print(f"Exported trial #{best['trial']} of {study} to {result.out_dir}", highlight=False)
     out.print(f"  class_weight {best['class_weight']}, threshold {best['threshold']:.4g}, hidden_width {best['hidden_width']}", highlight=False)
     out.print(
-        f"  validation {best['objective']['name']} = {_fmt(best['validation']['value'])} "
-        f"(retrained: {_fmt(best['validation']['reproduced_value'])})",
+        f"  validation {','.join(best['objective']['names'])} = {best['validation']['value']} "
+        f"(retrained: {best['validation']['reproduced_value']})",
         highlight=False,
     )
     out.print(
@@ -311,11 +338,13 @@ def report(
     storage: StorageOption = None,
     seeds: Annotated[int, typer.Option(min=1, help="Seeds per tutorial fixed-weight network (their rows are means ± sd).")] = 3,
     force: Annotated[bool, typer.Option("--force", help="Overwrite a non-empty --out directory.")] = False,
+    pick: PickOption = None,
 ) -> None:
     """Compare each study's best configuration with the tutorial's fixed weights on the held-out test rows."""
+    from sweep.metrics import parse_pick
     from sweep.report import write_report
 
-    written = write_report(_storage_url(storage), study, out_dir, seeds=tuple(range(seeds)), force=force)
+    written = write_report(_storage_url(storage), study, out_dir, seeds=tuple(range(seeds)), force=force, pick=parse_pick(pick))
     out.print(f"Wrote {written / 'report.html'} and {written / 'report.md'} (with figures)", highlight=False)
 
 

@@ -110,13 +110,16 @@ def study_note(study: optuna.Study) -> str:
         f"**Objective**: `{objective.get('spec', '?')}` ({objective.get('name', '?')}, {objective.get('direction', '?')}).",
         f"**Trials**: {len(finished)} finished, {len(failed)} failed.",
     ]
-    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    if complete:
-        best = study.best_trial
+    from sweep.runner import best_trial
+
+    best = best_trial(study)
+    if best is not None:
         a = best.user_attrs
+        values = ", ".join(f"{v:.4g}" for v in best.values)
+        how = f" (Pareto front of {len(study.best_trials)} trials; picked by best F1)" if len(study.directions) > 1 else ""
         lines += [
             "",
-            f"**Best so far**: trial #{best.number}, {objective.get('name', 'value')} = {best.value:.4g}: "
+            f"**Best so far**{how}: trial #{best.number}, {objective.get('name', 'value')} = {values}: "
             f"minority weight 1:{best.params['minority_weight']:.4g}, width {best.params['hidden_width']}, "
             f"threshold {best.params['threshold']:.3f}; validation precision {a.get('val_precision', float('nan')):.3f}, "
             f"recall {a.get('val_recall', float('nan')):.3f}, **flag rate {a.get('val_flag_rate', float('nan')):.2%}**.",

@@ -62,43 +62,70 @@ def _clean(values: dict) -> dict:
     return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in values.items()}
 
 
-def export_best(storage_url: str, study_name: str, out_dir: str | Path, force: bool = False) -> ExportResult:
-    """Retrain the study's best trial with its own seed, check it reproduces the stored validation value,
-    evaluate it once on the held-out test part, and write the bundle to `out_dir`."""
+@dataclass(frozen=True)
+class Retrained:
+    """A study's chosen trial trained again with its own seed, with what export and report need around it."""
+
+    study: object
+    trial: object
+    objective: object
+    dataset: object
+    params: TrialParams
+    settings: TrainSettings
+    model: object
+    validation: dict
+
+
+def retrain_best(storage_url: str, study_name: str, pick=None) -> Retrained:
+    """Load the study, choose its best trial (a Pareto-front trial by `pick` when multi-objective), check the
+    data is unchanged, and retrain that trial deterministically from its stored settings."""
     from sweep.metrics import parse_objective
     from sweep.runner import best_trial
 
-    out_dir = Path(out_dir)
-    _check_out_dir(out_dir, force)
     study = load_study(open_storage(storage_url), study_name)
-    if len(study.directions) != 1:
-        raise ExportError(f"study {study_name!r} has several objectives; export supports single-objective studies")
-    best = best_trial(study)
+    best = best_trial(study, pick)
+    if best is None and len(study.directions) > 1 and best_trial(study) is not None:
+        raise ExportError(f"no Pareto-front trial of study {study_name!r} meets --pick {pick}; relax the bound")
     if best is None:
         raise ExportError(f"study {study_name!r} has no complete trial yet; run `sweep run --study {study_name}` first")
     if "config" not in study.user_attrs or "train_settings" not in best.user_attrs:
-        raise StorageError(f"study {study_name!r} was not made by `sweep run` (no stored config); cannot export it")
-
+        raise StorageError(f"study {study_name!r} was not made by `sweep run` (no stored config); cannot use it")
     config = config_from_dict(study.user_attrs["config"])
-    objective = parse_objective(study.user_attrs["objective"]["spec"])
     dataset = load_dataset(config)
     stored_fingerprint = study.user_attrs["data"]["fingerprint"]
     if dataset.fingerprint != stored_fingerprint:
         raise DataError(
             f"the data at {config.data!r} changed since the sweep (fingerprint {dataset.fingerprint}, study has "
-            f"{stored_fingerprint}); restore the original data to export this study"
+            f"{stored_fingerprint}); restore the original data to use this study"
         )
     params = TrialParams.from_dict(best.params)
     settings = TrainSettings(**best.user_attrs["train_settings"])
     model, _, validation = fit_and_score(dataset, params, settings)
+    objective = parse_objective(study.user_attrs["objective"]["spec"])
+    return Retrained(study, best, objective, dataset, params, settings, model, validation)
+
+
+def export_best(storage_url: str, study_name: str, out_dir: str | Path, force: bool = False, pick=None) -> ExportResult:
+    """Retrain the study's best trial with its own seed, check it reproduces the stored validation value,
+    evaluate it once on the held-out test part, and write the bundle to `out_dir`."""
+    out_dir = Path(out_dir)
+    _check_out_dir(out_dir, force)
+    found = retrain_best(storage_url, study_name, pick)
+    best, objective, dataset, params, settings, model = found.trial, found.objective, found.dataset, found.params, found.settings, found.model
+    validation = found.validation
     reproduced_value = objective.value(validation)
+    stored_value = tuple(best.values) if objective.is_multi else best.value
+    reproduced = bool(np.allclose(reproduced_value, stored_value, rtol=0, atol=REPRODUCE_TOLERANCE))
     test = metrics(dataset.test.y, score(model, dataset.test.X), params.threshold)
 
     bundle = {
         "study": study_name,
         "storage": mask_url(storage_url),
         "trial": best.number,
-        "objective": {"spec": study.user_attrs["objective"]["spec"], "name": objective.name, "direction": objective.direction},
+        "objective": {
+            "spec": found.study.user_attrs["objective"]["spec"], "names": objective.names, "directions": objective.directions,
+            "picked_by": str(pick) if objective.is_multi and pick is not None else ("best f1" if objective.is_multi else None),
+        },
         "params": dict(best.params),
         "class_weight": {"0": 1.0, "1": params.minority_weight},
         "threshold": params.threshold,
@@ -107,14 +134,14 @@ def export_best(storage_url: str, study_name: str, out_dir: str | Path, force: b
         "train_settings": best.user_attrs["train_settings"],
         "seed": settings.seed,
         "validation": {
-            "value": best.value,
+            "value": stored_value,
             "reproduced_value": reproduced_value,
-            "reproduced": abs(reproduced_value - best.value) <= REPRODUCE_TOLERANCE,
+            "reproduced": reproduced,
             "metrics": _clean(validation),
         },
         "test": {"value": objective.value(test), "metrics": _clean(test)},
         "data": dataset.summary(),
-        "config": study.user_attrs["config"],
+        "config": found.study.user_attrs["config"],
         "features": list(dataset.feature_names),
         "versions": _versions(),
         "exported_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),

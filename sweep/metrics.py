@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -10,7 +11,11 @@ from sweep.errors import ConfigError
 
 OBJECTIVE_SYNTAX = (
     "f1 | fbeta:BETA | ap | recall_at_precision:MIN_PRECISION | cost:miss=COST,false_alarm=COST"
+    " | pareto:METRIC,METRIC (of precision, recall, f1, flag_rate)"
 )
+PARETO_METRICS = ("precision", "recall", "f1", "flag_rate")
+LOWER_IS_BETTER = ("flag_rate", "fp", "fn")
+PICK_SYNTAX = "METRIC or METRIC:OTHER>=BOUND or METRIC:OTHER<=BOUND (e.g. recall:precision>=0.2)"
 
 
 @dataclass(frozen=True)
@@ -18,6 +23,7 @@ class Objective:
     """A parsed --objective: what to compute on the validation part and which way is better."""
 
     kind: str
+    pareto: tuple[str, ...] = ()
     beta: float = 1.0
     min_precision: float = 0.0
     miss_cost: float = 1.0
@@ -28,6 +34,21 @@ class Objective:
         return "minimize" if self.kind == "cost" else "maximize"
 
     @property
+    def is_multi(self) -> bool:
+        return self.kind == "pareto"
+
+    @property
+    def directions(self) -> list[str]:
+        if self.is_multi:
+            return ["minimize" if m in LOWER_IS_BETTER else "maximize" for m in self.pareto]
+        return [self.direction]
+
+    @property
+    def names(self) -> list[str]:
+        """Metric names for study.set_metric_names, one per objective."""
+        return [f"val_{m}" for m in self.pareto] if self.is_multi else [self.name]
+
+    @property
     def name(self) -> str:
         """Metric name shown by optuna-dashboard (study.set_metric_names)."""
         if self.kind == "fbeta":
@@ -36,6 +57,8 @@ class Objective:
             return f"val_recall_at_precision_{self.min_precision:g}"
         if self.kind == "cost":
             return f"val_cost_per_row(miss={self.miss_cost:g},false_alarm={self.false_alarm_cost:g})"
+        if self.kind == "pareto":
+            return "pareto(" + ",".join(self.pareto) + ")"
         return {"f1": "val_f1", "ap": "val_average_precision"}[self.kind]
 
     @property
@@ -48,8 +71,10 @@ class Objective:
             return average_precision(y_true, scores)
         return self.value(threshold_metrics(y_true, scores, threshold))
 
-    def value(self, metrics: dict) -> float:
-        """The objective from metrics(); see the README for how each kind prices misses and false alarms."""
+    def value(self, metrics: dict):
+        """The objective from metrics() (a tuple for pareto); see the README for how each kind prices errors."""
+        if self.kind == "pareto":
+            return tuple(float(metrics[m]) for m in self.pareto)
         if self.kind == "f1":
             return metrics["f1"]
         if self.kind == "fbeta":
@@ -94,6 +119,12 @@ def parse_objective(spec: str, source: str = "--objective") -> Objective:
         if floor >= 1:
             raise _bad_objective(spec, source, f"minimum precision must be below 1, got {argument}")
         return Objective("recall_at_precision", min_precision=floor)
+    if kind == "pareto":
+        chosen = tuple(m.strip() for m in (argument or "precision,recall").split(","))
+        unknown = [m for m in chosen if m not in PARETO_METRICS]
+        if unknown or len(chosen) < 2 or len(set(chosen)) != len(chosen):
+            raise _bad_objective(spec, source, f"pareto needs two or more different metrics of {', '.join(PARETO_METRICS)}")
+        return Objective("pareto", pareto=chosen)
     if kind == "cost":
         costs = {}
         for part in filter(None, argument.split(",")):
@@ -158,3 +189,42 @@ def metrics(y_true: np.ndarray, scores: np.ndarray, threshold: float) -> dict:
     both_classes = 0 < y_int.sum() < len(y_int)
     found["roc_auc"] = float(roc_auc_score(y_int, np.asarray(scores).ravel())) if both_classes else float("nan")
     return found
+
+
+@dataclass(frozen=True)
+class Pick:
+    """How to pick one trial from a Pareto front: the best `metric`, among trials meeting a bound on another."""
+
+    metric: str = "f1"
+    other: str | None = None
+    at_least: bool = True
+    bound: float = 0.0
+
+    def allows(self, values: dict) -> bool:
+        if self.other is None:
+            return True
+        found = values.get(self.other)
+        return found is not None and (found >= self.bound if self.at_least else found <= self.bound)
+
+    def key(self, values: dict) -> float:
+        found = values.get(self.metric, float("nan"))
+        return -found if self.metric in LOWER_IS_BETTER else found
+
+    def __str__(self) -> str:
+        if self.other is None:
+            return f"best {self.metric}"
+        return f"best {self.metric} with {self.other} {'>=' if self.at_least else '<='} {self.bound:g}"
+
+
+def parse_pick(spec: str | None) -> Pick:
+    """Parse a --pick rule (PICK_SYNTAX); metrics are validation metrics (precision, recall, f1, flag_rate, ...)."""
+    if spec is None:
+        return Pick()
+    known = ("precision", "recall", "f1", "flag_rate", "average_precision", "roc_auc")
+    metric, _, constraint = spec.strip().lower().partition(":")
+    match = re.fullmatch(r"\s*(\w+)\s*(>=|<=)\s*([0-9.eE+-]+)\s*", constraint) if constraint else None
+    if metric not in known or (constraint and (match is None or match.group(1) not in known)):
+        raise ConfigError(f"--pick {spec!r} is invalid: expected {PICK_SYNTAX} with metrics from {', '.join(known)}")
+    if match is None:
+        return Pick(metric)
+    return Pick(metric, match.group(1), match.group(2) == ">=", float(match.group(3)))

@@ -77,6 +77,8 @@ def make_objective(config: SweepConfig, dataset: Dataset, objective: Objective, 
         def report(epoch: int, _loss: float, model) -> None:
             """Per-epoch validation objective for the dashboard's learning curves and the pruner."""
             stop_if_requested(trial)
+            if objective.is_multi:
+                return  # Optuna cannot prune multi-objective trials, and has no intermediate values for them
             value = objective.value_of_scores(dataset.validation.y, score(model, dataset.validation.X), params.threshold)
             if np.isnan(value):
                 return
@@ -96,7 +98,7 @@ def make_objective(config: SweepConfig, dataset: Dataset, objective: Objective, 
         trial.set_user_attr("train_seconds", round(result.seconds, 3))
         trial.set_user_attr("epochs_run", result.epochs_run)
         value = objective.value(found)
-        if artifacts is not None and is_new_best(trial, value):
+        if artifacts is not None and not objective.is_multi and is_new_best(trial, value):
             upload_trial_figures(trial, artifacts, dataset.validation.y, score(model, dataset.validation.X), params.threshold)
         return value
 

@@ -116,7 +116,7 @@ class StudyReport:
     study: str
     objective: str
     best_number: int
-    best_value: float
+    best_values: tuple[float, ...]
     rows: list[Row]
     best_row: Row
     figures: list[Path]
@@ -146,11 +146,25 @@ def study_figures(study, best_scores: np.ndarray, y_test: np.ndarray, threshold:
     from sweep.dashboard import trial_figures
 
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    prefix = study.study_name
+    pr_curve, matrix = trial_figures(y_test, best_scores, threshold, folder, f"{prefix}: best trial on the test part")
+    test_figures = [pr_curve.rename(folder / f"{prefix}-test-precision-recall.png"), matrix.rename(folder / f"{prefix}-test-confusion-matrix.png")]
+    if len(study.directions) > 1:
+        front = {t.number for t in study.best_trials}
+        names = study.metric_names or ["objective 1", "objective 2"]
+
+        def pareto(axis):
+            axis.scatter([t.values[0] for t in complete], [t.values[1] for t in complete], s=14, c="lightgray", label="trial")
+            ranked = sorted((t for t in complete if t.number in front), key=lambda t: t.values[0])
+            axis.plot([t.values[0] for t in ranked], [t.values[1] for t in ranked], "o-", color="red", label="Pareto front")
+            axis.set(xlabel=names[0], ylabel=names[1], title="Pareto front (validation)")
+            axis.legend()
+
+        return [_plot(folder / f"{prefix}-pareto.png", pareto), *test_figures]
     values = np.array([t.value for t in complete])
     numbers = [t.number for t in complete]
     better = np.maximum.accumulate if study.direction == optuna.study.StudyDirection.MAXIMIZE else np.minimum.accumulate
     name = (study.metric_names or ["value"])[0]
-    prefix = study.study_name
 
     def history(axis):
         axis.scatter(numbers, values, s=12, label="trial")
@@ -175,35 +189,17 @@ def study_figures(study, best_scores: np.ndarray, y_test: np.ndarray, threshold:
             axis.set(xlabel="importance (fANOVA)", title="parameter importances")
 
         figures.append(_plot(folder / f"{prefix}-importances.png", importance))
-    pr_curve, _matrix = trial_figures(y_test, best_scores, threshold, folder, f"{prefix}: best trial on the test part")
-    figures.append(pr_curve.rename(folder / f"{prefix}-test-precision-recall.png"))
-    _matrix.rename(folder / f"{prefix}-test-confusion-matrix.png")
-    figures.append(folder / f"{prefix}-test-confusion-matrix.png")
-    return figures
+    return figures + test_figures
 
 
-def study_report(storage_url: str, study_name: str, folder: Path, seeds=(0, 1, 2)) -> StudyReport:
+def study_report(storage_url: str, study_name: str, folder: Path, seeds=(0, 1, 2), pick=None) -> StudyReport:
     """Retrain the study's best trial with its seed and compare it on the test rows with the tutorial's
     fixed weights, the simple logistic reference and (for the seed data) the Bayes-optimal ceiling."""
-    from sweep.config import config_from_dict
-    from sweep.data import load_dataset
-    from sweep.errors import DataError, ExportError
-    from sweep.objective import fit_and_score
-    from sweep.runner import best_trial
-    from sweep.space import TrialParams
-    from sweep.storage import load_study, open_storage
+    from sweep.export import retrain_best
 
-    study = load_study(open_storage(storage_url), study_name)
-    best = best_trial(study)
-    if best is None or "config" not in study.user_attrs:
-        raise ExportError(f"study {study_name!r} has no complete trial made by `sweep run`; run it first")
-    config = config_from_dict(study.user_attrs["config"])
-    dataset = load_dataset(config)
-    if dataset.fingerprint != study.user_attrs["data"]["fingerprint"]:
-        raise DataError(f"the data at {config.data!r} changed since study {study_name!r} ran; restore it to report on it")
-    params = TrialParams.from_dict(best.params)
-    model, _, _ = fit_and_score(dataset, params, TrainSettings(**best.user_attrs["train_settings"]))
-    best_scores = score(model, dataset.test.X)
+    found = retrain_best(storage_url, study_name, pick)
+    study, best, dataset, params = found.study, found.trial, found.dataset, found.params
+    best_scores = score(found.model, dataset.test.X)
     best_row = scored_row(
         f"sweep best (trial #{best.number}): weight 1:{params.minority_weight:.3g}, width {params.hidden_width}, "
         f"threshold {params.threshold:.3f}",
@@ -211,7 +207,9 @@ def study_report(storage_url: str, study_name: str, folder: Path, seeds=(0, 1, 2
     )
     rows = tutorial_rows(dataset, seeds=seeds) + [best_row, logistic_reference_row(dataset)]
     notes = []
-    if config.data == "seed":
+    if found.objective.is_multi:
+        notes.append(f"Multi-objective study: the trial above was picked from the Pareto front by {pick or 'best f1'}.")
+    if study.user_attrs["config"]["data"] == "seed":
         rows.append(bayes_ceiling_row(dataset))
         notes.append(
             "Bayes-optimal ceiling: the generator's own posterior P(y=1|x) (cluster Gaussians, priors and "
@@ -222,7 +220,7 @@ def study_report(storage_url: str, study_name: str, folder: Path, seeds=(0, 1, 2
         )
     figures = study_figures(study, best_scores, dataset.test.y, params.threshold, folder)
     objective = study.user_attrs["objective"]["spec"]
-    return StudyReport(study_name, objective, best.number, best.value, rows, best_row, figures, notes)
+    return StudyReport(study_name, objective, best.number, tuple(best.values), rows, best_row, figures, notes)
 
 
 def sample_generator(params, rows: int, seed: int = 12345) -> tuple[np.ndarray, np.ndarray]:
@@ -260,7 +258,7 @@ def best_f1_threshold(y_true: np.ndarray, scores: np.ndarray) -> float:
     return float(thresholds[int(np.argmax(f1[:-1]))])
 
 
-def write_report(storage_url: str, study_names: list[str], out_dir: str | Path, seeds=(0, 1, 2), force: bool = False) -> Path:
+def write_report(storage_url: str, study_names: list[str], out_dir: str | Path, seeds=(0, 1, 2), force: bool = False, pick=None) -> Path:
     """Write report.md, a self-contained report.html and the PNG figures for one or more studies to `out_dir`."""
     import base64
     import shutil
@@ -273,14 +271,15 @@ def write_report(storage_url: str, study_names: list[str], out_dir: str | Path, 
     if out_dir.is_dir():
         shutil.rmtree(out_dir)
     out_dir.mkdir(parents=True)
-    sections = [study_report(storage_url, name, out_dir, seeds) for name in study_names]
+    sections = [study_report(storage_url, name, out_dir, seeds, pick) for name in study_names]
     md = ["# Minority-weight sweep report", "", "All metrics on the held-out **test** rows, which no search used.", ""]
     page = ["<h1>Minority-weight sweep report</h1><p>All metrics on the held-out <b>test</b> rows, which no search used.</p>"]
     if len(sections) > 1:
         md += ["## Studies side by side", "", markdown_table([_named(s) for s in sections]), ""]
         page.append("<h2>Studies side by side</h2>" + html_table([_named(s) for s in sections]))
     for section in sections:
-        title = f"Study {section.study}: objective {section.objective}, best trial #{section.best_number} (validation {section.best_value:.4g})"
+        shown = ", ".join(f"{v:.4g}" for v in section.best_values)
+        title = f"Study {section.study}: objective {section.objective}, best trial #{section.best_number} (validation {shown})"
         md += [f"## {title}", "", markdown_table(section.rows), ""] + [f"- {note}" for note in section.notes] + [""]
         md += [f"![{figure.stem}]({figure.name})" for figure in section.figures] + [""]
         page.append(f"<h2>{html.escape(title)}</h2>" + html_table(section.rows))

@@ -18,7 +18,7 @@ from sweep.config import SweepConfig
 from sweep.dashboard import artifact_store, save_study_note
 from sweep.data import Dataset, load_dataset
 from sweep.errors import StorageError, TrialFailed
-from sweep.metrics import parse_objective
+from sweep.metrics import Pick, parse_objective
 from sweep.objective import make_objective
 from sweep.runtime import configure_threads, select_device
 from sweep.storage import mask_url, open_storage
@@ -83,7 +83,7 @@ def prepare_study(config: SweepConfig, dataset: Dataset, worker_index: int = 0) 
     sampler = optuna.samplers.TPESampler(seed=config.seed + already, multivariate=True)
     study = optuna.create_study(
         storage=storage, study_name=config.study, sampler=sampler, pruner=make_pruner(config.pruner, config.epochs),
-        direction=objective.direction, load_if_exists=True,
+        directions=objective.directions, load_if_exists=True,
     )
     if existing:
         _check_compatible(study, config, dataset)
@@ -91,10 +91,10 @@ def prepare_study(config: SweepConfig, dataset: Dataset, worker_index: int = 0) 
     stored_config = config.to_dict() | {"storage": mask_url(config.storage)}
     study.set_user_attr("config", stored_config)
     study.set_user_attr("data", dataset.summary())
-    study.set_user_attr("objective", {"spec": config.objective, "name": objective.name, "direction": objective.direction})
+    study.set_user_attr("objective", {"spec": config.objective, "name": objective.name, "direction": ",".join(objective.directions)})
     with warnings.catch_warnings():  # set_metric_names is "experimental" in Optuna 5 but it is what the dashboard reads
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        study.set_metric_names([objective.name])
+        study.set_metric_names(objective.names)
     return study
 
 
@@ -231,11 +231,21 @@ def run_sweep(
     return summarize(study, config.storage, ran_now=len(study.get_trials(deepcopy=False)) - before, stop_reason=stop_reason)
 
 
-def best_trial(study: optuna.Study) -> FrozenTrial | None:
-    """The best complete trial, or None when the study has none yet."""
+def best_trial(study: optuna.Study, pick: Pick | None = None) -> FrozenTrial | None:
+    """The best complete trial, or None when there is none. For a multi-objective study: the trial of the
+    Pareto front chosen by `pick` (default: best validation F1), or None when no front trial meets its bound."""
     if count_trials(study, (TrialState.COMPLETE,)) == 0:
         return None
-    return study.best_trial
+    if len(study.directions) == 1:
+        return study.best_trial
+    pick = pick or Pick()
+    front = [t for t in study.best_trials if pick.allows(validation_metrics(t))]
+    return max(front, key=lambda t: pick.key(validation_metrics(t))) if front else None
+
+
+def validation_metrics(trial: FrozenTrial) -> dict:
+    """A trial's val_* user attributes without the prefix."""
+    return {k.removeprefix("val_"): v for k, v in trial.user_attrs.items() if k.startswith("val_")}
 
 
 def summarize(study: optuna.Study, storage_url: str, ran_now: int = 0, stop_reason: str | None = None) -> SweepResult:
@@ -243,8 +253,8 @@ def summarize(study: optuna.Study, storage_url: str, ran_now: int = 0, stop_reas
     return SweepResult(
         study_name=study.study_name,
         storage=mask_url(storage_url),
-        metric_name=(study.metric_names or [objective.get("name", "value")])[0],
-        direction=study.direction.name.lower(),
+        metric_name=",".join(study.metric_names or [objective.get("name", "value")]),
+        direction=",".join(d.name.lower() for d in study.directions),
         finished=count_trials(study, BUDGET_STATES),
         failed=count_trials(study, (TrialState.FAIL,)),
         ran_now=ran_now,

@@ -76,6 +76,8 @@ def tensorflow():
         import tensorflow as tf
 
         _apply_threads(tf)
+        # Each trial traces its own epoch function on purpose (its own model); TF's retracing advice is noise here.
+        tf.get_logger().setLevel("ERROR")
         tf.config.list_physical_devices("GPU")  # probes CUDA now, while stderr is silenced
     return tf
 

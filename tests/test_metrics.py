@@ -35,6 +35,7 @@ def test_metrics_agree_with_sklearn(threshold):
         ("average_precision", "ap", "maximize", "val_average_precision"),
         ("recall_at_precision:0.2", "recall_at_precision", "maximize", "val_recall_at_precision_0.2"),
         ("cost:miss=50,false_alarm=1", "cost", "minimize", "val_cost_per_row(miss=50,false_alarm=1)"),
+        ("pareto", "pareto", "maximize", "pareto(precision,recall)"),
     ],
 )
 def test_parse_objective(spec, kind, direction, name):
@@ -53,6 +54,8 @@ def test_parse_objective(spec, kind, direction, name):
         ("cost:miss=5", "both miss= and false_alarm="),
         ("cost:miss=5,alarm=1", "unknown cost 'alarm'"),
         ("f1:3", "unknown objective"),
+        ("pareto:recall", "two or more different metrics"),
+        ("pareto:recall,speed", "two or more different metrics"),
     ],
 )
 def test_bad_objectives(spec, match):
@@ -87,3 +90,47 @@ def test_flagging_everything_is_not_a_win():
     assert parse_objective("cost:miss=10,false_alarm=1").value(found) > parse_objective(
         "cost:miss=10,false_alarm=1"
     ).value(metrics(y, np.zeros(1000), 0.5))
+
+
+@pytest.mark.parametrize(
+    "spec, names, directions",
+    [
+        ("pareto", ["val_precision", "val_recall"], ["maximize", "maximize"]),
+        ("pareto:recall,flag_rate", ["val_recall", "val_flag_rate"], ["maximize", "minimize"]),
+    ],
+)
+def test_pareto_objectives(spec, names, directions):
+    """Check that a pareto objective names one metric per objective, minimises the flag rate and returns a tuple."""
+    objective = parse_objective(spec)
+    assert objective.is_multi and objective.names == names and objective.directions == directions
+    found = {"precision": 0.3, "recall": 0.6, "flag_rate": 0.02, "f1": 0.4}
+    assert objective.value(found) == tuple(found[n.removeprefix("val_")] for n in names)
+
+
+@pytest.mark.parametrize(
+    "spec, allowed, not_allowed, better, worse",
+    [
+        (None, {}, None, {"f1": 0.5}, {"f1": 0.4}),
+        ("recall:precision>=0.2", {"precision": 0.2}, {"precision": 0.19}, {"recall": 0.9}, {"recall": 0.8}),
+        ("recall:flag_rate<=0.01", {"flag_rate": 0.01}, {"flag_rate": 0.02}, {"recall": 0.9}, {"recall": 0.1}),
+        ("flag_rate", {}, None, {"flag_rate": 0.01}, {"flag_rate": 0.5}),
+    ],
+)
+def test_pick_rules(spec, allowed, not_allowed, better, worse):
+    """Check that a --pick rule admits trials by its bound and ranks them by its metric (flag rate: lower is better)."""
+    from sweep.metrics import parse_pick
+
+    rule = parse_pick(spec)
+    assert rule.allows(allowed)
+    if not_allowed is not None:
+        assert not rule.allows(not_allowed)
+    assert rule.key(better) > rule.key(worse)
+
+
+@pytest.mark.parametrize("spec", ["speed", "recall:precision>0.2", "recall:precision>=high", "recall:speed<=1"])
+def test_bad_pick_rules(spec):
+    """Check that a malformed --pick rule is a ConfigError showing the syntax."""
+    from sweep.metrics import parse_pick
+
+    with pytest.raises(ConfigError, match="expected METRIC"):
+        parse_pick(spec)

@@ -262,3 +262,29 @@ def test_interrupted_worker_fails_its_trial_and_the_next_run_resumes(tiny_csv, t
     rerun = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0, rerun.stderr
     assert len(optuna.load_study(study_name="stop", storage=storage).get_trials(states=BUDGET_STATES)) == 4
+
+
+def test_pareto_sweep_and_pick(tiny_config, tmp_path):
+    """Check that a pareto sweep stores two named objectives, no intermediate values, and that a pick rule chooses within the front."""
+    from sweep.export import export_best
+    from sweep.metrics import parse_pick
+    from sweep.runner import best_trial
+
+    config = tiny_config(objective="pareto:recall,flag_rate", trials=6)
+    result = run_sweep(config)
+    study = optuna.load_study(study_name="tiny", storage=config.storage)
+    assert [d.name for d in study.directions] == ["MAXIMIZE", "MINIMIZE"]
+    assert study.metric_names == ["val_recall", "val_flag_rate"] and result.metric_name == "val_recall,val_flag_rate"
+    assert all(not t.intermediate_values for t in study.trials)
+    front = study.best_trials
+    rule = parse_pick("recall:flag_rate<=0.3")
+    chosen = best_trial(study, rule)
+    allowed = [t for t in front if t.user_attrs["val_flag_rate"] <= 0.3]
+    if allowed:
+        assert chosen in front and chosen.user_attrs["val_recall"] == max(t.user_attrs["val_recall"] for t in allowed)
+        bundle = export_best(config.storage, "tiny", tmp_path / "b", pick=rule).best
+        assert bundle["trial"] == chosen.number and bundle["validation"]["reproduced"]
+        assert bundle["objective"]["picked_by"] == "best recall with flag_rate <= 0.3"
+    else:
+        assert chosen is None
+    assert best_trial(study, parse_pick("recall:flag_rate<=0")) is None or min(t.user_attrs["val_flag_rate"] for t in front) == 0
