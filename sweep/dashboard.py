@@ -38,9 +38,11 @@ def is_new_best(trial: optuna.Trial, value: float) -> bool:
     return value > best if study.direction == optuna.study.StudyDirection.MAXIMIZE else value < best
 
 
-def trial_figures(y_true: np.ndarray, scores: np.ndarray, threshold: float, folder: Path, title: str) -> list[Path]:
+def trial_figures(
+    y_true: np.ndarray, scores: np.ndarray, threshold: float, folder: Path, title: str, part: str = "validation"
+) -> list[Path]:
     """Write pr_curve.png (precision and recall against the threshold, the chosen one marked) and
-    confusion_matrix.png for one trial's validation scores; returns their paths."""
+    confusion_matrix.png for one trial's scores on `part` of the data; returns their paths."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -52,7 +54,7 @@ def trial_figures(y_true: np.ndarray, scores: np.ndarray, threshold: float, fold
     figure, (curve, by_threshold) = plt.subplots(1, 2, figsize=(10, 4))
     curve.plot(recall, precision)
     curve.scatter([chosen["recall"]], [chosen["precision"]], color="red", zorder=3, label=f"threshold {threshold:.3f}")
-    curve.set(xlabel="recall", ylabel="precision", title="precision-recall (validation)")
+    curve.set(xlabel="recall", ylabel="precision", title=f"precision-recall ({part})")
     curve.legend()
     by_threshold.plot(thresholds, precision[:-1], label="precision")
     by_threshold.plot(thresholds, recall[:-1], label="recall")
@@ -68,7 +70,7 @@ def trial_figures(y_true: np.ndarray, scores: np.ndarray, threshold: float, fold
     figure, axis = plt.subplots(figsize=(4.5, 4))
     matrix = np.array([[chosen["tn"], chosen["fp"]], [chosen["fn"], chosen["tp"]]])
     ConfusionMatrixDisplay(matrix, display_labels=["negative", "positive"]).plot(ax=axis, colorbar=False, values_format="d")
-    axis.set_title(f"{title}\nvalidation, threshold {threshold:.3f}")
+    axis.set_title(f"{title}\n{part}, threshold {threshold:.3f}")
     figure.tight_layout()
     matrix_path = folder / "confusion_matrix.png"
     figure.savefig(matrix_path, dpi=90)

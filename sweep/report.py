@@ -140,6 +140,7 @@ def _plot(path: Path, draw) -> Path:
 def study_figures(study, best_scores: np.ndarray, y_test: np.ndarray, threshold: float, folder: Path) -> list[Path]:
     """Optimisation history, parameter importances, the weight x threshold landscape, and precision/recall
     against the threshold for the best model on the test part."""
+    import matplotlib.ticker
     import optuna
     from optuna.trial import TrialState
 
@@ -147,7 +148,7 @@ def study_figures(study, best_scores: np.ndarray, y_test: np.ndarray, threshold:
 
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     prefix = study.study_name
-    pr_curve, matrix = trial_figures(y_test, best_scores, threshold, folder, f"{prefix}: best trial on the test part")
+    pr_curve, matrix = trial_figures(y_test, best_scores, threshold, folder, f"{prefix}: best trial", part="test")
     test_figures = [pr_curve.rename(folder / f"{prefix}-test-precision-recall.png"), matrix.rename(folder / f"{prefix}-test-confusion-matrix.png")]
     if len(study.directions) > 1:
         front = {t.number for t in study.best_trials}
@@ -177,6 +178,7 @@ def study_figures(study, best_scores: np.ndarray, y_test: np.ndarray, threshold:
         thresholds = [t.params["threshold"] for t in complete]
         points = axis.scatter(weights, thresholds, c=values, cmap="viridis", s=25)
         axis.set_xscale("log")
+        axis.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         axis.set(xlabel="minority weight (log)", ylabel="threshold", title=f"{name} over weight x threshold")
         axis.figure.colorbar(points, ax=axis, label=name)
 
