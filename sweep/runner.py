@@ -197,20 +197,20 @@ def run_sweep(
     if on_start is not None:
         on_start(study)
     deadline = None if config.timeout is None else time.monotonic() + config.timeout
-    reconnects = 0
+    reconnects = Reconnects()
     while failures.in_a_row < MAX_CONSECUTIVE_FAILURES:
         stopping.check()
-        remaining = None if deadline is None else deadline - time.monotonic()
-        finished = count_trials(study, BUDGET_STATES)
-        if finished >= config.trials or (remaining is not None and remaining <= 0):
-            break
-        if finished + count_trials(study, (TrialState.RUNNING,)) >= config.trials:
-            # Other workers' trials cover the rest of the budget: wait for them to finish, or for their
-            # heartbeats to lapse (a dead worker), in which case their trials are failed and retried here.
-            time.sleep(config.heartbeat_interval)
-            optuna.storages.fail_stale_trials(study)
-            continue
         try:
+            remaining = None if deadline is None else deadline - time.monotonic()
+            finished = count_trials(study, BUDGET_STATES)
+            if finished >= config.trials or (remaining is not None and remaining <= 0):
+                break
+            if finished + count_trials(study, (TrialState.RUNNING,)) >= config.trials:
+                # Other workers' trials cover the rest of the budget: wait for them to finish, or for their
+                # heartbeats to lapse (a dead worker), in which case their trials are failed and retried here.
+                time.sleep(config.heartbeat_interval)
+                optuna.storages.fail_stale_trials(study)
+                continue
             study.optimize(
                 make_objective(config, dataset, objective, admit=budget.admits, artifacts=artifacts),
                 timeout=remaining,
@@ -219,16 +219,37 @@ def run_sweep(
                 gc_after_trial=True,
             )
         except Exception as exc:
-            if not _is_disconnect(exc) or reconnects >= MAX_RECONNECTS:
-                raise
-            reconnects += 1
-            logger.warning("lost the database connection (%s); reconnecting (%d/%d)", type(exc).__name__, reconnects, MAX_RECONNECTS)
-            time.sleep(1)
-    save_study_note(study)
+            reconnects.absorb(exc)
     stop_reason = None
     if failures.in_a_row >= MAX_CONSECUTIVE_FAILURES:
         stop_reason = f"stopped after {failures.in_a_row} failed trials in a row; last reason: {failures.last_reason}"
-    return summarize(study, config.storage, ran_now=len(study.get_trials(deepcopy=False)) - before, stop_reason=stop_reason)
+
+    def finish() -> SweepResult:
+        save_study_note(study)
+        return summarize(study, config.storage, ran_now=len(study.get_trials(deepcopy=False)) - before, stop_reason=stop_reason)
+
+    return reconnects.retry(finish)
+
+
+class Reconnects:
+    """Survive lost database connections: re-raise anything else, or more than MAX_RECONNECTS losses."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def absorb(self, exc: Exception) -> None:
+        if not _is_disconnect(exc) or self.count >= MAX_RECONNECTS:
+            raise exc
+        self.count += 1
+        logger.warning("lost the database connection (%s); reconnecting (%d/%d)", type(exc).__name__, self.count, MAX_RECONNECTS)
+        time.sleep(1)
+
+    def retry(self, action):
+        while True:
+            try:
+                return action()
+            except Exception as exc:
+                self.absorb(exc)
 
 
 def best_trial(study: optuna.Study, pick: Pick | None = None) -> FrozenTrial | None:
