@@ -100,7 +100,7 @@ def retrain_best(storage_url: str, study_name: str, pick=None) -> Retrained:
         )
     params = TrialParams.from_dict(best.params)
     settings = TrainSettings(**best.user_attrs["train_settings"])
-    model, _, validation = fit_and_score(dataset, params, settings)
+    model, _, validation, _ = fit_and_score(dataset, params, settings)
     objective = parse_objective(study.user_attrs["objective"]["spec"])
     return Retrained(study, best, objective, dataset, params, settings, model, validation)
 

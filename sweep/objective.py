@@ -33,15 +33,15 @@ def train_settings(config: SweepConfig, seed: int) -> TrainSettings:
 
 
 def fit_and_score(dataset: Dataset, params: TrialParams, settings: TrainSettings, on_epoch=None):
-    """Train on the training part, score the validation part; returns (model, result, validation metrics)."""
+    """Train on the training part, score the validation part; returns (model, result, validation metrics,
+    validation scores)."""
     model, result = train_model(
         dataset.train.X, dataset.train.y, params.hidden_width, params.class_weight, settings, on_epoch
     )
     scores = score(model, dataset.validation.X)
     if np.ptp(scores) < 1e-7:
         raise TrialFailed(f"model predicts the same probability ({scores[0]:.4g}) for every validation row")
-    return model, result, metrics(dataset.validation.y, scores, params.threshold)
-
+    return model, result, metrics(dataset.validation.y, scores, params.threshold), scores
 
 
 def stop_if_requested(trial: optuna.Trial) -> None:
@@ -89,7 +89,7 @@ def make_objective(config: SweepConfig, dataset: Dataset, objective: Objective, 
                 raise optuna.TrialPruned(f"pruned at epoch {epoch} with {objective.name} = {value:.4g}")
 
         try:
-            model, result, found = fit_and_score(dataset, params, settings, on_epoch=report)
+            _, result, found, scores = fit_and_score(dataset, params, settings, on_epoch=report)
         except TrialFailed as failure:
             trial.set_user_attr("fail_reason", str(failure))
             raise
@@ -99,7 +99,7 @@ def make_objective(config: SweepConfig, dataset: Dataset, objective: Objective, 
         trial.set_user_attr("epochs_run", result.epochs_run)
         value = objective.value(found)
         if artifacts is not None and not objective.is_multi and is_new_best(trial, value):
-            upload_trial_figures(trial, artifacts, dataset.validation.y, score(model, dataset.validation.X), params.threshold)
+            upload_trial_figures(trial, artifacts, dataset.validation.y, scores, params.threshold)
         return value
 
     return run_trial
