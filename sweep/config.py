@@ -44,6 +44,7 @@ class SweepConfig:
     intra_op_threads: int = 0
     inter_op_threads: int = 0
     workers: int = 1
+    population: int = 1
     device: str = "auto"
     heartbeat_interval: int = 10
     grace_period: int = 30
@@ -118,7 +119,7 @@ def _coerce(key: str, value: Any, source: str) -> Any:
         _expect(valid, key, value, source, "auto | cpu | gpu | gpu:N")
         return text
     if key in ("trials", "epochs", "batch_size", "hidden_layers", "seed", "intra_op_threads", "inter_op_threads",
-               "workers", "heartbeat_interval", "grace_period"):
+               "workers", "heartbeat_interval", "grace_period", "population"):
         number = _as_int(key, value, source)
         low = 0 if key in ("seed", "intra_op_threads", "inter_op_threads") else 1
         _expect(number >= low, key, value, source, f"an integer >= {low}")
@@ -126,6 +127,8 @@ def _coerce(key: str, value: Any, source: str) -> Any:
             _expect(number <= 8, key, value, source, "between 1 and 8 hidden layers")
         if key == "workers":
             _expect(number <= 64, key, value, source, "between 1 and 64 worker processes")
+        if key == "population":
+            _expect(number <= 512, key, value, source, "between 1 and 512 trials trained together")
         return number
     if key == "timeout":
         if value is None or (isinstance(value, str) and value.strip().lower() in ("", "none")):
@@ -200,6 +203,11 @@ def resolve_config(
                 flag_source = f"environment variable {ENV_PREFIX}{key.upper()}"
             values[key] = _coerce(key, raw, flag_source)
     config = SweepConfig(**values)
+    if config.population > 1 and config.hidden_layers > 1:
+        raise ConfigError(
+            f"population = {config.population} trains one-hidden-layer networks, but hidden_layers = {config.hidden_layers}; "
+            "use population = 1 for deeper networks"
+        )
     if config.grace_period <= config.heartbeat_interval:
         raise ConfigError(
             f"grace_period = {config.grace_period} must be longer than heartbeat_interval = {config.heartbeat_interval} "

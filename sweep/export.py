@@ -16,7 +16,7 @@ from sweep.config import config_from_dict
 from sweep.data import Scaler, load_dataset, numeric_features, read_table
 from sweep.errors import DataError, ExportError, StorageError
 from sweep.metrics import metrics
-from sweep.objective import fit_and_score
+from sweep.objective import refit_trial
 from sweep.space import TrialParams
 from sweep.runtime import tensorflow
 from sweep.storage import load_study, mask_url, open_storage
@@ -100,7 +100,7 @@ def retrain_best(storage_url: str, study_name: str, pick=None) -> Retrained:
         )
     params = TrialParams.from_dict(best.params)
     settings = TrainSettings(**best.user_attrs["train_settings"])
-    model, _, validation, _ = fit_and_score(dataset, params, settings)
+    model, validation, _ = refit_trial(dataset, best)
     objective = parse_objective(study.user_attrs["objective"]["spec"])
     return Retrained(study, best, objective, dataset, params, settings, model, validation)
 

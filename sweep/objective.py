@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import warnings
 import os
 import socket
 from typing import TYPE_CHECKING
@@ -42,6 +43,30 @@ def fit_and_score(dataset: Dataset, params: TrialParams, settings: TrainSettings
     if np.ptp(scores) < 1e-7:
         raise TrialFailed(f"model predicts the same probability ({scores[0]:.4g}) for every validation row")
     return model, result, metrics(dataset.validation.y, scores, params.threshold), scores
+
+
+def refit_trial(dataset: Dataset, trial) -> tuple:
+    """Train a finished trial again from its stored settings: (model, validation metrics, validation scores).
+
+    A trial that was trained in a population is reproduced by retraining its whole population with the
+    stored members and shuffle seed, then slicing its member out as a plain Keras model.
+    """
+    params = TrialParams.from_dict(trial.params)
+    settings = TrainSettings(**trial.user_attrs["train_settings"])
+    described = trial.user_attrs.get("population")
+    if described is None:
+        model, _, found, scores = fit_and_score(dataset, params, settings)
+        return model, found, scores
+    from sweep.population import Member, train_population
+
+    members = [Member(m["hidden_width"], m["minority_weight"], m["seed"]) for m in described["members"]]
+    population, _, _, _ = train_population(
+        dataset.train.X, dataset.train.y, members, settings.epochs, settings.batch_size, settings.learning_rate,
+        described["shuffle_seed"],
+    )
+    model = population.member_model(described["member"])
+    scores = score(model, dataset.validation.X)
+    return model, metrics(dataset.validation.y, scores, params.threshold), scores
 
 
 def stop_if_requested(trial: optuna.Trial) -> None:
@@ -103,3 +128,111 @@ def make_objective(config: SweepConfig, dataset: Dataset, objective: Objective, 
         return value
 
     return run_trial
+
+
+def population_round(study: optuna.Study, config: SweepConfig, dataset: Dataset, objective: Objective, size: int, admit=None, artifacts=None) -> list:
+    """Ask `size` trials, train them as one population, report and prune each member on its own, and tell
+    each trial its value and user attributes as a single trial would. Returns the told (frozen) trials.
+
+    Trials asked with study.ask() get no heartbeat from Optuna, so this records one per running member
+    after every epoch; a worker killed mid-population leaves trials that go stale and are retried.
+    """
+    from sweep.population import Member, train_population
+
+    told = []
+    with warnings.catch_warnings():  # heartbeats for asked trials are recorded below, by hand
+        warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used with Study.optimize")
+        asked = [study.ask() for _ in range(size)]
+    trials = []
+    for trial in asked:
+        if admit is not None and not admit(trial):
+            trial.set_user_attr("over_budget", True)
+            trial.set_user_attr("fail_reason", "not run: other workers had already filled the study's trial budget")
+            told.append(study.tell(trial, state=optuna.trial.TrialState.FAIL))
+        else:
+            trials.append(trial)
+    if not trials:
+        return told
+    params = [suggest(trial, config) for trial in trials]
+    shuffle_seed = trial_seed(config.seed, trials[0].number)
+    members = [Member(p.hidden_width, p.minority_weight, trial_seed(config.seed, t.number)) for t, p in zip(trials, params)]
+    description = {
+        "id": f"{study.study_name}:{trials[0].number}", "size": len(trials), "shuffle_seed": shuffle_seed,
+        "members": [{"trial": t.number, "hidden_width": m.hidden_width, "minority_weight": m.minority_weight, "seed": m.seed} for t, m in zip(trials, members)],
+    }
+    for index, (trial, p, member) in enumerate(zip(trials, params, members)):
+        settings = train_settings(config, member.seed)
+        trial.set_user_attr("train_settings", dataclasses.asdict(settings))
+        trial.set_user_attr("class_weight", {"0": 1.0, "1": p.minority_weight})
+        trial.set_user_attr("device", device_label())
+        trial.set_user_attr("threads", thread_settings())
+        trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
+        trial.set_user_attr("population", description | {"member": index})
+    storage = study._storage
+    open_trials = {index: trial for index, trial in enumerate(trials)}
+    beating = optuna.storages._heartbeat.is_heartbeat_enabled(storage)
+
+    def heartbeat() -> None:
+        # A trial with no heartbeat row is never taken for stale, so stamp each member as soon as it exists.
+        if beating:
+            for trial in open_trials.values():
+                storage.record_heartbeat(trial._trial_id)
+
+    heartbeat()
+
+    def end(index: int, **tell) -> None:
+        told.append(study.tell(open_trials.pop(index), **tell))
+
+    def on_epoch(epoch: int, losses, population, active):
+        stop_if_requested(next(iter(open_trials.values())))
+        scores = population.scores(dataset.validation.X)
+        still = active.copy()
+        for index in [i for i in list(open_trials) if active[i]]:
+            trial = open_trials[index]
+            if not np.isfinite(losses[index]):
+                trial.set_user_attr("fail_reason", f"training loss became {losses[index]} at epoch {epoch}")
+                end(index, state=optuna.trial.TrialState.FAIL)
+                still[index] = False
+                continue
+            if objective.is_multi:
+                continue
+            value = objective.value_of_scores(dataset.validation.y, scores[index], params[index].threshold)
+            if np.isnan(value):
+                continue
+            trial.report(value, epoch)
+            if trial.should_prune():
+                trial.set_user_attr("pruned_at_epoch", epoch)
+                trial.set_user_attr("epochs_run", epoch)
+                end(index, state=optuna.trial.TrialState.PRUNED)
+                still[index] = False
+        heartbeat()
+        return still
+
+    try:
+        population, epochs_run, seconds, _ = train_population(
+            dataset.train.X, dataset.train.y, members, config.epochs, config.batch_size, config.learning_rate,
+            shuffle_seed, on_epoch,
+        )
+        scores = population.scores(dataset.validation.X)
+        for index in list(open_trials):
+            trial, p = open_trials[index], params[index]
+            if np.ptp(scores[index]) < 1e-7:
+                trial.set_user_attr("fail_reason", f"model predicts the same probability ({scores[index][0]:.4g}) for every validation row")
+                end(index, state=optuna.trial.TrialState.FAIL)
+                continue
+            found = metrics(dataset.validation.y, scores[index], p.threshold)
+            for key, value in found.items():
+                trial.set_user_attr(f"val_{key}", value)
+            trial.set_user_attr("train_seconds", round(seconds / len(trials), 3))
+            trial.set_user_attr("epochs_run", int(epochs_run[index]))
+            value = objective.value(found)
+            if artifacts is not None and not objective.is_multi and is_new_best(trial, value):
+                upload_trial_figures(trial, artifacts, dataset.validation.y, scores[index], p.threshold)
+            end(index, values=value)
+    except BaseException as exc:  # KeyboardInterrupt included: no member may stay RUNNING
+        for index, trial in list(open_trials.items()):
+            if "fail_reason" not in trial.user_attrs:
+                trial.set_user_attr("fail_reason", f"population stopped: {type(exc).__name__}: {exc}")
+            end(index, state=optuna.trial.TrialState.FAIL)
+        raise
+    return told

@@ -19,7 +19,7 @@ from sweep.dashboard import artifact_store, save_study_note
 from sweep.data import Dataset, load_dataset
 from sweep.errors import StorageError, TrialFailed
 from sweep.metrics import Pick, parse_objective
-from sweep.objective import make_objective
+from sweep.objective import make_objective, population_round
 from sweep.runtime import configure_threads, select_device
 from sweep.storage import mask_url, open_storage
 
@@ -128,14 +128,17 @@ class _StopAfterFailures:
         self.in_a_row = 0
         self.last_reason: str | None = None
 
-    def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
+    def observe(self, trial: FrozenTrial) -> None:
         if trial.state == TrialState.FAIL and not trial.user_attrs.get("over_budget"):
             self.in_a_row += 1
             self.last_reason = trial.user_attrs.get("fail_reason", "see the log")
-            if self.in_a_row >= MAX_CONSECUTIVE_FAILURES:
-                study.stop()
         elif trial.state != TrialState.FAIL:
             self.in_a_row = 0
+
+    def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        self.observe(trial)
+        if self.in_a_row >= MAX_CONSECUTIVE_FAILURES:
+            study.stop()
 
 
 class Budget:
@@ -159,6 +162,13 @@ class Budget:
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
         if len(self._covering(study)) >= self.total:
             study.stop()
+
+
+def fail_stale_trials(study: optuna.Study) -> None:
+    """Optuna's fail_stale_trials (marked experimental in Optuna 5) without its warning."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
 
 
 def _is_disconnect(exc: BaseException | None) -> bool:
@@ -209,7 +219,17 @@ def run_sweep(
                 # Other workers' trials cover the rest of the budget: wait for them to finish, or for their
                 # heartbeats to lapse (a dead worker), in which case their trials are failed and retried here.
                 time.sleep(config.heartbeat_interval)
-                optuna.storages.fail_stale_trials(study)
+                fail_stale_trials(study)
+                continue
+            if config.population > 1:
+                # Optuna's TPE defaults to constant_liar in version 5, so trials asked together spread out.
+                fail_stale_trials(study)
+                running = count_trials(study, (TrialState.RUNNING,))
+                size = min(config.population, config.trials - finished - running)
+                for told in population_round(study, config, dataset, objective, size, admit=budget.admits, artifacts=artifacts):
+                    failures.observe(told)
+                    for callback in callbacks:
+                        callback(study, told)
                 continue
             study.optimize(
                 make_objective(config, dataset, objective, admit=budget.admits, artifacts=artifacts),

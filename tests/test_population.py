@@ -1,0 +1,125 @@
+"""Tests for sweep.population and population rounds: members train independently, are told as single trials,
+are pruned one by one, export as plain Keras models, and never stay RUNNING after their worker dies."""
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from sweep.data import load_dataset
+from sweep.export import export_best
+from sweep.metrics import parse_objective
+from sweep.objective import population_round
+from sweep.population import Member, train_population
+from sweep.runner import run_sweep
+from sweep.space import PARAM_NAMES
+from sweep.storage import open_storage
+
+SWEEP = str(Path(sys.executable).with_name("sweep"))
+MEMBERS = [Member(2, 1.0, 11), Member(5, 20.0, 12), Member(9, 300.0, 13)]
+
+
+@pytest.fixture(scope="module")
+def tiny_dataset(tiny_csv):
+    from sweep.config import resolve_config
+
+    return load_dataset(resolve_config({"data": tiny_csv, "target": "label"}, env={}))
+
+
+def test_a_member_learns_the_same_alone_and_in_a_population(tiny_dataset):
+    """Check that a member's predictions do not depend on the other members trained beside it."""
+    X, y = tiny_dataset.train.X, tiny_dataset.train.y
+    together, _, _, _ = train_population(X, y, MEMBERS, 3, 64, 0.01, 7)
+    alone, _, _, _ = train_population(X, y, [MEMBERS[1]], 3, 64, 0.01, 7)
+    assert np.allclose(together.scores(tiny_dataset.validation.X)[1], alone.scores(tiny_dataset.validation.X)[0], atol=1e-5)
+
+
+def test_member_model_reproduces_the_member(tiny_dataset):
+    """Check that a member sliced out as a plain Keras model of its own width predicts what the member predicts."""
+    population, epochs_run, _, _ = train_population(tiny_dataset.train.X, tiny_dataset.train.y, MEMBERS, 2, 64, 0.01, 3)
+    assert list(epochs_run) == [2, 2, 2]
+    scores = population.scores(tiny_dataset.validation.X)
+    for k, member in enumerate(MEMBERS):
+        model = population.member_model(k)
+        assert model.layers[0].units == member.hidden_width
+        assert np.allclose(model(tiny_dataset.validation.X).numpy().ravel(), scores[k], atol=1e-5)
+
+
+def test_population_of_three_is_three_ordinary_trials(tiny_config, tmp_path):
+    """Check that a population of 3 gives each trial its own params, value and user attributes in SQLite, and exports like a single trial."""
+    config = tiny_config(trials=3, population=3, epochs=3, pruner="none")
+    result = run_sweep(config)
+    study = optuna.load_study(study_name=config.study, storage=config.storage)
+    assert result.finished == 3 and [t.state for t in study.trials] == [TrialState.COMPLETE] * 3
+    assert len({tuple(t.params[name] for name in PARAM_NAMES) for t in study.trials}) == 3
+    populations = [t.user_attrs["population"] for t in study.trials]
+    assert {p["id"] for p in populations} == {populations[0]["id"]} and sorted(p["member"] for p in populations) == [0, 1, 2]
+    for trial in study.trials:
+        assert {"val_f1", "val_flag_rate", "val_tp", "train_seconds", "device", "threads"} <= set(trial.user_attrs)
+        assert sorted(trial.intermediate_values) == [1, 2, 3] and trial.user_attrs["epochs_run"] == 3
+    bundle = export_best(config.storage, config.study, tmp_path / "bundle").best
+    assert bundle["validation"]["reproduced"] and bundle["hidden_width"] == study.best_trial.params["hidden_width"]
+
+
+class PruneOneTrial(optuna.pruners.BasePruner):
+    """A pruner that stops one chosen trial at one chosen step, so the test knows who must stop."""
+
+    def __init__(self, number: int, step: int) -> None:
+        self.number, self.step = number, step
+
+    def prune(self, study, trial) -> bool:
+        return trial.number == self.number and trial.last_step is not None and trial.last_step >= self.step
+
+
+def test_pruning_one_member_leaves_the_others_running(tiny_config, tiny_dataset):
+    """Check that a pruned member ends PRUNED at its epoch while the other members train to the end."""
+    config = tiny_config(epochs=4)
+    study = optuna.create_study(storage=open_storage(config.storage), direction="maximize", pruner=PruneOneTrial(1, 2))
+    told = population_round(study, config, tiny_dataset, parse_objective("f1"), 3)
+    states = {t.number: t for t in study.trials}
+    assert len(told) == 3 and states[1].state == TrialState.PRUNED and states[1].user_attrs["pruned_at_epoch"] == 2
+    for number in (0, 2):
+        assert states[number].state == TrialState.COMPLETE and states[number].user_attrs["epochs_run"] == 4
+        assert sorted(states[number].intermediate_values) == [1, 2, 3, 4]
+
+
+def test_killed_population_worker_leaves_no_trial_running(tiny_csv, tmp_path):
+    """Check that SIGKILL mid-population leaves no trial RUNNING once the grace period has passed and the next run completes the study."""
+    storage = f"sqlite:///{tmp_path / 'population.db'}"
+    command = [
+        SWEEP, "worker", "--data", tiny_csv, "--target", "label", "--storage", storage, "--study", "pop", "--trials", "6",
+        "--population", "3", "--epochs", "200", "--batch-size", "32", "--pruner", "none",
+        "--heartbeat-interval", "1", "--grace-period", "3",
+    ]
+    worker = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                running = optuna.load_study(study_name="pop", storage=storage).get_trials(states=(TrialState.RUNNING,))
+            except KeyError:
+                running = []
+            if len(running) == 3 and all(t.user_attrs.get("population") for t in running):
+                break
+            time.sleep(0.1)
+        else:
+            raise AssertionError("the population never started")
+        killed = {t.number for t in running}
+        worker.send_signal(signal.SIGKILL)
+        worker.wait(timeout=30)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+    quick = [*command[: command.index("--epochs")], "--epochs", "3", *command[command.index("--epochs") + 2 :]]
+    rerun = subprocess.run(quick, capture_output=True, text=True, timeout=180)
+    assert rerun.returncode == 0, rerun.stderr
+    study = optuna.load_study(study_name="pop", storage=storage)
+    assert not study.get_trials(states=(TrialState.RUNNING,))
+    assert all(t.state == TrialState.FAIL for t in study.trials if t.number in killed)
+    assert len(study.get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED))) == 6
