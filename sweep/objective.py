@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
-import warnings
 import os
 import socket
+import warnings
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -40,9 +40,14 @@ def fit_and_score(dataset: Dataset, params: TrialParams, settings: TrainSettings
         dataset.train.X, dataset.train.y, params.hidden_width, params.class_weight, settings, on_epoch
     )
     scores = score(model, dataset.validation.X)
+    check_scores(scores)
+    return model, result, metrics(dataset.validation.y, scores, params.threshold), scores
+
+
+def check_scores(scores: np.ndarray) -> None:
+    """A model that gives every validation row the same probability ranks nothing: fail its trial."""
     if np.ptp(scores) < 1e-7:
         raise TrialFailed(f"model predicts the same probability ({scores[0]:.4g}) for every validation row")
-    return model, result, metrics(dataset.validation.y, scores, params.threshold), scores
 
 
 def refit_trial(dataset: Dataset, trial) -> tuple:
@@ -76,6 +81,52 @@ def stop_if_requested(trial: optuna.Trial) -> None:
         stopping.check()
 
 
+OVER_BUDGET_REASON = "not run: other workers had already filled the study's trial budget"
+
+
+def mark_over_budget(trial: optuna.Trial) -> None:
+    trial.set_user_attr("over_budget", True)
+    trial.set_user_attr("fail_reason", OVER_BUDGET_REASON)
+
+
+def record_setup(trial: optuna.Trial, params: TrialParams, settings: TrainSettings) -> None:
+    """What a trial records before training: who runs it, where, and what retrains it."""
+    trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")  # ties a trial to its process
+    trial.set_user_attr("train_settings", dataclasses.asdict(settings))
+    trial.set_user_attr("class_weight", {"0": 1.0, "1": params.minority_weight})
+    trial.set_user_attr("device", device_label())
+    trial.set_user_attr("threads", thread_settings())
+
+
+def report_epoch(trial: optuna.Trial, objective: Objective, y_true, scores, threshold: float, epoch: int) -> float | None:
+    """Report the epoch's validation objective; when the pruner stops the trial, record the epoch and
+    return the value it was stopped at (else None)."""
+    if objective.is_multi:
+        return None  # Optuna cannot prune multi-objective trials, and has no intermediate values for them
+    value = objective.value_of_scores(y_true, scores, threshold)
+    if np.isnan(value):
+        return None
+    trial.report(value, epoch)
+    if not trial.should_prune():
+        return None
+    trial.set_user_attr("pruned_at_epoch", epoch)
+    trial.set_user_attr("epochs_run", epoch)
+    return value
+
+
+def record_result(trial, objective: Objective, dataset: Dataset, scores, threshold: float, seconds: float, epochs_run: int, artifacts):
+    """Store a finished trial's validation metrics, timing and (for a new best) figures; return its value."""
+    found = metrics(dataset.validation.y, scores, threshold)
+    for key, value in found.items():
+        trial.set_user_attr(f"val_{key}", value)
+    trial.set_user_attr("train_seconds", round(seconds, 3))
+    trial.set_user_attr("epochs_run", int(epochs_run))
+    value = objective.value(found)
+    if artifacts is not None and not objective.is_multi and is_new_best(trial, value):
+        upload_trial_figures(trial, artifacts, dataset.validation.y, scores, threshold)
+    return value
+
+
 def make_objective(config: SweepConfig, dataset: Dataset, objective: Objective, admit=None, artifacts=None):
     """The function Optuna calls per trial; failures are recorded with a reason in user attr fail_reason.
 
@@ -86,46 +137,26 @@ def make_objective(config: SweepConfig, dataset: Dataset, objective: Objective, 
 
     def run_trial(trial: optuna.Trial) -> float:
         if admit is not None and not admit(trial):
-            reason = "not run: other workers had already filled the study's trial budget"
-            trial.set_user_attr("over_budget", True)
-            trial.set_user_attr("fail_reason", reason)
-            raise OverBudget(reason)
+            mark_over_budget(trial)
+            raise OverBudget(OVER_BUDGET_REASON)
         stop_if_requested(trial)
-        trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")  # ties a trial to its process
         params = suggest(trial, config)
         settings = train_settings(config, trial_seed(config.seed, trial.number))
-        trial.set_user_attr("train_settings", dataclasses.asdict(settings))
-        trial.set_user_attr("class_weight", {"0": 1.0, "1": params.minority_weight})
-        trial.set_user_attr("device", device_label())
-        trial.set_user_attr("threads", thread_settings())
+        record_setup(trial, params, settings)
 
         def report(epoch: int, _loss: float, model) -> None:
             """Per-epoch validation objective for the dashboard's learning curves and the pruner."""
             stop_if_requested(trial)
-            if objective.is_multi:
-                return  # Optuna cannot prune multi-objective trials, and has no intermediate values for them
-            value = objective.value_of_scores(dataset.validation.y, score(model, dataset.validation.X), params.threshold)
-            if np.isnan(value):
-                return
-            trial.report(value, epoch)
-            if trial.should_prune():
-                trial.set_user_attr("pruned_at_epoch", epoch)
-                trial.set_user_attr("epochs_run", epoch)
+            value = report_epoch(trial, objective, dataset.validation.y, score(model, dataset.validation.X), params.threshold, epoch)
+            if value is not None:
                 raise optuna.TrialPruned(f"pruned at epoch {epoch} with {objective.name} = {value:.4g}")
 
         try:
-            _, result, found, scores = fit_and_score(dataset, params, settings, on_epoch=report)
+            _, result, _, scores = fit_and_score(dataset, params, settings, on_epoch=report)
         except TrialFailed as failure:
             trial.set_user_attr("fail_reason", str(failure))
             raise
-        for key, value in found.items():
-            trial.set_user_attr(f"val_{key}", value)
-        trial.set_user_attr("train_seconds", round(result.seconds, 3))
-        trial.set_user_attr("epochs_run", result.epochs_run)
-        value = objective.value(found)
-        if artifacts is not None and not objective.is_multi and is_new_best(trial, value):
-            upload_trial_figures(trial, artifacts, dataset.validation.y, scores, params.threshold)
-        return value
+        return record_result(trial, objective, dataset, scores, params.threshold, result.seconds, result.epochs_run, artifacts)
 
     return run_trial
 
@@ -146,8 +177,7 @@ def population_round(study: optuna.Study, config: SweepConfig, dataset: Dataset,
     trials = []
     for trial in asked:
         if admit is not None and not admit(trial):
-            trial.set_user_attr("over_budget", True)
-            trial.set_user_attr("fail_reason", "not run: other workers had already filled the study's trial budget")
+            mark_over_budget(trial)
             told.append(study.tell(trial, state=optuna.trial.TrialState.FAIL))
         else:
             trials.append(trial)
@@ -161,12 +191,7 @@ def population_round(study: optuna.Study, config: SweepConfig, dataset: Dataset,
         "members": [{"trial": t.number, "hidden_width": m.hidden_width, "minority_weight": m.minority_weight, "seed": m.seed} for t, m in zip(trials, members)],
     }
     for index, (trial, p, member) in enumerate(zip(trials, params, members)):
-        settings = train_settings(config, member.seed)
-        trial.set_user_attr("train_settings", dataclasses.asdict(settings))
-        trial.set_user_attr("class_weight", {"0": 1.0, "1": p.minority_weight})
-        trial.set_user_attr("device", device_label())
-        trial.set_user_attr("threads", thread_settings())
-        trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
+        record_setup(trial, p, train_settings(config, member.seed))
         trial.set_user_attr("population", description | {"member": index})
     storage = study._storage
     open_trials = {index: trial for index, trial in enumerate(trials)}
@@ -194,15 +219,7 @@ def population_round(study: optuna.Study, config: SweepConfig, dataset: Dataset,
                 end(index, state=optuna.trial.TrialState.FAIL)
                 still[index] = False
                 continue
-            if objective.is_multi:
-                continue
-            value = objective.value_of_scores(dataset.validation.y, scores[index], params[index].threshold)
-            if np.isnan(value):
-                continue
-            trial.report(value, epoch)
-            if trial.should_prune():
-                trial.set_user_attr("pruned_at_epoch", epoch)
-                trial.set_user_attr("epochs_run", epoch)
+            if report_epoch(trial, objective, dataset.validation.y, scores[index], params[index].threshold, epoch) is not None:
                 end(index, state=optuna.trial.TrialState.PRUNED)
                 still[index] = False
         heartbeat()
@@ -215,19 +232,16 @@ def population_round(study: optuna.Study, config: SweepConfig, dataset: Dataset,
         )
         scores = population.scores(dataset.validation.X)
         for index in list(open_trials):
-            trial, p = open_trials[index], params[index]
-            if np.ptp(scores[index]) < 1e-7:
-                trial.set_user_attr("fail_reason", f"model predicts the same probability ({scores[index][0]:.4g}) for every validation row")
+            trial = open_trials[index]
+            try:
+                check_scores(scores[index])
+            except TrialFailed as failure:
+                trial.set_user_attr("fail_reason", str(failure))
                 end(index, state=optuna.trial.TrialState.FAIL)
                 continue
-            found = metrics(dataset.validation.y, scores[index], p.threshold)
-            for key, value in found.items():
-                trial.set_user_attr(f"val_{key}", value)
-            trial.set_user_attr("train_seconds", round(seconds / len(trials), 3))
-            trial.set_user_attr("epochs_run", int(epochs_run[index]))
-            value = objective.value(found)
-            if artifacts is not None and not objective.is_multi and is_new_best(trial, value):
-                upload_trial_figures(trial, artifacts, dataset.validation.y, scores[index], p.threshold)
+            value = record_result(
+                trial, objective, dataset, scores[index], params[index].threshold, seconds / len(trials), epochs_run[index], artifacts
+            )
             end(index, values=value)
     except BaseException as exc:  # KeyboardInterrupt included: no member may stay RUNNING
         for index, trial in list(open_trials.items()):

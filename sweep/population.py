@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from sweep.runtime import detect_device, tensorflow
+from sweep.train import FusedAdam
 
 
 @dataclass(frozen=True)
@@ -93,8 +94,7 @@ def train_population(
     with tf.device(device):
         population = Population(X.shape[1], members)
         variables = list(population.variables.values())
-        moments = [(tf.Variable(tf.zeros_like(v)), tf.Variable(tf.zeros_like(v))) for v in variables]
-        iterations = tf.Variable(0.0)
+        adam = FusedAdam(variables, learning_rate)
         features = tf.constant(X, dtype=tf.float32)
         labels = tf.constant(np.asarray(y, dtype=np.float32))
         positive = tf.constant([[m.minority_weight] for m in members], dtype=tf.float32)
@@ -117,15 +117,7 @@ def train_population(
                     weights = yb[None, :] * positive + (1.0 - yb[None, :])  # {0: 1.0, 1: minority_weight}
                     member_loss = tf.reduce_sum(per_row * weights, axis=1) / rows
                     loss = tf.reduce_sum(member_loss * active)
-                gradients = tape.gradient(loss, variables)
-                iterations.assign_add(1.0)
-                beta_1_power, beta_2_power = tf.pow(0.9, iterations), tf.pow(0.999, iterations)
-                for variable, gradient, (m, v) in zip(variables, gradients, moments):
-                    tf.raw_ops.ResourceApplyAdam(
-                        var=variable.handle, m=m.handle, v=v.handle, beta1_power=beta_1_power,
-                        beta2_power=beta_2_power, lr=learning_rate, beta1=0.9, beta2=0.999, epsilon=1e-7,
-                        grad=gradient,
-                    )
+                adam.apply(tape.gradient(loss, variables))
                 totals += member_loss
             return totals / tf.cast(n_batches, tf.float32)
 
