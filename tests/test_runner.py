@@ -181,9 +181,15 @@ def test_killed_worker_trial_is_failed_and_retried(tiny_csv, backend, request, t
             mine = [t for t in trials if t.state == TrialState.RUNNING and t.user_attrs.get("worker", "").endswith(f":{victim.pid}")]
             return (mine[0], trials) if mine else None
 
-        killed, before = _wait_for(victim_running_after_a_completion)
+        _wait_for(victim_running_after_a_completion)
         victim.send_signal(signal.SIGKILL)
         victim.wait(timeout=30)
+        # Read what the kill left, not what was seen just before it: the trial seen running may have
+        # finished in between. A dead worker's trial stays RUNNING until its heartbeat lapses.
+        before = optuna.load_study(study_name=unique_name, storage=storage).trials
+        orphaned = [t for t in before if t.state == TrialState.RUNNING and t.user_attrs.get("worker", "").endswith(f":{victim.pid}")]
+        assert len(orphaned) == 1, "the victim was not mid-trial when killed"
+        killed = orphaned[0]
         completed_before = {t.number: (t.value, t.params) for t in before if t.state == TrialState.COMPLETE}
         _, stderr = survivor.communicate(timeout=300)
         assert survivor.returncode == 0, stderr
