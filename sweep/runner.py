@@ -27,7 +27,7 @@ from sweep.storage import mask_url, open_storage
 BUDGET_STATES = (TrialState.COMPLETE, TrialState.PRUNED)
 # A run stops (and says so) after this many failed trials in a row: something is wrong beyond one trial.
 MAX_CONSECUTIVE_FAILURES = 10
-# Dropped database connections a worker survives in one run before giving up.
+# Dropped database connections in a row (no trial finished in between) a worker survives before giving up.
 MAX_RECONNECTS = 20
 # Keys that decide which rows are train/validation/test: a resumed study must keep them.
 SPLIT_KEYS = ("seed", "validation_fraction", "test_fraction", "target", "positive_label")
@@ -228,6 +228,7 @@ def run_sweep(
                 size = min(config.population, config.trials - finished - running)
                 for told in population_round(study, config, dataset, objective, size, admit=budget.admits, artifacts=artifacts):
                     failures.observe(told)
+                    reconnects(study, told)
                     for callback in callbacks:
                         callback(study, told)
                 continue
@@ -235,7 +236,7 @@ def run_sweep(
                 make_objective(config, dataset, objective, admit=budget.admits, artifacts=artifacts),
                 timeout=remaining,
                 catch=(TrialFailed,),
-                callbacks=[budget, failures, *callbacks],
+                callbacks=[budget, failures, reconnects, *callbacks],
                 gc_after_trial=True,
             )
         except Exception as exc:
@@ -252,10 +253,18 @@ def run_sweep(
 
 
 class Reconnects:
-    """Survive lost database connections: re-raise anything else, or more than MAX_RECONNECTS losses."""
+    """Survive lost database connections: re-raise anything else, or more than MAX_RECONNECTS losses in a row.
+
+    A finished trial resets the count (it is also a trial callback): a database that drops connections now and
+    then slows the sweep down, while one that never lets a trial finish stops it with the error.
+    """
 
     def __init__(self) -> None:
         self.count = 0
+
+    def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        if trial.state in BUDGET_STATES:
+            self.count = 0
 
     def absorb(self, exc: Exception) -> None:
         if not _is_disconnect(exc) or self.count >= MAX_RECONNECTS:
