@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 import os
 import socket
+import threading
+import time
 import warnings
 from typing import TYPE_CHECKING
 
@@ -165,13 +167,13 @@ def population_round(study: optuna.Study, config: SweepConfig, dataset: Dataset,
     """Ask `size` trials, train them as one population, report and prune each member on its own, and tell
     each trial its value and user attributes as a single trial would. Returns the told (frozen) trials.
 
-    Trials asked with study.ask() get no heartbeat from Optuna, so this records one per running member
-    after every epoch; a worker killed mid-population leaves trials that go stale and are retried.
+    Trials asked with study.ask() get no heartbeat from Optuna, so the members' heartbeats are recorded
+    here while they train; a worker killed mid-population leaves trials that go stale and are retried.
     """
     from sweep.population import Member, train_population
 
     told = []
-    with warnings.catch_warnings():  # heartbeats for asked trials are recorded below, by hand
+    with warnings.catch_warnings():  # heartbeats for asked trials are recorded by MemberTrials, by hand
         warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used with Study.optimize")
         asked = [study.ask() for _ in range(size)]
     trials = []
@@ -193,60 +195,140 @@ def population_round(study: optuna.Study, config: SweepConfig, dataset: Dataset,
     for index, (trial, p, member) in enumerate(zip(trials, params, members)):
         record_setup(trial, p, train_settings(config, member.seed))
         trial.set_user_attr("population", description | {"member": index})
-    storage = study._storage
-    open_trials = {index: trial for index, trial in enumerate(trials)}
-    beating = optuna.storages._heartbeat.is_heartbeat_enabled(storage)
-
-    def heartbeat() -> None:
-        # A trial with no heartbeat row is never taken for stale, so stamp each member as soon as it exists.
-        if beating:
-            for trial in open_trials.values():
-                storage.record_heartbeat(trial._trial_id)
-
-    heartbeat()
-
-    def end(index: int, **tell) -> None:
-        told.append(study.tell(open_trials.pop(index), **tell))
+    open_trials = MemberTrials(study, trials, told)
 
     def on_epoch(epoch: int, losses, population, active):
-        stop_if_requested(next(iter(open_trials.values())))
+        stopping.check()
+        # The validation scores are taken now, before the next epoch changes the weights; reporting them
+        # (metrics, trial.report, pruning: storage round trips) overlaps with the next epoch.
         scores = population.scores(dataset.validation.X)
-        still = active.copy()
-        for index in [i for i in list(open_trials) if active[i]]:
+        open_trials.submit(report_members, epoch, losses, scores, active)
+        return active & open_trials.still_open(len(trials))
+
+    def report_members(epoch: int, losses, scores, active) -> None:
+        for index in open_trials.indices():
+            if not active[index]:
+                continue
             trial = open_trials[index]
             if not np.isfinite(losses[index]):
                 trial.set_user_attr("fail_reason", f"training loss became {losses[index]} at epoch {epoch}")
-                end(index, state=optuna.trial.TrialState.FAIL)
-                still[index] = False
-                continue
-            if report_epoch(trial, objective, dataset.validation.y, scores[index], params[index].threshold, epoch) is not None:
-                end(index, state=optuna.trial.TrialState.PRUNED)
-                still[index] = False
-        heartbeat()
-        return still
+                open_trials.end(index, state=optuna.trial.TrialState.FAIL)
+            elif report_epoch(trial, objective, dataset.validation.y, scores[index], params[index].threshold, epoch) is not None:
+                open_trials.end(index, state=optuna.trial.TrialState.PRUNED)
 
     try:
         population, epochs_run, seconds, _ = train_population(
             dataset.train.X, dataset.train.y, members, config.epochs, config.batch_size, config.learning_rate,
             shuffle_seed, on_epoch,
         )
+        open_trials.drain()
         scores = population.scores(dataset.validation.X)
-        for index in list(open_trials):
+        values = {}
+        for index in open_trials.indices():
             trial = open_trials[index]
             try:
                 check_scores(scores[index])
             except TrialFailed as failure:
                 trial.set_user_attr("fail_reason", str(failure))
-                end(index, state=optuna.trial.TrialState.FAIL)
+                open_trials.end(index, state=optuna.trial.TrialState.FAIL)
                 continue
-            value = record_result(
-                trial, objective, dataset, scores[index], params[index].threshold, seconds / len(trials), epochs_run[index], artifacts
+            values[index] = record_result(
+                trial, objective, dataset, scores[index], params[index].threshold, seconds / len(trials), epochs_run[index], None
             )
-            end(index, values=value)
+        # Figures only for the population's best member, and only when it is the study's new best: drawing
+        # them for each member that was a best so far in telling order would cost seconds for nothing.
+        if artifacts is not None and values and not objective.is_multi:
+            best = (min if objective.direction == "minimize" else max)(values, key=values.get)
+            if is_new_best(open_trials[best], values[best]):
+                upload_trial_figures(open_trials[best], artifacts, dataset.validation.y, scores[best], params[best].threshold)
+        for index, value in values.items():
+            open_trials.end(index, values=value)
     except BaseException as exc:  # KeyboardInterrupt included: no member may stay RUNNING
-        for index, trial in list(open_trials.items()):
+        open_trials.drain(raise_errors=False)
+        reason = f"interrupted by {stopping.requested()}" if stopping.requested() else f"population stopped: {type(exc).__name__}: {exc}"
+        for index in open_trials.indices():
+            trial = open_trials[index]
             if "fail_reason" not in trial.user_attrs:
-                trial.set_user_attr("fail_reason", f"population stopped: {type(exc).__name__}: {exc}")
-            end(index, state=optuna.trial.TrialState.FAIL)
+                trial.set_user_attr("fail_reason", reason)
+            open_trials.end(index, state=optuna.trial.TrialState.FAIL)
         raise
+    finally:
+        open_trials.close()
     return told
+
+
+class MemberTrials:
+    """The running trials of a population, ended (told) one by one, with a heartbeat thread and a one-thread
+    reporter.
+
+    Per-epoch reporting is storage round trips (about 2 ms per member on SQLite) while TensorFlow trains
+    with one thread and releases the GIL, so the reporter thread overlaps the two on a second core. Its
+    jobs run in epoch order; a member it prunes leaves training at the next epoch boundary it sees (its
+    trial is told PRUNED at the epoch the pruner chose; the extra epoch it trained is never used).
+    """
+
+    def __init__(self, study: optuna.Study, trials: list, told: list) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.study, self.told = study, told
+        self._open = dict(enumerate(trials))
+        self._lock = threading.Lock()
+        self._reporter = ThreadPoolExecutor(max_workers=1, thread_name_prefix="population-reporter")
+        self._pending: list = []
+        self._storage = study._storage
+        self._stop_beating = threading.Event()
+        self._beater = None
+        if optuna.storages._heartbeat.is_heartbeat_enabled(self._storage):
+            # A trial with no heartbeat row is never taken for stale, so the first stamp is taken right away.
+            self._beater = threading.Thread(target=self._beat, name="population-heartbeat", daemon=True)
+            self._beater.start()
+
+    def __getitem__(self, index: int) -> optuna.Trial:
+        return self._open[index]
+
+    def indices(self) -> list[int]:
+        with self._lock:
+            return sorted(self._open)
+
+    def still_open(self, size: int) -> np.ndarray:
+        """Which members are still running, as a mask; also raises the first error a report job hit."""
+        done = [job for job in self._pending if job.done()]
+        self._pending = [job for job in self._pending if not job.done()]
+        for job in done:
+            job.result()
+        mask = np.zeros(size, dtype=bool)
+        mask[self.indices()] = True
+        return mask
+
+    def submit(self, job, *args) -> None:
+        self._pending.append(self._reporter.submit(job, *args))
+
+    def drain(self, raise_errors: bool = True) -> None:
+        """Wait for every queued report; then stop the reporter thread."""
+        pending, self._pending = self._pending, []
+        self._reporter.shutdown(wait=True)
+        for job in pending:
+            if raise_errors:
+                job.result()
+
+    def end(self, index: int, **tell) -> None:
+        with self._lock:
+            trial = self._open.pop(index)
+        self.told.append(self.study.tell(trial, **tell))
+
+    def close(self) -> None:
+        """Stop the heartbeat (call once every member has been told)."""
+        self._stop_beating.set()
+        if self._beater is not None:
+            self._beater.join()
+
+    def _beat(self) -> None:
+        """Stamp every open member now and then every heartbeat_interval, from a thread of its own as Optuna
+        does for study.optimize: a long epoch must not make live members look dead."""
+        while True:
+            for index in self.indices():
+                trial = self._open.get(index)
+                if trial is not None:
+                    self._storage.record_heartbeat(trial._trial_id)
+            if self._stop_beating.wait(self._storage.get_heartbeat_interval()):
+                return

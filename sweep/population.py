@@ -1,9 +1,12 @@
 """Population training: K trials' networks stacked into one compiled model and trained together.
 
-Member k has its own minority weight, width (narrower members are masked to their width inside a
-shared maximum width) and initial weights; the loss is the sum of the members' weighted losses, so each
-member's gradient is its own and Adam (element-wise) keeps the members independent. Per-step overhead is
-paid once for all K members, which is where the time of these tiny networks goes.
+The members' hidden layers are laid side by side in one flat hidden layer of width sum(widths): layer 1
+is a single (features, sum(widths)) matmul, and a segment sum adds each member's hidden units into its
+own output (unsorted_segment_sum, whose output shape is static). Nothing is padded to the widest member, so a population costs
+what its members' units cost (padding to a shared width was measured ~3x slower on the search space's
+log-uniform widths). The loss is the sum of the members' class-weighted losses, so each member's gradient
+is its own and Adam (element-wise) keeps the members independent. Per-step overhead is paid once for all
+K members, which is where the time of these tiny networks goes.
 """
 
 from __future__ import annotations
@@ -17,6 +20,17 @@ import numpy as np
 from sweep.runtime import detect_device, tensorflow
 from sweep.train import FusedAdam
 
+# Rows scored per step by Population.scores: keeps the (sum(widths), rows) hidden block in cache.
+SCORE_CHUNK = 4096
+# Hidden units (summed over members) past which a bigger population stops paying: on the 2-core CPU the
+# cost per member-epoch falls until about 400-1000 units, then grows with the units (docs/benchmarks.md,
+# section 8). The GPU figure is an assumption, not a measurement: a GPU step costs the same for far more
+# units; measure it with benchmarks/population.py where a GPU is available.
+UNITS_PER_POPULATION = {"cpu": 1024, "gpu": 16384}
+# Automatic populations leave TPE at least this many rounds of the budget to learn from.
+MIN_ROUNDS = 4
+MAX_POPULATION = 512
+
 
 @dataclass(frozen=True)
 class Member:
@@ -27,48 +41,67 @@ class Member:
     seed: int
 
 
+def automatic_population(trials: int, hidden_width: tuple[int, int], hidden_layers: int, on_gpu: bool, workers: int = 1) -> int:
+    """K for population = 0: as many members as fit UNITS_PER_POPULATION at the search space's mean width,
+    but at most a MIN_ROUNDS-th of each worker's share of the budget; 1 (single trials) for deeper networks."""
+    if hidden_layers > 1:
+        return 1
+    low, high = hidden_width
+    mean_width = (high - low) / np.log(high / low) if high > low else float(low)  # mean of a log-uniform width
+    by_machine = int(UNITS_PER_POPULATION["gpu" if on_gpu else "cpu"] // mean_width)
+    by_budget = trials // (MIN_ROUNDS * workers)
+    return max(1, min(by_machine, by_budget, MAX_POPULATION))
+
+
 class Population:
-    """Stacked weights of K one-hidden-layer networks: W1 (K, d, W), b1 (K, W), W2 (K, W, 1), b2 (K, 1)."""
+    """K one-hidden-layer networks side by side: W1 (d, S), b1 (S,), w2 (S,), b2 (K,) with S = sum(widths);
+    member k owns hidden units offsets[k]:offsets[k+1]."""
 
     def __init__(self, n_features: int, members: list[Member]) -> None:
         tf = tensorflow()
         self.members = members
-        width = max(m.hidden_width for m in members)
-        shapes = {"W1": (n_features, width), "b1": (width,), "W2": (width, 1), "b2": (1,)}
-        stacked = {name: np.zeros((len(members), *shape), dtype=np.float32) for name, shape in shapes.items()}
-        mask = np.zeros((len(members), width), dtype=np.float32)
+        widths = [m.hidden_width for m in members]
+        self.offsets = np.concatenate([[0], np.cumsum(widths)]).astype(int)
+        total = int(self.offsets[-1])
+        W1 = np.zeros((n_features, total), dtype=np.float32)
+        w2 = np.zeros(total, dtype=np.float32)
         for k, member in enumerate(members):
             # Keras' Dense default initialisation (Glorot uniform kernels, zero biases) for the member's own width.
             rng = np.random.default_rng(member.seed)
-            w = member.hidden_width
+            w, units = member.hidden_width, slice(self.offsets[k], self.offsets[k + 1])
             limit_1, limit_2 = np.sqrt(6 / (n_features + w)), np.sqrt(6 / (w + 1))
-            stacked["W1"][k, :, :w] = rng.uniform(-limit_1, limit_1, size=(n_features, w))
-            stacked["W2"][k, :w, :] = rng.uniform(-limit_2, limit_2, size=(w, 1))
-            mask[k, :w] = 1.0
-        self.variables = {name: tf.Variable(value) for name, value in stacked.items()}
-        self.mask = tf.constant(mask)
+            W1[:, units] = rng.uniform(-limit_1, limit_1, size=(n_features, w))
+            w2[units] = rng.uniform(-limit_2, limit_2, size=w)
+        self.variables = {
+            "W1": tf.Variable(W1), "b1": tf.Variable(np.zeros(total, np.float32)),
+            "w2": tf.Variable(w2), "b2": tf.Variable(np.zeros(len(members), np.float32)),
+        }
+        # Which member each hidden unit belongs to: segment_sum adds a member's units into its output in
+        # O(units) work, where a (S, K) indicator matmul was measured to cost most of the step at K = 64.
+        self.owner = tf.constant(np.repeat(np.arange(len(members)), widths), dtype=tf.int32)
+        self._score_chunk = tf.function(lambda x: tf.sigmoid(self.logits(x)))
 
     def logits(self, x):
         """(K, rows) logits of every member for rows x (rows, d)."""
         tf = tensorflow()
         v = self.variables
-        hidden = tf.nn.relu(tf.einsum("bd,kdw->kbw", x, v["W1"]) + v["b1"][:, None, :]) * self.mask[:, None, :]
-        return tf.squeeze(tf.einsum("kbw,kwo->kbo", hidden, v["W2"]) + v["b2"][:, None, :], axis=-1)
+        hidden = tf.nn.relu(tf.matmul(v["W1"], x, transpose_a=True, transpose_b=True) + v["b1"][:, None])  # (S, rows)
+        return tf.math.unsorted_segment_sum(hidden * v["w2"][:, None], self.owner, len(self.members)) + v["b2"][:, None]
 
-    def scores(self, X: np.ndarray, chunk: int = 32_768) -> np.ndarray:
+    def scores(self, X: np.ndarray) -> np.ndarray:
         """(K, rows) predicted probabilities of the positive class."""
-        tf = tensorflow()
-        parts = [tf.sigmoid(self.logits(tf.constant(X[i : i + chunk], dtype=tf.float32))).numpy() for i in range(0, len(X), chunk)]
-        return np.concatenate(parts, axis=1)
+        X = np.asarray(X, dtype=np.float32)
+        parts = [self._score_chunk(X[i : i + SCORE_CHUNK]).numpy() for i in range(0, len(X), SCORE_CHUNK)]
+        return np.concatenate(parts, axis=1) if parts else np.empty((len(self.members), 0), np.float32)
 
     def member_model(self, k: int):
         """Member k as a plain Keras model of its own width (weights sliced out of the population)."""
         from sweep.model import build_model
 
-        width = self.members[k].hidden_width
+        units = slice(self.offsets[k], self.offsets[k + 1])
         v = {name: variable.numpy() for name, variable in self.variables.items()}
-        model = build_model(v["W1"].shape[1], width, 1)
-        model.set_weights([v["W1"][k][:, :width], v["b1"][k][:width], v["W2"][k][:width], v["b2"][k]])
+        model = build_model(v["W1"].shape[0], self.members[k].hidden_width, 1)
+        model.set_weights([v["W1"][:, units], v["b1"][units], v["w2"][units, None], v["b2"][k : k + 1]])
         return model
 
 
@@ -97,7 +130,7 @@ def train_population(
         adam = FusedAdam(variables, learning_rate)
         features = tf.constant(X, dtype=tf.float32)
         labels = tf.constant(np.asarray(y, dtype=np.float32))
-        positive = tf.constant([[m.minority_weight] for m in members], dtype=tf.float32)
+        positive = tf.constant([m.minority_weight for m in members], dtype=tf.float32)
         active = tf.Variable(np.ones(len(members), dtype=np.float32))
         n_rows, size = len(y), len(members)
         n_batches = -(-n_rows // batch)
@@ -114,7 +147,7 @@ def train_population(
                 with tf.GradientTape() as tape:
                     targets = tf.broadcast_to(yb[None, :], [size, tf.shape(yb)[0]])
                     per_row = tf.nn.sigmoid_cross_entropy_with_logits(labels=targets, logits=population.logits(xb))
-                    weights = yb[None, :] * positive + (1.0 - yb[None, :])  # {0: 1.0, 1: minority_weight}
+                    weights = yb[None, :] * positive[:, None] + (1.0 - yb[None, :])  # {0: 1.0, 1: minority_weight}
                     member_loss = tf.reduce_sum(per_row * weights, axis=1) / rows
                     loss = tf.reduce_sum(member_loss * active)
                 adam.apply(tape.gradient(loss, variables))
