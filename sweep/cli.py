@@ -135,7 +135,7 @@ def run(
     pruner: Annotated[Optional[str], typer.Option(help="none | median | percentile:P | hyperband | successive_halving (per-epoch validation objective).", show_default="median")] = None,
     intra_op_threads: Annotated[Optional[int], typer.Option(help="TensorFlow threads inside one op (0 = automatic).", show_default="0")] = None,
     inter_op_threads: Annotated[Optional[int], typer.Option(help="TensorFlow ops run in parallel (0 = automatic).", show_default="0")] = None,
-    population: Annotated[Optional[int], typer.Option(help="Trials trained together in one compiled model (1 = one at a time; one hidden layer).", show_default="1")] = None,
+    population: Annotated[Optional[int], typer.Option(help="Trials trained together in one compiled model (0 = automatic, 1 = one at a time; one hidden layer).", show_default="0")] = None,
     workers: Annotated[Optional[int], typer.Option(help="Worker processes on this machine, all on the same study.", show_default="1")] = None,
     device: Annotated[Optional[str], typer.Option(help="auto | cpu | gpu | gpu:N; auto puts worker i on GPU i mod n when there are GPUs.", show_default="auto")] = None,
     heartbeat_interval: Annotated[Optional[int], typer.Option(help="Seconds between a running trial's heartbeats.", show_default="10")] = None,

@@ -44,7 +44,7 @@ class SweepConfig:
     intra_op_threads: int = 0
     inter_op_threads: int = 0
     workers: int = 1
-    population: int = 1
+    population: int = 0
     device: str = "auto"
     heartbeat_interval: int = 10
     grace_period: int = 30
@@ -121,14 +121,14 @@ def _coerce(key: str, value: Any, source: str) -> Any:
     if key in ("trials", "epochs", "batch_size", "hidden_layers", "seed", "intra_op_threads", "inter_op_threads",
                "workers", "heartbeat_interval", "grace_period", "population"):
         number = _as_int(key, value, source)
-        low = 0 if key in ("seed", "intra_op_threads", "inter_op_threads") else 1
+        low = 0 if key in ("seed", "intra_op_threads", "inter_op_threads", "population") else 1
         _expect(number >= low, key, value, source, f"an integer >= {low}")
         if key == "hidden_layers":
             _expect(number <= 8, key, value, source, "between 1 and 8 hidden layers")
         if key == "workers":
             _expect(number <= 64, key, value, source, "between 1 and 64 worker processes")
         if key == "population":
-            _expect(number <= 512, key, value, source, "between 1 and 512 trials trained together")
+            _expect(number <= 512, key, value, source, "0 (automatic) or 1 to 512 trials trained together")
         return number
     if key == "timeout":
         if value is None or (isinstance(value, str) and value.strip().lower() in ("", "none")):

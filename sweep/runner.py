@@ -208,6 +208,7 @@ def run_sweep(
         on_start(study)
     deadline = None if config.timeout is None else time.monotonic() + config.timeout
     reconnects = Reconnects()
+    population = trials_per_round(config)
     while failures.in_a_row < MAX_CONSECUTIVE_FAILURES:
         stopping.check()
         try:
@@ -221,11 +222,11 @@ def run_sweep(
                 time.sleep(config.heartbeat_interval)
                 fail_stale_trials(study)
                 continue
-            if config.population > 1:
+            if population > 1:
                 # Optuna's TPE defaults to constant_liar in version 5, so trials asked together spread out.
                 fail_stale_trials(study)
                 running = count_trials(study, (TrialState.RUNNING,))
-                size = min(config.population, config.trials - finished - running)
+                size = min(population, config.trials - finished - running)
                 for told in population_round(study, config, dataset, objective, size, admit=budget.admits, artifacts=artifacts):
                     failures.observe(told)
                     reconnects(study, told)
@@ -250,6 +251,18 @@ def run_sweep(
         return summarize(study, config.storage, ran_now=len(study.get_trials(deepcopy=False)) - before, stop_reason=stop_reason)
 
     return reconnects.retry(finish)
+
+
+def trials_per_round(config: SweepConfig) -> int:
+    """Trials trained together: config.population, or the automatic choice when it is 0."""
+    if config.population:
+        return config.population
+    from sweep.population import automatic_population
+    from sweep.runtime import detect_device
+
+    chosen = automatic_population(config.trials, config.hidden_width, config.hidden_layers, detect_device() == "/GPU:0", config.workers)
+    logger.info("population: %d trials per round (automatic)", chosen)
+    return chosen
 
 
 class Reconnects:

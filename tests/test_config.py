@@ -84,6 +84,9 @@ def test_every_field_has_a_cli_flag():
         ({"pruner": "fast"}, r"pruner = 'fast'.*none \| median"),
         ({"pruner": "percentile:120"}, r"pruner.*0 < P < 100"),
         ({"intra_op_threads": -1}, r"intra_op_threads = -1.*>= 0"),
+        ({"population": -1}, r"population = -1.*>= 0"),
+        ({"population": 600}, r"population = 600.*0 \(automatic\) or 1 to 512"),
+        ({"population": 4, "hidden_layers": 2}, r"population = 4 trains one-hidden-layer networks"),
     ],
 )
 def test_bad_values_name_the_key(cli, match):

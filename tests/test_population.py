@@ -16,7 +16,7 @@ from sweep.data import load_dataset
 from sweep.export import export_best
 from sweep.metrics import parse_objective
 from sweep.objective import population_round
-from sweep.population import Member, train_population
+from sweep.population import Member, automatic_population, train_population
 from sweep.runner import run_sweep
 from sweep.space import PARAM_NAMES
 from sweep.storage import open_storage
@@ -49,6 +49,33 @@ def test_member_model_reproduces_the_member(tiny_dataset):
         model = population.member_model(k)
         assert model.layers[0].units == member.hidden_width
         assert np.allclose(model(tiny_dataset.validation.X).numpy().ravel(), scores[k], atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "trials, hidden_width, hidden_layers, on_gpu, workers, expected",
+    [
+        (50, (1, 64), 1, False, 1, 12),  # the reference sweep: a quarter of the budget per round
+        (10_000, (1, 64), 1, False, 1, 67),  # a big budget: as many mean-width-15 members as fit 1024 units
+        (10_000, (1, 64), 1, True, 1, 512),  # a GPU holds more units; capped at the largest population
+        (10_000, (32, 32), 1, False, 1, 32),  # a fixed width: 1024 // 32
+        (10_000, (1, 64), 1, False, 4, 67),
+        (100, (1, 64), 1, False, 4, 6),  # each of 4 workers keeps 4 rounds of its share
+        (7, (1, 64), 1, False, 1, 1),  # too few trials for 4 rounds of 2: single trials
+        (10_000, (1, 64), 2, False, 1, 1),  # deeper networks are never stacked
+    ],
+)
+def test_automatic_population(trials, hidden_width, hidden_layers, on_gpu, workers, expected):
+    """Check that population = 0 picks K from the mean width, the device, the budget per worker and the depth."""
+    assert automatic_population(trials, hidden_width, hidden_layers, on_gpu, workers) == expected
+
+
+def test_default_config_trains_automatic_populations(tiny_config):
+    """Check that without --population a sweep with room for 4 rounds trains populations, and records their size."""
+    config = tiny_config(trials=8, epochs=2, pruner="none")
+    assert config.population == 0
+    run_sweep(config)
+    trials = optuna.load_study(study_name=config.study, storage=config.storage).trials
+    assert [t.user_attrs["population"]["size"] for t in trials] == [2] * 8
 
 
 def test_population_of_three_is_three_ordinary_trials(tiny_config, tmp_path):

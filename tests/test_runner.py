@@ -69,7 +69,7 @@ def test_resume_refuses_an_incompatible_study(tiny_config, tmp_path, key, match)
 
 def test_pruned_trials_count_towards_the_budget(tiny_config):
     """Check that a strict pruner prunes trials after its start-up trials and that pruned trials count in --trials."""
-    result = run_sweep(tiny_config(trials=8, epochs=5, pruner="percentile:99"))
+    result = run_sweep(tiny_config(trials=8, epochs=5, pruner="percentile:99", population=1))
     study = optuna.load_study(study_name="tiny", storage=tiny_config().storage)
     pruned = study.get_trials(states=(TrialState.PRUNED,))
     assert result.finished == 8 and len(pruned) >= 1
@@ -109,7 +109,7 @@ def _resident_mb() -> float:
 def test_memory_stays_flat_across_trials(tiny_config):
     """Check that resident memory grows by at most 1 MB a trial after the first 10 (the 200-trial run is in benchmarks)."""
     marks = {}
-    run_sweep(tiny_config(trials=30, epochs=1, pruner="none"), callbacks=[lambda study, _t: marks.setdefault(len(study.trials), _resident_mb())])
+    run_sweep(tiny_config(trials=30, epochs=1, pruner="none", population=1), callbacks=[lambda study, _t: marks.setdefault(len(study.trials), _resident_mb())])
     assert marks[30] - marks[10] <= 20, marks
 
 
@@ -146,11 +146,11 @@ def test_three_workers_fill_the_budget_exactly(tiny_config, backend, request, tm
         _cleanup(storage, unique_name)
 
 
-def _worker_command(csv: str, storage: str, study: str, trials: int, epochs: int) -> list[str]:
+def _worker_command(csv: str, storage: str, study: str, trials: int, epochs: int, population: int = 0) -> list[str]:
     return [
         SWEEP, "worker", "--data", csv, "--target", "label", "--storage", storage, "--study", study,
         "--trials", str(trials), "--epochs", str(epochs), "--pruner", "none", "--batch-size", "32",
-        "--heartbeat-interval", "1", "--grace-period", "3",
+        "--heartbeat-interval", "1", "--grace-period", "3", "--population", str(population),
     ]
 
 
@@ -168,7 +168,7 @@ def _wait_for(condition, timeout: float = 120.0, step: float = 0.05):
 def test_killed_worker_trial_is_failed_and_retried(tiny_csv, backend, request, tmp_path, unique_name):
     """Check that SIGKILL of one of two workers mid-trial leaves its trial FAIL, retried, and the budget reached intact."""
     storage = _storage_for(backend, request, tmp_path)
-    command = _worker_command(tiny_csv, storage, unique_name, trials=6, epochs=60)
+    command = _worker_command(tiny_csv, storage, unique_name, trials=6, epochs=60, population=1)
     victim = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     survivor = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
@@ -216,7 +216,7 @@ def test_sweep_survives_dropped_postgres_connections(tiny_csv, postgres_url, uni
     drops = 3
     tag = f"sweep-{unique_name}"
     url = postgres_url + ("&" if "?" in postgres_url else "?") + f"application_name={tag}"
-    worker = subprocess.Popen(_worker_command(tiny_csv, url, unique_name, trials=8, epochs=30), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    worker = subprocess.Popen(_worker_command(tiny_csv, url, unique_name, trials=8, epochs=30, population=1), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     engine = sqlalchemy.create_engine(postgres_url)
 
     def trials_made():
@@ -275,11 +275,11 @@ def test_reconnects_give_up_only_after_losses_in_a_row(monkeypatch, finished_bet
         reconnects.absorb(ValueError("not a lost connection"))
 
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
-def test_interrupted_worker_fails_its_trial_and_the_next_run_resumes(tiny_csv, tmp_path, signum):
-    """Check that SIGTERM/SIGINT stop a worker with exit 130, its running trial FAIL (not RUNNING), and a rerun completes the study."""
+@pytest.mark.parametrize("signum, population", [(signal.SIGTERM, 1), (signal.SIGINT, 1), (signal.SIGTERM, 3)])
+def test_interrupted_worker_fails_its_trial_and_the_next_run_resumes(tiny_csv, tmp_path, signum, population):
+    """Check that SIGTERM/SIGINT stop a worker with exit 130, its running trials FAIL (not RUNNING), and a rerun completes the study."""
     storage = f"sqlite:///{tmp_path / 'stop.db'}"
-    command = _worker_command(tiny_csv, storage, "stop", trials=4, epochs=60)
+    command = _worker_command(tiny_csv, storage, "stop", trials=4, epochs=60, population=population)
     worker = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         def running():
@@ -295,7 +295,7 @@ def test_interrupted_worker_fails_its_trial_and_the_next_run_resumes(tiny_csv, t
         assert worker.returncode == 130, stderr
         study = optuna.load_study(study_name="stop", storage=storage)
         stopped = [t for t in study.trials if t.user_attrs.get("fail_reason") == f"interrupted by {signal.Signals(signum).name}"]
-        assert len(stopped) == 1 and stopped[0].state == TrialState.FAIL
+        assert len(stopped) == population and all(t.state == TrialState.FAIL for t in stopped)
         assert not study.get_trials(states=(TrialState.RUNNING,))
     finally:
         if worker.poll() is None:
