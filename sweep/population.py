@@ -1,12 +1,12 @@
 """Population training: K trials' networks stacked into one compiled model and trained together.
 
-The members' hidden layers are laid side by side in one flat hidden layer of width sum(widths): layer 1
-is a single (features, sum(widths)) matmul, and a segment sum adds each member's hidden units into its
-own output (unsorted_segment_sum, whose output shape is static). Nothing is padded to the widest member, so a population costs
-what its members' units cost (padding to a shared width was measured ~3x slower on the search space's
-log-uniform widths). The loss is the sum of the members' class-weighted losses, so each member's gradient
-is its own and Adam (element-wise) keeps the members independent. Per-step overhead is paid once for all
-K members, which is where the time of these tiny networks goes.
+The members' hidden layers sit side by side in one flat hidden layer of sum(widths) units: layer 1 is a
+single (features, sum(widths)) matmul, and a segment sum adds each member's units into its own output
+(unsorted_segment_sum, whose output shape is static). Nothing is padded to the widest member: padding
+cost 0.93 s against 0.33 s per epoch at K = 64 on the reference data when this layout replaced it. The
+loss is the sum of the members' class-weighted losses, so each member's gradient is its own and Adam
+(element-wise) keeps the members independent. Per-step overhead is paid once for all K members, which is
+where the time of these tiny networks goes.
 """
 
 from __future__ import annotations
@@ -23,9 +23,9 @@ from sweep.train import FusedAdam
 # Rows scored per step by Population.scores: keeps the (sum(widths), rows) hidden block in cache.
 SCORE_CHUNK = 4096
 # Hidden units (summed over members) past which a bigger population stops paying: on the 2-core CPU the
-# cost per member-epoch falls until about 400-1000 units, then grows with the units (docs/benchmarks.md,
-# section 8). The GPU figure is an assumption, not a measurement: a GPU step costs the same for far more
-# units; measure it with benchmarks/population.py where a GPU is available.
+# cost per unit-epoch falls until about 1,000 units and then stays flat (0.30 ms at 1,174 units, 0.29 ms
+# at 3,537; docs/benchmarks.md, section 8), so more members would only cost TPE rounds. The GPU figure is
+# an assumption, not a measurement (no GPU here): measure it with benchmarks/population.py on one.
 UNITS_PER_POPULATION = {"cpu": 1024, "gpu": 16384}
 # Automatic populations leave TPE at least this many rounds of the budget to learn from.
 MIN_ROUNDS = 4
@@ -76,8 +76,8 @@ class Population:
             "W1": tf.Variable(W1), "b1": tf.Variable(np.zeros(total, np.float32)),
             "w2": tf.Variable(w2), "b2": tf.Variable(np.zeros(len(members), np.float32)),
         }
-        # Which member each hidden unit belongs to: segment_sum adds a member's units into its output in
-        # O(units) work, where a (S, K) indicator matmul was measured to cost most of the step at K = 64.
+        # Which member each hidden unit belongs to: the segment sum adds a member's units into its output in
+        # O(units) work, where a (S, K) indicator matmul costs O(units * K).
         self.owner = tf.constant(np.repeat(np.arange(len(members)), widths), dtype=tf.int32)
         self._score_chunk = tf.function(lambda x: tf.sigmoid(self.logits(x)))
 

@@ -124,13 +124,13 @@ def _cleanup(storage: str, name: str) -> None:
         optuna.delete_study(study_name=name, storage=storage)
 
 
-@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
-def test_three_workers_fill_the_budget_exactly(tiny_config, backend, request, tmp_path, unique_name):
-    """Check that 3 worker processes end with exactly the requested finished trials, none duplicated or lost."""
+@pytest.mark.parametrize("backend, population", [("sqlite", 1), ("postgres", 1), ("postgres", 3)])
+def test_three_workers_fill_the_budget_exactly(tiny_config, backend, population, request, tmp_path, unique_name):
+    """Check that 3 worker processes (of single trials or populations) end with exactly the requested finished trials, none duplicated or lost."""
     from sweep.runner import run_workers
 
     storage = _storage_for(backend, request, tmp_path)
-    config = tiny_config(storage=storage, study=unique_name, trials=9, epochs=15, workers=3, pruner="none")
+    config = tiny_config(storage=storage, study=unique_name, trials=9, epochs=15, workers=3, pruner="none", population=population)
     try:
         result = run_workers(config)
         study = optuna.load_study(study_name=unique_name, storage=storage)
