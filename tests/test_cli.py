@@ -309,6 +309,33 @@ def test_dashboard_page_renders_the_study_in_chromium(small_study, chromium, tmp
         server.wait(timeout=10)
 
 
+def test_dashboard_shows_population_trials_like_single_ones(tiny_config):
+    """Check that optuna-dashboard serves a population trial with the same fields, user attributes (plus `population`) and learning curve as a single trial."""
+    from sweep.runner import run_sweep
+
+    run_sweep(tiny_config(study="single", trials=2, epochs=3, population=1, pruner="none"))
+    run_sweep(tiny_config(study="stacked", trials=2, epochs=3, population=2, pruner="none"))
+    port = _free_port()
+    server = subprocess.Popen([SWEEP, "dashboard", "--storage", tiny_config().storage, "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        _wait_for_http(f"http://127.0.0.1:{port}/api/studies")
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies", timeout=5) as response:
+            ids = {s["study_name"]: s["study_id"] for s in json.load(response)["study_summaries"]}
+        trials = {}
+        for name in ("single", "stacked"):
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies/{ids[name]}", timeout=5) as response:
+                trials[name] = json.load(response)["trials"]
+        for single, stacked in zip(trials["single"], trials["stacked"]):
+            assert set(single) == set(stacked) and single["state"] == stacked["state"] == "Complete"
+            single_attrs, stacked_attrs = ({a["key"] for a in t["user_attrs"]} for t in (single, stacked))
+            assert stacked_attrs - single_attrs == {"population"} and not single_attrs - stacked_attrs
+            assert [v["step"] for v in stacked["intermediate_values"]] == [v["step"] for v in single["intermediate_values"]] == [1, 2, 3]
+            assert {p["name"] for p in stacked["params"]} == {p["name"] for p in single["params"]}
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
 def _wait_for_http(url: str) -> None:
     for _ in range(100):
         try:
