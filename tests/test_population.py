@@ -75,7 +75,8 @@ def test_default_config_trains_automatic_populations(tiny_config):
     assert config.population == 0
     run_sweep(config)
     trials = optuna.load_study(study_name=config.study, storage=config.storage).trials
-    assert [t.user_attrs["population"]["size"] for t in trials] == [2] * 8
+    # The first 8 trials come from 4 rounds of 2 even if one fails (its replacement comes in a later round).
+    assert [t.user_attrs["population"]["size"] for t in trials[:8]] == [2] * 8
 
 
 def test_population_of_three_is_three_ordinary_trials(tiny_config, tmp_path):
