@@ -292,10 +292,13 @@ class MemberTrials:
 
     def still_open(self, size: int) -> np.ndarray:
         """Which members are still running, as a mask; also raises the first error a report job hit."""
-        done = [job for job in self._pending if job.done()]
-        self._pending = [job for job in self._pending if not job.done()]
-        for job in done:
-            job.result()
+        waiting = []
+        for job in self._pending:  # one look per job: a job that finished between two looks was once lost
+            if job.done():
+                job.result()
+            else:
+                waiting.append(job)
+        self._pending = waiting
         mask = np.zeros(size, dtype=bool)
         mask[self.indices()] = True
         return mask
@@ -307,8 +310,8 @@ class MemberTrials:
         """Wait for every queued report; then stop the reporter thread."""
         pending, self._pending = self._pending, []
         self._reporter.shutdown(wait=True)
-        for job in pending:
-            if raise_errors:
+        if raise_errors:
+            for job in pending:
                 job.result()
 
     def end(self, index: int, **tell) -> None:

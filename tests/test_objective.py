@@ -69,3 +69,32 @@ def test_epochs_are_reported_and_pruning_is_recorded(tiny_config, pruner, state,
     else:
         assert trial.intermediate_values[3] == pytest.approx(trial.value)
     assert set(trial.user_attrs["threads"]) == {"intra_op", "inter_op"}
+
+
+class _FinishesBetweenLooks:
+    """A report job that is still running at its first look and has failed by the next."""
+
+    def __init__(self) -> None:
+        self.looks = 0
+
+    def done(self) -> bool:
+        self.looks += 1
+        return self.looks > 1
+
+    def result(self):
+        raise RuntimeError("the report job failed")
+
+
+def test_a_report_error_is_never_lost_between_looks():
+    """Check that a population report job that fails while still_open looks at it raises at the next look instead of vanishing."""
+    from sweep.objective import MemberTrials
+
+    members = MemberTrials(optuna.create_study(), [], [])
+    try:
+        members._pending = [_FinishesBetweenLooks()]
+        members.still_open(0)
+        with pytest.raises(RuntimeError, match="report job failed"):
+            members.still_open(0)
+    finally:
+        members.drain(raise_errors=False)
+        members.close()
