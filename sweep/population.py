@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from sweep.runtime import detect_device, tensorflow
-from sweep.train import FusedAdam
+from sweep.train import FusedAdam, compiled_epoch
 
 # Rows scored per step by Population.scores: keeps the (sum(widths), rows) hidden block in cache.
 SCORE_CHUNK = 4096
@@ -127,32 +127,20 @@ def train_population(
     with tf.device(device):
         population = Population(X.shape[1], members)
         variables = list(population.variables.values())
-        adam = FusedAdam(variables, learning_rate)
         features = tf.constant(X, dtype=tf.float32)
         labels = tf.constant(np.asarray(y, dtype=np.float32))
         positive = tf.constant([m.minority_weight for m in members], dtype=tf.float32)
         active = tf.Variable(np.ones(len(members), dtype=np.float32))
-        n_rows, size = len(y), len(members)
-        n_batches = -(-n_rows // batch)
+        size = len(members)
 
-        @tf.function
-        def run_epoch(seed):
-            order = tf.argsort(tf.random.stateless_uniform([n_rows], seed=seed))
-            xs, ys = tf.gather(features, order), tf.gather(labels, order)
-            totals = tf.zeros(size)
-            for step in tf.range(n_batches):
-                start = step * batch
-                xb, yb = xs[start : start + batch], ys[start : start + batch]
-                rows = tf.cast(tf.shape(xb)[0], tf.float32)
-                with tf.GradientTape() as tape:
-                    targets = tf.broadcast_to(yb[None, :], [size, tf.shape(yb)[0]])
-                    per_row = tf.nn.sigmoid_cross_entropy_with_logits(labels=targets, logits=population.logits(xb))
-                    weights = yb[None, :] * positive[:, None] + (1.0 - yb[None, :])  # {0: 1.0, 1: minority_weight}
-                    member_loss = tf.reduce_sum(per_row * weights, axis=1) / rows
-                    loss = tf.reduce_sum(member_loss * active)
-                adam.apply(tape.gradient(loss, variables))
-                totals += member_loss
-            return totals / tf.cast(n_batches, tf.float32)
+        def batch_loss(xb, yb):
+            targets = tf.broadcast_to(yb[None, :], [size, tf.shape(yb)[0]])
+            per_row = tf.nn.sigmoid_cross_entropy_with_logits(labels=targets, logits=population.logits(xb))
+            weights = yb[None, :] * positive[:, None] + (1.0 - yb[None, :])  # {0: 1.0, 1: minority_weight}
+            member_loss = tf.reduce_sum(per_row * weights, axis=1) / tf.cast(tf.shape(xb)[0], tf.float32)
+            return tf.reduce_sum(member_loss * active), member_loss
+
+        run_epoch = compiled_epoch([features, labels], batch, variables, FusedAdam(variables, learning_rate), batch_loss, (size,))
 
         epochs_run = np.zeros(size, dtype=int)
         for epoch in range(epochs):

@@ -112,12 +112,9 @@ def fused_epoch(model, X: np.ndarray, y: np.ndarray, row_weights: np.ndarray, ba
     tf = tensorflow()
     layers = [(layer.kernel.value, layer.bias.value) for layer in model.layers]
     variables = [variable for pair in layers for variable in pair]
-    adam = FusedAdam(variables, learning_rate)
     features = tf.constant(X, dtype=tf.float32)
     labels = tf.constant(np.asarray(y, dtype=np.float32).reshape(-1, 1))
     weights = tf.constant(np.asarray(row_weights, dtype=np.float32).reshape(-1, 1))
-    n_rows = len(y)
-    n_batches = -(-n_rows // batch)
 
     def logits(x):
         for kernel, bias in layers[:-1]:
@@ -125,19 +122,38 @@ def fused_epoch(model, X: np.ndarray, y: np.ndarray, row_weights: np.ndarray, ba
         kernel, bias = layers[-1]
         return tf.matmul(x, kernel) + bias
 
+    def batch_loss(xb, yb, wb):
+        per_row = tf.nn.sigmoid_cross_entropy_with_logits(labels=yb, logits=logits(xb))
+        loss = tf.reduce_sum(per_row * wb) / tf.cast(tf.shape(xb)[0], tf.float32)
+        return loss, loss
+
+    return compiled_epoch([features, labels, weights], batch, variables, FusedAdam(variables, learning_rate), batch_loss)
+
+
+def compiled_epoch(rows: list, batch: int, variables: list, adam: FusedAdam, batch_loss, tracked_shape=()):
+    """A tf.function(shuffle_seed) that runs one epoch of mini-batch Adam and returns the mean of what
+    batch_loss tracks over the epoch's batches.
+
+    The tensors in `rows` (one entry per training row each) are shuffled together, stateless and seeded by
+    the epoch, and cut into consecutive batches of `batch`; batch_loss(*batch_rows) returns (the loss to
+    minimise, the value to track, of shape tracked_shape). Shared by single trials and populations.
+    """
+    tf = tensorflow()
+    n_rows = int(rows[0].shape[0])
+    n_batches = -(-n_rows // batch)
+
     @tf.function
     def run_epoch(shuffle_seed):
         order = tf.argsort(tf.random.stateless_uniform([n_rows], seed=shuffle_seed))
-        xs, ys, ws = tf.gather(features, order), tf.gather(labels, order), tf.gather(weights, order)
-        total = tf.constant(0.0)
+        shuffled = [tf.gather(row, order) for row in rows]
+        total = tf.zeros(tracked_shape)
         for step in tf.range(n_batches):
             start = step * batch
-            xb, yb, wb = xs[start : start + batch], ys[start : start + batch], ws[start : start + batch]
+            batch_rows = [row[start : start + batch] for row in shuffled]
             with tf.GradientTape() as tape:
-                per_row = tf.nn.sigmoid_cross_entropy_with_logits(labels=yb, logits=logits(xb))
-                loss = tf.reduce_sum(per_row * wb) / tf.cast(tf.shape(xb)[0], tf.float32)
+                loss, tracked = batch_loss(*batch_rows)
             adam.apply(tape.gradient(loss, variables))
-            total += loss
+            total += tracked
         return total / tf.cast(n_batches, tf.float32)
 
     return run_epoch
