@@ -79,7 +79,7 @@ def refit_trial(dataset: Dataset, trial) -> tuple:
 def stop_if_requested(trial: optuna.Trial) -> None:
     """End the trial (FAIL, with the reason) when SIGINT/SIGTERM asked this worker to stop."""
     if stopping.requested():
-        trial.set_user_attr("fail_reason", f"interrupted by {stopping.requested()}")
+        trial.set_user_attr("fail_reason", stopping.reason())
         stopping.check()
 
 
@@ -245,7 +245,7 @@ def population_round(study: optuna.Study, config: SweepConfig, dataset: Dataset,
             open_trials.end(index, values=value)
     except BaseException as exc:  # KeyboardInterrupt included: no member may stay RUNNING
         open_trials.drain(raise_errors=False)
-        reason = f"interrupted by {stopping.requested()}" if stopping.requested() else f"population stopped: {type(exc).__name__}: {exc}"
+        reason = stopping.reason() or f"population stopped: {type(exc).__name__}: {exc}"
         for index in open_trials.indices():
             trial = open_trials[index]
             if "fail_reason" not in trial.user_attrs:

@@ -40,6 +40,11 @@ def requested() -> str | None:
     return _requested["signal"]
 
 
+def reason() -> str | None:
+    """What a trial stopped by the request records as its fail_reason ("interrupted by SIGTERM"), else None."""
+    return f"interrupted by {_requested['signal']}" if _requested["signal"] is not None else None
+
+
 def check() -> None:
     """Raise KeyboardInterrupt when a stop was requested (Optuna then marks the running trial FAIL)."""
     if _requested["signal"] is not None:
