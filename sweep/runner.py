@@ -193,7 +193,8 @@ def run_sweep(
 
     Data, config and storage are checked before any trial starts (then `on_start` is called); a failing trial
     is recorded as FAIL with user attr fail_reason and the sweep goes on. Several processes may run this on
-    one study at once (see run_workers); a dropped database connection costs at most the running trial.
+    one study at once (see run_workers); a dropped database connection costs at most the running trial
+    (or the running population).
     """
     objective = parse_objective(config.objective)
     configure_threads(config.intra_op_threads, config.inter_op_threads)
