@@ -1,14 +1,24 @@
 """sweep: Optuna sweeps of the minority-class weight, hidden width and decision threshold of Keras classifiers.
 
-The library is usable from Python; the `sweep` CLI is a thin layer over these names.
+The library is usable from Python; the `sweep` CLI is a thin layer over these names. They are imported on
+first use, so `import sweep.config` (and the CLI's quick commands) do not pay for the runner and export.
 """
 
-from sweep.config import SweepConfig, resolve_config
-from sweep.errors import ConfigError, DataError, ExportError, StorageError, SweepError, TrialFailed
-from sweep.export import export_best, predict
-from sweep.runner import SweepResult, run_sweep, run_workers
+from __future__ import annotations
 
-__all__ = [
-    "ConfigError", "DataError", "ExportError", "StorageError", "SweepConfig", "SweepError", "SweepResult",
-    "TrialFailed", "export_best", "predict", "resolve_config", "run_sweep", "run_workers",
-]
+import importlib
+
+_HOMES = {
+    "SweepConfig": "sweep.config", "resolve_config": "sweep.config",
+    "ConfigError": "sweep.errors", "DataError": "sweep.errors", "ExportError": "sweep.errors",
+    "StorageError": "sweep.errors", "SweepError": "sweep.errors", "TrialFailed": "sweep.errors",
+    "export_best": "sweep.export", "predict": "sweep.export",
+    "SweepResult": "sweep.runner", "run_sweep": "sweep.runner", "run_workers": "sweep.runner",
+}
+__all__ = sorted(_HOMES)
+
+
+def __getattr__(name: str):
+    if name not in _HOMES:
+        raise AttributeError(f"module 'sweep' has no attribute {name!r}")
+    return getattr(importlib.import_module(_HOMES[name]), name)

@@ -140,6 +140,12 @@ def run(
     device: Annotated[Optional[str], typer.Option(help="auto | cpu | gpu | gpu:N; auto puts worker i on GPU i mod n when there are GPUs.", show_default="auto")] = None,
     heartbeat_interval: Annotated[Optional[int], typer.Option(help="Seconds between a running trial's heartbeats.", show_default="10")] = None,
     grace_period: Annotated[Optional[int], typer.Option(help="Seconds without a heartbeat after which a trial's worker is taken for dead: the trial is failed and retried.", show_default="30")] = None,
+    cv: Annotated[Optional[str], typer.Option(help="Folds per trial: K stratified folds of all non-test rows, judged on pooled out-of-fold scores; 0 = one validation split; auto = folds when a validation split would hold under 100 positives.", show_default="auto")] = None,
+    cv_repeats: Annotated[Optional[int], typer.Option(help="Repeats of the K folds with other shuffles (each row validated once per repeat).", show_default="1")] = None,
+    features: Annotated[Optional[str], typer.Option(help="Input columns to use, COL,COL (default: every column but the target).")] = None,
+    drop: Annotated[Optional[str], typer.Option(help="Columns not to use, COL,COL (identifiers, leaks).")] = None,
+    min_level_count: Annotated[Optional[int], typer.Option(help="Levels of a text column seen fewer times in the training rows go to one '(other)' level.", show_default="5")] = None,
+    max_levels: Annotated[Optional[int], typer.Option(help="Most levels one text column may have (after merging rare ones).", show_default="50")] = None,
 ) -> None:
     """Run (or resume) a sweep until the study holds --trials finished trials. `sweep worker` is the same
     command: start it on other machines with the same --study and --storage to join a running study."""
@@ -183,6 +189,8 @@ def _run_with_progress(config, run_workers):
         progress.update(task, completed=done, best=_values(best) if best else "-")
 
     def start(study) -> None:
+        for column, why in study.user_attrs.get("data", {}).get("dropped_columns", {}).items():
+            err.print(f"warning: column {column!r} is not used: {why}", markup=False, highlight=False)
         update(study)
         progress.start()
         progress.start_task(task)
@@ -306,14 +314,21 @@ def export(
     storage: StorageOption = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite a non-empty --out directory.")] = False,
     pick: PickOption = None,
+    refit: Annotated[str, typer.Option(help="all: train the chosen configuration on all non-test rows; train: export the trial's own model (single validation split only).")] = "all",
 ) -> None:
-    """Retrain the best trial, score it once on the held-out test part and write a bundle to --out."""
+    """Retrain the best trial (checking its stored value), refit it, score it once on the held-out test part
+    and write a bundle to --out."""
     from sweep.export import export_best
     from sweep.metrics import parse_pick
 
-    result = export_best(_storage_url(storage), study, out_dir, force=force, pick=parse_pick(pick))
+    result = export_best(_storage_url(storage), study, out_dir, force=force, pick=parse_pick(pick), refit=refit)
     best = result.best
-    test = best["test"]["metrics"]
+    test, intervals = best["test"]["metrics"], best["test"]["intervals"]
+
+    def shown(name: str, label: str) -> str:
+        low, high = intervals[name]
+        return f"{label} {_fmt(test[name], 3)} [{_fmt(low, 3)}, {_fmt(high, 3)}]"
+
     out.print(f"Exported trial #{best['trial']} of {study} to {result.out_dir}", highlight=False)
     out.print(f"  class_weight {best['class_weight']}, threshold {best['threshold']:.4g}, hidden_width {best['hidden_width']}", highlight=False)
     out.print(
@@ -321,10 +336,13 @@ def export(
         f"(retrained: {best['validation']['reproduced_value']})",
         highlight=False,
     )
+    out.print(f"  model refit on {best['refit']['rows']} ({best['refit']['counts']['rows']} rows, {best['refit']['epochs']} epochs)", highlight=False)
     out.print(
-        f"  test: precision {_fmt(test['precision'], 3)}, recall {_fmt(test['recall'], 3)}, f1 {_fmt(test['f1'], 3)}, "
-        f"flag rate {_fmt(test['flag_rate'], 3)}, average precision {_fmt(test['average_precision'], 3)}",
-        highlight=False,
+        "  test (95% bootstrap intervals): " + ", ".join(
+            shown(name, label) for name, label in (("precision", "precision"), ("recall", "recall"), ("f1", "f1"),
+                                                   ("flag_rate", "flag rate"), ("average_precision", "average precision"))
+        ),
+        highlight=False, markup=False,
     )
     if not result.reproduced:
         err.print("warning: the retrained model does not reproduce the stored validation value exactly "

@@ -48,6 +48,12 @@ class SweepConfig:
     device: str = "auto"
     heartbeat_interval: int = 10
     grace_period: int = 30
+    cv: int | None = None  # folds per trial; 0 = one validation split; None = automatic (data.choose_folds)
+    cv_repeats: int = 1
+    features: tuple[str, ...] = ()  # input columns to use (empty = every column but the target)
+    drop: tuple[str, ...] = ()
+    min_level_count: int = 5
+    max_levels: int = 50
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able dict (ranges as lists), e.g. for the study's user attributes."""
@@ -93,8 +99,24 @@ def _as_range(key: str, value: Any, source: str, cast) -> tuple:
     return (cast(key, parts[0], source), cast(key, parts[1], source))
 
 
+def _as_columns(key: str, value: Any, source: str) -> tuple[str, ...]:
+    """Accept ["a", "b"] (TOML) or "a,b" (flag or environment)."""
+    parts = value.split(",") if isinstance(value, str) else value
+    if not isinstance(parts, (list, tuple)) or not all(isinstance(p, str) for p in parts):
+        raise ConfigError(f"{key} = {value!r} (from {source}) is invalid: expected column names COL,COL (or a TOML list); fix it in {source}")
+    return tuple(p.strip() for p in parts if p.strip())
+
+
 def _coerce(key: str, value: Any, source: str) -> Any:
     """Turn one raw value into the field's type and check its range; the message names key and source."""
+    if key in ("features", "drop"):
+        return _as_columns(key, value, source)
+    if key == "cv":
+        if value is None or (isinstance(value, str) and value.strip().lower() in ("", "auto", "none")):
+            return None
+        folds = _as_int(key, value, source)
+        _expect(folds == 0 or 2 <= folds <= 20, key, value, source, "auto, 0 (one validation split) or 2 to 20 folds")
+        return folds
     if key in ("study", "storage", "data", "objective", "target", "positive_label"):
         if value is None and key in ("target", "positive_label"):
             return None
@@ -119,7 +141,7 @@ def _coerce(key: str, value: Any, source: str) -> Any:
         _expect(valid, key, value, source, "auto | cpu | gpu | gpu:N")
         return text
     if key in ("trials", "epochs", "batch_size", "hidden_layers", "seed", "intra_op_threads", "inter_op_threads",
-               "workers", "heartbeat_interval", "grace_period", "population"):
+               "workers", "heartbeat_interval", "grace_period", "population", "cv_repeats", "min_level_count", "max_levels"):
         number = _as_int(key, value, source)
         low = 0 if key in ("seed", "intra_op_threads", "inter_op_threads", "population") else 1
         _expect(number >= low, key, value, source, f"an integer >= {low}")
@@ -129,6 +151,8 @@ def _coerce(key: str, value: Any, source: str) -> Any:
             _expect(number <= 64, key, value, source, "between 1 and 64 worker processes")
         if key == "population":
             _expect(number <= 512, key, value, source, "0 (automatic) or 1 to 512 trials trained together")
+        if key == "cv_repeats":
+            _expect(number <= 10, key, value, source, "between 1 and 10 repeats of the folds")
         return number
     if key == "timeout":
         if value is None or (isinstance(value, str) and value.strip().lower() in ("", "none")):
@@ -207,6 +231,11 @@ def resolve_config(
         raise ConfigError(
             f"population = {config.population} trains one-hidden-layer networks, but hidden_layers = {config.hidden_layers}; "
             "use population = 1 for deeper networks"
+        )
+    if config.cv == 0 and config.cv_repeats > 1:
+        raise ConfigError(
+            f"cv_repeats = {config.cv_repeats} repeats cross-validation folds, but cv = 0 (one validation split); "
+            "set --cv K or drop --cv-repeats"
         )
     if config.grace_period <= config.heartbeat_interval:
         raise ConfigError(

@@ -1,7 +1,9 @@
-"""Load the seed recipe or a CSV/Parquet table, check its labels, split it train/validation/test and scale it."""
+"""Load the seed recipe or a CSV/Parquet table, check its labels, choose its columns, split off the test rows,
+and lay out how trials are validated (one validation split, or stratified folds of all non-test rows)."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from dataclasses import dataclass
@@ -11,6 +13,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from sweep.errors import DataError
+from sweep.preprocess import Preprocessor, check_identifiers
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -22,10 +25,15 @@ SEED_RECIPE = dict(
     n_samples=100_000, n_features=2, n_informative=2, n_redundant=0, n_repeated=0, n_classes=2,
     n_clusters_per_class=1, weights=[0.995, 0.005], class_sep=0.5, random_state=0,
 )
+SEED_FEATURES = ("feature1", "feature2")  # the tutorial's DataFrame column names; its label column is "target"
 SEED_TEST_SIZE = 0.2
 SEED_SPLIT_STATE = 42
 # A stratified three-way split needs a few minority rows in every part.
 MIN_MINORITY_ROWS = 10
+# Automatic --cv: cross-validate with AUTO_FOLDS folds when one validation part would hold fewer than
+# AUTO_CV_BELOW positives (README, "Cross-validated trials", says why).
+AUTO_FOLDS = 5
+AUTO_CV_BELOW = 100
 TABLE_SUFFIXES = {".csv": "CSV", ".parquet": "Parquet", ".pq": "Parquet"}
 
 
@@ -42,115 +50,203 @@ class Split:
 
 
 @dataclass(frozen=True)
-class Scaler:
-    """Standardisation fitted on the training part only; saved as JSON in an export bundle."""
+class Fold:
+    """One fold model of a trial: it trains on the plan's fit rows weighted by `keep` (0 = held out; None =
+    every fit row) and is judged on X_val, whose scores go to `slots` of the pooled validation vector."""
 
-    feature_names: tuple[str, ...]
-    mean: np.ndarray
-    scale: np.ndarray
+    keep: np.ndarray | None
+    X_val: np.ndarray
+    slots: np.ndarray
 
-    @classmethod
-    def fit(cls, feature_names, X: np.ndarray) -> Scaler:
-        scale = X.std(axis=0)
-        return cls(tuple(feature_names), X.mean(axis=0), np.where(scale > 0, scale, 1.0))
 
-    def transform(self, X: np.ndarray) -> np.ndarray:
-        return ((X - self.mean) / self.scale).astype(np.float32)
+@dataclass(frozen=True)
+class Validation:
+    """How every trial is judged: fold models trained on (X_fit, y_fit), their validation scores pooled so
+    each validation row (each non-test row, when cross-validating) is scored exactly once per repeat."""
 
-    def to_dict(self) -> dict:
-        return {"feature_names": list(self.feature_names), "mean": self.mean.tolist(), "scale": self.scale.tolist()}
+    kind: str  # "holdout" or "cv"
+    X_fit: np.ndarray
+    y_fit: np.ndarray
+    folds: tuple[Fold, ...]
+    y: np.ndarray  # pooled labels, aligned with pool()'s output
+    n_splits: int = 1
+    repeats: int = 1
 
-    @classmethod
-    def from_dict(cls, stored: dict) -> Scaler:
-        return cls(tuple(stored["feature_names"]), np.asarray(stored["mean"]), np.asarray(stored["scale"]))
+    def pool(self, fold_scores) -> np.ndarray:
+        """Place each fold model's validation scores at its rows: (..., n_pooled) from [(..., n_fold_rows)]."""
+        first = np.asarray(fold_scores[0])
+        pooled = np.empty(first.shape[:-1] + (len(self.y),), dtype=np.float64)
+        for fold, scores in zip(self.folds, fold_scores):
+            pooled[..., fold.slots] = scores
+        return pooled
+
+    def describe(self) -> dict:
+        """Stored on the study: a resumed study must be judged the same way."""
+        if self.kind == "holdout":
+            return {"kind": "holdout"}
+        return {"kind": "cv", "folds": self.n_splits, "repeats": self.repeats}
 
 
 @dataclass(frozen=True)
 class Dataset:
-    """The three disjoint parts; the test part is for export and report only, never for the search."""
+    """The non-test rows (searched on) and the test rows (for export and report only, never the search).
+
+    `validation` says how trials are judged. `train`/`holdout` are the single split's parts (holdout only),
+    encoded by the search's `preprocessor`; `development` (all non-test rows) and `test` are encoded by
+    `final_preprocessor`, fitted on all non-test rows, which the exported model uses.
+    """
 
     source: str
-    feature_names: tuple[str, ...]
+    feature_names: tuple[str, ...]  # the input columns used (what `predict` needs)
     positive_label: str
-    train: Split
-    validation: Split
-    test: Split
-    scaler: Scaler
     fingerprint: str
+    preprocessor: Preprocessor
+    validation: Validation
+    final_preprocessor: Preprocessor
+    development: Split
+    test: Split
+    test_frame: pd.DataFrame  # raw test rows, for a model encoded by another preprocessor
+    train: Split | None = None
+    holdout: Split | None = None
 
     def summary(self) -> dict:
         """Split sizes and class counts, stored on the study and in the export bundle."""
+        parts = {"development": self.development, "test": self.test}
+        if self.train is not None:
+            parts = {"train": self.train, "validation": self.holdout, **parts}
         return {
             "source": self.source,
             "fingerprint": self.fingerprint,
             "features": list(self.feature_names),
+            "encoded_features": list(self.preprocessor.output_names),
+            "dropped_columns": dict(self.final_preprocessor.dropped | self.preprocessor.dropped),
             "positive_label": self.positive_label,
-            "splits": {name: getattr(self, name).counts() for name in ("train", "validation", "test")},
+            "validation": self.validation.describe(),
+            "splits": {name: part.counts() for name, part in parts.items()},
         }
 
+    def test_split(self, preprocessor: Preprocessor) -> Split:
+        """The test rows encoded by `preprocessor` (the one the scored model was trained with)."""
+        if preprocessor is self.final_preprocessor:
+            return self.test
+        return Split(preprocessor.transform(self.test_frame, self.source), self.test.y)
 
-def fingerprint(X: np.ndarray, y: np.ndarray, feature_names, positive_label: str) -> str:
-    """Short content hash of the rows, labels and feature names: a resumed study must see the same data."""
+
+def fingerprint(frame: pd.DataFrame, y: np.ndarray, positive_label: str) -> str:
+    """Short content hash of the feature columns (names and values) and labels: a resumed study must see the same data."""
+    import pandas as pd
+
     digest = hashlib.sha256()
-    digest.update(json.dumps([list(feature_names), positive_label]).encode())
-    digest.update(np.ascontiguousarray(X, dtype=np.float64).tobytes())
+    digest.update(json.dumps([list(map(str, frame.columns)), positive_label]).encode())
+    digest.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
     digest.update(np.ascontiguousarray(y, dtype=np.int8).tobytes())
     return digest.hexdigest()[:16]
 
 
 def load_dataset(config: SweepConfig) -> Dataset:
-    """Load and split the data named by config.data ("seed" or a table path)."""
-    if config.data == "seed":
-        return _seed_dataset(config)
-    frame = read_table(config.data)
-    if config.target is None:
-        raise DataError(
-            f"no target column given for data file {config.data!r}; pass --target COLUMN "
-            f"(columns: {', '.join(map(str, frame.columns))})"
-        )
-    X, y, feature_names, positive = _features_and_labels(frame, config.target, config.positive_label, config.data)
-    return _split_and_scale(config, config.data, X, y, feature_names, positive)
-
-
-def _seed_dataset(config: SweepConfig) -> Dataset:
-    from sklearn.datasets import make_classification
+    """Load the data named by config.data ("seed" or a table path), choose its columns, split and encode it."""
     from sklearn.model_selection import train_test_split
+
+    if config.data == "seed":
+        frame, y = seed_frame()
+        features = list(SEED_FEATURES)
+        source, positive = "seed", "1"
+        # The tutorial's exact (unstratified) test split, so our test rows are its test rows.
+        rest, test = train_test_split(np.arange(len(y)), test_size=SEED_TEST_SIZE, random_state=SEED_SPLIT_STATE)
+    else:
+        table = read_table(config.data)
+        source = config.data
+        y, positive = _labels(table, config.target, config.positive_label, source)
+        features = select_columns(table, config.target, config.features, config.drop, source)
+        check_identifiers(table, features, source)
+        frame = table[features]
+        _check_minority(y, source)
+        rest, test = train_test_split(np.arange(len(y)), test_size=config.test_fraction, stratify=y, random_state=config.seed)
+    return _assemble(config, source, frame, y, positive, features, rest, test)
+
+
+def _assemble(config, source, frame, y, positive, features, rest, test) -> Dataset:
+    """Fit the encodings, build the validation plan (holdout or folds) and the final/test parts."""
+    from sklearn.model_selection import RepeatedStratifiedKFold, train_test_split
+
+    y = np.asarray(y, dtype=np.int8)
+    dev_frame, dev_y = frame.iloc[rest], y[rest]
+    fit = functools.partial(Preprocessor.fit, source=source, min_level_count=config.min_level_count, max_levels=config.max_levels)
+    final = fit(dev_frame, features)
+    development = Split(final.transform(dev_frame, source), dev_y)
+    test_frame = frame.iloc[test]
+    test_part = Split(final.transform(test_frame, source), y[test])
+    folds = choose_folds(config, int(dev_y.sum()))
+    if folds == 0:
+        inner_train, inner_val = train_test_split(
+            np.arange(len(dev_y)), test_size=config.validation_fraction, stratify=dev_y, random_state=config.seed
+        )
+        search = fit(dev_frame.iloc[inner_train], features)
+        train = Split(search.transform(dev_frame.iloc[inner_train], source), dev_y[inner_train])
+        holdout = Split(search.transform(dev_frame.iloc[inner_val], source), dev_y[inner_val])
+        plan = Validation("holdout", train.X, train.y, (Fold(None, holdout.X, np.arange(len(holdout.y))),), holdout.y)
+        return Dataset(source, tuple(features), positive, fingerprint(frame, y, positive), search, plan, final,
+                       development, test_part, test_frame, train, holdout)
+    # Cross-validation: the encoding is fitted once on all non-test rows. It learns no labels (medians, levels,
+    # means), and one feature space lets every fold model of a population train in one compiled model.
+    splitter = RepeatedStratifiedKFold(n_splits=folds, n_repeats=config.cv_repeats, random_state=config.seed)
+    fold_list = []
+    for index, (_, val_rows) in enumerate(splitter.split(np.zeros(len(dev_y)), dev_y)):
+        keep = np.ones(len(dev_y), dtype=np.float32)
+        keep[val_rows] = 0.0
+        repeat = index // folds
+        fold_list.append(Fold(keep, development.X[val_rows], repeat * len(dev_y) + val_rows))
+    plan = Validation("cv", development.X, dev_y, tuple(fold_list), np.tile(dev_y, config.cv_repeats), folds, config.cv_repeats)
+    return Dataset(source, tuple(features), positive, fingerprint(frame, y, positive), final, plan, final,
+                   development, test_part, test_frame)
+
+
+def choose_folds(config: SweepConfig, dev_positives: int) -> int:
+    """Folds per trial: config.cv when set (0 = one validation split), else automatic: cross-validate
+    (AUTO_FOLDS folds) when a single validation part would hold fewer than AUTO_CV_BELOW positives."""
+    if config.cv is not None:
+        if config.cv > dev_positives:
+            raise DataError(
+                f"--cv {config.cv} needs at least {config.cv} positive rows outside the test part, found {dev_positives}; "
+                "use fewer folds or --cv 0"
+            )
+        return config.cv
+    return AUTO_FOLDS if dev_positives * config.validation_fraction < AUTO_CV_BELOW else 0
+
+
+def seed_frame() -> tuple[pd.DataFrame, np.ndarray]:
+    """The tutorial's table: make_classification's rows with its column names feature1, feature2."""
+    import pandas as pd
+    from sklearn.datasets import make_classification
 
     X, y = make_classification(**SEED_RECIPE)
-    names = tuple(f"x{i}" for i in range(X.shape[1]))
-    # The tutorial's exact (unstratified) test split, so our test rows are its test rows.
-    X_rest, X_test, y_rest, y_test = train_test_split(X, y, test_size=SEED_TEST_SIZE, random_state=SEED_SPLIT_STATE)
-    X_train, X_val, y_train, y_val = train_test_split(
-        X_rest, y_rest, test_size=config.validation_fraction, stratify=y_rest, random_state=config.seed
-    )
-    return _assemble("seed", names, "1", (X_train, y_train), (X_val, y_val), (X_test, y_test), fingerprint(X, y, names, "1"))
+    return pd.DataFrame(X, columns=list(SEED_FEATURES)), y
 
 
-def _split_and_scale(config, source, X, y, feature_names, positive) -> Dataset:
-    from sklearn.model_selection import train_test_split
+def select_columns(table: pd.DataFrame, target: str, features, drop, source: str) -> list[str]:
+    """Feature columns: --features (all but the target when empty), minus --drop; unknown names are errors."""
+    columns = [str(c) for c in table.columns]
+    for option, names in (("--features", features), ("--drop", drop)):
+        unknown = [n for n in names if n not in columns]
+        if unknown:
+            raise DataError(
+                f"{option} names column {unknown[0]!r}, which {source!r} does not have; columns: {', '.join(columns)}"
+            )
+    if target in features:
+        raise DataError(f"--features includes the target column {target!r}; list only input columns")
+    chosen = [c for c in (features or columns) if c != target and c not in drop]
+    if not chosen:
+        raise DataError(f"no feature columns left in {source!r} after --features/--drop; keep at least one input column")
+    return chosen
 
+
+def _check_minority(y: np.ndarray, source: str) -> None:
     minority = int(min(y.sum(), len(y) - y.sum()))
     if minority < MIN_MINORITY_ROWS:
         raise DataError(
             f"the minority class has {minority} rows in {source!r}; the train/validation/test split needs at least "
             f"{MIN_MINORITY_ROWS}; add rows of that class"
         )
-    X_rest, X_test, y_rest, y_test = train_test_split(
-        X, y, test_size=config.test_fraction, stratify=y, random_state=config.seed
-    )
-    X_train, X_val, y_train, y_val = train_test_split(
-        X_rest, y_rest, test_size=config.validation_fraction, stratify=y_rest, random_state=config.seed
-    )
-    return _assemble(
-        source, feature_names, positive, (X_train, y_train), (X_val, y_val), (X_test, y_test),
-        fingerprint(X, y, feature_names, positive),
-    )
-
-
-def _assemble(source, names, positive, train, validation, test, digest) -> Dataset:
-    scaler = Scaler.fit(names, train[0])
-    parts = [Split(scaler.transform(X), np.asarray(y, dtype=np.int8)) for X, y in (train, validation, test)]
-    return Dataset(source, tuple(names), positive, *parts, scaler, digest)
 
 
 def read_table(path: str | Path) -> pd.DataFrame:
@@ -178,26 +274,13 @@ def read_table(path: str | Path) -> pd.DataFrame:
     return frame
 
 
-def numeric_features(frame: pd.DataFrame, columns, source: str) -> np.ndarray:
-    """The named columns as a float64 matrix; a non-numeric or non-finite column is a DataError naming it."""
-    import pandas as pd
-
-    for column in columns:
-        series = frame[column]
-        if not (pd.api.types.is_numeric_dtype(series) or pd.api.types.is_bool_dtype(series)):
-            raise DataError(
-                f"column {column!r} in {source!r} is not numeric (dtype {series.dtype}); "
-                "numeric features only: encode or drop it"
-            )
-        bad = int((~np.isfinite(series.to_numpy(dtype=np.float64, na_value=np.nan))).sum())
-        if bad:
-            raise DataError(
-                f"column {column!r} in {source!r} has {bad} missing or infinite values; fill or drop those rows"
-            )
-    return frame[list(columns)].to_numpy(dtype=np.float64)
-
-
-def _features_and_labels(frame, target: str, positive_label: str | None, source: str):
+def _labels(frame, target: str | None, positive_label: str | None, source: str) -> tuple[np.ndarray, str]:
+    """0/1 labels from the target column (1 = the positive class) and the positive label's text."""
+    if target is None:
+        raise DataError(
+            f"no target column given for data file {source!r}; pass --target COLUMN "
+            f"(columns: {', '.join(map(str, frame.columns))})"
+        )
     if target not in frame.columns:
         raise DataError(
             f"target column {target!r} not found in {source!r}; pass --target with one of: "
@@ -214,12 +297,9 @@ def _features_and_labels(frame, target: str, positive_label: str | None, source:
         )
     text_labels = labels.astype(str)
     positive = _positive_label(text_labels, classes, positive_label, target, source)
-    feature_columns = [c for c in frame.columns if c != target]
-    if not feature_columns:
+    if len(frame.columns) == 1:
         raise DataError(f"data file {source!r} has only the target column {target!r}; expected feature columns too")
-    X = numeric_features(frame, feature_columns, source)
-    y = (text_labels == positive).to_numpy(dtype=np.int8)
-    return X, y, tuple(map(str, feature_columns)), positive
+    return (text_labels == positive).to_numpy(dtype=np.int8), positive
 
 
 def _positive_label(labels, classes, requested, target, source) -> str:

@@ -1,4 +1,4 @@
-"""Best trial -> a bundle (best.json, model.keras, scaler.json) and predict() on new data with it."""
+"""Best trial -> refit -> a bundle (best.json, model.keras, preprocessor.json) and predict() on new data with it."""
 
 from __future__ import annotations
 
@@ -13,16 +13,17 @@ from pathlib import Path
 import numpy as np
 
 from sweep.config import config_from_dict
-from sweep.data import Scaler, load_dataset, numeric_features, read_table
+from sweep.data import load_dataset, read_table
 from sweep.errors import DataError, ExportError, StorageError
-from sweep.metrics import metrics
+from sweep.metrics import BOOTSTRAP_RESAMPLES, bootstrap_intervals, metrics
 from sweep.objective import refit_trial
 from sweep.space import TrialParams
 from sweep.runtime import tensorflow
 from sweep.storage import load_study, mask_url, open_storage
-from sweep.train import TrainSettings, score
+from sweep.preprocess import Preprocessor
+from sweep.train import TrainSettings, score, train_model
 
-BUNDLE_FILES = ("best.json", "model.keras", "scaler.json")
+BUNDLE_FILES = ("best.json", "model.keras", "preprocessor.json")
 PACKAGES = ("sweep", "tensorflow", "keras", "optuna", "scikit-learn", "numpy", "pandas")
 # Retraining on the same machine is bit-for-bit; across machines/devices float sums may differ slightly.
 REPRODUCE_TOLERANCE = 1e-6
@@ -62,9 +63,13 @@ def _clean(values: dict) -> dict:
     return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in values.items()}
 
 
+REFIT_CHOICES = ("all", "train")
+
+
 @dataclass(frozen=True)
 class Retrained:
-    """A study's chosen trial trained again with its own seed, with what export and report need around it."""
+    """A study's chosen trial trained again with its own seed (its stored value checked), and the model to
+    use: refit on all non-test rows (`refit` "all") or the trial's own model ("train", single split only)."""
 
     study: object
     trial: object
@@ -73,15 +78,22 @@ class Retrained:
     params: TrialParams
     settings: TrainSettings
     model: object
-    validation: dict
+    validation: dict  # the retrained trial's (pooled) validation metrics
+    refit: str
+    preprocessor: object  # encodes rows for `model`
+    test: object  # the test Split encoded by `preprocessor`
+    fit_counts: dict  # rows the exported model learned from
 
 
-def retrain_best(storage_url: str, study_name: str, pick=None) -> Retrained:
+def retrain_best(storage_url: str, study_name: str, pick=None, refit: str = "all") -> Retrained:
     """Load the study, choose its best trial (a Pareto-front trial by `pick` when multi-objective), check the
-    data is unchanged, and retrain that trial deterministically from its stored settings."""
+    data is unchanged, retrain that trial deterministically from its stored settings (to check its value),
+    and then, for refit "all", train its configuration on all non-test rows."""
     from sweep.metrics import parse_objective
     from sweep.runner import best_trial
 
+    if refit not in REFIT_CHOICES:
+        raise ExportError(f"--refit {refit!r} is not known; expected one of: {', '.join(REFIT_CHOICES)}")
     study = load_study(open_storage(storage_url), study_name)
     best = best_trial(study, pick)
     if best is None and len(study.directions) > 1 and best_trial(study) is not None:
@@ -98,25 +110,41 @@ def retrain_best(storage_url: str, study_name: str, pick=None) -> Retrained:
             f"the data at {config.data!r} changed since the sweep (fingerprint {dataset.fingerprint}, study has "
             f"{stored_fingerprint}); restore the original data to use this study"
         )
+    if refit == "train" and dataset.validation.kind == "cv":
+        raise ExportError(
+            f"--refit train exports the model a trial trained on the training part, but study {study_name!r} "
+            f"cross-validates ({dataset.validation.n_splits} fold models per trial); use --refit all"
+        )
     params = TrialParams.from_dict(best.params)
     settings = TrainSettings(**best.user_attrs["train_settings"])
-    model, validation, _ = refit_trial(dataset, best)
+    trial_model, validation, _ = refit_trial(dataset, best)
     objective = parse_objective(study.user_attrs["objective"]["spec"])
-    return Retrained(study, best, objective, dataset, params, settings, model, validation)
+    if refit == "train":
+        preprocessor, model, fit_counts = dataset.preprocessor, trial_model, dataset.train.counts()
+    else:
+        preprocessor, fit_counts = dataset.final_preprocessor, dataset.development.counts()
+        model, _ = train_model(dataset.development.X, dataset.development.y, params.hidden_width, params.class_weight, settings)
+    return Retrained(
+        study, best, objective, dataset, params, settings, model, validation, refit, preprocessor,
+        dataset.test_split(preprocessor), fit_counts,
+    )
 
 
-def export_best(storage_url: str, study_name: str, out_dir: str | Path, force: bool = False, pick=None) -> ExportResult:
-    """Retrain the study's best trial with its own seed, check it reproduces the stored validation value,
-    evaluate it once on the held-out test part, and write the bundle to `out_dir`."""
+def export_best(storage_url: str, study_name: str, out_dir: str | Path, force: bool = False, pick=None, refit: str = "all") -> ExportResult:
+    """Retrain the study's best trial with its own seed and check it reproduces the stored validation value,
+    refit it (on all non-test rows by default), evaluate that model once on the held-out test part (with
+    bootstrap intervals), and write the bundle to `out_dir`."""
     out_dir = Path(out_dir)
     _check_out_dir(out_dir, force)
-    found = retrain_best(storage_url, study_name, pick)
+    found = retrain_best(storage_url, study_name, pick, refit)
     best, objective, dataset, params, settings, model = found.trial, found.objective, found.dataset, found.params, found.settings, found.model
     validation = found.validation
     reproduced_value = objective.value(validation)
     stored_value = tuple(best.values) if objective.is_multi else best.value
     reproduced = bool(np.allclose(reproduced_value, stored_value, rtol=0, atol=REPRODUCE_TOLERANCE))
-    test = metrics(dataset.test.y, score(model, dataset.test.X), params.threshold)
+    test_scores = score(model, found.test.X)
+    test = metrics(found.test.y, test_scores, params.threshold)
+    intervals = bootstrap_intervals(found.test.y, test_scores, params.threshold, seed=settings.seed)
 
     bundle = {
         "study": study_name,
@@ -133,16 +161,28 @@ def export_best(storage_url: str, study_name: str, out_dir: str | Path, force: b
         "hidden_layers": settings.hidden_layers,
         "train_settings": best.user_attrs["train_settings"],
         "seed": settings.seed,
+        "refit": {
+            "rows": "all non-test rows" if found.refit == "all" else "the trial's training part",
+            "choice": found.refit,
+            "counts": found.fit_counts,
+            "epochs": settings.epochs,
+        },
         "validation": {
+            "judged_by": dataset.validation.describe(),
             "value": stored_value,
             "reproduced_value": reproduced_value,
             "reproduced": reproduced,
             "metrics": _clean(validation),
         },
-        "test": {"value": objective.value(test), "metrics": _clean(test)},
+        "test": {
+            "value": objective.value(test),
+            "metrics": _clean(test),
+            "intervals": {k: list(v) for k, v in intervals.items()},
+            "interval_method": f"95% percentile, stratified bootstrap of the test rows, {BOOTSTRAP_RESAMPLES} resamples, seed {settings.seed}",
+        },
         "data": dataset.summary(),
         "config": found.study.user_attrs["config"],
-        "features": list(dataset.feature_names),
+        "features": list(found.preprocessor.columns),
         "versions": _versions(),
         "exported_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
@@ -150,13 +190,14 @@ def export_best(storage_url: str, study_name: str, out_dir: str | Path, force: b
         shutil.rmtree(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     model.save(out_dir / "model.keras")
-    (out_dir / "scaler.json").write_text(json.dumps(dataset.scaler.to_dict(), indent=2) + "\n")
+    (out_dir / "preprocessor.json").write_text(json.dumps(found.preprocessor.to_dict(), indent=2) + "\n")
     (out_dir / "best.json").write_text(json.dumps(bundle, indent=2) + "\n")
     return ExportResult(out_dir, bundle)
 
 
 def load_bundle(bundle_dir: str | Path):
-    """Read an export bundle back: (best.json dict, scaler, keras model)."""
+    """Read an export bundle back: (best.json dict, preprocessor, keras model). Nothing in it is pickled:
+    JSON for the settings and the fitted preprocessing, the Keras format for the network."""
     tensorflow()
     import keras
 
@@ -168,24 +209,19 @@ def load_bundle(bundle_dir: str | Path):
             "pass the --out directory of `sweep export`"
         )
     best = json.loads((bundle_dir / "best.json").read_text())
-    scaler = Scaler.from_dict(json.loads((bundle_dir / "scaler.json").read_text()))
-    model = keras.saving.load_model(bundle_dir / "model.keras")
-    return best, scaler, model
+    preprocessor = Preprocessor.from_dict(json.loads((bundle_dir / "preprocessor.json").read_text()))
+    # safe_mode (the default, spelled out): a .keras file with a Lambda layer's pickled code is refused.
+    model = keras.saving.load_model(bundle_dir / "model.keras", safe_mode=True)
+    return best, preprocessor, model
 
 
 def predict(bundle_dir: str | Path, data_path: str | Path):
-    """Score a CSV/Parquet table with a bundle: one row per input row, in order, columns probability, decision."""
+    """Score a CSV/Parquet table with a bundle: one row per input row, in order, columns probability, decision.
+    Rows may have missing values and levels the model never saw (encoded as the preprocessing says)."""
     import pandas as pd
 
-    best, scaler, model = load_bundle(bundle_dir)
+    best, preprocessor, model = load_bundle(bundle_dir)
     frame = read_table(data_path)
-    missing = [name for name in scaler.feature_names if name not in frame.columns]
-    if missing:
-        raise DataError(
-            f"{str(data_path)!r} lacks feature column {missing[0]!r} the model was trained on; expected columns: "
-            f"{', '.join(scaler.feature_names)}"
-        )
-    X = scaler.transform(numeric_features(frame, scaler.feature_names, str(data_path)))
-    probability = score(model, X)
+    probability = score(model, preprocessor.transform(frame, str(data_path)))
     decision = (probability >= best["threshold"]).astype(np.int8)
     return pd.DataFrame({"probability": probability, "decision": decision}, index=frame.index)

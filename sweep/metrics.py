@@ -228,3 +228,95 @@ def parse_pick(spec: str | None) -> Pick:
     if match is None:
         return Pick(metric)
     return Pick(metric, match.group(1), match.group(2) == ">=", float(match.group(3)))
+
+
+# Metrics that get a bootstrap interval on the test part (confusion counts are plain counts).
+INTERVAL_METRICS = ("precision", "recall", "f1", "average_precision", "flag_rate")
+BOOTSTRAP_RESAMPLES = 1000
+# Resamples scored per numpy block: bounds memory to about chunk x rows floats.
+_BOOTSTRAP_CHUNK = 50
+
+
+def _stratified_counts(y: np.ndarray, resamples: int, seed: int) -> np.ndarray:
+    """(resamples, rows) multiplicities of a stratified bootstrap: positives and negatives are each drawn
+    with replacement from their own rows, so every resample keeps the class counts of the original."""
+    rng = np.random.default_rng(seed)
+    counts = np.zeros((resamples, len(y)), dtype=np.float64)
+    for label in (0, 1):
+        rows = np.flatnonzero(y == label)
+        if len(rows):
+            counts[:, rows] = rng.multinomial(len(rows), np.full(len(rows), 1.0 / len(rows)), size=resamples)
+    return counts
+
+
+def _weighted_metrics(y: np.ndarray, scores: np.ndarray, threshold: float, weights: np.ndarray) -> dict[str, np.ndarray]:
+    """precision, recall, f1, flag_rate and average precision for each row of `weights` (row multiplicities).
+
+    Average precision is sklearn's (steps at each distinct score, highest first), computed for every
+    resample at once from cumulative sums in score order; with unit weights it equals average_precision
+    (tests check both).
+    """
+    flagged = scores >= threshold
+    positives = weights @ y
+    tp = weights @ (y * flagged)
+    fp = weights @ ((1 - y) * flagged)
+    total = weights.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        precision = np.where(tp + fp > 0, tp / (tp + fp), 0.0)
+        recall = np.where(positives > 0, tp / positives, 0.0)
+        f1 = np.where(precision + recall > 0, 2 * precision * recall / (precision + recall), 0.0)
+        order = np.argsort(-scores, kind="stable")
+        sorted_scores = scores[order]
+        # last position of each group of tied scores: a threshold step in precision_recall_curve
+        ends = np.flatnonzero(np.r_[sorted_scores[1:] != sorted_scores[:-1], True])
+        sorted_weights = weights[:, order]
+        cum_tp = np.cumsum(sorted_weights * y[order], axis=1)[:, ends]
+        cum_all = np.cumsum(sorted_weights, axis=1)[:, ends]
+        step_tp = np.diff(np.concatenate([np.zeros((len(weights), 1)), cum_tp], axis=1), axis=1)
+        step_precision = np.where(cum_all > 0, cum_tp / cum_all, 0.0)
+        ap = np.where(positives > 0, (step_tp * step_precision).sum(axis=1) / positives, np.nan)
+    return {"precision": precision, "recall": recall, "f1": f1, "average_precision": ap, "flag_rate": (tp + fp) / total}
+
+
+def bootstrap_intervals(
+    y_true: np.ndarray, scores: np.ndarray, threshold: float, resamples: int = BOOTSTRAP_RESAMPLES,
+    seed: int = 0, level: float = 0.95,
+) -> dict[str, tuple[float, float]]:
+    """Percentile intervals of INTERVAL_METRICS under a stratified, seeded bootstrap of the rows.
+
+    Hand-written rather than sklearn/scipy: scipy.stats.bootstrap resamples one statistic at a time and is
+    not stratified; here all metrics of a resample come from one multiplicity vector, so they stay paired.
+    """
+    y = np.asarray(y_true).astype(np.float64).ravel()
+    s = np.asarray(scores, dtype=np.float64).ravel()
+    draws = {name: [] for name in INTERVAL_METRICS}
+    counts = _stratified_counts(y, resamples, seed)
+    for start in range(0, resamples, _BOOTSTRAP_CHUNK):
+        found = _weighted_metrics(y, s, threshold, counts[start : start + _BOOTSTRAP_CHUNK])
+        for name in INTERVAL_METRICS:
+            draws[name].append(found[name])
+    tail = (1 - level) / 2 * 100
+    return {
+        name: tuple(float(v) for v in np.nanpercentile(np.concatenate(values), [tail, 100 - tail]))
+        for name, values in draws.items()
+    }
+
+
+def paired_f1_difference(
+    y_true: np.ndarray, scores_a: np.ndarray, threshold_a: float, scores_b: np.ndarray, threshold_b: float,
+    resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 0, level: float = 0.95,
+) -> dict[str, float]:
+    """F1(a) - F1(b) on the same rows, with a percentile interval from one stratified bootstrap that resamples
+    the same rows for both models (paired): {"difference", "low", "high"}."""
+    y = np.asarray(y_true).astype(np.float64).ravel()
+    counts = _stratified_counts(y, resamples, seed)
+    differences = []
+    for start in range(0, resamples, _BOOTSTRAP_CHUNK):
+        block = counts[start : start + _BOOTSTRAP_CHUNK]
+        a = _weighted_metrics(y, np.asarray(scores_a, dtype=np.float64).ravel(), threshold_a, block)["f1"]
+        b = _weighted_metrics(y, np.asarray(scores_b, dtype=np.float64).ravel(), threshold_b, block)["f1"]
+        differences.append(a - b)
+    tail = (1 - level) / 2 * 100
+    low, high = np.percentile(np.concatenate(differences), [tail, 100 - tail])
+    observed = threshold_metrics(y, scores_a, threshold_a)["f1"] - threshold_metrics(y, scores_b, threshold_b)["f1"]
+    return {"difference": float(observed), "low": float(low), "high": float(high)}

@@ -1,4 +1,5 @@
-"""One trial: space -> model/train -> metrics on the validation part; writes the trial's user attributes."""
+"""One trial: space -> model/train -> metrics on the validation rows (one split, or pooled out-of-fold scores
+of cross-validated fold models); writes the trial's user attributes."""
 
 from __future__ import annotations
 
@@ -19,11 +20,11 @@ from sweep.errors import OverBudget, TrialFailed
 from sweep.metrics import Objective, metrics
 from sweep.runtime import device_label, thread_settings
 from sweep.space import TrialParams, suggest
-from sweep.train import TrainSettings, score, train_model
+from sweep.train import TrainSettings, score, train_models
 
 if TYPE_CHECKING:
     from sweep.config import SweepConfig
-    from sweep.data import Dataset
+    from sweep.data import Dataset, Validation
 
 
 def trial_seed(base_seed: int, trial_number: int) -> int:
@@ -36,44 +37,79 @@ def train_settings(config: SweepConfig, seed: int) -> TrainSettings:
 
 
 def fit_and_score(dataset: Dataset, params: TrialParams, settings: TrainSettings, on_epoch=None):
-    """Train on the training part, score the validation part; returns (model, result, validation metrics,
-    validation scores)."""
-    model, result = train_model(
-        dataset.train.X, dataset.train.y, params.hidden_width, params.class_weight, settings, on_epoch
+    """Train the trial's fold models (one for a single validation split) and score their validation rows;
+    returns (models, result, pooled validation scores, per-fold scores)."""
+    plan = dataset.validation
+
+    def report(epoch: int, loss: float, models) -> None:
+        on_epoch(epoch, loss, plan.pool(fold_scores_of(plan, models)))
+
+    models, result = train_models(
+        plan.X_fit, plan.y_fit, params.hidden_width, params.class_weight, settings, [f.keep for f in plan.folds],
+        None if on_epoch is None else report,
     )
-    scores = score(model, dataset.validation.X)
-    check_scores(scores)
-    return model, result, metrics(dataset.validation.y, scores, params.threshold), scores
+    fold_scores = fold_scores_of(plan, models)
+    pooled = plan.pool(fold_scores)
+    check_scores(pooled)
+    return models, result, pooled, fold_scores
+
+
+def fold_scores_of(plan: Validation, models) -> list[np.ndarray]:
+    """Each fold model's scores on its own validation rows."""
+    return [score(model, fold.X_val) for model, fold in zip(models, plan.folds)]
+
+
+def population_scores(population, plan: Validation, size: int) -> tuple[np.ndarray, list[np.ndarray]]:
+    """(size, pooled rows) validation scores of a population's trials and each fold's (size, fold rows) block;
+    the models of fold f are population members f*size .. (f+1)*size - 1."""
+    blocks = [population.block_scores(fold.X_val, f * size, size) for f, fold in enumerate(plan.folds)]
+    return plan.pool(blocks), blocks
+
+
+def fold_subnets(members: list, plan: Validation) -> tuple[list, np.ndarray | None, np.ndarray | None]:
+    """The population's networks for `members` under `plan`: one per member and fold (fold-major), the
+    (rows, folds) keep matrix and each network's fold (None for a single validation split)."""
+    folds = len(plan.folds)
+    subnets = [member for _ in range(folds) for member in members]
+    if plan.kind == "holdout":
+        return subnets, None, None
+    keep = np.column_stack([fold.keep for fold in plan.folds])
+    return subnets, keep, np.repeat(np.arange(folds), len(members))
 
 
 def check_scores(scores: np.ndarray) -> None:
     """A model that gives every validation row the same probability ranks nothing: fail its trial."""
     if np.ptp(scores) < 1e-7:
-        raise TrialFailed(f"model predicts the same probability ({scores[0]:.4g}) for every validation row")
+        raise TrialFailed(f"model predicts the same probability ({scores.flat[0]:.4g}) for every validation row")
 
 
 def refit_trial(dataset: Dataset, trial) -> tuple:
-    """Train a finished trial again from its stored settings: (model, validation metrics, validation scores).
+    """Train a finished trial again from its stored settings: (model for --refit train or None, pooled
+    validation metrics, pooled validation scores).
 
     A trial that was trained in a population is reproduced by retraining its whole population with the
-    stored members and shuffle seed, then slicing its member out as a plain Keras model.
+    stored members and shuffle seed; its model (single validation split only) is sliced out as a plain
+    Keras model. A cross-validated trial has no one model (--refit train is refused for it): None.
     """
     params = TrialParams.from_dict(trial.params)
     settings = TrainSettings(**trial.user_attrs["train_settings"])
+    plan = dataset.validation
     described = trial.user_attrs.get("population")
     if described is None:
-        model, _, found, scores = fit_and_score(dataset, params, settings)
-        return model, found, scores
+        models, _, pooled, _ = fit_and_score(dataset, params, settings)
+        model = models[0] if plan.kind == "holdout" else None
+        return model, metrics(plan.y, pooled, params.threshold), pooled
     from sweep.population import Member, train_population
 
     members = [Member(m["hidden_width"], m["minority_weight"], m["seed"]) for m in described["members"]]
+    subnets, keep, member_fold = fold_subnets(members, plan)
     population, _, _, _ = train_population(
-        dataset.train.X, dataset.train.y, members, settings.epochs, settings.batch_size, settings.learning_rate,
-        described["shuffle_seed"],
+        plan.X_fit, plan.y_fit, subnets, settings.epochs, settings.batch_size, settings.learning_rate,
+        described["shuffle_seed"], keep=keep, member_fold=member_fold,
     )
-    model = population.member_model(described["member"])
-    scores = score(model, dataset.validation.X)
-    return model, metrics(dataset.validation.y, scores, params.threshold), scores
+    pooled = population_scores(population, plan, len(members))[0][described["member"]]
+    model = population.member_model(described["member"]) if plan.kind == "holdout" else None
+    return model, metrics(plan.y, pooled, params.threshold), pooled
 
 
 def stop_if_requested(trial: optuna.Trial) -> None:
@@ -116,16 +152,25 @@ def report_epoch(trial: optuna.Trial, objective: Objective, y_true, scores, thre
     return value
 
 
-def record_result(trial, objective: Objective, dataset: Dataset, scores, threshold: float, seconds: float, epochs_run: int, artifacts):
-    """Store a finished trial's validation metrics, timing and (for a new best) figures; return its value."""
-    found = metrics(dataset.validation.y, scores, threshold)
+FOLD_METRICS = ("f1", "precision", "recall", "average_precision", "flag_rate")
+
+
+def record_result(trial, objective: Objective, dataset: Dataset, scores, threshold: float, seconds: float, epochs_run: int, artifacts, fold_scores=None):
+    """Store a finished trial's pooled validation metrics (and, cross-validated, each fold's), timing and
+    (for a new best) figures; return its value."""
+    plan = dataset.validation
+    found = metrics(plan.y, scores, threshold)
     for key, value in found.items():
         trial.set_user_attr(f"val_{key}", value)
+    if plan.kind == "cv" and fold_scores is not None:
+        per_fold = [metrics(plan.y[fold.slots], s, threshold) for fold, s in zip(plan.folds, fold_scores)]
+        trial.set_user_attr("cv_folds", {k: [round(float(m[k]), 4) for m in per_fold] for k in FOLD_METRICS})
+        trial.set_user_attr("cv_f1_sd", round(float(np.std([m["f1"] for m in per_fold])), 4))
     trial.set_user_attr("train_seconds", round(seconds, 3))
     trial.set_user_attr("epochs_run", int(epochs_run))
     value = objective.value(found)
     if artifacts is not None and not objective.is_multi and is_new_best(trial, value):
-        upload_trial_figures(trial, artifacts, dataset.validation.y, scores, threshold)
+        upload_trial_figures(trial, artifacts, plan.y, scores, threshold)
     return value
 
 
@@ -146,19 +191,19 @@ def make_objective(config: SweepConfig, dataset: Dataset, objective: Objective, 
         settings = train_settings(config, trial_seed(config.seed, trial.number))
         record_setup(trial, params, settings)
 
-        def report(epoch: int, _loss: float, model) -> None:
-            """Per-epoch validation objective for the dashboard's learning curves and the pruner."""
+        def report(epoch: int, _loss: float, pooled) -> None:
+            """Per-epoch (pooled) validation objective for the dashboard's learning curves and the pruner."""
             stop_if_requested(trial)
-            value = report_epoch(trial, objective, dataset.validation.y, score(model, dataset.validation.X), params.threshold, epoch)
+            value = report_epoch(trial, objective, dataset.validation.y, pooled, params.threshold, epoch)
             if value is not None:
                 raise optuna.TrialPruned(f"pruned at epoch {epoch} with {objective.name} = {value:.4g}")
 
         try:
-            _, result, _, scores = fit_and_score(dataset, params, settings, on_epoch=report)
+            _, result, scores, fold_scores = fit_and_score(dataset, params, settings, on_epoch=report)
         except TrialFailed as failure:
             trial.set_user_attr("fail_reason", str(failure))
             raise
-        return record_result(trial, objective, dataset, scores, params.threshold, result.seconds, result.epochs_run, artifacts)
+        return record_result(trial, objective, dataset, scores, params.threshold, result.seconds, result.epochs_run, artifacts, fold_scores)
 
     return run_trial
 
@@ -188,8 +233,11 @@ def population_round(study: optuna.Study, config: SweepConfig, dataset: Dataset,
     params = [suggest(trial, config) for trial in trials]
     shuffle_seed = trial_seed(config.seed, trials[0].number)
     members = [Member(p.hidden_width, p.minority_weight, trial_seed(config.seed, t.number)) for t, p in zip(trials, params)]
+    plan = dataset.validation
+    size, folds = len(trials), len(plan.folds)
+    subnets, keep, member_fold = fold_subnets(members, plan)
     description = {
-        "id": f"{study.study_name}:{trials[0].number}", "size": len(trials), "shuffle_seed": shuffle_seed,
+        "id": f"{study.study_name}:{trials[0].number}", "size": len(trials), "folds": folds, "shuffle_seed": shuffle_seed,
         "members": [{"trial": t.number, "hidden_width": m.hidden_width, "minority_weight": m.minority_weight, "seed": m.seed} for t, m in zip(trials, members)],
     }
     for index, (trial, p, member) in enumerate(zip(trials, params, members)):
@@ -200,10 +248,12 @@ def population_round(study: optuna.Study, config: SweepConfig, dataset: Dataset,
     def on_epoch(epoch: int, losses, population, active):
         stopping.check()
         # The validation scores are taken now, before the next epoch changes the weights; reporting them
-        # (metrics, trial.report, pruning: storage round trips) overlaps with the next epoch.
-        scores = population.scores(dataset.validation.X)
-        open_trials.submit(report_members, epoch, losses, scores, active)
-        return active & open_trials.still_open(len(trials))
+        # (metrics, trial.report, pruning: storage round trips) overlaps with the next epoch. A trial's
+        # loss is the mean of its fold models' losses; its fold models leave training together.
+        scores, _ = population_scores(population, plan, size)
+        member_losses = losses.reshape(folds, size).mean(axis=0)
+        open_trials.submit(report_members, epoch, member_losses, scores, active[:size])
+        return np.tile(active[:size] & open_trials.still_open(size), folds)
 
     def report_members(epoch: int, losses, scores, active) -> None:
         for index in open_trials.indices():
@@ -213,16 +263,16 @@ def population_round(study: optuna.Study, config: SweepConfig, dataset: Dataset,
             if not np.isfinite(losses[index]):
                 trial.set_user_attr("fail_reason", f"training loss became {losses[index]} at epoch {epoch}")
                 open_trials.end(index, state=optuna.trial.TrialState.FAIL)
-            elif report_epoch(trial, objective, dataset.validation.y, scores[index], params[index].threshold, epoch) is not None:
+            elif report_epoch(trial, objective, plan.y, scores[index], params[index].threshold, epoch) is not None:
                 open_trials.end(index, state=optuna.trial.TrialState.PRUNED)
 
     try:
         population, epochs_run, seconds, _ = train_population(
-            dataset.train.X, dataset.train.y, members, config.epochs, config.batch_size, config.learning_rate,
-            shuffle_seed, on_epoch,
+            plan.X_fit, plan.y_fit, subnets, config.epochs, config.batch_size, config.learning_rate,
+            shuffle_seed, on_epoch, keep=keep, member_fold=member_fold,
         )
         open_trials.drain()
-        scores = population.scores(dataset.validation.X)
+        scores, blocks = population_scores(population, plan, size)
         values = {}
         for index in open_trials.indices():
             trial = open_trials[index]
@@ -233,14 +283,15 @@ def population_round(study: optuna.Study, config: SweepConfig, dataset: Dataset,
                 open_trials.end(index, state=optuna.trial.TrialState.FAIL)
                 continue
             values[index] = record_result(
-                trial, objective, dataset, scores[index], params[index].threshold, seconds / len(trials), epochs_run[index], None
+                trial, objective, dataset, scores[index], params[index].threshold, seconds / len(trials), epochs_run[index],
+                None, [block[index] for block in blocks],
             )
         # Figures only for the population's best member, and only when it is the study's new best: drawing
         # them for each member that was a best so far in telling order would cost seconds for nothing.
         if artifacts is not None and values and not objective.is_multi:
             best = (min if objective.direction == "minimize" else max)(values, key=values.get)
             if is_new_best(open_trials[best], values[best]):
-                upload_trial_figures(open_trials[best], artifacts, dataset.validation.y, scores[best], params[best].threshold)
+                upload_trial_figures(open_trials[best], artifacts, plan.y, scores[best], params[best].threshold)
         for index, value in values.items():
             open_trials.end(index, values=value)
     except BaseException as exc:  # KeyboardInterrupt included: no member may stay RUNNING

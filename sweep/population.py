@@ -41,14 +41,17 @@ class Member:
     seed: int
 
 
-def automatic_population(trials: int, hidden_width: tuple[int, int], hidden_layers: int, on_gpu: bool, workers: int = 1) -> int:
-    """K for population = 0: as many members as fit UNITS_PER_POPULATION at the search space's mean width,
-    but at most a MIN_ROUNDS-th of each worker's share of the budget; 1 (single trials) for deeper networks."""
+def automatic_population(
+    trials: int, hidden_width: tuple[int, int], hidden_layers: int, on_gpu: bool, workers: int = 1, fold_models: int = 1
+) -> int:
+    """K for population = 0: as many trials as fit UNITS_PER_POPULATION at the search space's mean width
+    (each trial has `fold_models` networks when cross-validated), but at most a MIN_ROUNDS-th of each
+    worker's share of the budget; 1 (single trials) for deeper networks."""
     if hidden_layers > 1:
         return 1
     low, high = hidden_width
     mean_width = (high - low) / np.log(high / low) if high > low else float(low)  # mean of a log-uniform width
-    by_machine = int(UNITS_PER_POPULATION["gpu" if on_gpu else "cpu"] // mean_width)
+    by_machine = int(UNITS_PER_POPULATION["gpu" if on_gpu else "cpu"] // (mean_width * fold_models))
     by_budget = trials // (MIN_ROUNDS * workers)
     return max(1, min(by_machine, by_budget, MAX_POPULATION))
 
@@ -80,6 +83,17 @@ class Population:
         # O(units) work, where a (S, K) indicator matmul costs O(units * K).
         self.owner = tf.constant(np.repeat(np.arange(len(members)), widths), dtype=tf.int32)
         self._score_chunk = tf.function(lambda x: tf.sigmoid(self.logits(x)))
+        # Scores of a block of consecutive members only (one fold's models); bounds are tensors, so one trace.
+        spec = [tf.TensorSpec([None, n_features], tf.float32)] + [tf.TensorSpec([], tf.int32)] * 4
+        self._score_block = tf.function(self._block_probabilities, input_signature=spec)
+
+    def _block_probabilities(self, x, first_unit, last_unit, first, count):
+        tf = tensorflow()
+        v = self.variables
+        units = slice(first_unit, last_unit)
+        hidden = tf.nn.relu(tf.matmul(v["W1"][:, units], x, transpose_a=True, transpose_b=True) + v["b1"][units][:, None])
+        logits = tf.math.unsorted_segment_sum(hidden * v["w2"][units][:, None], self.owner[units] - first, count)
+        return tf.sigmoid(logits + v["b2"][first : first + count][:, None])
 
     def logits(self, x):
         """(K, rows) logits of every member for rows x (rows, d)."""
@@ -93,6 +107,13 @@ class Population:
         X = np.asarray(X, dtype=np.float32)
         parts = [self._score_chunk(X[i : i + SCORE_CHUNK]).numpy() for i in range(0, len(X), SCORE_CHUNK)]
         return np.concatenate(parts, axis=1) if parts else np.empty((len(self.members), 0), np.float32)
+
+    def block_scores(self, X: np.ndarray, first: int, count: int) -> np.ndarray:
+        """(count, rows) predicted probabilities of members first .. first + count - 1 only."""
+        X = np.asarray(X, dtype=np.float32)
+        bounds = [int(self.offsets[first]), int(self.offsets[first + count]), first, count]
+        parts = [self._score_block(X[i : i + SCORE_CHUNK], *bounds).numpy() for i in range(0, len(X), SCORE_CHUNK)]
+        return np.concatenate(parts, axis=1) if parts else np.empty((count, 0), np.float32)
 
     def member_model(self, k: int):
         """Member k as a plain Keras model of its own width (weights sliced out of the population)."""
@@ -114,8 +135,13 @@ def train_population(
     learning_rate: float,
     shuffle_seed: int,
     on_epoch: Callable[[int, np.ndarray, Population, np.ndarray], np.ndarray] | None = None,
+    keep: np.ndarray | None = None,
+    member_fold: np.ndarray | None = None,
 ):
     """Train the population; returns (population, epochs run per member, seconds, device).
+
+    Cross-validated trials: keep (rows, folds) is 1 where a row trains fold f's models and 0 where it is held
+    out, and member_fold[k] is member k's fold; a held-out row adds nothing to that member's loss.
 
     on_epoch(epoch, member_losses, population, active) returns which members stay active; an inactive
     member's loss leaves the sum, so it gets no gradient from then on. A member's trajectory does not
@@ -132,15 +158,21 @@ def train_population(
         positive = tf.constant([m.minority_weight for m in members], dtype=tf.float32)
         active = tf.Variable(np.ones(len(members), dtype=np.float32))
         size = len(members)
+        rows = [features, labels]
+        if keep is not None:
+            rows.append(tf.constant(np.asarray(keep, dtype=np.float32)))
+            folds_of = tf.constant(np.asarray(member_fold, dtype=np.int32))
 
-        def batch_loss(xb, yb):
+        def batch_loss(xb, yb, kb=None):
             targets = tf.broadcast_to(yb[None, :], [size, tf.shape(yb)[0]])
             per_row = tf.nn.sigmoid_cross_entropy_with_logits(labels=targets, logits=population.logits(xb))
             weights = yb[None, :] * positive[:, None] + (1.0 - yb[None, :])  # {0: 1.0, 1: minority_weight}
+            if kb is not None:
+                weights = weights * tf.transpose(tf.gather(kb, folds_of, axis=1))  # (members, rows): 0 = held out
             member_loss = tf.reduce_sum(per_row * weights, axis=1) / tf.cast(tf.shape(xb)[0], tf.float32)
             return tf.reduce_sum(member_loss * active), member_loss
 
-        run_epoch = compiled_epoch([features, labels], batch, variables, FusedAdam(variables, learning_rate), batch_loss, (size,))
+        run_epoch = compiled_epoch(rows, batch, variables, FusedAdam(variables, learning_rate), batch_loss, (size,))
 
         epochs_run = np.zeros(size, dtype=int)
         for epoch in range(epochs):

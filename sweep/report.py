@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from sweep.data import Dataset
-from sweep.metrics import metrics
+from sweep.metrics import bootstrap_intervals, metrics, paired_f1_difference
 from sweep.train import TrainSettings, score, train_model
 
 REPORTED = ("precision", "recall", "f1", "average_precision", "flag_rate")
@@ -39,6 +39,8 @@ class Row:
     name: str
     values: dict[str, float]  # mean over seeds of each REPORTED metric on the test part
     spread: dict[str, float]  # standard deviation over seeds (0 for a single run)
+    scores: np.ndarray | None = None  # test scores of one model of the row (the first seed), for paired comparisons
+    threshold: float | None = None
 
 
 def balanced_class_weight(y: np.ndarray) -> dict[int, float]:
@@ -48,37 +50,88 @@ def balanced_class_weight(y: np.ndarray) -> dict[int, float]:
     return {0: float(weights[0]), 1: float(weights[1])}
 
 
-def _row(name: str, runs: list[dict]) -> Row:
+def _row(name: str, runs: list[dict], scores=None, threshold=None) -> Row:
     return Row(
         name,
         {k: float(np.mean([r[k] for r in runs])) for k in REPORTED},
         {k: float(np.std([r[k] for r in runs])) for k in REPORTED},
+        scores, threshold,
     )
 
 
 def tutorial_rows(dataset: Dataset, seeds=(0, 1, 2), epochs: int = 50, batch_size: int = 100) -> list[Row]:
-    """The tutorial's three fixed-weight networks (threshold 0.5), trained on our training part, scored on test."""
+    """The tutorial's three fixed-weight networks (threshold 0.5), trained on all non-test rows (the rows the
+    exported sweep model learns from), scored on test."""
     rows = []
+    fit = dataset.development
     for variant in TUTORIAL_VARIANTS:
-        weights = balanced_class_weight(dataset.train.y) if variant.class_weight == "balanced" else variant.class_weight
-        runs = []
+        weights = balanced_class_weight(fit.y) if variant.class_weight == "balanced" else variant.class_weight
+        runs, first = [], None
         for seed in seeds:
             settings = TrainSettings(epochs, batch_size, 0.001, variant.hidden_layers, seed)
-            model, _ = train_model(dataset.train.X, dataset.train.y, variant.hidden_width, weights, settings)
-            runs.append(metrics(dataset.test.y, score(model, dataset.test.X), 0.5))
-        rows.append(_row(variant.name, runs))
+            model, _ = train_model(fit.X, fit.y, variant.hidden_width, weights, settings)
+            scores = score(model, dataset.test.X)
+            first = scores if first is None else first
+            runs.append(metrics(dataset.test.y, scores, 0.5))
+        rows.append(_row(variant.name, runs, first, 0.5))
     return rows
 
 
 def logistic_reference_row(dataset: Dataset) -> Row:
-    """sklearn's LogisticRegression(class_weight="balanced") with its threshold tuned for F1 by CV on train."""
+    """sklearn's LogisticRegression(class_weight="balanced") with its threshold tuned for F1 by CV on all
+    non-test rows."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import TunedThresholdClassifierCV
 
     tuned = TunedThresholdClassifierCV(LogisticRegression(class_weight="balanced"), scoring="f1", random_state=0)
-    tuned.fit(dataset.train.X, dataset.train.y)
-    found = metrics(dataset.test.y, tuned.predict_proba(dataset.test.X)[:, 1], tuned.best_threshold_)
-    return _row(f"logistic regression, balanced, CV-tuned threshold {tuned.best_threshold_:.3f}", [found])
+    tuned.fit(dataset.development.X, dataset.development.y)
+    scores = tuned.predict_proba(dataset.test.X)[:, 1]
+    found = metrics(dataset.test.y, scores, tuned.best_threshold_)
+    return _row(f"logistic regression, balanced, CV-tuned threshold {tuned.best_threshold_:.3f}", [found], scores, tuned.best_threshold_)
+
+
+@dataclass(frozen=True)
+class Difference:
+    """The sweep model's test F1 minus a comparison row's, on the same rows, with a paired bootstrap interval."""
+
+    name: str
+    difference: float
+    low: float
+    high: float
+
+    @property
+    def verdict(self) -> str:
+        if self.low > 0:
+            return "sweep better beyond sampling noise"
+        if self.high < 0:
+            return "sweep worse beyond sampling noise"
+        return "no difference beyond sampling noise"
+
+
+def paired_differences(y_test: np.ndarray, best: Row, rows: list[Row]) -> list[Difference]:
+    """F1(sweep) - F1(row) for every other row that kept its test scores (paired stratified bootstrap)."""
+    found = []
+    for row in rows:
+        if row is best or row.scores is None:
+            continue
+        d = paired_f1_difference(y_test, best.scores, best.threshold, row.scores, row.threshold)
+        found.append(Difference(row.name, d["difference"], d["low"], d["high"]))
+    return found
+
+
+def differences_markdown(differences: list[Difference]) -> str:
+    lines = ["| compared with | F1 difference (sweep - row) | 95% paired bootstrap interval | verdict |", "|---|---|---|---|"]
+    lines += [f"| {d.name} | {d.difference:+.3f} | [{d.low:+.3f}, {d.high:+.3f}] | {d.verdict} |" for d in differences]
+    return "\n".join(lines)
+
+
+def differences_html(differences: list[Difference]) -> str:
+    body = "".join(
+        f"<tr><td>{html.escape(d.name)}</td><td>{d.difference:+.3f}</td><td>[{d.low:+.3f}, {d.high:+.3f}]</td><td>{d.verdict}</td></tr>"
+        for d in differences
+    )
+    return ("<table><thead><tr><th>compared with</th><th>F1 difference (sweep - row)</th><th>95% paired bootstrap interval</th>"
+            f"<th>verdict</th></tr></thead><tbody>{body}</tbody></table>")
 
 
 def markdown_table(rows: list[Row]) -> str:
@@ -94,7 +147,14 @@ def markdown_table(rows: list[Row]) -> str:
 
 
 def scored_row(name: str, y_true: np.ndarray, scores: np.ndarray, threshold: float) -> Row:
-    return _row(name, [metrics(y_true, scores, threshold)])
+    return _row(name, [metrics(y_true, scores, threshold)], scores, threshold)
+
+
+def intervals_line(intervals: dict) -> str:
+    """One line: each metric's 95% interval."""
+    return "Sweep model, 95% stratified bootstrap intervals on the test rows: " + ", ".join(
+        f"{k.replace('_', ' ')} [{low:.3f}, {high:.3f}]" for k, (low, high) in intervals.items()
+    )
 
 
 def html_table(rows: list[Row]) -> str:
@@ -121,6 +181,8 @@ class StudyReport:
     best_row: Row
     figures: list[Path]
     notes: list[str]
+    intervals: dict  # the sweep model's 95% bootstrap interval per metric
+    differences: list[Difference]
 
 
 def _plot(path: Path, draw) -> Path:
@@ -201,14 +263,19 @@ def study_report(storage_url: str, study_name: str, folder: Path, seeds=(0, 1, 2
 
     found = retrain_best(storage_url, study_name, pick)
     study, best, dataset, params = found.study, found.trial, found.dataset, found.params
-    best_scores = score(found.model, dataset.test.X)
+    best_scores = score(found.model, found.test.X)
     best_row = scored_row(
-        f"sweep best (trial #{best.number}): weight 1:{params.minority_weight:.3g}, width {params.hidden_width}, "
-        f"threshold {params.threshold:.3f}",
+        f"sweep best (trial #{best.number}, refit on all non-test rows): weight 1:{params.minority_weight:.3g}, "
+        f"width {params.hidden_width}, threshold {params.threshold:.3f}",
         dataset.test.y, best_scores, params.threshold,
     )
     rows = tutorial_rows(dataset, seeds=seeds) + [best_row, logistic_reference_row(dataset)]
-    notes = []
+    intervals = bootstrap_intervals(dataset.test.y, best_scores, params.threshold, seed=found.settings.seed)
+    differences = paired_differences(dataset.test.y, best_row, rows)
+    notes = [
+        "Every model here learned from all non-test rows; the tutorial rows are means ± sd over seeds, and their "
+        "paired comparison uses the first seed's model."
+    ]
     if found.objective.is_multi:
         notes.append(f"Multi-objective study: the trial above was picked from the Pareto front by {pick or 'best f1'}.")
     if study.user_attrs["config"]["data"] == "seed":
@@ -222,7 +289,7 @@ def study_report(storage_url: str, study_name: str, folder: Path, seeds=(0, 1, 2
         )
     figures = study_figures(study, best_scores, dataset.test.y, params.threshold, folder)
     objective = study.user_attrs["objective"]["spec"]
-    return StudyReport(study_name, objective, best.number, tuple(best.values), rows, best_row, figures, notes)
+    return StudyReport(study_name, objective, best.number, tuple(best.values), rows, best_row, figures, notes, intervals, differences)
 
 
 def sample_generator(params, rows: int, seed: int = 12345) -> tuple[np.ndarray, np.ndarray]:
@@ -247,7 +314,7 @@ def bayes_ceiling_row(dataset: Dataset) -> Row:
     params = generator_parameters()
     fresh_X, fresh_y = sample_generator(params, 1_000_000)
     threshold = best_f1_threshold(fresh_y, posterior(params, fresh_X))
-    raw_test = dataset.scaler.mean + dataset.test.X.astype(np.float64) * dataset.scaler.scale
+    raw_test = dataset.test_frame.to_numpy(dtype=np.float64)
     return scored_row(f"Bayes-optimal ceiling (threshold {threshold:.3f})", dataset.test.y, posterior(params, raw_test), threshold)
 
 
@@ -282,9 +349,13 @@ def write_report(storage_url: str, study_names: list[str], out_dir: str | Path, 
     for section in sections:
         shown = ", ".join(f"{v:.4g}" for v in section.best_values)
         title = f"Study {section.study}: objective {section.objective}, best trial #{section.best_number} (validation {shown})"
-        md += [f"## {title}", "", markdown_table(section.rows), ""] + [f"- {note}" for note in section.notes] + [""]
+        md += [f"## {title}", "", markdown_table(section.rows), "", intervals_line(section.intervals), ""]
+        md += ["### Is the sweep's model better? (test F1, paired)", "", differences_markdown(section.differences), ""]
+        md += [f"- {note}" for note in section.notes] + [""]
         md += [f"![{figure.stem}]({figure.name})" for figure in section.figures] + [""]
         page.append(f"<h2>{html.escape(title)}</h2>" + html_table(section.rows))
+        page.append(f"<p>{html.escape(intervals_line(section.intervals))}</p>")
+        page.append("<h3>Is the sweep's model better? (test F1, paired)</h3>" + differences_html(section.differences))
         page += [f"<p>{html.escape(note)}</p>" for note in section.notes]
         for figure in section.figures:
             encoded = base64.b64encode(figure.read_bytes()).decode()

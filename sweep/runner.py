@@ -30,7 +30,7 @@ MAX_CONSECUTIVE_FAILURES = 10
 # Dropped database connections in a row (no trial finished in between) a worker survives before giving up.
 MAX_RECONNECTS = 20
 # Keys that decide which rows are train/validation/test: a resumed study must keep them.
-SPLIT_KEYS = ("seed", "validation_fraction", "test_fraction", "target", "positive_label")
+SPLIT_KEYS = ("seed", "validation_fraction", "test_fraction", "target", "positive_label", "features", "drop", "min_level_count", "max_levels")
 
 logger = logging.getLogger("sweep")
 
@@ -107,12 +107,19 @@ def _check_compatible(study: optuna.Study, config: SweepConfig, dataset: Dataset
             f"{dataset.fingerprint}); use a new --study name for new data"
         )
     stored_config = stored.get("config", {})
+    current = config.to_dict()
     for key in SPLIT_KEYS:
-        if key in stored_config and stored_config[key] != getattr(config, key):
+        if key in stored_config and stored_config[key] != current[key]:
             raise StorageError(
-                f"study {config.study!r} was split with {key} = {stored_config[key]!r}, not {getattr(config, key)!r}; "
+                f"study {config.study!r} was split with {key} = {stored_config[key]!r}, not {current[key]!r}; "
                 f"resume it with the same {key} (it decides the validation rows) or use a new --study name"
             )
+    judged = data.get("validation")
+    if judged is not None and judged != dataset.validation.describe():
+        raise StorageError(
+            f"study {config.study!r} judges trials by {judged}, not {dataset.validation.describe()}; resume it with "
+            "the same --cv and --cv-repeats or use a new --study name"
+        )
     spec = stored.get("objective", {}).get("spec")
     if spec is not None and parse_objective(spec) != parse_objective(config.objective):
         raise StorageError(
@@ -209,7 +216,7 @@ def run_sweep(
         on_start(study)
     deadline = None if config.timeout is None else time.monotonic() + config.timeout
     reconnects = Reconnects()
-    population = trials_per_round(config)
+    population = trials_per_round(config, len(dataset.validation.folds))
     while failures.in_a_row < MAX_CONSECUTIVE_FAILURES:
         stopping.check()
         try:
@@ -254,14 +261,16 @@ def run_sweep(
     return reconnects.retry(finish)
 
 
-def trials_per_round(config: SweepConfig) -> int:
+def trials_per_round(config: SweepConfig, fold_models: int = 1) -> int:
     """Trials trained together: config.population, or the automatic choice when it is 0."""
     if config.population:
         return config.population
     from sweep.population import automatic_population
     from sweep.runtime import detect_device
 
-    chosen = automatic_population(config.trials, config.hidden_width, config.hidden_layers, detect_device() == "/GPU:0", config.workers)
+    chosen = automatic_population(
+        config.trials, config.hidden_width, config.hidden_layers, detect_device() == "/GPU:0", config.workers, fold_models
+    )
     logger.info("population: %d trials per round (automatic)", chosen)
     return chosen
 

@@ -39,9 +39,27 @@ def train_model(
     settings: TrainSettings,
     on_epoch: Callable[[int, float, object], None] | None = None,
 ):
-    """Build and train a model; returns (model, TrainResult). Raises TrialFailed on a NaN/infinite loss.
+    """Build and train one model on every row; returns (model, TrainResult). See train_models."""
+    adapted = None if on_epoch is None else (lambda epoch, loss, models: on_epoch(epoch, loss, models[0]))
+    models, result = train_models(X, y, hidden_width, class_weight, settings, (None,), adapted)
+    return models[0], result
 
-    on_epoch(epoch, mean_loss, model) runs after every epoch (1-based); it may raise to stop training
+
+def train_models(
+    X: np.ndarray,
+    y: np.ndarray,
+    hidden_width: int,
+    class_weight: dict[int, float],
+    settings: TrainSettings,
+    keeps=(None,),
+    on_epoch: Callable[[int, float, list], None] | None = None,
+):
+    """Build one model per entry of `keeps` and train them epoch by epoch side by side (fold models of one
+    trial); returns (models, TrainResult). Raises TrialFailed on a NaN/infinite loss.
+
+    keeps[k] weights model k's rows (0 = held out, None = every row): a held-out row contributes no loss, so
+    model k learns from the others only, with the batches (and Adam steps) of training on all rows.
+    on_epoch(epoch, mean_loss, models) runs after every epoch (1-based); it may raise to stop training
     (optuna.TrialPruned does).
 
     Same mathematics as model.fit(X, y, class_weight=..., batch_size=..., epochs=..., shuffle=True) with
@@ -58,19 +76,24 @@ def train_model(
     device = detect_device()
     started = time.perf_counter()
     with tf.device(device):
-        model = build_model(X.shape[1], hidden_width, settings.hidden_layers)
         weights = np.where(np.asarray(y) == 1, class_weight[1], class_weight[0])
-        run_epoch = fused_epoch(model, X, y, weights, settings.batch_size, settings.learning_rate)
+        models, epochs = [], []
+        for keep in keeps:
+            model = build_model(X.shape[1], hidden_width, settings.hidden_layers)
+            models.append(model)
+            row_weights = weights if keep is None else weights * keep
+            epochs.append(fused_epoch(model, X, y, row_weights, settings.batch_size, settings.learning_rate))
         loss = float("nan")
         epochs_run = 0
         for epoch in range(settings.epochs):
-            loss = float(run_epoch(tf.constant([settings.seed, epoch], dtype=tf.int64)))
+            seed = tf.constant([settings.seed, epoch], dtype=tf.int64)
+            loss = float(np.mean([float(run_epoch(seed)) for run_epoch in epochs]))
             epochs_run = epoch + 1
             if not np.isfinite(loss):
                 raise TrialFailed(f"training loss became {loss} at epoch {epochs_run}")
             if on_epoch is not None:
-                on_epoch(epochs_run, loss, model)
-    return model, TrainResult(epochs_run, time.perf_counter() - started, loss, device)
+                on_epoch(epochs_run, loss, models)
+    return models, TrainResult(epochs_run, time.perf_counter() - started, loss, device)
 
 
 class FusedAdam:
