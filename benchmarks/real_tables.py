@@ -25,15 +25,18 @@ split's test F1, whether a sweep collapses to F1 = 0 where the logistic referenc
 network's F1 falls below gradient boosting's beyond the bootstrap interval (paired: the same resampled test
 rows for both models). With several --seeds it also prints the means over seeds.
 
-Time (2 cores): the default run (7 tables, 1 seed, 30 trials, 50 epochs, holdout and cv5) takes about
-20 minutes, almost all of it in the sweeps; each extra seed adds as much. --baselines-only takes under a
-minute. Sweeps run one at a time; the references use one OpenMP thread.
+Time (2 cores, AMD EPYC): the default run (7 tables, 1 seed, 30 trials, 50 epochs, holdout and cv5) is
+expected to take 15-20 minutes, almost all of it in the sweeps (the largest search, fair_affairs with 5-fold
+trials, took 73 s; each sweep row also pays ~25 s of TensorFlow start-up for export and predict); each extra
+seed adds as much. --quick took 6 minutes, --baselines-only 40 seconds. Sweeps run one at a time; the
+references use one OpenMP thread.
 """
 
 from __future__ import annotations
 
 import os
 
+_SWEEP_ENV = dict(os.environ)  # the sweep subprocesses run with the caller's environment, untouched
 os.environ.setdefault("OMP_NUM_THREADS", "1")  # keep the references modest on a shared machine
 
 import argparse  # noqa: E402
@@ -158,7 +161,7 @@ def finish_row(row: Row, y_test, scores, threshold, seconds, detail) -> Row:
 
 
 def cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([SWEEP, *args], capture_output=True, text=True)
+    return subprocess.run([SWEEP, *args], capture_output=True, text=True, env=_SWEEP_ENV)
 
 
 def last_line(done: subprocess.CompletedProcess) -> str:

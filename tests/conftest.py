@@ -40,12 +40,13 @@ def sqlite_url(tmp_path) -> str:
 
 @pytest.fixture
 def tiny_config(tiny_csv, sqlite_url):
-    """A fast config on the tiny table: 2 epochs, small batches, a SQLite file in tmp_path."""
+    """A fast config on the tiny table: 2 epochs, small batches, one validation split (pass cv=K for folds),
+    a SQLite file in tmp_path."""
 
     def build(**overrides) -> SweepConfig:
         values = dict(
             data=tiny_csv, target="label", storage=sqlite_url, study="tiny", trials=2, epochs=2,
-            batch_size=64, hidden_width="1:8", seed=0,
+            batch_size=64, hidden_width="1:8", seed=0, cv=0,
         )
         values.update(overrides)
         return resolve_config(values, env={})

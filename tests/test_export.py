@@ -35,7 +35,9 @@ def test_bundle_reproduces_the_best_trial(exported):
     assert set(best["test"]["metrics"]) >= {"precision", "recall", "f1", "flag_rate", "average_precision"}
     assert best["data"]["splits"]["test"]["rows"] == 600 and best["data"]["fingerprint"]
     assert {"tensorflow", "keras", "optuna"} <= set(best["versions"]) and best["seed"] == best["train_settings"]["seed"]
-    assert sorted(p.name for p in result.out_dir.iterdir()) == ["best.json", "model.keras", "scaler.json"]
+    assert sorted(p.name for p in result.out_dir.iterdir()) == ["best.json", "model.keras", "preprocessor.json"]
+    assert best["refit"] == {"rows": "all non-test rows", "choice": "all", "counts": best["data"]["splits"]["development"], "epochs": config.epochs}
+    assert best["refit"]["counts"]["rows"] == 2400
 
 
 def test_predict_scores_every_row_in_order(exported, tiny_csv, tmp_path):
@@ -48,8 +50,8 @@ def test_predict_scores_every_row_in_order(exported, tiny_csv, tmp_path):
     scored = predict(result.out_dir, path)
     assert list(scored.columns) == ["probability", "decision"] and len(scored) == len(table)
     assert np.array_equal(scored["decision"], (scored["probability"] >= result.best["threshold"]).astype(int))
-    _, scaler, model = load_bundle(result.out_dir)
-    expected = model(scaler.transform(table[["f0", "f1"]].to_numpy())).numpy().ravel()
+    _, preprocessor, model = load_bundle(result.out_dir)
+    expected = model(preprocessor.transform(table)).numpy().ravel()
     assert np.allclose(scored["probability"], expected)
 
 
@@ -76,3 +78,74 @@ def test_export_needs_a_complete_trial(tiny_config, tmp_path):
     optuna.create_study(storage=open_storage(config.storage), study_name="empty")
     with pytest.raises(ExportError, match="no complete trial"):
         export_best(config.storage, "empty", tmp_path / "out")
+
+
+def test_test_metrics_carry_intervals_around_them(exported):
+    """Check that best.json gives a 95% bootstrap interval around every headline test metric."""
+    _, result = exported
+    test = result.best["test"]
+    assert set(test["intervals"]) == {"precision", "recall", "f1", "average_precision", "flag_rate"}
+    for name, (low, high) in test["intervals"].items():
+        assert low <= test["metrics"][name] <= high, name
+    assert "1000 resamples" in test["interval_method"]
+
+
+def test_refit_train_exports_the_trials_own_model(exported, tmp_path):
+    """Check that --refit train keeps the trial's model (trained on the training part only) and says so, and that
+    the default refit learned from more rows."""
+    config, refit_all = exported
+    own = export_best(config.storage, config.study, tmp_path / "own", refit="train")
+    assert own.best["refit"]["choice"] == "train" and own.best["refit"]["counts"] == own.best["data"]["splits"]["train"]
+    assert own.best["refit"]["counts"]["rows"] < refit_all.best["refit"]["counts"]["rows"]
+    assert own.reproduced
+
+
+@pytest.fixture(scope="module")
+def cross_validated(tmp_path_factory, tiny_csv):
+    """A 3-trial study with 5-fold cross-validated trials on the tiny table, exported."""
+    from sweep.config import resolve_config
+
+    folder = tmp_path_factory.mktemp("cv")
+    config = resolve_config(
+        {"data": tiny_csv, "target": "label", "storage": f"sqlite:///{folder / 'cv.db'}", "study": "cv", "trials": 3,
+         "epochs": 2, "batch_size": 64, "hidden_width": "1:8", "cv": 5},
+        env={},
+    )
+    run_sweep(config)
+    return config, export_best(config.storage, config.study, folder / "bundle")
+
+
+def test_cross_validated_trials_store_pooled_and_per_fold_metrics(cross_validated):
+    """Check that each complete cross-validated trial stores metrics of its pooled out-of-fold scores over every
+    non-test row, plus each fold's values."""
+    config, _ = cross_validated
+    study = optuna.load_study(study_name=config.study, storage=config.storage)
+    assert study.user_attrs["data"]["validation"] == {"kind": "cv", "folds": 5, "repeats": 1}
+    complete = study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
+    assert len(complete) == 3
+    for trial in complete:
+        attrs = trial.user_attrs
+        development = study.user_attrs["data"]["splits"]["development"]
+        assert attrs["val_tp"] + attrs["val_fp"] + attrs["val_tn"] + attrs["val_fn"] == development["rows"] == 2400  # every non-test row once
+        assert attrs["val_tp"] + attrs["val_fn"] == development["positives"]
+        assert trial.value == attrs["val_f1"]
+        assert {k: len(v) for k, v in attrs["cv_folds"].items()} == {k: 5 for k in ("f1", "precision", "recall", "average_precision", "flag_rate")}
+        assert attrs["cv_f1_sd"] == pytest.approx(np.std(attrs["cv_folds"]["f1"]), abs=1e-4)
+
+
+def test_cross_validated_export_reproduces_refits_and_brackets(cross_validated):
+    """Check that exporting a cross-validated study reproduces the pooled value, refits on all non-test rows and
+    gives test intervals with lower <= value <= upper."""
+    _, result = cross_validated
+    best = result.best
+    assert best["validation"]["reproduced"] and best["validation"]["judged_by"]["kind"] == "cv"
+    assert best["refit"]["counts"]["rows"] == 2400 and best["refit"]["choice"] == "all"
+    for name, (low, high) in best["test"]["intervals"].items():
+        assert low <= best["test"]["metrics"][name] <= high, name
+
+
+def test_refit_train_is_refused_for_cross_validated_studies(cross_validated, tmp_path):
+    """Check that --refit train on a cross-validated study (no one trial model) is an ExportError that says why."""
+    config, _ = cross_validated
+    with pytest.raises(ExportError, match=r"--refit train .* cross-validates \(5 fold models per trial\); use --refit all"):
+        export_best(config.storage, config.study, tmp_path / "x", refit="train")

@@ -134,3 +134,69 @@ def test_bad_pick_rules(spec):
 
     with pytest.raises(ConfigError, match="expected METRIC"):
         parse_pick(spec)
+
+
+def _scored(rows: int, positives: int, seed: int = 0, ties: bool = False):
+    rng = np.random.default_rng(seed)
+    y = np.zeros(rows, dtype=int)
+    y[rng.choice(rows, positives, replace=False)] = 1
+    scores = rng.random(rows) * 0.6 + y * 0.3
+    return y, (np.round(scores, 1) if ties else scores)
+
+
+@pytest.mark.parametrize("ties", [False, True])
+def test_weighted_metrics_with_unit_weights_equal_sklearn(ties):
+    """Check that the bootstrap's vectorised metrics, with every row counted once, equal sklearn's (ties included)."""
+    from sklearn.metrics import average_precision_score, f1_score, precision_score, recall_score
+
+    from sweep.metrics import _weighted_metrics
+
+    y, scores = _scored(3000, 60, ties=ties)
+    found = _weighted_metrics(y.astype(float), scores, 0.5, np.ones((1, len(y))))
+    flagged = scores >= 0.5
+    assert found["average_precision"][0] == pytest.approx(average_precision_score(y, scores), abs=1e-12)
+    assert found["f1"][0] == pytest.approx(f1_score(y, flagged))
+    assert found["precision"][0] == pytest.approx(precision_score(y, flagged))
+    assert found["recall"][0] == pytest.approx(recall_score(y, flagged))
+    assert found["flag_rate"][0] == pytest.approx(flagged.mean())
+
+
+def test_bootstrap_is_stratified_seeded_and_brackets_the_point():
+    """Check that every resample keeps the class counts, the same seed gives the same intervals, and each interval
+    holds the metric's value on the rows themselves."""
+    from sweep.metrics import _stratified_counts, bootstrap_intervals, metrics
+
+    y, scores = _scored(2000, 80)
+    counts = _stratified_counts(y, 200, seed=1)
+    assert np.all(counts[:, y == 1].sum(axis=1) == 80) and np.all(counts.sum(axis=1) == 2000)
+    intervals = bootstrap_intervals(y, scores, 0.5, seed=3)
+    assert intervals == bootstrap_intervals(y, scores, 0.5, seed=3)
+    point = metrics(y, scores, 0.5)
+    for name, (low, high) in intervals.items():
+        assert low <= point[name] <= high and low < high, name
+
+
+def test_fewer_positives_give_wider_intervals():
+    """Check that the F1 interval on 10 positives is wider than on 200 (what the interval is for)."""
+    from sweep.metrics import bootstrap_intervals
+
+    def width(positives):
+        y, scores = _scored(20 * positives, positives)
+        low, high = bootstrap_intervals(y, scores, 0.5)["f1"]
+        return high - low
+
+    assert width(10) > 2 * width(200)
+
+
+@pytest.mark.parametrize("shift, sign", [(0.0, 0), (0.3, 1), (-0.3, -1)])
+def test_paired_difference(shift, sign):
+    """Check that the paired F1 difference is zero for the same model, and clearly signed for a better or worse one."""
+    from sweep.metrics import paired_f1_difference
+
+    y, scores = _scored(4000, 100)
+    other = np.clip(scores + shift * (y - 0.5), 0, 1) if shift else scores
+    found = paired_f1_difference(y, other, 0.5, scores, 0.5)
+    if sign == 0:
+        assert found == {"difference": 0.0, "low": 0.0, "high": 0.0}
+    else:
+        assert np.sign(found["difference"]) == sign and np.sign(found["low"]) == np.sign(found["high"]) == sign

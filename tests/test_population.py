@@ -29,7 +29,7 @@ MEMBERS = [Member(2, 1.0, 11), Member(5, 20.0, 12), Member(9, 300.0, 13)]
 def tiny_dataset(tiny_csv):
     from sweep.config import resolve_config
 
-    return load_dataset(resolve_config({"data": tiny_csv, "target": "label"}, env={}))
+    return load_dataset(resolve_config({"data": tiny_csv, "target": "label", "cv": 0}, env={}))
 
 
 def test_a_member_learns_the_same_alone_and_in_a_population(tiny_dataset):
@@ -37,18 +37,41 @@ def test_a_member_learns_the_same_alone_and_in_a_population(tiny_dataset):
     X, y = tiny_dataset.train.X, tiny_dataset.train.y
     together, _, _, _ = train_population(X, y, MEMBERS, 3, 64, 0.01, 7)
     alone, _, _, _ = train_population(X, y, [MEMBERS[1]], 3, 64, 0.01, 7)
-    assert np.allclose(together.scores(tiny_dataset.validation.X)[1], alone.scores(tiny_dataset.validation.X)[0], atol=1e-5)
+    assert np.allclose(together.scores(tiny_dataset.holdout.X)[1], alone.scores(tiny_dataset.holdout.X)[0], atol=1e-5)
 
 
 def test_member_model_reproduces_the_member(tiny_dataset):
     """Check that a member sliced out as a plain Keras model of its own width predicts what the member predicts."""
     population, epochs_run, _, _ = train_population(tiny_dataset.train.X, tiny_dataset.train.y, MEMBERS, 2, 64, 0.01, 3)
     assert list(epochs_run) == [2, 2, 2]
-    scores = population.scores(tiny_dataset.validation.X)
+    scores = population.scores(tiny_dataset.holdout.X)
     for k, member in enumerate(MEMBERS):
         model = population.member_model(k)
         assert model.layers[0].units == member.hidden_width
-        assert np.allclose(model(tiny_dataset.validation.X).numpy().ravel(), scores[k], atol=1e-5)
+        assert np.allclose(model(tiny_dataset.holdout.X).numpy().ravel(), scores[k], atol=1e-5)
+
+
+def test_held_out_rows_teach_a_fold_model_nothing(tiny_dataset):
+    """Check that a fold network's predictions do not change when the labels of the rows held out from it change,
+    while the other fold's network (which trains on those rows) does change."""
+    X, y = tiny_dataset.train.X, tiny_dataset.train.y
+    keep = np.ones((len(y), 2), dtype=np.float32)
+    keep[: len(y) // 2, 0] = 0  # fold 0 holds out the first half, fold 1 nothing
+    members = [MEMBERS[1], MEMBERS[1]]
+    flipped = y.copy()
+    flipped[: len(y) // 2] = 1 - flipped[: len(y) // 2]
+    runs = [train_population(X, labels, members, 2, 64, 0.01, 5, keep=keep, member_fold=np.array([0, 1]))[0]
+            for labels in (y, flipped)]
+    before, after = (run.scores(tiny_dataset.holdout.X) for run in runs)
+    assert np.allclose(before[0], after[0], atol=1e-6)
+    assert not np.allclose(before[1], after[1], atol=1e-3)
+
+
+def test_block_scores_are_the_members_scores(tiny_dataset):
+    """Check that scoring a block of consecutive members (one fold's) gives those members' rows of scores()."""
+    population, _, _, _ = train_population(tiny_dataset.train.X, tiny_dataset.train.y, MEMBERS, 1, 64, 0.01, 3)
+    everyone = population.scores(tiny_dataset.holdout.X)
+    assert np.allclose(population.block_scores(tiny_dataset.holdout.X, 1, 2), everyone[1:3], atol=1e-6)
 
 
 @pytest.mark.parametrize(

@@ -1,5 +1,7 @@
 """Tests for sweep.report: the tutorial's fixed-weight rows, the sweep's row and the markdown table."""
 
+import re
+
 import numpy as np
 import pytest
 
@@ -38,8 +40,11 @@ def test_report_on_two_studies_puts_them_side_by_side(tiny_config, tmp_path):
     out = write_report(tiny_config().storage, ["f1-study", "cost-study"], tmp_path / "report", seeds=(0,))
     md = (out / "report.md").read_text()
     assert "## Studies side by side" in md and "f1-study (f1)" in md and "cost-study (cost:miss=20,false_alarm=1)" in md
-    for variant in ("tutorial: no weights", "tutorial: balanced weights", "tutorial: manual 1:200", "sweep best (trial #"):
-        assert md.count(variant) == 2
+    for variant in ("| tutorial: no weights |", "| tutorial: balanced weights |", "| tutorial: manual 1:200 |", "| logistic regression"):
+        assert md.count(variant) == 4  # each study's table and its paired comparisons
+    assert md.count("| sweep best (trial #") == 2
+    assert md.count("Sweep model, 95% stratified bootstrap intervals on the test rows: precision [") == 2
+    assert re.search(r"\| [+-][0-9.]+ \| \[[+-][0-9.]+, [+-][0-9.]+\] \| (sweep better|sweep worse|no difference) beyond sampling noise \|", md)
     figures = sorted(out.glob("*.png"))
     assert len(figures) == 10 and all(f.stat().st_size > 5000 for f in figures)
     html = (out / "report.html").read_text()
@@ -58,5 +63,6 @@ def test_seed_report_has_the_ceiling_and_opens_in_chromium(tmp_path, chromium):
     assert "Bayes-optimal ceiling" in md and "logistic regression" in md
     page = chromium((out / "report.html").as_uri(), "--dump-dom")
     assert page.returncode == 0
-    assert page.stdout.count("<tr>") == 1 + 6  # header + 3 tutorial rows, sweep best, logistic reference, ceiling
+    # header + 3 tutorial rows, sweep best, logistic reference, ceiling; then the paired table: header + 5 comparisons
+    assert page.stdout.count("<tr>") == (1 + 6) + (1 + 5)
     assert "Uncaught" not in page.stderr and "Failed to load resource" not in page.stderr

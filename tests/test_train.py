@@ -78,3 +78,18 @@ def test_fused_epoch_is_keras_fit(problem, hidden_layers, class_weight):
     for mine, reference in zip(ours.get_weights(), theirs.get_weights()):
         assert np.allclose(mine, reference, atol=1e-5)
     assert np.allclose(our_losses, history.history["loss"], rtol=1e-4)
+
+
+def test_fold_models_learn_nothing_from_held_out_rows(problem):
+    """Check that fold models trained side by side ignore the labels of the rows held out from them: flipping those
+    labels leaves the fold model unchanged and changes the model that trains on every row."""
+    from sweep.train import train_models
+
+    X, y = problem
+    keep = np.ones(len(y), dtype=np.float32)
+    keep[: len(y) // 2] = 0
+    flipped = y.copy()
+    flipped[: len(y) // 2] = 1 - flipped[: len(y) // 2]
+    runs = [train_models(X, labels, 4, {0: 1.0, 1: 5.0}, settings(), keeps=(keep, None))[0] for labels in (y, flipped)]
+    assert np.allclose(score(runs[0][0], X), score(runs[1][0], X), atol=1e-6)
+    assert not np.allclose(score(runs[0][1], X), score(runs[1][1], X), atol=1e-3)
