@@ -282,17 +282,16 @@ def show(
         complete.sort(key=lambda t: t.value, reverse=summary.direction == "maximize")
         complete = complete[:top]
         title = f"top {len(complete)} trials (validation)"
-    table = Table(
-        "trial", summary.metric_name, "minority_weight", "hidden_width", "threshold",
-        "precision", "recall", "flag rate", "seconds", title=title,
-    )
+    folds = loaded.user_attrs.get("data", {}).get("validation", {}).get("kind") == "cv"
+    columns = ["trial", summary.metric_name, "minority_weight", "hidden_width", "threshold", "precision", "recall", "flag rate"]
+    table = Table(*columns, *(["F1 sd over folds"] if folds else []), "seconds", title=title)
     for trial in complete:
         a = trial.user_attrs
         table.add_row(
             f"#{trial.number}", _values(trial), _fmt(trial.params.get("minority_weight")),
             _fmt(trial.params.get("hidden_width")), _fmt(trial.params.get("threshold"), 3),
             _fmt(a.get("val_precision"), 3), _fmt(a.get("val_recall"), 3), _fmt(a.get("val_flag_rate"), 3),
-            _fmt(a.get("train_seconds"), 3),
+            *([_fmt(a.get("cv_f1_sd"), 3)] if folds else []), _fmt(a.get("train_seconds"), 3),
         )
     chosen = best_trial(loaded, rule)
     if chosen is not None:

@@ -105,9 +105,9 @@ def study_note(study: optuna.Study) -> str:
         "|---|---|---|---|",
         rows,
         "",
-        f"**Protocol**: each trial trains on *train*, is scored on *validation* (objective and pruning); *test* "
-        f"is used only by `sweep export`. {config.get('epochs', '?')} epochs, batch {config.get('batch_size', '?')}, "
-        f"pruner `{config.get('pruner', '?')}`, seed {config.get('seed', '?')}.",
+        f"**Protocol**: {_judged(data.get('validation', {}))} *test* is used only by `sweep export` and "
+        f"`sweep report`, whose model learns from all non-test rows. {config.get('epochs', '?')} epochs, batch "
+        f"{config.get('batch_size', '?')}, pruner `{config.get('pruner', '?')}`, seed {config.get('seed', '?')}.",
         "",
         f"**Objective**: `{objective.get('spec', '?')}` ({objective.get('name', '?')}, {objective.get('direction', '?')}).",
         f"**Trials**: {len(finished)} finished, {len(failed)} failed.",
@@ -124,11 +124,25 @@ def study_note(study: optuna.Study) -> str:
             f"**Best so far**{how}: trial #{best.number}, {objective.get('name', 'value')} = {values}: "
             f"minority weight 1:{best.params['minority_weight']:.4g}, width {best.params['hidden_width']}, "
             f"threshold {best.params['threshold']:.3f}; validation precision {a.get('val_precision', float('nan')):.3f}, "
-            f"recall {a.get('val_recall', float('nan')):.3f}, **flag rate {a.get('val_flag_rate', float('nan')):.2%}**.",
+            f"recall {a.get('val_recall', float('nan')):.3f}, **flag rate {a.get('val_flag_rate', float('nan')):.2%}**"
+            + (f"; F1 across folds {a['cv_folds']['f1']} (sd {a['cv_f1_sd']:.3f})." if "cv_folds" in a else "."),
             "",
             f"Export it with `sweep export {study.study_name} --out exports/{study.study_name}`.",
         ]
     return "\n".join(lines)
+
+
+def _judged(validation: dict) -> str:
+    """How trials are judged, in a sentence for the study note."""
+    if validation.get("kind") == "cv":
+        repeats = validation.get("repeats", 1)
+        again = f", {repeats} times over" if repeats > 1 else ""
+        return (
+            f"each trial trains {validation.get('folds')} fold models on the *development* rows (all non-test rows), "
+            f"each holding out its fold{again}, and is scored on their pooled out-of-fold predictions (objective and "
+            "pruning; per-fold values in `cv_folds`);"
+        )
+    return "each trial trains on *train* and is scored on *validation* (objective and pruning);"
 
 
 def save_study_note(study: optuna.Study) -> None:

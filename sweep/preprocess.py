@@ -113,7 +113,8 @@ class Preprocessor:
             if series.isna().all():
                 dropped[column] = "entirely missing in the training rows"
             elif series.nunique(dropna=False) <= 1:
-                dropped[column] = f"constant ({series.iloc[0]!r}) in the training rows"
+                value = series.iloc[0]
+                dropped[column] = f"constant ({(value.item() if hasattr(value, 'item') else value)!r}) in the training rows"
             else:
                 (numeric if is_numeric(series) else categorical).append(column)
         if not numeric and not categorical:

@@ -54,6 +54,22 @@ def tiny_config(tiny_csv, sqlite_url):
     return build
 
 
+@pytest.fixture(scope="session")
+def cross_validated(tmp_path_factory, tiny_csv):
+    """A 3-trial study with 5-fold cross-validated trials on the tiny table, exported (shared: it trains 15 models)."""
+    from sweep.export import export_best
+    from sweep.runner import run_sweep
+
+    folder = tmp_path_factory.mktemp("cv")
+    config = resolve_config(
+        {"data": tiny_csv, "target": "label", "storage": f"sqlite:///{folder / 'cv.db'}", "study": "cv", "trials": 3,
+         "epochs": 2, "batch_size": 64, "hidden_width": "1:8", "cv": 5},
+        env={},
+    )
+    run_sweep(config)
+    return config, export_best(config.storage, config.study, folder / "bundle")
+
+
 def _postgres_url() -> str:
     return os.environ.get(POSTGRES_ENV, DEFAULT_POSTGRES_URL)
 

@@ -43,3 +43,18 @@ def test_sweep_attaches_figures_to_best_trials_and_writes_a_note(tiny_config):
     assert sorted(a.filename for a in artifacts) == ["confusion_matrix.png", "pr_curve.png"]
     note = study_note(study)
     assert f"trial #{study.best_trial.number}" in note and "flag rate" in note and "test" in note
+
+
+def test_note_and_show_describe_cross_validated_trials(cross_validated):
+    """Check that a cross-validated study's note says how trials are judged and shows the best trial's per-fold F1,
+    and `sweep show` adds the F1 spread over folds."""
+    from typer.testing import CliRunner
+
+    from sweep.cli import app
+
+    config, _ = cross_validated
+    study = optuna.load_study(study_name=config.study, storage=config.storage)
+    note = study_note(study)
+    assert "5 fold models" in note and "pooled out-of-fold" in note and "F1 across folds [" in note
+    shown = CliRunner().invoke(app, ["show", config.study, "--storage", config.storage])
+    assert shown.exit_code == 0 and "F1 sd over folds" in shown.stdout

@@ -100,21 +100,6 @@ def test_refit_train_exports_the_trials_own_model(exported, tmp_path):
     assert own.reproduced
 
 
-@pytest.fixture(scope="module")
-def cross_validated(tmp_path_factory, tiny_csv):
-    """A 3-trial study with 5-fold cross-validated trials on the tiny table, exported."""
-    from sweep.config import resolve_config
-
-    folder = tmp_path_factory.mktemp("cv")
-    config = resolve_config(
-        {"data": tiny_csv, "target": "label", "storage": f"sqlite:///{folder / 'cv.db'}", "study": "cv", "trials": 3,
-         "epochs": 2, "batch_size": 64, "hidden_width": "1:8", "cv": 5},
-        env={},
-    )
-    run_sweep(config)
-    return config, export_best(config.storage, config.study, folder / "bundle")
-
-
 def test_cross_validated_trials_store_pooled_and_per_fold_metrics(cross_validated):
     """Check that each complete cross-validated trial stores metrics of its pooled out-of-fold scores over every
     non-test row, plus each fold's values."""
