@@ -123,7 +123,7 @@ def run(
     timeout: Annotated[Optional[float], typer.Option(help="Stop starting new trials after this many seconds.")] = None,
     epochs: Annotated[Optional[int], typer.Option(help="Training epochs per trial.", show_default="50")] = None,
     batch_size: Annotated[Optional[int], typer.Option(help="Mini-batch size.", show_default="100")] = None,
-    learning_rate: Annotated[Optional[float], typer.Option(help="Adam learning rate.", show_default="0.001")] = None,
+    learning_rate: Annotated[Optional[str], typer.Option(help="Adam learning rate, or a range LOW:HIGH to search (log scale).", show_default="0.001")] = None,
     objective: Annotated[Optional[str], typer.Option(help="f1 | fbeta:BETA | ap | recall_at_precision:P | cost:miss=A,false_alarm=B.", show_default="f1")] = None,
     seed: Annotated[Optional[int], typer.Option(help="Seed of the sampler, the validation split and every trial.", show_default="0")] = None,
     minority_weight: Annotated[Optional[str], typer.Option(help="Range LOW:HIGH of the minority weight (log scale).", show_default="1:1000")] = None,

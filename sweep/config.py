@@ -31,7 +31,7 @@ class SweepConfig:
     timeout: float | None = None
     epochs: int = 50
     batch_size: int = 100
-    learning_rate: float = 0.001
+    learning_rate: float | tuple[float, float] = 0.001  # a range LOW:HIGH is searched (log scale)
     objective: str = "f1"
     seed: int = 0
     minority_weight: tuple[float, float] = (1.0, 1000.0)
@@ -161,8 +161,12 @@ def _coerce(key: str, value: Any, source: str) -> Any:
         _expect(seconds > 0, key, value, source, "a positive number of seconds")
         return seconds
     if key == "learning_rate":
+        if isinstance(value, (list, tuple)) or (isinstance(value, str) and ":" in value):
+            low, high = _as_range(key, value, source, _as_float)
+            _expect(0 < low <= high < 10, key, value, source, "a rate or a range LOW:HIGH with 0 < LOW <= HIGH < 10")
+            return (low, high)
         rate = _as_float(key, value, source)
-        _expect(0 < rate < 10, key, value, source, "a number between 0 and 10 (exclusive)")
+        _expect(0 < rate < 10, key, value, source, "a number between 0 and 10 (exclusive), or a range LOW:HIGH to search")
         return rate
     if key in ("validation_fraction", "test_fraction"):
         share = _as_float(key, value, source)

@@ -32,8 +32,10 @@ def trial_seed(base_seed: int, trial_number: int) -> int:
     return (base_seed * 1_000_003 + trial_number) % (2**31 - 1)
 
 
-def train_settings(config: SweepConfig, seed: int) -> TrainSettings:
-    return TrainSettings(config.epochs, config.batch_size, config.learning_rate, config.hidden_layers, seed)
+def train_settings(config: SweepConfig, seed: int, params: TrialParams) -> TrainSettings:
+    """What trains the trial besides its params' weight and width: its learning rate is searched or fixed."""
+    rate = params.learning_rate if params.learning_rate is not None else config.learning_rate
+    return TrainSettings(config.epochs, config.batch_size, float(rate), config.hidden_layers, seed)
 
 
 def fit_and_score(dataset: Dataset, params: TrialParams, settings: TrainSettings, on_epoch=None):
@@ -64,6 +66,14 @@ def population_scores(population, plan: Validation, size: int) -> tuple[np.ndarr
     the models of fold f are population members f*size .. (f+1)*size - 1."""
     blocks = [population.block_scores(fold.X_val, f * size, size) for f, fold in enumerate(plan.folds)]
     return plan.pool(blocks), blocks
+
+
+def population_rate(config: SweepConfig) -> float:
+    """The learning rate a population's Adam steps with: the fixed rate, or the geometric middle of a searched
+    range (members then scale it to their own rates; see Population)."""
+    if isinstance(config.learning_rate, tuple):
+        return float(np.sqrt(config.learning_rate[0] * config.learning_rate[1]))
+    return float(config.learning_rate)
 
 
 def fold_subnets(members: list, plan: Validation) -> tuple[list, np.ndarray | None, np.ndarray | None]:
@@ -101,11 +111,11 @@ def refit_trial(dataset: Dataset, trial) -> tuple:
         return model, metrics(plan.y, pooled, params.threshold), pooled
     from sweep.population import Member, train_population
 
-    members = [Member(m["hidden_width"], m["minority_weight"], m["seed"]) for m in described["members"]]
+    members = [Member(m["hidden_width"], m["minority_weight"], m["seed"], m.get("learning_rate")) for m in described["members"]]
     subnets, keep, member_fold = fold_subnets(members, plan)
     population, _, _, _ = train_population(
-        plan.X_fit, plan.y_fit, subnets, settings.epochs, settings.batch_size, settings.learning_rate,
-        described["shuffle_seed"], keep=keep, member_fold=member_fold,
+        plan.X_fit, plan.y_fit, subnets, settings.epochs, settings.batch_size,
+        described.get("learning_rate", settings.learning_rate), described["shuffle_seed"], keep=keep, member_fold=member_fold,
     )
     pooled = population_scores(population, plan, len(members))[0][described["member"]]
     model = population.member_model(described["member"]) if plan.kind == "holdout" else None
@@ -188,7 +198,7 @@ def make_objective(config: SweepConfig, dataset: Dataset, objective: Objective, 
             raise OverBudget(OVER_BUDGET_REASON)
         stop_if_requested(trial)
         params = suggest(trial, config)
-        settings = train_settings(config, trial_seed(config.seed, trial.number))
+        settings = train_settings(config, trial_seed(config.seed, trial.number), params)
         record_setup(trial, params, settings)
 
         def report(epoch: int, _loss: float, pooled) -> None:
@@ -232,16 +242,23 @@ def population_round(study: optuna.Study, config: SweepConfig, dataset: Dataset,
         return told
     params = [suggest(trial, config) for trial in trials]
     shuffle_seed = trial_seed(config.seed, trials[0].number)
-    members = [Member(p.hidden_width, p.minority_weight, trial_seed(config.seed, t.number)) for t, p in zip(trials, params)]
+    members = [
+        Member(p.hidden_width, p.minority_weight, trial_seed(config.seed, t.number), p.learning_rate) for t, p in zip(trials, params)
+    ]
+    shared_rate = population_rate(config)
     plan = dataset.validation
     size, folds = len(trials), len(plan.folds)
     subnets, keep, member_fold = fold_subnets(members, plan)
     description = {
         "id": f"{study.study_name}:{trials[0].number}", "size": len(trials), "folds": folds, "shuffle_seed": shuffle_seed,
-        "members": [{"trial": t.number, "hidden_width": m.hidden_width, "minority_weight": m.minority_weight, "seed": m.seed} for t, m in zip(trials, members)],
+        "learning_rate": shared_rate,
+        "members": [
+            {"trial": t.number, "hidden_width": m.hidden_width, "minority_weight": m.minority_weight, "seed": m.seed, "learning_rate": m.learning_rate}
+            for t, m in zip(trials, members)
+        ],
     }
     for index, (trial, p, member) in enumerate(zip(trials, params, members)):
-        record_setup(trial, p, train_settings(config, member.seed))
+        record_setup(trial, p, train_settings(config, member.seed, p))
         trial.set_user_attr("population", description | {"member": index})
     open_trials = MemberTrials(study, trials, told)
 
@@ -268,7 +285,7 @@ def population_round(study: optuna.Study, config: SweepConfig, dataset: Dataset,
 
     try:
         population, epochs_run, seconds, _ = train_population(
-            plan.X_fit, plan.y_fit, subnets, config.epochs, config.batch_size, config.learning_rate,
+            plan.X_fit, plan.y_fit, subnets, config.epochs, config.batch_size, shared_rate,
             shuffle_seed, on_epoch, keep=keep, member_fold=member_fold,
         )
         open_trials.drain()

@@ -39,6 +39,7 @@ class Member:
     hidden_width: int
     minority_weight: float
     seed: int
+    learning_rate: float | None = None  # None: the population's learning rate
 
 
 def automatic_population(
@@ -58,9 +59,16 @@ def automatic_population(
 
 class Population:
     """K one-hidden-layer networks side by side: W1 (d, S), b1 (S,), w2 (S,), b2 (K,) with S = sum(widths);
-    member k owns hidden units offsets[k]:offsets[k+1]."""
+    member k owns hidden units offsets[k]:offsets[k+1].
 
-    def __init__(self, n_features: int, members: list[Member]) -> None:
+    Members with their own learning rates: member k's weights are stored divided by c_k = its rate / the
+    population's rate and multiplied by c_k where they are used. Adam's step is (up to its epsilon)
+    unchanged by a gradient's scale, so a step of the shared rate on the stored weights moves the used
+    weights c_k times as far: member k trains at its own rate, and the one fused Adam update per variable
+    stays. With one rate for all (c = 1) nothing is scaled.
+    """
+
+    def __init__(self, n_features: int, members: list[Member], learning_rate: float | None = None) -> None:
         tf = tensorflow()
         self.members = members
         widths = [m.hidden_width for m in members]
@@ -75,6 +83,13 @@ class Population:
             limit_1, limit_2 = np.sqrt(6 / (n_features + w)), np.sqrt(6 / (w + 1))
             W1[:, units] = rng.uniform(-limit_1, limit_1, size=(n_features, w))
             w2[units] = rng.uniform(-limit_2, limit_2, size=w)
+        rates = np.array([m.learning_rate or learning_rate or 1.0 for m in members], dtype=np.float64)
+        self.unit_scale = self.member_scale = None
+        if learning_rate is not None and np.any(rates != learning_rate):
+            member_scale = (rates / learning_rate).astype(np.float32)
+            unit_scale = np.repeat(member_scale, widths)
+            W1, w2 = W1 / unit_scale, w2 / unit_scale
+            self.member_scale, self.unit_scale = tf.constant(member_scale), tf.constant(unit_scale)
         self.variables = {
             "W1": tf.Variable(W1), "b1": tf.Variable(np.zeros(total, np.float32)),
             "w2": tf.Variable(w2), "b2": tf.Variable(np.zeros(len(members), np.float32)),
@@ -87,9 +102,17 @@ class Population:
         spec = [tf.TensorSpec([None, n_features], tf.float32)] + [tf.TensorSpec([], tf.int32)] * 4
         self._score_block = tf.function(self._block_probabilities, input_signature=spec)
 
+    def weights(self) -> dict:
+        """The weights the members use: the variables, times each member's learning-rate scale when there is one."""
+        v = self.variables
+        if self.unit_scale is None:
+            return v
+        return {"W1": v["W1"] * self.unit_scale, "b1": v["b1"] * self.unit_scale, "w2": v["w2"] * self.unit_scale,
+                "b2": v["b2"] * self.member_scale}
+
     def _block_probabilities(self, x, first_unit, last_unit, first, count):
         tf = tensorflow()
-        v = self.variables
+        v = self.weights()
         units = slice(first_unit, last_unit)
         hidden = tf.nn.relu(tf.matmul(v["W1"][:, units], x, transpose_a=True, transpose_b=True) + v["b1"][units][:, None])
         logits = tf.math.unsorted_segment_sum(hidden * v["w2"][units][:, None], self.owner[units] - first, count)
@@ -98,7 +121,7 @@ class Population:
     def logits(self, x):
         """(K, rows) logits of every member for rows x (rows, d)."""
         tf = tensorflow()
-        v = self.variables
+        v = self.weights()
         hidden = tf.nn.relu(tf.matmul(v["W1"], x, transpose_a=True, transpose_b=True) + v["b1"][:, None])  # (S, rows)
         return tf.math.unsorted_segment_sum(hidden * v["w2"][:, None], self.owner, len(self.members)) + v["b2"][:, None]
 
@@ -120,7 +143,7 @@ class Population:
         from sweep.model import build_model
 
         units = slice(self.offsets[k], self.offsets[k + 1])
-        v = {name: variable.numpy() for name, variable in self.variables.items()}
+        v = {name: np.asarray(value) for name, value in self.weights().items()}
         model = build_model(v["W1"].shape[0], self.members[k].hidden_width, 1)
         model.set_weights([v["W1"][:, units], v["b1"][units], v["w2"][units, None], v["b2"][k : k + 1]])
         return model
@@ -151,7 +174,7 @@ def train_population(
     device = detect_device()
     started = time.perf_counter()
     with tf.device(device):
-        population = Population(X.shape[1], members)
+        population = Population(X.shape[1], members, learning_rate)
         variables = list(population.variables.values())
         features = tf.constant(X, dtype=tf.float32)
         labels = tf.constant(np.asarray(y, dtype=np.float32))

@@ -51,6 +51,19 @@ def test_member_model_reproduces_the_member(tiny_dataset):
         assert np.allclose(model(tiny_dataset.holdout.X).numpy().ravel(), scores[k], atol=1e-5)
 
 
+def test_members_with_their_own_learning_rates_learn_as_alone(tiny_dataset):
+    """Check that members with their own learning rates in one population (one shared Adam rate, scaled weights)
+    learn what each learns alone at its rate, and slice out as plain models that predict the same."""
+    X, y = tiny_dataset.train.X, tiny_dataset.train.y
+    members = [Member(5, 10.0, 1, 0.02), Member(5, 10.0, 2, 0.0003), Member(7, 3.0, 3, 0.001)]
+    together, _, _, _ = train_population(X, y, members, 3, 64, 0.001, 7)
+    scores = together.scores(tiny_dataset.holdout.X)
+    for k, member in enumerate(members):
+        alone, _, _, _ = train_population(X, y, [Member(member.hidden_width, member.minority_weight, member.seed)], 3, 64, member.learning_rate, 7)
+        assert np.allclose(scores[k], alone.scores(tiny_dataset.holdout.X)[0], atol=1e-4)
+        assert np.allclose(together.member_model(k)(tiny_dataset.holdout.X).numpy().ravel(), scores[k], atol=1e-5)
+
+
 def test_held_out_rows_teach_a_fold_model_nothing(tiny_dataset):
     """Check that a fold network's predictions do not change when the labels of the rows held out from it change,
     while the other fold's network (which trains on those rows) does change."""

@@ -29,3 +29,18 @@ def test_class_weight_is_what_keras_expects():
     """Check that class_weight maps 0 to 1.0 and 1 to the minority weight."""
     params = TrialParams.from_dict({"minority_weight": 37.5, "hidden_width": 4, "threshold": 0.3})
     assert params.class_weight == {0: 1.0, 1: 37.5}
+
+
+@pytest.mark.parametrize("rate, searched", [("0.0003:0.03", True), ("0.002", False)])
+def test_learning_rate_is_searched_only_when_given_a_range(rate, searched):
+    """Check that a learning-rate range adds a log-scale learning_rate parameter within it, and a number adds none."""
+    config = resolve_config({"learning_rate": rate}, env={})
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    trial = study.ask()
+    params = suggest(trial, config)
+    if searched:
+        assert 0.0003 <= params.learning_rate <= 0.03 and trial.distributions["learning_rate"].log
+    else:
+        assert params.learning_rate is None and "learning_rate" not in trial.distributions
+        assert config.learning_rate == 0.002
+    assert TrialParams.from_dict(trial.params) == params
