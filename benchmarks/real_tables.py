@@ -177,7 +177,8 @@ def sweep_row(mode: str, csv: Path, frame: pd.DataFrame, test, work: Path, args,
     bundle = work / "exports" / study
     started = time.perf_counter()
     done = cli("run", "--data", str(csv), "--target", "label", "--study", study, "--storage", storage,
-               "--trials", str(args.trials), "--epochs", str(args.epochs), "--seed", str(base.seed), "--cv", folds)
+               "--trials", str(args.trials), "--epochs", str(args.epochs), "--seed", str(base.seed), "--cv", folds,
+               *args.sweep_args.split())
     run_seconds = time.perf_counter() - started
     if done.returncode != 0:
         row.error = f"sweep run failed: {last_line(done)}"
@@ -353,13 +354,15 @@ def main() -> None:
     parser.add_argument("--baselines-only", action="store_true", help="references only, no sweep")
     parser.add_argument("--quick", action="store_true", help=f"smoke run: {QUICK}")
     parser.add_argument("--out", type=Path, help="also write the markdown to this file")
+    parser.add_argument("--sweep-args", default="", help="extra `sweep run` options for every sweep, e.g. '--learning-rate 0.0003:0.03'")
+    parser.add_argument("--modes", nargs="+", default=None, help="sweep modes to run (default: holdout cvK)")
     parser.add_argument("--workdir", type=Path, help="keep tables, study storage and bundles here (default: a temp dir)")
     args = parser.parse_args()
     if args.quick:
         args.trials, args.epochs = QUICK["trials"], QUICK["epochs"]
         args.tables = args.tables or QUICK["tables"]
     names = args.tables or list(BUILDERS)
-    modes = [] if args.baselines_only else ["holdout", f"cv{args.folds}"]
+    modes = [] if args.baselines_only else (args.modes or ["holdout", f"cv{args.folds}"])
     if modes:
         check_cli()
 

@@ -184,6 +184,7 @@ BAD_RUNS = [
     ("too many levels", {"t.csv": _table(zip=[f"z{i % 30}" for i in range(300)])}, ["--data", "t.csv", "--target", "label", "--max-levels", "10"], r"column 'zip' .* has 30 levels .*drop it with --drop zip or raise --max-levels"),
     ("everything missing", {"t.parquet": _table(f0=[np.nan] * 300, f1=[np.nan] * 300)}, ["--data", "t.parquet", "--target", "label"], r"no usable feature column .*f0: entirely missing .*f1: entirely missing"),
     ("unknown dropped column", {"t.csv": _table()}, ["--data", "t.csv", "--target", "label", "--drop", "nope"], r"--drop names column 'nope'.*columns: f0, f1, label"),
+    ("inverted learning-rate range", {}, ["--learning-rate", "0.1:0.001"], r"learning_rate = '0.1:0.001' .*0 < LOW <= HIGH < 10"),
     ("one fold", {}, ["--cv", "1"], r"cv = '1' .*auto, 0 \(one validation split\) or 2 to 20 folds"),
     ("repeats without folds", {}, ["--cv", "0", "--cv-repeats", "3"], r"cv_repeats = 3 repeats cross-validation folds, but cv = 0"),
     ("tiny minority", {"t.csv": _table(label=[1] * 4 + [0] * 296)}, ["--data", "t.csv", "--target", "label"], r"minority class has 4 rows.*at least 10"),
