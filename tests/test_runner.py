@@ -41,7 +41,8 @@ def test_study_bookkeeping(tiny_config):
     assert attrs["config"]["objective"] == "fbeta:2" and attrs["config"]["hidden_width"] == [1, 8]
     assert len(attrs["data"]["fingerprint"]) == 16
     splits = attrs["data"]["splits"]
-    assert sum(part["rows"] for part in splits.values()) == 3000
+    assert sum(splits[part]["rows"] for part in ("train", "validation", "test")) == 3000
+    assert splits["development"]["rows"] == splits["train"]["rows"] + splits["validation"]["rows"]
     assert all(part["positives"] + part["negatives"] == part["rows"] for part in splits.values())
     assert study.metric_names == ["val_f2"] == [result.metric_name]
     assert result.best is not None and result.best.state == TrialState.COMPLETE
@@ -54,6 +55,8 @@ def test_study_bookkeeping(tiny_config):
         ("data", r"created on other data"),
         ("seed", r"split with seed = 0, not 3"),
         ("validation_fraction", r"split with validation_fraction = 0.2, not 0.3"),
+        ("cv", r"judges trials by \{'kind': 'holdout'\}, not \{'kind': 'cv', 'folds': 3, 'repeats': 1\}.*same --cv"),
+        ("drop", r"split with drop = \[\], not \['f1'\]"),
     ],
 )
 def test_resume_refuses_an_incompatible_study(tiny_config, tmp_path, key, match):
@@ -61,7 +64,7 @@ def test_resume_refuses_an_incompatible_study(tiny_config, tmp_path, key, match)
     run_sweep(tiny_config(trials=1))
     other_table = tmp_path / "other.csv"
     make_table(seed=5).to_csv(other_table, index=False)
-    change = {"objective": "ap", "data": str(other_table), "seed": 3, "validation_fraction": 0.3}[key]
+    change = {"objective": "ap", "data": str(other_table), "seed": 3, "validation_fraction": 0.3, "cv": 3, "drop": "f1"}[key]
     with pytest.raises(StorageError, match=match):
         run_sweep(tiny_config(trials=3, **{key: change}))
     assert len(optuna.load_study(study_name="tiny", storage=tiny_config().storage).trials) == 1
