@@ -99,21 +99,23 @@ def prepare_study(config: SweepConfig, dataset: Dataset, worker_index: int = 0) 
 
 
 def _check_compatible(study: optuna.Study, config: SweepConfig, dataset: Dataset) -> None:
+    """Refuse to resume with another split, column choice, validation plan, data or objective (the most
+    specific reason first: other --drop also changes the data's fingerprint)."""
     stored = study.user_attrs
     data = stored.get("data", {})
-    if data.get("fingerprint") not in (None, dataset.fingerprint):
-        raise StorageError(
-            f"study {config.study!r} was created on other data (fingerprint {data['fingerprint']}, now "
-            f"{dataset.fingerprint}); use a new --study name for new data"
-        )
     stored_config = stored.get("config", {})
     current = config.to_dict()
     for key in SPLIT_KEYS:
         if key in stored_config and stored_config[key] != current[key]:
             raise StorageError(
                 f"study {config.study!r} was split with {key} = {stored_config[key]!r}, not {current[key]!r}; "
-                f"resume it with the same {key} (it decides the validation rows) or use a new --study name"
+                f"resume it with the same {key} (it decides the rows and columns trials see) or use a new --study name"
             )
+    if data.get("fingerprint") not in (None, dataset.fingerprint):
+        raise StorageError(
+            f"study {config.study!r} was created on other data (fingerprint {data['fingerprint']}, now "
+            f"{dataset.fingerprint}); use a new --study name for new data"
+        )
     judged = data.get("validation")
     if judged is not None and judged != dataset.validation.describe():
         raise StorageError(
