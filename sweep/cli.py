@@ -140,6 +140,7 @@ def run(
     device: Annotated[Optional[str], typer.Option(help="auto | cpu | gpu | gpu:N; auto puts worker i on GPU i mod n when there are GPUs.", show_default="auto")] = None,
     heartbeat_interval: Annotated[Optional[int], typer.Option(help="Seconds between a running trial's heartbeats.", show_default="10")] = None,
     grace_period: Annotated[Optional[int], typer.Option(help="Seconds without a heartbeat after which a trial's worker is taken for dead: the trial is failed and retried.", show_default="30")] = None,
+    cluster: Annotated[Optional[str], typer.Option(help="Place one worker loop per Dask worker: tcp://HOST:PORT of a running Dask scheduler, or local:N (needs the cluster extra).")] = None,
 ) -> None:
     """Run (or resume) a sweep until the study holds --trials finished trials. `sweep worker` is the same
     command: start it on other machines with the same --study and --storage to join a running study."""
@@ -149,6 +150,8 @@ def run(
     from sweep.runner import run_workers
 
     resolved = resolve_config(flags, config_file=config)
+    if resolved.cluster:  # the only way to Dask: without --cluster nothing of it is imported
+        from sweep.cluster import run_cluster as run_workers
     with stopping.graceful():  # Ctrl-C, `kill`, `docker stop`: the running trial ends FAIL at its next epoch
         summary = _run_with_progress(resolved, run_workers)
     _print_run_summary(resolved, summary)
