@@ -128,10 +128,11 @@ def run_cluster(
             f"workers = {config.workers} and cluster = {config.cluster!r}: with a cluster there is one worker loop per "
             "Dask worker; drop --workers (or start more Dask workers)"
         )
+    _distributed()  # a missing extra is bad input too: say so before any work
     dataset = load_dataset(config)
-    study = prepare_study(config, dataset)
-    before = len(study.get_trials(deepcopy=False))
-    with connect(config.cluster) as client:
+    with connect(config.cluster) as client:  # before the study is created: an unreachable scheduler leaves no trace
+        study = prepare_study(config, dataset)
+        before = len(study.get_trials(deepcopy=False))
         placements = plan(client.scheduler_info(n_workers=-1)["workers"])
         # The automatic population size divides the budget by the loops that share it.
         task_config = dataclasses.replace(config, workers=len(placements))
@@ -178,7 +179,7 @@ def _wait(study, config: SweepConfig, futures: list, on_progress, poll_seconds: 
             filled_since = None
         elif filled_since is None:
             filled_since = time.monotonic()
-        elif time.monotonic() - filled_since > config.heartbeat_interval + 10:
+        elif time.monotonic() - filled_since > 2 * config.heartbeat_interval + 5:
             return
 
 
