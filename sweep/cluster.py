@@ -148,7 +148,7 @@ def run_cluster(
         if on_start is not None:
             on_start(study)
         try:
-            _wait(study, config, futures, on_progress, poll_seconds)
+            _wait(client, study, config, futures, on_progress, poll_seconds)
         except KeyboardInterrupt:
             stop.send(stopping.requested() or "SIGINT")
             _wait_until_done(futures, timeout=60)  # each fails its running trial at its next epoch
@@ -166,9 +166,10 @@ def _budget_filled(study: optuna.Study, config: SweepConfig) -> bool:
     return count_trials(study, BUDGET_STATES) >= config.trials and count_trials(study, open_states) == 0
 
 
-def _wait(study, config: SweepConfig, futures: list, on_progress, poll_seconds: float) -> None:
-    """Until every task is done, or the budget has been filled for a loop's round (heartbeat_interval) plus
-    a margin: a task still not done then is queued behind a lost worker and would find nothing to do."""
+def _wait(client, study, config: SweepConfig, futures: list, on_progress, poll_seconds: float) -> None:
+    """Until every task is done, or the budget is filled and no task is still running on a worker: a task
+    that is not (one Dask rescheduled after its worker died, or one waiting for a GPU worker that is gone)
+    would find nothing to do. A running one gets two loop rounds (heartbeat_interval) and a margin to end."""
     filled_since = None
     while not all(future.done() for future in futures):
         time.sleep(poll_seconds)
@@ -177,9 +178,12 @@ def _wait(study, config: SweepConfig, futures: list, on_progress, poll_seconds: 
             on_progress(study)
         if not _budget_filled(study, config):
             filled_since = None
-        elif filled_since is None:
-            filled_since = time.monotonic()
-        elif time.monotonic() - filled_since > 2 * config.heartbeat_interval + 5:
+            continue
+        filled_since = filled_since or time.monotonic()
+        processing = {key for keys in client.processing().values() for key in keys}
+        if not any(future.key in processing for future in futures if not future.done()):
+            return
+        if time.monotonic() - filled_since > 2 * config.heartbeat_interval + 5:
             return
 
 

@@ -59,18 +59,23 @@ def test_cluster_spec(value, expected):
         assert resolve_config({"cluster": value}, env={}).cluster == expected
 
 
-def test_nothing_of_dask_is_imported_without_cluster(tiny_csv, tmp_path):
-    """Check that a sweep without --cluster (and importing sweep.cluster itself) imports no Dask module."""
+def test_nothing_of_dask_is_imported_without_cluster(tmp_path):
+    """Check that every sweep module (sweep.cluster included) and a `sweep run` without --cluster import no Dask module."""
+    import pkgutil
+
+    import sweep
+
+    modules = [f"sweep.{info.name}" for info in pkgutil.iter_modules(sweep.__path__)]
     script = (
-        "import sys; from typer.testing import CliRunner; from sweep.cli import app; import sweep.cluster; "
-        f"result = CliRunner().invoke(app, ['run', '--data', {tiny_csv!r}, '--target', 'label', '--trials', '1', '--epochs', '1', "
-        f"'--storage', 'sqlite:///{tmp_path / 'plain.db'}']); "
-        "assert result.exit_code == 0, result.output; "
+        f"import importlib, sys; [importlib.import_module(m) for m in {modules!r}]; "
+        "from typer.testing import CliRunner; from sweep.cli import app; "
+        f"result = CliRunner().invoke(app, ['run', '--data', {str(tmp_path / 'missing.csv')!r}, '--storage', 'sqlite:///{tmp_path / 'plain.db'}']); "
+        "assert result.exit_code == 2, result.output; "
         "print(sorted(m for m in sys.modules if m.split('.')[0] in ('dask', 'distributed')))"
     )
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.strip().splitlines()[-1] == "[]"
+    assert "sweep.cluster" in modules and done.stdout.strip().splitlines()[-1] == "[]"
 
 
 def _free_port() -> int:
@@ -110,6 +115,8 @@ def test_bad_cluster_input_is_one_line_and_exit_2(tiny_csv, tmp_path, monkeypatc
 class DaskProcesses:
     """A Dask scheduler and two worker processes (`gpu` declares GPU=1), each started as its own command."""
 
+    WORKERS = {"gpu": (["--resources", "GPU=1"], {"CUDA_VISIBLE_DEVICES": "0"}), "cpu": ([], {})}
+
     def __init__(self, folder: Path) -> None:
         self.folder = folder
         self.processes: dict[str, subprocess.Popen] = {}
@@ -118,20 +125,24 @@ class DaskProcesses:
         self._start("scheduler", [DASK, "scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard", "--scheduler-file", str(scheduler_file)])
         _wait_for(scheduler_file.exists, timeout=60)
         self.address = _wait_for(lambda: json.loads(scheduler_file.read_text() or "{}").get("address"), timeout=10)
-        worker = [DASK, "worker", self.address, "--host", "127.0.0.1", "--nthreads", "1", "--no-dashboard", "--no-nanny",
-                  "--local-directory", str(folder)]
-        self._start("gpu", [*worker, "--name", "gpu", "--resources", "GPU=1"], CUDA_VISIBLE_DEVICES="0")
-        self._start("cpu", [*worker, "--name", "cpu"])
+        self.ensure_workers()
+
+    def ensure_workers(self) -> None:
+        """Start each worker that is not running (first use, or killed by an earlier test) and wait for both."""
         from distributed import Client
 
+        for name, (flags, env) in self.WORKERS.items():
+            if name not in self.processes or self.processes[name].poll() is not None:
+                self._start(name, [DASK, "worker", self.address, "--host", "127.0.0.1", "--nthreads", "1", "--no-dashboard",
+                                   "--no-nanny", "--local-directory", str(self.folder), "--name", name, *flags], **env)
         with Client(self.address, timeout=30) as client:
-            client.wait_for_workers(2, timeout=60)
+            client.wait_for_workers(len(self.WORKERS), timeout=60)
             self.addresses = {info["name"]: address for address, info in client.scheduler_info(n_workers=-1)["workers"].items()}
 
     def _start(self, name: str, command: list[str], **env: str) -> None:
         environment = {k: v for k, v in os.environ.items() if k != "CUDA_VISIBLE_DEVICES"} | env
-        log = open(self.folder / f"{name}.log", "w")
-        self.processes[name] = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=environment, start_new_session=True)
+        with open(self.folder / f"{name}.log", "a") as log:
+            self.processes[name] = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=environment, start_new_session=True)
 
     def kill(self, name: str) -> None:
         self.processes[name].send_signal(signal.SIGKILL)
@@ -139,7 +150,7 @@ class DaskProcesses:
 
     def stop(self) -> None:
         """Stop the processes this object started (each is its own process group), the scheduler last."""
-        for name in ("gpu", "cpu", "scheduler"):
+        for name in (*self.WORKERS, "scheduler"):
             process = self.processes.get(name)
             if process is None or process.poll() is not None:
                 continue
@@ -151,16 +162,24 @@ class DaskProcesses:
                 process.wait(timeout=20)
 
 
-@pytest.fixture
-def dask_processes(tmp_path):
+@pytest.fixture(scope="module")
+def _dask_module(tmp_path_factory):
     require_dask()
     started = None
     try:
-        started = DaskProcesses(tmp_path)
+        started = DaskProcesses(tmp_path_factory.mktemp("dask"))
         yield started
     finally:
         if started is not None:
             started.stop()
+
+
+@pytest.fixture
+def dask_processes(_dask_module):
+    """One scheduler and its two workers for the module (TensorFlow loads once per worker); a worker killed
+    by an earlier test is started again."""
+    _dask_module.ensure_workers()
+    return _dask_module
 
 
 def _wait_for(condition, timeout: float = 120.0, step: float = 0.1):
@@ -204,10 +223,34 @@ def _cleanup(storage: str, study: str) -> None:
         optuna.delete_study(study_name=study, storage=storage)
 
 
+def test_ctrl_c_on_the_driver_stops_every_worker_and_a_rerun_resumes(dask_processes, tiny_csv, postgres_url, unique_name):
+    """Check that SIGINT to the driver fails each worker's running trial with the reason (exit 130), and that a rerun on the same workers completes the study."""
+    driver = _driver(tiny_csv, postgres_url, unique_name, dask_processes.address, trials=4, epochs=200)
+    rerun = None
+    try:
+        running = _wait_for(lambda: _running_on_each_worker(postgres_url, unique_name, dask_processes.addresses))
+        driver.send_signal(signal.SIGINT)
+        _, stderr = driver.communicate(timeout=90)
+        assert driver.returncode == 130, stderr
+        trials = {t.number: t for t in _trials(postgres_url, unique_name)}
+        assert not [t for t in trials.values() if t.state == TrialState.RUNNING]
+        for trial in running.values():
+            assert (trials[trial.number].state, trials[trial.number].user_attrs.get("fail_reason")) == (TrialState.FAIL, STOP_REASON)
+        rerun = _driver(tiny_csv, postgres_url, unique_name, dask_processes.address, trials=4, epochs=2)
+        _, stderr = rerun.communicate(timeout=180)
+        assert rerun.returncode == 0, stderr
+        assert len(optuna.load_study(study_name=unique_name, storage=postgres_url).get_trials(states=BUDGET_STATES)) == 4
+    finally:
+        for process in (driver, rerun):
+            if process is not None and process.poll() is None:
+                process.kill()
+        _cleanup(postgres_url, unique_name)
+
+
 def test_killed_dask_worker_still_fills_the_budget(dask_processes, tiny_csv, postgres_url, unique_name):
     """Check that a sweep on a real Dask cluster records each trial's Dask worker and GPU, and that killing the GPU worker mid-trial still ends with exactly N finished, none RUNNING, the killed trial FAIL with its reason."""
-    trials = 6
-    driver = _driver(tiny_csv, postgres_url, unique_name, dask_processes.address, trials=trials, epochs=40)
+    trials = 4
+    driver = _driver(tiny_csv, postgres_url, unique_name, dask_processes.address, trials=trials, epochs=20)
     try:
         _wait_for(lambda: _running_on_each_worker(postgres_url, unique_name, dask_processes.addresses))
         dask_processes.kill("gpu")  # its task needs a GPU no other worker has: Dask cannot place it again
@@ -232,28 +275,4 @@ def test_killed_dask_worker_still_fills_the_budget(dask_processes, tiny_csv, pos
     finally:
         if driver.poll() is None:
             driver.kill()
-        _cleanup(postgres_url, unique_name)
-
-
-def test_ctrl_c_on_the_driver_stops_every_worker_and_a_rerun_resumes(dask_processes, tiny_csv, postgres_url, unique_name):
-    """Check that SIGINT to the driver fails each worker's running trial with the reason (exit 130), and that a rerun on the same workers completes the study."""
-    driver = _driver(tiny_csv, postgres_url, unique_name, dask_processes.address, trials=4, epochs=200)
-    rerun = None
-    try:
-        running = _wait_for(lambda: _running_on_each_worker(postgres_url, unique_name, dask_processes.addresses))
-        driver.send_signal(signal.SIGINT)
-        _, stderr = driver.communicate(timeout=90)
-        assert driver.returncode == 130, stderr
-        trials = {t.number: t for t in _trials(postgres_url, unique_name)}
-        assert not [t for t in trials.values() if t.state == TrialState.RUNNING]
-        for trial in running.values():
-            assert (trials[trial.number].state, trials[trial.number].user_attrs.get("fail_reason")) == (TrialState.FAIL, STOP_REASON)
-        rerun = _driver(tiny_csv, postgres_url, unique_name, dask_processes.address, trials=4, epochs=2)
-        _, stderr = rerun.communicate(timeout=180)
-        assert rerun.returncode == 0, stderr
-        assert len(optuna.load_study(study_name=unique_name, storage=postgres_url).get_trials(states=BUDGET_STATES)) == 4
-    finally:
-        for process in (driver, rerun):
-            if process is not None and process.poll() is None:
-                process.kill()
         _cleanup(postgres_url, unique_name)
