@@ -92,6 +92,9 @@ def connect(spec: str):
                 host="127.0.0.1", dashboard_address=None, silence_logs=40,
             )
         with cluster, distributed.Client(cluster) as client:
+            # The local workers share the terminal's process group: Ctrl-C must reach the driver only, which
+            # stops them through the stop signal (a worker killed by SIGINT would leave its trial RUNNING).
+            client.run(_ignore_sigint)
             yield client
         return
     try:
@@ -110,6 +113,13 @@ def connect(spec: str):
                 f"`dask worker {spec} --nthreads 1`"
             ) from None
         yield client
+
+
+def _ignore_sigint() -> None:
+    """Run on each local worker's event loop, which is its process's main thread."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def run_cluster(

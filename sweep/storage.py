@@ -10,6 +10,7 @@ import optuna
 from sweep.errors import StorageError
 
 SQLITE_TIMEOUT_SECONDS = 60
+POOL_SIZE = 4
 
 
 def mask_url(url: str) -> str:
@@ -60,6 +61,10 @@ def open_storage(url: str, heartbeat_interval: int | None = None, grace_period: 
     else:
         # Optuna turns on pool_pre_ping only for MySQL; a dropped Postgres connection must not kill a worker.
         engine_kwargs["pool_pre_ping"] = True
+        # At most POOL_SIZE connections per process, one per thread that talks to the database (the loop, a
+        # heartbeat, a population's reporter and heartbeat): a loop holds 2 when measured, never more than 4,
+        # so the server's max_connections bounds the workers predictably (benchmarks/storage_load.py).
+        engine_kwargs.update(pool_size=POOL_SIZE, max_overflow=0)
     heartbeat: dict = {}
     if heartbeat_interval:
         with warnings.catch_warnings():
