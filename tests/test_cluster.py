@@ -12,7 +12,6 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import optuna
@@ -24,6 +23,7 @@ from sweep.cli import app
 from sweep.config import resolve_config
 from sweep.errors import ConfigError
 from sweep.runner import BUDGET_STATES
+from tests.test_runner import _wait_for
 
 BIN = Path(sys.executable).parent
 SWEEP = str(BIN / "sweep")
@@ -180,16 +180,6 @@ def dask_processes(_dask_module):
     by an earlier test is started again."""
     _dask_module.ensure_workers()
     return _dask_module
-
-
-def _wait_for(condition, timeout: float = 120.0, step: float = 0.1):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = condition()
-        if found:
-            return found
-        time.sleep(step)
-    raise AssertionError("condition not met in time")
 
 
 def _driver(tiny_csv: str, storage: str, study: str, address: str, trials: int, epochs: int) -> subprocess.Popen:
