@@ -146,6 +146,7 @@ def run(
     drop: Annotated[Optional[str], typer.Option(help="Columns not to use, COL,COL (identifiers, leaks).")] = None,
     min_level_count: Annotated[Optional[int], typer.Option(help="Levels of a text column seen fewer times in the training rows go to one '(other)' level.", show_default="5")] = None,
     max_levels: Annotated[Optional[int], typer.Option(help="Most levels one text column may have (after merging rare ones).", show_default="50")] = None,
+    cluster: Annotated[Optional[str], typer.Option(help="Place one worker loop per Dask worker: tcp://HOST:PORT of a running Dask scheduler, or local:N (needs the cluster extra).")] = None,
 ) -> None:
     """Run (or resume) a sweep until the study holds --trials finished trials. `sweep worker` is the same
     command: start it on other machines with the same --study and --storage to join a running study."""
@@ -155,6 +156,8 @@ def run(
     from sweep.runner import run_workers
 
     resolved = resolve_config(flags, config_file=config)
+    if resolved.cluster:  # the only way to Dask: without --cluster nothing of it is imported
+        from sweep.cluster import run_cluster as run_workers
     with stopping.graceful():  # Ctrl-C, `kill`, `docker stop`: the running trial ends FAIL at its next epoch
         summary = _run_with_progress(resolved, run_workers)
     _print_run_summary(resolved, summary)

@@ -16,6 +16,7 @@ from sweep.metrics import parse_objective
 DEFAULT_STORAGE = "sqlite:///studies/sweeps.db"
 PRUNER_SYNTAX = "none | median | percentile:P | hyperband | successive_halving"
 ENV_PREFIX = "SWEEP_"
+CLUSTER_SYNTAX = "tcp://HOST:PORT (a running Dask scheduler) or local:N (start N local Dask worker processes, 1 to 64)"
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,7 @@ class SweepConfig:
     drop: tuple[str, ...] = ()
     min_level_count: int = 5
     max_levels: int = 50
+    cluster: str | None = None  # Dask scheduler address or local:N (sweep.cluster); None: no Dask at all
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able dict (ranges as lists), e.g. for the study's user attributes."""
@@ -139,6 +141,16 @@ def _coerce(key: str, value: Any, source: str) -> Any:
         name, _, index = text.partition(":")
         valid = text in ("auto", "cpu", "gpu") or (name == "gpu" and index.isdigit())
         _expect(valid, key, value, source, "auto | cpu | gpu | gpu:N")
+        return text
+    if key == "cluster":
+        if value is None or str(value).strip().lower() in ("", "none"):
+            return None
+        text = str(value).strip()
+        scheme, _, rest = text.partition("://")
+        host, _, port = rest.rpartition(":")
+        local = text.startswith("local:") and text[6:].isdigit() and 1 <= int(text[6:]) <= 64
+        remote = scheme in ("tcp", "tls") and host != "" and port.isdigit() and 0 < int(port) < 65536
+        _expect(local or remote, key, value, source, CLUSTER_SYNTAX)
         return text
     if key in ("trials", "epochs", "batch_size", "hidden_layers", "seed", "intra_op_threads", "inter_op_threads",
                "workers", "heartbeat_interval", "grace_period", "population", "cv_repeats", "min_level_count", "max_levels"):

@@ -18,7 +18,7 @@ from sweep import stopping
 from sweep.dashboard import is_new_best, upload_trial_figures
 from sweep.errors import OverBudget, TrialFailed
 from sweep.metrics import Objective, metrics
-from sweep.runtime import device_label, thread_settings
+from sweep.runtime import device_label, placement, thread_settings
 from sweep.space import TrialParams, suggest
 from sweep.train import TrainSettings, score, train_models
 
@@ -144,6 +144,8 @@ def record_setup(trial: optuna.Trial, params: TrialParams, settings: TrainSettin
     trial.set_user_attr("class_weight", {"0": 1.0, "1": params.minority_weight})
     trial.set_user_attr("device", device_label())
     trial.set_user_attr("threads", thread_settings())
+    for key, value in placement().items():  # where a cluster placed this worker (sweep.cluster)
+        trial.set_user_attr(key, value)
 
 
 def report_epoch(trial: optuna.Trial, objective: Objective, y_true, scores, threshold: float, epoch: int) -> float | None:

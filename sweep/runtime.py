@@ -134,3 +134,19 @@ def detect_device() -> str:
 def device_label() -> str:
     """What a trial records as its device: "cpu" or "gpu:K" (physical index), as chosen by select_device."""
     return _device["label"] or ("gpu:0" if detect_device() == "/GPU:0" else "cpu")
+
+
+# Where a cluster placed this worker (Dask worker address, GPU resource, CUDA_VISIBLE_DEVICES), set by
+# sweep.cluster for the duration of a task; every trial records it next to its device.
+_placement: dict[str, object] = {}
+
+
+def set_placement(**attrs: object) -> None:
+    """Record where this process's trials run (replaces what was there; no arguments clears it)."""
+    _placement.clear()
+    _placement.update(attrs)
+
+
+def placement() -> dict[str, object]:
+    """The user attributes set_placement recorded (empty outside a cluster task)."""
+    return dict(_placement)

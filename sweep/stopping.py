@@ -35,6 +35,17 @@ def graceful():
             signal.signal(signum, handler)
 
 
+def request(name: str) -> None:
+    """Ask for a graceful stop from code, not a signal (e.g. a cluster task told its driver was stopped);
+    `name` says by what, as in the fail_reason "interrupted by <name>"."""
+    _requested["signal"] = name
+
+
+def clear() -> None:
+    """Forget a stop request: a long-lived process (a Dask worker) runs the next task afresh."""
+    _requested["signal"] = None
+
+
 def requested() -> str | None:
     """The name of the signal that asked this process to stop, if any."""
     return _requested["signal"]

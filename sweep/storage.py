@@ -10,6 +10,7 @@ import optuna
 from sweep.errors import StorageError
 
 SQLITE_TIMEOUT_SECONDS = 60
+POOL_SIZE = 4
 
 
 def mask_url(url: str) -> str:
@@ -60,11 +61,15 @@ def open_storage(url: str, heartbeat_interval: int | None = None, grace_period: 
     else:
         # Optuna turns on pool_pre_ping only for MySQL; a dropped Postgres connection must not kill a worker.
         engine_kwargs["pool_pre_ping"] = True
+        # At most POOL_SIZE connections per process, one per thread that talks to the database (the loop, a
+        # heartbeat, a population's reporter and heartbeat): a loop holds 2 when measured, never more than 4,
+        # so the server's max_connections bounds the workers predictably (benchmarks/storage_load.py).
+        engine_kwargs.update(pool_size=POOL_SIZE, max_overflow=0)
     heartbeat: dict = {}
     if heartbeat_interval:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=2)
+            retry = RetryStaleTrialWithReason(grace_period, max_retry=2)
         heartbeat = dict(heartbeat_interval=heartbeat_interval, grace_period=grace_period, heartbeat_stale_trial_callback=retry)
     try:
         with warnings.catch_warnings():  # the heartbeat and its retry callback are "experimental" in Optuna 5
@@ -76,6 +81,49 @@ def open_storage(url: str, heartbeat_interval: int | None = None, grace_period: 
     except Exception as exc:  # SQLAlchemy/driver errors vary by backend; all mean "cannot open"
         reason = _hide_secret(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__, url)
         raise StorageError(f"cannot open storage {shown} ({reason}); {hint}") from None
+
+
+class RetryStaleTrialWithReason(optuna.storages.RetryHeartbeatStaleTrialCallback):
+    """Optuna's retry of a trial whose heartbeat lapsed, after recording why it failed (user attr fail_reason).
+
+    Optuna fails the stale trial before calling this, and its API refuses attributes on a finished trial, so
+    the one attribute row is written through the RDB storage's own session and models (private Optuna names;
+    kept to this class).
+    """
+
+    def __init__(self, grace_period: int | None, max_retry: int) -> None:
+        super().__init__(max_retry=max_retry)
+        self.reason = f"worker lost: no heartbeat for more than {grace_period} s (its process or machine died); the trial is retried"
+
+    def __call__(self, study: optuna.Study, trial) -> None:
+        try:
+            _annotate_finished_trial(study._storage, trial._trial_id, "fail_reason", self.reason)
+        except Exception as exc:  # the reason is a courtesy; the retry must happen regardless
+            import logging
+
+            logging.getLogger("sweep").warning("could not record the fail_reason of stale trial #%d (%s)", trial.number, exc)
+        super().__call__(study, trial)
+
+
+def _annotate_finished_trial(storage, trial_id: int, key: str, value) -> None:
+    import json
+
+    from optuna.storages._rdb import models
+
+    rdb = getattr(storage, "_backend", storage)  # create_study wraps an RDBStorage in a cache
+    session = rdb.scoped_session()
+    try:
+        row = session.query(models.TrialUserAttributeModel).filter_by(trial_id=trial_id, key=key).one_or_none()
+        if row is None:
+            session.add(models.TrialUserAttributeModel(trial_id=trial_id, key=key, value_json=json.dumps(value)))
+        else:
+            row.value_json = json.dumps(value)
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
 
 
 def _use_write_ahead_log(engine) -> None:

@@ -1,0 +1,295 @@
+"""Storage load: N light client processes put a real trial's storage traffic on one study, on Postgres.
+
+    python benchmarks/storage_load.py [--clients 8 32 128] [--modes pool nullpool proxy] [--trials 32] [--seconds 75]
+        [--postgres postgresql+psycopg://postgres@127.0.0.1:5432/test]
+
+No TensorFlow: each client (a forked process) runs the storage calls of one single trial of `sweep run`
+in a loop, back to back, with no training in between (so this is the most a study can be asked for,
+not what real workers ask): the budget check, ask (TPE, multivariate, as the sweep's sampler), the three
+params (sweep.space.suggest), the heartbeat stamp, the five set-up user attributes, 50 epochs of
+report + should_prune (MedianPruner; the trial is never stopped, so every trial costs the same), the 12
+result attributes, tell. The study's budget is `--trials` for every N (so with many clients most of them
+race for the last places, as workers do at the end of a sweep); a run stops at the budget or after
+`--seconds`. Errors (e.g. "too many clients" past Postgres' max_connections) are counted, the
+client waits 0.5 s and goes on.
+
+Modes: `pool` is sweep.storage.open_storage (SQLAlchemy's QueuePool, pre-ping, heartbeats), `nullpool`
+the same with NullPool (a connection per storage call, none held idle), `proxy` Optuna's gRPC storage
+proxy (one server process holding the database connections; clients speak gRPC and record no heartbeat).
+Per row: trials/s, tell latency p50/p99, the most connections the server held for the run, errors, and
+whether the budget came out exact (finished == budget, none RUNNING, every told trial complete with its
+50 reports). A last table asks each mode whether a client killed mid-trial is caught as stale.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import uuid
+import warnings
+from pathlib import Path
+
+import numpy as np
+import optuna
+import sqlalchemy
+from optuna.trial import TrialState
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import machine  # noqa: E402
+
+from sweep.config import resolve_config  # noqa: E402
+from sweep.metrics import metrics  # noqa: E402
+from sweep.runner import BUDGET_STATES, Budget, make_pruner  # noqa: E402
+from sweep.space import suggest  # noqa: E402
+from sweep.storage import open_storage  # noqa: E402
+
+EPOCHS = 50
+HEARTBEAT, GRACE = 10, 30  # the sweep's defaults
+STALE_HEARTBEAT, STALE_GRACE = 1, 3  # the stale check's, to keep it short
+CONFIG = resolve_config({"epochs": EPOCHS}, env={})
+_y = np.r_[np.zeros(180), np.ones(20)]
+RESULT_ATTRS = {f"val_{k}": v for k, v in metrics(_y, np.random.default_rng(0).random(200), 0.5).items()} | {"train_seconds": 1.0, "epochs_run": EPOCHS}
+
+
+def tagged(url: str, tag: str) -> str:
+    return url + ("&" if "?" in url else "?") + f"application_name={tag}"
+
+
+def open_mode(mode: str, url: str, proxy_port: int | None, heartbeat: int = HEARTBEAT, grace: int = GRACE):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        if mode == "pool":
+            return open_storage(url, heartbeat, grace)
+        if mode == "nullpool":
+            retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=2)
+            return optuna.storages.RDBStorage(
+                url, engine_kwargs={"poolclass": sqlalchemy.pool.NullPool}, heartbeat_interval=heartbeat, grace_period=grace,
+                heartbeat_stale_trial_callback=retry,
+            )
+        return optuna.storages.GrpcStorageProxy(host="127.0.0.1", port=proxy_port)
+
+
+def one_trial(study: optuna.Study, budget: Budget, latencies: list, hold: threading.Event | None = None) -> str:
+    """The storage calls of one single trial of `sweep run` (objective.make_objective), without training."""
+    if len(budget._covering(study)) >= budget.total:
+        return "full"
+    trial = study.ask()
+    try:
+        if not budget.admits(trial):
+            trial.set_user_attr("over_budget", True)
+            study.tell(trial, state=TrialState.FAIL)
+            return "over"
+        storage = study._storage
+        if optuna.storages._heartbeat.is_heartbeat_enabled(storage):
+            storage.record_heartbeat(trial._trial_id)
+        params = suggest(trial, CONFIG)
+        for key, value in (("worker", f"{socket.gethostname()}:{os.getpid()}"), ("train_settings", {"epochs": EPOCHS, "batch_size": 100}),
+                           ("class_weight", {"0": 1.0, "1": params.minority_weight}), ("device", "cpu"), ("threads", {"intra_op": 1, "inter_op": 1})):
+            trial.set_user_attr(key, value)
+        for epoch in range(1, EPOCHS + 1):
+            trial.report(params.threshold * epoch / EPOCHS, epoch)
+            trial.should_prune()
+            if hold is not None and epoch == 2:
+                hold.set()
+                time.sleep(3600)  # the stale check kills the process here, mid-trial
+        for key, value in RESULT_ATTRS.items():
+            trial.set_user_attr(key, value)
+        started = time.perf_counter()
+        study.tell(trial, params.threshold)
+        latencies.append(time.perf_counter() - started)
+        return "told"
+    except BaseException:
+        try:
+            study.tell(trial, state=TrialState.FAIL)
+        except Exception:
+            pass
+        raise
+
+
+def client(mode, url, proxy_port, study_name, total, index, go, deadline_box, out) -> None:
+    latencies, told, errors, first_error = [], 0, 0, ""
+    study = None
+    go.wait()
+    deadline = deadline_box.value
+    while time.time() < deadline:
+        try:
+            if study is None:
+                study = optuna.load_study(
+                    study_name=study_name, storage=open_mode(mode, url, proxy_port),
+                    sampler=optuna.samplers.TPESampler(seed=index, multivariate=True), pruner=make_pruner("median", EPOCHS),
+                )
+            outcome = one_trial(study, Budget(total), latencies)
+            if outcome == "told":
+                told += 1
+            elif outcome == "full":
+                break
+        except Exception as exc:
+            errors += 1
+            first_error = first_error or f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:120] if str(exc).strip() else ''}"
+            time.sleep(0.5)
+    out.put((told, latencies, errors, first_error))
+
+
+def start_proxy(url: str, port: int) -> subprocess.Popen:
+    code = (
+        "import sys, warnings, optuna; warnings.simplefilter('ignore'); "
+        "from optuna.storages import RDBStorage, run_grpc_proxy_server; "
+        f"run_grpc_proxy_server(optuna.storages.get_storage(RDBStorage({url!r}, engine_kwargs={{'pool_pre_ping': True}})), host='127.0.0.1', port={port})"
+    )
+    process = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return process
+        except OSError:
+            time.sleep(0.2)
+    process.kill()
+    raise RuntimeError("the gRPC proxy did not start")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class ConnectionCounter(threading.Thread):
+    """Samples, every 0.25 s, the server connections whose application_name is the run's tag; keeps the most."""
+
+    def __init__(self, url: str, tag: str) -> None:
+        super().__init__(daemon=True)
+        self.engine = sqlalchemy.create_engine(url, poolclass=sqlalchemy.pool.NullPool)
+        self.tag, self.most, self.stopped = tag, 0, threading.Event()
+
+    def run(self) -> None:
+        with self.engine.connect() as connection:
+            while not self.stopped.wait(0.25):
+                found = connection.execute(sqlalchemy.text("select count(*) from pg_stat_activity where application_name = :t"), {"t": self.tag}).scalar()
+                connection.commit()
+                self.most = max(self.most, found)
+
+    def stop(self) -> int:
+        self.stopped.set()
+        self.join()
+        self.engine.dispose()
+        return self.most
+
+
+def run_one(mode: str, url: str, clients: int, total: int, seconds: float) -> str:
+    tag = f"load-{uuid.uuid4().hex[:8]}"
+    study_name = tag
+    optuna.create_study(storage=url, study_name=study_name, direction="maximize")
+    port = free_port() if mode == "proxy" else None
+    proxy = start_proxy(tagged(url, tag), port) if port else None
+    context = multiprocessing.get_context("fork")
+    go, out = context.Event(), context.Queue()
+    deadline_box = context.Value("d", 0.0)
+    processes = [context.Process(target=client, args=(mode, tagged(url, tag), port, study_name, total, i, go, deadline_box, out)) for i in range(clients)]
+    for process in processes:
+        process.start()
+    counter = ConnectionCounter(url, tag)
+    counter.start()
+    started = time.time()
+    deadline_box.value = started + seconds
+    go.set()
+    results = [out.get(timeout=seconds + 120) for _ in processes]
+    wall = time.time() - started
+    for process in processes:
+        process.join(timeout=30)
+    held = counter.stop()
+    if proxy is not None:
+        os.killpg(proxy.pid, signal.SIGTERM)
+        proxy.wait(timeout=30)
+    study = optuna.load_study(study_name=study_name, storage=url)
+    trials = study.get_trials(deepcopy=False)
+    finished = [t for t in trials if t.state in BUDGET_STATES]
+    told = sum(r[0] for r in results)
+    latencies = sorted(x for r in results for x in r[1])
+    errors = sum(r[2] for r in results)
+    first_error = next((r[3] for r in results if r[3]), "")
+    running = sum(t.state == TrialState.RUNNING for t in trials)
+    intact = told == len(finished) and all(len(t.intermediate_values) == EPOCHS for t in finished)
+    exact = len(finished) == total and running == 0 and intact
+    optuna.delete_study(study_name=study_name, storage=url)
+    p50 = 1000 * statistics.median(latencies) if latencies else float("nan")
+    p99 = 1000 * latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))] if latencies else float("nan")
+    verdict = "yes" if exact else f"no: {len(finished)}/{total} finished, {running} running, told {told}"
+    if not exact and wall >= seconds:
+        verdict += f" (stopped at the {seconds:.0f} s limit)"
+    return (f"| {mode} | {clients} | {len(finished)} | {wall:.0f} | {len(finished) / wall:.1f} | {p50:.0f} | {p99:.0f} | {held} | {errors} "
+            f"| {verdict} | {first_error} |")
+
+
+def stale_check(mode: str, url: str) -> str:
+    """Kill a client mid-trial; after the grace period, does fail_stale_trials (run directly on Postgres) fail it?"""
+    tag = f"stale-{uuid.uuid4().hex[:8]}"
+    optuna.create_study(storage=url, study_name=tag, direction="maximize")
+    port = free_port() if mode == "proxy" else None
+    proxy = start_proxy(url, port) if port else None
+    context = multiprocessing.get_context("fork")
+    hold = context.Event()
+
+    def victim() -> None:
+        study = optuna.load_study(study_name=tag, storage=open_mode(mode, url, port, STALE_HEARTBEAT, STALE_GRACE))
+        one_trial(study, Budget(10), [], hold)
+
+    process = context.Process(target=victim)
+    process.start()
+    hold.wait(timeout=60)
+    process.kill()
+    process.join()
+    time.sleep(STALE_GRACE + 2)
+    direct = optuna.load_study(study_name=tag, storage=open_storage(url, STALE_HEARTBEAT, STALE_GRACE))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(direct)
+    state = optuna.load_study(study_name=tag, storage=url).trials[0].state
+    if proxy is not None:
+        os.killpg(proxy.pid, signal.SIGTERM)
+        proxy.wait(timeout=30)
+    optuna.delete_study(study_name=tag, storage=url)
+    caught = "yes" if state == TrialState.FAIL else f"no (still {state.name} {STALE_GRACE + 2} s after, grace {STALE_GRACE} s)"
+    return f"| {mode} | {caught} |"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clients", type=int, nargs="+", default=[8, 32, 128])
+    parser.add_argument("--modes", nargs="+", default=["pool", "nullpool", "proxy"], choices=["pool", "nullpool", "proxy"])
+    parser.add_argument("--trials", type=int, default=32, help="the study's budget in every run")
+    parser.add_argument("--seconds", type=float, default=75, help="time limit of one run")
+    parser.add_argument("--postgres", default="postgresql+psycopg://postgres@127.0.0.1:5432/test")
+    parser.add_argument("--no-stale-check", action="store_true")
+    args = parser.parse_args()
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    # ask() on a heartbeat storage warns once per trial; the sweep's populations record heartbeats by hand too.
+    warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used with Study.optimize")
+    engine = sqlalchemy.create_engine(args.postgres)
+    with engine.connect() as connection:
+        limit = connection.execute(sqlalchemy.text("show max_connections")).scalar()
+        version = connection.execute(sqlalchemy.text("show server_version")).scalar()
+    engine.dispose()
+    print(f"Machine: {machine()}; Postgres {version} on 127.0.0.1, max_connections {limit}\n")
+    print(f"budget {args.trials} trials x {EPOCHS} epochs per run, at most {args.seconds:.0f} s per run\n")
+    print("| mode | clients | finished | wall (s) | trials/s | tell p50 (ms) | tell p99 (ms) | connections held (max) | errors | budget exact, nothing lost | first error |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for clients in args.clients:
+        for mode in args.modes:
+            print(run_one(mode, args.postgres, clients, args.trials, args.seconds), flush=True)
+    if not args.no_stale_check:
+        print("\n| mode | a client killed mid-trial is failed as stale |\n|---|---|")
+        for mode in args.modes:
+            print(stale_check(mode, args.postgres), flush=True)
+
+
+if __name__ == "__main__":
+    main()
