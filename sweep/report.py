@@ -271,7 +271,6 @@ def study_report(storage_url: str, study_name: str, folder: Path, seeds=(0, 1, 2
     )
     rows = tutorial_rows(dataset, seeds=seeds) + [best_row, logistic_reference_row(dataset)]
     intervals = bootstrap_intervals(dataset.test.y, best_scores, params.threshold, seed=found.settings.seed)
-    differences = paired_differences(dataset.test.y, best_row, rows)
     notes = [
         "Every model here learned from all non-test rows; the tutorial rows are means ± sd over seeds, and their "
         "paired comparison uses the first seed's model."
@@ -287,6 +286,7 @@ def study_report(storage_url: str, study_name: str, folder: Path, seeds=(0, 1, 2
             "test positives moves by about ±0.02 from sampling alone, so a fitted model can tie or pass the "
             "ceiling's F1 on one split by luck."
         )
+    differences = paired_differences(dataset.test.y, best_row, rows)
     figures = study_figures(study, best_scores, dataset.test.y, params.threshold, folder)
     objective = study.user_attrs["objective"]["spec"]
     return StudyReport(study_name, objective, best.number, tuple(best.values), rows, best_row, figures, notes, intervals, differences)
