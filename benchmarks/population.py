@@ -89,7 +89,7 @@ def trials_per_hour(repeats: int, single_trials: int, tutorial_trials: int) -> N
 
 def equal_learning(seeds: int) -> None:
     dataset = load_dataset(SweepConfig())
-    X, y, Xv, yv = dataset.train.X, dataset.train.y, dataset.validation.X, dataset.validation.y
+    X, y, Xv, yv = dataset.train.X, dataset.train.y, dataset.holdout.X, dataset.holdout.y
     alone: dict[int, list[float]] = {i: [] for i in range(len(EQUAL_LEARNING_MEMBERS))}
     together: dict[int, list[float]] = {i: [] for i in range(len(EQUAL_LEARNING_MEMBERS))}
     for seed in range(seeds):

@@ -42,7 +42,7 @@ def best_f1(y, scores) -> float:
 def quality(dataset, scores) -> tuple[float, float]:
     from sklearn.metrics import average_precision_score
 
-    return float(average_precision_score(dataset.validation.y, scores)), best_f1(dataset.validation.y, scores)
+    return float(average_precision_score(dataset.holdout.y, scores)), best_f1(dataset.holdout.y, scores)
 
 
 def tutorial_fit_trial(dataset, class_weight, seed: int):
@@ -56,14 +56,14 @@ def tutorial_fit_trial(dataset, class_weight, seed: int):
     model.compile(optimizer="adam", loss="binary_crossentropy")
     model.fit(dataset.train.X, dataset.train.y, epochs=50, batch_size=100, class_weight=class_weight, verbose=0)
     seconds = time.perf_counter() - started
-    return seconds, quality(dataset, model.predict(dataset.validation.X, verbose=0).ravel())
+    return seconds, quality(dataset, model.predict(dataset.holdout.X, verbose=0).ravel())
 
 
 def sweep_trial(dataset, class_weight, seed: int):
     started = time.perf_counter()
     model, _ = train_model(dataset.train.X, dataset.train.y, 2, class_weight, TrainSettings(50, 100, 0.001, 1, seed))
     seconds = time.perf_counter() - started
-    return seconds, quality(dataset, score(model, dataset.validation.X))
+    return seconds, quality(dataset, score(model, dataset.holdout.X))
 
 
 def speed_and_quality(seeds: int) -> None:
