@@ -130,7 +130,7 @@ def test_dropped_columns_are_named_in_a_warning(tmp_path):
 def test_thread_settings_reach_tensorflow_and_the_trial(tiny_csv, tmp_path):
     """Check that --intra-op-threads/--inter-op-threads are applied in a fresh process and recorded per trial."""
     storage = f"sqlite:///{tmp_path / 'threads.db'}"
-    args = ["run", "--data", tiny_csv, "--target", "label", "--trials", "1", "--epochs", "1", "--storage", storage]
+    args = ["run", "--data", tiny_csv, "--target", "label", "--trials", "1", "--epochs", "1", "--storage", storage, "--cv", "0"]
     done = subprocess.run([SWEEP, *args, "--intra-op-threads", "2", "--inter-op-threads", "3"], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     trial = optuna.load_study(study_name="minority-weight", storage=storage).trials[0]
@@ -316,7 +316,7 @@ def test_no_password_in_any_output_attribute_or_file(postgres_url, tiny_csv, tmp
     url = make_url(postgres_url).set(password=secret).render_as_string(hide_password=False)
     bundle = tmp_path / "bundle"
     runs = [
-        ["run", "--data", tiny_csv, "--target", "label", "--study", unique_name, "--trials", "2", "--epochs", "2", "--storage", url],
+        ["run", "--data", tiny_csv, "--target", "label", "--study", unique_name, "--trials", "2", "--epochs", "2", "--storage", url, "--cv", "0"],
         ["studies", "--storage", url],
         ["show", unique_name, "--storage", url],
         ["export", unique_name, "--out", str(bundle), "--storage", url],

@@ -186,7 +186,7 @@ def _driver(tiny_csv: str, storage: str, study: str, address: str, trials: int, 
     command = [
         SWEEP, "run", "--cluster", address, "--data", tiny_csv, "--target", "label", "--storage", storage, "--study", study,
         "--trials", str(trials), "--epochs", str(epochs), "--population", "1", "--pruner", "none", "--batch-size", "32",
-        "--heartbeat-interval", "1", "--grace-period", "3",
+        "--heartbeat-interval", "1", "--grace-period", "3", "--cv", "0",
     ]
     return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 

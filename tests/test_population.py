@@ -159,7 +159,7 @@ def test_killed_population_worker_leaves_no_trial_running(tiny_csv, tmp_path):
     command = [
         SWEEP, "worker", "--data", tiny_csv, "--target", "label", "--storage", storage, "--study", "pop", "--trials", "6",
         "--population", "3", "--epochs", "200", "--batch-size", "32", "--pruner", "none",
-        "--heartbeat-interval", "1", "--grace-period", "3",
+        "--heartbeat-interval", "1", "--grace-period", "3", "--cv", "0",
     ]
     worker = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:

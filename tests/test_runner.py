@@ -153,7 +153,7 @@ def _worker_command(csv: str, storage: str, study: str, trials: int, epochs: int
     return [
         SWEEP, "worker", "--data", csv, "--target", "label", "--storage", storage, "--study", study,
         "--trials", str(trials), "--epochs", str(epochs), "--pruner", "none", "--batch-size", "32",
-        "--heartbeat-interval", "1", "--grace-period", "3", "--population", str(population),
+        "--heartbeat-interval", "1", "--grace-period", "3", "--population", str(population), "--cv", "0",
     ]
 
 
