@@ -38,20 +38,20 @@ def sqlite_url(tmp_path) -> str:
     return f"sqlite:///{tmp_path / 'studies' / 'test.db'}"
 
 
+def tiny_values(tiny_csv: str, storage: str, **overrides) -> SweepConfig:
+    """A fast config on the tiny table: 2 epochs, small batches, one validation split (pass cv=K for folds)."""
+    values = dict(
+        data=tiny_csv, target="label", storage=storage, study="tiny", trials=2, epochs=2,
+        batch_size=64, hidden_width="1:8", seed=0, cv=0,
+    )
+    values.update(overrides)
+    return resolve_config(values, env={})
+
+
 @pytest.fixture
 def tiny_config(tiny_csv, sqlite_url):
-    """A fast config on the tiny table: 2 epochs, small batches, one validation split (pass cv=K for folds),
-    a SQLite file in tmp_path."""
-
-    def build(**overrides) -> SweepConfig:
-        values = dict(
-            data=tiny_csv, target="label", storage=sqlite_url, study="tiny", trials=2, epochs=2,
-            batch_size=64, hidden_width="1:8", seed=0, cv=0,
-        )
-        values.update(overrides)
-        return resolve_config(values, env={})
-
-    return build
+    """tiny_values with a SQLite file in tmp_path."""
+    return lambda **overrides: tiny_values(tiny_csv, sqlite_url, **overrides)
 
 
 @pytest.fixture(scope="session")
@@ -61,11 +61,7 @@ def cross_validated(tmp_path_factory, tiny_csv):
     from sweep.runner import run_sweep
 
     folder = tmp_path_factory.mktemp("cv")
-    config = resolve_config(
-        {"data": tiny_csv, "target": "label", "storage": f"sqlite:///{folder / 'cv.db'}", "study": "cv", "trials": 3,
-         "epochs": 2, "batch_size": 64, "hidden_width": "1:8", "cv": 5},
-        env={},
-    )
+    config = tiny_values(tiny_csv, f"sqlite:///{folder / 'cv.db'}", study="cv", trials=3, cv=5)
     run_sweep(config)
     return config, export_best(config.storage, config.study, folder / "bundle")
 

@@ -11,13 +11,16 @@ from sweep.errors import DataError, ExportError
 from sweep.export import export_best, load_bundle, predict
 from sweep.runner import run_sweep
 from sweep.storage import open_storage
+from tests.conftest import tiny_values
 
 
-@pytest.fixture
-def exported(tiny_config, tmp_path):
-    config = tiny_config(trials=3)
+@pytest.fixture(scope="module")
+def exported(tiny_csv, tmp_path_factory):
+    """A 3-trial study with one validation split on the tiny table, exported (shared by the tests below)."""
+    folder = tmp_path_factory.mktemp("exported")
+    config = tiny_values(tiny_csv, f"sqlite:///{folder / 'e.db'}", trials=3)
     run_sweep(config)
-    return config, export_best(config.storage, config.study, tmp_path / "bundle")
+    return config, export_best(config.storage, config.study, folder / "bundle")
 
 
 def test_bundle_reproduces_the_best_trial(exported):
