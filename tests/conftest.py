@@ -51,7 +51,7 @@ def tiny_values(tiny_csv: str, storage: str, **overrides) -> SweepConfig:
 @pytest.fixture
 def tiny_config(tiny_csv, sqlite_url):
     """tiny_values with a SQLite file in tmp_path."""
-    return lambda **overrides: tiny_values(tiny_csv, sqlite_url, **overrides)
+    return lambda **overrides: tiny_values(tiny_csv, **({"storage": sqlite_url} | overrides))
 
 
 @pytest.fixture(scope="session")
