@@ -249,12 +249,13 @@ def _stratified_counts(y: np.ndarray, resamples: int, seed: int) -> np.ndarray:
     return counts
 
 
-def _weighted_metrics(y: np.ndarray, scores: np.ndarray, threshold: float, weights: np.ndarray) -> dict[str, np.ndarray]:
-    """precision, recall, f1, flag_rate and average precision for each row of `weights` (row multiplicities).
+def _weighted_metrics(y: np.ndarray, scores: np.ndarray, threshold: float, weights: np.ndarray, with_ap: bool = True) -> dict[str, np.ndarray]:
+    """precision, recall, f1, flag_rate and (with_ap) average precision for each row of `weights` (row
+    multiplicities).
 
     Average precision is sklearn's (steps at each distinct score, highest first), computed for every
     resample at once from cumulative sums in score order; with unit weights it equals average_precision
-    (tests check both).
+    (tests check both). It is the costly part (a sort and two cumulative sums), so F1-only callers skip it.
     """
     flagged = scores >= threshold
     positives = weights @ y
@@ -265,6 +266,9 @@ def _weighted_metrics(y: np.ndarray, scores: np.ndarray, threshold: float, weigh
         precision = np.where(tp + fp > 0, tp / (tp + fp), 0.0)
         recall = np.where(positives > 0, tp / positives, 0.0)
         f1 = np.where(precision + recall > 0, 2 * precision * recall / (precision + recall), 0.0)
+        found = {"precision": precision, "recall": recall, "f1": f1, "flag_rate": (tp + fp) / total}
+        if not with_ap:
+            return found
         order = np.argsort(-scores, kind="stable")
         sorted_scores = scores[order]
         # last position of each group of tied scores: a threshold step in precision_recall_curve
@@ -274,8 +278,16 @@ def _weighted_metrics(y: np.ndarray, scores: np.ndarray, threshold: float, weigh
         cum_all = np.cumsum(sorted_weights, axis=1)[:, ends]
         step_tp = np.diff(np.concatenate([np.zeros((len(weights), 1)), cum_tp], axis=1), axis=1)
         step_precision = np.where(cum_all > 0, cum_tp / cum_all, 0.0)
-        ap = np.where(positives > 0, (step_tp * step_precision).sum(axis=1) / positives, np.nan)
-    return {"precision": precision, "recall": recall, "f1": f1, "average_precision": ap, "flag_rate": (tp + fp) / total}
+        found["average_precision"] = np.where(positives > 0, (step_tp * step_precision).sum(axis=1) / positives, np.nan)
+    return found
+
+
+def _bootstrap(y: np.ndarray, statistics, resamples: int, seed: int) -> dict[str, np.ndarray]:
+    """Every resample's values of statistics(weights block) -> {name: (block,) values}, over one stratified
+    bootstrap of y's rows, computed in blocks of _BOOTSTRAP_CHUNK resamples."""
+    counts = _stratified_counts(y, resamples, seed)
+    blocks = [statistics(counts[start : start + _BOOTSTRAP_CHUNK]) for start in range(0, resamples, _BOOTSTRAP_CHUNK)]
+    return {name: np.concatenate([block[name] for block in blocks]) for name in blocks[0]}
 
 
 def bootstrap_intervals(
@@ -289,17 +301,9 @@ def bootstrap_intervals(
     """
     y = np.asarray(y_true).astype(np.float64).ravel()
     s = np.asarray(scores, dtype=np.float64).ravel()
-    draws = {name: [] for name in INTERVAL_METRICS}
-    counts = _stratified_counts(y, resamples, seed)
-    for start in range(0, resamples, _BOOTSTRAP_CHUNK):
-        found = _weighted_metrics(y, s, threshold, counts[start : start + _BOOTSTRAP_CHUNK])
-        for name in INTERVAL_METRICS:
-            draws[name].append(found[name])
+    draws = _bootstrap(y, lambda weights: _weighted_metrics(y, s, threshold, weights), resamples, seed)
     tail = (1 - level) / 2 * 100
-    return {
-        name: tuple(float(v) for v in np.nanpercentile(np.concatenate(values), [tail, 100 - tail]))
-        for name, values in draws.items()
-    }
+    return {name: tuple(float(v) for v in np.nanpercentile(draws[name], [tail, 100 - tail])) for name in INTERVAL_METRICS}
 
 
 def paired_f1_difference(
@@ -309,14 +313,13 @@ def paired_f1_difference(
     """F1(a) - F1(b) on the same rows, with a percentile interval from one stratified bootstrap that resamples
     the same rows for both models (paired): {"difference", "low", "high"}."""
     y = np.asarray(y_true).astype(np.float64).ravel()
-    counts = _stratified_counts(y, resamples, seed)
-    differences = []
-    for start in range(0, resamples, _BOOTSTRAP_CHUNK):
-        block = counts[start : start + _BOOTSTRAP_CHUNK]
-        a = _weighted_metrics(y, np.asarray(scores_a, dtype=np.float64).ravel(), threshold_a, block)["f1"]
-        b = _weighted_metrics(y, np.asarray(scores_b, dtype=np.float64).ravel(), threshold_b, block)["f1"]
-        differences.append(a - b)
+    a, b = (np.asarray(scores, dtype=np.float64).ravel() for scores in (scores_a, scores_b))
+
+    def difference(weights):
+        f1 = [_weighted_metrics(y, s, t, weights, with_ap=False)["f1"] for s, t in ((a, threshold_a), (b, threshold_b))]
+        return {"f1": f1[0] - f1[1]}
+
     tail = (1 - level) / 2 * 100
-    low, high = np.percentile(np.concatenate(differences), [tail, 100 - tail])
+    low, high = np.percentile(_bootstrap(y, difference, resamples, seed)["f1"], [tail, 100 - tail])
     observed = threshold_metrics(y, scores_a, threshold_a)["f1"] - threshold_metrics(y, scores_b, threshold_b)["f1"]
     return {"difference": float(observed), "low": float(low), "high": float(high)}
