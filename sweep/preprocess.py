@@ -123,7 +123,6 @@ class Preprocessor:
                 f"no usable feature column in {source!r} ({reasons}); expected at least one column that varies"
             )
         medians, indicators = (), ()
-        blocks = []
         if numeric:
             values = np.column_stack([as_numbers(frame[c], c, source) for c in numeric])
             imputer = SimpleImputer(strategy="median", add_indicator=True).fit(values)
