@@ -45,7 +45,7 @@ def quality(dataset, scores) -> tuple[float, float]:
     return float(average_precision_score(dataset.holdout.y, scores)), best_f1(dataset.holdout.y, scores)
 
 
-def tutorial_fit_trial(dataset, class_weight, seed: int):
+def tutorial_fit_trial(dataset, class_weight, seed: int, epochs: int = 50):
     import keras
 
     from sweep.model import build_model
@@ -54,7 +54,7 @@ def tutorial_fit_trial(dataset, class_weight, seed: int):
     keras.utils.set_random_seed(seed)
     model = build_model(2, 2, 1)
     model.compile(optimizer="adam", loss="binary_crossentropy")
-    model.fit(dataset.train.X, dataset.train.y, epochs=50, batch_size=100, class_weight=class_weight, verbose=0)
+    model.fit(dataset.train.X, dataset.train.y, epochs=epochs, batch_size=100, class_weight=class_weight, verbose=0)
     seconds = time.perf_counter() - started
     return seconds, quality(dataset, model.predict(dataset.holdout.X, verbose=0).ravel())
 

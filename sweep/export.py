@@ -21,7 +21,7 @@ from sweep.space import TrialParams
 from sweep.runtime import tensorflow
 from sweep.storage import load_study, mask_url, open_storage
 from sweep.preprocess import Preprocessor
-from sweep.train import TrainSettings, score, train_model
+from sweep.train import Network, TrainSettings, score, train_model
 
 BUNDLE_FILES = ("best.json", "model.keras", "preprocessor.json")
 PACKAGES = ("sweep", "tensorflow", "keras", "optuna", "scikit-learn", "numpy", "pandas")
@@ -189,7 +189,7 @@ def export_best(storage_url: str, study_name: str, out_dir: str | Path, force: b
     if out_dir.is_dir() and force:
         shutil.rmtree(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    model.save(out_dir / "model.keras")
+    (model.to_keras() if isinstance(model, Network) else model).save(out_dir / "model.keras")
     (out_dir / "preprocessor.json").write_text(json.dumps(found.preprocessor.to_dict(), indent=2) + "\n")
     (out_dir / "best.json").write_text(json.dumps(bundle, indent=2) + "\n")
     return ExportResult(out_dir, bundle)

@@ -11,6 +11,7 @@ where the time of these tiny networks goes.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from sweep.runtime import detect_device, tensorflow
-from sweep.train import FusedAdam, compiled_epoch
+from sweep.train import FusedAdam, compiled_epoch, open_variable
 
 # Rows scored per step by Population.scores: keeps the (sum(widths), rows) hidden block in cache.
 SCORE_CHUNK = 4096
@@ -66,10 +67,12 @@ class Population:
     unchanged by a gradient's scale, so a step of the shared rate on the stored weights moves the used
     weights c_k times as far: member k trains at its own rate, and the one fused Adam update per variable
     stays. With one rate for all (c = 1) nothing is scaled.
+
+    While it trains, its stored weights are the variables of a cached PopulationProgram; afterwards they are
+    a numpy copy (`release`), so a later population may reuse the program.
     """
 
     def __init__(self, n_features: int, members: list[Member], learning_rate: float | None = None) -> None:
-        tf = tensorflow()
         self.members = members
         widths = [m.hidden_width for m in members]
         self.offsets = np.concatenate([[0], np.cumsum(widths)]).astype(int)
@@ -77,65 +80,49 @@ class Population:
         W1 = np.zeros((n_features, total), dtype=np.float32)
         w2 = np.zeros(total, dtype=np.float32)
         for k, member in enumerate(members):
-            # Keras' Dense default initialisation (Glorot uniform kernels, zero biases) for the member's own width.
+            # Keras' Dense default initialisation (Glorot uniform kernels, zero biases) for the member's own
+            # width: the draws of sweep.train.initial_layers for a single network with this seed.
             rng = np.random.default_rng(member.seed)
             w, units = member.hidden_width, slice(self.offsets[k], self.offsets[k + 1])
             limit_1, limit_2 = np.sqrt(6 / (n_features + w)), np.sqrt(6 / (w + 1))
             W1[:, units] = rng.uniform(-limit_1, limit_1, size=(n_features, w))
             w2[units] = rng.uniform(-limit_2, limit_2, size=w)
         rates = np.array([m.learning_rate or learning_rate or 1.0 for m in members], dtype=np.float64)
-        self.unit_scale = self.member_scale = None
-        if learning_rate is not None and np.any(rates != learning_rate):
-            member_scale = (rates / learning_rate).astype(np.float32)
-            unit_scale = np.repeat(member_scale, widths)
-            W1, w2 = W1 / unit_scale, w2 / unit_scale
-            self.member_scale, self.unit_scale = tf.constant(member_scale), tf.constant(unit_scale)
-        self.variables = {
-            "W1": tf.Variable(W1), "b1": tf.Variable(np.zeros(total, np.float32)),
-            "w2": tf.Variable(w2), "b2": tf.Variable(np.zeros(len(members), np.float32)),
-        }
+        self.member_scale = np.ones(len(members), np.float32)
+        self.scaled = learning_rate is not None and bool(np.any(rates != learning_rate))
+        if self.scaled:
+            self.member_scale = (rates / learning_rate).astype(np.float32)
+        self.unit_scale = np.repeat(self.member_scale, widths)
+        if self.scaled:
+            W1, w2 = W1 / self.unit_scale, w2 / self.unit_scale
+        self.stored = {"W1": W1, "b1": np.zeros(total, np.float32), "w2": w2, "b2": np.zeros(len(members), np.float32)}
         # Which member each hidden unit belongs to: the segment sum adds a member's units into its output in
         # O(units) work, where a (S, K) indicator matmul costs O(units * K).
-        self.owner = tf.constant(np.repeat(np.arange(len(members)), widths), dtype=tf.int32)
-        self._score_chunk = tf.function(lambda x: tf.sigmoid(self.logits(x)))
-        # Scores of a block of consecutive members only (one fold's models); bounds are tensors, so one trace.
-        spec = [tf.TensorSpec([None, n_features], tf.float32)] + [tf.TensorSpec([], tf.int32)] * 4
-        self._score_block = tf.function(self._block_probabilities, input_signature=spec)
+        self.owner = np.repeat(np.arange(len(members)), widths).astype(np.int32)
 
-    def weights(self) -> dict:
-        """The weights the members use: the variables, times each member's learning-rate scale when there is one."""
-        v = self.variables
-        if self.unit_scale is None:
+    def release(self) -> None:
+        """Keep the stored weights as numpy arrays, detached from the program that trained them."""
+        self.stored = {name: np.asarray(value) for name, value in self.stored.items()}
+
+    def weights(self) -> dict[str, np.ndarray]:
+        """The weights the members use (numpy): stored weights times each member's learning-rate scale."""
+        v = {name: np.asarray(value) for name, value in self.stored.items()}
+        if not self.scaled:
             return v
         return {"W1": v["W1"] * self.unit_scale, "b1": v["b1"] * self.unit_scale, "w2": v["w2"] * self.unit_scale,
                 "b2": v["b2"] * self.member_scale}
 
-    def _block_probabilities(self, x, first_unit, last_unit, first, count):
-        tf = tensorflow()
-        v = self.weights()
-        units = slice(first_unit, last_unit)
-        hidden = tf.nn.relu(tf.matmul(v["W1"][:, units], x, transpose_a=True, transpose_b=True) + v["b1"][units][:, None])
-        logits = tf.math.unsorted_segment_sum(hidden * v["w2"][units][:, None], self.owner[units] - first, count)
-        return tf.sigmoid(logits + v["b2"][first : first + count][:, None])
-
-    def logits(self, x):
-        """(K, rows) logits of every member for rows x (rows, d)."""
-        tf = tensorflow()
-        v = self.weights()
-        hidden = tf.nn.relu(tf.matmul(v["W1"], x, transpose_a=True, transpose_b=True) + v["b1"][:, None])  # (S, rows)
-        return tf.math.unsorted_segment_sum(hidden * v["w2"][:, None], self.owner, len(self.members)) + v["b2"][:, None]
-
     def scores(self, X: np.ndarray) -> np.ndarray:
         """(K, rows) predicted probabilities of the positive class."""
-        X = np.asarray(X, dtype=np.float32)
-        parts = [self._score_chunk(X[i : i + SCORE_CHUNK]).numpy() for i in range(0, len(X), SCORE_CHUNK)]
-        return np.concatenate(parts, axis=1) if parts else np.empty((len(self.members), 0), np.float32)
+        return self.block_scores(X, 0, len(self.members))
 
     def block_scores(self, X: np.ndarray, first: int, count: int) -> np.ndarray:
         """(count, rows) predicted probabilities of members first .. first + count - 1 only."""
         X = np.asarray(X, dtype=np.float32)
+        scorer = _block_scorer()
         bounds = [int(self.offsets[first]), int(self.offsets[first + count]), first, count]
-        parts = [self._score_block(X[i : i + SCORE_CHUNK], *bounds).numpy() for i in range(0, len(X), SCORE_CHUNK)]
+        state = [self.stored[name] for name in ("W1", "b1", "w2", "b2")] + [self.unit_scale, self.member_scale, self.owner]
+        parts = [scorer(X[i : i + SCORE_CHUNK], *state, *bounds).numpy() for i in range(0, len(X), SCORE_CHUNK)]
         return np.concatenate(parts, axis=1) if parts else np.empty((count, 0), np.float32)
 
     def member_model(self, k: int):
@@ -143,10 +130,112 @@ class Population:
         from sweep.model import build_model
 
         units = slice(self.offsets[k], self.offsets[k + 1])
-        v = {name: np.asarray(value) for name, value in self.weights().items()}
+        v = self.weights()
         model = build_model(v["W1"].shape[0], self.members[k].hidden_width, 1)
         model.set_weights([v["W1"][:, units], v["b1"][units], v["w2"][units, None], v["b2"][k : k + 1]])
         return model
+
+
+def used_weights(W1, b1, w2, b2, unit_scale, member_scale, scaled: bool):
+    """The weights members use from the stored ones (TensorFlow): scaled by each member's rate when `scaled`."""
+    if not scaled:
+        return W1, b1, w2, b2
+    return W1 * unit_scale, b1 * unit_scale, w2 * unit_scale, b2 * member_scale
+
+
+def population_logits(x, W1, b1, w2, b2, owner, size):
+    """(size, rows) logits of every member for rows x (rows, d): one matmul for all hidden units, then each
+    member's units summed into its output."""
+    tf = tensorflow()
+    hidden = tf.nn.relu(tf.matmul(W1, x, transpose_a=True, transpose_b=True) + b1[:, None])  # (S, rows)
+    return tf.math.unsorted_segment_sum(hidden * w2[:, None], owner, size) + b2[:, None]
+
+
+_cache = threading.local()  # per thread: compiled functions and the variables they train
+
+
+def _block_scorer():
+    """One compiled scorer per process and thread for every population: all shapes open, bounds as tensors."""
+    scorer = getattr(_cache, "scorer", None)
+    if scorer is None:
+        tf = tensorflow()
+
+        def probabilities(x, W1, b1, w2, b2, unit_scale, member_scale, owner, first_unit, last_unit, first, count):
+            W1, b1, w2, b2 = used_weights(W1, b1, w2, b2, unit_scale, member_scale, True)
+            units = slice(first_unit, last_unit)
+            logits = population_logits(x, W1[:, units], b1[units], w2[units], b2[first : first + count], owner[units] - first, count)
+            return tf.sigmoid(logits)
+
+        matrix, vector, index = tf.TensorSpec([None, None], tf.float32), tf.TensorSpec([None], tf.float32), tf.TensorSpec([None], tf.int32)
+        bound = tf.TensorSpec([], tf.int32)
+        spec = [matrix, matrix, vector, vector, vector, vector, vector, index, bound, bound, bound, bound]
+        scorer = _cache.scorer = tf.function(probabilities, input_signature=spec, autograph=False)
+    return scorer
+
+
+class PopulationProgram:
+    """The compiled epoch of every population of one family (batch size, cross-validated or not, members with
+    their own rates or not), traced once per process: its variables have open shapes and each population
+    loads its own start, rows and settings into them."""
+
+    def __init__(self, batch: int, cross_validated: bool, scaled: bool) -> None:
+        tf = tensorflow()
+        self.weights = {name: open_variable(rank, trainable=True) for name, rank in (("W1", 2), ("b1", 1), ("w2", 1), ("b2", 1))}
+        self.settings = {name: open_variable(1) for name in ("positive", "active", "unit_scale", "member_scale")}
+        self.settings["owner"] = open_variable(1, "int32")
+        self.settings["folds_of"] = open_variable(1, "int32")
+        self.rows = {"features": open_variable(2), "labels": open_variable(1)}
+        if cross_validated:
+            self.rows["keep"] = open_variable(2)
+        variables = list(self.weights.values())
+        self.adam = FusedAdam(variables)
+        s = self.settings
+
+        def batch_loss(xb, yb, kb=None):
+            size = tf.shape(s["positive"])[0]
+            used = used_weights(*variables, s["unit_scale"], s["member_scale"], scaled)
+            targets = tf.broadcast_to(yb[None, :], [size, tf.shape(yb)[0]])
+            per_row = tf.nn.sigmoid_cross_entropy_with_logits(labels=targets, logits=population_logits(xb, *used, s["owner"], size))
+            weights = yb[None, :] * s["positive"][:, None] + (1.0 - yb[None, :])  # {0: 1.0, 1: minority_weight}
+            if kb is not None:
+                weights = weights * tf.transpose(tf.gather(kb, s["folds_of"], axis=1))  # (members, rows): 0 = held out
+            member_loss = tf.reduce_sum(per_row * weights, axis=1) / tf.cast(tf.shape(xb)[0], tf.float32)
+            return tf.reduce_sum(member_loss * s["active"]), member_loss
+
+        self.run_epoch = compiled_epoch(
+            list(self.rows.values()), batch, variables, self.adam, batch_loss, lambda: tf.zeros(tf.shape(s["positive"]))
+        )
+
+    def load(self, population: Population, X, y, learning_rate: float, keep=None, member_fold=None) -> None:
+        """Load the population's start and settings and the rows; reset Adam; the population's stored weights
+        become this program's variables until it is released."""
+        for name, variable in self.weights.items():
+            variable.assign(population.stored[name])
+        population.stored = dict(self.weights)
+        size = len(population.members)
+        values = {
+            "positive": np.array([m.minority_weight for m in population.members], np.float32),
+            "active": np.ones(size, np.float32), "unit_scale": population.unit_scale, "member_scale": population.member_scale,
+            "owner": population.owner, "folds_of": np.zeros(size, np.int32) if member_fold is None else np.asarray(member_fold, np.int32),
+        }
+        for name, value in values.items():
+            self.settings[name].assign(value)
+        self.rows["features"].assign(np.asarray(X, dtype=np.float32))
+        self.rows["labels"].assign(np.asarray(y, dtype=np.float32))
+        if "keep" in self.rows:
+            self.rows["keep"].assign(np.asarray(keep, dtype=np.float32))
+        self.adam.reset(learning_rate)
+
+
+def population_program(device: str, batch: int, cross_validated: bool, scaled: bool) -> PopulationProgram:
+    """The cached program of this family (made and traced once per process and thread)."""
+    programs = getattr(_cache, "programs", None)
+    if programs is None:
+        programs = _cache.programs = {}
+    key = (device, batch, cross_validated, scaled)
+    if key not in programs:
+        programs[key] = PopulationProgram(batch, cross_validated, scaled)
+    return programs[key]
 
 
 def train_population(
@@ -173,37 +262,22 @@ def train_population(
     tf = tensorflow()
     device = detect_device()
     started = time.perf_counter()
+    size = len(members)
     with tf.device(device):
         population = Population(X.shape[1], members, learning_rate)
-        variables = list(population.variables.values())
-        features = tf.constant(X, dtype=tf.float32)
-        labels = tf.constant(np.asarray(y, dtype=np.float32))
-        positive = tf.constant([m.minority_weight for m in members], dtype=tf.float32)
-        active = tf.Variable(np.ones(len(members), dtype=np.float32))
-        size = len(members)
-        rows = [features, labels]
-        if keep is not None:
-            rows.append(tf.constant(np.asarray(keep, dtype=np.float32)))
-            folds_of = tf.constant(np.asarray(member_fold, dtype=np.int32))
-
-        def batch_loss(xb, yb, kb=None):
-            targets = tf.broadcast_to(yb[None, :], [size, tf.shape(yb)[0]])
-            per_row = tf.nn.sigmoid_cross_entropy_with_logits(labels=targets, logits=population.logits(xb))
-            weights = yb[None, :] * positive[:, None] + (1.0 - yb[None, :])  # {0: 1.0, 1: minority_weight}
-            if kb is not None:
-                weights = weights * tf.transpose(tf.gather(kb, folds_of, axis=1))  # (members, rows): 0 = held out
-            member_loss = tf.reduce_sum(per_row * weights, axis=1) / tf.cast(tf.shape(xb)[0], tf.float32)
-            return tf.reduce_sum(member_loss * active), member_loss
-
-        run_epoch = compiled_epoch(rows, batch, variables, FusedAdam(variables, learning_rate), batch_loss, (size,))
-
+        program = population_program(device, batch, keep is not None, population.scaled)
+        program.load(population, X, y, learning_rate, keep, member_fold)
+        active = program.settings["active"]
         epochs_run = np.zeros(size, dtype=int)
-        for epoch in range(epochs):
-            still = active.numpy() > 0
-            if not still.any():
-                break
-            losses = run_epoch(tf.constant([shuffle_seed, epoch], dtype=tf.int64)).numpy()
-            epochs_run[still] = epoch + 1
-            if on_epoch is not None:
-                active.assign(np.asarray(on_epoch(epoch + 1, losses, population, still), dtype=np.float32))
+        try:
+            for epoch in range(epochs):
+                still = active.numpy() > 0
+                if not still.any():
+                    break
+                losses = program.run_epoch(tf.constant([shuffle_seed, epoch], dtype=tf.int64)).numpy()
+                epochs_run[still] = epoch + 1
+                if on_epoch is not None:
+                    active.assign(np.asarray(on_epoch(epoch + 1, losses, population, still), dtype=np.float32))
+        finally:
+            population.release()
     return population, epochs_run, time.perf_counter() - started, device

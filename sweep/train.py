@@ -1,7 +1,13 @@
-"""Train one trial's Keras model: the tutorial's fit (weighted BCE, Adam, shuffled mini-batches), compiled per epoch."""
+"""Train one trial's network: the tutorial's fit (weighted BCE, Adam, shuffled mini-batches), compiled per epoch.
+
+The compiled epoch is traced once per process and shape family (features, depth, batch size), not once per
+trial: its variables have an open width, and each trial loads its own start into them. Tracing cost about
+0.2 s per trial and the Keras session clearing it needed another 0.5 s (docs/benchmarks.md, section 11).
+"""
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,6 +37,54 @@ class TrainResult:
     device: str
 
 
+@dataclass(frozen=True)
+class Network:
+    """A trained Dense network as numpy arrays: Dense(width, relu) x layers -> Dense(1, sigmoid).
+
+    Scoring it needs no Keras and no graph (a few small matmuls); `to_keras()` builds the Keras model that
+    export saves and `sweep predict` loads.
+    """
+
+    layers: tuple  # ((kernel, bias), ...), float32
+
+    def scores(self, X: np.ndarray) -> np.ndarray:
+        """Predicted probability of the positive class for each row, in row order."""
+        x = np.asarray(X, dtype=np.float32)
+        for kernel, bias in self.layers[:-1]:
+            x = np.maximum(x @ kernel + bias, 0)
+        kernel, bias = self.layers[-1]
+        logits = (x @ kernel + bias).ravel()
+        return (1.0 / (1.0 + np.exp(-logits.astype(np.float64)))).astype(np.float32)
+
+    @property
+    def hidden_width(self) -> int:
+        return int(self.layers[0][0].shape[1])
+
+    def to_keras(self):
+        """The same network as a Keras model (what `build_model` makes), with these weights."""
+        from sweep.model import build_model
+
+        model = build_model(int(self.layers[0][0].shape[0]), self.hidden_width, len(self.layers) - 1)
+        model.set_weights([array for pair in self.layers for array in pair])
+        return model
+
+
+def initial_layers(n_features: int, hidden_width: int, hidden_layers: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Keras' Dense defaults (Glorot-uniform kernels, zero biases), drawn from numpy seeded by the trial.
+
+    The same draws, in the same order, as a population member with this seed (sweep.population), so a trial
+    starts where it would start inside a population.
+    """
+    rng = np.random.default_rng(seed)
+    sizes = [n_features] + [hidden_width] * hidden_layers + [1]
+    layers = []
+    for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
+        limit = np.sqrt(6 / (fan_in + fan_out))
+        kernel = rng.uniform(-limit, limit, size=(fan_in, fan_out)).astype(np.float32)
+        layers.append((kernel, np.zeros(fan_out, dtype=np.float32)))
+    return layers
+
+
 def train_model(
     X: np.ndarray,
     y: np.ndarray,
@@ -39,10 +93,10 @@ def train_model(
     settings: TrainSettings,
     on_epoch: Callable[[int, float, object], None] | None = None,
 ):
-    """Build and train one model on every row; returns (model, TrainResult). See train_models."""
-    adapted = None if on_epoch is None else (lambda epoch, loss, models: on_epoch(epoch, loss, models[0]))
-    models, result = train_models(X, y, hidden_width, class_weight, settings, (None,), adapted)
-    return models[0], result
+    """Build and train one network on every row; returns (Network, TrainResult). See train_models."""
+    adapted = None if on_epoch is None else (lambda epoch, loss, networks: on_epoch(epoch, loss, networks[0]))
+    networks, result = train_models(X, y, hidden_width, class_weight, settings, (None,), adapted)
+    return networks[0], result
 
 
 def train_models(
@@ -54,73 +108,90 @@ def train_models(
     keeps=(None,),
     on_epoch: Callable[[int, float, list], None] | None = None,
 ):
-    """Build one model per entry of `keeps` and train them epoch by epoch side by side (fold models of one
-    trial); returns (models, TrainResult). Raises TrialFailed on a NaN/infinite loss.
+    """Train one network per entry of `keeps` epoch by epoch side by side (fold models of one trial), all
+    from the trial's start; returns (networks, TrainResult). Raises TrialFailed on a NaN/infinite loss.
 
-    keeps[k] weights model k's rows (0 = held out, None = every row): a held-out row contributes no loss, so
-    model k learns from the others only, with the batches (and Adam steps) of training on all rows.
-    on_epoch(epoch, mean_loss, models) runs after every epoch (1-based); it may raise to stop training
-    (optuna.TrialPruned does).
+    keeps[k] weights network k's rows (0 = held out, None = every row): a held-out row contributes no loss, so
+    network k learns from the others only, with the batches (and Adam steps) of training on all rows.
+    on_epoch(epoch, mean_loss, networks) runs after every epoch (1-based) with the networks as they are then;
+    it may raise to stop training (optuna.TrialPruned does).
 
     Same mathematics as model.fit(X, y, class_weight=..., batch_size=..., epochs=..., shuffle=True) with
-    binary cross-entropy and Adam (see fused_epoch); what differs is that each epoch is one tf.function
-    with no Python per step, which makes a trial cost seconds instead of a minute.
+    binary cross-entropy and Adam (see EpochProgram); what differs is that each epoch is one compiled call
+    with no Python per step, which makes a trial cost a second instead of a minute.
     """
     tf = tensorflow()
-    import keras
-
-    from sweep.model import build_model
-
-    keras.backend.clear_session()  # drop graphs of earlier trials so memory stays flat
-    keras.utils.set_random_seed(settings.seed)
     device = detect_device()
     started = time.perf_counter()
+    start = initial_layers(X.shape[1], hidden_width, settings.hidden_layers, settings.seed)
+    weights = np.where(np.asarray(y) == 1, class_weight[1], class_weight[0])
     with tf.device(device):
-        weights = np.where(np.asarray(y) == 1, class_weight[1], class_weight[0])
-        models, epochs = [], []
-        for keep in keeps:
-            model = build_model(X.shape[1], hidden_width, settings.hidden_layers)
-            models.append(model)
-            row_weights = weights if keep is None else weights * keep
-            epochs.append(fused_epoch(model, X, y, row_weights, settings.batch_size, settings.learning_rate))
+        programs = []
+        for slot, keep in enumerate(keeps):
+            program = epoch_program(device, X.shape[1], settings.hidden_layers, settings.batch_size, slot)
+            program.load(X, y, weights if keep is None else weights * keep, start, settings.learning_rate)
+            programs.append(program)
         loss = float("nan")
         epochs_run = 0
         for epoch in range(settings.epochs):
             seed = tf.constant([settings.seed, epoch], dtype=tf.int64)
-            loss = float(np.mean([float(run_epoch(seed)) for run_epoch in epochs]))
+            loss = float(np.mean([float(program(seed)) for program in programs]))
             epochs_run = epoch + 1
             if not np.isfinite(loss):
                 raise TrialFailed(f"training loss became {loss} at epoch {epochs_run}")
             if on_epoch is not None:
-                on_epoch(epochs_run, loss, models)
-    return models, TrainResult(epochs_run, time.perf_counter() - started, loss, device)
+                on_epoch(epochs_run, loss, [program.network() for program in programs])
+        networks = [program.network() for program in programs]
+    return networks, TrainResult(epochs_run, time.perf_counter() - started, loss, device)
 
 
 class FusedAdam:
     """Keras' Adam (beta_1 0.9, beta_2 0.999, epsilon 1e-7) as one ResourceApplyAdam op per variable:
-    the update keras.optimizers.Adam.update_step computes, in a fraction of its ops."""
+    the update keras.optimizers.Adam.update_step computes, in a fraction of its ops.
 
-    def __init__(self, variables: list, learning_rate: float) -> None:
+    The learning rate is a variable, so one compiled epoch serves every rate; `reset` starts a new run.
+    """
+
+    def __init__(self, variables: list) -> None:
         tf = tensorflow()
         self.variables = variables
-        self.learning_rate = learning_rate
-        self.moments = [(tf.Variable(tf.zeros(v.shape)), tf.Variable(tf.zeros(v.shape))) for v in variables]
-        self.iterations = tf.Variable(0.0)
+        self.moments = [(open_variable(len(v.shape)), open_variable(len(v.shape))) for v in variables]
+        self.iterations = tf.Variable(0.0, trainable=False)
+        self.learning_rate = tf.Variable(0.001, trainable=False)
+
+    def reset(self, learning_rate: float) -> None:
+        """Zero the moments (shaped like the variables' current values) and the step count; set the rate."""
+        tf = tensorflow()
+        for variable, (m, v) in zip(self.variables, self.moments):
+            m.assign(tf.zeros_like(variable))
+            v.assign(tf.zeros_like(variable))
+        self.iterations.assign(0.0)
+        self.learning_rate.assign(learning_rate)
 
     def apply(self, gradients) -> None:
         """One step; call inside a tf.function."""
         tf = tensorflow()
         self.iterations.assign_add(1.0)
         beta_1_power, beta_2_power = tf.pow(0.9, self.iterations), tf.pow(0.999, self.iterations)
+        rate = self.learning_rate.read_value()
         for variable, gradient, (m, v) in zip(self.variables, gradients, self.moments):
             tf.raw_ops.ResourceApplyAdam(
                 var=variable.handle, m=m.handle, v=v.handle, beta1_power=beta_1_power, beta2_power=beta_2_power,
-                lr=self.learning_rate, beta1=0.9, beta2=0.999, epsilon=1e-7, grad=gradient,
+                lr=rate, beta1=0.9, beta2=0.999, epsilon=1e-7, grad=gradient,
             )
 
 
-def fused_epoch(model, X: np.ndarray, y: np.ndarray, row_weights: np.ndarray, batch: int, learning_rate: float):
-    """A tf.function that trains `model` (Dense layers) for one epoch and returns the mean batch loss.
+def open_variable(rank: int, dtype: str = "float32", trainable: bool = False):
+    """A variable of known rank whose dimensions are all open, so one compiled function serves every shape."""
+    tf = tensorflow()
+    return tf.Variable(
+        tf.zeros([0] * rank, dtype=dtype), shape=tf.TensorShape([None] * rank), dtype=dtype, trainable=trainable
+    )
+
+
+class EpochProgram:
+    """One compiled epoch of mini-batch Adam for a Dense network of `hidden_layers` hidden layers, with open
+    widths and row counts: traced on its first call, reused by every later trial of the same family.
 
     The maths of Keras' fit with class_weight and Adam, written with raw ops because per-op overhead, not
     arithmetic, is the cost of these tiny networks (docs/benchmarks.md):
@@ -129,60 +200,95 @@ def fused_epoch(model, X: np.ndarray, y: np.ndarray, row_weights: np.ndarray, ba
       sigmoid_cross_entropy_with_logits: what keras.losses.binary_crossentropy computes for a sigmoid
       output (it recovers the logits);
     - the batch loss is sum(weight * loss) / rows in the batch, Keras' "sum_over_batch_size";
-    - Adam with Keras' defaults (beta_1 0.9, beta_2 0.999, epsilon 1e-7) as one fused
-      ResourceApplyAdam per variable, whose update is the one keras.optimizers.Adam.update_step does.
+    - Adam with Keras' defaults as one fused ResourceApplyAdam per variable (FusedAdam).
     """
-    tf = tensorflow()
-    layers = [(layer.kernel.value, layer.bias.value) for layer in model.layers]
-    variables = [variable for pair in layers for variable in pair]
-    features = tf.constant(X, dtype=tf.float32)
-    labels = tf.constant(np.asarray(y, dtype=np.float32).reshape(-1, 1))
-    weights = tf.constant(np.asarray(row_weights, dtype=np.float32).reshape(-1, 1))
 
-    def logits(x):
-        for kernel, bias in layers[:-1]:
+    def __init__(self, hidden_layers: int, batch: int) -> None:
+        self.layers = [(open_variable(2, trainable=True), open_variable(1, trainable=True)) for _ in range(hidden_layers + 1)]
+        self.variables = [variable for pair in self.layers for variable in pair]
+        self.rows = {name: open_variable(2) for name in ("features", "labels", "weights")}
+        self.adam = FusedAdam(self.variables)
+        self.run_epoch = compiled_epoch(list(self.rows.values()), batch, self.variables, self.adam, self._batch_loss)
+
+    def _batch_loss(self, xb, yb, wb):
+        tf = tensorflow()
+        x = xb
+        for kernel, bias in self.layers[:-1]:
             x = tf.nn.relu(tf.matmul(x, kernel) + bias)
-        kernel, bias = layers[-1]
-        return tf.matmul(x, kernel) + bias
-
-    def batch_loss(xb, yb, wb):
-        per_row = tf.nn.sigmoid_cross_entropy_with_logits(labels=yb, logits=logits(xb))
+        kernel, bias = self.layers[-1]
+        per_row = tf.nn.sigmoid_cross_entropy_with_logits(labels=yb, logits=tf.matmul(x, kernel) + bias)
         loss = tf.reduce_sum(per_row * wb) / tf.cast(tf.shape(xb)[0], tf.float32)
         return loss, loss
 
-    return compiled_epoch([features, labels, weights], batch, variables, FusedAdam(variables, learning_rate), batch_loss)
+    def load(self, X: np.ndarray, y: np.ndarray, row_weights: np.ndarray, start, learning_rate: float) -> None:
+        """Set the rows, their weights and the network's starting weights; reset Adam."""
+        self.rows["features"].assign(np.asarray(X, dtype=np.float32))
+        self.rows["labels"].assign(np.asarray(y, dtype=np.float32).reshape(-1, 1))
+        self.rows["weights"].assign(np.asarray(row_weights, dtype=np.float32).reshape(-1, 1))
+        for (kernel, bias), (kernel_start, bias_start) in zip(self.layers, start):
+            kernel.assign(kernel_start)
+            bias.assign(bias_start)
+        self.adam.reset(learning_rate)
+
+    def __call__(self, shuffle_seed):
+        """Train one epoch; returns the mean batch loss."""
+        return self.run_epoch(shuffle_seed)
+
+    def network(self) -> Network:
+        """The weights as they are now."""
+        return Network(tuple((kernel.numpy(), bias.numpy()) for kernel, bias in self.layers))
 
 
-def compiled_epoch(rows: list, batch: int, variables: list, adam: FusedAdam, batch_loss, tracked_shape=()):
+_programs = threading.local()  # per thread: two threads training at once must not share variables
+
+
+def epoch_program(device: str, n_features: int, hidden_layers: int, batch: int, slot: int = 0) -> EpochProgram:
+    """The compiled epoch for this family, made (and traced) once per process and thread; `slot` tells apart
+    the networks one trial trains side by side (its fold models)."""
+    cache = getattr(_programs, "cache", None)
+    if cache is None:
+        cache = _programs.cache = {}
+    key = (device, n_features, hidden_layers, batch, slot)
+    if key not in cache:
+        cache[key] = EpochProgram(hidden_layers, batch)
+    return cache[key]
+
+
+def compiled_epoch(rows: list, batch: int, variables: list, adam: FusedAdam, batch_loss, tracked_zeros=None):
     """A tf.function(shuffle_seed) that runs one epoch of mini-batch Adam and returns the mean of what
     batch_loss tracks over the epoch's batches.
 
-    The tensors in `rows` (one entry per training row each) are shuffled together, stateless and seeded by
+    The variables in `rows` (one entry per training row each) are shuffled together, stateless and seeded by
     the epoch, and cut into consecutive batches of `batch`; batch_loss(*batch_rows) returns (the loss to
-    minimise, the value to track, of shape tracked_shape). Shared by single trials and populations.
+    minimise, the value to track, shaped like tracked_zeros() (default: a scalar)). Shared by single trials and populations. The loop
+    is a plain tf.while_loop (no autograph), which halves the one-time trace.
     """
     tf = tensorflow()
-    n_rows = int(rows[0].shape[0])
-    n_batches = -(-n_rows // batch)
 
-    @tf.function
     def run_epoch(shuffle_seed):
-        order = tf.argsort(tf.random.stateless_uniform([n_rows], seed=shuffle_seed))
+        n_rows = tf.shape(rows[0])[0]
+        n_batches = (n_rows + batch - 1) // batch
+        order = tf.argsort(tf.random.stateless_uniform(tf.reshape(n_rows, [1]), seed=shuffle_seed))
         shuffled = [tf.gather(row, order) for row in rows]
-        total = tf.zeros(tracked_shape)
-        for step in tf.range(n_batches):
-            start = step * batch
+
+        def step(index, total):
+            start = index * batch
             batch_rows = [row[start : start + batch] for row in shuffled]
             with tf.GradientTape() as tape:
                 loss, tracked = batch_loss(*batch_rows)
             adam.apply(tape.gradient(loss, variables))
-            total += tracked
+            return index + 1, total + tracked
+
+        total = tf.zeros([]) if tracked_zeros is None else tracked_zeros()
+        _, total = tf.while_loop(lambda index, _total: index < n_batches, step, (tf.constant(0), total))
         return total / tf.cast(n_batches, tf.float32)
 
-    return run_epoch
+    return tf.function(run_epoch, autograph=False)
 
 
 def score(model, X: np.ndarray, chunk: int = 65_536) -> np.ndarray:
-    """Predicted probability of the positive class for each row, in row order."""
+    """Predicted probability of the positive class for each row, in row order (a Network or a Keras model)."""
+    if isinstance(model, Network):
+        return model.scores(X)
     parts = [model(X[i : i + chunk], training=False).numpy().ravel() for i in range(0, len(X), chunk)]
     return np.concatenate(parts) if parts else np.empty(0)

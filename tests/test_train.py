@@ -55,29 +55,52 @@ def test_non_finite_loss_fails_the_trial(problem):
 
 
 @pytest.mark.parametrize("hidden_layers, class_weight", [(1, {0: 1.0, 1: 5.0}), (2, {0: 0.5, 1: 40.0})])
-def test_fused_epoch_is_keras_fit(problem, hidden_layers, class_weight):
-    """Check that the fused loop's weights after 3 epochs equal Keras fit(class_weight=...) with Adam from the same start.
+def test_epoch_program_is_keras_fit(problem, hidden_layers, class_weight):
+    """Check that the compiled epoch's weights after 3 epochs equal Keras fit(class_weight=...) with Adam from the same start.
 
     One batch of all rows makes the shuffle order irrelevant, so the two must agree to float32 round-off.
     """
     import keras
 
     from sweep.model import build_model
-    from sweep.train import fused_epoch
+    from sweep.train import epoch_program
 
     X, y = problem
     keras.utils.set_random_seed(0)
-    ours = build_model(2, 3, hidden_layers)
     theirs = build_model(2, 3, hidden_layers)
-    theirs.set_weights(ours.get_weights())
+    start = theirs.get_weights()
     weights = np.where(y == 1, class_weight[1], class_weight[0])
-    run_epoch = fused_epoch(ours, X, y, weights, batch=len(y), learning_rate=0.01)
-    our_losses = [float(run_epoch(np.array([0, e], dtype=np.int64))) for e in range(3)]
+    program = epoch_program("/CPU:0", 2, hidden_layers, batch=len(y))
+    program.load(X, y, weights, list(zip(start[::2], start[1::2])), learning_rate=0.01)
+    our_losses = [float(program(np.array([0, e], dtype=np.int64))) for e in range(3)]
     theirs.compile(optimizer=keras.optimizers.Adam(learning_rate=0.01), loss="binary_crossentropy")
     history = theirs.fit(X, y, batch_size=len(y), epochs=3, class_weight=class_weight, shuffle=False, verbose=0)
-    for mine, reference in zip(ours.get_weights(), theirs.get_weights()):
-        assert np.allclose(mine, reference, atol=1e-5)
+    mine = [array for pair in program.network().layers for array in pair]
+    for ours, reference in zip(mine, theirs.get_weights()):
+        assert np.allclose(ours, reference, atol=1e-5)
     assert np.allclose(our_losses, history.history["loss"], rtol=1e-4)
+
+
+def test_later_trials_reuse_the_compiled_epoch(problem):
+    """Check that trials of other widths, seeds, weights and learning rates reuse one traced epoch, and that a
+    trial trained after others equals the same trial trained first in a fresh program (no state leaks)."""
+    from sweep.train import epoch_program
+
+    program = epoch_program("/CPU:0", 2, 1, 50)
+    first = score(train_model(*problem, 4, {0: 1.0, 1: 5.0}, settings())[0], problem[0])
+    traces = program.run_epoch.experimental_get_tracing_count()
+    for width, weight, rate in ((1, 2.0, 0.1), (17, 30.0, 0.001), (64, 1.0, 0.01)):
+        train_model(*problem, width, {0: 1.0, 1: weight}, settings(learning_rate=rate, seed=width))
+    again = score(train_model(*problem, 4, {0: 1.0, 1: 5.0}, settings())[0], problem[0])
+    assert program.run_epoch.experimental_get_tracing_count() == traces == 1
+    assert np.array_equal(first, again)
+
+
+def test_network_matches_its_keras_model(problem):
+    """Check that a trained Network scores rows as the Keras model it exports does."""
+    network, _ = train_model(*problem, 5, {0: 1.0, 1: 5.0}, settings(hidden_layers=2))
+    keras_scores = network.to_keras()(problem[0], training=False).numpy().ravel()
+    assert np.allclose(score(network, problem[0]), keras_scores, atol=1e-6)
 
 
 def test_fold_models_learn_nothing_from_held_out_rows(problem):

@@ -1,0 +1,196 @@
+"""What a trial costs as the user runs it: the tutorial-style `fit` against whole `sweep run`s, and where the
+rest of a trial's time goes in a small study and in a study of 20,000 trials.
+
+    python benchmarks/lean_trials.py [--repeats 3] [--epochs 10 50] [--big 20000]
+
+1. Seconds per trial on the reference case (64,000 training rows, batch 100, pruner none so every trial
+   runs all its epochs), at each `--epochs`, in one process and interleaved `--repeats` times: one
+   tutorial-style `model.fit` (training only; it pays nothing for Optuna), then `run_sweep` on a fresh
+   SQLite study with single trials (population 1) and with one population round of 64. Each sweep is
+   timed whole: loading the data, creating the study, asking, training, per-epoch reports, metrics,
+   figures, tell. The ratio is the tutorial's median over the sweep's median.
+2. Where a trial's time goes, in a study that already holds 20 trials and one that holds `--big`
+   (pre-filled through Optuna's add_trials): per trial, the compiled epochs, the sampler's own time
+   (TPE, reading the study's trials included) and the rest, which is our bookkeeping (storage writes,
+   budget checks, validation scoring and metrics, figures). The rest must not grow with the study.
+Prints markdown tables (paste them into docs/benchmarks.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import machine  # noqa: E402
+from trial_speed import tutorial_fit_trial  # noqa: E402
+
+import optuna  # noqa: E402
+
+import sweep.population  # noqa: E402
+import sweep.train  # noqa: E402
+from sweep.config import SweepConfig, resolve_config  # noqa: E402
+from sweep.data import load_dataset  # noqa: E402
+from sweep.report import balanced_class_weight  # noqa: E402
+from sweep.runner import run_sweep  # noqa: E402
+from sweep.runtime import tensorflow  # noqa: E402
+
+SINGLE_TRIALS = {10: 8, 50: 4}  # trials per single-trial run, by epochs (enough to spread the study's creation)
+POPULATION = 64
+
+
+class Clock:
+    """Seconds spent in the compiled epochs and in the sampler, added up while a sweep runs."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = defaultdict(float)
+
+    def timed(self, part: str, function):
+        def wrapper(*args, **kwargs):
+            started = time.perf_counter()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                self.seconds[part] += time.perf_counter() - started
+
+        return wrapper
+
+    def install(self) -> None:
+        """Time every compiled epoch (single trials and populations) and every call into TPE."""
+        original = sweep.train.compiled_epoch
+
+        def timed_compiled_epoch(*args, **kwargs):
+            return self.timed("epochs", original(*args, **kwargs))
+
+        sweep.train.compiled_epoch = sweep.population.compiled_epoch = timed_compiled_epoch
+        for name in ("infer_relative_search_space", "sample_relative", "sample_independent", "before_trial", "after_trial"):
+            setattr(optuna.samplers.TPESampler, name, self.timed("sampler", getattr(optuna.samplers.TPESampler, name)))
+
+    def reset(self) -> None:
+        self.seconds.clear()
+
+
+def sweep_config(folder: str, name: str, trials: int, epochs: int, population: int) -> SweepConfig:
+    values = {
+        "storage": f"sqlite:///{folder}/{name}.db", "study": name, "trials": trials, "epochs": epochs,
+        "population": population, "pruner": "none", "batch_size": 100,
+    }
+    return resolve_config(values, env={})
+
+
+def timed_sweep(config: SweepConfig, clock: Clock) -> tuple[float, dict, int]:
+    """Run the sweep whole; returns (seconds, the clock's parts, trials run)."""
+    clock.reset()
+    started = time.perf_counter()
+    result = run_sweep(config)
+    return time.perf_counter() - started, dict(clock.seconds), result.ran_now
+
+
+def speed(epoch_counts: list[int], repeats: int, clock: Clock) -> None:
+    dataset = load_dataset(SweepConfig())
+    weights = balanced_class_weight(dataset.train.y)
+    for epochs in epoch_counts:
+        runs: dict[str, list[float]] = defaultdict(list)
+        for repeat in range(repeats):  # interleaved, so every path sees the same machine
+            with tempfile.TemporaryDirectory() as folder:
+                runs["tutorial-style model.fit"].append(tutorial_fit_trial(dataset, weights, repeat, epochs)[0])
+                for label, trials, population in (
+                    ("sweep run, single trials", SINGLE_TRIALS[epochs], 1),
+                    (f"sweep run, population of {POPULATION}", POPULATION, POPULATION),
+                ):
+                    seconds, _, ran = timed_sweep(sweep_config(folder, f"p{population}-r{repeat}", trials, epochs, population), clock)
+                    runs[label].append(seconds / ran)
+        fit = statistics.median(runs["tutorial-style model.fit"])
+        print(f"\n### {epochs} epochs: seconds per trial ({repeats} interleaved repeats)\n")
+        print("| path | trials per run | s/trial median | min-max | vs tutorial fit |")
+        print("|---|---|---|---|---|")
+        sizes = {"tutorial-style model.fit": 1, "sweep run, single trials": SINGLE_TRIALS[epochs]}
+        for label, seconds in runs.items():
+            median = statistics.median(seconds)
+            print(
+                f"| {label} | {sizes.get(label, POPULATION)} | {median:.3f} | {min(seconds):.3f}-{max(seconds):.3f} | "
+                f"{fit / median:.1f}x |"
+            )
+
+
+def prefill(config: SweepConfig, extra: int) -> None:
+    """Create the study with one real trial, then add `extra` finished trials of its space through Optuna."""
+    import numpy as np
+
+    first = resolve_config(config.to_dict() | {"trials": 1, "population": 1}, env={})
+    run_sweep(first)
+    study = optuna.load_study(study_name=config.study, storage=config.storage)
+    template = study.trials[0]
+    rng = np.random.default_rng(0)
+    made = []
+    for _ in range(extra):
+        params = {}
+        for name, distribution in template.distributions.items():
+            if isinstance(distribution, optuna.distributions.IntDistribution):
+                params[name] = int(rng.integers(distribution.low, distribution.high + 1))
+            else:
+                params[name] = float(rng.uniform(distribution.low, distribution.high))
+        made.append(optuna.trial.create_trial(
+            params=params, distributions=template.distributions, value=float(rng.uniform(0, 0.2)),
+            user_attrs={key: template.user_attrs[key] for key in ("train_settings", "val_f1", "val_flag_rate")},
+        ))
+    study.add_trials(made)
+
+
+def copy_sqlite(source: str, target: str) -> None:
+    """Copy a SQLite study with what its write-ahead log still holds (a file copy would lose it)."""
+    import sqlite3
+
+    with sqlite3.connect(source) as reading, sqlite3.connect(target) as writing:
+        reading.backup(writing)
+
+
+def bookkeeping(big: int, epochs: int, clock: Clock) -> None:
+    print(f"\n### Where a trial's time goes, by the size of the study ({epochs} epochs)\n")
+    print("| study holds | path | trials | s/trial | epochs | sampler (TPE) | bookkeeping (the rest) |")
+    print("|---|---|---|---|---|---|---|")
+    with tempfile.TemporaryDirectory() as folder:
+        for held in (20, big):
+            base = sweep_config(folder, f"held{held}", 1 + held, epochs, 1)
+            prefill(base, held)
+            for label, trials, population in (("single trials", 8, 1), (f"population of {POPULATION}", POPULATION, POPULATION)):
+                copy = f"held{held}-p{population}"
+                copy_sqlite(f"{folder}/held{held}.db", f"{folder}/{copy}.db")
+                config = resolve_config(
+                    base.to_dict() | {"storage": f"sqlite:///{folder}/{copy}.db", "trials": 1 + held + trials, "population": population},
+                    env={},
+                )
+                seconds, parts, ran = timed_sweep(config, clock)
+                train, sampler = parts.get("epochs", 0.0), parts.get("sampler", 0.0)
+                rest = seconds - train - sampler
+                print(
+                    f"| {held + 1:,} | {label} | {ran} | {seconds / ran:.3f} | {train / ran:.3f} | {sampler / ran:.3f} | "
+                    f"{rest / ran:.3f} |"
+                )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--epochs", type=int, nargs="+", default=[10, 50])
+    parser.add_argument("--big", type=int, default=20_000, help="trials in the big study of part 2")
+    parser.add_argument("--skip-speed", action="store_true")
+    parser.add_argument("--skip-bookkeeping", action="store_true")
+    args = parser.parse_args()
+    tensorflow()
+    print(f"Machine: {machine()}")
+    clock = Clock()
+    clock.install()
+    if not args.skip_speed:
+        speed(args.epochs, args.repeats, clock)
+    if not args.skip_bookkeeping:
+        bookkeeping(args.big, 10, clock)
+
+
+if __name__ == "__main__":
+    main()
