@@ -38,7 +38,8 @@ from sweep import stopping
 from sweep.config import SweepConfig
 from sweep.data import load_dataset
 from sweep.errors import ConfigError, SweepError
-from sweep.runner import BUDGET_STATES, SweepResult, count_trials, prepare_study, run_sweep, summarize
+from sweep.results import BUDGET_STATES, SweepResult, count_trials, summarize
+from sweep.runner import prepare_study, run_sweep
 from sweep.runtime import set_placement
 
 INSTALL_HINT = "pip install -e '.[cluster]' (or pip install 'dask[distributed]')"

@@ -11,6 +11,7 @@ import optuna
 from optuna.trial import TrialState
 
 from sweep.metrics import threshold_metrics
+from sweep.results import BUDGET_STATES, best_trial, count_trials
 
 
 def artifact_dir(storage_url: str) -> Path:
@@ -27,15 +28,6 @@ def artifact_store(storage_url: str) -> optuna.artifacts.FileSystemArtifactStore
     folder = artifact_dir(storage_url)
     folder.mkdir(parents=True, exist_ok=True)
     return optuna.artifacts.FileSystemArtifactStore(folder)
-
-
-def is_new_best(trial: optuna.Trial, value: float) -> bool:
-    """Whether `value` beats every complete trial of the study so far (the trial itself is still running)."""
-    study = trial.study
-    if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-        return True
-    best = study.best_value
-    return value > best if study.direction == optuna.study.StudyDirection.MAXIMIZE else value < best
 
 
 def trial_figures(
@@ -94,8 +86,6 @@ def study_note(study: optuna.Study) -> str:
         f"| {name} | {part['rows']} | {part['positives']} | {part['positives'] / max(part['rows'], 1):.2%} |"
         for name, part in splits.items()
     )
-    finished = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
-    failed = study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
     lines = [
         f"# {study.study_name}",
         f"**Data**: `{data.get('source', '?')}` (fingerprint `{data.get('fingerprint', '?')}`), features "
@@ -110,10 +100,8 @@ def study_note(study: optuna.Study) -> str:
         f"{config.get('batch_size', '?')}, pruner `{config.get('pruner', '?')}`, seed {config.get('seed', '?')}.",
         "",
         f"**Objective**: `{objective.get('spec', '?')}` ({objective.get('name', '?')}, {objective.get('direction', '?')}).",
-        f"**Trials**: {len(finished)} finished, {len(failed)} failed.",
+        f"**Trials**: {count_trials(study, BUDGET_STATES)} finished, {count_trials(study, (TrialState.FAIL,))} failed.",
     ]
-    from sweep.runner import best_trial
-
     best = best_trial(study)
     if best is not None:
         a = best.user_attrs

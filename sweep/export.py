@@ -17,6 +17,7 @@ from sweep.data import load_dataset, read_table
 from sweep.errors import DataError, ExportError, StorageError
 from sweep.metrics import BOOTSTRAP_RESAMPLES, bootstrap_intervals, metrics
 from sweep.objective import refit_trial
+from sweep.results import best_trial
 from sweep.space import TrialParams
 from sweep.runtime import tensorflow
 from sweep.storage import load_study, mask_url, open_storage
@@ -90,7 +91,6 @@ def retrain_best(storage_url: str, study_name: str, pick=None, refit: str = "all
     data is unchanged, retrain that trial deterministically from its stored settings (to check its value),
     and then, for refit "all", train its configuration on all non-test rows."""
     from sweep.metrics import parse_objective
-    from sweep.runner import best_trial
 
     if refit not in REFIT_CHOICES:
         raise ExportError(f"--refit {refit!r} is not known; expected one of: {', '.join(REFIT_CHOICES)}")

@@ -15,9 +15,10 @@ import numpy as np
 import optuna
 
 from sweep import stopping
-from sweep.dashboard import is_new_best, upload_trial_figures
+from sweep.dashboard import upload_trial_figures
 from sweep.errors import OverBudget, TrialFailed
 from sweep.metrics import Objective, metrics
+from sweep.results import is_new_best
 from sweep.runtime import device_label, placement, thread_settings
 from sweep.space import TrialParams, suggest
 from sweep.train import TrainSettings, score, train_models

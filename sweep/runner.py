@@ -8,7 +8,6 @@ import signal
 import time
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
@@ -18,13 +17,12 @@ from sweep.config import SweepConfig
 from sweep.dashboard import artifact_store, save_study_note
 from sweep.data import Dataset, load_dataset
 from sweep.errors import StorageError, TrialFailed
-from sweep.metrics import Pick, parse_objective
+from sweep.metrics import parse_objective
 from sweep.objective import make_objective, population_round
+from sweep.results import BUDGET_STATES, SweepResult, count_trials, summarize
 from sweep.runtime import configure_threads, select_device
 from sweep.storage import mask_url, open_storage
 
-# Trials that count towards --trials: finished with a value, or stopped early by a pruner.
-BUDGET_STATES = (TrialState.COMPLETE, TrialState.PRUNED)
 # A run stops (and says so) after this many failed trials in a row: something is wrong beyond one trial.
 MAX_CONSECUTIVE_FAILURES = 10
 # Dropped database connections in a row (no trial finished in between) a worker survives before giving up.
@@ -35,25 +33,6 @@ SPLIT_KEYS = ("seed", "validation_fraction", "test_fraction", "target", "positiv
 logger = logging.getLogger("sweep")
 
 TrialCallback = Callable[[optuna.Study, FrozenTrial], None]
-
-
-@dataclass(frozen=True)
-class SweepResult:
-    """What a finished run has to tell: where the study is and how good its best trial is."""
-
-    study_name: str
-    storage: str  # masked
-    metric_name: str
-    direction: str
-    finished: int
-    failed: int
-    ran_now: int
-    best: FrozenTrial | None
-    stop_reason: str | None = None
-
-
-def count_trials(study: optuna.Study, states: Sequence[TrialState]) -> int:
-    return len(study.get_trials(deepcopy=False, states=tuple(states)))
 
 
 def make_pruner(spec: str, epochs: int) -> optuna.pruners.BasePruner:
@@ -304,38 +283,6 @@ class Reconnects:
                 return action()
             except Exception as exc:
                 self.absorb(exc)
-
-
-def best_trial(study: optuna.Study, pick: Pick | None = None) -> FrozenTrial | None:
-    """The best complete trial, or None when there is none. For a multi-objective study: the trial of the
-    Pareto front chosen by `pick` (default: best validation F1), or None when no front trial meets its bound."""
-    if count_trials(study, (TrialState.COMPLETE,)) == 0:
-        return None
-    if len(study.directions) == 1:
-        return study.best_trial
-    pick = pick or Pick()
-    front = [t for t in study.best_trials if pick.allows(validation_metrics(t))]
-    return max(front, key=lambda t: pick.key(validation_metrics(t))) if front else None
-
-
-def validation_metrics(trial: FrozenTrial) -> dict:
-    """A trial's val_* user attributes without the prefix."""
-    return {k.removeprefix("val_"): v for k, v in trial.user_attrs.items() if k.startswith("val_")}
-
-
-def summarize(study: optuna.Study, storage_url: str, ran_now: int = 0, stop_reason: str | None = None) -> SweepResult:
-    objective = study.user_attrs.get("objective", {})
-    return SweepResult(
-        study_name=study.study_name,
-        storage=mask_url(storage_url),
-        metric_name=",".join(study.metric_names or [objective.get("name", "value")]),
-        direction=",".join(d.name.lower() for d in study.directions),
-        finished=count_trials(study, BUDGET_STATES),
-        failed=count_trials(study, (TrialState.FAIL,)),
-        ran_now=ran_now,
-        best=best_trial(study),
-        stop_reason=stop_reason,
-    )
 
 
 def _worker_main(config: SweepConfig, worker_index: int) -> None:

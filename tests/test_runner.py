@@ -12,7 +12,8 @@ from optuna.trial import TrialState
 
 from sweep import runner
 from sweep.errors import StorageError
-from sweep.runner import BUDGET_STATES, make_pruner, run_sweep
+from sweep.results import BUDGET_STATES
+from sweep.runner import make_pruner, run_sweep
 from sweep.space import PARAM_NAMES
 from tests.conftest import make_table
 
@@ -313,7 +314,7 @@ def test_pareto_sweep_and_pick(tiny_config, tmp_path):
     """Check that a pareto sweep stores two named objectives, no intermediate values, and that a pick rule chooses within the front."""
     from sweep.export import export_best
     from sweep.metrics import parse_pick
-    from sweep.runner import best_trial
+    from sweep.results import best_trial
 
     config = tiny_config(objective="pareto:recall,flag_rate", trials=6)
     result = run_sweep(config)
