@@ -47,6 +47,7 @@ from common import machine  # noqa: E402
 
 from sweep.config import resolve_config  # noqa: E402
 from sweep.metrics import metrics  # noqa: E402
+from sweep.optuna_private import heartbeat_enabled, record_heartbeat, storage_of, trial_id  # noqa: E402
 from sweep.runner import BUDGET_STATES, Budget, make_pruner  # noqa: E402
 from sweep.space import suggest  # noqa: E402
 from sweep.storage import open_storage  # noqa: E402
@@ -87,9 +88,9 @@ def one_trial(study: optuna.Study, budget: Budget, latencies: list, hold: thread
             trial.set_user_attr("over_budget", True)
             study.tell(trial, state=TrialState.FAIL)
             return "over"
-        storage = study._storage
-        if optuna.storages._heartbeat.is_heartbeat_enabled(storage):
-            storage.record_heartbeat(trial._trial_id)
+        storage = storage_of(study)
+        if heartbeat_enabled(storage):
+            record_heartbeat(storage, trial_id(trial))
         params = suggest(trial, CONFIG)
         for key, value in (("worker", f"{socket.gethostname()}:{os.getpid()}"), ("train_settings", {"epochs": EPOCHS, "batch_size": 100}),
                            ("class_weight", {"0": 1.0, "1": params.minority_weight}), ("device", "cpu"), ("threads", {"intra_op": 1, "inter_op": 1})):

@@ -18,6 +18,7 @@ from sweep import stopping
 from sweep.dashboard import upload_trial_figures
 from sweep.errors import OverBudget, TrialFailed
 from sweep.metrics import Objective, metrics
+from sweep.optuna_private import heartbeat_enabled, heartbeat_interval, record_heartbeat, storage_of, trial_id
 from sweep.results import is_new_best
 from sweep.runtime import device_label, placement, thread_settings
 from sweep.space import TrialParams, suggest
@@ -346,10 +347,10 @@ class MemberTrials:
         self._lock = threading.Lock()
         self._reporter = ThreadPoolExecutor(max_workers=1, thread_name_prefix="population-reporter")
         self._pending: list = []
-        self._storage = study._storage
+        self._storage = storage_of(study)
         self._stop_beating = threading.Event()
         self._beater = None
-        if optuna.storages._heartbeat.is_heartbeat_enabled(self._storage):
+        if heartbeat_enabled(self._storage):
             # A trial with no heartbeat row is never taken for stale, so the first stamp is taken right away.
             self._beater = threading.Thread(target=self._beat, name="population-heartbeat", daemon=True)
             self._beater.start()
@@ -403,6 +404,6 @@ class MemberTrials:
             for index in self.indices():
                 trial = self._open.get(index)
                 if trial is not None:
-                    self._storage.record_heartbeat(trial._trial_id)
-            if self._stop_beating.wait(self._storage.get_heartbeat_interval()):
+                    record_heartbeat(self._storage, trial_id(trial))
+            if self._stop_beating.wait(heartbeat_interval(self._storage)):
                 return
