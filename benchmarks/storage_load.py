@@ -79,7 +79,7 @@ def open_mode(mode: str, url: str, proxy_port: int | None, heartbeat: int = HEAR
 
 
 def one_trial(study: optuna.Study, budget: Budget, latencies: list, hold: threading.Event | None = None) -> str:
-    """The storage calls of one single trial of `sweep run` (objective.make_objective), without training."""
+    """The storage calls of one single trial of `sweep run` (trial.trial_function), without training."""
     if len(budget._covering(study)) >= budget.total:
         return "full"
     trial = study.ask()

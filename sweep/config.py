@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from sweep.errors import ConfigError
-from sweep.metrics import parse_objective
+from sweep.metrics import parse_goal
 
 DEFAULT_STORAGE = "sqlite:///studies/sweeps.db"
 PRUNER_SYNTAX = "none | median | percentile:P | hyperband | successive_halving"
@@ -125,7 +125,7 @@ def _coerce(key: str, value: Any, source: str) -> Any:
         text = str(value).strip()
         _expect(text != "", key, value, source, "a non-empty string")
         if key == "objective":
-            parse_objective(text, source=source)
+            parse_goal(text, source=source)
         return text
     if key == "pruner":
         text = str(value).strip().lower()

@@ -205,7 +205,7 @@ def study_report(storage_url: str, study_name: str, folder: Path, seeds=(0, 1, 2
         "Every model here learned from all non-test rows; the tutorial rows are means ± sd over seeds, and their "
         "paired comparison uses the first seed's model."
     ]
-    if found.objective.is_multi:
+    if found.goal.is_multi:
         notes.append(f"Multi-objective study: the trial above was picked from the Pareto front by {pick or 'best f1'}.")
     if study.user_attrs["config"]["data"] == "seed":
         rows.append(bayes_ceiling_row(dataset))

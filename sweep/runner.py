@@ -17,11 +17,12 @@ from sweep.config import SweepConfig
 from sweep.dashboard import artifact_store, save_study_note
 from sweep.data import Dataset, load_dataset
 from sweep.errors import StorageError, TrialFailed
-from sweep.metrics import parse_objective
-from sweep.objective import make_objective, population_round
+from sweep.metrics import parse_goal
 from sweep.results import BUDGET_STATES, SweepResult, count_trials, summarize
+from sweep.rounds import population_round
 from sweep.runtime import configure_threads, select_device
 from sweep.storage import mask_url, open_storage
+from sweep.trial import trial_function
 
 # A run stops (and says so) after this many failed trials in a row: something is wrong beyond one trial.
 MAX_CONSECUTIVE_FAILURES = 10
@@ -53,7 +54,7 @@ def make_pruner(spec: str, epochs: int) -> optuna.pruners.BasePruner:
 
 def prepare_study(config: SweepConfig, dataset: Dataset, worker_index: int = 0) -> optuna.Study:
     """Create the study or resume it; a resumed study must have the same data and objective."""
-    objective = parse_objective(config.objective)
+    goal = parse_goal(config.objective)
     storage = open_storage(config.storage, config.heartbeat_interval, config.grace_period)
     existing = config.study in optuna.get_all_study_names(storage)
     # Offset the sampler's seed by the trials already stored, so a resumed run does not replay the same draws.
@@ -62,7 +63,7 @@ def prepare_study(config: SweepConfig, dataset: Dataset, worker_index: int = 0) 
     sampler = optuna.samplers.TPESampler(seed=config.seed + already, multivariate=True)
     study = optuna.create_study(
         storage=storage, study_name=config.study, sampler=sampler, pruner=make_pruner(config.pruner, config.epochs),
-        directions=objective.directions, load_if_exists=True,
+        directions=goal.directions, load_if_exists=True,
     )
     if existing:
         _check_compatible(study, config, dataset)
@@ -70,10 +71,10 @@ def prepare_study(config: SweepConfig, dataset: Dataset, worker_index: int = 0) 
     stored_config = config.to_dict() | {"storage": mask_url(config.storage)}
     study.set_user_attr("config", stored_config)
     study.set_user_attr("data", dataset.summary())
-    study.set_user_attr("objective", {"spec": config.objective, "name": objective.name, "direction": ",".join(objective.directions)})
+    study.set_user_attr("objective", {"spec": config.objective, "name": goal.name, "direction": ",".join(goal.directions)})
     with warnings.catch_warnings():  # set_metric_names is "experimental" in Optuna 5 but it is what the dashboard reads
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        study.set_metric_names(objective.names)
+        study.set_metric_names(goal.names)
     return study
 
 
@@ -102,7 +103,7 @@ def _check_compatible(study: optuna.Study, config: SweepConfig, dataset: Dataset
             "the same --cv and --cv-repeats or use a new --study name"
         )
     spec = stored.get("objective", {}).get("spec")
-    if spec is not None and parse_objective(spec) != parse_objective(config.objective):
+    if spec is not None and parse_goal(spec) != parse_goal(config.objective):
         raise StorageError(
             f"study {config.study!r} optimises objective {spec!r}, not {config.objective!r}; "
             "use the same --objective to resume it or a new --study name"
@@ -184,7 +185,7 @@ def run_sweep(
     one study at once (see run_workers); a dropped database connection costs at most the running trial
     (or the running population).
     """
-    objective = parse_objective(config.objective)
+    goal = parse_goal(config.objective)
     configure_threads(config.intra_op_threads, config.inter_op_threads)
     select_device(config.device, worker_index)
     dataset = dataset if dataset is not None else load_dataset(config)
@@ -216,14 +217,14 @@ def run_sweep(
                 fail_stale_trials(study)
                 running = count_trials(study, (TrialState.RUNNING,))
                 size = min(population, config.trials - finished - running)
-                for told in population_round(study, config, dataset, objective, size, admit=budget.admits, artifacts=artifacts):
+                for told in population_round(study, config, dataset, goal, size, admit=budget.admits, artifacts=artifacts):
                     failures.observe(told)
                     reconnects(study, told)
                     for callback in callbacks:
                         callback(study, told)
                 continue
             study.optimize(
-                make_objective(config, dataset, objective, admit=budget.admits, artifacts=artifacts),
+                trial_function(config, dataset, goal, admit=budget.admits, artifacts=artifacts),
                 timeout=remaining,
                 catch=(TrialFailed,),
                 callbacks=[budget, failures, reconnects, *callbacks],
