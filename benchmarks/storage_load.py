@@ -48,7 +48,8 @@ from common import machine  # noqa: E402
 from sweep.config import resolve_config  # noqa: E402
 from sweep.metrics import metrics  # noqa: E402
 from sweep.optuna_private import heartbeat_enabled, record_heartbeat, storage_of, trial_id  # noqa: E402
-from sweep.runner import BUDGET_STATES, Budget, make_pruner  # noqa: E402
+from sweep.results import BUDGET_STATES  # noqa: E402
+from sweep.runner import Budget, make_pruner  # noqa: E402
 from sweep.space import suggest  # noqa: E402
 from sweep.storage import open_storage  # noqa: E402
 
@@ -125,7 +126,7 @@ def client(mode, url, proxy_port, study_name, total, index, go, deadline_box, ou
             if study is None:
                 study = optuna.load_study(
                     study_name=study_name, storage=open_mode(mode, url, proxy_port),
-                    sampler=optuna.samplers.TPESampler(seed=index, multivariate=True), pruner=make_pruner("median", EPOCHS),
+                    sampler=optuna.samplers.TPESampler(seed=index, multivariate=True), pruner=make_pruner(CONFIG.pruner_spec, EPOCHS),
                 )
             outcome = one_trial(study, Budget(total), latencies)
             if outcome == "told":

@@ -28,7 +28,7 @@ class Goal:
     min_precision: float = 0.0
     miss_cost: float = 1.0
     false_alarm_cost: float = 1.0
-    spec: str = field(default="", compare=False)  # the --objective text it was parsed from (as stored)
+    text: str = field(default="", compare=False)  # the --objective text it was parsed from, as stored
 
     @property
     def direction(self) -> str:
@@ -111,22 +111,22 @@ def parse_goal(spec: str, source: str = "--objective") -> Goal:
     text = given.lower()
     kind, _, argument = text.partition(":")
     if kind == "f1" and not argument:
-        return Goal("f1", spec=given)
+        return Goal("f1", text=given)
     if kind in ("ap", "average_precision") and not argument:
-        return Goal("ap", spec=given)
+        return Goal("ap", text=given)
     if kind == "fbeta":
-        return Goal("fbeta", beta=_positive_number(argument, spec, source, "beta"), spec=given)
+        return Goal("fbeta", beta=_positive_number(argument, spec, source, "beta"), text=given)
     if kind == "recall_at_precision":
         floor = _positive_number(argument, spec, source, "minimum precision")
         if floor >= 1:
             raise _bad_objective(spec, source, f"minimum precision must be below 1, got {argument}")
-        return Goal("recall_at_precision", min_precision=floor, spec=given)
+        return Goal("recall_at_precision", min_precision=floor, text=given)
     if kind == "pareto":
         chosen = tuple(m.strip() for m in (argument or "precision,recall").split(","))
         unknown = [m for m in chosen if m not in PARETO_METRICS]
         if unknown or len(chosen) < 2 or len(set(chosen)) != len(chosen):
             raise _bad_objective(spec, source, f"pareto needs two or more different metrics of {', '.join(PARETO_METRICS)}")
-        return Goal("pareto", pareto=chosen, spec=given)
+        return Goal("pareto", pareto=chosen, text=given)
     if kind == "cost":
         costs = {}
         for part in filter(None, argument.split(",")):
@@ -136,7 +136,7 @@ def parse_goal(spec: str, source: str = "--objective") -> Goal:
             costs[name.strip()] = _positive_number(number.strip(), spec, source, f"cost {name.strip()}")
         if set(costs) != {"miss", "false_alarm"}:
             raise _bad_objective(spec, source, "both miss= and false_alarm= costs are needed")
-        return Goal("cost", miss_cost=costs["miss"], false_alarm_cost=costs["false_alarm"], spec=given)
+        return Goal("cost", miss_cost=costs["miss"], false_alarm_cost=costs["false_alarm"], text=given)
     raise _bad_objective(spec, source, "unknown objective")
 
 

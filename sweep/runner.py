@@ -13,7 +13,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from sweep import stopping
-from sweep.config import SweepConfig
+from sweep.config import PrunerSpec, SweepConfig
 from sweep.dashboard import artifact_store, save_study_note
 from sweep.data import Dataset, load_dataset
 from sweep.errors import StorageError, TrialFailed
@@ -36,25 +36,24 @@ logger = logging.getLogger("sweep")
 TrialCallback = Callable[[optuna.Study, FrozenTrial], None]
 
 
-def make_pruner(spec: str, epochs: int) -> optuna.pruners.BasePruner:
-    """Optuna's pruner for a --pruner spec (checked by config). Epochs are the pruning steps."""
-    name, _, argument = spec.partition(":")
+def make_pruner(spec: PrunerSpec, epochs: int) -> optuna.pruners.BasePruner:
+    """Optuna's pruner for a parsed --pruner (config.pruner_spec). Epochs are the pruning steps."""
     # The first epochs of a weighted network are noisy at a fixed threshold: let a fifth of them pass.
     warmup = max(1, epochs // 5)
-    if name == "median":
+    if spec.name == "median":
         return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=warmup)
-    if name == "percentile":
-        return optuna.pruners.PercentilePruner(float(argument), n_startup_trials=5, n_warmup_steps=warmup)
-    if name == "hyperband":
+    if spec.name == "percentile":
+        return optuna.pruners.PercentilePruner(spec.argument, n_startup_trials=5, n_warmup_steps=warmup)
+    if spec.name == "hyperband":
         return optuna.pruners.HyperbandPruner(min_resource=warmup, max_resource=epochs)
-    if name == "successive_halving":
+    if spec.name == "successive_halving":
         return optuna.pruners.SuccessiveHalvingPruner(min_resource=warmup)
     return optuna.pruners.NopPruner()
 
 
 def prepare_study(config: SweepConfig, dataset: Dataset, worker_index: int = 0) -> optuna.Study:
     """Create the study or resume it; a resumed study must have the same data and objective."""
-    goal = parse_goal(config.objective)
+    goal = config.goal
     storage = open_storage(config.storage, config.heartbeat_interval, config.grace_period)
     existing = config.study in optuna.get_all_study_names(storage)
     # Offset the sampler's seed by the trials already stored, so a resumed run does not replay the same draws.
@@ -62,7 +61,7 @@ def prepare_study(config: SweepConfig, dataset: Dataset, worker_index: int = 0) 
     # multivariate: the best threshold depends on the weight, so model them jointly rather than one by one.
     sampler = optuna.samplers.TPESampler(seed=config.seed + already, multivariate=True)
     study = optuna.create_study(
-        storage=storage, study_name=config.study, sampler=sampler, pruner=make_pruner(config.pruner, config.epochs),
+        storage=storage, study_name=config.study, sampler=sampler, pruner=make_pruner(config.pruner_spec, config.epochs),
         directions=goal.directions, load_if_exists=True,
     )
     if existing:
@@ -103,7 +102,7 @@ def _check_compatible(study: optuna.Study, config: SweepConfig, dataset: Dataset
             "the same --cv and --cv-repeats or use a new --study name"
         )
     spec = stored.get("objective", {}).get("spec")
-    if spec is not None and parse_goal(spec) != parse_goal(config.objective):
+    if spec is not None and parse_goal(spec) != config.goal:
         raise StorageError(
             f"study {config.study!r} optimises objective {spec!r}, not {config.objective!r}; "
             "use the same --objective to resume it or a new --study name"
@@ -185,9 +184,9 @@ def run_sweep(
     one study at once (see run_workers); a dropped database connection costs at most the running trial
     (or the running population).
     """
-    goal = parse_goal(config.objective)
+    goal = config.goal
     configure_threads(config.intra_op_threads, config.inter_op_threads)
-    select_device(config.device, worker_index)
+    select_device(config.device_spec, worker_index)
     dataset = dataset if dataset is not None else load_dataset(config)
     study = prepare_study(config, dataset, worker_index)
     before = len(study.get_trials(deepcopy=False))

@@ -11,6 +11,7 @@ import pytest
 from optuna.trial import TrialState
 
 from sweep import runner
+from sweep.config import parse_pruner
 from sweep.errors import StorageError
 from sweep.results import BUDGET_STATES
 from sweep.runner import make_pruner, run_sweep
@@ -87,7 +88,7 @@ def test_pruned_trials_count_towards_the_budget(tiny_config):
 )
 def test_pruner_specs(spec, kind):
     """Check that each --pruner spec builds the matching Optuna pruner."""
-    assert type(make_pruner(spec, epochs=50)).__name__ == kind
+    assert type(make_pruner(parse_pruner(spec), epochs=50)).__name__ == kind
 
 
 def test_timeout_stops_early(tiny_config):
