@@ -96,7 +96,7 @@ class SweepConfig:
         dataclasses.replace) is parsed here. The field then holds the parsed value's text."""
         for key, (attribute, parse) in SPECS.items():
             given = getattr(self, key)
-            parsed = parse(given, key) if isinstance(given, str) else given
+            parsed = given if isinstance(given, (Goal, PrunerSpec, DeviceSpec)) else parse(given, key)
             object.__setattr__(self, attribute, parsed)
             object.__setattr__(self, key, parsed.text)
 
