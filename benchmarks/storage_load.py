@@ -47,7 +47,9 @@ from common import machine  # noqa: E402
 
 from sweep.config import resolve_config  # noqa: E402
 from sweep.metrics import metrics  # noqa: E402
-from sweep.runner import BUDGET_STATES, Budget, make_pruner  # noqa: E402
+from sweep.optuna_private import heartbeat_enabled, record_heartbeat, storage_of, trial_id  # noqa: E402
+from sweep.results import BUDGET_STATES  # noqa: E402
+from sweep.runner import Budget, make_pruner  # noqa: E402
 from sweep.space import suggest  # noqa: E402
 from sweep.storage import open_storage  # noqa: E402
 
@@ -78,7 +80,7 @@ def open_mode(mode: str, url: str, proxy_port: int | None, heartbeat: int = HEAR
 
 
 def one_trial(study: optuna.Study, budget: Budget, latencies: list, hold: threading.Event | None = None) -> str:
-    """The storage calls of one single trial of `sweep run` (objective.make_objective), without training."""
+    """The storage calls of one single trial of `sweep run` (trial.trial_function), without training."""
     if len(budget._covering(study)) >= budget.total:
         return "full"
     trial = study.ask()
@@ -87,9 +89,9 @@ def one_trial(study: optuna.Study, budget: Budget, latencies: list, hold: thread
             trial.set_user_attr("over_budget", True)
             study.tell(trial, state=TrialState.FAIL)
             return "over"
-        storage = study._storage
-        if optuna.storages._heartbeat.is_heartbeat_enabled(storage):
-            storage.record_heartbeat(trial._trial_id)
+        storage = storage_of(study)
+        if heartbeat_enabled(storage):
+            record_heartbeat(storage, trial_id(trial))
         params = suggest(trial, CONFIG)
         for key, value in (("worker", f"{socket.gethostname()}:{os.getpid()}"), ("train_settings", {"epochs": EPOCHS, "batch_size": 100}),
                            ("class_weight", {"0": 1.0, "1": params.minority_weight}), ("device", "cpu"), ("threads", {"intra_op": 1, "inter_op": 1})):
@@ -124,7 +126,7 @@ def client(mode, url, proxy_port, study_name, total, index, go, deadline_box, ou
             if study is None:
                 study = optuna.load_study(
                     study_name=study_name, storage=open_mode(mode, url, proxy_port),
-                    sampler=optuna.samplers.TPESampler(seed=index, multivariate=True), pruner=make_pruner("median", EPOCHS),
+                    sampler=optuna.samplers.TPESampler(seed=index, multivariate=True), pruner=make_pruner(CONFIG.pruner_spec, EPOCHS),
                 )
             outcome = one_trial(study, Budget(total), latencies)
             if outcome == "told":

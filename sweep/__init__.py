@@ -13,7 +13,7 @@ _HOMES = {
     "ConfigError": "sweep.errors", "DataError": "sweep.errors", "ExportError": "sweep.errors",
     "StorageError": "sweep.errors", "SweepError": "sweep.errors", "TrialFailed": "sweep.errors",
     "export_best": "sweep.export", "predict": "sweep.export",
-    "SweepResult": "sweep.runner", "run_sweep": "sweep.runner", "run_workers": "sweep.runner",
+    "SweepResult": "sweep.results", "run_sweep": "sweep.runner", "run_workers": "sweep.runner",
 }
 __all__ = sorted(_HOMES)
 

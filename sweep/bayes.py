@@ -70,6 +70,20 @@ def posterior(params: GeneratorParameters, X_raw: np.ndarray) -> np.ndarray:
     return (1.0 - params.flip_y) * cluster_1_probability + params.flip_y / params.n_classes
 
 
+def sample_generator(params: GeneratorParameters, rows: int, seed: int = 12345) -> tuple[np.ndarray, np.ndarray]:
+    """Fresh rows from the recovered generator (Gaussian clusters, then label flips), for choosing thresholds
+    without touching any split of the data."""
+    rng = np.random.default_rng(seed)
+    cluster = rng.choice(len(params.priors), size=rows, p=params.priors)
+    X = np.empty((rows, params.means.shape[1]))
+    for k in range(len(params.priors)):
+        chosen = cluster == k
+        X[chosen] = rng.multivariate_normal(params.means[k], params.covariances[k], size=int(chosen.sum()))
+    flipped = rng.random(rows) < params.flip_y
+    y = np.where(flipped, rng.integers(params.n_classes, size=rows), cluster)
+    return X, y
+
+
 def replay(recipe: dict) -> tuple[GeneratorParameters, np.ndarray, np.ndarray, np.ndarray]:
     """Replay make_classification's random draws; return its parameters, X, y and each row's pre-flip cluster."""
     settings = _supported_settings(recipe)

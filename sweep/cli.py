@@ -91,23 +91,10 @@ def _drop_expected_tracebacks(record: logging.LogRecord) -> bool:
     return True
 
 
-def _values(trial) -> str:
-    """A trial's objective value(s): one number, or several for a multi-objective study."""
-    return ", ".join(_fmt(v) for v in trial.values)
-
-
 PickOption = Annotated[
     Optional[str],
     typer.Option("--pick", help="Multi-objective studies: which Pareto-front trial to use, e.g. 'recall:precision>=0.2'. [default: f1]"),
 ]
-
-
-def _fmt(value, digits: int = 4) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:.{digits}g}"
-    return str(value)
 
 
 @app.command()
@@ -177,7 +164,7 @@ def _run_with_progress(config, run_workers):
     """Run the sweep with a progress bar (trials done, best value, elapsed) that appears once checks have passed."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from sweep.runner import BUDGET_STATES, best_trial, count_trials
+    from sweep.results import BUDGET_STATES, best_trial, count_trials, format_values
 
     columns = (
         TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -189,7 +176,7 @@ def _run_with_progress(config, run_workers):
     def update(study) -> None:
         best = best_trial(study)
         done = min(count_trials(study, BUDGET_STATES), config.trials)
-        progress.update(task, completed=done, best=_values(best) if best else "-")
+        progress.update(task, completed=done, best=format_values(best) if best else "-")
 
     def start(study) -> None:
         for column, why in study.user_attrs.get("data", {}).get("dropped_columns", {}).items():
@@ -205,6 +192,8 @@ def _run_with_progress(config, run_workers):
 
 
 def _print_run_summary(config, summary) -> None:
+    from sweep.results import format_value, format_values
+
     out.print(
         f"Study [bold]{summary.study_name}[/] in {summary.storage}: {summary.finished} finished trials "
         f"({summary.ran_now} run now), {summary.failed} failed.",
@@ -215,11 +204,11 @@ def _print_run_summary(config, summary) -> None:
         out.print("No complete trial yet.")
         return
     attrs = best.user_attrs
-    out.print(f"Best trial #{best.number}: {summary.metric_name} = {_values(best)} (validation)", highlight=False)
+    out.print(f"Best trial #{best.number}: {summary.metric_name} = {format_values(best)} (validation)", highlight=False)
     out.print(
-        "  " + ", ".join(f"{k}={_fmt(v)}" for k, v in best.params.items())
-        + f"  -> precision {_fmt(attrs.get('val_precision'), 3)}, recall {_fmt(attrs.get('val_recall'), 3)}, "
-        f"flag rate {_fmt(attrs.get('val_flag_rate'), 3)}",
+        "  " + ", ".join(f"{k}={format_value(v)}" for k, v in best.params.items())
+        + f"  -> precision {format_value(attrs.get('val_precision'), 3)}, recall {format_value(attrs.get('val_recall'), 3)}, "
+        f"flag rate {format_value(attrs.get('val_flag_rate'), 3)}",
         highlight=False,
     )
     storage_flag = f" --storage '{summary.storage}'"
@@ -232,24 +221,19 @@ def _print_run_summary(config, summary) -> None:
 @reports_errors
 def studies(storage: StorageOption = None) -> None:
     """List the studies in the storage with their trial counts and best values."""
-    import optuna
-
-    from sweep.runner import summarize
+    from sweep.results import studies_table
     from sweep.storage import open_storage
 
     url = _storage_url(storage)
-    opened = open_storage(url)
-    table = Table("study", "finished", "failed", "running", "metric", "direction", "best value", "best trial")
-    for name in optuna.get_all_study_names(opened):
-        study = optuna.load_study(study_name=name, storage=opened)
-        summary = summarize(study, url)
-        running = len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)))
-        best = summary.best
-        table.add_row(
-            name, str(summary.finished), str(summary.failed), str(running), summary.metric_name, summary.direction,
-            _values(best) if best else "-", f"#{best.number}" if best else "-",
-        )
-    out.print(table)
+    out.print(_rich_table(studies_table(open_storage(url), url)))
+
+
+def _rich_table(table) -> Table:
+    """A results.Table as a Rich table."""
+    rendered = Table(*table.columns, title=table.title)
+    for row in table.rows:
+        rendered.add_row(*row)
+    return rendered
 
 
 @app.command()
@@ -261,51 +245,27 @@ def show(
     pick: PickOption = None,
 ) -> None:
     """Print the best trial of a study and its top trials (the Pareto front, for a multi-objective study)."""
-    from optuna.trial import TrialState
-
     from sweep.metrics import parse_pick
-    from sweep.runner import best_trial, summarize
+    from sweep.results import format_values, view_study
     from sweep.storage import load_study, open_storage
 
     url = _storage_url(storage)
     rule = parse_pick(pick)
-    loaded = load_study(open_storage(url), study)
-    summary = summarize(loaded, url)
-    multi = len(loaded.directions) > 1
+    view = view_study(load_study(open_storage(url), study), url, top, rule)
+    summary, chosen = view.summary, view.chosen
     out.print(
         f"Study [bold]{study}[/] ({summary.metric_name}, {summary.direction}): {summary.finished} finished, "
         f"{summary.failed} failed.",
         highlight=False,
     )
-    if multi:
-        complete = sorted(loaded.best_trials, key=lambda t: t.values)
-        title = f"Pareto front: {len(complete)} trials (validation)"
-    else:
-        complete = loaded.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-        complete.sort(key=lambda t: t.value, reverse=summary.direction == "maximize")
-        complete = complete[:top]
-        title = f"top {len(complete)} trials (validation)"
-    folds = loaded.user_attrs.get("data", {}).get("validation", {}).get("kind") == "cv"
-    columns = ["trial", summary.metric_name, "minority_weight", "hidden_width", "threshold", "precision", "recall", "flag rate"]
-    table = Table(*columns, *(["F1 sd over folds"] if folds else []), "seconds", title=title)
-    for trial in complete:
-        a = trial.user_attrs
-        table.add_row(
-            f"#{trial.number}", _values(trial), _fmt(trial.params.get("minority_weight")),
-            _fmt(trial.params.get("hidden_width")), _fmt(trial.params.get("threshold"), 3),
-            _fmt(a.get("val_precision"), 3), _fmt(a.get("val_recall"), 3), _fmt(a.get("val_flag_rate"), 3),
-            *([_fmt(a.get("cv_f1_sd"), 3)] if folds else []), _fmt(a.get("train_seconds"), 3),
-        )
-    chosen = best_trial(loaded, rule)
     if chosen is not None:
-        how = f" (picked from the Pareto front: {rule})" if multi else ""
-        out.print(f"Best trial #{chosen.number}{how}: {summary.metric_name} = {_values(chosen)}", highlight=False)
-    elif multi and summary.best is not None:
+        how = f" (picked from the Pareto front: {rule})" if view.multi else ""
+        out.print(f"Best trial #{chosen.number}{how}: {summary.metric_name} = {format_values(chosen)}", highlight=False)
+    elif view.multi and summary.best is not None:
         out.print(f"No Pareto-front trial meets --pick {pick!r}; relax the bound", highlight=False)
-    out.print(table)
-    failed = loaded.get_trials(deepcopy=False, states=(TrialState.FAIL,))
-    for trial in failed[-5:]:
-        out.print(f"failed trial #{trial.number}: {trial.user_attrs.get('fail_reason', 'no reason recorded')}", highlight=False)
+    out.print(_rich_table(view.trials))
+    for number, reason in view.failures:
+        out.print(f"failed trial #{number}: {reason}", highlight=False)
 
 
 @app.command()
@@ -322,6 +282,7 @@ def export(
     and write a bundle to --out."""
     from sweep.export import export_best
     from sweep.metrics import parse_pick
+    from sweep.results import format_value
 
     result = export_best(_storage_url(storage), study, out_dir, force=force, pick=parse_pick(pick), refit=refit)
     best = result.best
@@ -329,7 +290,7 @@ def export(
 
     def shown(name: str, label: str) -> str:
         low, high = intervals[name]
-        return f"{label} {_fmt(test[name], 3)} [{_fmt(low, 3)}, {_fmt(high, 3)}]"
+        return f"{label} {format_value(test[name], 3)} [{format_value(low, 3)}, {format_value(high, 3)}]"
 
     out.print(f"Exported trial #{best['trial']} of {study} to {result.out_dir}", highlight=False)
     out.print(f"  class_weight {best['class_weight']}, threshold {best['threshold']:.4g}, hidden_width {best['hidden_width']}", highlight=False)

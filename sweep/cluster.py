@@ -38,7 +38,8 @@ from sweep import stopping
 from sweep.config import SweepConfig
 from sweep.data import load_dataset
 from sweep.errors import ConfigError, SweepError
-from sweep.runner import BUDGET_STATES, SweepResult, count_trials, prepare_study, run_sweep, summarize
+from sweep.results import BUDGET_STATES, SweepResult, count_trials, summarize
+from sweep.runner import prepare_study, run_sweep
 from sweep.runtime import set_placement
 
 INSTALL_HINT = "pip install -e '.[cluster]' (or pip install 'dask[distributed]')"
@@ -240,7 +241,7 @@ def worker_loop(config: SweepConfig, gpu: bool, stop_name: str) -> dict:
         set_placement(dask_worker=address, dask_gpu=1 if gpu else 0, cuda_visible_devices=visible)
         # With a GPU resource, "auto" is the first GPU this process sees (dask-cuda orders CUDA_VISIBLE_DEVICES so);
         # without one, the CPU, even on a machine with GPUs (they belong to other workers).
-        device = config.device if gpu or config.device != "auto" else "cpu"
+        device = config.device if gpu or config.device_spec.kind != "auto" else "cpu"
         outcome = {"dask_worker": address, "gpu": gpu, "cuda_visible_devices": visible}
         try:
             result = run_sweep(dataclasses.replace(config, device=device))

@@ -1,27 +1,60 @@
-"""One frozen config object, resolved from defaults < TOML file < SWEEP_* environment < command line."""
+"""One frozen config object, resolved from defaults < TOML file < SWEEP_* environment < command line.
+
+Every key has one rule (RULES) that turns its raw value into the field's value and checks it; the objective,
+pruner and device specs are parsed there, once, into the values the rest of the code takes (config.goal,
+config.pruner_spec, config.device_spec), while the fields keep the spec text that is stored on a study.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import os
 import tomllib
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sweep.errors import ConfigError
-from sweep.metrics import parse_objective
+from sweep.metrics import Goal, parse_goal
 
 DEFAULT_STORAGE = "sqlite:///studies/sweeps.db"
 PRUNER_SYNTAX = "none | median | percentile:P | hyperband | successive_halving"
+DEVICE_SYNTAX = "auto | cpu | gpu | gpu:N"
 ENV_PREFIX = "SWEEP_"
 CLUSTER_SYNTAX = "tcp://HOST:PORT (a running Dask scheduler) or local:N (start N local Dask worker processes, 1 to 64)"
 
 
 @dataclass(frozen=True)
+class PrunerSpec:
+    """A parsed --pruner: Optuna's pruner by name, and P for percentile:P."""
+
+    name: str  # none | median | percentile | hyperband | successive_halving
+    argument: float | None = None
+    text: str = field(default="", compare=False)  # the --pruner text it was parsed from, as stored
+
+
+@dataclass(frozen=True)
+class DeviceSpec:
+    """A parsed --device: auto, cpu or gpu, and N for gpu:N (runtime.choose_device says what each means)."""
+
+    kind: str  # auto | cpu | gpu
+    index: int | None = None
+    text: str = field(default="", compare=False)  # the --device text it was parsed from, as stored
+
+
+@dataclass(frozen=True)
 class SweepConfig:
-    """Everything a sweep needs; every field is a TOML key, a SWEEP_<KEY> variable and a --flag."""
+    """Everything a sweep needs; every field is a TOML key, a SWEEP_<KEY> variable and a --flag.
+
+    The objective, pruner and device fields hold their spec text; goal, pruner_spec and device_spec hold the
+    same specs parsed (see __post_init__).
+    """
+
+    if TYPE_CHECKING:  # set by __post_init__; not fields, so not keys, flags or stored
+        goal: Goal
+        pruner_spec: PrunerSpec
+        device_spec: DeviceSpec
 
     study: str = "minority-weight"
     storage: str = DEFAULT_STORAGE
@@ -33,7 +66,7 @@ class SweepConfig:
     epochs: int = 50
     batch_size: int = 100
     learning_rate: float | tuple[float, float] = 0.001  # a range LOW:HIGH is searched (log scale)
-    objective: str = "f1"
+    objective: str = "f1"  # parsed: goal
     seed: int = 0
     minority_weight: tuple[float, float] = (1.0, 1000.0)
     hidden_width: tuple[int, int] = (1, 64)
@@ -41,12 +74,12 @@ class SweepConfig:
     hidden_layers: int = 1
     validation_fraction: float = 0.2
     test_fraction: float = 0.2
-    pruner: str = "median"
+    pruner: str = "median"  # parsed: pruner_spec
     intra_op_threads: int = 0
     inter_op_threads: int = 0
     workers: int = 1
     population: int = 0
-    device: str = "auto"
+    device: str = "auto"  # parsed: device_spec
     heartbeat_interval: int = 10
     grace_period: int = 30
     cv: int | None = None  # folds per trial; 0 = one validation split; None = automatic (data.choose_folds)
@@ -57,12 +90,25 @@ class SweepConfig:
     max_levels: int = 50
     cluster: str | None = None  # Dask scheduler address or local:N (sweep.cluster); None: no Dask at all
 
+    def __post_init__(self) -> None:
+        """Keep each spec parsed, parsing it only once: resolve_config and config_from_dict pass the value their
+        rule parsed (whose errors name the source); a spec given as text (SweepConfig(...) in code,
+        dataclasses.replace) is parsed here. The field then holds the parsed value's text."""
+        for key, (attribute, parse) in SPECS.items():
+            given = getattr(self, key)
+            parsed = given if isinstance(given, (Goal, PrunerSpec, DeviceSpec)) else parse(given, key)
+            object.__setattr__(self, attribute, parsed)
+            object.__setattr__(self, key, parsed.text)
+
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able dict (ranges as lists), e.g. for the study's user attributes."""
         return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
 
 
 KEYS = tuple(f.name for f in dataclasses.fields(SweepConfig))
+
+# A key's rule: (key, raw value, source) -> the field's value, or a ConfigError naming the key and source.
+Rule = Callable[[str, Any, str], Any]
 
 
 def _expect(cond: bool, key: str, value: Any, source: str, expected: str) -> None:
@@ -109,94 +155,164 @@ def _as_columns(key: str, value: Any, source: str) -> tuple[str, ...]:
     return tuple(p.strip() for p in parts if p.strip())
 
 
-def _coerce(key: str, value: Any, source: str) -> Any:
-    """Turn one raw value into the field's type and check its range; the message names key and source."""
-    if key in ("features", "drop"):
-        return _as_columns(key, value, source)
-    if key == "cv":
-        if value is None or (isinstance(value, str) and value.strip().lower() in ("", "auto", "none")):
-            return None
-        folds = _as_int(key, value, source)
-        _expect(folds == 0 or 2 <= folds <= 20, key, value, source, "auto, 0 (one validation split) or 2 to 20 folds")
-        return folds
-    if key in ("study", "storage", "data", "objective", "target", "positive_label"):
-        if value is None and key in ("target", "positive_label"):
-            return None
-        text = str(value).strip()
-        _expect(text != "", key, value, source, "a non-empty string")
-        if key == "objective":
-            parse_objective(text, source=source)
-        return text
-    if key == "pruner":
-        text = str(value).strip().lower()
-        name, _, argument = text.partition(":")
-        if name == "percentile":
-            share = _as_float(key, argument, source)
-            _expect(0 < share < 100, key, value, source, "percentile:P with 0 < P < 100")
-        else:
-            _expect(name in ("none", "median", "hyperband", "successive_halving") and not argument, key, value, source, PRUNER_SYNTAX)
-        return text
-    if key == "device":
-        text = str(value).strip().lower()
-        name, _, index = text.partition(":")
-        valid = text in ("auto", "cpu", "gpu") or (name == "gpu" and index.isdigit())
-        _expect(valid, key, value, source, "auto | cpu | gpu | gpu:N")
-        return text
-    if key == "cluster":
-        if value is None or str(value).strip().lower() in ("", "none"):
-            return None
-        text = str(value).strip()
-        scheme, _, rest = text.partition("://")
-        host, _, port = rest.rpartition(":")
-        local = text.startswith("local:") and text[6:].isdigit() and 1 <= int(text[6:]) <= 64
-        remote = scheme in ("tcp", "tls") and host != "" and port.isdigit() and 0 < int(port) < 65536
-        _expect(local or remote, key, value, source, CLUSTER_SYNTAX)
-        return text
-    if key in ("trials", "epochs", "batch_size", "hidden_layers", "seed", "intra_op_threads", "inter_op_threads",
-               "workers", "heartbeat_interval", "grace_period", "population", "cv_repeats", "min_level_count", "max_levels"):
+def _is_none(value: Any, *words: str) -> bool:
+    """Whether a raw value means "not set": None, or one of `words` as text."""
+    return value is None or (isinstance(value, str) and value.strip().lower() in words)
+
+
+def parse_pruner(value: Any, source: str = "pruner") -> PrunerSpec:
+    """Parse a --pruner spec (PRUNER_SYNTAX); errors name the key and source."""
+    text = str(value).strip().lower()
+    name, _, argument = text.partition(":")
+    if name == "percentile":
+        share = _as_float("pruner", argument, source)
+        _expect(0 < share < 100, "pruner", value, source, "percentile:P with 0 < P < 100")
+        return PrunerSpec(name, share, text)
+    _expect(name in ("none", "median", "hyperband", "successive_halving") and not argument, "pruner", value, source, PRUNER_SYNTAX)
+    return PrunerSpec(name, None, text)
+
+
+def parse_device(value: Any, source: str = "device") -> DeviceSpec:
+    """Parse a --device spec (DEVICE_SYNTAX); errors name the key and source."""
+    text = str(value).strip().lower()
+    kind, _, index = text.partition(":")
+    valid = text in ("auto", "cpu", "gpu") or (kind == "gpu" and index.isdigit())
+    _expect(valid, "device", value, source, DEVICE_SYNTAX)
+    return DeviceSpec(kind, int(index) if index else None, text)
+
+
+# Settings given as spec text and used parsed: field -> (attribute holding the parsed value, its parser).
+SPECS: dict[str, tuple[str, Callable[[Any, str], Any]]] = {
+    "objective": ("goal", parse_goal), "pruner": ("pruner_spec", parse_pruner), "device": ("device_spec", parse_device),
+}
+
+
+def _text(key: str, value: Any, source: str) -> str:
+    text = str(value).strip()
+    _expect(text != "", key, value, source, "a non-empty string")
+    return text
+
+
+def _optional_text(key: str, value: Any, source: str) -> str | None:
+    return None if value is None else _text(key, value, source)
+
+
+def _objective(key: str, value: Any, source: str) -> Goal:
+    return parse_goal(_text(key, value, source), source=source)
+
+
+def _integer(low: int, high: int | None = None, expected_high: str = "") -> Rule:
+    """An integer >= low, and (with `high`) <= high, which `expected_high` describes."""
+
+    def rule(key: str, value: Any, source: str) -> int:
         number = _as_int(key, value, source)
-        low = 0 if key in ("seed", "intra_op_threads", "inter_op_threads", "population") else 1
         _expect(number >= low, key, value, source, f"an integer >= {low}")
-        if key == "hidden_layers":
-            _expect(number <= 8, key, value, source, "between 1 and 8 hidden layers")
-        if key == "workers":
-            _expect(number <= 64, key, value, source, "between 1 and 64 worker processes")
-        if key == "population":
-            _expect(number <= 512, key, value, source, "0 (automatic) or 1 to 512 trials trained together")
-        if key == "cv_repeats":
-            _expect(number <= 10, key, value, source, "between 1 and 10 repeats of the folds")
+        if high is not None:
+            _expect(number <= high, key, value, source, expected_high)
         return number
-    if key == "timeout":
-        if value is None or (isinstance(value, str) and value.strip().lower() in ("", "none")):
-            return None
-        seconds = _as_float(key, value, source)
-        _expect(seconds > 0, key, value, source, "a positive number of seconds")
-        return seconds
-    if key == "learning_rate":
-        if isinstance(value, (list, tuple)) or (isinstance(value, str) and ":" in value):
-            low, high = _as_range(key, value, source, _as_float)
-            _expect(0 < low <= high < 10, key, value, source, "a rate or a range LOW:HIGH with 0 < LOW <= HIGH < 10")
-            return (low, high)
-        rate = _as_float(key, value, source)
-        _expect(0 < rate < 10, key, value, source, "a number between 0 and 10 (exclusive), or a range LOW:HIGH to search")
-        return rate
-    if key in ("validation_fraction", "test_fraction"):
-        share = _as_float(key, value, source)
-        _expect(0 < share < 0.9, key, value, source, "a fraction between 0 and 0.9 (exclusive)")
-        return share
-    if key == "minority_weight":
+
+    return rule
+
+
+def _folds(key: str, value: Any, source: str) -> int | None:
+    if _is_none(value, "", "auto", "none"):
+        return None
+    folds = _as_int(key, value, source)
+    _expect(folds == 0 or 2 <= folds <= 20, key, value, source, "auto, 0 (one validation split) or 2 to 20 folds")
+    return folds
+
+
+def _seconds(key: str, value: Any, source: str) -> float | None:
+    if _is_none(value, "", "none"):
+        return None
+    seconds = _as_float(key, value, source)
+    _expect(seconds > 0, key, value, source, "a positive number of seconds")
+    return seconds
+
+
+def _learning_rate(key: str, value: Any, source: str) -> float | tuple[float, float]:
+    if isinstance(value, (list, tuple)) or (isinstance(value, str) and ":" in value):
         low, high = _as_range(key, value, source, _as_float)
-        _expect(0 < low <= high, key, value, source, "0 < LOW <= HIGH (a weight relative to the majority's 1.0)")
+        _expect(0 < low <= high < 10, key, value, source, "a rate or a range LOW:HIGH with 0 < LOW <= HIGH < 10")
         return (low, high)
-    if key == "hidden_width":
-        low, high = _as_range(key, value, source, _as_int)
-        _expect(1 <= low <= high <= 4096, key, value, source, "1 <= LOW <= HIGH <= 4096 units")
+    rate = _as_float(key, value, source)
+    _expect(0 < rate < 10, key, value, source, "a number between 0 and 10 (exclusive), or a range LOW:HIGH to search")
+    return rate
+
+
+def _fraction(key: str, value: Any, source: str) -> float:
+    share = _as_float(key, value, source)
+    _expect(0 < share < 0.9, key, value, source, "a fraction between 0 and 0.9 (exclusive)")
+    return share
+
+
+def _range(cast, within: Callable[[Any, Any], bool], expected: str) -> Rule:
+    """A range LOW:HIGH of `cast` values for which within(low, high) holds, which `expected` describes."""
+
+    def rule(key: str, value: Any, source: str) -> tuple:
+        low, high = _as_range(key, value, source, cast)
+        _expect(within(low, high), key, value, source, expected)
         return (low, high)
-    if key == "threshold":
-        low, high = _as_range(key, value, source, _as_float)
-        _expect(0 < low <= high < 1, key, value, source, "0 < LOW <= HIGH < 1")
-        return (low, high)
-    raise ConfigError(f"unknown config key {key!r} (from {source}); known keys: {', '.join(KEYS)}")
+
+    return rule
+
+
+def _cluster(key: str, value: Any, source: str) -> str | None:
+    if value is None or str(value).strip().lower() in ("", "none"):
+        return None
+    text = str(value).strip()
+    scheme, _, rest = text.partition("://")
+    host, _, port = rest.rpartition(":")
+    local = text.startswith("local:") and text[6:].isdigit() and 1 <= int(text[6:]) <= 64
+    remote = scheme in ("tcp", "tls") and host != "" and port.isdigit() and 0 < int(port) < 65536
+    _expect(local or remote, key, value, source, CLUSTER_SYNTAX)
+    return text
+
+
+RULES: dict[str, Rule] = {
+    "study": _text,
+    "storage": _text,
+    "data": _text,
+    "target": _optional_text,
+    "positive_label": _optional_text,
+    "trials": _integer(1),
+    "timeout": _seconds,
+    "epochs": _integer(1),
+    "batch_size": _integer(1),
+    "learning_rate": _learning_rate,
+    "objective": _objective,
+    "seed": _integer(0),
+    "minority_weight": _range(_as_float, lambda low, high: 0 < low <= high, "0 < LOW <= HIGH (a weight relative to the majority's 1.0)"),
+    "hidden_width": _range(_as_int, lambda low, high: 1 <= low <= high <= 4096, "1 <= LOW <= HIGH <= 4096 units"),
+    "threshold": _range(_as_float, lambda low, high: 0 < low <= high < 1, "0 < LOW <= HIGH < 1"),
+    "hidden_layers": _integer(1, 8, "between 1 and 8 hidden layers"),
+    "validation_fraction": _fraction,
+    "test_fraction": _fraction,
+    "pruner": lambda _key, value, source: parse_pruner(value, source),
+    "intra_op_threads": _integer(0),
+    "inter_op_threads": _integer(0),
+    "workers": _integer(1, 64, "between 1 and 64 worker processes"),
+    "population": _integer(0, 512, "0 (automatic) or 1 to 512 trials trained together"),
+    "device": lambda _key, value, source: parse_device(value, source),
+    "heartbeat_interval": _integer(1),
+    "grace_period": _integer(1),
+    "cv": _folds,
+    "cv_repeats": _integer(1, 10, "between 1 and 10 repeats of the folds"),
+    "features": _as_columns,
+    "drop": _as_columns,
+    "min_level_count": _integer(1),
+    "max_levels": _integer(1),
+    "cluster": _cluster,
+}
+
+
+def _coerce(key: str, value: Any, source: str) -> Any:
+    """Turn one raw value into the field's value (a spec into its parsed value) by its key's rule; the message
+    names key and source."""
+    rule = RULES.get(key)
+    if rule is None:
+        raise ConfigError(f"unknown config key {key!r} (from {source}); known keys: {', '.join(KEYS)}")
+    return rule(key, value, source)
 
 
 def read_config_file(path: str | Path) -> dict[str, Any]:
@@ -242,7 +358,7 @@ def resolve_config(
             if source == "environment":
                 flag_source = f"environment variable {ENV_PREFIX}{key.upper()}"
             values[key] = _coerce(key, raw, flag_source)
-    config = SweepConfig(**values)
+    config = SweepConfig(**values)  # the parsed specs in `values` are taken as they are
     if config.population > 1 and config.hidden_layers > 1:
         raise ConfigError(
             f"population = {config.population} trains one-hidden-layer networks, but hidden_layers = {config.hidden_layers}; "
@@ -260,7 +376,7 @@ def resolve_config(
         )
     if config.data != "seed":
         # Resolve the data path now so the stored config still finds it from another working directory.
-        config = dataclasses.replace(config, data=str(Path(config.data).expanduser().resolve()))
+        config = SweepConfig(**(values | {"data": str(Path(config.data).expanduser().resolve())}))
     return config
 
 

@@ -10,7 +10,8 @@ import numpy as np
 import optuna
 from optuna.trial import TrialState
 
-from sweep.metrics import threshold_metrics
+from sweep.plots import trial_figures
+from sweep.results import BUDGET_STATES, best_trial, count_trials
 
 
 def artifact_dir(storage_url: str) -> Path:
@@ -29,55 +30,6 @@ def artifact_store(storage_url: str) -> optuna.artifacts.FileSystemArtifactStore
     return optuna.artifacts.FileSystemArtifactStore(folder)
 
 
-def is_new_best(trial: optuna.Trial, value: float) -> bool:
-    """Whether `value` beats every complete trial of the study so far (the trial itself is still running)."""
-    study = trial.study
-    if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-        return True
-    best = study.best_value
-    return value > best if study.direction == optuna.study.StudyDirection.MAXIMIZE else value < best
-
-
-def trial_figures(
-    y_true: np.ndarray, scores: np.ndarray, threshold: float, folder: Path, title: str, part: str = "validation"
-) -> list[Path]:
-    """Write pr_curve.png (precision and recall against the threshold, the chosen one marked) and
-    confusion_matrix.png for one trial's scores on `part` of the data; returns their paths."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from sklearn.metrics import ConfusionMatrixDisplay, precision_recall_curve
-
-    precision, recall, thresholds = precision_recall_curve(y_true, scores)
-    chosen = threshold_metrics(y_true, scores, threshold)
-    figure, (curve, by_threshold) = plt.subplots(1, 2, figsize=(10, 4))
-    curve.plot(recall, precision)
-    curve.scatter([chosen["recall"]], [chosen["precision"]], color="red", zorder=3, label=f"threshold {threshold:.3f}")
-    curve.set(xlabel="recall", ylabel="precision", title=f"precision-recall ({part})")
-    curve.legend()
-    by_threshold.plot(thresholds, precision[:-1], label="precision")
-    by_threshold.plot(thresholds, recall[:-1], label="recall")
-    by_threshold.axvline(threshold, color="red", linestyle="--", label=f"chosen ({chosen['flag_rate']:.2%} flagged)")
-    by_threshold.set(xlabel="threshold", title="against the threshold")
-    by_threshold.legend()
-    figure.suptitle(title)
-    figure.tight_layout()
-    pr_path = folder / "pr_curve.png"
-    figure.savefig(pr_path, dpi=90)
-    plt.close(figure)
-
-    figure, axis = plt.subplots(figsize=(4.5, 4))
-    matrix = np.array([[chosen["tn"], chosen["fp"]], [chosen["fn"], chosen["tp"]]])
-    ConfusionMatrixDisplay(matrix, display_labels=["negative", "positive"]).plot(ax=axis, colorbar=False, values_format="d")
-    axis.set_title(f"{title}\n{part}, threshold {threshold:.3f}")
-    figure.tight_layout()
-    matrix_path = folder / "confusion_matrix.png"
-    figure.savefig(matrix_path, dpi=90)
-    plt.close(figure)
-    return [pr_path, matrix_path]
-
-
 def upload_trial_figures(trial: optuna.Trial, store, y_true: np.ndarray, scores: np.ndarray, threshold: float) -> None:
     """Attach the trial's figures to it in the artifact store (the dashboard lists them on the trial)."""
     with tempfile.TemporaryDirectory() as folder:
@@ -94,8 +46,6 @@ def study_note(study: optuna.Study) -> str:
         f"| {name} | {part['rows']} | {part['positives']} | {part['positives'] / max(part['rows'], 1):.2%} |"
         for name, part in splits.items()
     )
-    finished = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
-    failed = study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
     lines = [
         f"# {study.study_name}",
         f"**Data**: `{data.get('source', '?')}` (fingerprint `{data.get('fingerprint', '?')}`), features "
@@ -110,10 +60,8 @@ def study_note(study: optuna.Study) -> str:
         f"{config.get('batch_size', '?')}, pruner `{config.get('pruner', '?')}`, seed {config.get('seed', '?')}.",
         "",
         f"**Objective**: `{objective.get('spec', '?')}` ({objective.get('name', '?')}, {objective.get('direction', '?')}).",
-        f"**Trials**: {len(finished)} finished, {len(failed)} failed.",
+        f"**Trials**: {count_trials(study, BUDGET_STATES)} finished, {count_trials(study, (TrialState.FAIL,))} failed.",
     ]
-    from sweep.runner import best_trial
-
     best = best_trial(study)
     if best is not None:
         a = best.user_attrs

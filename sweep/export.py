@@ -15,13 +15,15 @@ import numpy as np
 from sweep.config import config_from_dict
 from sweep.data import load_dataset, read_table
 from sweep.errors import DataError, ExportError, StorageError
-from sweep.metrics import BOOTSTRAP_RESAMPLES, bootstrap_intervals, metrics
-from sweep.objective import refit_trial
+from sweep.metrics import BOOTSTRAP_RESAMPLES, bootstrap_intervals, metrics, parse_goal
+from sweep.results import best_trial
+from sweep.rounds import refit_member
 from sweep.space import TrialParams
 from sweep.runtime import tensorflow
 from sweep.storage import load_study, mask_url, open_storage
 from sweep.preprocess import Preprocessor
 from sweep.train import Network, TrainSettings, score, train_model
+from sweep.trial import refit_trial
 
 BUNDLE_FILES = ("best.json", "model.keras", "preprocessor.json")
 PACKAGES = ("sweep", "tensorflow", "keras", "optuna", "scikit-learn", "numpy", "pandas")
@@ -73,7 +75,7 @@ class Retrained:
 
     study: object
     trial: object
-    objective: object
+    goal: object
     dataset: object
     params: TrialParams
     settings: TrainSettings
@@ -89,9 +91,6 @@ def retrain_best(storage_url: str, study_name: str, pick=None, refit: str = "all
     """Load the study, choose its best trial (a Pareto-front trial by `pick` when multi-objective), check the
     data is unchanged, retrain that trial deterministically from its stored settings (to check its value),
     and then, for refit "all", train its configuration on all non-test rows."""
-    from sweep.metrics import parse_objective
-    from sweep.runner import best_trial
-
     if refit not in REFIT_CHOICES:
         raise ExportError(f"--refit {refit!r} is not known; expected one of: {', '.join(REFIT_CHOICES)}")
     study = load_study(open_storage(storage_url), study_name)
@@ -117,17 +116,25 @@ def retrain_best(storage_url: str, study_name: str, pick=None, refit: str = "all
         )
     params = TrialParams.from_dict(best.params)
     settings = TrainSettings(**best.user_attrs["train_settings"])
-    trial_model, validation, _ = refit_trial(dataset, best)
-    objective = parse_objective(study.user_attrs["objective"]["spec"])
+    trial_model, validation, _ = _retrain(dataset, best)
+    goal = parse_goal(study.user_attrs["objective"]["spec"])
     if refit == "train":
         preprocessor, model, fit_counts = dataset.preprocessor, trial_model, dataset.train.counts()
     else:
         preprocessor, fit_counts = dataset.final_preprocessor, dataset.development.counts()
         model, _ = train_model(dataset.development.X, dataset.development.y, params.hidden_width, params.class_weight, settings)
     return Retrained(
-        study, best, objective, dataset, params, settings, model, validation, refit, preprocessor,
+        study, best, goal, dataset, params, settings, model, validation, refit, preprocessor,
         dataset.test_split(preprocessor), fit_counts,
     )
+
+
+def _retrain(dataset, trial) -> tuple:
+    """A finished trial trained again from its stored settings, alone or with the population it was trained in:
+    (its model, or None when cross-validated; pooled validation metrics; pooled validation scores)."""
+    if "population" in trial.user_attrs:
+        return refit_member(dataset, trial)
+    return refit_trial(dataset, trial)
 
 
 def export_best(storage_url: str, study_name: str, out_dir: str | Path, force: bool = False, pick=None, refit: str = "all") -> ExportResult:
@@ -137,10 +144,10 @@ def export_best(storage_url: str, study_name: str, out_dir: str | Path, force: b
     out_dir = Path(out_dir)
     _check_out_dir(out_dir, force)
     found = retrain_best(storage_url, study_name, pick, refit)
-    best, objective, dataset, params, settings, model = found.trial, found.objective, found.dataset, found.params, found.settings, found.model
+    best, goal, dataset, params, settings, model = found.trial, found.goal, found.dataset, found.params, found.settings, found.model
     validation = found.validation
-    reproduced_value = objective.value(validation)
-    stored_value = tuple(best.values) if objective.is_multi else best.value
+    reproduced_value = goal.value(validation)
+    stored_value = tuple(best.values) if goal.is_multi else best.value
     reproduced = bool(np.allclose(reproduced_value, stored_value, rtol=0, atol=REPRODUCE_TOLERANCE))
     test_scores = score(model, found.test.X)
     test = metrics(found.test.y, test_scores, params.threshold)
@@ -151,8 +158,8 @@ def export_best(storage_url: str, study_name: str, out_dir: str | Path, force: b
         "storage": mask_url(storage_url),
         "trial": best.number,
         "objective": {
-            "spec": found.study.user_attrs["objective"]["spec"], "names": objective.names, "directions": objective.directions,
-            "picked_by": str(pick) if objective.is_multi and pick is not None else ("best f1" if objective.is_multi else None),
+            "spec": found.study.user_attrs["objective"]["spec"], "names": goal.names, "directions": goal.directions,
+            "picked_by": str(pick) if goal.is_multi and pick is not None else ("best f1" if goal.is_multi else None),
         },
         "params": dict(best.params),
         "class_weight": {"0": 1.0, "1": params.minority_weight},
@@ -175,7 +182,7 @@ def export_best(storage_url: str, study_name: str, out_dir: str | Path, force: b
             "metrics": _clean(validation),
         },
         "test": {
-            "value": objective.value(test),
+            "value": goal.value(test),
             "metrics": _clean(test),
             "intervals": {k: list(v) for k, v in intervals.items()},
             "interval_method": f"95% percentile, stratified bootstrap of the test rows, {BOOTSTRAP_RESAMPLES} resamples, seed {settings.seed}",

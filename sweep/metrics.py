@@ -1,9 +1,9 @@
-"""Objectives and validation metrics of a scored split: confusion counts, flag rate, F-scores, AP, ROC-AUC."""
+"""Goals (a parsed --objective) and validation metrics of a scored split: confusion counts, flag rate, F-scores, AP, ROC-AUC."""
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -19,7 +19,7 @@ PICK_SYNTAX = "METRIC or METRIC:OTHER>=BOUND or METRIC:OTHER<=BOUND (e.g. recall
 
 
 @dataclass(frozen=True)
-class Objective:
+class Goal:
     """A parsed --objective: what to compute on the validation part and which way is better."""
 
     kind: str
@@ -28,6 +28,7 @@ class Objective:
     min_precision: float = 0.0
     miss_cost: float = 1.0
     false_alarm_cost: float = 1.0
+    text: str = field(default="", compare=False)  # the --objective text it was parsed from, as stored
 
     @property
     def direction(self) -> str:
@@ -104,27 +105,28 @@ def _positive_number(text: str, spec: str, source: str, what: str) -> float:
     return number
 
 
-def parse_objective(spec: str, source: str = "--objective") -> Objective:
+def parse_goal(spec: str, source: str = "--objective") -> Goal:
     """Parse the objective syntax (OBJECTIVE_SYNTAX); errors say what was received and what is expected."""
-    text = spec.strip().lower()
+    given = spec.strip()
+    text = given.lower()
     kind, _, argument = text.partition(":")
     if kind == "f1" and not argument:
-        return Objective("f1")
+        return Goal("f1", text=given)
     if kind in ("ap", "average_precision") and not argument:
-        return Objective("ap")
+        return Goal("ap", text=given)
     if kind == "fbeta":
-        return Objective("fbeta", beta=_positive_number(argument, spec, source, "beta"))
+        return Goal("fbeta", beta=_positive_number(argument, spec, source, "beta"), text=given)
     if kind == "recall_at_precision":
         floor = _positive_number(argument, spec, source, "minimum precision")
         if floor >= 1:
             raise _bad_objective(spec, source, f"minimum precision must be below 1, got {argument}")
-        return Objective("recall_at_precision", min_precision=floor)
+        return Goal("recall_at_precision", min_precision=floor, text=given)
     if kind == "pareto":
         chosen = tuple(m.strip() for m in (argument or "precision,recall").split(","))
         unknown = [m for m in chosen if m not in PARETO_METRICS]
         if unknown or len(chosen) < 2 or len(set(chosen)) != len(chosen):
             raise _bad_objective(spec, source, f"pareto needs two or more different metrics of {', '.join(PARETO_METRICS)}")
-        return Objective("pareto", pareto=chosen)
+        return Goal("pareto", pareto=chosen, text=given)
     if kind == "cost":
         costs = {}
         for part in filter(None, argument.split(",")):
@@ -134,7 +136,7 @@ def parse_objective(spec: str, source: str = "--objective") -> Objective:
             costs[name.strip()] = _positive_number(number.strip(), spec, source, f"cost {name.strip()}")
         if set(costs) != {"miss", "false_alarm"}:
             raise _bad_objective(spec, source, "both miss= and false_alarm= costs are needed")
-        return Objective("cost", miss_cost=costs["miss"], false_alarm_cost=costs["false_alarm"])
+        return Goal("cost", miss_cost=costs["miss"], false_alarm_cost=costs["false_alarm"], text=given)
     raise _bad_objective(spec, source, "unknown objective")
 
 

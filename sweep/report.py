@@ -12,6 +12,7 @@ import numpy as np
 
 from sweep.data import Dataset
 from sweep.metrics import bootstrap_intervals, metrics, paired_f1_difference
+from sweep.plots import study_figures
 from sweep.train import TrainSettings, score, train_model
 
 REPORTED = ("precision", "recall", "f1", "average_precision", "flag_rate")
@@ -185,77 +186,6 @@ class StudyReport:
     differences: list[Difference]
 
 
-def _plot(path: Path, draw) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, axis = plt.subplots(figsize=(6.5, 4.2))
-    draw(axis)
-    figure.tight_layout()
-    figure.savefig(path, dpi=90)
-    plt.close(figure)
-    return path
-
-
-def study_figures(study, best_scores: np.ndarray, y_test: np.ndarray, threshold: float, folder: Path) -> list[Path]:
-    """Optimisation history, parameter importances, the weight x threshold landscape, and precision/recall
-    against the threshold for the best model on the test part."""
-    import matplotlib.ticker
-    import optuna
-    from optuna.trial import TrialState
-
-    from sweep.dashboard import trial_figures
-
-    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    prefix = study.study_name
-    pr_curve, matrix = trial_figures(y_test, best_scores, threshold, folder, f"{prefix}: best trial", part="test")
-    test_figures = [pr_curve.rename(folder / f"{prefix}-test-precision-recall.png"), matrix.rename(folder / f"{prefix}-test-confusion-matrix.png")]
-    if len(study.directions) > 1:
-        front = {t.number for t in study.best_trials}
-        names = study.metric_names or ["objective 1", "objective 2"]
-
-        def pareto(axis):
-            axis.scatter([t.values[0] for t in complete], [t.values[1] for t in complete], s=14, c="lightgray", label="trial")
-            ranked = sorted((t for t in complete if t.number in front), key=lambda t: t.values[0])
-            axis.plot([t.values[0] for t in ranked], [t.values[1] for t in ranked], "o-", color="red", label="Pareto front")
-            axis.set(xlabel=names[0], ylabel=names[1], title="Pareto front (validation)")
-            axis.legend()
-
-        return [_plot(folder / f"{prefix}-pareto.png", pareto), *test_figures]
-    values = np.array([t.value for t in complete])
-    numbers = [t.number for t in complete]
-    better = np.maximum.accumulate if study.direction == optuna.study.StudyDirection.MAXIMIZE else np.minimum.accumulate
-    name = (study.metric_names or ["value"])[0]
-
-    def history(axis):
-        axis.scatter(numbers, values, s=12, label="trial")
-        axis.plot(numbers, better(values), color="red", label="best so far")
-        axis.set(xlabel="trial", ylabel=name, title="optimisation history (validation)")
-        axis.legend()
-
-    def landscape(axis):
-        weights = [t.params["minority_weight"] for t in complete]
-        thresholds = [t.params["threshold"] for t in complete]
-        points = axis.scatter(weights, thresholds, c=values, cmap="viridis", s=25)
-        axis.set_xscale("log")
-        axis.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
-        axis.set(xlabel="minority weight (log)", ylabel="threshold", title=f"{name} over weight x threshold")
-        axis.figure.colorbar(points, ax=axis, label=name)
-
-    figures = [_plot(folder / f"{prefix}-history.png", history), _plot(folder / f"{prefix}-landscape.png", landscape)]
-    if len(complete) >= 2:
-        importances = optuna.importance.get_param_importances(study)
-
-        def importance(axis):
-            axis.barh(list(importances)[::-1], list(importances.values())[::-1])
-            axis.set(xlabel="importance (fANOVA)", title="parameter importances")
-
-        figures.append(_plot(folder / f"{prefix}-importances.png", importance))
-    return figures + test_figures
-
-
 def study_report(storage_url: str, study_name: str, folder: Path, seeds=(0, 1, 2), pick=None) -> StudyReport:
     """Retrain the study's best trial with its seed and compare it on the test rows with the tutorial's
     fixed weights, the simple logistic reference and (for the seed data) the Bayes-optimal ceiling."""
@@ -275,7 +205,7 @@ def study_report(storage_url: str, study_name: str, folder: Path, seeds=(0, 1, 2
         "Every model here learned from all non-test rows; the tutorial rows are means ± sd over seeds, and their "
         "paired comparison uses the first seed's model."
     ]
-    if found.objective.is_multi:
+    if found.goal.is_multi:
         notes.append(f"Multi-objective study: the trial above was picked from the Pareto front by {pick or 'best f1'}.")
     if study.user_attrs["config"]["data"] == "seed":
         rows.append(bayes_ceiling_row(dataset))
@@ -292,24 +222,10 @@ def study_report(storage_url: str, study_name: str, folder: Path, seeds=(0, 1, 2
     return StudyReport(study_name, objective, best.number, tuple(best.values), rows, best_row, figures, notes, intervals, differences)
 
 
-def sample_generator(params, rows: int, seed: int = 12345) -> tuple[np.ndarray, np.ndarray]:
-    """Fresh rows from the recovered generator (Gaussian clusters, then label flips), for choosing thresholds
-    without touching any split of the data."""
-    rng = np.random.default_rng(seed)
-    cluster = rng.choice(len(params.priors), size=rows, p=params.priors)
-    X = np.empty((rows, params.means.shape[1]))
-    for k in range(len(params.priors)):
-        chosen = cluster == k
-        X[chosen] = rng.multivariate_normal(params.means[k], params.covariances[k], size=int(chosen.sum()))
-    flipped = rng.random(rows) < params.flip_y
-    y = np.where(flipped, rng.integers(params.n_classes, size=rows), cluster)
-    return X, y
-
-
 def bayes_ceiling_row(dataset: Dataset) -> Row:
     """The seed generator's Bayes-optimal classifier on the test rows, at the F1-optimal threshold of the
     generator itself (found on a million fresh rows drawn from it, so no split of the data chooses it)."""
-    from sweep.bayes import generator_parameters, posterior
+    from sweep.bayes import generator_parameters, posterior, sample_generator
 
     params = generator_parameters()
     fresh_X, fresh_y = sample_generator(params, 1_000_000)

@@ -8,23 +8,22 @@ import signal
 import time
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from sweep import stopping
-from sweep.config import SweepConfig
+from sweep.config import PrunerSpec, SweepConfig
 from sweep.dashboard import artifact_store, save_study_note
 from sweep.data import Dataset, load_dataset
 from sweep.errors import StorageError, TrialFailed
-from sweep.metrics import Pick, parse_objective
-from sweep.objective import make_objective, population_round
+from sweep.metrics import parse_goal
+from sweep.results import BUDGET_STATES, SweepResult, count_trials, summarize
+from sweep.rounds import population_round
 from sweep.runtime import configure_threads, select_device
 from sweep.storage import mask_url, open_storage
+from sweep.trial import trial_function
 
-# Trials that count towards --trials: finished with a value, or stopped early by a pruner.
-BUDGET_STATES = (TrialState.COMPLETE, TrialState.PRUNED)
 # A run stops (and says so) after this many failed trials in a row: something is wrong beyond one trial.
 MAX_CONSECUTIVE_FAILURES = 10
 # Dropped database connections in a row (no trial finished in between) a worker survives before giving up.
@@ -37,44 +36,24 @@ logger = logging.getLogger("sweep")
 TrialCallback = Callable[[optuna.Study, FrozenTrial], None]
 
 
-@dataclass(frozen=True)
-class SweepResult:
-    """What a finished run has to tell: where the study is and how good its best trial is."""
-
-    study_name: str
-    storage: str  # masked
-    metric_name: str
-    direction: str
-    finished: int
-    failed: int
-    ran_now: int
-    best: FrozenTrial | None
-    stop_reason: str | None = None
-
-
-def count_trials(study: optuna.Study, states: Sequence[TrialState]) -> int:
-    return len(study.get_trials(deepcopy=False, states=tuple(states)))
-
-
-def make_pruner(spec: str, epochs: int) -> optuna.pruners.BasePruner:
-    """Optuna's pruner for a --pruner spec (checked by config). Epochs are the pruning steps."""
-    name, _, argument = spec.partition(":")
+def make_pruner(spec: PrunerSpec, epochs: int) -> optuna.pruners.BasePruner:
+    """Optuna's pruner for a parsed --pruner (config.pruner_spec). Epochs are the pruning steps."""
     # The first epochs of a weighted network are noisy at a fixed threshold: let a fifth of them pass.
     warmup = max(1, epochs // 5)
-    if name == "median":
+    if spec.name == "median":
         return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=warmup)
-    if name == "percentile":
-        return optuna.pruners.PercentilePruner(float(argument), n_startup_trials=5, n_warmup_steps=warmup)
-    if name == "hyperband":
+    if spec.name == "percentile":
+        return optuna.pruners.PercentilePruner(spec.argument, n_startup_trials=5, n_warmup_steps=warmup)
+    if spec.name == "hyperband":
         return optuna.pruners.HyperbandPruner(min_resource=warmup, max_resource=epochs)
-    if name == "successive_halving":
+    if spec.name == "successive_halving":
         return optuna.pruners.SuccessiveHalvingPruner(min_resource=warmup)
     return optuna.pruners.NopPruner()
 
 
 def prepare_study(config: SweepConfig, dataset: Dataset, worker_index: int = 0) -> optuna.Study:
     """Create the study or resume it; a resumed study must have the same data and objective."""
-    objective = parse_objective(config.objective)
+    goal = config.goal
     storage = open_storage(config.storage, config.heartbeat_interval, config.grace_period)
     existing = config.study in optuna.get_all_study_names(storage)
     # Offset the sampler's seed by the trials already stored, so a resumed run does not replay the same draws.
@@ -82,8 +61,8 @@ def prepare_study(config: SweepConfig, dataset: Dataset, worker_index: int = 0) 
     # multivariate: the best threshold depends on the weight, so model them jointly rather than one by one.
     sampler = optuna.samplers.TPESampler(seed=config.seed + already, multivariate=True)
     study = optuna.create_study(
-        storage=storage, study_name=config.study, sampler=sampler, pruner=make_pruner(config.pruner, config.epochs),
-        directions=objective.directions, load_if_exists=True,
+        storage=storage, study_name=config.study, sampler=sampler, pruner=make_pruner(config.pruner_spec, config.epochs),
+        directions=goal.directions, load_if_exists=True,
     )
     if existing:
         _check_compatible(study, config, dataset)
@@ -91,10 +70,10 @@ def prepare_study(config: SweepConfig, dataset: Dataset, worker_index: int = 0) 
     stored_config = config.to_dict() | {"storage": mask_url(config.storage)}
     study.set_user_attr("config", stored_config)
     study.set_user_attr("data", dataset.summary())
-    study.set_user_attr("objective", {"spec": config.objective, "name": objective.name, "direction": ",".join(objective.directions)})
+    study.set_user_attr("objective", {"spec": config.objective, "name": goal.name, "direction": ",".join(goal.directions)})
     with warnings.catch_warnings():  # set_metric_names is "experimental" in Optuna 5 but it is what the dashboard reads
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        study.set_metric_names(objective.names)
+        study.set_metric_names(goal.names)
     return study
 
 
@@ -123,7 +102,7 @@ def _check_compatible(study: optuna.Study, config: SweepConfig, dataset: Dataset
             "the same --cv and --cv-repeats or use a new --study name"
         )
     spec = stored.get("objective", {}).get("spec")
-    if spec is not None and parse_objective(spec) != parse_objective(config.objective):
+    if spec is not None and parse_goal(spec) != config.goal:
         raise StorageError(
             f"study {config.study!r} optimises objective {spec!r}, not {config.objective!r}; "
             "use the same --objective to resume it or a new --study name"
@@ -205,9 +184,9 @@ def run_sweep(
     one study at once (see run_workers); a dropped database connection costs at most the running trial
     (or the running population).
     """
-    objective = parse_objective(config.objective)
+    goal = config.goal
     configure_threads(config.intra_op_threads, config.inter_op_threads)
-    select_device(config.device, worker_index)
+    select_device(config.device_spec, worker_index)
     dataset = dataset if dataset is not None else load_dataset(config)
     study = prepare_study(config, dataset, worker_index)
     before = len(study.get_trials(deepcopy=False))
@@ -237,14 +216,14 @@ def run_sweep(
                 fail_stale_trials(study)
                 running = count_trials(study, (TrialState.RUNNING,))
                 size = min(population, config.trials - finished - running)
-                for told in population_round(study, config, dataset, objective, size, admit=budget.admits, artifacts=artifacts):
+                for told in population_round(study, config, dataset, goal, size, admit=budget.admits, artifacts=artifacts):
                     failures.observe(told)
                     reconnects(study, told)
                     for callback in callbacks:
                         callback(study, told)
                 continue
             study.optimize(
-                make_objective(config, dataset, objective, admit=budget.admits, artifacts=artifacts),
+                trial_function(config, dataset, goal, admit=budget.admits, artifacts=artifacts),
                 timeout=remaining,
                 catch=(TrialFailed,),
                 callbacks=[budget, failures, reconnects, *callbacks],
@@ -304,38 +283,6 @@ class Reconnects:
                 return action()
             except Exception as exc:
                 self.absorb(exc)
-
-
-def best_trial(study: optuna.Study, pick: Pick | None = None) -> FrozenTrial | None:
-    """The best complete trial, or None when there is none. For a multi-objective study: the trial of the
-    Pareto front chosen by `pick` (default: best validation F1), or None when no front trial meets its bound."""
-    if count_trials(study, (TrialState.COMPLETE,)) == 0:
-        return None
-    if len(study.directions) == 1:
-        return study.best_trial
-    pick = pick or Pick()
-    front = [t for t in study.best_trials if pick.allows(validation_metrics(t))]
-    return max(front, key=lambda t: pick.key(validation_metrics(t))) if front else None
-
-
-def validation_metrics(trial: FrozenTrial) -> dict:
-    """A trial's val_* user attributes without the prefix."""
-    return {k.removeprefix("val_"): v for k, v in trial.user_attrs.items() if k.startswith("val_")}
-
-
-def summarize(study: optuna.Study, storage_url: str, ran_now: int = 0, stop_reason: str | None = None) -> SweepResult:
-    objective = study.user_attrs.get("objective", {})
-    return SweepResult(
-        study_name=study.study_name,
-        storage=mask_url(storage_url),
-        metric_name=",".join(study.metric_names or [objective.get("name", "value")]),
-        direction=",".join(d.name.lower() for d in study.directions),
-        finished=count_trials(study, BUDGET_STATES),
-        failed=count_trials(study, (TrialState.FAIL,)),
-        ran_now=ran_now,
-        best=best_trial(study),
-        stop_reason=stop_reason,
-    )
 
 
 def _worker_main(config: SweepConfig, worker_index: int) -> None:

@@ -6,6 +6,10 @@ import contextlib
 import functools
 import os
 import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from sweep.config import DeviceSpec
 
 # TF's C++ runtime prints CUDA probing and oneDNN notices straight to file descriptor 2 before its logging is
 # configured, so TF_CPP_MIN_LOG_LEVEL cannot hide them; set SWEEP_TF_LOGS=1 to see them.
@@ -82,7 +86,7 @@ def tensorflow():
     return tf
 
 
-def choose_device(requested: str, worker_index: int, gpus: list) -> str:
+def choose_device(requested: DeviceSpec, worker_index: int, gpus: list) -> str:
     """Which device worker `worker_index` uses: "cpu" or "gpu:K", K indexing `gpus` (the physical GPUs).
 
     auto: GPU (worker i -> GPU i mod n) when there is one, else the CPU; gpu: the same but an error without
@@ -90,26 +94,30 @@ def choose_device(requested: str, worker_index: int, gpus: list) -> str:
     """
     from sweep.errors import ConfigError
 
-    if requested == "cpu" or (requested == "auto" and not gpus):
+    if requested.kind == "cpu" or (requested.kind == "auto" and not gpus):
         return "cpu"
     if not gpus:
         raise ConfigError(
-            f"device = {requested!r} but TensorFlow sees no GPU; install the gpu extra (pip install '.[gpu]') "
+            f"device = {requested.text!r} but TensorFlow sees no GPU; install the gpu extra (pip install '.[gpu]') "
             "on a machine with an NVIDIA driver, or use --device cpu"
         )
-    if requested.startswith("gpu:"):
-        index = int(requested.split(":", 1)[1])
-        if index >= len(gpus):
-            raise ConfigError(f"device = {requested!r} but TensorFlow sees {len(gpus)} GPU(s) (gpu:0 to gpu:{len(gpus) - 1}); pick one of those")
-        return requested
+    if requested.index is not None:
+        if requested.index >= len(gpus):
+            raise ConfigError(f"device = {requested.text!r} but TensorFlow sees {len(gpus)} GPU(s) (gpu:0 to gpu:{len(gpus) - 1}); pick one of those")
+        return requested.text
     return f"gpu:{worker_index % len(gpus)}"
 
 
 _device = {"label": None}
 
 
-def select_device(requested: str = "auto", worker_index: int = 0) -> str:
-    """Make only the chosen device visible to TensorFlow (memory growth on, so workers can share a GPU)."""
+def select_device(requested: DeviceSpec | None = None, worker_index: int = 0) -> str:
+    """Make only the chosen device visible to TensorFlow (memory growth on, so workers can share a GPU);
+    `requested` is config.device_spec (None: auto)."""
+    if requested is None:
+        from sweep.config import parse_device
+
+        requested = parse_device("auto")
     tf = tensorflow()
     gpus = tf.config.list_physical_devices("GPU")
     label = choose_device(requested, worker_index, gpus)

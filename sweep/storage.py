@@ -8,6 +8,7 @@ from pathlib import Path
 import optuna
 
 from sweep.errors import StorageError
+from sweep.optuna_private import set_attr_of_finished_trial, storage_of, trial_id
 
 SQLITE_TIMEOUT_SECONDS = 60
 POOL_SIZE = 4
@@ -87,8 +88,7 @@ class RetryStaleTrialWithReason(optuna.storages.RetryHeartbeatStaleTrialCallback
     """Optuna's retry of a trial whose heartbeat lapsed, after recording why it failed (user attr fail_reason).
 
     Optuna fails the stale trial before calling this, and its API refuses attributes on a finished trial, so
-    the one attribute row is written through the RDB storage's own session and models (private Optuna names;
-    kept to this class).
+    the attribute is written through the storage itself (sweep.optuna_private.set_attr_of_finished_trial).
     """
 
     def __init__(self, grace_period: int | None, max_retry: int) -> None:
@@ -97,33 +97,12 @@ class RetryStaleTrialWithReason(optuna.storages.RetryHeartbeatStaleTrialCallback
 
     def __call__(self, study: optuna.Study, trial) -> None:
         try:
-            _annotate_finished_trial(study._storage, trial._trial_id, "fail_reason", self.reason)
+            set_attr_of_finished_trial(storage_of(study), trial_id(trial), "fail_reason", self.reason)
         except Exception as exc:  # the reason is a courtesy; the retry must happen regardless
             import logging
 
             logging.getLogger("sweep").warning("could not record the fail_reason of stale trial #%d (%s)", trial.number, exc)
         super().__call__(study, trial)
-
-
-def _annotate_finished_trial(storage, trial_id: int, key: str, value) -> None:
-    import json
-
-    from optuna.storages._rdb import models
-
-    rdb = getattr(storage, "_backend", storage)  # create_study wraps an RDBStorage in a cache
-    session = rdb.scoped_session()
-    try:
-        row = session.query(models.TrialUserAttributeModel).filter_by(trial_id=trial_id, key=key).one_or_none()
-        if row is None:
-            session.add(models.TrialUserAttributeModel(trial_id=trial_id, key=key, value_json=json.dumps(value)))
-        else:
-            row.value_json = json.dumps(value)
-        session.commit()
-    except BaseException:
-        session.rollback()
-        raise
-    finally:
-        session.close()
 
 
 def _use_write_ahead_log(engine) -> None:

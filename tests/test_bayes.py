@@ -8,7 +8,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import average_precision_score
 from sklearn.model_selection import train_test_split
 
-from sweep.bayes import generator_parameters, posterior, replay
+from sweep.bayes import generator_parameters, posterior, replay, sample_generator
 from sweep.data import SEED_RECIPE, SEED_SPLIT_STATE, SEED_TEST_SIZE
 
 COMMON = dict(n_redundant=0, n_clusters_per_class=1)
@@ -126,6 +126,18 @@ def test_posterior_is_calibrated_in_the_large(seed_replay):
     error = np.sqrt(np.sum(probability * (1 - probability)))
     assert abs(y.sum() - probability.sum()) <= Z_LIMIT * error
     assert posterior(params, X[0]).shape == (1,)
+
+
+def test_sampled_rows_follow_the_generator():
+    """Check that fresh rows drawn from the recovered generator are reproducible and have its share of positive labels."""
+    params = generator_parameters()
+    X, y = sample_generator(params, 200_000)
+    again, _ = sample_generator(params, 200_000)
+    assert X.shape == (200_000, 2) and np.array_equal(X, again)
+    # A row is positive when it comes from cluster 1 and is not flipped, or is flipped to class 1.
+    expected_share = params.priors[1] * (1 - params.flip_y) + params.flip_y / params.n_classes
+    binomial_error = np.sqrt(expected_share * (1 - expected_share) / len(y))
+    assert abs(y.mean() - expected_share) <= Z_LIMIT * binomial_error
 
 
 @pytest.mark.parametrize("model", ["qda", "logistic"])

@@ -23,7 +23,7 @@ from sweep.cli import app
 from sweep.space import PARAM_NAMES
 from sweep.storage import open_storage
 from tests.conftest import make_table
-from tests.test_objective import VALIDATION_ATTRS
+from tests.test_trial import VALIDATION_ATTRS
 
 SWEEP = str(Path(sys.executable).with_name("sweep"))
 TRIAL_ATTRS = tuple(f"val_{k}" for k in VALIDATION_ATTRS) + ("train_seconds", "epochs_run", "device")

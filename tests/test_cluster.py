@@ -22,7 +22,7 @@ from typer.testing import CliRunner
 from sweep.cli import app
 from sweep.config import resolve_config
 from sweep.errors import ConfigError
-from sweep.runner import BUDGET_STATES
+from sweep.results import BUDGET_STATES
 from tests.test_runner import _wait_for
 
 BIN = Path(sys.executable).parent

@@ -2,8 +2,12 @@
 
 import pytest
 
-from sweep.config import DEFAULT_STORAGE, SweepConfig, config_from_dict, resolve_config
+from sweep import config as config_module
+from sweep.config import (
+    DEFAULT_STORAGE, KEYS, RULES, DeviceSpec, PrunerSpec, SweepConfig, config_from_dict, parse_device, parse_pruner, resolve_config,
+)
 from sweep.errors import ConfigError
+from sweep.metrics import parse_goal
 
 
 def write_toml(tmp_path, text: str):
@@ -87,6 +91,11 @@ def test_every_field_has_a_cli_flag():
         ({"population": -1}, r"population = -1.*>= 0"),
         ({"population": 600}, r"population = 600.*0 \(automatic\) or 1 to 512"),
         ({"population": 4, "hidden_layers": 2}, r"population = 4 trains one-hidden-layer networks"),
+        ({"device": "tpu"}, r"device = 'tpu' \(from --device\).*auto \| cpu \| gpu \| gpu:N"),
+        ({"device": "gpu:"}, r"device = 'gpu:'"),
+        ({"pruner": "median:3"}, r"pruner = 'median:3'.*none \| median"),
+        ({"pruner": "percentile:many"}, r"pruner = 'many' \(from --pruner\).*expected a number"),
+        ({"objective": " "}, r"objective = ' ' \(from --objective\).*non-empty string"),
     ],
 )
 def test_bad_values_name_the_key(cli, match):
@@ -125,3 +134,58 @@ def test_data_path_is_made_absolute(tmp_path, monkeypatch):
     """Check that a relative data path is stored absolute, so export finds it from another directory."""
     monkeypatch.chdir(tmp_path)
     assert resolve_config({"data": "x.csv"}, env={}).data == str(tmp_path / "x.csv")
+
+
+def test_every_key_has_one_rule():
+    """Check that each config key is coerced and checked by exactly one rule of the table."""
+    assert set(RULES) == set(KEYS)
+
+
+@pytest.mark.parametrize(
+    "key, text, attribute, parsed",
+    [
+        ("objective", "FBeta:2", "goal", parse_goal("fbeta:2")),
+        ("pruner", "Percentile:25", "pruner_spec", PrunerSpec("percentile", 25.0)),
+        ("pruner", "median", "pruner_spec", PrunerSpec("median")),
+        ("device", "GPU:1", "device_spec", DeviceSpec("gpu", 1)),
+        ("device", "cpu", "device_spec", DeviceSpec("cpu")),
+    ],
+)
+def test_specs_are_parsed_into_values_and_stored_as_text(key, text, attribute, parsed):
+    """Check that objective, pruner and device specs become their parsed values on the config, while the fields,
+    to_dict and config_from_dict keep the spec text."""
+    import dataclasses
+    import pickle
+
+    config = resolve_config({key: text}, env={})
+    assert getattr(config, attribute) == parsed
+    stored = config.to_dict()[key]
+    assert stored == getattr(config, key) == (text if key == "objective" else text.lower())
+    for copy in (config_from_dict(config.to_dict()), pickle.loads(pickle.dumps(config)), dataclasses.replace(config, trials=5)):
+        assert getattr(copy, attribute) == parsed and getattr(copy, key) == stored
+    assert SweepConfig(**{key: text}) == config
+
+
+def test_each_spec_is_parsed_once(monkeypatch, tmp_path):
+    """Check that resolving a config parses its objective once, also when the data path is made absolute afterwards."""
+    calls = []
+
+    def counting(spec, source="--objective"):
+        calls.append(spec)
+        return parse_goal(spec, source)
+
+    monkeypatch.setattr(config_module, "parse_goal", counting)
+    monkeypatch.setitem(config_module.SPECS, "objective", ("goal", counting))
+    config = resolve_config({"objective": "ap", "data": str(tmp_path / "x.csv")}, env={})
+    assert calls == ["ap"] and config.goal.kind == "ap"
+
+
+@pytest.mark.parametrize(
+    "parse, text, match",
+    [(parse_pruner, "sometimes", r"pruner = 'sometimes' \(from pruner\)"), (parse_device, "gpu:x", r"device = 'gpu:x' \(from device\)")],
+)
+def test_a_spec_given_in_code_is_checked_too(parse, text, match):
+    """Check that a bad spec in SweepConfig(...) written in code is a ConfigError naming the key."""
+    key = "pruner" if parse is parse_pruner else "device"
+    with pytest.raises(ConfigError, match=match):
+        SweepConfig(**{key: text})

@@ -2,11 +2,10 @@
 
 from pathlib import Path
 
-import numpy as np
 import optuna
 import pytest
 
-from sweep.dashboard import artifact_dir, study_note, trial_figures
+from sweep.dashboard import artifact_dir, study_note
 from sweep.runner import run_sweep
 
 
@@ -21,17 +20,6 @@ from sweep.runner import run_sweep
 def test_artifacts_live_beside_the_study(url, expected):
     """Check that artifacts go beside a SQLite file, and under ./studies/artifacts for a server database."""
     assert artifact_dir(url) == expected
-
-
-def test_trial_figures_are_pngs(tmp_path):
-    """Check that the precision-recall and confusion-matrix figures are written as non-empty PNG files."""
-    rng = np.random.default_rng(0)
-    y = (rng.random(500) < 0.1).astype(int)
-    scores = np.clip(rng.random(500) * 0.7 + 0.3 * y, 0, 1)
-    paths = trial_figures(y, scores, 0.5, tmp_path, "trial #0")
-    assert [p.name for p in paths] == ["pr_curve.png", "confusion_matrix.png"]
-    for path in paths:
-        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 5000
 
 
 def test_sweep_attaches_figures_to_best_trials_and_writes_a_note(tiny_config):

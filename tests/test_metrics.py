@@ -5,7 +5,7 @@ import pytest
 from sklearn.metrics import average_precision_score, confusion_matrix, f1_score, fbeta_score, precision_score, recall_score
 
 from sweep.errors import ConfigError
-from sweep.metrics import Objective, metrics, parse_objective
+from sweep.metrics import Goal, metrics, parse_goal
 
 
 @pytest.mark.parametrize("threshold", [0.05, 0.3, 0.5, 0.9, 0.999])
@@ -38,10 +38,10 @@ def test_metrics_agree_with_sklearn(threshold):
         ("pareto", "pareto", "maximize", "pareto(precision,recall)"),
     ],
 )
-def test_parse_objective(spec, kind, direction, name):
+def test_parse_goal(spec, kind, direction, name):
     """Check that each documented objective spec parses to its kind, direction and dashboard metric name."""
-    objective = parse_objective(spec)
-    assert (objective.kind, objective.direction, objective.name) == (kind, direction, name)
+    goal = parse_goal(spec)
+    assert (goal.kind, goal.direction, goal.name) == (kind, direction, name)
 
 
 @pytest.mark.parametrize(
@@ -61,7 +61,7 @@ def test_parse_objective(spec, kind, direction, name):
 def test_bad_objectives(spec, match):
     """Check that a malformed objective is a ConfigError that quotes it and shows the syntax."""
     with pytest.raises(ConfigError, match=match) as raised:
-        parse_objective(spec)
+        parse_goal(spec)
     assert "expected f1 | fbeta:BETA" in str(raised.value)
 
 
@@ -72,11 +72,11 @@ def test_objective_values():
     scores = rng.random(500) * 0.6 + 0.4 * y
     found = metrics(y, scores, 0.5)
     flagged = (scores >= 0.5).astype(int)
-    assert parse_objective("fbeta:2").value(found) == pytest.approx(fbeta_score(y, flagged, beta=2))
-    cost = parse_objective("cost:miss=10,false_alarm=1").value(found)
+    assert parse_goal("fbeta:2").value(found) == pytest.approx(fbeta_score(y, flagged, beta=2))
+    cost = parse_goal("cost:miss=10,false_alarm=1").value(found)
     assert cost == pytest.approx((10 * found["fn"] + found["fp"]) / 500)
-    strict = Objective("recall_at_precision", min_precision=found["precision"] + 0.1)
-    loose = Objective("recall_at_precision", min_precision=max(found["precision"] - 0.1, 0.01))
+    strict = Goal("recall_at_precision", min_precision=found["precision"] + 0.1)
+    loose = Goal("recall_at_precision", min_precision=max(found["precision"] - 0.1, 0.01))
     assert strict.value(found) == pytest.approx(-0.1)
     assert loose.value(found) == pytest.approx(found["recall"])
 
@@ -87,7 +87,7 @@ def test_flagging_everything_is_not_a_win():
     found = metrics(y, np.ones(1000), 0.5)
     assert found["recall"] == 1.0 and found["flag_rate"] == 1.0
     assert found["f1"] < 0.02
-    assert parse_objective("cost:miss=10,false_alarm=1").value(found) > parse_objective(
+    assert parse_goal("cost:miss=10,false_alarm=1").value(found) > parse_goal(
         "cost:miss=10,false_alarm=1"
     ).value(metrics(y, np.zeros(1000), 0.5))
 
@@ -101,10 +101,10 @@ def test_flagging_everything_is_not_a_win():
 )
 def test_pareto_objectives(spec, names, directions):
     """Check that a pareto objective names one metric per objective, minimises the flag rate and returns a tuple."""
-    objective = parse_objective(spec)
-    assert objective.is_multi and objective.names == names and objective.directions == directions
+    goal = parse_goal(spec)
+    assert goal.is_multi and goal.names == names and goal.directions == directions
     found = {"precision": 0.3, "recall": 0.6, "flag_rate": 0.02, "f1": 0.4}
-    assert objective.value(found) == tuple(found[n.removeprefix("val_")] for n in names)
+    assert goal.value(found) == tuple(found[n.removeprefix("val_")] for n in names)
 
 
 @pytest.mark.parametrize(

@@ -14,9 +14,9 @@ from optuna.trial import TrialState
 
 from sweep.data import load_dataset
 from sweep.export import export_best
-from sweep.metrics import parse_objective
-from sweep.objective import population_round
+from sweep.metrics import parse_goal
 from sweep.population import Member, automatic_population, train_population
+from sweep.rounds import population_round
 from sweep.runner import run_sweep
 from sweep.space import PARAM_NAMES
 from sweep.storage import open_storage
@@ -145,7 +145,7 @@ def test_pruning_one_member_leaves_the_others_running(tiny_config, tiny_dataset)
     """Check that a pruned member ends PRUNED at its epoch while the other members train to the end."""
     config = tiny_config(epochs=4)
     study = optuna.create_study(storage=open_storage(config.storage), direction="maximize", pruner=PruneOneTrial(1, 2))
-    told = population_round(study, config, tiny_dataset, parse_objective("f1"), 3)
+    told = population_round(study, config, tiny_dataset, parse_goal("f1"), 3)
     states = {t.number: t for t in study.trials}
     assert len(told) == 3 and states[1].state == TrialState.PRUNED and states[1].user_attrs["pruned_at_epoch"] == 2
     for number in (0, 2):

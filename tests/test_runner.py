@@ -11,8 +11,10 @@ import pytest
 from optuna.trial import TrialState
 
 from sweep import runner
+from sweep.config import parse_pruner
 from sweep.errors import StorageError
-from sweep.runner import BUDGET_STATES, make_pruner, run_sweep
+from sweep.results import BUDGET_STATES
+from sweep.runner import make_pruner, run_sweep
 from sweep.space import PARAM_NAMES
 from tests.conftest import make_table
 
@@ -86,7 +88,7 @@ def test_pruned_trials_count_towards_the_budget(tiny_config):
 )
 def test_pruner_specs(spec, kind):
     """Check that each --pruner spec builds the matching Optuna pruner."""
-    assert type(make_pruner(spec, epochs=50)).__name__ == kind
+    assert type(make_pruner(parse_pruner(spec), epochs=50)).__name__ == kind
 
 
 def test_timeout_stops_early(tiny_config):
@@ -313,7 +315,7 @@ def test_pareto_sweep_and_pick(tiny_config, tmp_path):
     """Check that a pareto sweep stores two named objectives, no intermediate values, and that a pick rule chooses within the front."""
     from sweep.export import export_best
     from sweep.metrics import parse_pick
-    from sweep.runner import best_trial
+    from sweep.results import best_trial
 
     config = tiny_config(objective="pareto:recall,flag_rate", trials=6)
     result = run_sweep(config)

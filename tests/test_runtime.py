@@ -2,6 +2,7 @@
 
 import pytest
 
+from sweep.config import parse_device
 from sweep.errors import ConfigError
 from sweep.runtime import automatic_threads, choose_device, thread_settings
 
@@ -24,7 +25,7 @@ FAKE_GPUS = ["/physical_device:GPU:0", "/physical_device:GPU:1"]
 )
 def test_worker_i_uses_gpu_i_mod_n(requested, worker, gpus, expected):
     """Check that worker i gets GPU i mod n under auto/gpu, a fixed GPU under gpu:N, and the CPU without GPUs or under cpu."""
-    assert choose_device(requested, worker, gpus) == expected
+    assert choose_device(parse_device(requested), worker, gpus) == expected
 
 
 @pytest.mark.parametrize(
@@ -38,7 +39,7 @@ def test_worker_i_uses_gpu_i_mod_n(requested, worker, gpus, expected):
 def test_impossible_device_requests_are_config_errors(requested, gpus, match):
     """Check that asking for a GPU that is not there is a ConfigError saying what exists."""
     with pytest.raises(ConfigError, match=match):
-        choose_device(requested, 0, gpus)
+        choose_device(parse_device(requested), 0, gpus)
 
 
 def test_threads_in_force_are_reported():

@@ -1,4 +1,4 @@
-"""Tests for sweep.objective: one trial's value and user attributes, and failures with reasons."""
+"""Tests for sweep.trial: one trial's value and user attributes, and failures with reasons."""
 
 import optuna
 import pytest
@@ -6,9 +6,9 @@ from optuna.trial import TrialState
 
 from sweep.data import load_dataset
 from sweep.errors import TrialFailed
-from sweep.metrics import parse_objective
-from sweep.objective import make_objective
+from sweep.metrics import parse_goal
 from sweep.storage import open_storage
+from sweep.trial import trial_function
 
 VALIDATION_ATTRS = ("precision", "recall", "f1", "average_precision", "roc_auc", "flag_rate", "tp", "fp", "tn", "fn")
 
@@ -18,9 +18,9 @@ def test_trial_records_metrics_and_returns_the_objective(tiny_config, spec):
     """Check that a trial stores validation metrics, timing, epochs and device, and returns the objective's value."""
     config = tiny_config(objective=spec)
     dataset = load_dataset(config)
-    objective = parse_objective(spec)
-    study = optuna.create_study(storage=open_storage(config.storage), direction=objective.direction)
-    study.optimize(make_objective(config, dataset, objective), n_trials=1)
+    goal = parse_goal(spec)
+    study = optuna.create_study(storage=open_storage(config.storage), direction=goal.direction)
+    study.optimize(trial_function(config, dataset, goal), n_trials=1)
     trial = study.trials[0]
     assert trial.state == TrialState.COMPLETE
     attrs = trial.user_attrs
@@ -30,7 +30,7 @@ def test_trial_records_metrics_and_returns_the_objective(tiny_config, spec):
     assert attrs["epochs_run"] == 2 and attrs["train_seconds"] > 0 and attrs["device"] == "cpu"
     assert attrs["class_weight"] == {"0": 1.0, "1": trial.params["minority_weight"]}
     metrics = {key: attrs[f"val_{key}"] for key in VALIDATION_ATTRS}
-    assert trial.value == pytest.approx(objective.value(metrics))
+    assert trial.value == pytest.approx(goal.value(metrics))
 
 
 def test_failing_trial_is_recorded_with_its_reason_and_the_sweep_goes_on(tiny_config):
@@ -40,7 +40,7 @@ def test_failing_trial_is_recorded_with_its_reason_and_the_sweep_goes_on(tiny_co
     study = optuna.create_study(storage=open_storage(config.storage), direction="maximize")
     study.enqueue_trial({"minority_weight": 1e38, "hidden_width": 2, "threshold": 0.5})
     study.enqueue_trial({"minority_weight": 3.0, "hidden_width": 2, "threshold": 0.5})
-    study.optimize(make_objective(config, dataset, parse_objective("f1")), n_trials=2, catch=(TrialFailed,))
+    study.optimize(trial_function(config, dataset, parse_goal("f1")), n_trials=2, catch=(TrialFailed,))
     failed, finished = study.trials
     assert failed.state == TrialState.FAIL
     assert "loss became" in failed.user_attrs["fail_reason"]
@@ -60,7 +60,7 @@ def test_epochs_are_reported_and_pruning_is_recorded(tiny_config, pruner, state,
     config = tiny_config(epochs=3)
     dataset = load_dataset(config)
     study = optuna.create_study(storage=open_storage(config.storage), direction="maximize", pruner=pruner)
-    study.optimize(make_objective(config, dataset, parse_objective("f1")), n_trials=1)
+    study.optimize(trial_function(config, dataset, parse_goal("f1")), n_trials=1)
     trial = study.trials[0]
     assert trial.state == state
     assert sorted(trial.intermediate_values) == epochs_reported
@@ -69,32 +69,3 @@ def test_epochs_are_reported_and_pruning_is_recorded(tiny_config, pruner, state,
     else:
         assert trial.intermediate_values[3] == pytest.approx(trial.value)
     assert set(trial.user_attrs["threads"]) == {"intra_op", "inter_op"}
-
-
-class _FinishesBetweenLooks:
-    """A report job that is still running at its first look and has failed by the next."""
-
-    def __init__(self) -> None:
-        self.looks = 0
-
-    def done(self) -> bool:
-        self.looks += 1
-        return self.looks > 1
-
-    def result(self):
-        raise RuntimeError("the report job failed")
-
-
-def test_a_report_error_is_never_lost_between_looks():
-    """Check that a population report job that fails while still_open looks at it raises at the next look instead of vanishing."""
-    from sweep.objective import MemberTrials
-
-    members = MemberTrials(optuna.create_study(), [], [])
-    try:
-        members._pending = [_FinishesBetweenLooks()]
-        members.still_open(0)
-        with pytest.raises(RuntimeError, match="report job failed"):
-            members.still_open(0)
-    finally:
-        members.drain(raise_errors=False)
-        members.close()

@@ -1,13 +1,9 @@
-"""One trial: space -> model/train -> metrics on the validation rows (one split, or pooled out-of-fold scores
-of cross-validated fold models); writes the trial's user attributes."""
+"""A population round: ask K trials, train them together as one population (sweep.population), then report,
+prune and tell each as a single trial would be (sweep.trial); and a population trial's retraining for export."""
 
 from __future__ import annotations
 
-import dataclasses
-import os
-import socket
 import threading
-import time
 import warnings
 from typing import TYPE_CHECKING
 
@@ -15,50 +11,18 @@ import numpy as np
 import optuna
 
 from sweep import stopping
-from sweep.dashboard import is_new_best, upload_trial_figures
-from sweep.errors import OverBudget, TrialFailed
-from sweep.metrics import Objective, metrics
-from sweep.runtime import device_label, placement, thread_settings
+from sweep.dashboard import upload_trial_figures
+from sweep.errors import TrialFailed
+from sweep.metrics import Goal, metrics
+from sweep.optuna_private import heartbeat_enabled, heartbeat_interval, record_heartbeat, storage_of, trial_id
+from sweep.results import is_new_best
 from sweep.space import TrialParams, suggest
-from sweep.train import TrainSettings, score, train_models
+from sweep.train import TrainSettings
+from sweep.trial import check_scores, mark_over_budget, record_result, record_setup, report_epoch, train_settings, trial_seed
 
 if TYPE_CHECKING:
     from sweep.config import SweepConfig
     from sweep.data import Dataset, Validation
-
-
-def trial_seed(base_seed: int, trial_number: int) -> int:
-    """A distinct, reproducible training seed per trial."""
-    return (base_seed * 1_000_003 + trial_number) % (2**31 - 1)
-
-
-def train_settings(config: SweepConfig, seed: int, params: TrialParams) -> TrainSettings:
-    """What trains the trial besides its params' weight and width: its learning rate is searched or fixed."""
-    rate = params.learning_rate if params.learning_rate is not None else config.learning_rate
-    return TrainSettings(config.epochs, config.batch_size, float(rate), config.hidden_layers, seed)
-
-
-def fit_and_score(dataset: Dataset, params: TrialParams, settings: TrainSettings, on_epoch=None):
-    """Train the trial's fold models (one for a single validation split) and score their validation rows;
-    returns (models, result, pooled validation scores, per-fold scores)."""
-    plan = dataset.validation
-
-    def report(epoch: int, loss: float, models) -> None:
-        on_epoch(epoch, loss, plan.pool(fold_scores_of(plan, models)))
-
-    models, result = train_models(
-        plan.X_fit, plan.y_fit, params.hidden_width, params.class_weight, settings, [f.keep for f in plan.folds],
-        None if on_epoch is None else report,
-    )
-    fold_scores = fold_scores_of(plan, models)
-    pooled = plan.pool(fold_scores)
-    check_scores(pooled)
-    return models, result, pooled, fold_scores
-
-
-def fold_scores_of(plan: Validation, models) -> list[np.ndarray]:
-    """Each fold model's scores on its own validation rows."""
-    return [score(model, fold.X_val) for model, fold in zip(models, plan.folds)]
 
 
 def population_scores(population, plan: Validation, size: int) -> tuple[np.ndarray, list[np.ndarray]]:
@@ -87,30 +51,19 @@ def fold_subnets(members: list, plan: Validation) -> tuple[list, np.ndarray | No
     return subnets, keep, np.repeat(np.arange(folds), len(members))
 
 
-def check_scores(scores: np.ndarray) -> None:
-    """A model that gives every validation row the same probability ranks nothing: fail its trial."""
-    if np.ptp(scores) < 1e-7:
-        raise TrialFailed(f"model predicts the same probability ({scores.flat[0]:.4g}) for every validation row")
+def refit_member(dataset: Dataset, trial) -> tuple:
+    """Train a finished trial that was trained in a population again: (model for --refit train or None, pooled
+    validation metrics, pooled validation scores), as sweep.trial.refit_trial gives for a trial trained alone.
 
-
-def refit_trial(dataset: Dataset, trial) -> tuple:
-    """Train a finished trial again from its stored settings: (model for --refit train or None, pooled
-    validation metrics, pooled validation scores).
-
-    A trial that was trained in a population is reproduced by retraining its whole population with the
-    stored members and shuffle seed; its model (single validation split only) is sliced out as a plain
-    Keras model. A cross-validated trial has no one model (--refit train is refused for it): None.
+    Its whole population is retrained with the stored members and shuffle seed; its model (single validation
+    split only) is sliced out as a plain Keras model. A cross-validated trial has no one model: None.
     """
+    from sweep.population import Member, train_population
+
     params = TrialParams.from_dict(trial.params)
     settings = TrainSettings(**trial.user_attrs["train_settings"])
     plan = dataset.validation
-    described = trial.user_attrs.get("population")
-    if described is None:
-        models, _, pooled, _ = fit_and_score(dataset, params, settings)
-        model = models[0] if plan.kind == "holdout" else None
-        return model, metrics(plan.y, pooled, params.threshold), pooled
-    from sweep.population import Member, train_population
-
+    described = trial.user_attrs["population"]
     members = [Member(m["hidden_width"], m["minority_weight"], m["seed"], m.get("learning_rate")) for m in described["members"]]
     subnets, keep, member_fold = fold_subnets(members, plan)
     population, _, _, _ = train_population(
@@ -122,105 +75,7 @@ def refit_trial(dataset: Dataset, trial) -> tuple:
     return model, metrics(plan.y, pooled, params.threshold), pooled
 
 
-def stop_if_requested(trial: optuna.Trial) -> None:
-    """End the trial (FAIL, with the reason) when SIGINT/SIGTERM asked this worker to stop."""
-    if stopping.requested():
-        trial.set_user_attr("fail_reason", stopping.reason())
-        stopping.check()
-
-
-OVER_BUDGET_REASON = "not run: other workers had already filled the study's trial budget"
-
-
-def mark_over_budget(trial: optuna.Trial) -> None:
-    trial.set_user_attr("over_budget", True)
-    trial.set_user_attr("fail_reason", OVER_BUDGET_REASON)
-
-
-def record_setup(trial: optuna.Trial, params: TrialParams, settings: TrainSettings) -> None:
-    """What a trial records before training: who runs it, where, and what retrains it."""
-    trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")  # ties a trial to its process
-    trial.set_user_attr("train_settings", dataclasses.asdict(settings))
-    trial.set_user_attr("class_weight", {"0": 1.0, "1": params.minority_weight})
-    trial.set_user_attr("device", device_label())
-    trial.set_user_attr("threads", thread_settings())
-    for key, value in placement().items():  # where a cluster placed this worker (sweep.cluster)
-        trial.set_user_attr(key, value)
-
-
-def report_epoch(trial: optuna.Trial, objective: Objective, y_true, scores, threshold: float, epoch: int) -> float | None:
-    """Report the epoch's validation objective; when the pruner stops the trial, record the epoch and
-    return the value it was stopped at (else None)."""
-    if objective.is_multi:
-        return None  # Optuna cannot prune multi-objective trials, and has no intermediate values for them
-    value = objective.value_of_scores(y_true, scores, threshold)
-    if np.isnan(value):
-        return None
-    trial.report(value, epoch)
-    if not trial.should_prune():
-        return None
-    trial.set_user_attr("pruned_at_epoch", epoch)
-    trial.set_user_attr("epochs_run", epoch)
-    return value
-
-
-FOLD_METRICS = ("f1", "precision", "recall", "average_precision", "flag_rate")
-
-
-def record_result(trial, objective: Objective, dataset: Dataset, scores, threshold: float, seconds: float, epochs_run: int, artifacts, fold_scores=None):
-    """Store a finished trial's pooled validation metrics (and, cross-validated, each fold's), timing and
-    (for a new best) figures; return its value."""
-    plan = dataset.validation
-    found = metrics(plan.y, scores, threshold)
-    for key, value in found.items():
-        trial.set_user_attr(f"val_{key}", value)
-    if plan.kind == "cv" and fold_scores is not None:
-        per_fold = [metrics(plan.y[fold.slots], s, threshold) for fold, s in zip(plan.folds, fold_scores)]
-        trial.set_user_attr("cv_folds", {k: [round(float(m[k]), 4) for m in per_fold] for k in FOLD_METRICS})
-        trial.set_user_attr("cv_f1_sd", round(float(np.std([m["f1"] for m in per_fold])), 4))
-    trial.set_user_attr("train_seconds", round(seconds, 3))
-    trial.set_user_attr("epochs_run", int(epochs_run))
-    value = objective.value(found)
-    if artifacts is not None and not objective.is_multi and is_new_best(trial, value):
-        upload_trial_figures(trial, artifacts, plan.y, scores, threshold)
-    return value
-
-
-def make_objective(config: SweepConfig, dataset: Dataset, objective: Objective, admit=None, artifacts=None):
-    """The function Optuna calls per trial; failures are recorded with a reason in user attr fail_reason.
-
-    `admit(trial)` (optional) says whether the trial is still within the study's budget; when it is not,
-    the trial ends FAIL with over_budget set and nothing is trained. With an artifact store, each new best
-    trial gets its figures attached and the study note is refreshed (what optuna-dashboard shows).
-    """
-
-    def run_trial(trial: optuna.Trial) -> float:
-        if admit is not None and not admit(trial):
-            mark_over_budget(trial)
-            raise OverBudget(OVER_BUDGET_REASON)
-        stop_if_requested(trial)
-        params = suggest(trial, config)
-        settings = train_settings(config, trial_seed(config.seed, trial.number), params)
-        record_setup(trial, params, settings)
-
-        def report(epoch: int, _loss: float, pooled) -> None:
-            """Per-epoch (pooled) validation objective for the dashboard's learning curves and the pruner."""
-            stop_if_requested(trial)
-            value = report_epoch(trial, objective, dataset.validation.y, pooled, params.threshold, epoch)
-            if value is not None:
-                raise optuna.TrialPruned(f"pruned at epoch {epoch} with {objective.name} = {value:.4g}")
-
-        try:
-            _, result, scores, fold_scores = fit_and_score(dataset, params, settings, on_epoch=report)
-        except TrialFailed as failure:
-            trial.set_user_attr("fail_reason", str(failure))
-            raise
-        return record_result(trial, objective, dataset, scores, params.threshold, result.seconds, result.epochs_run, artifacts, fold_scores)
-
-    return run_trial
-
-
-def population_round(study: optuna.Study, config: SweepConfig, dataset: Dataset, objective: Objective, size: int, admit=None, artifacts=None) -> list:
+def population_round(study: optuna.Study, config: SweepConfig, dataset: Dataset, goal: Goal, size: int, admit=None, artifacts=None) -> list:
     """Ask `size` trials, train them as one population, report and prune each member on its own, and tell
     each trial its value and user attributes as a single trial would. Returns the told (frozen) trials.
 
@@ -282,7 +137,7 @@ def population_round(study: optuna.Study, config: SweepConfig, dataset: Dataset,
             if not np.isfinite(losses[index]):
                 trial.set_user_attr("fail_reason", f"training loss became {losses[index]} at epoch {epoch}")
                 open_trials.end(index, state=optuna.trial.TrialState.FAIL)
-            elif report_epoch(trial, objective, plan.y, scores[index], params[index].threshold, epoch) is not None:
+            elif report_epoch(trial, goal, plan.y, scores[index], params[index].threshold, epoch) is not None:
                 open_trials.end(index, state=optuna.trial.TrialState.PRUNED)
 
     try:
@@ -302,13 +157,13 @@ def population_round(study: optuna.Study, config: SweepConfig, dataset: Dataset,
                 open_trials.end(index, state=optuna.trial.TrialState.FAIL)
                 continue
             values[index] = record_result(
-                trial, objective, dataset, scores[index], params[index].threshold, seconds / len(trials), epochs_run[index],
+                trial, goal, dataset, scores[index], params[index].threshold, seconds / len(trials), epochs_run[index],
                 None, [block[index] for block in blocks],
             )
         # Figures only for the population's best member, and only when it is the study's new best: drawing
         # them for each member that was a best so far in telling order would cost seconds for nothing.
-        if artifacts is not None and values and not objective.is_multi:
-            best = (min if objective.direction == "minimize" else max)(values, key=values.get)
+        if artifacts is not None and values and not goal.is_multi:
+            best = (min if goal.direction == "minimize" else max)(values, key=values.get)
             if is_new_best(open_trials[best], values[best]):
                 upload_trial_figures(open_trials[best], artifacts, plan.y, scores[best], params[best].threshold)
         for index, value in values.items():
@@ -345,10 +200,10 @@ class MemberTrials:
         self._lock = threading.Lock()
         self._reporter = ThreadPoolExecutor(max_workers=1, thread_name_prefix="population-reporter")
         self._pending: list = []
-        self._storage = study._storage
+        self._storage = storage_of(study)
         self._stop_beating = threading.Event()
         self._beater = None
-        if optuna.storages._heartbeat.is_heartbeat_enabled(self._storage):
+        if heartbeat_enabled(self._storage):
             # A trial with no heartbeat row is never taken for stale, so the first stamp is taken right away.
             self._beater = threading.Thread(target=self._beat, name="population-heartbeat", daemon=True)
             self._beater.start()
@@ -402,6 +257,7 @@ class MemberTrials:
             for index in self.indices():
                 trial = self._open.get(index)
                 if trial is not None:
-                    self._storage.record_heartbeat(trial._trial_id)
-            if self._stop_beating.wait(self._storage.get_heartbeat_interval()):
+                    record_heartbeat(self._storage, trial_id(trial))
+            if self._stop_beating.wait(heartbeat_interval(self._storage)):
                 return
+

@@ -1,0 +1,128 @@
+"""Every figure, as PNG files: a trial's precision-recall curve and confusion matrix (the dashboard's artifacts
+of each new best trial, and the report's test figures), and a study's optimisation history, weight x threshold
+landscape, parameter importances or Pareto front (the report). Matplotlib is imported only when drawing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from sweep.metrics import threshold_metrics
+
+if TYPE_CHECKING:
+    import optuna
+
+# Resolution of every saved figure.
+DPI = 90
+
+
+def _pyplot():
+    """matplotlib.pyplot on the file-only Agg backend (no display needed), imported on first use."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(figure, path: Path) -> Path:
+    """Lay out, write and close a figure; returns its path."""
+    figure.tight_layout()
+    figure.savefig(path, dpi=DPI)
+    _pyplot().close(figure)
+    return path
+
+
+def plot(path: Path, draw, figsize: tuple[float, float] = (6.5, 4.2)) -> Path:
+    """A one-axis figure drawn by draw(axis), written to `path`."""
+    figure, axis = _pyplot().subplots(figsize=figsize)
+    draw(axis)
+    return _save(figure, path)
+
+
+def trial_figures(
+    y_true: np.ndarray, scores: np.ndarray, threshold: float, folder: Path, title: str, part: str = "validation"
+) -> list[Path]:
+    """Write pr_curve.png (precision and recall against the threshold, the chosen one marked) and
+    confusion_matrix.png for one trial's scores on `part` of the data; returns their paths."""
+    from sklearn.metrics import ConfusionMatrixDisplay, precision_recall_curve
+
+    precision, recall, thresholds = precision_recall_curve(y_true, scores)
+    chosen = threshold_metrics(y_true, scores, threshold)
+    figure, (curve, by_threshold) = _pyplot().subplots(1, 2, figsize=(10, 4))
+    curve.plot(recall, precision)
+    curve.scatter([chosen["recall"]], [chosen["precision"]], color="red", zorder=3, label=f"threshold {threshold:.3f}")
+    curve.set(xlabel="recall", ylabel="precision", title=f"precision-recall ({part})")
+    curve.legend()
+    by_threshold.plot(thresholds, precision[:-1], label="precision")
+    by_threshold.plot(thresholds, recall[:-1], label="recall")
+    by_threshold.axvline(threshold, color="red", linestyle="--", label=f"chosen ({chosen['flag_rate']:.2%} flagged)")
+    by_threshold.set(xlabel="threshold", title="against the threshold")
+    by_threshold.legend()
+    figure.suptitle(title)
+    pr_path = _save(figure, folder / "pr_curve.png")
+
+    def confusion(axis) -> None:
+        matrix = np.array([[chosen["tn"], chosen["fp"]], [chosen["fn"], chosen["tp"]]])
+        ConfusionMatrixDisplay(matrix, display_labels=["negative", "positive"]).plot(ax=axis, colorbar=False, values_format="d")
+        axis.set_title(f"{title}\n{part}, threshold {threshold:.3f}")
+
+    return [pr_path, plot(folder / "confusion_matrix.png", confusion, figsize=(4.5, 4))]
+
+
+def study_figures(study: optuna.Study, best_scores: np.ndarray, y_test: np.ndarray, threshold: float, folder: Path) -> list[Path]:
+    """Optimisation history, parameter importances, the weight x threshold landscape (or the Pareto front of a
+    multi-objective study), and precision/recall against the threshold for the best model on the test part."""
+    import matplotlib.ticker
+    import optuna
+    from optuna.trial import TrialState
+
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    prefix = study.study_name
+    pr_curve, matrix = trial_figures(y_test, best_scores, threshold, folder, f"{prefix}: best trial", part="test")
+    test_figures = [pr_curve.rename(folder / f"{prefix}-test-precision-recall.png"), matrix.rename(folder / f"{prefix}-test-confusion-matrix.png")]
+    if len(study.directions) > 1:
+        front = {t.number for t in study.best_trials}
+        names = study.metric_names or ["objective 1", "objective 2"]
+
+        def pareto(axis):
+            axis.scatter([t.values[0] for t in complete], [t.values[1] for t in complete], s=14, c="lightgray", label="trial")
+            ranked = sorted((t for t in complete if t.number in front), key=lambda t: t.values[0])
+            axis.plot([t.values[0] for t in ranked], [t.values[1] for t in ranked], "o-", color="red", label="Pareto front")
+            axis.set(xlabel=names[0], ylabel=names[1], title="Pareto front (validation)")
+            axis.legend()
+
+        return [plot(folder / f"{prefix}-pareto.png", pareto), *test_figures]
+    values = np.array([t.value for t in complete])
+    numbers = [t.number for t in complete]
+    better = np.maximum.accumulate if study.direction == optuna.study.StudyDirection.MAXIMIZE else np.minimum.accumulate
+    name = (study.metric_names or ["value"])[0]
+
+    def history(axis):
+        axis.scatter(numbers, values, s=12, label="trial")
+        axis.plot(numbers, better(values), color="red", label="best so far")
+        axis.set(xlabel="trial", ylabel=name, title="optimisation history (validation)")
+        axis.legend()
+
+    def landscape(axis):
+        weights = [t.params["minority_weight"] for t in complete]
+        thresholds = [t.params["threshold"] for t in complete]
+        points = axis.scatter(weights, thresholds, c=values, cmap="viridis", s=25)
+        axis.set_xscale("log")
+        axis.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        axis.set(xlabel="minority weight (log)", ylabel="threshold", title=f"{name} over weight x threshold")
+        axis.figure.colorbar(points, ax=axis, label=name)
+
+    figures = [plot(folder / f"{prefix}-history.png", history), plot(folder / f"{prefix}-landscape.png", landscape)]
+    if len(complete) >= 2:
+        importances = optuna.importance.get_param_importances(study)
+
+        def importance(axis):
+            axis.barh(list(importances)[::-1], list(importances.values())[::-1])
+            axis.set(xlabel="importance (fANOVA)", title="parameter importances")
+
+        figures.append(plot(folder / f"{prefix}-importances.png", importance))
+    return figures + test_figures

@@ -1,0 +1,159 @@
+"""Read a study's results: trial counts, the best trial (a Pareto-front pick for several objectives), the
+summary of a run, and the tables `sweep show` and `sweep studies` print (as data; the CLI renders them)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from sweep.metrics import Pick
+from sweep.storage import mask_url
+
+# Trials that count towards --trials: finished with a value, or stopped early by a pruner.
+BUDGET_STATES = (TrialState.COMPLETE, TrialState.PRUNED)
+# Failed trials whose reasons `sweep show` lists (the most recent ones).
+SHOWN_FAILURES = 5
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    """What a finished run has to tell: where the study is and how good its best trial is."""
+
+    study_name: str
+    storage: str  # masked
+    metric_name: str
+    direction: str
+    finished: int
+    failed: int
+    ran_now: int
+    best: FrozenTrial | None
+    stop_reason: str | None = None
+
+
+def count_trials(study: optuna.Study, states: Sequence[TrialState]) -> int:
+    return len(study.get_trials(deepcopy=False, states=tuple(states)))
+
+
+def best_trial(study: optuna.Study, pick: Pick | None = None) -> FrozenTrial | None:
+    """The best complete trial, or None when there is none. For a multi-objective study: the trial of the
+    Pareto front chosen by `pick` (default: best validation F1), or None when no front trial meets its bound."""
+    if count_trials(study, (TrialState.COMPLETE,)) == 0:
+        return None
+    if len(study.directions) == 1:
+        return study.best_trial
+    pick = pick or Pick()
+    front = [t for t in study.best_trials if pick.allows(validation_metrics(t))]
+    return max(front, key=lambda t: pick.key(validation_metrics(t))) if front else None
+
+
+def is_new_best(trial: optuna.Trial, value: float) -> bool:
+    """Whether `value` beats every complete trial of the study so far (the trial itself is still running)."""
+    study = trial.study
+    if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        return True
+    best = study.best_value
+    return value > best if study.direction == optuna.study.StudyDirection.MAXIMIZE else value < best
+
+
+def validation_metrics(trial: FrozenTrial) -> dict:
+    """A trial's val_* user attributes without the prefix."""
+    return {k.removeprefix("val_"): v for k, v in trial.user_attrs.items() if k.startswith("val_")}
+
+
+def summarize(study: optuna.Study, storage_url: str, ran_now: int = 0, stop_reason: str | None = None) -> SweepResult:
+    objective = study.user_attrs.get("objective", {})
+    return SweepResult(
+        study_name=study.study_name,
+        storage=mask_url(storage_url),
+        metric_name=",".join(study.metric_names or [objective.get("name", "value")]),
+        direction=",".join(d.name.lower() for d in study.directions),
+        finished=count_trials(study, BUDGET_STATES),
+        failed=count_trials(study, (TrialState.FAIL,)),
+        ran_now=ran_now,
+        best=best_trial(study),
+        stop_reason=stop_reason,
+    )
+
+
+def format_value(value, digits: int = 4) -> str:
+    """One cell of a printed table: a float to `digits` significant digits, None as "-"."""
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.{digits}g}"
+    return str(value)
+
+
+def format_values(trial: FrozenTrial) -> str:
+    """A trial's objective value(s): one number, or several for a multi-objective study."""
+    return ", ".join(format_value(v) for v in trial.values)
+
+
+@dataclass(frozen=True)
+class Table:
+    """A table to print: column names and rows of formatted cells (a title when it has one)."""
+
+    columns: tuple[str, ...]
+    rows: tuple[tuple[str, ...], ...]
+    title: str | None = None
+
+
+@dataclass(frozen=True)
+class StudyView:
+    """What `sweep show` prints about one study: its summary, the trial `pick` chooses, its top trials (the
+    Pareto front for several objectives) and the reasons of its last failed trials."""
+
+    summary: SweepResult
+    multi: bool
+    chosen: FrozenTrial | None
+    trials: Table
+    failures: tuple[tuple[int, str], ...]  # (trial number, fail_reason)
+
+
+def view_study(study: optuna.Study, storage_url: str, top: int = 10, pick: Pick | None = None) -> StudyView:
+    """Read what `sweep show` prints: the best `top` complete trials, or the whole Pareto front of a
+    multi-objective study, with their validation metrics (and F1 spread over folds when cross-validated)."""
+    summary = summarize(study, storage_url)
+    multi = len(study.directions) > 1
+    if multi:
+        complete = sorted(study.best_trials, key=lambda t: t.values)
+        title = f"Pareto front: {len(complete)} trials (validation)"
+    else:
+        complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        complete.sort(key=lambda t: t.value, reverse=summary.direction == "maximize")
+        complete = complete[:top]
+        title = f"top {len(complete)} trials (validation)"
+    folds = study.user_attrs.get("data", {}).get("validation", {}).get("kind") == "cv"
+    columns = ["trial", summary.metric_name, "minority_weight", "hidden_width", "threshold", "precision", "recall", "flag rate"]
+    columns += [*(["F1 sd over folds"] if folds else []), "seconds"]
+    rows = []
+    for trial in complete:
+        a = trial.user_attrs
+        rows.append((
+            f"#{trial.number}", format_values(trial), format_value(trial.params.get("minority_weight")),
+            format_value(trial.params.get("hidden_width")), format_value(trial.params.get("threshold"), 3),
+            format_value(a.get("val_precision"), 3), format_value(a.get("val_recall"), 3), format_value(a.get("val_flag_rate"), 3),
+            *([format_value(a.get("cv_f1_sd"), 3)] if folds else []), format_value(a.get("train_seconds"), 3),
+        ))
+    failed = study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
+    failures = tuple((t.number, t.user_attrs.get("fail_reason", "no reason recorded")) for t in failed[-SHOWN_FAILURES:])
+    return StudyView(summary, multi, best_trial(study, pick), Table(tuple(columns), tuple(rows), title), failures)
+
+
+def studies_table(storage: optuna.storages.BaseStorage, storage_url: str) -> Table:
+    """What `sweep studies` prints: one row per study in `storage` with its trial counts and best value."""
+    rows = []
+    for name in optuna.get_all_study_names(storage):
+        study = optuna.load_study(study_name=name, storage=storage)
+        summary = summarize(study, storage_url)
+        running = count_trials(study, (TrialState.RUNNING,))
+        best = summary.best
+        rows.append((
+            name, str(summary.finished), str(summary.failed), str(running), summary.metric_name, summary.direction,
+            format_values(best) if best else "-", f"#{best.number}" if best else "-",
+        ))
+    columns = ("study", "finished", "failed", "running", "metric", "direction", "best value", "best trial")
+    return Table(columns, tuple(rows))

@@ -1,0 +1,178 @@
+"""One trial: space -> model/train -> metrics on the validation rows (one split, or pooled out-of-fold scores
+of cross-validated fold models); writes the trial's user attributes. Also the pieces a population round
+(sweep.rounds) shares with a single trial: seeds, settings, score checks, per-epoch reports and results."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import socket
+from typing import TYPE_CHECKING
+
+import numpy as np
+import optuna
+
+from sweep import stopping
+from sweep.dashboard import upload_trial_figures
+from sweep.errors import OverBudget, TrialFailed
+from sweep.metrics import Goal, metrics
+from sweep.results import is_new_best
+from sweep.runtime import device_label, placement, thread_settings
+from sweep.space import TrialParams, suggest
+from sweep.train import TrainSettings, score, train_models
+
+if TYPE_CHECKING:
+    from sweep.config import SweepConfig
+    from sweep.data import Dataset, Validation
+
+
+def trial_seed(base_seed: int, trial_number: int) -> int:
+    """A distinct, reproducible training seed per trial."""
+    return (base_seed * 1_000_003 + trial_number) % (2**31 - 1)
+
+
+def train_settings(config: SweepConfig, seed: int, params: TrialParams) -> TrainSettings:
+    """What trains the trial besides its params' weight and width: its learning rate is searched or fixed."""
+    rate = params.learning_rate if params.learning_rate is not None else config.learning_rate
+    return TrainSettings(config.epochs, config.batch_size, float(rate), config.hidden_layers, seed)
+
+
+def fit_and_score(dataset: Dataset, params: TrialParams, settings: TrainSettings, on_epoch=None):
+    """Train the trial's fold models (one for a single validation split) and score their validation rows;
+    returns (models, result, pooled validation scores, per-fold scores)."""
+    plan = dataset.validation
+
+    def report(epoch: int, loss: float, models) -> None:
+        on_epoch(epoch, loss, plan.pool(fold_scores_of(plan, models)))
+
+    models, result = train_models(
+        plan.X_fit, plan.y_fit, params.hidden_width, params.class_weight, settings, [f.keep for f in plan.folds],
+        None if on_epoch is None else report,
+    )
+    fold_scores = fold_scores_of(plan, models)
+    pooled = plan.pool(fold_scores)
+    check_scores(pooled)
+    return models, result, pooled, fold_scores
+
+
+def fold_scores_of(plan: Validation, models) -> list[np.ndarray]:
+    """Each fold model's scores on its own validation rows."""
+    return [score(model, fold.X_val) for model, fold in zip(models, plan.folds)]
+
+
+def check_scores(scores: np.ndarray) -> None:
+    """A model that gives every validation row the same probability ranks nothing: fail its trial."""
+    if np.ptp(scores) < 1e-7:
+        raise TrialFailed(f"model predicts the same probability ({scores.flat[0]:.4g}) for every validation row")
+
+
+def refit_trial(dataset: Dataset, trial) -> tuple:
+    """Train a finished trial that was trained alone again from its stored settings: (model for --refit train
+    or None, pooled validation metrics, pooled validation scores). A cross-validated trial has no one model
+    (--refit train is refused for it): None. A trial trained in a population: sweep.rounds.refit_member.
+    """
+    params = TrialParams.from_dict(trial.params)
+    settings = TrainSettings(**trial.user_attrs["train_settings"])
+    plan = dataset.validation
+    models, _, pooled, _ = fit_and_score(dataset, params, settings)
+    model = models[0] if plan.kind == "holdout" else None
+    return model, metrics(plan.y, pooled, params.threshold), pooled
+
+
+def stop_if_requested(trial: optuna.Trial) -> None:
+    """End the trial (FAIL, with the reason) when SIGINT/SIGTERM asked this worker to stop."""
+    if stopping.requested():
+        trial.set_user_attr("fail_reason", stopping.reason())
+        stopping.check()
+
+
+OVER_BUDGET_REASON = "not run: other workers had already filled the study's trial budget"
+
+
+def mark_over_budget(trial: optuna.Trial) -> None:
+    trial.set_user_attr("over_budget", True)
+    trial.set_user_attr("fail_reason", OVER_BUDGET_REASON)
+
+
+def record_setup(trial: optuna.Trial, params: TrialParams, settings: TrainSettings) -> None:
+    """What a trial records before training: who runs it, where, and what retrains it."""
+    trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")  # ties a trial to its process
+    trial.set_user_attr("train_settings", dataclasses.asdict(settings))
+    trial.set_user_attr("class_weight", {"0": 1.0, "1": params.minority_weight})
+    trial.set_user_attr("device", device_label())
+    trial.set_user_attr("threads", thread_settings())
+    for key, value in placement().items():  # where a cluster placed this worker (sweep.cluster)
+        trial.set_user_attr(key, value)
+
+
+def report_epoch(trial: optuna.Trial, goal: Goal, y_true, scores, threshold: float, epoch: int) -> float | None:
+    """Report the epoch's validation objective; when the pruner stops the trial, record the epoch and
+    return the value it was stopped at (else None)."""
+    if goal.is_multi:
+        return None  # Optuna cannot prune multi-objective trials, and has no intermediate values for them
+    value = goal.value_of_scores(y_true, scores, threshold)
+    if np.isnan(value):
+        return None
+    trial.report(value, epoch)
+    if not trial.should_prune():
+        return None
+    trial.set_user_attr("pruned_at_epoch", epoch)
+    trial.set_user_attr("epochs_run", epoch)
+    return value
+
+
+FOLD_METRICS = ("f1", "precision", "recall", "average_precision", "flag_rate")
+
+
+def record_result(trial, goal: Goal, dataset: Dataset, scores, threshold: float, seconds: float, epochs_run: int, artifacts, fold_scores=None):
+    """Store a finished trial's pooled validation metrics (and, cross-validated, each fold's), timing and
+    (for a new best) figures; return its value."""
+    plan = dataset.validation
+    found = metrics(plan.y, scores, threshold)
+    for key, value in found.items():
+        trial.set_user_attr(f"val_{key}", value)
+    if plan.kind == "cv" and fold_scores is not None:
+        per_fold = [metrics(plan.y[fold.slots], s, threshold) for fold, s in zip(plan.folds, fold_scores)]
+        trial.set_user_attr("cv_folds", {k: [round(float(m[k]), 4) for m in per_fold] for k in FOLD_METRICS})
+        trial.set_user_attr("cv_f1_sd", round(float(np.std([m["f1"] for m in per_fold])), 4))
+    trial.set_user_attr("train_seconds", round(seconds, 3))
+    trial.set_user_attr("epochs_run", int(epochs_run))
+    value = goal.value(found)
+    if artifacts is not None and not goal.is_multi and is_new_best(trial, value):
+        upload_trial_figures(trial, artifacts, plan.y, scores, threshold)
+    return value
+
+
+def trial_function(config: SweepConfig, dataset: Dataset, goal: Goal, admit=None, artifacts=None):
+    """The function Optuna calls per trial; failures are recorded with a reason in user attr fail_reason.
+
+    `admit(trial)` (optional) says whether the trial is still within the study's budget; when it is not,
+    the trial ends FAIL with over_budget set and nothing is trained. With an artifact store, each new best
+    trial gets its figures attached and the study note is refreshed (what optuna-dashboard shows).
+    """
+
+    def run_trial(trial: optuna.Trial) -> float:
+        if admit is not None and not admit(trial):
+            mark_over_budget(trial)
+            raise OverBudget(OVER_BUDGET_REASON)
+        stop_if_requested(trial)
+        params = suggest(trial, config)
+        settings = train_settings(config, trial_seed(config.seed, trial.number), params)
+        record_setup(trial, params, settings)
+
+        def report(epoch: int, _loss: float, pooled) -> None:
+            """Per-epoch (pooled) validation objective for the dashboard's learning curves and the pruner."""
+            stop_if_requested(trial)
+            value = report_epoch(trial, goal, dataset.validation.y, pooled, params.threshold, epoch)
+            if value is not None:
+                raise optuna.TrialPruned(f"pruned at epoch {epoch} with {goal.name} = {value:.4g}")
+
+        try:
+            _, result, scores, fold_scores = fit_and_score(dataset, params, settings, on_epoch=report)
+        except TrialFailed as failure:
+            trial.set_user_attr("fail_reason", str(failure))
+            raise
+        return record_result(trial, goal, dataset, scores, params.threshold, result.seconds, result.epochs_run, artifacts, fold_scores)
+
+    return run_trial
+

@@ -1,0 +1,199 @@
+"""Tests for sweep.optuna_private: each private Optuna name still has the shape we use, each function works on a
+real SQLite study, and no other module of the package uses a private Optuna name."""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import inspect
+import time
+import warnings
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from sweep import optuna_private
+from sweep.optuna_private import (
+    heartbeat_enabled, heartbeat_interval, record_heartbeat, set_attr_of_finished_trial, storage_of, trial_id,
+)
+
+PACKAGE = Path(optuna_private.__file__).parent
+
+
+def rdb_study(tmp_path: Path, heartbeat: int | None = None, grace: int | None = None) -> optuna.Study:
+    """A study on a fresh SQLite file, with heartbeats when `heartbeat` is given."""
+    with warnings.catch_warnings():  # the heartbeat arguments are "experimental" in Optuna 5
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'private.db'}", heartbeat_interval=heartbeat, grace_period=grace)
+    return optuna.create_study(storage=storage, study_name="private")
+
+
+def ask(study: optuna.Study) -> optuna.Trial:
+    with warnings.catch_warnings():  # Optuna warns that ask() trials get no heartbeat: we record them by hand
+        warnings.simplefilter("ignore", UserWarning)
+        return study.ask()
+
+
+def _parameters(function) -> list[str]:
+    return list(inspect.signature(function).parameters)
+
+
+def _study_storage(tmp_path: Path) -> None:
+    study = rdb_study(tmp_path)
+    assert isinstance(study._storage, optuna.storages.BaseStorage), f"Study._storage is {type(study._storage).__name__}"
+
+
+def _trial_ids(tmp_path: Path) -> None:
+    study = rdb_study(tmp_path)
+    trial = ask(study)
+    assert isinstance(trial._trial_id, int), "Trial._trial_id is not an int"
+    study.tell(trial, 1.0)
+    assert study.trials[0]._trial_id == trial._trial_id, "FrozenTrial._trial_id is not the running trial's id"
+
+
+def _is_heartbeat_enabled(_tmp_path: Path) -> None:
+    module = importlib.import_module("optuna.storages._heartbeat")
+    assert _parameters(module.is_heartbeat_enabled) == ["storage"], inspect.signature(module.is_heartbeat_enabled)
+
+
+def _heartbeat_methods(_tmp_path: Path) -> None:
+    base = importlib.import_module("optuna.storages._heartbeat").BaseHeartbeat
+    assert _parameters(base.record_heartbeat) == ["self", "trial_id"], inspect.signature(base.record_heartbeat)
+    assert _parameters(base.get_heartbeat_interval) == ["self"], inspect.signature(base.get_heartbeat_interval)
+    assert issubclass(optuna.storages.RDBStorage, base), "RDBStorage no longer implements BaseHeartbeat"
+
+
+def _cached_backend(tmp_path: Path) -> None:
+    cached = importlib.import_module("optuna.storages._cached_storage")._CachedStorage
+    storage = rdb_study(tmp_path)._storage
+    assert isinstance(storage, cached), f"create_study on an RDBStorage gives a {type(storage).__name__}, not a _CachedStorage"
+    assert isinstance(storage._backend, optuna.storages.RDBStorage), "_CachedStorage._backend is not the RDBStorage"
+
+
+def _scoped_session(tmp_path: Path) -> None:
+    from sqlalchemy.orm import Session
+
+    session = rdb_study(tmp_path)._storage._backend.scoped_session()
+    try:
+        assert isinstance(session, Session), f"RDBStorage.scoped_session() gives a {type(session).__name__}"
+    finally:
+        session.close()
+
+
+def _user_attribute_model(_tmp_path: Path) -> None:
+    models = importlib.import_module("optuna.storages._rdb.models")
+    columns = {column.name for column in models.TrialUserAttributeModel.__table__.columns}
+    assert {"trial_id", "key", "value_json"} <= columns, f"its columns are {sorted(columns)}"
+    assert models.TrialUserAttributeModel.__tablename__ == "trial_user_attributes"
+
+
+# Each private name optuna_private uses (as its docstring lists it) and the check of its shape.
+PRIVATE_NAMES = {
+    "Study._storage": _study_storage,
+    "Trial._trial_id": _trial_ids,
+    "optuna.storages._heartbeat.is_heartbeat_enabled": _is_heartbeat_enabled,
+    "optuna.storages._heartbeat.BaseHeartbeat": _heartbeat_methods,
+    "_CachedStorage._backend": _cached_backend,
+    "RDBStorage.scoped_session": _scoped_session,
+    "optuna.storages._rdb.models.TrialUserAttributeModel": _user_attribute_model,
+}
+
+
+@pytest.mark.parametrize("name", PRIVATE_NAMES)
+def test_private_name_has_the_shape_we_use(name, tmp_path):
+    """Check that a private Optuna name sweep.optuna_private relies on still exists with the expected signature or fields."""
+    try:
+        PRIVATE_NAMES[name](tmp_path)
+    except (AssertionError, AttributeError, ImportError, TypeError) as exc:
+        pytest.fail(
+            f"Optuna {optuna.__version__} changed the private name {name} (sweep.optuna_private was checked against "
+            f"{optuna_private.CHECKED_WITH}): {type(exc).__name__}: {exc}; update sweep/optuna_private.py"
+        )
+
+
+@pytest.mark.parametrize("name", PRIVATE_NAMES)
+def test_each_private_name_is_documented(name):
+    """Check that the module docstring lists every private name the tests check, with why it is needed."""
+    assert name in optuna_private.__doc__
+
+
+def test_docstring_names_the_checked_version():
+    """Check that the module docstring names the Optuna version CHECKED_WITH records."""
+    assert f"Checked against Optuna {optuna_private.CHECKED_WITH}." in optuna_private.__doc__
+
+
+def test_heartbeat_is_recorded_and_seen_by_the_stale_check(tmp_path):
+    """Check that a trial stamped by record_heartbeat is failed by Optuna's stale-trial check once the grace period has passed,
+    while a trial never stamped is not."""
+    study = rdb_study(tmp_path, heartbeat=1, grace=1)
+    storage = storage_of(study)
+    assert heartbeat_enabled(storage) and heartbeat_interval(storage) == 1
+    stamped, bare = ask(study), ask(study)
+    record_heartbeat(storage, trial_id(stamped))
+    optuna.storages.fail_stale_trials(study)
+    assert [t.state for t in study.trials] == [TrialState.RUNNING] * 2, "a fresh heartbeat was taken for stale"
+    time.sleep(2.5)  # SQLite stamps whole seconds: past the 1 s grace period for sure
+    optuna.storages.fail_stale_trials(study)
+    states = {t.number: t.state for t in study.trials}
+    assert (states[stamped.number], states[bare.number]) == (TrialState.FAIL, TrialState.RUNNING)
+
+
+def test_heartbeat_is_off_without_an_interval(tmp_path):
+    """Check that a storage opened without a heartbeat interval, and an in-memory one, record no heartbeats."""
+    assert not heartbeat_enabled(storage_of(rdb_study(tmp_path)))
+    assert not heartbeat_enabled(storage_of(optuna.create_study()))
+
+
+@pytest.mark.parametrize("through", ["study's cached storage", "plain RDBStorage"])
+def test_attribute_of_a_finished_trial_is_written(tmp_path, through):
+    """Check that set_attr_of_finished_trial adds and replaces user attributes of a finished trial, seen by a fresh read."""
+    study = rdb_study(tmp_path)
+    trial = ask(study)
+    trial.set_user_attr("fail_reason", "first reason")
+    frozen = study.tell(trial, state=TrialState.FAIL)
+    storage = storage_of(study) if through == "study's cached storage" else storage_of(study)._backend
+    set_attr_of_finished_trial(storage, trial_id(frozen), "fail_reason", "worker lost")
+    set_attr_of_finished_trial(storage, trial_id(frozen), "extra", {"a": [1, 2]})
+    reread = optuna.load_study(study_name="private", storage=f"sqlite:///{tmp_path / 'private.db'}").trials[0]
+    assert reread.user_attrs == {"fail_reason": "worker lost", "extra": {"a": [1, 2]}}
+    assert reread.state == TrialState.FAIL
+
+
+def _private_uses(path: Path) -> list[str]:
+    """Private names used in one module: `x._name` for x other than self/cls, getattr(x, "_name"), and imports of
+    modules with a private part (e.g. optuna.storages._rdb)."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Attribute) and node.attr.startswith("_") and not node.attr.startswith("__"):
+            if not (isinstance(node.value, ast.Name) and node.value.id in ("self", "cls")):
+                found.append(f"{path.name}:{node.lineno} {ast.unparse(node)}")
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "getattr" and len(node.args) > 1:
+            name = node.args[1]
+            if isinstance(name, ast.Constant) and isinstance(name.value, str) and name.value.startswith("_"):
+                found.append(f"{path.name}:{node.lineno} {ast.unparse(node)}")
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            modules = [alias.name for alias in node.names] if isinstance(node, ast.Import) else [node.module or ""]
+            for module in modules:
+                if module != "__future__" and any(part.startswith("_") for part in module.split(".")):
+                    found.append(f"{path.name}:{node.lineno} import of {module}")
+    return found
+
+
+def test_no_other_module_uses_a_private_name():
+    """Check that private (underscore) names of other objects, Optuna's above all, are used only in sweep/optuna_private.py."""
+    found = [use for path in sorted(PACKAGE.glob("*.py")) if path.name != "optuna_private.py" for use in _private_uses(path)]
+    assert not found, f"private names outside sweep/optuna_private.py (put Optuna's behind a function there): {found}"
+
+
+def test_the_scan_finds_private_uses(tmp_path):
+    """Check that the private-name scan reports attribute, getattr and import uses (so the test above can fail)."""
+    module = tmp_path / "m.py"
+    module.write_text(
+        "import optuna.storages._heartbeat\nfrom optuna.storages._rdb import models\n\n\n"
+        "def f(study, self):\n    getattr(study, '_backend')\n    self._fine = 1\n    return study._storage\n"
+    )
+    assert sorted(use.split(" ", 1)[1] for use in _private_uses(module)) == [
+        "getattr(study, '_backend')", "import of optuna.storages._heartbeat", "import of optuna.storages._rdb", "study._storage",
+    ]

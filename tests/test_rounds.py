@@ -1,0 +1,88 @@
+"""Tests for sweep.rounds: a population round's member trials and their reporter thread."""
+
+import numpy as np
+import optuna
+import pytest
+
+from sweep.rounds import MemberTrials
+
+
+class _FinishesBetweenLooks:
+    """A report job that is still running at its first look and has failed by the next."""
+
+    def __init__(self) -> None:
+        self.looks = 0
+
+    def done(self) -> bool:
+        self.looks += 1
+        return self.looks > 1
+
+    def result(self):
+        raise RuntimeError("the report job failed")
+
+
+def test_a_report_error_is_never_lost_between_looks():
+    """Check that a population report job that fails while still_open looks at it raises at the next look instead of vanishing."""
+    members = MemberTrials(optuna.create_study(), [], [])
+    try:
+        members._pending = [_FinishesBetweenLooks()]
+        members.still_open(0)
+        with pytest.raises(RuntimeError, match="report job failed"):
+            members.still_open(0)
+    finally:
+        members.drain(raise_errors=False)
+        members.close()
+
+
+@pytest.mark.parametrize("learning_rate, expected", [(0.001, 0.001), ((1e-4, 1e-2), 1e-3)])
+def test_population_rate_is_the_fixed_rate_or_the_middle_of_the_range(tiny_config, learning_rate, expected):
+    """Check that a population steps with the fixed learning rate, or the geometric middle of a searched range."""
+    from sweep.rounds import population_rate
+
+    rate = ":".join(map(str, learning_rate)) if isinstance(learning_rate, tuple) else learning_rate
+    assert population_rate(tiny_config(learning_rate=rate)) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("cv, folds", [(0, 1), (3, 3)])
+def test_fold_subnets_lay_out_one_network_per_member_and_fold(tiny_config, cv, folds):
+    """Check that a round trains one network per member and fold, fold-major, with each fold's keep column."""
+    from sweep.data import load_dataset
+    from sweep.rounds import fold_subnets
+
+    plan = load_dataset(tiny_config(cv=cv)).validation
+    members = ["a", "b"]
+    subnets, keep, member_fold = fold_subnets(members, plan)
+    assert subnets == members * folds
+    if cv == 0:
+        assert keep is None and member_fold is None
+    else:
+        assert keep.shape == (len(plan.y_fit), folds) and list(member_fold) == [0, 0, 1, 1, 2, 2]
+        assert all(np.array_equal(keep[:, f], fold.keep) for f, fold in enumerate(plan.folds))
+
+
+def test_open_members_get_heartbeats(tmp_path):
+    """Check that a round's open members are stamped at once (so a dead worker's members go stale, failed with the
+    reason) and told when ended."""
+    import time
+    import warnings
+
+    from sweep.storage import open_storage
+
+    url = f"sqlite:///{tmp_path / 'beat.db'}"
+    study = optuna.create_study(storage=open_storage(url, heartbeat_interval=1, grace_period=1), study_name="beat")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        stamped, told_now = study.ask(), study.ask()
+    told = []
+    members = MemberTrials(study, [stamped, told_now], told)
+    try:
+        members.end(1, values=0.5)
+        assert [t.number for t in told] == [told_now.number] and members.indices() == [0]
+    finally:
+        members.drain()
+        members.close()  # the worker "dies": no more heartbeats for the open member
+    time.sleep(2.5)  # SQLite stamps whole seconds: past the 1 s grace period for sure
+    optuna.storages.fail_stale_trials(study)
+    trials = {t.number: t for t in optuna.load_study(study_name="beat", storage=url).trials}
+    assert (trials[stamped.number].state, trials[told_now.number].state) == (optuna.trial.TrialState.FAIL, optuna.trial.TrialState.COMPLETE)
+    assert trials[stamped.number].user_attrs["fail_reason"].startswith("worker lost: no heartbeat")
