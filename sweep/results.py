@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from sweep import optuna_private
 from sweep.metrics import Pick
 from sweep.storage import mask_url
 
@@ -33,8 +34,10 @@ class SweepResult:
     stop_reason: str | None = None
 
 
-def count_trials(study: optuna.Study, states: Sequence[TrialState]) -> int:
-    return len(study.get_trials(deepcopy=False, states=tuple(states)))
+def count_trials(study: optuna.Study, states: Sequence[TrialState], below_number: int | None = None) -> int:
+    """How many trials of the study are in `states` (and numbered below `below_number`), read from the
+    storage now: one COUNT query, so its cost does not grow with the study."""
+    return optuna_private.count_trials(study, states, below_number)
 
 
 def best_trial(study: optuna.Study, pick: Pick | None = None) -> FrozenTrial | None:
@@ -52,9 +55,10 @@ def best_trial(study: optuna.Study, pick: Pick | None = None) -> FrozenTrial | N
 def is_new_best(trial: optuna.Trial, value: float) -> bool:
     """Whether `value` beats every complete trial of the study so far (the trial itself is still running)."""
     study = trial.study
-    if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+    try:
+        best = study.best_value  # one ordered query on an RDB storage
+    except ValueError:  # no complete trial yet
         return True
-    best = study.best_value
     return value > best if study.direction == optuna.study.StudyDirection.MAXIMIZE else value < best
 
 

@@ -11,14 +11,13 @@ import numpy as np
 import optuna
 
 from sweep import stopping
-from sweep.dashboard import upload_trial_figures
 from sweep.errors import TrialFailed
 from sweep.metrics import Goal, metrics
-from sweep.optuna_private import heartbeat_enabled, heartbeat_interval, record_heartbeat, storage_of, trial_id
+from sweep.optuna_private import heartbeat_enabled, heartbeat_interval, record_heartbeat, set_user_attrs, storage_of, trial_id
 from sweep.results import is_new_best
 from sweep.space import TrialParams, suggest
 from sweep.train import TrainSettings
-from sweep.trial import check_scores, mark_over_budget, record_result, record_setup, report_epoch, train_settings, trial_seed
+from sweep.trial import check_scores, mark_over_budget, record_result, report_epoch, setup_attrs, train_settings, trial_seed
 
 if TYPE_CHECKING:
     from sweep.config import SweepConfig
@@ -75,7 +74,7 @@ def refit_member(dataset: Dataset, trial) -> tuple:
     return model, metrics(plan.y, pooled, params.threshold), pooled
 
 
-def population_round(study: optuna.Study, config: SweepConfig, dataset: Dataset, goal: Goal, size: int, admit=None, artifacts=None) -> list:
+def population_round(study: optuna.Study, config: SweepConfig, dataset: Dataset, goal: Goal, size: int, admit=None, figures=None) -> list:
     """Ask `size` trials, train them as one population, report and prune each member on its own, and tell
     each trial its value and user attributes as a single trial would. Returns the told (frozen) trials.
 
@@ -97,6 +96,9 @@ def population_round(study: optuna.Study, config: SweepConfig, dataset: Dataset,
             trials.append(trial)
     if not trials:
         return told
+    # Heartbeats start before anything else is recorded: a worker killed from here on leaves trials that go
+    # stale (a trial never stamped would stay RUNNING for ever).
+    open_trials = MemberTrials(study, trials, told)
     params = [suggest(trial, config) for trial in trials]
     shuffle_seed = trial_seed(config.seed, trials[0].number)
     members = [
@@ -115,9 +117,7 @@ def population_round(study: optuna.Study, config: SweepConfig, dataset: Dataset,
         ],
     }
     for index, (trial, p, member) in enumerate(zip(trials, params, members)):
-        record_setup(trial, p, train_settings(config, member.seed, p))
-        trial.set_user_attr("population", description | {"member": index})
-    open_trials = MemberTrials(study, trials, told)
+        set_user_attrs(trial, setup_attrs(p, train_settings(config, member.seed, p)) | {"population": description | {"member": index}})
 
     def on_epoch(epoch: int, losses, population, active):
         stopping.check()
@@ -162,10 +162,10 @@ def population_round(study: optuna.Study, config: SweepConfig, dataset: Dataset,
             )
         # Figures only for the population's best member, and only when it is the study's new best: drawing
         # them for each member that was a best so far in telling order would cost seconds for nothing.
-        if artifacts is not None and values and not goal.is_multi:
+        if figures is not None and values and not goal.is_multi:
             best = (min if goal.direction == "minimize" else max)(values, key=values.get)
             if is_new_best(open_trials[best], values[best]):
-                upload_trial_figures(open_trials[best], artifacts, plan.y, scores[best], params[best].threshold)
+                figures.submit(open_trials[best], plan.y, scores[best], params[best].threshold)
         for index, value in values.items():
             open_trials.end(index, values=value)
     except BaseException as exc:  # KeyboardInterrupt included: no member may stay RUNNING

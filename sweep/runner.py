@@ -14,7 +14,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from sweep import stopping
 from sweep.config import PrunerSpec, SweepConfig
-from sweep.dashboard import artifact_store, save_study_note
+from sweep.dashboard import FigureWorker, artifact_store, save_study_note
 from sweep.data import Dataset, load_dataset
 from sweep.errors import StorageError, TrialFailed
 from sweep.metrics import parse_goal
@@ -140,15 +140,15 @@ class Budget:
     def __init__(self, total: int) -> None:
         self.total = total
 
-    def _covering(self, study: optuna.Study) -> list[FrozenTrial]:
-        return study.get_trials(deepcopy=False, states=(*BUDGET_STATES, TrialState.RUNNING))
+    COVERING = (*BUDGET_STATES, TrialState.RUNNING)
 
     def admits(self, trial: optuna.Trial) -> bool:
-        earlier = [t for t in self._covering(trial.study) if t.number < trial.number]
-        return len(earlier) < self.total
+        if trial.number < self.total:
+            return True  # only trial.number trials were created before it: fewer than the budget, whatever their state
+        return count_trials(trial.study, self.COVERING, below_number=trial.number) < self.total
 
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
-        if len(self._covering(study)) >= self.total:
+        if count_trials(study, self.COVERING) >= self.total:
             study.stop()
 
 
@@ -192,45 +192,49 @@ def run_sweep(
     before = len(study.get_trials(deepcopy=False))
     failures = _StopAfterFailures()
     budget = Budget(config.trials)
-    artifacts = artifact_store(config.storage)
+    figures = FigureWorker(artifact_store(config.storage))
     if on_start is not None:
         on_start(study)
     deadline = None if config.timeout is None else time.monotonic() + config.timeout
     reconnects = Reconnects()
     population = trials_per_round(config, len(dataset.validation.folds))
-    while failures.in_a_row < MAX_CONSECUTIVE_FAILURES:
-        stopping.check()
-        try:
-            remaining = None if deadline is None else deadline - time.monotonic()
-            finished = count_trials(study, BUDGET_STATES)
-            if finished >= config.trials or (remaining is not None and remaining <= 0):
-                break
-            if finished + count_trials(study, (TrialState.RUNNING,)) >= config.trials:
-                # Other workers' trials cover the rest of the budget: wait for them to finish, or for their
-                # heartbeats to lapse (a dead worker), in which case their trials are failed and retried here.
-                time.sleep(config.heartbeat_interval)
-                fail_stale_trials(study)
-                continue
-            if population > 1:
-                # Optuna's TPE defaults to constant_liar in version 5, so trials asked together spread out.
-                fail_stale_trials(study)
-                running = count_trials(study, (TrialState.RUNNING,))
-                size = min(population, config.trials - finished - running)
-                for told in population_round(study, config, dataset, goal, size, admit=budget.admits, artifacts=artifacts):
-                    failures.observe(told)
-                    reconnects(study, told)
-                    for callback in callbacks:
-                        callback(study, told)
-                continue
-            study.optimize(
-                trial_function(config, dataset, goal, admit=budget.admits, artifacts=artifacts),
-                timeout=remaining,
-                catch=(TrialFailed,),
-                callbacks=[budget, failures, reconnects, *callbacks],
-                gc_after_trial=False,  # a full collection cost 0.25 s per trial (TensorFlow's object graph); memory stays flat without it
-            )
-        except Exception as exc:
-            reconnects.absorb(exc)
+    try:
+        while failures.in_a_row < MAX_CONSECUTIVE_FAILURES:
+            stopping.check()
+            try:
+                remaining = None if deadline is None else deadline - time.monotonic()
+                finished = count_trials(study, BUDGET_STATES)
+                if finished >= config.trials or (remaining is not None and remaining <= 0):
+                    break
+                if finished + count_trials(study, (TrialState.RUNNING,)) >= config.trials:
+                    # Other workers' trials cover the rest of the budget: wait for them to finish, or for their
+                    # heartbeats to lapse (a dead worker), in which case their trials are failed and retried here.
+                    time.sleep(config.heartbeat_interval)
+                    fail_stale_trials(study)
+                    continue
+                if population > 1:
+                    # Optuna's TPE defaults to constant_liar in version 5, so trials asked together spread out.
+                    fail_stale_trials(study)
+                    running = count_trials(study, (TrialState.RUNNING,))
+                    size = min(population, config.trials - finished - running)
+                    for told in population_round(study, config, dataset, goal, size, admit=budget.admits, figures=figures):
+                        failures.observe(told)
+                        reconnects(study, told)
+                        for callback in callbacks:
+                            callback(study, told)
+                    continue
+                study.optimize(
+                    trial_function(config, dataset, goal, admit=budget.admits, figures=figures),
+                    timeout=remaining,
+                    catch=(TrialFailed,),
+                    callbacks=[budget, failures, reconnects, *callbacks],
+                    # A full collection cost 0.25 s a trial (TensorFlow's object graph); memory stays flat without it.
+                    gc_after_trial=False,
+                )
+            except Exception as exc:
+                reconnects.absorb(exc)
+    finally:
+        figures.close()  # the last best trial's figures are attached before the run returns
     stop_reason = None
     if failures.in_a_row >= MAX_CONSECUTIVE_FAILURES:
         stop_reason = f"stopped after {failures.in_a_row} failed trials in a row; last reason: {failures.last_reason}"

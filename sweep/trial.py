@@ -13,9 +13,9 @@ import numpy as np
 import optuna
 
 from sweep import stopping
-from sweep.dashboard import upload_trial_figures
 from sweep.errors import OverBudget, TrialFailed
 from sweep.metrics import Goal, metrics
+from sweep.optuna_private import set_user_attrs
 from sweep.results import is_new_best
 from sweep.runtime import device_label, placement, thread_settings
 from sweep.space import TrialParams, suggest
@@ -90,19 +90,19 @@ OVER_BUDGET_REASON = "not run: other workers had already filled the study's tria
 
 
 def mark_over_budget(trial: optuna.Trial) -> None:
-    trial.set_user_attr("over_budget", True)
-    trial.set_user_attr("fail_reason", OVER_BUDGET_REASON)
+    set_user_attrs(trial, {"over_budget": True, "fail_reason": OVER_BUDGET_REASON})
 
 
-def record_setup(trial: optuna.Trial, params: TrialParams, settings: TrainSettings) -> None:
+def setup_attrs(params: TrialParams, settings: TrainSettings) -> dict:
     """What a trial records before training: who runs it, where, and what retrains it."""
-    trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")  # ties a trial to its process
-    trial.set_user_attr("train_settings", dataclasses.asdict(settings))
-    trial.set_user_attr("class_weight", {"0": 1.0, "1": params.minority_weight})
-    trial.set_user_attr("device", device_label())
-    trial.set_user_attr("threads", thread_settings())
-    for key, value in placement().items():  # where a cluster placed this worker (sweep.cluster)
-        trial.set_user_attr(key, value)
+    return {
+        "worker": f"{socket.gethostname()}:{os.getpid()}",  # ties a trial to its process
+        "train_settings": dataclasses.asdict(settings),
+        "class_weight": {"0": 1.0, "1": params.minority_weight},
+        "device": device_label(),
+        "threads": thread_settings(),
+        **placement(),  # where a cluster placed this worker (sweep.cluster)
+    }
 
 
 def report_epoch(trial: optuna.Trial, goal: Goal, y_true, scores, threshold: float, epoch: int) -> float | None:
@@ -116,39 +116,37 @@ def report_epoch(trial: optuna.Trial, goal: Goal, y_true, scores, threshold: flo
     trial.report(value, epoch)
     if not trial.should_prune():
         return None
-    trial.set_user_attr("pruned_at_epoch", epoch)
-    trial.set_user_attr("epochs_run", epoch)
+    set_user_attrs(trial, {"pruned_at_epoch": epoch, "epochs_run": epoch})
     return value
 
 
 FOLD_METRICS = ("f1", "precision", "recall", "average_precision", "flag_rate")
 
 
-def record_result(trial, goal: Goal, dataset: Dataset, scores, threshold: float, seconds: float, epochs_run: int, artifacts, fold_scores=None):
-    """Store a finished trial's pooled validation metrics (and, cross-validated, each fold's), timing and
-    (for a new best) figures; return its value."""
+def record_result(trial, goal: Goal, dataset: Dataset, scores, threshold: float, seconds: float, epochs_run: int, figures, fold_scores=None):
+    """Store a finished trial's pooled validation metrics (and, cross-validated, each fold's) and timing in
+    one write, and hand a new best's figures to `figures` (a FigureWorker, or None); return its value."""
     plan = dataset.validation
     found = metrics(plan.y, scores, threshold)
-    for key, value in found.items():
-        trial.set_user_attr(f"val_{key}", value)
+    attrs = {f"val_{key}": value for key, value in found.items()}
     if plan.kind == "cv" and fold_scores is not None:
         per_fold = [metrics(plan.y[fold.slots], s, threshold) for fold, s in zip(plan.folds, fold_scores)]
-        trial.set_user_attr("cv_folds", {k: [round(float(m[k]), 4) for m in per_fold] for k in FOLD_METRICS})
-        trial.set_user_attr("cv_f1_sd", round(float(np.std([m["f1"] for m in per_fold])), 4))
-    trial.set_user_attr("train_seconds", round(seconds, 3))
-    trial.set_user_attr("epochs_run", int(epochs_run))
+        attrs["cv_folds"] = {k: [round(float(m[k]), 4) for m in per_fold] for k in FOLD_METRICS}
+        attrs["cv_f1_sd"] = round(float(np.std([m["f1"] for m in per_fold])), 4)
+    attrs |= {"train_seconds": round(seconds, 3), "epochs_run": int(epochs_run)}
+    set_user_attrs(trial, attrs)
     value = goal.value(found)
-    if artifacts is not None and not goal.is_multi and is_new_best(trial, value):
-        upload_trial_figures(trial, artifacts, plan.y, scores, threshold)
+    if figures is not None and not goal.is_multi and is_new_best(trial, value):
+        figures.submit(trial, plan.y, scores, threshold)
     return value
 
 
-def trial_function(config: SweepConfig, dataset: Dataset, goal: Goal, admit=None, artifacts=None):
+def trial_function(config: SweepConfig, dataset: Dataset, goal: Goal, admit=None, figures=None):
     """The function Optuna calls per trial; failures are recorded with a reason in user attr fail_reason.
 
     `admit(trial)` (optional) says whether the trial is still within the study's budget; when it is not,
-    the trial ends FAIL with over_budget set and nothing is trained. With an artifact store, each new best
-    trial gets its figures attached and the study note is refreshed (what optuna-dashboard shows).
+    the trial ends FAIL with over_budget set and nothing is trained. With a FigureWorker, each new best
+    trial gets its figures attached (what optuna-dashboard shows), drawn while the next trial runs.
     """
 
     def run_trial(trial: optuna.Trial) -> float:
@@ -158,7 +156,7 @@ def trial_function(config: SweepConfig, dataset: Dataset, goal: Goal, admit=None
         stop_if_requested(trial)
         params = suggest(trial, config)
         settings = train_settings(config, trial_seed(config.seed, trial.number), params)
-        record_setup(trial, params, settings)
+        set_user_attrs(trial, setup_attrs(params, settings))
 
         def report(epoch: int, _loss: float, pooled) -> None:
             """Per-epoch (pooled) validation objective for the dashboard's learning curves and the pruner."""
@@ -172,7 +170,7 @@ def trial_function(config: SweepConfig, dataset: Dataset, goal: Goal, admit=None
         except TrialFailed as failure:
             trial.set_user_attr("fail_reason", str(failure))
             raise
-        return record_result(trial, goal, dataset, scores, params.threshold, result.seconds, result.epochs_run, artifacts, fold_scores)
+        return record_result(trial, goal, dataset, scores, params.threshold, result.seconds, result.epochs_run, figures, fold_scores)
 
     return run_trial
 

@@ -16,7 +16,8 @@ from optuna.trial import TrialState
 
 from sweep import optuna_private
 from sweep.optuna_private import (
-    heartbeat_enabled, heartbeat_interval, record_heartbeat, set_attr_of_finished_trial, storage_of, trial_id,
+    attach_artifact, count_trials, heartbeat_enabled, heartbeat_interval, record_heartbeat, set_attr_of_finished_trial,
+    set_user_attrs, storage_of, trial_id,
 )
 
 PACKAGE = Path(optuna_private.__file__).parent
@@ -89,6 +90,36 @@ def _user_attribute_model(_tmp_path: Path) -> None:
     assert models.TrialUserAttributeModel.__tablename__ == "trial_user_attributes"
 
 
+def _model_columns(name: str, wanted: set[str]):
+    def check(_tmp_path: Path) -> None:
+        model = getattr(importlib.import_module("optuna.storages._rdb.models"), name)
+        columns = {column.name for column in model.__table__.columns}
+        assert wanted <= columns, f"{name}'s columns are {sorted(columns)}"
+
+    return check
+
+
+def _scoped_session_helper(_tmp_path: Path) -> None:
+    helper = importlib.import_module("optuna.storages._rdb.storage")._create_scoped_session
+    assert _parameters(helper) == ["scoped_session", "ignore_integrity_error"], inspect.signature(helper)
+
+
+def _attr_writer(_tmp_path: Path) -> None:
+    method = optuna.storages.RDBStorage._set_trial_attr_without_commit
+    assert _parameters(method) == ["self", "session", "model_cls", "trial_id", "key", "value"], inspect.signature(method)
+
+
+def _cached_frozen_trial(tmp_path: Path) -> None:
+    trial = ask(rdb_study(tmp_path))
+    trial.set_user_attr("k", 1)
+    assert trial._cached_frozen_trial.user_attrs == {"k": 1}, "Trial._cached_frozen_trial no longer mirrors user attributes"
+
+
+def _study_id(tmp_path: Path) -> None:
+    study = rdb_study(tmp_path)
+    assert study._study_id == study._storage.get_study_id_from_name("private"), "Study._study_id is not the storage's id"
+
+
 # Each private name optuna_private uses (as its docstring lists it) and the check of its shape.
 PRIVATE_NAMES = {
     "Study._storage": _study_storage,
@@ -98,6 +129,12 @@ PRIVATE_NAMES = {
     "_CachedStorage._backend": _cached_backend,
     "RDBStorage.scoped_session": _scoped_session,
     "optuna.storages._rdb.models.TrialUserAttributeModel": _user_attribute_model,
+    "optuna.storages._rdb.models.TrialSystemAttributeModel": _model_columns("TrialSystemAttributeModel", {"trial_id", "key", "value_json"}),
+    "optuna.storages._rdb.models.TrialModel": _model_columns("TrialModel", {"trial_id", "study_id", "number", "state"}),
+    "optuna.storages._rdb.storage._create_scoped_session": _scoped_session_helper,
+    "RDBStorage._set_trial_attr_without_commit": _attr_writer,
+    "Trial._cached_frozen_trial": _cached_frozen_trial,
+    "Study._study_id": _study_id,
 }
 
 
@@ -159,6 +196,65 @@ def test_attribute_of_a_finished_trial_is_written(tmp_path, through):
     reread = optuna.load_study(study_name="private", storage=f"sqlite:///{tmp_path / 'private.db'}").trials[0]
     assert reread.user_attrs == {"fail_reason": "worker lost", "extra": {"a": [1, 2]}}
     assert reread.state == TrialState.FAIL
+
+
+def test_user_attributes_are_set_in_one_write_and_refused_once_finished(tmp_path):
+    """Check that set_user_attrs stores every attribute (seen by a fresh read and by the trial itself) and, like
+    Trial.set_user_attr, refuses a finished trial."""
+    study = rdb_study(tmp_path)
+    trial = ask(study)
+    set_user_attrs(trial, {"a": 1, "b": {"c": [1.5, "x"]}})
+    set_user_attrs(trial, {"a": 2})
+    assert trial.user_attrs == {"a": 2, "b": {"c": [1.5, "x"]}}
+    study.tell(trial, 1.0)
+    reread = optuna.load_study(study_name="private", storage=f"sqlite:///{tmp_path / 'private.db'}").trials[0]
+    assert reread.user_attrs == {"a": 2, "b": {"c": [1.5, "x"]}}
+    with pytest.raises(RuntimeError, match="finished"):
+        set_user_attrs(trial, {"late": True})
+
+
+def test_user_attributes_fall_back_to_optuna_without_a_database():
+    """Check that set_user_attrs on an in-memory study sets the attributes through Optuna's API."""
+    study = optuna.create_study()
+    trial = study.ask()
+    set_user_attrs(trial, {"a": 1, "b": 2})
+    study.tell(trial, 0.5)
+    assert study.trials[0].user_attrs == {"a": 1, "b": 2}
+
+
+@pytest.mark.parametrize("in_memory", [False, True])
+def test_count_agrees_with_reading_the_trials(tmp_path, in_memory):
+    """Check that count_trials gives what filtering get_trials gives, by states and below a trial number."""
+    study = optuna.create_study() if in_memory else rdb_study(tmp_path)
+    for value in (1.0, None, 2.0, None, 3.0):
+        trial = ask(study)
+        if value is not None:
+            study.tell(trial, value)
+        elif trial.number == 1:
+            study.tell(trial, state=TrialState.FAIL)
+    covering = (TrialState.COMPLETE, TrialState.RUNNING)
+    for below in (None, 0, 2, 4, 99):
+        expected = [t for t in study.trials if t.state in covering and (below is None or t.number < below)]
+        assert count_trials(study, covering, below) == len(expected)
+    assert count_trials(study, (TrialState.FAIL,)) == 1
+
+
+def test_artifact_is_listed_on_a_finished_trial(tmp_path):
+    """Check that attach_artifact lists a file on a trial that has already finished, as upload_artifact lists it on
+    a running one: Optuna's own readers find its name and type, and download gives the same bytes."""
+    study = rdb_study(tmp_path)
+    trial = ask(study)
+    frozen = study.tell(trial, 1.0)
+    store = optuna.artifacts.FileSystemArtifactStore(str(tmp_path / "artifacts"))
+    (tmp_path / "artifacts").mkdir()
+    figure = tmp_path / "figure.png"
+    figure.write_bytes(b"\x89PNG fake bytes")
+    artifact = attach_artifact(storage_of(study), trial_id(frozen), store, str(figure), "image/png")
+    reread = optuna.load_study(study_name="private", storage=f"sqlite:///{tmp_path / 'private.db'}")
+    [meta] = optuna.artifacts.get_all_artifact_meta(reread.trials[0], storage=reread._storage)
+    assert (meta.artifact_id, meta.filename, meta.mimetype) == (artifact, "figure.png", "image/png")
+    optuna.artifacts.download_artifact(artifact_store=store, artifact_id=artifact, file_path=str(tmp_path / "back.png"))
+    assert (tmp_path / "back.png").read_bytes() == figure.read_bytes()
 
 
 def _private_uses(path: Path) -> list[str]:

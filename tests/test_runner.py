@@ -335,3 +335,28 @@ def test_pareto_sweep_and_pick(tiny_config, tmp_path):
     else:
         assert chosen is None
     assert best_trial(study, parse_pick("recall:flag_rate<=0")) is None or min(t.user_attrs["val_flag_rate"] for t in front) == 0
+
+
+@pytest.mark.parametrize("total", [1, 3, 5, 8])
+def test_budget_admits_exactly_the_trials_the_rule_allows(tmp_path, total):
+    """Check that Budget.admits (a shortcut below the budget, one COUNT query above it) admits a trial exactly
+    when fewer than `total` earlier trials are finished or running, whatever the states of the earlier trials."""
+    from sweep.runner import Budget
+
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path / 'budget.db'}")
+    outcomes = [1.0, "fail", "running", 2.0, "pruned", "fail", "running", 3.0]
+    trials = []
+    for outcome in outcomes:
+        trial = study.ask()
+        trials.append(trial)
+        if outcome == "fail":
+            study.tell(trial, state=TrialState.FAIL)
+        elif outcome == "pruned":
+            study.tell(trial, state=TrialState.PRUNED)
+        elif outcome != "running":
+            study.tell(trial, outcome)
+    covering = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
+    budget = Budget(total)
+    for trial in trials:
+        earlier = [t for t in study.trials if t.number < trial.number and t.state in covering]
+        assert budget.admits(trial) == (len(earlier) < total), (trial.number, total)
