@@ -172,25 +172,42 @@ def threshold_metrics(y_true: np.ndarray, scores: np.ndarray, threshold: float) 
     }
 
 
+def ranking_metrics(y_true: np.ndarray, scores: np.ndarray) -> dict[str, float]:
+    """sklearn's average precision and ROC AUC from one sort (NaN when only one class is present).
+
+    By hand rather than average_precision_score and roc_auc_score: every trial computes both on the
+    validation rows, where sklearn's input checks and its two sorts cost about 8 ms for 16,000 rows against
+    2 ms here (tests check both agree, ties included). Both step at each distinct score, highest first.
+    """
+    y = np.asarray(y_true).astype(np.float64).ravel()
+    positives = y.sum()
+    if not 0 < positives < len(y):
+        return {"average_precision": float("nan"), "roc_auc": float("nan")}
+    scores = np.asarray(scores, dtype=np.float64).ravel()
+    order = np.argsort(-scores, kind="stable")
+    sorted_scores = scores[order]
+    ends = np.flatnonzero(np.r_[sorted_scores[1:] != sorted_scores[:-1], True])  # last row of each tied score
+    tp = np.cumsum(y[order])[ends]
+    flagged = ends + 1.0
+    fp = flagged - tp
+    precision_steps = np.diff(np.r_[0.0, tp]) * (tp / flagged)
+    recall = np.r_[0.0, tp / positives]
+    false_rate = np.r_[0.0, fp / (len(y) - positives)]
+    return {
+        "average_precision": float(precision_steps.sum() / positives),
+        "roc_auc": float(np.sum(np.diff(false_rate) * (recall[1:] + recall[:-1]) / 2)),
+    }
+
+
 def average_precision(y_true: np.ndarray, scores: np.ndarray) -> float:
     """sklearn's average precision; NaN when only one class is present."""
-    from sklearn.metrics import average_precision_score
-
-    y_true = np.asarray(y_true).astype(int).ravel()
-    both_classes = 0 < y_true.sum() < len(y_true)
-    return float(average_precision_score(y_true, np.asarray(scores).ravel())) if both_classes else float("nan")
+    return ranking_metrics(y_true, scores)["average_precision"]
 
 
 def metrics(y_true: np.ndarray, scores: np.ndarray, threshold: float) -> dict:
     """All validation or test metrics of scores flagged at `threshold`: threshold_metrics plus AP and ROC-AUC."""
-    from sklearn.metrics import roc_auc_score
-
     y_int = np.asarray(y_true).astype(int).ravel()
-    found = threshold_metrics(y_int, scores, threshold)
-    found["average_precision"] = average_precision(y_int, scores)
-    both_classes = 0 < y_int.sum() < len(y_int)
-    found["roc_auc"] = float(roc_auc_score(y_int, np.asarray(scores).ravel())) if both_classes else float("nan")
-    return found
+    return threshold_metrics(y_int, scores, threshold) | ranking_metrics(y_int, scores)
 
 
 @dataclass(frozen=True)

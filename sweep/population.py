@@ -191,19 +191,32 @@ class PopulationProgram:
         self.adam = FusedAdam(variables)
         s = self.settings
 
-        def batch_loss(xb, yb, kb=None):
-            size = tf.shape(s["positive"])[0]
-            used = used_weights(*variables, s["unit_scale"], s["member_scale"], scaled)
-            targets = tf.broadcast_to(yb[None, :], [size, tf.shape(yb)[0]])
-            per_row = tf.nn.sigmoid_cross_entropy_with_logits(labels=targets, logits=population_logits(xb, *used, s["owner"], size))
+        def batch_gradients(xb, yb, kb=None):
+            """Each member's weighted loss and the gradients of their active sum, back-propagated by hand
+            as in sweep.train.EpochProgram: (sigmoid - label) * weight / rows per member and row, gathered
+            to each member's hidden units, through ReluGrad; times the members' rate scales when scaled."""
+            rows = tf.cast(tf.shape(xb)[0], tf.float32)
+            W1, b1, w2, b2 = used_weights(*variables, s["unit_scale"], s["member_scale"], scaled)
+            hidden = tf.nn.relu(tf.matmul(W1, xb, transpose_a=True, transpose_b=True) + b1[:, None])  # (units, rows)
+            logits = tf.math.unsorted_segment_sum(hidden * w2[:, None], s["owner"], tf.shape(s["positive"])[0]) + b2[:, None]
             weights = yb[None, :] * s["positive"][:, None] + (1.0 - yb[None, :])  # {0: 1.0, 1: minority_weight}
             if kb is not None:
                 weights = weights * tf.transpose(tf.gather(kb, s["folds_of"], axis=1))  # (members, rows): 0 = held out
-            member_loss = tf.reduce_sum(per_row * weights, axis=1) / tf.cast(tf.shape(xb)[0], tf.float32)
-            return tf.reduce_sum(member_loss * s["active"]), member_loss
+            member_loss = tf.reduce_sum((tf.nn.softplus(logits) - logits * yb[None, :]) * weights, axis=1) / rows
+            upstream = (tf.sigmoid(logits) - yb[None, :]) * weights * (s["active"] / rows)[:, None]  # (members, rows)
+            per_unit = tf.gather(upstream, s["owner"])  # (units, rows)
+            back = tf.raw_ops.ReluGrad(gradients=per_unit * w2[:, None], features=hidden)
+            gradients = [
+                tf.matmul(xb, back, transpose_a=True, transpose_b=True), tf.reduce_sum(back, axis=1),
+                tf.reduce_sum(hidden * per_unit, axis=1), tf.reduce_sum(upstream, axis=1),
+            ]
+            if scaled:  # d loss / d stored = d loss / d used * scale
+                unit, member = s["unit_scale"], s["member_scale"]
+                gradients = [gradients[0] * unit, gradients[1] * unit, gradients[2] * unit, gradients[3] * member]
+            return gradients, member_loss
 
         self.run_epoch = compiled_epoch(
-            list(self.rows.values()), batch, variables, self.adam, batch_loss, lambda: tf.zeros(tf.shape(s["positive"]))
+            list(self.rows.values()), batch, self.adam, batch_gradients, lambda: tf.zeros(tf.shape(s["positive"]))
         )
 
     def load(self, population: Population, X, y, learning_rate: float, keep=None, member_fold=None) -> None:

@@ -2,10 +2,12 @@
 
 import numpy as np
 import pytest
-from sklearn.metrics import average_precision_score, confusion_matrix, f1_score, fbeta_score, precision_score, recall_score
+from sklearn.metrics import (
+    average_precision_score, confusion_matrix, f1_score, fbeta_score, precision_score, recall_score, roc_auc_score,
+)
 
 from sweep.errors import ConfigError
-from sweep.metrics import Goal, metrics, parse_goal
+from sweep.metrics import Goal, metrics, parse_goal, ranking_metrics
 
 
 @pytest.mark.parametrize("threshold", [0.05, 0.3, 0.5, 0.9, 0.999])
@@ -23,6 +25,26 @@ def test_metrics_agree_with_sklearn(threshold):
     tn, fp, fn, tp = confusion_matrix(y, flagged, labels=[0, 1]).ravel()
     assert (found["tn"], found["fp"], found["fn"], found["tp"]) == (tn, fp, fn, tp)
     assert found["flag_rate"] == pytest.approx(flagged.mean())
+
+
+@pytest.mark.parametrize(
+    "rows, share, levels",
+    [(2000, 0.05, None), (2000, 0.05, 7), (500, 0.3, 3), (40, 0.1, 2), (3, 0.34, None)],
+    ids=["continuous", "many ties", "few levels", "small", "three rows"],
+)
+def test_ranking_metrics_agree_with_sklearn(rows, share, levels):
+    """Check that the one-sort average precision and ROC AUC equal scikit-learn's, with tied scores too, and are
+    NaN when one class is missing."""
+    rng = np.random.default_rng(rows)
+    y = (rng.random(rows) < share).astype(int)
+    y[0], y[-1] = 1, 0
+    scores = rng.random(rows) * 0.7 + 0.3 * y
+    if levels:
+        scores = np.round(scores * levels) / levels
+    found = ranking_metrics(y, scores)
+    assert found["average_precision"] == pytest.approx(average_precision_score(y, scores), abs=1e-12)
+    assert found["roc_auc"] == pytest.approx(roc_auc_score(y, scores), abs=1e-12)
+    assert all(np.isnan(value) for value in ranking_metrics(np.zeros(rows, int), scores).values())
 
 
 @pytest.mark.parametrize(

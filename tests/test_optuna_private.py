@@ -104,11 +104,6 @@ def _scoped_session_helper(_tmp_path: Path) -> None:
     assert _parameters(helper) == ["scoped_session", "ignore_integrity_error"], inspect.signature(helper)
 
 
-def _attr_writer(_tmp_path: Path) -> None:
-    method = optuna.storages.RDBStorage._set_trial_attr_without_commit
-    assert _parameters(method) == ["self", "session", "model_cls", "trial_id", "key", "value"], inspect.signature(method)
-
-
 def _cached_frozen_trial(tmp_path: Path) -> None:
     trial = ask(rdb_study(tmp_path))
     trial.set_user_attr("k", 1)
@@ -132,7 +127,6 @@ PRIVATE_NAMES = {
     "optuna.storages._rdb.models.TrialSystemAttributeModel": _model_columns("TrialSystemAttributeModel", {"trial_id", "key", "value_json"}),
     "optuna.storages._rdb.models.TrialModel": _model_columns("TrialModel", {"trial_id", "study_id", "number", "state"}),
     "optuna.storages._rdb.storage._create_scoped_session": _scoped_session_helper,
-    "RDBStorage._set_trial_attr_without_commit": _attr_writer,
     "Trial._cached_frozen_trial": _cached_frozen_trial,
     "Study._study_id": _study_id,
 }
