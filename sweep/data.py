@@ -75,6 +75,8 @@ class Validation:
     def pool(self, fold_scores) -> np.ndarray:
         """Place each fold model's validation scores at its rows: (..., n_pooled) from [(..., n_fold_rows)]."""
         first = np.asarray(fold_scores[0])
+        if self.kind == "holdout":  # one fold whose slots are every row in order: nothing to place
+            return first.astype(np.float64)
         pooled = np.empty(first.shape[:-1] + (len(self.y),), dtype=np.float64)
         for fold, scores in zip(self.folds, fold_scores):
             pooled[..., fold.slots] = scores
