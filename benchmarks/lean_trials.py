@@ -10,9 +10,11 @@ rest of a trial's time goes in a small study and in a study of 20,000 trials.
    timed whole: loading the data, creating the study, asking, training, per-epoch reports, metrics,
    figures, tell. The ratio is the tutorial's median over the sweep's median.
 2. Where a trial's time goes, in a study that already holds 20 trials and one that holds `--big`
-   (pre-filled through Optuna's add_trials): per trial, the compiled epochs, the sampler's own time
-   (TPE, reading the study's trials included) and the rest, which is our bookkeeping (storage writes,
-   budget checks, validation scoring and metrics, figures). The rest must not grow with the study.
+   (pre-filled through Optuna's add_trials): per trial once the run has started (single trials from the
+   second on, populations over their second round), the compiled epochs, the sampler's own time (TPE's
+   calls), Optuna's own ask and tell, and the rest, which is our bookkeeping (storage writes, budget
+   checks, validation scoring and metrics, per-epoch reports, figures). Ours must not grow with the study. The run's start
+   (opening the study and Optuna's one read of its trials into its cache) is printed apart.
 Prints markdown tables (paste them into docs/benchmarks.md).
 """
 
@@ -31,6 +33,8 @@ from common import machine  # noqa: E402
 from trial_speed import tutorial_fit_trial  # noqa: E402
 
 import optuna  # noqa: E402
+import optuna.study._optimize  # noqa: E402  (the Clock times Optuna's tell)
+import optuna.study._tell  # noqa: E402
 
 import sweep.population  # noqa: E402
 import sweep.train  # noqa: E402
@@ -45,23 +49,30 @@ POPULATION = 64
 
 
 class Clock:
-    """Seconds spent in the compiled epochs and in the sampler, added up while a sweep runs."""
+    """Seconds spent in the compiled epochs, in the sampler and in Optuna's ask and tell, added up while a sweep
+    runs. Each part counts its own time only: TPE's before_trial inside ask counts as the sampler's."""
 
     def __init__(self) -> None:
         self.seconds: dict[str, float] = defaultdict(float)
+        self._inner: list[float] = []  # time spent in timed parts nested inside each open one
 
     def timed(self, part: str, function):
         def wrapper(*args, **kwargs):
             started = time.perf_counter()
+            self._inner.append(0.0)
             try:
                 return function(*args, **kwargs)
             finally:
-                self.seconds[part] += time.perf_counter() - started
+                elapsed = time.perf_counter() - started
+                self.seconds[part] += elapsed - self._inner.pop()
+                if self._inner:
+                    self._inner[-1] += elapsed
 
         return wrapper
 
     def install(self) -> None:
-        """Time every compiled epoch (single trials and populations) and every call into TPE."""
+        """Time every compiled epoch (single trials and populations), every call into TPE, and Optuna's ask and
+        tell (private names of Optuna's modules: this is a benchmark, not the package)."""
         original = sweep.train.compiled_epoch
 
         def timed_compiled_epoch(*args, **kwargs):
@@ -70,6 +81,9 @@ class Clock:
         sweep.train.compiled_epoch = sweep.population.compiled_epoch = timed_compiled_epoch
         for name in ("infer_relative_search_space", "sample_relative", "sample_independent", "before_trial", "after_trial"):
             setattr(optuna.samplers.TPESampler, name, self.timed("sampler", getattr(optuna.samplers.TPESampler, name)))
+        optuna.study.Study.ask = self.timed("ask/tell", optuna.study.Study.ask)
+        tell = self.timed("ask/tell", optuna.study._tell._tell_with_warning)
+        optuna.study._optimize._tell_with_warning = optuna.study.study._tell_with_warning = tell
 
     def reset(self) -> None:
         self.seconds.clear()
@@ -150,27 +164,42 @@ def copy_sqlite(source: str, target: str) -> None:
         reading.backup(writing)
 
 
+def steady_state(config: SweepConfig, clock: Clock, start_trials: int) -> tuple[float, dict, int, float]:
+    """Run the sweep, stamping the time and the clock at each finished trial; returns (seconds, clock parts,
+    trials) after the first `start_trials` trials were told, and the seconds until then (the run's start:
+    opening the study, Optuna's first read of its trials into its cache, the first trial or round)."""
+    stamps = []
+    clock.reset()
+    started = time.perf_counter()
+    run_sweep(config, callbacks=[lambda _study, _trial: stamps.append((time.perf_counter(), dict(clock.seconds)))])
+    (first, at_first), (last, at_last) = stamps[start_trials - 1], stamps[-1]
+    parts = {name: at_last.get(name, 0.0) - at_first.get(name, 0.0) for name in at_last}
+    return last - first, parts, len(stamps) - start_trials, first - started
+
+
 def bookkeeping(big: int, epochs: int, clock: Clock) -> None:
+    """Per-trial costs after the run's start: single trials from the second trial on, populations over their
+    second round of 64 (a round's trials are all told at its end)."""
     print(f"\n### Where a trial's time goes, by the size of the study ({epochs} epochs)\n")
-    print("| study holds | path | trials | s/trial | epochs | sampler (TPE) | bookkeeping (the rest) |")
-    print("|---|---|---|---|---|---|---|")
+    print("| study holds | path | trials timed | s/trial | epochs | sampler (TPE) | Optuna's ask + tell | ours (the rest) | run start (s, once) |")
+    print("|---|---|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as folder:
         for held in (20, big):
             base = sweep_config(folder, f"held{held}", 1 + held, epochs, 1)
             prefill(base, held)
-            for label, trials, population in (("single trials", 8, 1), (f"population of {POPULATION}", POPULATION, POPULATION)):
+            for label, trials, population in (("single trials", 9, 1), (f"population of {POPULATION}", 2 * POPULATION, POPULATION)):
                 copy = f"held{held}-p{population}"
                 copy_sqlite(f"{folder}/held{held}.db", f"{folder}/{copy}.db")
                 config = resolve_config(
                     base.to_dict() | {"storage": f"sqlite:///{folder}/{copy}.db", "trials": 1 + held + trials, "population": population},
                     env={},
                 )
-                seconds, parts, ran = timed_sweep(config, clock)
-                train, sampler = parts.get("epochs", 0.0), parts.get("sampler", 0.0)
-                rest = seconds - train - sampler
+                seconds, parts, timed, start = steady_state(config, clock, population)
+                train, sampler, optuna_own = (parts.get(name, 0.0) for name in ("epochs", "sampler", "ask/tell"))
+                rest = seconds - train - sampler - optuna_own
                 print(
-                    f"| {held + 1:,} | {label} | {ran} | {seconds / ran:.3f} | {train / ran:.3f} | {sampler / ran:.3f} | "
-                    f"{rest / ran:.3f} |"
+                    f"| {held + 1:,} | {label} | {timed} | {seconds / timed:.3f} | {train / timed:.3f} | {sampler / timed:.3f} | "
+                    f"{optuna_own / timed:.3f} | {rest / timed:.3f} | {start:.1f} |"
                 )
 
 

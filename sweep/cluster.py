@@ -143,7 +143,7 @@ def run_cluster(
     dataset = load_dataset(config)
     with connect(config.cluster) as client:  # before the study is created: an unreachable scheduler leaves no trace
         study = prepare_study(config, dataset)
-        before = len(study.get_trials(deepcopy=False))
+        before = count_trials(study, tuple(optuna.trial.TrialState))
         placements = plan(client.scheduler_info(n_workers=-1)["workers"])
         # The automatic population size divides the budget by the loops that share it.
         task_config = dataclasses.replace(config, workers=len(placements))
@@ -169,7 +169,7 @@ def run_cluster(
         problems = _problems(futures)
         client.cancel([future for future in futures if not future.done()])
     stop_reason = "; ".join(problems) if problems else None
-    return summarize(study, config.storage, ran_now=len(study.get_trials(deepcopy=False)) - before, stop_reason=stop_reason)
+    return summarize(study, config.storage, ran_now=count_trials(study, tuple(optuna.trial.TrialState)) - before, stop_reason=stop_reason)
 
 
 def _budget_filled(study: optuna.Study, config: SweepConfig) -> bool:

@@ -57,7 +57,7 @@ def prepare_study(config: SweepConfig, dataset: Dataset, worker_index: int = 0) 
     storage = open_storage(config.storage, config.heartbeat_interval, config.grace_period)
     existing = config.study in optuna.get_all_study_names(storage)
     # Offset the sampler's seed by the trials already stored, so a resumed run does not replay the same draws.
-    already = len(optuna.load_study(study_name=config.study, storage=storage).trials) if existing else 0
+    already = count_trials(optuna.load_study(study_name=config.study, storage=storage), tuple(TrialState)) if existing else 0
     # multivariate: the best threshold depends on the weight, so model them jointly rather than one by one.
     sampler = optuna.samplers.TPESampler(seed=config.seed + already, multivariate=True)
     study = optuna.create_study(
@@ -189,7 +189,7 @@ def run_sweep(
     select_device(config.device_spec, worker_index)
     dataset = dataset if dataset is not None else load_dataset(config)
     study = prepare_study(config, dataset, worker_index)
-    before = len(study.get_trials(deepcopy=False))
+    before = count_trials(study, tuple(TrialState))
     failures = _StopAfterFailures()
     budget = Budget(config.trials)
     figures = FigureWorker(artifact_store(config.storage))
@@ -241,7 +241,7 @@ def run_sweep(
 
     def finish() -> SweepResult:
         save_study_note(study)
-        return summarize(study, config.storage, ran_now=len(study.get_trials(deepcopy=False)) - before, stop_reason=stop_reason)
+        return summarize(study, config.storage, ran_now=count_trials(study, tuple(TrialState)) - before, stop_reason=stop_reason)
 
     return reconnects.retry(finish)
 
@@ -325,7 +325,7 @@ def run_workers(
         return run_sweep(config, callbacks=[lambda study, _trial: on_progress(study)] if on_progress else (), on_start=on_start)
     dataset = load_dataset(config)
     study = prepare_study(config, dataset)
-    before = len(study.get_trials(deepcopy=False))
+    before = count_trials(study, tuple(TrialState))
     if on_start is not None:
         on_start(study)
     context = multiprocessing.get_context("spawn")  # no forked TensorFlow or database connections
@@ -350,4 +350,4 @@ def run_workers(
     stop_reason = None
     if any(codes):
         stop_reason = f"worker exit codes {codes}: see the worker lines above"
-    return summarize(study, config.storage, ran_now=len(study.get_trials(deepcopy=False)) - before, stop_reason=stop_reason)
+    return summarize(study, config.storage, ran_now=count_trials(study, tuple(TrialState)) - before, stop_reason=stop_reason)

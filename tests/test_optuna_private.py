@@ -251,6 +251,27 @@ def test_artifact_is_listed_on_a_finished_trial(tmp_path):
     assert (tmp_path / "back.png").read_bytes() == figure.read_bytes()
 
 
+def test_writes_and_counts_on_postgres(postgres_url, unique_name, tmp_path):
+    """Check set_user_attrs, count_trials and attach_artifact on a real Postgres study."""
+    study = optuna.create_study(storage=postgres_url, study_name=unique_name)
+    try:
+        running, done = ask(study), ask(study)
+        set_user_attrs(done, {"a": 1, "b": [2.5]})
+        set_user_attrs(done, {"a": 2})
+        frozen = study.tell(done, 0.5)
+        store = optuna.artifacts.FileSystemArtifactStore(str(tmp_path))
+        figure = tmp_path / "f.png"
+        figure.write_bytes(b"png")
+        attach_artifact(storage_of(study), trial_id(frozen), store, str(figure), "image/png")
+        reread = optuna.load_study(study_name=unique_name, storage=postgres_url)
+        assert reread.trials[1].user_attrs == {"a": 2, "b": [2.5]}
+        assert [m.filename for m in optuna.artifacts.get_all_artifact_meta(reread.trials[1], storage=reread._storage)] == ["f.png"]
+        assert count_trials(reread, (TrialState.COMPLETE, TrialState.RUNNING)) == 2
+        assert count_trials(reread, (TrialState.RUNNING,), below_number=running.number + 1) == 1
+    finally:
+        optuna.delete_study(study_name=unique_name, storage=postgres_url)
+
+
 def _private_uses(path: Path) -> list[str]:
     """Private names used in one module: `x._name` for x other than self/cls, getattr(x, "_name"), and imports of
     modules with a private part (e.g. optuna.storages._rdb)."""

@@ -40,6 +40,23 @@ def test_a_member_learns_the_same_alone_and_in_a_population(tiny_dataset):
     assert np.allclose(together.scores(tiny_dataset.holdout.X)[1], alone.scores(tiny_dataset.holdout.X)[0], atol=1e-5)
 
 
+def test_later_populations_reuse_the_compiled_epoch_and_match_a_fresh_start(tiny_dataset):
+    """Check that populations of other sizes, widths and rates reuse one traced epoch and one scorer, and that a
+    population trained after others learns what it learned first (nothing of the earlier ones leaks)."""
+    from sweep.population import _block_scorer, population_program
+
+    X, y = tiny_dataset.train.X, tiny_dataset.train.y
+    first, _, _, _ = train_population(X, y, MEMBERS, 3, 64, 0.01, 7)
+    program = population_program("/CPU:0", 64, False, False)
+    traces = (program.run_epoch.experimental_get_tracing_count(), _block_scorer().experimental_get_tracing_count())
+    for size in (1, 7):
+        others = [Member(1 + 3 * k, 2.0 + k, 100 + k) for k in range(size)]
+        train_population(X, y, others, 2, 64, 0.003, 9).scores(tiny_dataset.holdout.X)
+    again, _, _, _ = train_population(X, y, MEMBERS, 3, 64, 0.01, 7)
+    assert (program.run_epoch.experimental_get_tracing_count(), _block_scorer().experimental_get_tracing_count()) == traces == (1, 1)
+    assert np.array_equal(first.scores(tiny_dataset.holdout.X), again.scores(tiny_dataset.holdout.X))
+
+
 def test_member_model_reproduces_the_member(tiny_dataset):
     """Check that a member sliced out as a plain Keras model of its own width predicts what the member predicts."""
     population, epochs_run, _, _ = train_population(tiny_dataset.train.X, tiny_dataset.train.y, MEMBERS, 2, 64, 0.01, 3)
