@@ -47,14 +47,15 @@ def test_later_populations_reuse_the_compiled_epoch_and_match_a_fresh_start(tiny
 
     X, y = tiny_dataset.train.X, tiny_dataset.train.y
     first, _, _, _ = train_population(X, y, MEMBERS, 3, 64, 0.01, 7)
+    first_scores = first.scores(tiny_dataset.holdout.X)
     program = population_program("/CPU:0", 64, False, False)
     traces = (program.run_epoch.experimental_get_tracing_count(), _block_scorer().experimental_get_tracing_count())
     for size in (1, 7):
         others = [Member(1 + 3 * k, 2.0 + k, 100 + k) for k in range(size)]
-        train_population(X, y, others, 2, 64, 0.003, 9).scores(tiny_dataset.holdout.X)
+        train_population(X, y, others, 2, 64, 0.003, 9)[0].scores(tiny_dataset.holdout.X)
     again, _, _, _ = train_population(X, y, MEMBERS, 3, 64, 0.01, 7)
     assert (program.run_epoch.experimental_get_tracing_count(), _block_scorer().experimental_get_tracing_count()) == traces == (1, 1)
-    assert np.array_equal(first.scores(tiny_dataset.holdout.X), again.scores(tiny_dataset.holdout.X))
+    assert np.array_equal(first_scores, again.scores(tiny_dataset.holdout.X))
 
 
 def test_member_model_reproduces_the_member(tiny_dataset):

@@ -74,7 +74,7 @@ def test_resume_refuses_an_incompatible_study(tiny_config, tmp_path, key, match)
 
 def test_pruned_trials_count_towards_the_budget(tiny_config):
     """Check that a strict pruner prunes trials after its start-up trials and that pruned trials count in --trials."""
-    result = run_sweep(tiny_config(trials=8, epochs=5, pruner="percentile:99", population=1))
+    result = run_sweep(tiny_config(trials=8, epochs=5, pruner="percentile:1", population=1))  # keeps the top 1%
     study = optuna.load_study(study_name="tiny", storage=tiny_config().storage)
     pruned = study.get_trials(states=(TrialState.PRUNED,))
     assert result.finished == 8 and len(pruned) >= 1
