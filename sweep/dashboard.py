@@ -14,7 +14,7 @@ from optuna.trial import TrialState
 
 from sweep.optuna_private import attach_artifact, storage_of, trial_id
 from sweep.plots import trial_figures
-from sweep.results import BUDGET_STATES, best_trial, count_trials
+from sweep.results import BUDGET_STATES, NewBests, best_trial, count_trials
 
 
 def artifact_dir(storage_url: str) -> Path:
@@ -50,6 +50,12 @@ class FigureWorker:
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="trial-figures")
         self._jobs: list = []
         self._latest = 0  # the newest submission: an older one still queued is skipped
+        self.is_new_best = NewBests()
+
+    def submit_if_best(self, trial: optuna.Trial, value: float, y_true: np.ndarray, scores: np.ndarray, threshold: float) -> None:
+        """Queue the trial's figures when `value` is a new best of the study (the trial is still running)."""
+        if self.is_new_best(trial, value):
+            self.submit(trial, y_true, scores, threshold)
 
     def submit(self, trial: optuna.Trial, y_true: np.ndarray, scores: np.ndarray, threshold: float) -> None:
         self._latest += 1

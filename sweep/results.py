@@ -62,6 +62,26 @@ def is_new_best(trial: optuna.Trial, value: float) -> bool:
     return value > best if study.direction == optuna.study.StudyDirection.MAXIMIZE else value < best
 
 
+class NewBests:
+    """is_new_best for one process's trials of one study, querying the storage only when a value beats the best
+    this process last read: the study's best only improves, so a value that does not beat a best read earlier
+    beats no complete trial now. Exact, and the query (it sorts the study's values: 8 ms at 20,000 trials)
+    runs about once per new best instead of once per trial."""
+
+    def __init__(self) -> None:
+        self.best_read: float | None = None
+
+    def __call__(self, trial: optuna.Trial, value: float) -> bool:
+        maximize = trial.study.direction == optuna.study.StudyDirection.MAXIMIZE
+        if self.best_read is not None and not (value > self.best_read if maximize else value < self.best_read):
+            return False
+        try:
+            self.best_read = trial.study.best_value
+        except ValueError:  # no complete trial yet
+            return True
+        return value > self.best_read if maximize else value < self.best_read
+
+
 def validation_metrics(trial: FrozenTrial) -> dict:
     """A trial's val_* user attributes without the prefix."""
     return {k.removeprefix("val_"): v for k, v in trial.user_attrs.items() if k.startswith("val_")}

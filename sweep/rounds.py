@@ -14,7 +14,6 @@ from sweep import stopping
 from sweep.errors import TrialFailed
 from sweep.metrics import Goal, metrics
 from sweep.optuna_private import heartbeat_enabled, heartbeat_interval, record_heartbeat, set_user_attrs, storage_of, trial_id
-from sweep.results import is_new_best
 from sweep.space import TrialParams, suggest
 from sweep.train import TrainSettings
 from sweep.trial import check_scores, mark_over_budget, record_result, report_epoch, setup_attrs, train_settings, trial_seed
@@ -164,8 +163,7 @@ def population_round(study: optuna.Study, config: SweepConfig, dataset: Dataset,
         # them for each member that was a best so far in telling order would cost seconds for nothing.
         if figures is not None and values and not goal.is_multi:
             best = (min if goal.direction == "minimize" else max)(values, key=values.get)
-            if is_new_best(open_trials[best], values[best]):
-                figures.submit(open_trials[best], plan.y, scores[best], params[best].threshold)
+            figures.submit_if_best(open_trials[best], values[best], plan.y, scores[best], params[best].threshold)
         for index, value in values.items():
             open_trials.end(index, values=value)
     except BaseException as exc:  # KeyboardInterrupt included: no member may stay RUNNING

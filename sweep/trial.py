@@ -16,7 +16,6 @@ from sweep import stopping
 from sweep.errors import OverBudget, TrialFailed
 from sweep.metrics import Goal, metrics
 from sweep.optuna_private import set_user_attrs
-from sweep.results import is_new_best
 from sweep.runtime import device_label, placement, thread_settings
 from sweep.space import TrialParams, suggest
 from sweep.train import TrainSettings, score, train_models
@@ -136,8 +135,8 @@ def record_result(trial, goal: Goal, dataset: Dataset, scores, threshold: float,
     attrs |= {"train_seconds": round(seconds, 3), "epochs_run": int(epochs_run)}
     set_user_attrs(trial, attrs)
     value = goal.value(found)
-    if figures is not None and not goal.is_multi and is_new_best(trial, value):
-        figures.submit(trial, plan.y, scores, threshold)
+    if figures is not None and not goal.is_multi:
+        figures.submit_if_best(trial, value, plan.y, scores, threshold)
     return value
 
 

@@ -81,6 +81,29 @@ def test_is_new_best(value, new_best):
     assert is_new_best(study.ask(), value) is new_best
 
 
+def test_new_bests_agree_with_the_study_and_query_only_for_candidates(monkeypatch):
+    """Check that NewBests answers as is_new_best does for a run of values, also when another worker finished a
+    better trial in between, and reads the study's best only for values that beat the best it last read."""
+    from sweep.results import NewBests
+
+    study = single_study()
+    reads = []
+    best_value = type(study).best_value
+    monkeypatch.setattr(type(study), "best_value", property(lambda s: reads.append(1) or best_value.fget(s)))
+    new_bests = NewBests()
+    for value in (0.55, 0.3, 0.52, 0.53, 0.7, 0.6, 0.65, 0.71):
+        trial = study.ask()
+        expected = is_new_best(trial, value)
+        reads.clear()
+        assert new_bests(trial, value) is expected, value
+        if value in (0.3, 0.53, 0.65):
+            assert not reads, f"read the study's best for {value}, which beats no best read before"
+        study.tell(trial, value)
+    study.add_trial(finished(value=0.9))  # another worker's better trial
+    trial = study.ask()
+    assert new_bests(trial, 0.8) is is_new_best(trial, 0.8) is False
+
+
 @pytest.mark.parametrize("value, digits, shown", [(None, 4, "-"), (0.123456, 4, "0.1235"), (0.123456, 3, "0.123"), (12, 4, "12")])
 def test_format_value(value, digits, shown):
     """Check that table cells show floats to the given significant digits and a missing value as '-'."""
