@@ -174,7 +174,8 @@ def _wait_for(condition, timeout: float = 120.0, step: float = 0.05):
 def test_killed_worker_trial_is_failed_and_retried(tiny_csv, backend, request, tmp_path, unique_name):
     """Check that SIGKILL of one of two workers mid-trial leaves its trial FAIL, retried, and the budget reached intact."""
     storage = _storage_for(backend, request, tmp_path)
-    command = _worker_command(tiny_csv, storage, unique_name, trials=6, epochs=60, population=1)
+    # 600 epochs of the tiny table take about a second: long enough to be killed mid-trial.
+    command = _worker_command(tiny_csv, storage, unique_name, trials=6, epochs=600, population=1)
     victim = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     survivor = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
