@@ -28,6 +28,10 @@ there, naming it, rather than in a running sweep.
   (about 0.5-1 ms each on SQLite, more over a network); a trial's 15-20 attributes are written in one
   transaction of three statements instead, after the running-trial check Optuna applies, and the trial's
   own copy is updated as `set_user_attr` updates it.
+- `optuna.storages._rdb.models.TrialHeartbeatModel` (column `trial_id`) and `TrialModel`'s `datetime_start`
+  column: Optuna takes a trial for stale only once it has a heartbeat, so a worker that lost its database
+  between creating a trial and its first stamp leaves a trial RUNNING for ever, which holds a place in the
+  budget and makes the other workers wait for it for ever; such trials are found by one query.
 - `Study._study_id` and `optuna.storages._rdb.models.TrialModel` (columns `study_id`, `number`, `state`): the
   budget check counts a study's finished and running trials in one indexed COUNT query, where the public
   `get_trials` reads every trial, a cost that grows with the study.
@@ -167,5 +171,32 @@ def count_trials(study: optuna.Study, states, below_number: int | None = None) -
         if below_number is not None:
             query = query.filter(models.TrialModel.number < below_number)
         return int(query.scalar())
+    finally:
+        session.close()
+
+
+def running_trials_never_stamped(study: optuna.Study, older_than_seconds: float) -> list[int]:
+    """Ids of the study's RUNNING trials that started more than `older_than_seconds` ago and never got a
+    heartbeat (one query; empty for a storage without heartbeats or not in a database)."""
+    import datetime
+
+    rdb = _rdb(study._storage)
+    if rdb is None or rdb.get_heartbeat_interval() is None:
+        return []
+    from optuna.storages._rdb import models
+    from optuna.trial import TrialState
+
+    started_before = datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None) - datetime.timedelta(seconds=older_than_seconds)
+    trial, heartbeat = models.TrialModel, models.TrialHeartbeatModel
+    session = rdb.scoped_session()
+    try:
+        rows = (
+            session.query(trial.trial_id)
+            .outerjoin(heartbeat, heartbeat.trial_id == trial.trial_id)
+            .filter(trial.study_id == study._study_id, trial.state == TrialState.RUNNING, heartbeat.trial_id.is_(None))
+            .filter(trial._datetime_start_utc < started_before)
+            .all()
+        )
+        return [row[0] for row in rows]
     finally:
         session.close()

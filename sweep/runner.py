@@ -18,6 +18,7 @@ from sweep.dashboard import FigureWorker, artifact_store, save_study_note
 from sweep.data import Dataset, load_dataset
 from sweep.errors import StorageError, TrialFailed
 from sweep.metrics import parse_goal
+from sweep.optuna_private import running_trials_never_stamped, set_attr_of_finished_trial, storage_of
 from sweep.results import BUDGET_STATES, SweepResult, count_trials, summarize
 from sweep.rounds import population_round
 from sweep.runtime import configure_threads, select_device
@@ -152,11 +153,25 @@ class Budget:
             study.stop()
 
 
-def fail_stale_trials(study: optuna.Study) -> None:
-    """Optuna's fail_stale_trials (marked experimental in Optuna 5) without its warning."""
+NEVER_STAMPED_REASON = (
+    "worker lost: the trial never got a heartbeat in {seconds} s (its worker lost the database or died as it "
+    "started it)"
+)
+
+
+def fail_stale_trials(study: optuna.Study, grace_period: float | None = None) -> None:
+    """Optuna's fail_stale_trials (marked experimental in Optuna 5) without its warning; with `grace_period`,
+    also fail RUNNING trials that never got a first heartbeat in that time, which Optuna never takes for stale
+    (they would hold a place in the budget for ever)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         optuna.storages.fail_stale_trials(study)
+    if grace_period is None:
+        return
+    storage = storage_of(study)
+    for trial_key in running_trials_never_stamped(study, grace_period):
+        if storage.set_trial_state_values(trial_key, state=TrialState.FAIL):
+            set_attr_of_finished_trial(storage, trial_key, "fail_reason", NEVER_STAMPED_REASON.format(seconds=grace_period))
 
 
 def _is_disconnect(exc: BaseException | None) -> bool:
@@ -210,11 +225,11 @@ def run_sweep(
                     # Other workers' trials cover the rest of the budget: wait for them to finish, or for their
                     # heartbeats to lapse (a dead worker), in which case their trials are failed and retried here.
                     time.sleep(config.heartbeat_interval)
-                    fail_stale_trials(study)
+                    fail_stale_trials(study, config.grace_period)
                     continue
                 if population > 1:
                     # Optuna's TPE defaults to constant_liar in version 5, so trials asked together spread out.
-                    fail_stale_trials(study)
+                    fail_stale_trials(study, config.grace_period)
                     running = count_trials(study, (TrialState.RUNNING,))
                     size = min(population, config.trials - finished - running)
                     for told in population_round(study, config, dataset, goal, size, admit=budget.admits, figures=figures):

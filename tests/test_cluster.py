@@ -215,7 +215,8 @@ def _cleanup(storage: str, study: str) -> None:
 
 def test_ctrl_c_on_the_driver_stops_every_worker_and_a_rerun_resumes(dask_processes, tiny_csv, postgres_url, unique_name):
     """Check that SIGINT to the driver fails each worker's running trial with the reason (exit 130), and that a rerun on the same workers completes the study."""
-    driver = _driver(tiny_csv, postgres_url, unique_name, dask_processes.address, trials=4, epochs=200)
+    # 2,000 epochs of the tiny table take a few seconds: the trials are still running when SIGINT arrives.
+    driver = _driver(tiny_csv, postgres_url, unique_name, dask_processes.address, trials=4, epochs=2000)
     rerun = None
     try:
         running = _wait_for(lambda: _running_on_each_worker(postgres_url, unique_name, dask_processes.addresses))

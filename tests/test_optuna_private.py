@@ -16,7 +16,7 @@ from optuna.trial import TrialState
 
 from sweep import optuna_private
 from sweep.optuna_private import (
-    attach_artifact, count_trials, heartbeat_enabled, heartbeat_interval, record_heartbeat, set_attr_of_finished_trial,
+    attach_artifact, count_trials, heartbeat_enabled, running_trials_never_stamped, heartbeat_interval, record_heartbeat, set_attr_of_finished_trial,
     set_user_attrs, storage_of, trial_id,
 )
 
@@ -125,7 +125,8 @@ PRIVATE_NAMES = {
     "RDBStorage.scoped_session": _scoped_session,
     "optuna.storages._rdb.models.TrialUserAttributeModel": _user_attribute_model,
     "optuna.storages._rdb.models.TrialSystemAttributeModel": _model_columns("TrialSystemAttributeModel", {"trial_id", "key", "value_json"}),
-    "optuna.storages._rdb.models.TrialModel": _model_columns("TrialModel", {"trial_id", "study_id", "number", "state"}),
+    "optuna.storages._rdb.models.TrialModel": _model_columns("TrialModel", {"trial_id", "study_id", "number", "state", "datetime_start"}),
+    "optuna.storages._rdb.models.TrialHeartbeatModel": _model_columns("TrialHeartbeatModel", {"trial_id", "heartbeat"}),
     "optuna.storages._rdb.storage._create_scoped_session": _scoped_session_helper,
     "Trial._cached_frozen_trial": _cached_frozen_trial,
     "Study._study_id": _study_id,
@@ -270,6 +271,19 @@ def test_writes_and_counts_on_postgres(postgres_url, unique_name, tmp_path):
         assert count_trials(reread, (TrialState.RUNNING,), below_number=running.number + 1) == 1
     finally:
         optuna.delete_study(study_name=unique_name, storage=postgres_url)
+
+
+def test_running_trials_never_stamped_are_found_once_old(tmp_path):
+    """Check that only RUNNING trials with no heartbeat that started more than the given seconds ago are found."""
+    study = rdb_study(tmp_path, heartbeat=1, grace=1)
+    bare, stamped, done = ask(study), ask(study), ask(study)
+    record_heartbeat(storage_of(study), trial_id(stamped))
+    study.tell(done, 1.0)
+    assert running_trials_never_stamped(study, 60) == []
+    time.sleep(1.5)
+    assert running_trials_never_stamped(study, 1) == [trial_id(bare)]
+    (tmp_path / "other").mkdir()
+    assert running_trials_never_stamped(rdb_study(tmp_path / "other"), 0) == []  # no heartbeats: never
 
 
 def _private_uses(path: Path) -> list[str]:

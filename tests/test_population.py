@@ -176,7 +176,7 @@ def test_killed_population_worker_leaves_no_trial_running(tiny_csv, tmp_path):
     storage = f"sqlite:///{tmp_path / 'population.db'}"
     command = [
         SWEEP, "worker", "--data", tiny_csv, "--target", "label", "--storage", storage, "--study", "pop", "--trials", "6",
-        "--population", "3", "--epochs", "200", "--batch-size", "32", "--pruner", "none",
+        "--population", "3", "--epochs", "2000", "--batch-size", "32", "--pruner", "none",
         "--heartbeat-interval", "1", "--grace-period", "3", "--cv", "0",
     ]
     worker = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

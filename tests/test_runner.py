@@ -286,7 +286,8 @@ def test_reconnects_give_up_only_after_losses_in_a_row(monkeypatch, finished_bet
 def test_interrupted_worker_fails_its_trial_and_the_next_run_resumes(tiny_csv, tmp_path, signum, population):
     """Check that SIGTERM/SIGINT stop a worker with exit 130, its running trials FAIL (not RUNNING), and a rerun completes the study."""
     storage = f"sqlite:///{tmp_path / 'stop.db'}"
-    command = _worker_command(tiny_csv, storage, "stop", trials=4, epochs=60, population=population)
+    # 600 epochs of the tiny table take about a second: the signal arrives while a trial runs.
+    command = _worker_command(tiny_csv, storage, "stop", trials=4, epochs=600, population=population)
     worker = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         def running():
@@ -361,3 +362,16 @@ def test_budget_admits_exactly_the_trials_the_rule_allows(tmp_path, total):
     for trial in trials:
         earlier = [t for t in study.trials if t.number < trial.number and t.state in covering]
         assert budget.admits(trial) == (len(earlier) < total), (trial.number, total)
+
+
+def test_a_trial_that_never_got_a_heartbeat_does_not_hold_the_budget(tiny_config):
+    """Check that a RUNNING trial left without any heartbeat (its worker lost the database as it started it) is
+    failed with its reason once the grace period has passed, so the sweep fills its budget instead of waiting for ever."""
+    config = tiny_config(trials=2, population=1, heartbeat_interval=1, grace_period=2)
+    run_sweep(config)
+    orphan = optuna.load_study(study_name=config.study, storage=config.storage).ask()  # RUNNING, never stamped
+    result = run_sweep(tiny_config(trials=3, population=1, heartbeat_interval=1, grace_period=2, timeout=60))
+    study = optuna.load_study(study_name=config.study, storage=config.storage)
+    left = study.trials[orphan.number]
+    assert result.finished == 3, "the sweep waited for the orphan until its timeout"
+    assert left.state == TrialState.FAIL and left.user_attrs["fail_reason"].startswith("worker lost: the trial never got a heartbeat")
