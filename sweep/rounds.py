@@ -98,25 +98,8 @@ def population_round(study: optuna.Study, config: SweepConfig, dataset: Dataset,
     # Heartbeats start before anything else is recorded: a worker killed from here on leaves trials that go
     # stale (a trial never stamped would stay RUNNING for ever).
     open_trials = MemberTrials(study, trials, told)
-    params = [suggest(trial, config) for trial in trials]
-    shuffle_seed = trial_seed(config.seed, trials[0].number)
-    members = [
-        Member(p.hidden_width, p.minority_weight, trial_seed(config.seed, t.number), p.learning_rate) for t, p in zip(trials, params)
-    ]
-    shared_rate = population_rate(config)
     plan = dataset.validation
     size, folds = len(trials), len(plan.folds)
-    subnets, keep, member_fold = fold_subnets(members, plan)
-    description = {
-        "id": f"{study.study_name}:{trials[0].number}", "size": len(trials), "folds": folds, "shuffle_seed": shuffle_seed,
-        "learning_rate": shared_rate,
-        "members": [
-            {"trial": t.number, "hidden_width": m.hidden_width, "minority_weight": m.minority_weight, "seed": m.seed, "learning_rate": m.learning_rate}
-            for t, m in zip(trials, members)
-        ],
-    }
-    for index, (trial, p, member) in enumerate(zip(trials, params, members)):
-        set_user_attrs(trial, setup_attrs(p, train_settings(config, member.seed, p)) | {"population": description | {"member": index}})
 
     def on_epoch(epoch: int, losses, population, active):
         stopping.check()
@@ -139,7 +122,24 @@ def population_round(study: optuna.Study, config: SweepConfig, dataset: Dataset,
             elif report_epoch(trial, goal, plan.y, scores[index], params[index].threshold, epoch) is not None:
                 open_trials.end(index, state=optuna.trial.TrialState.PRUNED)
 
-    try:
+    try:  # everything after the heartbeats started: a failure ends every open member with its reason
+        params = [suggest(trial, config) for trial in trials]
+        shuffle_seed = trial_seed(config.seed, trials[0].number)
+        members = [
+            Member(p.hidden_width, p.minority_weight, trial_seed(config.seed, t.number), p.learning_rate) for t, p in zip(trials, params)
+        ]
+        shared_rate = population_rate(config)
+        subnets, keep, member_fold = fold_subnets(members, plan)
+        description = {
+            "id": f"{study.study_name}:{trials[0].number}", "size": len(trials), "folds": folds, "shuffle_seed": shuffle_seed,
+            "learning_rate": shared_rate,
+            "members": [
+                {"trial": t.number, "hidden_width": m.hidden_width, "minority_weight": m.minority_weight, "seed": m.seed, "learning_rate": m.learning_rate}
+                for t, m in zip(trials, members)
+            ],
+        }
+        for index, (trial, p, member) in enumerate(zip(trials, params, members)):
+            set_user_attrs(trial, setup_attrs(p, train_settings(config, member.seed, p)) | {"population": description | {"member": index}})
         population, epochs_run, seconds, _ = train_population(
             plan.X_fit, plan.y_fit, subnets, config.epochs, config.batch_size, shared_rate,
             shuffle_seed, on_epoch, keep=keep, member_fold=member_fold,

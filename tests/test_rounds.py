@@ -86,3 +86,32 @@ def test_open_members_get_heartbeats(tmp_path):
     trials = {t.number: t for t in optuna.load_study(study_name="beat", storage=url).trials}
     assert (trials[stamped.number].state, trials[told_now.number].state) == (optuna.trial.TrialState.FAIL, optuna.trial.TrialState.COMPLETE)
     assert trials[stamped.number].user_attrs["fail_reason"].startswith("worker lost: no heartbeat")
+
+
+def test_a_failure_while_setting_up_members_ends_every_member(tiny_config, monkeypatch):
+    """Check that an error after the members' heartbeats started but before training (here: suggesting the second
+    member's parameters) ends every member FAIL with the reason and stops the heartbeat thread, so none stays RUNNING."""
+    import threading
+
+    import sweep.rounds
+    from sweep.data import load_dataset
+    from sweep.metrics import parse_goal
+    from sweep.storage import open_storage
+
+    config = tiny_config(heartbeat_interval=1, grace_period=2)
+    study = optuna.create_study(storage=open_storage(config.storage, 1, 2), direction="maximize")
+    calls = []
+
+    def failing_suggest(trial, config):
+        calls.append(trial.number)
+        if len(calls) == 2:
+            raise RuntimeError("storage went away")
+        return real_suggest(trial, config)
+
+    real_suggest = sweep.rounds.suggest
+    monkeypatch.setattr(sweep.rounds, "suggest", failing_suggest)
+    with pytest.raises(RuntimeError, match="storage went away"):
+        sweep.rounds.population_round(study, config, load_dataset(config), parse_goal("f1"), 3)
+    assert [t.state for t in study.trials] == [optuna.trial.TrialState.FAIL] * 3
+    assert all("storage went away" in t.user_attrs["fail_reason"] for t in study.trials)
+    assert not [thread for thread in threading.enumerate() if thread.name == "population-heartbeat"]
