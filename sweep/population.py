@@ -12,7 +12,6 @@ where the time of these tiny networks goes.
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from sweep.runtime import detect_device, tensorflow
-from sweep.train import FusedAdam, compiled_epoch, open_variable
+from sweep.train import FusedAdam, compiled_epoch, initial_layers, open_variable, per_thread
 
 # Rows scored per step by Population.scores: keeps the (sum(widths), rows) hidden block in cache.
 SCORE_CHUNK = 4096
@@ -81,13 +80,10 @@ class Population:
         W1 = np.zeros((n_features, total), dtype=np.float32)
         w2 = np.zeros(total, dtype=np.float32)
         for k, member in enumerate(members):
-            # Keras' Dense default initialisation (Glorot uniform kernels, zero biases) for the member's own
-            # width: the draws of sweep.train.initial_layers for a single network with this seed.
-            rng = np.random.default_rng(member.seed)
-            w, units = member.hidden_width, slice(self.offsets[k], self.offsets[k + 1])
-            limit_1, limit_2 = np.sqrt(6 / (n_features + w)), np.sqrt(6 / (w + 1))
-            W1[:, units] = rng.uniform(-limit_1, limit_1, size=(n_features, w))
-            w2[units] = rng.uniform(-limit_2, limit_2, size=w)
+            # A single network's start for the member's width and seed (Keras' Dense defaults, numpy draws).
+            (kernel_1, _), (kernel_2, _) = initial_layers(n_features, member.hidden_width, 1, member.seed)
+            units = slice(self.offsets[k], self.offsets[k + 1])
+            W1[:, units], w2[units] = kernel_1, kernel_2.ravel()
         rates = np.array([m.learning_rate or learning_rate or 1.0 for m in members], dtype=np.float64)
         self.member_scale = np.ones(len(members), np.float32)
         self.scaled = learning_rate is not None and bool(np.any(rates != learning_rate))
@@ -152,26 +148,24 @@ def population_logits(x, W1, b1, w2, b2, owner):
     return tf.math.segment_sum(hidden * w2[:, None], owner) + b2[:, None]
 
 
-_cache = threading.local()  # per thread: compiled functions and the variables they train
-
-
 def _block_scorer():
     """One compiled scorer per process and thread for every population: all shapes open, bounds as tensors."""
-    scorer = getattr(_cache, "scorer", None)
-    if scorer is None:
-        tf = tensorflow()
+    return per_thread(("population scorer",), _make_block_scorer)
 
-        def probabilities(x, W1, b1, w2, b2, unit_scale, member_scale, owner, first_unit, last_unit, first, count):
-            W1, b1, w2, b2 = used_weights(W1, b1, w2, b2, unit_scale, member_scale, True)
-            units = slice(first_unit, last_unit)
-            logits = population_logits(x, W1[:, units], b1[units], w2[units], b2[first : first + count], owner[units] - first)
-            return tf.sigmoid(logits)
 
-        matrix, vector, index = tf.TensorSpec([None, None], tf.float32), tf.TensorSpec([None], tf.float32), tf.TensorSpec([None], tf.int32)
-        bound = tf.TensorSpec([], tf.int32)
-        spec = [matrix, matrix, vector, vector, vector, vector, vector, index, bound, bound, bound, bound]
-        scorer = _cache.scorer = tf.function(probabilities, input_signature=spec, autograph=False)
-    return scorer
+def _make_block_scorer():
+    tf = tensorflow()
+
+    def probabilities(x, W1, b1, w2, b2, unit_scale, member_scale, owner, first_unit, last_unit, first, count):
+        W1, b1, w2, b2 = used_weights(W1, b1, w2, b2, unit_scale, member_scale, True)
+        units = slice(first_unit, last_unit)
+        logits = population_logits(x, W1[:, units], b1[units], w2[units], b2[first : first + count], owner[units] - first)
+        return tf.sigmoid(logits)
+
+    matrix, vector, index = tf.TensorSpec([None, None], tf.float32), tf.TensorSpec([None], tf.float32), tf.TensorSpec([None], tf.int32)
+    bound = tf.TensorSpec([], tf.int32)
+    spec = [matrix, matrix, vector, vector, vector, vector, vector, index, bound, bound, bound, bound]
+    return tf.function(probabilities, input_signature=spec, autograph=False)
 
 
 class PopulationProgram:
@@ -243,13 +237,8 @@ class PopulationProgram:
 
 def population_program(device: str, batch: int, cross_validated: bool, scaled: bool) -> PopulationProgram:
     """The cached program of this family (made and traced once per process and thread)."""
-    programs = getattr(_cache, "programs", None)
-    if programs is None:
-        programs = _cache.programs = {}
-    key = (device, batch, cross_validated, scaled)
-    if key not in programs:
-        programs[key] = PopulationProgram(batch, cross_validated, scaled)
-    return programs[key]
+    key = ("population", device, batch, cross_validated, scaled)
+    return per_thread(key, lambda: PopulationProgram(batch, cross_validated, scaled))
 
 
 def train_population(

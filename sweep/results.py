@@ -52,14 +52,17 @@ def best_trial(study: optuna.Study, pick: Pick | None = None) -> FrozenTrial | N
     return max(front, key=lambda t: pick.key(validation_metrics(t))) if front else None
 
 
+def _beats(study: optuna.Study, value: float, best: float) -> bool:
+    return value > best if study.direction == optuna.study.StudyDirection.MAXIMIZE else value < best
+
+
 def is_new_best(trial: optuna.Trial, value: float) -> bool:
     """Whether `value` beats every complete trial of the study so far (the trial itself is still running)."""
-    study = trial.study
     try:
-        best = study.best_value  # one ordered query on an RDB storage
+        best = trial.study.best_value  # one ordered query on an RDB storage
     except ValueError:  # no complete trial yet
         return True
-    return value > best if study.direction == optuna.study.StudyDirection.MAXIMIZE else value < best
+    return _beats(trial.study, value, best)
 
 
 class NewBests:
@@ -72,14 +75,13 @@ class NewBests:
         self.best_read: float | None = None
 
     def __call__(self, trial: optuna.Trial, value: float) -> bool:
-        maximize = trial.study.direction == optuna.study.StudyDirection.MAXIMIZE
-        if self.best_read is not None and not (value > self.best_read if maximize else value < self.best_read):
+        if self.best_read is not None and not _beats(trial.study, value, self.best_read):
             return False
         try:
             self.best_read = trial.study.best_value
         except ValueError:  # no complete trial yet
             return True
-        return value > self.best_read if maximize else value < self.best_read
+        return _beats(trial.study, value, self.best_read)
 
 
 def validation_metrics(trial: FrozenTrial) -> dict:

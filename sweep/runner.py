@@ -159,15 +159,13 @@ NEVER_STAMPED_REASON = (
 )
 
 
-def fail_stale_trials(study: optuna.Study, grace_period: float | None = None) -> None:
-    """Optuna's fail_stale_trials (marked experimental in Optuna 5) without its warning; with `grace_period`,
-    also fail RUNNING trials that never got a first heartbeat in that time, which Optuna never takes for stale
-    (they would hold a place in the budget for ever)."""
+def fail_stale_trials(study: optuna.Study, grace_period: float) -> None:
+    """Optuna's fail_stale_trials (marked experimental in Optuna 5) without its warning; then fail the RUNNING
+    trials that never got a first heartbeat within `grace_period`, which Optuna never takes for stale (they
+    would hold a place in the budget for ever)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         optuna.storages.fail_stale_trials(study)
-    if grace_period is None:
-        return
     storage = storage_of(study)
     for trial_key in running_trials_never_stamped(study, grace_period):
         if storage.set_trial_state_values(trial_key, state=TrialState.FAIL):

@@ -252,19 +252,22 @@ class EpochProgram:
         return Network(tuple((kernel.numpy(), bias.numpy()) for kernel, bias in self.layers))
 
 
-_programs = threading.local()  # per thread: two threads training at once must not share variables
+_per_thread = threading.local()  # two threads training at once must not share variables
+
+
+def per_thread(key: tuple, make: Callable[[], object]):
+    """What make() made for `key` in this thread, made on first use: the compiled programs (and their
+    variables) of single trials and populations, each traced once per process and thread."""
+    cache = _per_thread.__dict__.setdefault("cache", {})
+    if key not in cache:
+        cache[key] = make()
+    return cache[key]
 
 
 def epoch_program(device: str, n_features: int, hidden_layers: int, batch: int, slot: int = 0) -> EpochProgram:
     """The compiled epoch for this family, made (and traced) once per process and thread; `slot` tells apart
     the networks one trial trains side by side (its fold models)."""
-    cache = getattr(_programs, "cache", None)
-    if cache is None:
-        cache = _programs.cache = {}
-    key = (device, n_features, hidden_layers, batch, slot)
-    if key not in cache:
-        cache[key] = EpochProgram(hidden_layers, batch)
-    return cache[key]
+    return per_thread(("epoch", device, n_features, hidden_layers, batch, slot), lambda: EpochProgram(hidden_layers, batch))
 
 
 def compiled_epoch(rows: list, batch: int, adam: FusedAdam, batch_gradients, tracked_zeros=None):
