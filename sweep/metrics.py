@@ -184,19 +184,30 @@ def ranking_metrics(y_true: np.ndarray, scores: np.ndarray) -> dict[str, float]:
     if not 0 < positives < len(y):
         return {"average_precision": float("nan"), "roc_auc": float("nan")}
     scores = np.asarray(scores, dtype=np.float64).ravel()
+    cum_tp, cum_all = _score_steps(y, scores, np.ones((1, len(y))))
+    recall = np.r_[0.0, cum_tp[0] / positives]
+    false_rate = np.r_[0.0, (cum_all[0] - cum_tp[0]) / (len(y) - positives)]
+    return {
+        "average_precision": float(_average_precision(cum_tp, cum_all, np.array([positives]))[0]),
+        "roc_auc": float(np.sum(np.diff(false_rate) * (recall[1:] + recall[:-1]) / 2)),
+    }
+
+
+def _score_steps(y: np.ndarray, scores: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(positives, rows) flagged at each distinct score, highest first, summed with each row of `weights`
+    (row multiplicities): the steps of sklearn's precision-recall and ROC curves."""
     order = np.argsort(-scores, kind="stable")
     sorted_scores = scores[order]
     ends = np.flatnonzero(np.r_[sorted_scores[1:] != sorted_scores[:-1], True])  # last row of each tied score
-    tp = np.cumsum(y[order])[ends]
-    flagged = ends + 1.0
-    fp = flagged - tp
-    precision_steps = np.diff(np.r_[0.0, tp]) * (tp / flagged)
-    recall = np.r_[0.0, tp / positives]
-    false_rate = np.r_[0.0, fp / (len(y) - positives)]
-    return {
-        "average_precision": float(precision_steps.sum() / positives),
-        "roc_auc": float(np.sum(np.diff(false_rate) * (recall[1:] + recall[:-1]) / 2)),
-    }
+    sorted_weights = weights[:, order]
+    return np.cumsum(sorted_weights * y[order], axis=1)[:, ends], np.cumsum(sorted_weights, axis=1)[:, ends]
+
+
+def _average_precision(cum_tp: np.ndarray, cum_all: np.ndarray, positives: np.ndarray) -> np.ndarray:
+    """sklearn's average precision (the recall steps times the precision there) for each row of _score_steps."""
+    step_tp = np.diff(np.concatenate([np.zeros((len(cum_tp), 1)), cum_tp], axis=1), axis=1)
+    step_precision = np.where(cum_all > 0, cum_tp / cum_all, 0.0)
+    return np.where(positives > 0, (step_tp * step_precision).sum(axis=1) / positives, np.nan)
 
 
 def average_precision(y_true: np.ndarray, scores: np.ndarray) -> float:
@@ -288,16 +299,7 @@ def _weighted_metrics(y: np.ndarray, scores: np.ndarray, threshold: float, weigh
         found = {"precision": precision, "recall": recall, "f1": f1, "flag_rate": (tp + fp) / total}
         if not with_ap:
             return found
-        order = np.argsort(-scores, kind="stable")
-        sorted_scores = scores[order]
-        # last position of each group of tied scores: a threshold step in precision_recall_curve
-        ends = np.flatnonzero(np.r_[sorted_scores[1:] != sorted_scores[:-1], True])
-        sorted_weights = weights[:, order]
-        cum_tp = np.cumsum(sorted_weights * y[order], axis=1)[:, ends]
-        cum_all = np.cumsum(sorted_weights, axis=1)[:, ends]
-        step_tp = np.diff(np.concatenate([np.zeros((len(weights), 1)), cum_tp], axis=1), axis=1)
-        step_precision = np.where(cum_all > 0, cum_tp / cum_all, 0.0)
-        found["average_precision"] = np.where(positives > 0, (step_tp * step_precision).sum(axis=1) / positives, np.nan)
+        found["average_precision"] = _average_precision(*_score_steps(y, scores, weights), positives)
     return found
 
 
