@@ -16,7 +16,7 @@ from sweep.metrics import Goal, metrics
 from sweep.optuna_private import heartbeat_enabled, heartbeat_interval, record_heartbeat, set_user_attrs, storage_of, trial_id
 from sweep.space import TrialParams, suggest
 from sweep.train import TrainSettings
-from sweep.trial import check_scores, mark_over_budget, record_result, report_epoch, setup_attrs, train_settings, trial_seed
+from sweep.trial import ReportThread, check_scores, mark_over_budget, record_result, report_epoch, setup_attrs, train_settings, trial_seed
 
 if TYPE_CHECKING:
     from sweep.config import SweepConfig
@@ -191,13 +191,10 @@ class MemberTrials:
     """
 
     def __init__(self, study: optuna.Study, trials: list, told: list) -> None:
-        from concurrent.futures import ThreadPoolExecutor
-
         self.study, self.told = study, told
         self._open = dict(enumerate(trials))
         self._lock = threading.Lock()
-        self._reporter = ThreadPoolExecutor(max_workers=1, thread_name_prefix="population-reporter")
-        self._pending: list = []
+        self.reports = ReportThread("population-reporter")
         self._storage = storage_of(study)
         self._stop_beating = threading.Event()
         self._beater = None
@@ -215,27 +212,17 @@ class MemberTrials:
 
     def still_open(self, size: int) -> np.ndarray:
         """Which members are still running, as a mask; also raises the first error a report job hit."""
-        waiting = []
-        for job in self._pending:  # one look per job: a job that finished between two looks was once lost
-            if job.done():
-                job.result()
-            else:
-                waiting.append(job)
-        self._pending = waiting
+        self.reports.raise_errors()
         mask = np.zeros(size, dtype=bool)
         mask[self.indices()] = True
         return mask
 
     def submit(self, job, *args) -> None:
-        self._pending.append(self._reporter.submit(job, *args))
+        self.reports.submit(job, *args)
 
     def drain(self, raise_errors: bool = True) -> None:
         """Wait for every queued report; then stop the reporter thread."""
-        pending, self._pending = self._pending, []
-        self._reporter.shutdown(wait=True)
-        if raise_errors:
-            for job in pending:
-                job.result()
+        self.reports.close(raise_errors)
 
     def end(self, index: int, **tell) -> None:
         with self._lock:

@@ -140,22 +140,51 @@ def record_result(trial, goal: Goal, dataset: Dataset, scores, threshold: float,
     return value
 
 
-class EpochReports:
-    """A single trial's per-epoch reports (trial.report and the pruner's verdict: storage round trips of about
-    3 ms an epoch on SQLite) on a thread of their own, overlapping the next epoch as a population's reports
-    do. A verdict is acted on at the next epoch boundary, or when training ends; the trial is told PRUNED at
-    the epoch the pruner chose, and nothing is reported after it."""
+class ReportThread:
+    """Report jobs (storage round trips: trial.report, the pruner's verdict) run in order on one thread of their
+    own, overlapping the next epoch while TensorFlow trains and releases the GIL. A job's error is raised at
+    the first look after it finished, and never lost. Used by single trials and population rounds."""
 
-    def __init__(self, trial: optuna.Trial, goal: Goal, y_true: np.ndarray, threshold: float) -> None:
+    def __init__(self, name: str) -> None:
         from concurrent.futures import ThreadPoolExecutor
 
-        self.trial, self.goal, self.y_true, self.threshold = trial, goal, y_true, threshold
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="trial-reports")
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
         self._pending: list = []
+
+    def submit(self, job, *args) -> None:
+        self._pending.append(self._pool.submit(job, *args))
+
+    def raise_errors(self, wait: bool = False) -> None:
+        """Raise the first error of a finished job; with `wait`, wait for every queued job first."""
+        waiting = []
+        for job in self._pending:  # one look per job: a job that finished between two looks was once lost
+            if wait or job.done():
+                job.result()
+            else:
+                waiting.append(job)
+        self._pending = waiting
+
+    def close(self, raise_errors: bool = True) -> None:
+        """Wait for every queued job and stop the thread; then raise the first error, if asked to."""
+        pending, self._pending = self._pending, []
+        self._pool.shutdown(wait=True)
+        if raise_errors:
+            for job in pending:
+                job.result()
+
+
+class EpochReports:
+    """A single trial's per-epoch reports (about 3 ms of storage round trips an epoch on SQLite) on a
+    ReportThread, as a population's are. A pruner's verdict is acted on at the next epoch boundary, or when
+    training ends; the trial is told PRUNED at the epoch the pruner chose, and nothing is reported after it."""
+
+    def __init__(self, trial: optuna.Trial, goal: Goal, y_true: np.ndarray, threshold: float) -> None:
+        self.trial, self.goal, self.y_true, self.threshold = trial, goal, y_true, threshold
+        self._thread = ReportThread("trial-reports")
         self._pruned: str | None = None  # the pruner's verdict, once it has given one
 
     def submit(self, epoch: int, pooled: np.ndarray) -> None:
-        self._pending.append(self._pool.submit(self._report, epoch, pooled))
+        self._thread.submit(self._report, epoch, pooled)
 
     def _report(self, epoch: int, pooled: np.ndarray) -> None:
         if self._pruned is not None:
@@ -167,18 +196,12 @@ class EpochReports:
     def raise_if_pruned(self, wait: bool = False) -> None:
         """Raise the first error of a finished report, then TrialPruned if the pruner stopped the trial;
         with `wait`, after every queued report has run."""
-        still = []
-        for job in self._pending:
-            if wait or job.done():
-                job.result()
-            else:
-                still.append(job)
-        self._pending = still
+        self._thread.raise_errors(wait)
         if self._pruned is not None:
             raise optuna.TrialPruned(self._pruned)
 
     def close(self) -> None:
-        self._pool.shutdown(wait=True)
+        self._thread.close(raise_errors=False)
 
 
 def trial_function(config: SweepConfig, dataset: Dataset, goal: Goal, admit=None, figures=None):

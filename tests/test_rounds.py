@@ -25,7 +25,7 @@ def test_a_report_error_is_never_lost_between_looks():
     """Check that a population report job that fails while still_open looks at it raises at the next look instead of vanishing."""
     members = MemberTrials(optuna.create_study(), [], [])
     try:
-        members._pending = [_FinishesBetweenLooks()]
+        members.reports._pending = [_FinishesBetweenLooks()]
         members.still_open(0)
         with pytest.raises(RuntimeError, match="report job failed"):
             members.still_open(0)
