@@ -14,6 +14,7 @@ _HOMES = {
     "StorageError": "sweep.errors", "SweepError": "sweep.errors", "TrialFailed": "sweep.errors",
     "export_best": "sweep.export", "predict": "sweep.export",
     "SweepResult": "sweep.results", "run_sweep": "sweep.runner", "run_workers": "sweep.runner",
+    "Sweep": "sweep.api", "load": "sweep.api", "Bundle": "sweep.export", "load_bundle": "sweep.export",
 }
 __all__ = sorted(_HOMES)
 

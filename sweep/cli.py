@@ -134,10 +134,12 @@ def run(
     min_level_count: Annotated[Optional[int], typer.Option(help="Levels of a text column seen fewer times in the training rows go to one '(other)' level.", show_default="5")] = None,
     max_levels: Annotated[Optional[int], typer.Option(help="Most levels one text column may have (after merging rare ones).", show_default="50")] = None,
     cluster: Annotated[Optional[str], typer.Option(help="Place one worker loop per Dask worker: tcp://HOST:PORT of a running Dask scheduler, or local:N (needs the cluster extra).")] = None,
+    model: Annotated[Optional[str], typer.Option(help="builtin, or your own Keras model: PATH.py:FUNCTION or package.module:FUNCTION, called as FUNCTION(params, input_shape).", show_default="builtin")] = None,
+    param: Annotated[Optional[list[str]], typer.Option("--param", help="A parameter of your model's search space (repeatable): NAME=LOW:HIGH, NAME=LOW:HIGH:log, NAME=A,B,C or NAME=VALUE.")] = None,
 ) -> None:
     """Run (or resume) a sweep until the study holds --trials finished trials. `sweep worker` is the same
     command: start it on other machines with the same --study and --storage to join a running study."""
-    flags = {k: v for k, v in locals().items() if k != "config"}
+    flags = {k: v for k, v in locals().items() if k not in ("config", "param")} | {"space": param or None}
     from sweep import stopping
     from sweep.config import resolve_config
     from sweep.runner import run_workers
@@ -293,7 +295,8 @@ def export(
         return f"{label} {format_value(test[name], 3)} [{format_value(low, 3)}, {format_value(high, 3)}]"
 
     out.print(f"Exported trial #{best['trial']} of {study} to {result.out_dir}", highlight=False)
-    out.print(f"  class_weight {best['class_weight']}, threshold {best['threshold']:.4g}, hidden_width {best['hidden_width']}", highlight=False)
+    own = {k: v for k, v in best["params"].items() if k not in ("minority_weight", "threshold")}
+    out.print(f"  class_weight {best['class_weight']}, threshold {best['threshold']:.4g}, " + ", ".join(f"{k} {v}" for k, v in own.items()), highlight=False)
     out.print(
         f"  validation {','.join(best['objective']['names'])} = {best['validation']['value']} "
         f"(retrained: {best['validation']['reproduced_value']})",
@@ -334,13 +337,14 @@ def report(
 @reports_errors
 def predict(
     bundle: Annotated[Path, typer.Argument(help="Directory written by `sweep export`.")],
-    data: Annotated[Path, typer.Option("--data", help="CSV or Parquet table with the model's feature columns.")],
+    data: Annotated[Path, typer.Option("--data", help="CSV or Parquet table with the model's feature columns, or an .npz file whose x holds rows of the model's input shape.")],
     out_file: Annotated[Optional[Path], typer.Option("--out", help="CSV file to write; stdout when omitted.")] = None,
+    custom_objects: Annotated[Optional[list[str]], typer.Option("--custom-objects", help="Importable module that registers the model's custom layers (repeatable); bundles are loaded in Keras' safe mode and never run code of their own.")] = None,
 ) -> None:
-    """Score a table with an exported bundle: one row per input row, columns probability and decision."""
-    from sweep.export import predict as predict_table
+    """Score rows with an exported bundle: one output row per input row, in order, columns probability and decision."""
+    from sweep.export import predict as predict_rows
 
-    scored = predict_table(bundle, data)
+    scored = predict_rows(bundle, data, custom_objects or ())
     if out_file is None:
         scored.to_csv(sys.stdout, index=False)
         return
@@ -352,19 +356,31 @@ def predict(
 @reports_errors
 def dashboard(
     storage: StorageOption = None,
-    host: Annotated[str, typer.Option(help="Interface to bind; keep 127.0.0.1 unless others must reach it.")] = "127.0.0.1",
+    host: Annotated[str, typer.Option(help="Interface to bind: 127.0.0.1, ::1 or localhost; any other needs --allow-remote.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8080,
+    allow_remote: Annotated[bool, typer.Option("--allow-remote", help="Allow a --host others can reach; then HTTP basic auth or --read-only is required.")] = False,
+    credentials_file: Annotated[Optional[Path], typer.Option("--credentials-file", help="File holding user:password for HTTP basic auth, else the variable SWEEP_DASHBOARD_CREDENTIALS is read (same form); enforced whenever given.")] = None,
+    read_only: Annotated[bool, typer.Option("--read-only", help="Refuse every request but GET/HEAD/OPTIONS (no deleting studies, writing notes or telling trials).")] = False,
 ) -> None:
-    """Start optuna-dashboard on the same storage as the sweeps."""
-    import optuna_dashboard
+    """Start optuna-dashboard on the same storage as the sweeps. It has no login of its own, so it binds loopback
+    only; --allow-remote serves others behind basic auth (put a TLS reverse proxy in front) or --read-only."""
+    import os
 
-    from sweep.dashboard import artifact_store
-    from sweep.storage import mask_url, open_storage
+    from sweep.dashboard import access_summary, check_host, check_protected, dashboard_app, make_server, read_credentials, serve
+    from sweep.storage import mask_url
 
+    check_host(host, allow_remote)
+    credentials = read_credentials(os.environ, credentials_file)
+    check_protected(allow_remote, credentials, read_only)
     url = _storage_url(storage)
-    opened = open_storage(url)
-    out.print(f"optuna-dashboard for {mask_url(url)} at http://{host}:{port}/ (Ctrl-C to stop)", highlight=False)
-    optuna_dashboard.run_server(opened, host=host, port=port, artifact_store=artifact_store(url))
+    server = make_server(dashboard_app(url, credentials=credentials, read_only=read_only), host, port)
+    shown_host = f"[{host.strip('[]')}]" if ":" in host else host
+    access = access_summary(credentials, read_only)
+    out.print(
+        f"optuna-dashboard for {mask_url(url)} at http://{shown_host}:{server.server_port}/{'; ' + access if access else ''} (Ctrl-C to stop)",
+        highlight=False, markup=False,
+    )
+    serve(server)
 
 
 def main() -> None:

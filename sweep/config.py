@@ -17,11 +17,13 @@ from typing import TYPE_CHECKING, Any
 
 from sweep.errors import ConfigError
 from sweep.metrics import Goal, parse_goal
+from sweep.space import ParamSpec, merge_spaces, parse_space, space_to_dict
 
 DEFAULT_STORAGE = "sqlite:///studies/sweeps.db"
 PRUNER_SYNTAX = "none | median | percentile:P | hyperband | successive_halving"
 DEVICE_SYNTAX = "auto | cpu | gpu | gpu:N"
 ENV_PREFIX = "SWEEP_"
+MODEL_SYNTAX = "builtin, PATH.py:FUNCTION or package.module:FUNCTION (a function (params, input_shape) -> keras.Model)"
 CLUSTER_SYNTAX = "tcp://HOST:PORT (a running Dask scheduler) or local:N (start N local Dask worker processes, 1 to 64)"
 
 
@@ -89,6 +91,13 @@ class SweepConfig:
     min_level_count: int = 5
     max_levels: int = 50
     cluster: str | None = None  # Dask scheduler address or local:N (sweep.cluster); None: no Dask at all
+    model: str = "builtin"  # or a user's builder (sweep.model.load_builder)
+    space: tuple[ParamSpec, ...] = ()  # a user model's own searched parameters ([space], --param)
+
+    @property
+    def user_model(self) -> bool:
+        """Whether trials train the user's own Keras model (through Keras fit) rather than the builtin network."""
+        return self.model != "builtin"
 
     def __post_init__(self) -> None:
         """Keep each spec parsed, parsing it only once: resolve_config and config_from_dict pass the value their
@@ -99,10 +108,12 @@ class SweepConfig:
             parsed = given if isinstance(given, (Goal, PrunerSpec, DeviceSpec)) else parse(given, key)
             object.__setattr__(self, attribute, parsed)
             object.__setattr__(self, key, parsed.text)
+        object.__setattr__(self, "space", parse_space(self.space, "space"))
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-able dict (ranges as lists), e.g. for the study's user attributes."""
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+        """Plain JSON-able dict (ranges as lists, the space as name -> spec text), e.g. for the study's user attributes."""
+        plain = {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items() if k != "space"}
+        return plain | {"space": space_to_dict(self.space)}
 
 
 KEYS = tuple(f.name for f in dataclasses.fields(SweepConfig))
@@ -269,6 +280,16 @@ def _cluster(key: str, value: Any, source: str) -> str | None:
     return text
 
 
+def _model(key: str, value: Any, source: str) -> str:
+    text = _text(key, value, source)
+    if text == "builtin":
+        return text
+    target, _, function = text.rpartition(":")
+    module_like = target.replace(".", "").replace("_", "").isalnum() and not target.endswith(".py")
+    _expect(function.isidentifier() and (target.endswith(".py") or target.startswith("memory") or module_like), key, value, source, MODEL_SYNTAX)
+    return text
+
+
 RULES: dict[str, Rule] = {
     "study": _text,
     "storage": _text,
@@ -303,6 +324,8 @@ RULES: dict[str, Rule] = {
     "min_level_count": _integer(1),
     "max_levels": _integer(1),
     "cluster": _cluster,
+    "model": _model,
+    "space": lambda _key, value, source: parse_space(value, source),
 }
 
 
@@ -357,8 +380,13 @@ def resolve_config(
             flag_source = f"--{key.replace('_', '-')}" if source == "command line" else source
             if source == "environment":
                 flag_source = f"environment variable {ENV_PREFIX}{key.upper()}"
+            if key == "space":  # a space merges by name: --param dropout=... overrides the file's dropout only
+                flag_source = "--param" if source == "command line" else flag_source
+                values[key] = merge_spaces(values.get(key, ()), _coerce(key, raw, flag_source))
+                continue
             values[key] = _coerce(key, raw, flag_source)
     config = SweepConfig(**values)  # the parsed specs in `values` are taken as they are
+    _check_model_keys(config, values)
     if config.population > 1 and config.hidden_layers > 1:
         raise ConfigError(
             f"population = {config.population} trains one-hidden-layer networks, but hidden_layers = {config.hidden_layers}; "
@@ -374,10 +402,33 @@ def resolve_config(
             f"grace_period = {config.grace_period} must be longer than heartbeat_interval = {config.heartbeat_interval} "
             "(a live worker would be declared dead); raise grace_period"
         )
-    if config.data != "seed":
+    if config.data not in ("seed", "memory"):
         # Resolve the data path now so the stored config still finds it from another working directory.
-        config = SweepConfig(**(values | {"data": str(Path(config.data).expanduser().resolve())}))
-    return config
+        values |= {"data": str(Path(config.data).expanduser().resolve())}
+    target, _, function = config.model.rpartition(":")
+    if target.endswith(".py"):  # the same for a builder's file (export and other workers load it again)
+        values |= {"model": f"{Path(target).expanduser().resolve()}:{function}"}
+    return SweepConfig(**values)
+
+
+def _check_model_keys(config: SweepConfig, given: Mapping[str, Any]) -> None:
+    """Keys of the builtin network are refused with a user model, and a user space without one."""
+    if not config.user_model:
+        if config.space:
+            raise ConfigError(
+                f"param {config.space[0].name} (a [space] / --param entry) is a parameter of your own model, but model = builtin; "
+                "pass --model PATH.py:FUNCTION, or drop the [space] / --param entries"
+            )
+        return
+    if config.population > 1:
+        raise ConfigError(
+            f"population = {config.population} trains builtin networks side by side, but model = {config.model!r} "
+            "trains your model through Keras fit, one trial at a time; drop --population"
+        )
+    for key, hint in (("hidden_layers", "build the layers you want in your model"),
+                      ("hidden_width", "search it with --param hidden_width=LOW:HIGH:log ([space] hidden_width in TOML)")):
+        if key in given:
+            raise ConfigError(f"{key} is a setting of the builtin network, but model = {config.model!r}; {hint}")
 
 
 def config_from_dict(stored: Mapping[str, Any]) -> SweepConfig:

@@ -1,20 +1,28 @@
 """What optuna-dashboard shows beyond Optuna's own pages: PNG figures of each new best trial (precision-recall
 curve with the chosen threshold, confusion matrix) in Optuna's artifact store, drawn off the training path,
-and a markdown study note."""
+and a markdown study note; and how it is served: loopback only unless --allow-remote, then behind HTTP basic
+auth and/or read-only (optuna-dashboard has no login of its own)."""
 
 from __future__ import annotations
 
+import base64
+import binascii
+import hmac
+import ipaddress
 import logging
 import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import optuna
 from optuna.trial import TrialState
 
+from sweep.errors import ConfigError
 from sweep.optuna_private import attach_artifact, storage_of, trial_id
 from sweep.plots import trial_figures
-from sweep.results import BUDGET_STATES, NewBests, best_trial, count_trials
+from sweep.results import BUDGET_STATES, NewBests, best_trial, count_trials, describe_params
 
 
 def artifact_dir(storage_url: str) -> Path:
@@ -91,7 +99,7 @@ def study_note(study: optuna.Study) -> str:
     lines = [
         f"# {study.study_name}",
         f"**Data**: `{data.get('source', '?')}` (fingerprint `{data.get('fingerprint', '?')}`), features "
-        f"{', '.join(data.get('features', []))}, positive label `{data.get('positive_label', '?')}`.",
+        f"{', '.join(data.get('features', [])) or 'arrays of rows ' + 'x'.join(map(str, data.get('input_shape', [])))}, positive label `{data.get('positive_label', '?')}`.",
         "",
         "| part | rows | positives | share |",
         "|---|---|---|---|",
@@ -112,8 +120,7 @@ def study_note(study: optuna.Study) -> str:
         lines += [
             "",
             f"**Best so far**{how}: trial #{best.number}, {objective.get('name', 'value')} = {values}: "
-            f"minority weight 1:{best.params['minority_weight']:.4g}, width {best.params['hidden_width']}, "
-            f"threshold {best.params['threshold']:.3f}; validation precision {a.get('val_precision', float('nan')):.3f}, "
+            f"{describe_params(best.params)}; validation precision {a.get('val_precision', float('nan')):.3f}, "
             f"recall {a.get('val_recall', float('nan')):.3f}, **flag rate {a.get('val_flag_rate', float('nan')):.2%}**"
             + (f"; F1 across folds {a['cv_folds']['f1']} (sd {a['cv_f1_sd']:.3f})." if "cv_folds" in a else "."),
             "",
@@ -139,3 +146,196 @@ def save_study_note(study: optuna.Study) -> None:
     import optuna_dashboard
 
     optuna_dashboard.save_note(study, study_note(study))
+
+
+# Serving the dashboard. optuna-dashboard has no login: whoever reaches its port can delete a study, rewrite
+# notes and tell trials. So it binds loopback only unless told --allow-remote, and then it asks for HTTP basic
+# auth (a WSGI middleware around optuna_dashboard.wsgi) or serves read-only (a middleware refusing writes).
+
+CREDENTIALS_ENV = "SWEEP_DASHBOARD_CREDENTIALS"
+AUTH_REALM = "sweep"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+_CREDENTIALS_HINT = f"set {CREDENTIALS_ENV}=user:password or pass --credentials-file PATH of a file holding user:password"
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """The one user and password the dashboard admits, and where they came from (for messages, never the values)."""
+
+    user: str
+    password: str
+    source: str = CREDENTIALS_ENV
+
+    def __repr__(self) -> str:  # a stray print or log of it shows no secret
+        return f"Credentials(user=***, password=***, source={self.source!r})"
+
+
+def is_loopback(host: str) -> bool:
+    """Whether binding `host` keeps the dashboard on this machine: 127.0.0.0/8, ::1 (bracketed or not) or localhost."""
+    name = host.strip().strip("[]").lower()
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:  # a host name other than localhost, or "" (every interface)
+        return False
+
+
+def check_host(host: str, allow_remote: bool) -> None:
+    """Refuse a --host beyond loopback unless --allow-remote says the user means it (and then protects it)."""
+    if is_loopback(host) or allow_remote:
+        return
+    raise ConfigError(
+        f"--host {host!r} would serve the dashboard beyond this machine, and optuna-dashboard has no login of its own "
+        "(anyone reaching the port can delete studies); expected 127.0.0.1, ::1 or localhost; to serve others add "
+        f"--allow-remote and {_CREDENTIALS_HINT} (or --read-only), best behind a TLS reverse proxy"
+    )
+
+
+def read_credentials(env: Mapping[str, str], file: Path | None = None) -> Credentials | None:
+    """The user:password from --credentials-file, else from $SWEEP_DASHBOARD_CREDENTIALS; None when neither is given.
+
+    Never from a command-line value (it would show in `ps` and shell history); messages never show the value."""
+    if file is not None:
+        source = f"--credentials-file {file}"
+        try:
+            text = Path(file).read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(
+                f"{source} cannot be read ({type(exc).__name__}); expected a readable UTF-8 file holding user:password; "
+                "fix the path or the file's permissions"
+            ) from None
+    else:
+        source = CREDENTIALS_ENV
+        text = env.get(CREDENTIALS_ENV, "")
+        if not text:
+            return None
+    user, colon, password = text.partition(":")
+    if not colon or not user or not password or "\n" in text:
+        raise ConfigError(
+            f"{source} holds no user:password (value hidden); expected one line user:password with a user and a "
+            f"password, such as alice:a-long-passphrase; {_CREDENTIALS_HINT}"
+        )
+    return Credentials(user=user, password=password, source=source)
+
+
+def check_protected(allow_remote: bool, credentials: Credentials | None, read_only: bool) -> None:
+    """Refuse --allow-remote with neither credentials nor --read-only: others could then change every study."""
+    if allow_remote and credentials is None and not read_only:
+        raise ConfigError(
+            f"--allow-remote was given without credentials: {CREDENTIALS_ENV} is unset and no --credentials-file was "
+            f"passed; expected basic-auth credentials or --read-only; {_CREDENTIALS_HINT}, or add --read-only"
+        )
+
+
+def access_summary(credentials: Credentials | None, read_only: bool) -> str:
+    """How the dashboard admits requests, for the startup line ("" for plain loopback use); names where the
+    credentials came from, never them."""
+    if credentials is not None:
+        return f"basic auth required (credentials from {credentials.source})" + (", read-only" if read_only else "")
+    if read_only:
+        return "read-only WITHOUT authentication: anyone who reaches the port can read every study"
+    return ""
+
+
+def _plain_response(start_response, status: str, text: str, headers: Sequence[tuple[str, str]] = ()) -> list[bytes]:
+    body = text.encode("utf-8")
+    start_response(status, [
+        ("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(body))),
+        ("Cache-Control", "no-store"), *headers,
+    ])
+    return [body]
+
+
+class BasicAuth:
+    """WSGI middleware: a request passes only with the right HTTP basic-auth user and password, else 401.
+
+    Compared with hmac.compare_digest (no timing leak); the Authorization header is dropped before the app sees it."""
+
+    def __init__(self, app, credentials: Credentials, realm: str = AUTH_REALM) -> None:
+        self.app = app
+        self._user = credentials.user.encode("utf-8")
+        self._password = credentials.password.encode("utf-8")
+        self._challenge = ("WWW-Authenticate", f'Basic realm="{realm}"')
+
+    def _admits(self, header: str) -> bool:
+        scheme, _, token = header.strip().partition(" ")
+        if scheme.lower() != "basic":
+            return False
+        try:
+            user, colon, password = base64.b64decode(token.strip(), validate=True).partition(b":")
+        except (binascii.Error, ValueError):
+            return False
+        user_matches = hmac.compare_digest(user, self._user)
+        password_matches = hmac.compare_digest(password, self._password)
+        return bool(colon) and user_matches and password_matches
+
+    def __call__(self, environ, start_response):
+        header = environ.pop("HTTP_AUTHORIZATION", "")
+        if self._admits(header):
+            return self.app(environ, start_response)
+        return _plain_response(start_response, "401 Unauthorized", "401: this dashboard needs a user and password (HTTP basic auth)\n", [self._challenge])
+
+
+class ReadOnly:
+    """WSGI middleware: refuses with 403 every request whose method may change something (all but GET, HEAD, OPTIONS)."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    def __call__(self, environ, start_response):
+        method = environ.get("REQUEST_METHOD", "GET").upper()
+        if method in SAFE_METHODS:
+            return self.app(environ, start_response)
+        return _plain_response(start_response, "403 Forbidden", f"403: this dashboard is read-only (sweep dashboard --read-only); {method} refused\n")
+
+
+def dashboard_app(storage_url: str, credentials: Credentials | None = None, read_only: bool = False):
+    """optuna-dashboard's WSGI app on the study storage and its artifacts, behind basic auth and/or read-only when asked."""
+    import optuna_dashboard
+
+    from sweep.storage import open_storage
+
+    app = optuna_dashboard.wsgi(open_storage(storage_url), artifact_store=artifact_store(storage_url))
+    if read_only:
+        app = ReadOnly(app)
+    if credentials is not None:  # outermost: without credentials nothing, not even a 403, is told
+        app = BasicAuth(app, credentials)
+    return app
+
+
+def make_server(app, host: str, port: int):
+    """A threaded wsgiref server bound to host:port (port 0: any free one), as the `optuna-dashboard` command runs
+    its app; a port already taken is a one-line ConfigError."""
+    import socket
+    import socketserver
+    from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
+    from wsgiref.simple_server import make_server as make_wsgiref_server
+
+    class ThreadedServer(socketserver.ThreadingMixIn, WSGIServer):
+        daemon_threads = True  # a browser's open keep-alive request does not hold up Ctrl-C
+        address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
+
+    class AccessLog(WSGIRequestHandler):
+        """The access log is the request line, status and size only: never a header (Authorization)."""
+
+        def address_string(self) -> str:
+            return self.client_address[0]
+
+    try:
+        return make_wsgiref_server(host.strip("[]"), port, app, ThreadedServer, AccessLog)
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot listen on {host}:{port} ({exc.strerror or type(exc).__name__}); expected a free port on an "
+            "address of this machine; pass another --port or stop what listens there"
+        ) from None
+
+
+def serve(server) -> None:
+    """Serve requests until Ctrl-C (a quiet exit, as optuna-dashboard's run_server), then close the socket."""
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()

@@ -1,5 +1,6 @@
-"""Load the seed recipe or a CSV/Parquet table, check its labels, choose its columns, split off the test rows,
-and lay out how trials are validated (one validation split, or stratified folds of all non-test rows)."""
+"""Load the seed recipe, a CSV/Parquet table or .npz arrays (or the same in memory, from the Python API), check
+its labels, choose its columns, split off the test rows, and lay out how trials are validated (one validation
+split, or stratified folds of all non-test rows)."""
 
 from __future__ import annotations
 
@@ -35,6 +36,7 @@ MIN_MINORITY_ROWS = 10
 AUTO_FOLDS = 5
 AUTO_CV_BELOW = 100
 TABLE_SUFFIXES = {".csv": "CSV", ".parquet": "Parquet", ".pq": "Parquet"}
+ARRAY_SUFFIX = ".npz"
 
 
 @dataclass(frozen=True)
@@ -52,11 +54,22 @@ class Split:
 @dataclass(frozen=True)
 class Fold:
     """One fold model of a trial: it trains on the plan's fit rows weighted by `keep` (0 = held out; None =
-    every fit row) and is judged on X_val, whose scores go to `slots` of the pooled validation vector."""
+    every fit row) and is judged on X_val, whose scores go to `slots` of the pooled validation vector.
+
+    Arrays (.npz) are indexed, never copied per fold: their folds name their rows of X_fit instead
+    (`fit_rows` trains, `val_rows` judges, and X_val is None)."""
 
     keep: np.ndarray | None
-    X_val: np.ndarray
+    X_val: np.ndarray | None
     slots: np.ndarray
+    fit_rows: np.ndarray | None = None
+    val_rows: np.ndarray | None = None
+
+    def training_rows(self, n_fit: int) -> np.ndarray:
+        """Indices of the plan's fit rows this fold model learns from."""
+        if self.fit_rows is not None:
+            return self.fit_rows
+        return np.arange(n_fit) if self.keep is None else np.flatnonzero(self.keep)
 
 
 @dataclass(frozen=True)
@@ -110,18 +123,29 @@ class Dataset:
     test_frame: pd.DataFrame  # raw test rows, for a model encoded by another preprocessor
     train: Split | None = None
     holdout: Split | None = None
+    kind: str = "table"  # "table" (encoded by the preprocessors) or "arrays" (rows as given, any shape)
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """One row's shape as the search's models take it (no batch axis)."""
+        return tuple(int(n) for n in self.validation.X_fit.shape[1:])
 
     def summary(self) -> dict:
         """Split sizes and class counts, stored on the study and in the export bundle."""
         parts = {"development": self.development, "test": self.test}
         if self.train is not None:
             parts = {"train": self.train, "validation": self.holdout, **parts}
+        if self.kind == "arrays":
+            columns = {"kind": "arrays", "input_shape": list(self.input_shape)}
+        else:
+            columns = {
+                "kind": "table", "features": list(self.feature_names), "encoded_features": list(self.preprocessor.output_names),
+                "dropped_columns": dict(self.final_preprocessor.dropped | self.preprocessor.dropped),
+            }
         return {
             "source": self.source,
             "fingerprint": self.fingerprint,
-            "features": list(self.feature_names),
-            "encoded_features": list(self.preprocessor.output_names),
-            "dropped_columns": dict(self.final_preprocessor.dropped | self.preprocessor.dropped),
+            **columns,
             "positive_label": self.positive_label,
             "validation": self.validation.describe(),
             "splits": {name: part.counts() for name, part in parts.items()},
@@ -129,7 +153,7 @@ class Dataset:
 
     def test_split(self, preprocessor: Preprocessor) -> Split:
         """The test rows encoded by `preprocessor` (the one the scored model was trained with)."""
-        if preprocessor is self.final_preprocessor:
+        if preprocessor is self.final_preprocessor or preprocessor is None:
             return self.test
         return Split(preprocessor.transform(self.test_frame, self.source), self.test.y)
 
@@ -145,26 +169,158 @@ def fingerprint(frame: pd.DataFrame, y: np.ndarray, positive_label: str) -> str:
     return digest.hexdigest()[:16]
 
 
-def load_dataset(config: SweepConfig) -> Dataset:
-    """Load the data named by config.data ("seed" or a table path), choose its columns, split and encode it."""
+def load_dataset(config: SweepConfig, frame: pd.DataFrame | None = None, arrays: tuple | None = None) -> Dataset:
+    """Load the data named by config.data ("seed", a table or an .npz path), choose its columns, split and encode
+    it. With config.data "memory" (the Python API), `frame` (a table with config.target) or `arrays` (x, y) are
+    the data instead of a file."""
     from sklearn.model_selection import train_test_split
 
-    if config.data == "seed":
+    if config.data == "memory" and frame is None and arrays is None:
+        raise DataError(
+            "this study's data was handed to the Python API in memory; pass the same data again "
+            "(sweep.api.Sweep(..., x=..., y=...) or data=frame) to resume, export or report it"
+        )
+    if arrays is not None or Path(config.data).suffix.lower() == ARRAY_SUFFIX:
+        source = "arrays in memory" if arrays is not None else config.data
+        x, raw_labels = arrays if arrays is not None else read_arrays(config.data)
+        x, y, positive = check_arrays(x, raw_labels, config.positive_label, source)
+        if config.user_model:
+            return _assemble_arrays(config, source, x, y, positive)
+        if x.ndim != 2:
+            raise DataError(
+                f"{source!r} holds x of shape {x.shape}, but the builtin network takes rows of features (N x F); pass "
+                "--model PATH.py:FUNCTION with a Keras model for that shape"
+            )
+        table = pd_frame(x)  # the builtin network's rows go through the table encoding (standardised)
+        features = list(table.columns)
+    elif config.data == "seed":
         frame, y = seed_frame()
-        features = list(SEED_FEATURES)
-        source, positive = "seed", "1"
         # The tutorial's exact (unstratified) test split, so our test rows are its test rows.
         rest, test = train_test_split(np.arange(len(y)), test_size=SEED_TEST_SIZE, random_state=SEED_SPLIT_STATE)
+        return _assemble(config, "seed", frame, y, "1", list(SEED_FEATURES), rest, test)
     else:
-        table = read_table(config.data)
-        source = config.data
+        table = frame if frame is not None else read_table(config.data)
+        source = "a table in memory" if frame is not None else config.data
         y, positive = _labels(table, config.target, config.positive_label, source)
         features = select_columns(table, config.target, config.features, config.drop, source)
         check_identifiers(table, features, source)
-        frame = table[features]
-        _check_minority(y, source)
-        rest, test = train_test_split(np.arange(len(y)), test_size=config.test_fraction, stratify=y, random_state=config.seed)
-    return _assemble(config, source, frame, y, positive, features, rest, test)
+    _check_minority(y, source)
+    rest, test = train_test_split(np.arange(len(y)), test_size=config.test_fraction, stratify=y, random_state=config.seed)
+    return _assemble(config, source, table[features], y, positive, features, rest, test)
+
+
+def pd_frame(x: np.ndarray) -> pd.DataFrame:
+    """A 2-D array as a table of numeric columns x0, x1, ... (what the builtin network's encoding takes)."""
+    import pandas as pd
+
+    return pd.DataFrame(x, columns=[f"x{i}" for i in range(x.shape[1])])
+
+
+def read_arrays(path: str | Path, need_labels: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
+    """x and y of an .npz file, without running code from it (no pickled objects); every failure is a DataError.
+    Without `need_labels` (rows to score) y may be absent (None)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"data file {str(path)!r} does not exist; pass an existing .npz file with arrays x and y")
+    try:
+        with np.load(path, allow_pickle=False) as stored:
+            names = list(stored.files)
+            missing = [name for name in (("x", "y") if need_labels else ("x",)) if name not in names]
+            if missing:
+                raise DataError(
+                    f"{str(path)!r} has no array {missing[0]!r} (it holds: {', '.join(names) or 'nothing'}); expected x (N rows "
+                    "of any shape) and y (N labels); save with np.savez(path, x=x, y=y)"
+                )
+            return stored["x"], stored["y"] if "y" in names else None
+    except DataError:
+        raise
+    except ValueError as exc:
+        if "pickle" in str(exc).lower():
+            raise DataError(f"{str(path)!r} holds Python objects (pickled); expected numeric arrays x and y (no object dtype)") from None
+        raise DataError(f"could not read {str(path)!r} as .npz ({exc}); check the file") from None
+    except Exception as exc:
+        raise DataError(f"could not read {str(path)!r} as .npz ({type(exc).__name__}: {exc}); check the file") from None
+
+
+def check_arrays(x, raw_labels, positive_label: str | None, source: str) -> tuple[np.ndarray, np.ndarray, str]:
+    """Float32 inputs and 0/1 labels (1 = the positive class) of arrays x and y, or one DataError saying what is wrong."""
+    import pandas as pd
+
+    x, raw_labels = check_inputs(x, source), np.asarray(raw_labels)
+    if raw_labels.ndim != 1 and not (raw_labels.ndim == 2 and raw_labels.shape[1] == 1):
+        raise DataError(f"y in {source!r} has shape {raw_labels.shape}; expected one label per row, shape ({len(x)},)")
+    raw_labels = raw_labels.reshape(-1)
+    if len(raw_labels) != len(x):
+        raise DataError(f"{source!r} has {len(x)} rows in x but {len(raw_labels)} labels in y; expected one label per row of x")
+    labels = pd.Series(raw_labels).astype(str)
+    if pd.Series(raw_labels).isna().any():
+        raise DataError(f"y in {source!r} has missing labels; fill or drop those rows")
+    classes = sorted(labels.unique())
+    if len(classes) != 2:
+        raise DataError(
+            f"y in {source!r} has {len(classes)} class{'' if len(classes) == 1 else 'es'} ({', '.join(classes[:5])}); "
+            "expected exactly two (binary classification)"
+        )
+    positive = _positive_label(labels, classes, positive_label, "y", source)
+    y = (labels == positive).to_numpy(dtype=np.int8)
+    _check_minority(y, source)
+    return x, y, positive
+
+
+def check_inputs(x, source: str) -> np.ndarray:
+    """Rows of numbers, at least one value each, all finite, as float32 (copied only when not float32 already)."""
+    x = np.asarray(x)
+    if x.ndim < 2 or len(x) == 0:
+        raise DataError(f"x in {source!r} has shape {x.shape}; expected N rows of at least one value each (N x F, N x T x F, N x H x W x C)")
+    if not (np.issubdtype(x.dtype, np.number) or x.dtype == bool):
+        raise DataError(f"x in {source!r} has dtype {x.dtype}; expected numbers (float or int)")
+    x = x.astype(np.float32, copy=False)
+    finite = np.isfinite(x).reshape(len(x), -1).all(axis=1)
+    if not finite.all():
+        bad = np.flatnonzero(~finite)
+        raise DataError(f"x in {source!r} has NaN or infinite values in {len(bad)} rows (first: row {bad[0]}); fill or drop those rows")
+    return x
+
+
+def array_fingerprint(x: np.ndarray, y: np.ndarray, positive_label: str) -> str:
+    """Short content hash of arrays (shape and values) and labels: a resumed study must see the same data."""
+    digest = hashlib.sha256()
+    digest.update(json.dumps([list(x.shape), positive_label]).encode())
+    digest.update(np.ascontiguousarray(x).data)
+    digest.update(np.ascontiguousarray(y, dtype=np.int8).tobytes())
+    return digest.hexdigest()[:16]
+
+
+def _assemble_arrays(config: SweepConfig, source: str, x: np.ndarray, y: np.ndarray, positive: str) -> Dataset:
+    """Arrays for a user model: the rows reordered once (non-test first), so the non-test and test parts are views
+    of one array and every fold names its rows (Fold.fit_rows / val_rows) instead of copying them. The rows go to
+    the model as they are (scale them in the model, e.g. keras.layers.Rescaling or Normalization)."""
+    from sklearn.model_selection import RepeatedStratifiedKFold, train_test_split
+
+    digest = array_fingerprint(x, y, positive)
+    rest, test = train_test_split(np.arange(len(y)), test_size=config.test_fraction, stratify=y, random_state=config.seed)
+    order = np.concatenate([rest, test])
+    x, y = x[order], y[order]
+    n_dev = len(rest)
+    development, test_part = Split(x[:n_dev], y[:n_dev]), Split(x[n_dev:], y[n_dev:])
+    dev_y = development.y
+    folds = choose_folds(config, int(dev_y.sum()))
+    if folds == 0:
+        train_rows, val_rows = train_test_split(
+            np.arange(n_dev), test_size=config.validation_fraction, stratify=dev_y, random_state=config.seed
+        )
+        fold_list = (Fold(None, None, np.arange(len(val_rows)), np.sort(train_rows), val_rows),)
+        plan = Validation("holdout", development.X, dev_y, fold_list, dev_y[val_rows])
+        train, holdout = Split(development.X[:0], dev_y[train_rows]), Split(development.X[:0], dev_y[val_rows])
+    else:
+        splitter = RepeatedStratifiedKFold(n_splits=folds, n_repeats=config.cv_repeats, random_state=config.seed)
+        fold_list = tuple(
+            Fold(None, None, (index // folds) * n_dev + val_rows, train_rows, val_rows)
+            for index, (train_rows, val_rows) in enumerate(splitter.split(np.zeros(n_dev), dev_y))
+        )
+        plan = Validation("cv", development.X, dev_y, fold_list, np.tile(dev_y, config.cv_repeats), folds, config.cv_repeats)
+        train = holdout = None
+    return Dataset(source, (), positive, digest, None, plan, None, development, test_part, None, train, holdout, kind="arrays")
 
 
 def _assemble(config, source, frame, y, positive, features, rest, test) -> Dataset:

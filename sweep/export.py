@@ -1,4 +1,5 @@
-"""Best trial -> refit -> a bundle (best.json, model.keras, preprocessor.json) and predict() on new data with it."""
+"""Best trial -> refit -> a bundle (best.json, model.keras, and for tables preprocessor.json) and Bundle.predict()
+on new rows with it: tables, .npz arrays, or the same in memory."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from sweep.config import config_from_dict
-from sweep.data import load_dataset, read_table
+from sweep.data import ARRAY_SUFFIX, check_inputs, load_dataset, read_arrays, read_table
 from sweep.errors import DataError, ExportError, StorageError
 from sweep.metrics import BOOTSTRAP_RESAMPLES, bootstrap_intervals, metrics, parse_goal
 from sweep.results import best_trial
@@ -23,9 +24,9 @@ from sweep.runtime import tensorflow
 from sweep.storage import load_study, mask_url, open_storage
 from sweep.preprocess import Preprocessor
 from sweep.train import Network, TrainSettings, score, train_model
-from sweep.trial import refit_trial
+from sweep.trial import refit_trial, refit_user_trial, user_trial_params
 
-BUNDLE_FILES = ("best.json", "model.keras", "preprocessor.json")
+BUNDLE_FILES = ("best.json", "model.keras", "preprocessor.json")  # an arrays bundle has no preprocessor.json
 PACKAGES = ("sweep", "tensorflow", "keras", "optuna", "scikit-learn", "numpy", "pandas")
 # Retraining on the same machine is bit-for-bit; across machines/devices float sums may differ slightly.
 REPRODUCE_TOLERANCE = 1e-6
@@ -82,15 +83,18 @@ class Retrained:
     model: object
     validation: dict  # the retrained trial's (pooled) validation metrics
     refit: str
-    preprocessor: object  # encodes rows for `model`
+    preprocessor: object  # encodes rows for `model` (None: arrays go to the model as they are)
     test: object  # the test Split encoded by `preprocessor`
     fit_counts: dict  # rows the exported model learned from
+    config: object = None  # the study's config
+    compiled_by: str | None = None  # a user model: "sweep" or "user" (who compiled it)
 
 
-def retrain_best(storage_url: str, study_name: str, pick=None, refit: str = "all") -> Retrained:
+def retrain_best(storage_url: str, study_name: str, pick=None, refit: str = "all", data: dict | None = None) -> Retrained:
     """Load the study, choose its best trial (a Pareto-front trial by `pick` when multi-objective), check the
     data is unchanged, retrain that trial deterministically from its stored settings (to check its value),
-    and then, for refit "all", train its configuration on all non-test rows."""
+    and then, for refit "all", train its configuration on all non-test rows. `data` (frame= or arrays=) is the
+    Python API's data in memory, for a study made from it."""
     if refit not in REFIT_CHOICES:
         raise ExportError(f"--refit {refit!r} is not known; expected one of: {', '.join(REFIT_CHOICES)}")
     study = load_study(open_storage(storage_url), study_name)
@@ -102,7 +106,7 @@ def retrain_best(storage_url: str, study_name: str, pick=None, refit: str = "all
     if "config" not in study.user_attrs or "train_settings" not in best.user_attrs:
         raise StorageError(f"study {study_name!r} was not made by `sweep run` (no stored config); cannot use it")
     config = config_from_dict(study.user_attrs["config"])
-    dataset = load_dataset(config)
+    dataset = load_dataset(config, **(data or {}))
     stored_fingerprint = study.user_attrs["data"]["fingerprint"]
     if dataset.fingerprint != stored_fingerprint:
         raise DataError(
@@ -114,19 +118,38 @@ def retrain_best(storage_url: str, study_name: str, pick=None, refit: str = "all
             f"--refit train exports the model a trial trained on the training part, but study {study_name!r} "
             f"cross-validates ({dataset.validation.n_splits} fold models per trial); use --refit all"
         )
-    params = TrialParams.from_dict(best.params)
     settings = TrainSettings(**best.user_attrs["train_settings"])
-    trial_model, validation, _ = _retrain(dataset, best)
     goal = parse_goal(study.user_attrs["objective"]["spec"])
+    compiled_by = None
+    if config.user_model:
+        params = user_trial_params(best, config)
+        trial_model, validation, _ = refit_user_trial(dataset, best, config)
+    else:
+        params = TrialParams.from_dict(best.params)
+        trial_model, validation, _ = _retrain(dataset, best)
     if refit == "train":
         preprocessor, model, fit_counts = dataset.preprocessor, trial_model, dataset.train.counts()
     else:
         preprocessor, fit_counts = dataset.final_preprocessor, dataset.development.counts()
-        model, _ = train_model(dataset.development.X, dataset.development.y, params.hidden_width, params.class_weight, settings)
+        model, compiled_by = _refit_all(dataset, config, params, settings)
     return Retrained(
         study, best, goal, dataset, params, settings, model, validation, refit, preprocessor,
-        dataset.test_split(preprocessor), fit_counts,
+        dataset.test_split(preprocessor), fit_counts, config, compiled_by,
     )
+
+
+def _refit_all(dataset, config, params: TrialParams, settings: TrainSettings) -> tuple:
+    """The chosen configuration trained on all non-test rows, with the trial's epochs and seed: (model, who
+    compiled it for a user model, else None)."""
+    X, y = dataset.development.X, dataset.development.y
+    if not config.user_model:
+        return train_model(X, y, params.hidden_width, params.class_weight, settings)[0], None
+    from sweep.keras_fit import FoldRows, fit_user_model
+    from sweep.model import load_builder
+
+    rows = FoldRows(np.arange(len(y)), None, X[:0])
+    model, _, _, compiled_by = fit_user_model(load_builder(config.model), config.model, params.model_params, params.class_weight, settings, X, y, rows)
+    return model, compiled_by
 
 
 def _retrain(dataset, trial) -> tuple:
@@ -137,13 +160,15 @@ def _retrain(dataset, trial) -> tuple:
     return refit_trial(dataset, trial)
 
 
-def export_best(storage_url: str, study_name: str, out_dir: str | Path, force: bool = False, pick=None, refit: str = "all") -> ExportResult:
+def export_best(
+    storage_url: str, study_name: str, out_dir: str | Path, force: bool = False, pick=None, refit: str = "all", data: dict | None = None,
+) -> ExportResult:
     """Retrain the study's best trial with its own seed and check it reproduces the stored validation value,
     refit it (on all non-test rows by default), evaluate that model once on the held-out test part (with
-    bootstrap intervals), and write the bundle to `out_dir`."""
+    bootstrap intervals), and write the bundle to `out_dir`. `data`: see retrain_best."""
     out_dir = Path(out_dir)
     _check_out_dir(out_dir, force)
-    found = retrain_best(storage_url, study_name, pick, refit)
+    found = retrain_best(storage_url, study_name, pick, refit, data)
     best, goal, dataset, params, settings, model = found.trial, found.goal, found.dataset, found.params, found.settings, found.model
     validation = found.validation
     reproduced_value = goal.value(validation)
@@ -161,11 +186,12 @@ def export_best(storage_url: str, study_name: str, out_dir: str | Path, force: b
             "spec": found.study.user_attrs["objective"]["spec"], "names": goal.names, "directions": goal.directions,
             "picked_by": str(pick) if goal.is_multi and pick is not None else ("best f1" if goal.is_multi else None),
         },
-        "params": dict(best.params),
+        "params": dict(best.params) | params.model_params,
         "class_weight": {"0": 1.0, "1": params.minority_weight},
         "threshold": params.threshold,
         "hidden_width": params.hidden_width,
-        "hidden_layers": settings.hidden_layers,
+        "hidden_layers": None if found.config.user_model else settings.hidden_layers,
+        "model": _model_summary(found, model),
         "train_settings": best.user_attrs["train_settings"],
         "seed": settings.seed,
         "refit": {
@@ -189,7 +215,7 @@ def export_best(storage_url: str, study_name: str, out_dir: str | Path, force: b
         },
         "data": dataset.summary(),
         "config": found.study.user_attrs["config"],
-        "features": list(found.preprocessor.columns),
+        "features": list(found.preprocessor.columns) if found.preprocessor is not None else None,
         "versions": _versions(),
         "exported_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
@@ -197,38 +223,147 @@ def export_best(storage_url: str, study_name: str, out_dir: str | Path, force: b
         shutil.rmtree(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     (model.to_keras() if isinstance(model, Network) else model).save(out_dir / "model.keras")
-    (out_dir / "preprocessor.json").write_text(json.dumps(found.preprocessor.to_dict(), indent=2) + "\n")
+    if found.preprocessor is not None:
+        (out_dir / "preprocessor.json").write_text(json.dumps(found.preprocessor.to_dict(), indent=2) + "\n")
     (out_dir / "best.json").write_text(json.dumps(bundle, indent=2) + "\n")
     return ExportResult(out_dir, bundle)
 
 
-def load_bundle(bundle_dir: str | Path):
-    """Read an export bundle back: (best.json dict, preprocessor, keras model). Nothing in it is pickled:
-    JSON for the settings and the fitted preprocessing, the Keras format for the network."""
+def _model_summary(found: Retrained, model) -> dict:
+    """What best.json says of the model: the builtin network, or the user's builder, who compiled it, and the
+    shape of one input row and the kind of data it takes."""
+    shape = list(found.test.X.shape[1:])
+    if not found.config.user_model:
+        return {"kind": "builtin", "input_shape": shape, "data_kind": found.dataset.kind}
+    return {
+        "kind": "user", "builder": found.config.model, "compiled_by": found.compiled_by, "input_shape": shape,
+        "data_kind": found.dataset.kind, "keras_class": type(model).__name__,
+    }
+
+
+@dataclass(frozen=True)
+class Bundle:
+    """An export bundle loaded back: best.json, the fitted table encoding (None for arrays) and the Keras model.
+
+    predict_proba / predict take what the model was trained on: a DataFrame (or a CSV/Parquet path) with the
+    model's feature columns for a table, an array (or an .npz path holding x) of rows of `input_shape` for arrays.
+    """
+
+    best: dict
+    preprocessor: Preprocessor | None
+    model: object
+
+    @property
+    def threshold(self) -> float:
+        return float(self.best["threshold"])
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(self.best.get("model", {}).get("input_shape") or (len(self.preprocessor.output_names),))
+
+    def rows(self, data, source: str = "data") -> np.ndarray:
+        """The model's input rows for `data` (encoded by the bundle's preprocessing for a table)."""
+        import pandas as pd
+
+        if isinstance(data, (str, Path)):
+            source = str(data)
+            data = read_arrays(data, need_labels=False)[0] if Path(data).suffix.lower() == ARRAY_SUFFIX else read_table(data)
+        if self.preprocessor is not None:
+            if not isinstance(data, pd.DataFrame):
+                raise DataError(
+                    f"this bundle's model was trained on a table; pass a DataFrame (or a CSV/Parquet file) with columns "
+                    f"{', '.join(self.preprocessor.columns)}, not a {type(data).__name__}"
+                )
+            return self.preprocessor.transform(data, source)
+        if isinstance(data, pd.DataFrame):
+            data = data.to_numpy()
+        x = np.asarray(data)
+        if tuple(x.shape[1:]) != self.input_shape:
+            raise DataError(
+                f"{source!r} holds rows of shape {tuple(x.shape[1:])} (x is {x.shape}); this bundle's model takes rows of shape "
+                f"{self.input_shape}: pass x of shape (N, {', '.join(map(str, self.input_shape))})"
+            )
+        return check_inputs(x, source)
+
+    def predict_proba(self, data) -> np.ndarray:
+        """The model's positive-class probability for each row, in order."""
+        return score(self.model, self.rows(data)).astype(np.float64)
+
+    def predict(self, data) -> np.ndarray:
+        """0/1 decisions at the exported threshold, one per row, in order."""
+        return (self.predict_proba(data) >= self.threshold).astype(np.int8)
+
+
+def import_custom_objects(modules) -> None:
+    """Import the modules that register a model's custom layers (keras.saving.register_keras_serializable), so
+    that safe-mode loading finds them; nothing shipped inside a bundle is ever run."""
+    from sweep.model import BuilderError, _import_module
+
+    for name in modules or ():
+        try:
+            _import_module(name)
+        except BuilderError as exc:
+            raise DataError(f"--custom-objects {name}: {str(exc).removeprefix('model ')}") from None
+
+
+def load_bundle(bundle_dir: str | Path, custom_objects=()) -> Bundle:
+    """Read an export bundle back. Nothing in it is pickled: JSON for the settings and the fitted preprocessing,
+    the Keras format loaded in safe mode for the network (a Lambda layer's code is refused; a custom layer loads
+    only when one of `custom_objects`, importable module names, registers it)."""
     tensorflow()
     import keras
 
     bundle_dir = Path(bundle_dir)
-    missing = [name for name in BUNDLE_FILES if not (bundle_dir / name).is_file()]
+    if not (bundle_dir / "best.json").is_file():
+        raise DataError(f"{str(bundle_dir)!r} is not an export bundle (no best.json); pass the --out directory of `sweep export`")
+    try:
+        best = json.loads((bundle_dir / "best.json").read_text())
+        threshold = float(best["threshold"])
+        table = best.get("model", {}).get("data_kind", "table") == "table"
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise DataError(f"{str(bundle_dir / 'best.json')!r} is damaged ({type(exc).__name__}: {exc}); export the study again") from None
+    if not 0 <= threshold <= 1:
+        raise DataError(f"{str(bundle_dir / 'best.json')!r} has threshold {threshold}, outside [0, 1]; export the study again")
+    needed = [name for name in BUNDLE_FILES[1:] if table or name != "preprocessor.json"]
+    missing = [name for name in needed if not (bundle_dir / name).is_file()]
     if missing:
         raise DataError(
-            f"{str(bundle_dir)!r} is not an export bundle (missing {', '.join(missing)}); "
-            "pass the --out directory of `sweep export`"
+            f"{str(bundle_dir)!r} is not a whole export bundle (missing {', '.join(missing)}); pass the --out directory of `sweep export`"
         )
-    best = json.loads((bundle_dir / "best.json").read_text())
-    preprocessor = Preprocessor.from_dict(json.loads((bundle_dir / "preprocessor.json").read_text()))
-    # safe_mode (the default, spelled out): a .keras file with a Lambda layer's pickled code is refused.
-    model = keras.saving.load_model(bundle_dir / "model.keras", safe_mode=True)
-    return best, preprocessor, model
+    preprocessor = Preprocessor.from_dict(json.loads((bundle_dir / "preprocessor.json").read_text())) if table else None
+    import_custom_objects(custom_objects)
+    try:
+        # safe_mode (the default, spelled out): a .keras file with a Lambda layer's pickled code is refused.
+        model = keras.saving.load_model(bundle_dir / "model.keras", safe_mode=True)
+    except Exception as exc:
+        raise DataError(_load_error(bundle_dir / "model.keras", exc)) from None
+    return Bundle(best, preprocessor, model)
 
 
-def predict(bundle_dir: str | Path, data_path: str | Path):
-    """Score a CSV/Parquet table with a bundle: one row per input row, in order, columns probability, decision.
-    Rows may have missing values and levels the model never saw (encoded as the preprocessing says)."""
+def _load_error(path: Path, exc: Exception) -> str:
+    """One line for a model.keras Keras cannot load: a custom class it cannot find, unsafe code, or a damaged file."""
+    text = " ".join(str(exc).split())
+    if "safe_mode" in text or "Lambda" in text:
+        return (
+            f"{str(path)!r} holds code (a Lambda layer) that Keras' safe mode refuses to run; rebuild the model without "
+            "Lambda layers (a registered custom layer instead) and export again"
+        )
+    if "Could not locate" in text or "custom_objects" in text or "Unknown layer" in text:
+        return (
+            f"{str(path)!r} uses a custom class Keras cannot find ({text[:160]}); pass --custom-objects MODULE, the importable "
+            "module that registers it with keras.saving.register_keras_serializable"
+        )
+    return f"{str(path)!r} cannot be loaded ({type(exc).__name__}: {text[:160]}); the file is damaged or not a Keras model: export again"
+
+
+def predict(bundle_dir: str | Path, data, custom_objects=()):
+    """Score rows with a bundle: one output row per input row, in order, columns probability, decision. A table
+    (a CSV/Parquet path or a DataFrame) may have missing values and levels the model never saw (encoded as the
+    preprocessing says); arrays (an .npz path holding x, or an array) must have the model's row shape."""
     import pandas as pd
 
-    best, preprocessor, model = load_bundle(bundle_dir)
-    frame = read_table(data_path)
-    probability = score(model, preprocessor.transform(frame, str(data_path)))
-    decision = (probability >= best["threshold"]).astype(np.int8)
-    return pd.DataFrame({"probability": probability, "decision": decision}, index=frame.index)
+    bundle = load_bundle(bundle_dir, custom_objects)
+    probability = bundle.predict_proba(data)
+    decision = (probability >= bundle.threshold).astype(np.int8)
+    index = data.index if isinstance(data, pd.DataFrame) else None
+    return pd.DataFrame({"probability": probability, "decision": decision}, index=index)

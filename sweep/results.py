@@ -113,6 +113,20 @@ def format_value(value, digits: int = 4) -> str:
     return str(value)
 
 
+def describe_params(params: dict) -> str:
+    """A trial's params in a line: minority weight first, the threshold last, a model's own params between."""
+    between = [f"{'width' if k == 'hidden_width' else k} {format_value(v)}" for k, v in params.items() if k not in ("minority_weight", "threshold")]
+    return ", ".join([f"minority weight 1:{params['minority_weight']:.4g}", *between, f"threshold {params['threshold']:.3f}"])
+
+
+def param_columns(trials) -> list[str]:
+    """The param columns of a table of trials: minority_weight, the others in the order first seen, threshold."""
+    names = {"minority_weight": None}
+    for trial in trials:
+        names.update(dict.fromkeys(k for k in trial.params if k not in ("minority_weight", "threshold")))
+    return [*names, "threshold"]
+
+
 def format_values(trial: FrozenTrial) -> str:
     """A trial's objective value(s): one number, or several for a multi-objective study."""
     return ", ".join(format_value(v) for v in trial.values)
@@ -153,14 +167,15 @@ def view_study(study: optuna.Study, storage_url: str, top: int = 10, pick: Pick 
         complete = complete[:top]
         title = f"top {len(complete)} trials (validation)"
     folds = study.user_attrs.get("data", {}).get("validation", {}).get("kind") == "cv"
-    columns = ["trial", summary.metric_name, "minority_weight", "hidden_width", "threshold", "precision", "recall", "flag rate"]
+    params = param_columns(complete) if complete else ["minority_weight", "hidden_width", "threshold"]
+    columns = ["trial", summary.metric_name, *params, "precision", "recall", "flag rate"]
     columns += [*(["F1 sd over folds"] if folds else []), "seconds"]
     rows = []
     for trial in complete:
         a = trial.user_attrs
         rows.append((
-            f"#{trial.number}", format_values(trial), format_value(trial.params.get("minority_weight")),
-            format_value(trial.params.get("hidden_width")), format_value(trial.params.get("threshold"), 3),
+            f"#{trial.number}", format_values(trial),
+            *(format_value(trial.params.get(name), 3 if name == "threshold" else 4) for name in params),
             format_value(a.get("val_precision"), 3), format_value(a.get("val_recall"), 3), format_value(a.get("val_flag_rate"), 3),
             *([format_value(a.get("cv_f1_sd"), 3)] if folds else []), format_value(a.get("train_seconds"), 3),
         ))

@@ -23,7 +23,7 @@ from sweep.results import BUDGET_STATES, SweepResult, count_trials, summarize
 from sweep.rounds import population_round
 from sweep.runtime import configure_threads, select_device
 from sweep.storage import mask_url, open_storage
-from sweep.trial import trial_function
+from sweep.trial import pruning_steps, trial_function
 
 # A run stops (and says so) after this many failed trials in a row: something is wrong beyond one trial.
 MAX_CONSECUTIVE_FAILURES = 10
@@ -31,6 +31,8 @@ MAX_CONSECUTIVE_FAILURES = 10
 MAX_RECONNECTS = 20
 # Keys that decide which rows are train/validation/test: a resumed study must keep them.
 SPLIT_KEYS = ("seed", "validation_fraction", "test_fraction", "target", "positive_label", "features", "drop", "min_level_count", "max_levels")
+# Keys that decide what a trial trains and searches: a resumed study must keep them too.
+MODEL_KEYS = ("model", "space")
 
 logger = logging.getLogger("sweep")
 
@@ -53,8 +55,15 @@ def make_pruner(spec: PrunerSpec, epochs: int) -> optuna.pruners.BasePruner:
 
 
 def prepare_study(config: SweepConfig, dataset: Dataset, worker_index: int = 0) -> optuna.Study:
-    """Create the study or resume it; a resumed study must have the same data and objective."""
+    """Create the study or resume it; a resumed study must have the same data and objective. A user's model
+    builder is checked first (it loads, takes typical params, returns a usable model), before any trial."""
     goal = config.goal
+    if config.user_model:
+        from sweep.model import check_builder
+        from sweep.space import typical_params
+
+        rate = config.learning_rate if not isinstance(config.learning_rate, tuple) else config.learning_rate[0]
+        check_builder(config.model, typical_params(config), dataset.input_shape, rate)
     storage = open_storage(config.storage, config.heartbeat_interval, config.grace_period)
     existing = config.study in optuna.get_all_study_names(storage)
     # Offset the sampler's seed by the trials already stored, so a resumed run does not replay the same draws.
@@ -62,7 +71,7 @@ def prepare_study(config: SweepConfig, dataset: Dataset, worker_index: int = 0) 
     # multivariate: the best threshold depends on the weight, so model them jointly rather than one by one.
     sampler = optuna.samplers.TPESampler(seed=config.seed + already, multivariate=True)
     study = optuna.create_study(
-        storage=storage, study_name=config.study, sampler=sampler, pruner=make_pruner(config.pruner_spec, config.epochs),
+        storage=storage, study_name=config.study, sampler=sampler, pruner=make_pruner(config.pruner_spec, pruning_steps(config, len(dataset.validation.folds))),
         directions=goal.directions, load_if_exists=True,
     )
     if existing:
@@ -96,6 +105,14 @@ def _check_compatible(study: optuna.Study, config: SweepConfig, dataset: Dataset
             f"study {config.study!r} was created on other data (fingerprint {data['fingerprint']}, now "
             f"{dataset.fingerprint}); use a new --study name for new data"
         )
+    for key in MODEL_KEYS:
+        if key in stored_config and stored_config[key] != current[key]:
+            raise StorageError(
+                f"study {config.study!r} was swept with {key} = {stored_config[key]!r}, not {current[key]!r}; resume it with "
+                f"the same {'--model' if key == 'model' else '[space] / --param entries'} or use a new --study name"
+            )
+    if stored_config and "model" not in stored_config and config.user_model:
+        raise StorageError(f"study {config.study!r} was swept with the builtin network, not {config.model!r}; use a new --study name")
     judged = data.get("validation")
     if judged is not None and judged != dataset.validation.describe():
         raise StorageError(
@@ -261,6 +278,8 @@ def run_sweep(
 
 def trials_per_round(config: SweepConfig, fold_models: int = 1) -> int:
     """Trials trained together: config.population, or the automatic choice when it is 0."""
+    if config.user_model:
+        return 1  # a user's model trains through Keras fit, one trial at a time
     if config.population:
         return config.population
     from sweep.population import automatic_population

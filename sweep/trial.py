@@ -17,7 +17,7 @@ from sweep.errors import OverBudget, TrialFailed
 from sweep.metrics import Goal, metrics
 from sweep.optuna_private import set_user_attrs
 from sweep.runtime import device_label, placement, thread_settings
-from sweep.space import TrialParams, suggest
+from sweep.space import TrialParams, fixed_params, suggest
 from sweep.train import TrainSettings, score, train_models
 
 if TYPE_CHECKING:
@@ -65,6 +65,34 @@ def check_scores(scores: np.ndarray) -> None:
         raise TrialFailed(f"model predicts the same probability ({scores.flat[0]:.4g}) for every validation row")
 
 
+def fold_rows(plan: Validation) -> list:
+    """What each fold model of a user-model trial trains and is judged on, as rows of plan.X_fit."""
+    from sweep.keras_fit import FoldRows
+
+    n_fit = len(plan.y_fit)
+    return [FoldRows(f.training_rows(n_fit), f.val_rows, f.X_val if f.val_rows is None else None) for f in plan.folds]
+
+
+def fit_and_score_user_model(dataset: Dataset, spec: str, params: TrialParams, settings: TrainSettings, on_epoch=None):
+    """A user-model trial's fold models trained one after another through Keras fit and scored on their
+    validation rows; returns (models, result, pooled validation scores, per-fold scores, compiled_by)."""
+    from sweep.keras_fit import train_user_models
+
+    plan = dataset.validation
+    models, fold_scores, result, compiled_by = train_user_models(
+        spec, params.model_params, params.class_weight, settings, plan.X_fit, plan.y_fit, fold_rows(plan), on_epoch,
+    )
+    pooled = plan.pool(fold_scores)
+    check_scores(pooled)
+    return models, result, pooled, fold_scores, compiled_by
+
+
+def pruning_steps(config: SweepConfig, fold_models: int) -> int:
+    """Steps a trial reports: its epochs, or, for a user model's fold models trained one after another, the
+    epochs of all of them (step = fold * epochs + epoch, so trials are compared fold by fold)."""
+    return config.epochs * (fold_models if config.user_model else 1)
+
+
 def refit_trial(dataset: Dataset, trial) -> tuple:
     """Train a finished trial that was trained alone again from its stored settings: (model for --refit train
     or None, pooled validation metrics, pooled validation scores). A cross-validated trial has no one model
@@ -76,6 +104,21 @@ def refit_trial(dataset: Dataset, trial) -> tuple:
     models, _, pooled, _ = fit_and_score(dataset, params, settings)
     model = models[0] if plan.kind == "holdout" else None
     return model, metrics(plan.y, pooled, params.threshold), pooled
+
+
+def refit_user_trial(dataset: Dataset, trial, config: SweepConfig) -> tuple:
+    """refit_trial for a user model's trial: its fold models through Keras fit again, from the stored seed."""
+    params = user_trial_params(trial, config)
+    settings = TrainSettings(**trial.user_attrs["train_settings"])
+    plan = dataset.validation
+    models, _, pooled, _, _ = fit_and_score_user_model(dataset, config.model, params, settings)
+    model = models[0] if plan.kind == "holdout" else None
+    return model, metrics(plan.y, pooled, params.threshold), pooled
+
+
+def user_trial_params(trial, config: SweepConfig) -> TrialParams:
+    """A finished user-model trial's params, with the fixed values of the study's space."""
+    return TrialParams.from_dict(trial.params, fixed_params(config), user_model=True)
 
 
 def stop_if_requested(trial: optuna.Trial) -> None:
@@ -92,9 +135,11 @@ def mark_over_budget(trial: optuna.Trial) -> None:
     set_user_attrs(trial, {"over_budget": True, "fail_reason": OVER_BUDGET_REASON})
 
 
-def setup_attrs(params: TrialParams, settings: TrainSettings) -> dict:
-    """What a trial records before training: who runs it, where, and what retrains it."""
-    return {
+def setup_attrs(params: TrialParams, settings: TrainSettings, model: str = "builtin") -> dict:
+    """What a trial records before training: who runs it, where, and what retrains it (a user model's builder
+    and every value its builder is called with, fixed ones included)."""
+    own = {"model": model, "model_params": params.model_params} if model != "builtin" else {}
+    return own | {
         "worker": f"{socket.gethostname()}:{os.getpid()}",  # ties a trial to its process
         "train_settings": dataclasses.asdict(settings),
         "class_weight": {"0": 1.0, "1": params.minority_weight},
@@ -212,6 +257,9 @@ def trial_function(config: SweepConfig, dataset: Dataset, goal: Goal, admit=None
     trial gets its figures attached (what optuna-dashboard shows), drawn while the next trial runs.
     """
 
+    if config.user_model:
+        return user_trial_function(config, dataset, goal, admit, figures)
+
     def run_trial(trial: optuna.Trial) -> float:
         if admit is not None and not admit(trial):
             mark_over_budget(trial)
@@ -241,3 +289,42 @@ def trial_function(config: SweepConfig, dataset: Dataset, goal: Goal, admit=None
 
     return run_trial
 
+
+
+def user_trial_function(config: SweepConfig, dataset: Dataset, goal: Goal, admit=None, figures=None):
+    """trial_function for a user's own model: Keras fit per fold model, one after another. After every epoch the
+    fold model's validation objective is reported at step fold * epochs + epoch (the pruner may stop the trial
+    there, in the middle of fit); a stop request ends fit at the next batch and the trial FAIL with the reason."""
+    plan = dataset.validation
+
+    def run_trial(trial: optuna.Trial) -> float:
+        if admit is not None and not admit(trial):
+            mark_over_budget(trial)
+            raise OverBudget(OVER_BUDGET_REASON)
+        stop_if_requested(trial)
+        import keras
+
+        keras.backend.clear_session(free_memory=False)  # Keras' global state of earlier trials' models
+        params = suggest(trial, config)
+        params = dataclasses.replace(params, model_params=params.model_params | fixed_params(config))
+        settings = train_settings(config, trial_seed(config.seed, trial.number), params)
+        set_user_attrs(trial, setup_attrs(params, settings, config.model))
+
+        def report(fold: int, epoch: int, _loss: float, scores) -> None:
+            value = report_epoch(trial, goal, plan.y[plan.folds[fold].slots], scores, params.threshold, fold * config.epochs + epoch)
+            if value is not None:
+                where = f"fold model {fold + 1}, epoch {epoch}" if plan.kind == "cv" else f"epoch {epoch}"
+                raise optuna.TrialPruned(f"pruned at {where} with {goal.name} = {value:.4g}")
+
+        try:
+            _, result, scores, fold_scores, compiled_by = fit_and_score_user_model(dataset, config.model, params, settings, report)
+        except TrialFailed as failure:
+            trial.set_user_attr("fail_reason", str(failure))
+            raise
+        except KeyboardInterrupt:
+            trial.set_user_attr("fail_reason", stopping.reason() or "interrupted")
+            raise
+        trial.set_user_attr("compiled_by", compiled_by)
+        return record_result(trial, goal, dataset, scores, params.threshold, result.seconds, result.epochs_run, figures, fold_scores)
+
+    return run_trial

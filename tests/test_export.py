@@ -53,7 +53,8 @@ def test_predict_scores_every_row_in_order(exported, tiny_csv, tmp_path):
     scored = predict(result.out_dir, path)
     assert list(scored.columns) == ["probability", "decision"] and len(scored) == len(table)
     assert np.array_equal(scored["decision"], (scored["probability"] >= result.best["threshold"]).astype(int))
-    _, preprocessor, model = load_bundle(result.out_dir)
+    loaded = load_bundle(result.out_dir)
+    preprocessor, model = loaded.preprocessor, loaded.model
     expected = model(preprocessor.transform(table)).numpy().ravel()
     assert np.allclose(scored["probability"], expected)
 

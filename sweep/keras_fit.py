@@ -1,0 +1,161 @@
+"""One user-model trial through Keras' own fit: the trial's fold models trained one after another on indexed
+rows (never a per-trial or per-fold copy of the data), with the callback that scores the validation rows after
+every epoch (the dashboard's learning curve; the pruner may stop the trial there) and ends fit at the next
+batch when the worker is asked to stop. The heartbeat comes from Optuna's own optimize loop, which keeps
+stamping the trial while fit runs."""
+
+from __future__ import annotations
+
+import math
+import time
+import weakref
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from sweep import stopping
+from sweep.errors import TrialFailed
+from sweep.model import build_user_model, load_builder
+from sweep.runtime import device_label, tensorflow
+from sweep.train import TrainResult, TrainSettings
+
+# Rows scored per predict batch: scoring has no gradients, so larger batches than training's are cheap.
+SCORE_BATCH = 1024
+# The TensorFlow copy of each input array this worker trains on, made once and shared by every trial and fold.
+_tensors: dict[int, tuple[weakref.ref, object]] = {}
+
+
+def as_tensor(X: np.ndarray):
+    """X as a TensorFlow constant, made once per array and worker (trials and folds gather their rows from it)."""
+    key = id(X)
+    cached = _tensors.get(key)
+    if cached is not None and cached[0]() is X:
+        return cached[1]
+    tf = tensorflow()
+    with tf.device("/CPU:0"):  # the input pipeline lives on the host; batches go to the device
+        tensor = tf.constant(X)
+    _tensors[key] = (weakref.ref(X), tensor)
+    return tensor
+
+
+def batches(X_tensor, y: np.ndarray, rows: np.ndarray, batch_size: int, seed: int | None, output_rank: int):
+    """A tf.data pipeline of (x, y) batches of `rows`, reshuffled every epoch when `seed` is given (as fit's
+    shuffle=True does), gathered from the shared tensor."""
+    tf = tensorflow()
+    labels = tf.constant(y.astype(np.float32).reshape((-1, 1) if output_rank == 2 else (-1,)))
+    data = tf.data.Dataset.from_tensor_slices(np.asarray(rows, dtype=np.int64))
+    if seed is not None:
+        data = data.shuffle(len(rows), seed=seed, reshuffle_each_iteration=True)
+    data = data.batch(batch_size).map(lambda index: (tf.gather(X_tensor, index), tf.gather(labels, index)))
+    return data.prefetch(2)
+
+
+def score_rows(model, X_tensor, rows: np.ndarray | None, X_val: np.ndarray | None = None) -> np.ndarray:
+    """The model's positive-class probability for each row (`rows` of the shared tensor, or X_val), in order."""
+    tf = tensorflow()
+    if X_val is not None:
+        data = tf.data.Dataset.from_tensor_slices(X_val).batch(SCORE_BATCH)
+    else:
+        data = tf.data.Dataset.from_tensor_slices(np.asarray(rows, dtype=np.int64)).batch(SCORE_BATCH)
+        data = data.map(lambda index: tf.gather(X_tensor, index))
+    return np.asarray(model.predict(data, verbose=0), dtype=np.float64).reshape(-1)
+
+
+@dataclass(frozen=True)
+class FoldRows:
+    """What one fold model trains on (`fit` rows of the shared array) and is judged on (`val` rows of it, or X_val)."""
+
+    fit: np.ndarray
+    val: np.ndarray | None
+    X_val: np.ndarray | None = None
+
+
+def _fit_callback(on_epoch: Callable[[int, float, object], None] | None, state: dict):
+    """The Keras callback of a trial's fit: a stop request ends fit at the next batch, a NaN loss at the epoch's
+    end, and `on_epoch(epoch, loss, model)` (1-based) runs after every epoch; it may raise to stop the trial."""
+    import keras
+
+    class TrialCallback(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            if stopping.requested():
+                self.model.stop_training = True
+                state["stopped"] = True
+
+        def on_epoch_end(self, epoch, logs=None):
+            loss = float((logs or {}).get("loss", math.nan))
+            state["epochs"] = epoch + 1
+            if not math.isfinite(loss):
+                state["nan_epoch"] = epoch + 1
+                self.model.stop_training = True
+                return
+            if state.get("stopped"):
+                return
+            if on_epoch is not None:
+                on_epoch(epoch + 1, loss, self.model)
+
+    return TrialCallback()
+
+
+def fit_user_model(
+    builder: Callable, spec: str, params: dict, class_weight: dict, settings: TrainSettings, X: np.ndarray, y: np.ndarray,
+    rows: FoldRows, on_epoch: Callable[[int, float, object], None] | None = None,
+):
+    """Build the trial's model (seeded: the same seed gives the same initial weights, dropout and batches) and
+    fit it with Keras' fit(class_weight=...) on `rows.fit` of X; returns (model, epochs run, final loss).
+
+    Raises TrialFailed on a NaN loss or an error inside the builder or fit, KeyboardInterrupt on a stop request
+    (the trial then ends FAIL with the reason)."""
+    import keras
+
+    keras.utils.set_random_seed(settings.seed)
+    model, compiled_by = build_user_model(builder, params, X.shape[1:], settings.learning_rate, spec)
+    state: dict = {"compiled_by": compiled_by}
+    rank = len(model.outputs[0].shape) if getattr(model, "outputs", None) else 2
+    data = batches(as_tensor(X), y, rows.fit, settings.batch_size, settings.seed, rank)
+    try:
+        history = model.fit(
+            data, epochs=settings.epochs, class_weight={int(k): float(v) for k, v in class_weight.items()},
+            shuffle=False, verbose=0, callbacks=[_fit_callback(on_epoch, state)],
+        )
+    except (TrialFailed, KeyboardInterrupt):
+        raise
+    except Exception as exc:
+        import optuna
+
+        if isinstance(exc, optuna.TrialPruned):
+            raise
+        text = str(exc).strip().splitlines()
+        raise TrialFailed(f"fit of the model from {spec} failed: {type(exc).__name__}: {text[0] if text else ''}") from None
+    if state.get("stopped"):
+        stopping.check()
+    if "nan_epoch" in state:
+        raise TrialFailed(f"training loss became NaN or infinite at epoch {state['nan_epoch']} (minority_weight {class_weight[1]:.4g})")
+    losses = history.history.get("loss", [math.nan])
+    return model, state.get("epochs", settings.epochs), float(losses[-1]), compiled_by
+
+
+def train_user_models(
+    spec: str, params: dict, class_weight: dict, settings: TrainSettings, X: np.ndarray, y: np.ndarray,
+    folds: list[FoldRows], on_epoch: Callable[[int, int, float, np.ndarray], None] | None = None,
+):
+    """Train a trial's fold models one after another and score each one's validation rows; returns (models,
+    fold scores, TrainResult (epochs run per fold model), compiled_by). on_epoch(fold, epoch, loss, fold scores)
+    runs after every epoch."""
+    builder = load_builder(spec)
+    X_tensor = as_tensor(X)
+    started = time.perf_counter()
+    models, fold_scores, ran, loss, compiled_by = [], [], 0, math.nan, "sweep"
+    for index, fold in enumerate(folds):
+        last: dict = {}  # the scores of the last epoch's report, which are the fold model's final scores
+        report = None
+        if on_epoch is not None:
+            def report(epoch, epoch_loss, model, index=index, fold=fold, last=last):
+                last["scores"], last["epoch"] = score_rows(model, X_tensor, fold.val, fold.X_val), epoch
+                on_epoch(index, epoch, epoch_loss, last["scores"])
+        model, ran, loss, compiled_by = fit_user_model(builder, spec, params, class_weight, settings, X, y, fold, report)
+        models.append(model)
+        final = last.get("scores") if last.get("epoch") == ran else None
+        fold_scores.append(final if final is not None else score_rows(model, X_tensor, fold.val, fold.X_val))
+    result = TrainResult(ran, time.perf_counter() - started, loss, device_label())
+    return models, fold_scores, result, compiled_by
