@@ -170,6 +170,50 @@ def _table(**changes) -> pd.DataFrame:
     return table
 
 
+def _npz(**arrays) -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    return buffer.getvalue()
+
+
+_X, _Y = np.random.default_rng(0).normal(size=(200, 6, 2)).astype(np.float32), (np.arange(200) % 10 == 0).astype(int)
+_CONV = "import keras\n\ndef build(params, input_shape):\n    return keras.Sequential([keras.Input(input_shape), keras.layers.Flatten(), keras.layers.Dense(1, activation='sigmoid')])\n"
+_MODELS = {
+    "ok.py": _CONV,
+    "broken.py": "import keras\nimport no_such_package_here\n",
+    "notmodel.py": "def build(params, input_shape):\n    return 'a model'\n",
+    "softmax.py": "import keras\n\ndef build(params, input_shape):\n    return keras.Sequential([keras.Input(input_shape), keras.layers.Flatten(), keras.layers.Dense(2, activation='softmax')])\n",
+    "picky.py": "def build(params, input_shape):\n    raise ValueError(f\"filters must be even, got {params['filters']}\")\n",
+    "a.npz": _npz(x=_X, y=_Y),
+}
+USER_MODEL_RUNS = [
+    ("missing model file", {}, ["--model", "nope.py:build"], r"model file '.*nope.py' does not exist"),
+    ("missing function", _MODELS, ["--model", "ok.py:make"], r"has no function 'make' \(it defines: build\)"),
+    ("import error in the module", _MODELS, ["--model", "broken.py:build"], r"model file '.*broken.py' failed to import \(ModuleNotFoundError: No module named 'no_such_package_here'\)"),
+    ("unimportable module", {}, ["--model", "no_such_pkg.models:build"], r"model module 'no_such_pkg.models' is not importable"),
+    ("builder returns no model", _MODELS, ["--model", "notmodel.py:build"], r"returned a str, not a keras.Model"),
+    ("two-unit softmax", _MODELS, ["--model", "softmax.py:build"], r"outputs shape \(None, 2\).*expected \(None, 1\) or \(None,\)"),
+    ("builder rejects a param", _MODELS, ["--model", "picky.py:build", "--param", "filters=3"], r"rejected params \{'filters': 3\}: ValueError: filters must be even, got 3"),
+    ("unparsable param", _MODELS, ["--model", "ok.py:build", "--param", "dropout=abc:1"], r"param dropout=abc:1 .*'abc' is not a number"),
+    ("param without =", _MODELS, ["--model", "ok.py:build", "--param", "dropout"], r"param 'dropout' .*no '='"),
+    ("param low above high", _MODELS, ["--model", "ok.py:build", "--param", "dropout=0.5:0.1"], r"its low 0.5 exceeds its high 0.1"),
+    ("param of sweep's own", _MODELS, ["--model", "ok.py:build", "--param", "threshold=0.1:0.2"], r"param threshold .*searched by sweep itself"),
+    ("param without a user model", {}, ["--param", "dropout=0:0.5"], r"param dropout .*model = builtin"),
+    ("npz without y", {"a.npz": _npz(x=_X)}, ["--data", "a.npz", "--model", "ok.py:build"], r"has no array 'y' \(it holds: x\)"),
+    ("npz lengths disagree", {"a.npz": _npz(x=_X, y=_Y[:150])}, ["--data", "a.npz"], r"200 rows in x but 150 labels in y"),
+    ("npz with one class", {"a.npz": _npz(x=_X, y=np.zeros(200))}, ["--data", "a.npz"], r"y in .* has 1 class"),
+    ("npz with three classes", {"a.npz": _npz(x=_X, y=np.arange(200) % 3)}, ["--data", "a.npz"], r"y in .* has 3 classes"),
+    ("npz with NaN", {"a.npz": _npz(x=np.where(np.arange(200)[:, None, None] == 7, np.nan, _X), y=_Y)}, ["--data", "a.npz"], r"NaN or infinite values in 1 rows \(first: row 7\)"),
+    ("npz of objects", {"a.npz": _npz(x=np.array([object()] * 3, dtype=object), y=np.zeros(3))}, ["--data", "a.npz"], r"holds Python objects"),
+    ("images for the builtin network", {"a.npz": _npz(x=_X, y=_Y)}, ["--data", "a.npz", "--model", "builtin"], r"builtin network takes rows of features.*--model"),
+    ("population with a user model", _MODELS, ["--model", "ok.py:build", "--population", "4"], r"population = 4 trains builtin networks .*drop --population"),
+    ("hidden layers with a user model", _MODELS, ["--model", "ok.py:build", "--hidden-layers", "2"], r"hidden_layers is a setting of the builtin network"),
+    ("hidden width with a user model", _MODELS, ["--model", "ok.py:build", "--hidden-width", "2:8"], r"--param hidden_width=LOW:HIGH:log"),
+    ("model spec syntax", {}, ["--model", "just-a-name"], r"model = 'just-a-name' .*PATH.py:FUNCTION"),
+]
+
 BAD_RUNS = [
     # (id, files to write, args, match)
     ("missing file", {}, ["--data", "nope.csv", "--target", "label"], r"data file '.*nope.csv' does not exist"),
@@ -199,12 +243,23 @@ BAD_RUNS = [
 ]
 
 
+def _with_data(args: list[str]) -> list[str]:
+    """A user-model case reads a.npz unless it names its own data."""
+    return args if "--data" in args or "--model" not in args else ["--data", "a.npz", *args]
+
+
+BAD_RUNS += [(name, files, _with_data(args), match) for name, files, args, match in USER_MODEL_RUNS]
+
+
 @pytest.mark.parametrize("files, args, match", [case[1:] for case in BAD_RUNS], ids=[case[0] for case in BAD_RUNS])
 def test_bad_run_input_is_one_line_exit_2_and_stores_nothing(tmp_path, monkeypatch, files, args, match):
-    """Check that bad input to `sweep run` gets one clear line on stderr, exit code 2, and no study is created."""
+    """Check that bad input to `sweep run` (config, data, user model hooks) gets one clear line on stderr, exit code
+    2, and no study is created."""
     monkeypatch.chdir(tmp_path)
     for name, content in files.items():
         _write(tmp_path, name, content)
+    if "a.npz" in args and "a.npz" not in files:
+        _write(tmp_path, "a.npz", _MODELS["a.npz"])
     result = invoke("run", "--epochs", "1", *args)
     assert result.exit_code == 2, result.stdout + result.stderr
     lines = result.stderr.strip().splitlines()

@@ -82,11 +82,23 @@ def test_published_ports_bind_to_localhost_only(services, name):
 
 
 def test_dashboard_is_published_on_localhost(services):
-    """Check that the dashboard serves on 0.0.0.0 inside the container and is published on 127.0.0.1 only."""
+    """Check that the dashboard serves on 0.0.0.0 inside the container with --allow-remote (so behind basic auth) and
+    is published on 127.0.0.1 only."""
     dashboard = services["dashboard"]
     assert dashboard["command"][0] == "dashboard"
-    assert "0.0.0.0" in dashboard["command"]
+    assert "0.0.0.0" in dashboard["command"] and "--allow-remote" in dashboard["command"]
+    assert "--read-only" not in dashboard["command"]  # then it would need no credentials
     assert [host_ip(port) for port in dashboard["ports"]] == ["127.0.0.1"]
+
+
+def test_dashboard_credentials_are_required_interpolation(services):
+    """Check that the dashboard's basic-auth credentials come from a required ${SWEEP_DASHBOARD_CREDENTIALS:?...}
+    variable (never a literal or a command-line value), and .env.example defines a placeholder absent from the compose file."""
+    dashboard = services["dashboard"]
+    assert environment(dashboard)["SWEEP_DASHBOARD_CREDENTIALS"].startswith("${SWEEP_DASHBOARD_CREDENTIALS:?")
+    assert not any("credentials" in str(arg).lower() for arg in dashboard["command"])
+    example = dict(re.findall(r"^(\w+)=(.*)$", ENV_EXAMPLE.read_text(), re.M))["SWEEP_DASHBOARD_CREDENTIALS"]
+    assert re.fullmatch(r"[^:$\s]+:[^$\s]+", example) and example not in COMPOSE.read_text()
 
 
 @pytest.mark.parametrize("name", CLIENTS)
@@ -208,20 +220,22 @@ def compose_command() -> list[str] | None:
     return None
 
 
-@pytest.mark.parametrize("env_file, ok", [(ENV_EXAMPLE, True), (None, False)])
-def test_docker_compose_config(tmp_path, monkeypatch, env_file, ok):
-    """Check that `docker compose config` accepts the file with .env.example and refuses it with no password."""
+@pytest.mark.parametrize("missing", [None, "POSTGRES_PASSWORD", "SWEEP_DASHBOARD_CREDENTIALS"])
+def test_docker_compose_config(tmp_path, monkeypatch, missing):
+    """Check that `docker compose config` accepts the file with .env.example and refuses it, naming the variable,
+    without the postgres password or without the dashboard credentials."""
     command = compose_command()
     if command is None:
         pytest.skip("neither `docker compose` nor `docker-compose` is installed")
     monkeypatch.delenv("POSTGRES_PASSWORD", raising=False)
-    if env_file is None:
-        env_file = tmp_path / "empty.env"
-        env_file.write_text("")
+    monkeypatch.delenv("SWEEP_DASHBOARD_CREDENTIALS", raising=False)
+    env_file = tmp_path / "test.env"
+    lines = ENV_EXAMPLE.read_text().splitlines()
+    env_file.write_text("\n".join(line for line in lines if missing is None or not line.startswith(f"{missing}=")) + "\n")
     result = subprocess.run(
         [*command, "--env-file", str(env_file), "--profile", "gpu", "config", "--quiet"],
         cwd=ROOT, capture_output=True, text=True, timeout=60,
     )
-    assert (result.returncode == 0) == ok, result.stderr
-    if not ok:
-        assert "POSTGRES_PASSWORD" in result.stderr
+    assert (result.returncode == 0) == (missing is None), result.stderr
+    if missing is not None:
+        assert missing in result.stderr
