@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test clean
+.PHONY: install run test examples clean
 
 install: $(STAMP)
 
@@ -20,5 +20,9 @@ run: install
 test: install
 	$(BIN)/python -m pytest
 
+# The data of the "Your own model" examples (studies/digits-cnn.toml, sequences-conv1d.toml, tabular-dropout.toml).
+examples: install
+	$(BIN)/python -m sweep.examples studies/data
+
 clean:
-	rm -rf $(VENV) studies/*.db studies/artifacts exports
+	rm -rf $(VENV) studies/*.db studies/artifacts studies/data exports

@@ -297,11 +297,11 @@ class Bundle:
 def import_custom_objects(modules) -> None:
     """Import the modules that register a model's custom layers (keras.saving.register_keras_serializable), so
     that safe-mode loading finds them; nothing shipped inside a bundle is ever run."""
-    from sweep.model import BuilderError, _import_module
+    from sweep.model import BuilderError, import_user_module
 
     for name in modules or ():
         try:
-            _import_module(name)
+            import_user_module(name)
         except BuilderError as exc:
             raise DataError(f"--custom-objects {name}: {str(exc).removeprefix('model ')}") from None
 

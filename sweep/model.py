@@ -52,7 +52,7 @@ def load_builder(spec: str) -> Callable:
             f"model {spec!r} was a Python function handed to sweep.api in another process; call the Python API with the "
             "same function again (export and predict included), or name an importable builder, PATH.py:FUNCTION"
         )
-    module = _import_file(target) if target.endswith(".py") else _import_module(target)
+    module = import_user_file(target) if target.endswith(".py") else import_user_module(target)
     function = getattr(module, name, None)
     if function is None:
         found = sorted(n for n, v in vars(module).items() if callable(v) and not n.startswith("_") and getattr(v, "__module__", None) == module.__name__)
@@ -70,7 +70,7 @@ def _first_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
 
 
-def _import_file(path_text: str):
+def import_user_file(path_text: str):
     path = Path(path_text)
     if not path.is_file():
         raise BuilderError(f"model file {path_text!r} does not exist; pass --model PATH.py:FUNCTION with an existing file")
@@ -88,7 +88,7 @@ def _import_file(path_text: str):
     return module
 
 
-def _import_module(name: str):
+def import_user_module(name: str):
     import os
 
     if os.getcwd() not in sys.path:  # as `python -m` does: a package in the working directory is importable

@@ -13,6 +13,7 @@ import numpy as np
 from sweep.data import Dataset
 from sweep.metrics import bootstrap_intervals, metrics, paired_f1_difference
 from sweep.plots import study_figures
+from sweep.results import describe_params
 from sweep.train import TrainSettings, score, train_model
 
 REPORTED = ("precision", "recall", "f1", "average_precision", "flag_rate")
@@ -78,15 +79,40 @@ def tutorial_rows(dataset: Dataset, seeds=(0, 1, 2), epochs: int = 50, batch_siz
     return rows
 
 
+def user_model_rows(found, seeds=(0, 1, 2)) -> list[Row]:
+    """The tutorial's practice applied to the user's own model (the best trial's params, epochs and batch size):
+    trained on all non-test rows unweighted and with sklearn's "balanced" weights, read at threshold 0.5."""
+    from sweep.keras_fit import FoldRows, fit_user_model
+    from sweep.model import load_builder
+
+    dataset, params, settings = found.dataset, found.params, found.settings
+    fit = dataset.development
+    builder, spec = load_builder(found.config.model), found.config.model
+    rows = []
+    for name, weights in (("your model: no weights", {0: 1.0, 1: 1.0}), ("your model: balanced weights", balanced_class_weight(fit.y))):
+        runs, first = [], None
+        for seed in seeds:
+            seeded = TrainSettings(settings.epochs, settings.batch_size, settings.learning_rate, settings.hidden_layers, seed)
+            model, _, _, _ = fit_user_model(builder, spec, params.model_params, weights, seeded, fit.X, fit.y, FoldRows(np.arange(len(fit.y)), None, fit.X[:0]))
+            scores = score(model, dataset.test.X)
+            first = scores if first is None else first
+            runs.append(metrics(dataset.test.y, scores, 0.5))
+        rows.append(_row(name, runs, first, 0.5))
+    return rows
+
+
 def logistic_reference_row(dataset: Dataset) -> Row:
     """sklearn's LogisticRegression(class_weight="balanced") with its threshold tuned for F1 by CV on all
-    non-test rows."""
+    non-test rows (arrays of images or sequences flattened to one row of values each)."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import TunedThresholdClassifierCV
 
-    tuned = TunedThresholdClassifierCV(LogisticRegression(class_weight="balanced"), scoring="f1", random_state=0)
-    tuned.fit(dataset.development.X, dataset.development.y)
-    scores = tuned.predict_proba(dataset.test.X)[:, 1]
+    def flat(X: np.ndarray) -> np.ndarray:
+        return X.reshape(len(X), -1)
+
+    tuned = TunedThresholdClassifierCV(LogisticRegression(class_weight="balanced", max_iter=1000), scoring="f1", random_state=0)
+    tuned.fit(flat(dataset.development.X), dataset.development.y)
+    scores = tuned.predict_proba(flat(dataset.test.X))[:, 1]
     found = metrics(dataset.test.y, scores, tuned.best_threshold_)
     return _row(f"logistic regression, balanced, CV-tuned threshold {tuned.best_threshold_:.3f}", [found], scores, tuned.best_threshold_)
 
@@ -195,15 +221,16 @@ def study_report(storage_url: str, study_name: str, folder: Path, seeds=(0, 1, 2
     study, best, dataset, params = found.study, found.trial, found.dataset, found.params
     best_scores = score(found.model, found.test.X)
     best_row = scored_row(
-        f"sweep best (trial #{best.number}, refit on all non-test rows): weight 1:{params.minority_weight:.3g}, "
-        f"width {params.hidden_width}, threshold {params.threshold:.3f}",
+        f"sweep best (trial #{best.number}, refit on all non-test rows): {describe_params(best.params)}",
         dataset.test.y, best_scores, params.threshold,
     )
-    rows = tutorial_rows(dataset, seeds=seeds) + [best_row, logistic_reference_row(dataset)]
+    fixed = user_model_rows(found, seeds) if found.config.user_model else tutorial_rows(dataset, seeds=seeds)
+    rows = fixed + [best_row, logistic_reference_row(dataset)]
     intervals = bootstrap_intervals(dataset.test.y, best_scores, params.threshold, seed=found.settings.seed)
     notes = [
-        "Every model here learned from all non-test rows; the tutorial rows are means ± sd over seeds, and their "
-        "paired comparison uses the first seed's model."
+        "Every model here learned from all non-test rows; the tutorial rows (for your own model: the same model, "
+        "unweighted and with balanced weights, read at 0.5) are means ± sd over seeds, and their paired comparison "
+        "uses the first seed's model."
     ]
     if found.goal.is_multi:
         notes.append(f"Multi-objective study: the trial above was picked from the Pareto front by {pick or 'best f1'}.")

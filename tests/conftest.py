@@ -135,3 +135,60 @@ def chromium(tmp_path):
         )
 
     return run
+
+
+# Your own Keras model: tiny builders (the example builders of studies/models.py) on tiny arrays and tables.
+MODELS_FILE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "studies", "models.py")
+
+
+def user_model_values(data: str, storage: str, model: str, space: dict, **overrides) -> SweepConfig:
+    """A fast user-model config: 2 epochs, one validation split, no pruning unless asked; `model` names a builder of
+    studies/models.py, or is a whole PATH.py:FUNCTION spec."""
+    values = dict(
+        data=data, storage=storage, study="user", trials=3, epochs=2, batch_size=64, seed=0, cv=0, pruner="none",
+        model=model if ":" in model else f"{MODELS_FILE}:{model}", space=space, minority_weight="1:50",
+    )
+    values.update(overrides)
+    return resolve_config(values, env={})
+
+
+@pytest.fixture(scope="session")
+def example_files(tmp_path_factory):
+    """Small versions of the example data: digits images (.npz), sensor sequences (.npz), a table with gaps (.csv)."""
+    from sweep.examples import digits_arrays, sequence_arrays, tabular_frame
+
+    folder = tmp_path_factory.mktemp("examples")
+    x, y = digits_arrays()
+    np.savez(folder / "digits.npz", x=x, y=y)
+    x, y = sequence_arrays(rows=600, steps=16, positive_share=0.1)
+    np.savez(folder / "sequences.npz", x=x, y=y)
+    tabular_frame(rows=600).to_csv(folder / "tabular.csv", index=False)
+    return {name: str(folder / name) for name in ("digits.npz", "sequences.npz", "tabular.csv")}
+
+
+@pytest.fixture(scope="session")
+def user_studies(tmp_path_factory, example_files):
+    """The three example models swept and exported, shared by the tests that read them (each trains a few Keras
+    models): a Conv2D on digits (one split), a Conv1D on sequences (3-fold cross-validated), a tabular MLP with a
+    searched dropout. Returns {name: (config, ExportResult)}."""
+    from sweep.export import export_best
+    from sweep.runner import run_sweep
+
+    folder = tmp_path_factory.mktemp("user-studies")
+    storage = f"sqlite:///{folder / 'user.db'}"
+    configs = {
+        "digits": user_model_values(example_files["digits.npz"], storage, "digits_cnn", {"filters": "2:4", "dropout": "0.1"}, study="digits"),
+        "sequences": user_model_values(
+            example_files["sequences.npz"], storage, "sequence_conv1d", {"filters": "2:4:log", "activation": "relu,gelu"},
+            study="sequences", cv=3, trials=2,
+        ),
+        "tabular": user_model_values(
+            example_files["tabular.csv"], storage, "tabular_mlp", {"dropout": "0.0:0.5", "units": "4", "depth": "2"},
+            study="tabular", target="label", trials=2,
+        ),
+    }
+    found = {}
+    for name, config in configs.items():
+        run_sweep(config)
+        found[name] = (config, export_best(config.storage, config.study, folder / f"bundle-{name}"))
+    return found

@@ -7,6 +7,7 @@ import optuna
 import pandas as pd
 import pytest
 
+from sweep.data import load_dataset
 from sweep.errors import DataError, ExportError
 from sweep.export import export_best, load_bundle, predict
 from sweep.runner import run_sweep
@@ -138,3 +139,102 @@ def test_refit_train_is_refused_for_cross_validated_studies(cross_validated, tmp
     config, _ = cross_validated
     with pytest.raises(ExportError, match=r"--refit train .* cross-validates \(5 fold models per trial\); use --refit all"):
         export_best(config.storage, config.study, tmp_path / "x", refit="train")
+
+
+@pytest.mark.parametrize("name, kind, files", [
+    ("digits", "arrays", ["best.json", "model.keras"]),
+    ("sequences", "arrays", ["best.json", "model.keras"]),
+    ("tabular", "table", ["best.json", "model.keras", "preprocessor.json"]),
+])
+def test_user_model_bundle_holds_the_model_and_every_param(user_studies, name, kind, files):
+    """Check that a user model's bundle holds model.keras (preprocessor.json for tables only) and best.json with the
+    class weight, threshold, every param (fixed ones too), the builder, the input shape and the kind of data."""
+    config, result = user_studies[name]
+    assert sorted(p.name for p in result.out_dir.iterdir()) == files
+    best = result.best
+    assert best["model"]["kind"] == "user" and best["model"]["builder"] == config.model and best["model"]["data_kind"] == kind
+    assert tuple(best["model"]["input_shape"]) == load_dataset(config).input_shape
+    assert set(best["params"]) >= {"minority_weight", "threshold"} | {spec.name for spec in config.space}
+    assert best["class_weight"] == {"0": 1.0, "1": best["params"]["minority_weight"]}
+    assert best["validation"]["reproduced"] and best["refit"]["choice"] == "all"
+
+
+@pytest.mark.parametrize("name", ["digits", "sequences"])
+def test_user_bundle_reloads_in_safe_mode_and_predicts_what_the_trained_model_did(user_studies, name):
+    """Check that the exported model, reloaded with keras.saving.load_model(safe_mode=True), gives the test rows the
+    probabilities of the model export trained (retrained from the same seed), and predict uses them in order."""
+    import keras
+
+    from sweep.export import retrain_best
+
+    config, result = user_studies[name]
+    found = retrain_best(config.storage, config.study)
+    trained = found.model.predict(found.test.X, verbose=0).ravel()
+    reloaded = keras.saving.load_model(result.out_dir / "model.keras", safe_mode=True)
+    assert np.allclose(reloaded.predict(found.test.X, verbose=0).ravel(), trained, atol=1e-6)
+    scored = predict(result.out_dir, found.test.X)
+    assert np.allclose(scored["probability"], trained, atol=1e-6)
+    assert np.array_equal(scored["decision"], (trained >= result.best["threshold"]).astype(int))
+
+
+def test_user_bundle_predicts_npz_and_tables_through_the_cli(user_studies, example_files, tmp_path):
+    """Check that `sweep predict` writes one row per input row for an .npz of images and for a table with gaps."""
+    from typer.testing import CliRunner
+
+    from sweep.cli import app
+
+    for name, data, rows in (("digits", example_files["digits.npz"], len(np.load(example_files["digits.npz"])["y"])),
+                             ("tabular", example_files["tabular.csv"], len(pd.read_csv(example_files["tabular.csv"])))):
+        out = tmp_path / f"{name}.csv"
+        result = CliRunner().invoke(app, ["predict", str(user_studies[name][1].out_dir), "--data", data, "--out", str(out)])
+        assert result.exit_code == 0, result.stderr
+        scored = pd.read_csv(out)
+        assert len(scored) == rows and scored["probability"].between(0, 1).all()
+
+
+CUSTOM_LAYER = '''
+import keras
+
+
+@keras.saving.register_keras_serializable(package="testlayers")
+class Doubled(keras.layers.Layer):
+    def call(self, x):
+        return 2.0 * x
+
+
+def build(params, input_shape):
+    return keras.Sequential([keras.Input(input_shape), keras.layers.Flatten(), Doubled(), keras.layers.Dense(1, activation="sigmoid")])
+'''
+
+
+def test_custom_layers_load_only_from_a_named_module_and_lambda_is_refused(example_files, tmp_path, monkeypatch):
+    """Check that a bundle with a registered custom layer predicts only with --custom-objects naming its module (one
+    line otherwise), and a model with a Lambda layer is refused by safe mode in one line."""
+    import keras
+
+    from sweep.export import export_best
+    from sweep.runner import run_sweep
+    from tests.conftest import user_model_values
+
+    package = tmp_path / "mylayers"
+    package.mkdir()
+    (package / "__init__.py").write_text(CUSTOM_LAYER)
+    monkeypatch.chdir(tmp_path)
+    config = user_model_values(example_files["digits.npz"], f"sqlite:///{tmp_path / 'c.db'}", "mylayers:build", {}, trials=1, epochs=1)
+    run_sweep(config)
+    bundle = export_best(config.storage, config.study, tmp_path / "bundle").out_dir
+    x = np.load(example_files["digits.npz"])["x"][:7]
+    keras.saving.get_custom_objects().clear()  # a fresh process: nothing registered until the module is imported
+    import sys
+
+    sys.modules.pop("mylayers", None)
+    with pytest.raises(DataError, match=r"uses a custom class Keras cannot find .*pass --custom-objects MODULE"):
+        load_bundle(bundle)
+    assert len(predict(bundle, x, custom_objects=["mylayers"])) == 7
+    with pytest.raises(DataError, match=r"--custom-objects no_such_layers: .*not importable"):
+        load_bundle(bundle, ["no_such_layers"])
+    lambda_model = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Lambda(lambda v: v * 2), keras.layers.Flatten(),
+                                     keras.layers.Dense(1, activation="sigmoid")])
+    lambda_model.save(bundle / "model.keras")
+    with pytest.raises(DataError, match=r"holds code \(a Lambda layer\) that Keras' safe mode refuses to run"):
+        load_bundle(bundle, ["mylayers"])

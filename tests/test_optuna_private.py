@@ -288,7 +288,7 @@ def test_running_trials_never_stamped_are_found_once_old(tmp_path):
 
 def _private_uses(path: Path) -> list[str]:
     """Private names used in one module: `x._name` for x other than self/cls, getattr(x, "_name"), and imports of
-    modules with a private part (e.g. optuna.storages._rdb)."""
+    modules with a private part (e.g. optuna.storages._rdb). Dunder names (`__name__`) are public protocol."""
     found = []
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Attribute) and node.attr.startswith("_") and not node.attr.startswith("__"):
@@ -296,7 +296,7 @@ def _private_uses(path: Path) -> list[str]:
                 found.append(f"{path.name}:{node.lineno} {ast.unparse(node)}")
         elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "getattr" and len(node.args) > 1:
             name = node.args[1]
-            if isinstance(name, ast.Constant) and isinstance(name.value, str) and name.value.startswith("_"):
+            if isinstance(name, ast.Constant) and isinstance(name.value, str) and name.value.startswith("_") and not name.value.startswith("__"):
                 found.append(f"{path.name}:{node.lineno} {ast.unparse(node)}")
         elif isinstance(node, (ast.Import, ast.ImportFrom)):
             modules = [alias.name for alias in node.names] if isinstance(node, ast.Import) else [node.module or ""]

@@ -66,3 +66,17 @@ def test_seed_report_has_the_ceiling_and_opens_in_chromium(tmp_path, chromium):
     # header + 3 tutorial rows, sweep best, logistic reference, ceiling; then the paired table: header + 5 comparisons
     assert page.stdout.count("<tr>") == (1 + 6) + (1 + 5)
     assert "Uncaught" not in page.stderr and "Failed to load resource" not in page.stderr
+
+
+def test_report_of_a_user_model_compares_it_with_itself_unweighted_and_balanced(user_studies, tmp_path):
+    """Check that a user model's report puts the exported model beside the same model trained unweighted and with
+    balanced weights read at 0.5 and the logistic reference on flattened rows, all on the same test rows."""
+    from sweep.report import write_report
+
+    config, _ = user_studies["digits"]
+    folder = write_report(config.storage, [config.study], tmp_path / "report", seeds=(0,))
+    text = (folder / "report.md").read_text()
+    for name in ("your model: no weights", "your model: balanced weights", "sweep best (trial #", "filters",
+                 "logistic regression, balanced, CV-tuned threshold"):
+        assert name in text, name
+    assert "tutorial: manual 1:200" not in text

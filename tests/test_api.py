@@ -1,0 +1,61 @@
+"""Tests for sweep.api: the README's notebook example, run as written, and the Python API's own errors."""
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+def readme_notebook_example() -> str:
+    """The python block of README's "From Python (notebooks)" section."""
+    section = README.read_text().split("### From Python (notebooks)", 1)[1]
+    return re.search(r"```python\n(.*?)```", section, re.S).group(1)
+
+
+def test_readme_notebook_example_runs_as_written(tmp_path, monkeypatch, capsys):
+    """Check that the README's Python example sweeps, exports and predicts as written, and what it prints is the
+    stored study's best trial and the bundle's test F1."""
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {}
+    exec(compile(readme_notebook_example(), "README.md", "exec"), namespace)
+    bundle, result = namespace["bundle"], namespace["result"]
+    assert result.finished == 4 and set(result.best.params) == {"minority_weight", "filters", "threshold"}
+    assert namespace["probabilities"].shape == (10,) and np.all((namespace["probabilities"] >= 0) & (namespace["probabilities"] <= 1))
+    assert np.array_equal(namespace["decisions"], (namespace["probabilities"] >= bundle.threshold).astype(np.int8))
+    assert (tmp_path / "exports" / "digits-notebook" / "model.keras").is_file()
+    printed = capsys.readouterr().out
+    assert str(result.best.params) in printed and str(bundle.best["test"]["metrics"]["f1"]) in printed
+
+
+def test_table_in_memory_runs_with_the_builtin_network_and_refuses_a_cli_export(tmp_path, monkeypatch):
+    """Check that a DataFrame and target sweep from Python, export from Python, and `sweep export` of that study says
+    in one line that its data was in memory."""
+    from typer.testing import CliRunner
+
+    import sweep
+    from sweep.cli import app
+    from tests.conftest import make_table
+
+    monkeypatch.chdir(tmp_path)
+    study = sweep.Sweep(data=make_table(rows=600), target="label", study="frame", trials=2, epochs=2, cv=0,
+                        storage=f"sqlite:///{tmp_path / 'f.db'}")
+    assert study.run().finished == 2
+    bundle = study.export(tmp_path / "b")
+    assert bundle.predict(make_table(rows=50, seed=3)).shape == (50,)
+    refused = CliRunner().invoke(app, ["export", "frame", "--out", str(tmp_path / "c"), "--storage", f"sqlite:///{tmp_path / 'f.db'}"])
+    assert refused.exit_code == 2 and "handed to the Python API in memory" in refused.stderr
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(x=np.zeros((5, 2))), r"pass arrays as x=... and y=... together"),
+    (dict(x=np.zeros((5, 2)), y=np.zeros(5), workers=2), r"workers > 1 start processes"),
+])
+def test_python_api_refuses_what_it_cannot_do(kwargs, match):
+    """Check that half-given arrays and workers that cannot see in-memory data are one clear ConfigError."""
+    import sweep
+
+    with pytest.raises(sweep.ConfigError, match=match):
+        sweep.Sweep(**kwargs)
