@@ -141,6 +141,7 @@ class Dataset:
             columns = {
                 "kind": "table", "features": list(self.feature_names), "encoded_features": list(self.preprocessor.output_names),
                 "dropped_columns": dict(self.final_preprocessor.dropped | self.preprocessor.dropped),
+                "grouped_columns": dict(self.final_preprocessor.grouped | self.preprocessor.grouped),
             }
         return {
             "source": self.source,

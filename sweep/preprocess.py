@@ -86,6 +86,7 @@ class Preprocessor:
     mean: tuple[float, ...]
     scale: tuple[float, ...]
     dropped: dict[str, str] = field(default_factory=dict)  # column -> why it was dropped
+    grouped: dict[str, str] = field(default_factory=dict)  # column -> which of its frequent levels went to OTHER_LEVEL
 
     @property
     def columns(self) -> tuple[str, ...]:
@@ -102,11 +103,14 @@ class Preprocessor:
     @classmethod
     def fit(cls, frame: pd.DataFrame, columns, source: str, min_level_count: int = 5, max_levels: int = 50) -> Preprocessor:
         """Learn the encoding from `frame` (the training rows); drops entirely-missing and constant columns
-        (named in `dropped`), refuses a column with more than max_levels frequent levels."""
+        (named in `dropped`); a column with more than max_levels frequent levels keeps the max_levels most
+        frequent ones and groups the rest with the rare levels in OTHER_LEVEL (named in `grouped`), as
+        OneHotEncoder(max_categories=) does."""
         from sklearn.impute import SimpleImputer
         from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
         dropped: dict[str, str] = {}
+        grouped: dict[str, str] = {}
         numeric, categorical = [], []
         for column in columns:
             series = frame[column]
@@ -131,24 +135,26 @@ class Preprocessor:
             indicators = tuple(numeric[i] for i in missing)
         levels, has_other = [], []
         if categorical:
-            encoder = OneHotEncoder(handle_unknown="infrequent_if_exist", min_frequency=min_level_count)
+            # max_categories counts the infrequent (other) category too: max_levels frequent levels + (other).
+            encoder = OneHotEncoder(handle_unknown="infrequent_if_exist", min_frequency=min_level_count, max_categories=max_levels + 1)
             encoder.fit(np.column_stack([as_levels(frame[c]).to_numpy() for c in categorical]))
             for column, seen, rare in zip(categorical, encoder.categories_, encoder.infrequent_categories_):
                 rare = set() if rare is None else set(rare)
                 kept = tuple(str(level) for level in seen if level not in rare)
-                if len(kept) > max_levels:
-                    raise DataError(
-                        f"column {column!r} in {source!r} has {len(kept)} levels seen at least {min_level_count} times "
-                        f"(at most max_levels = {max_levels}); drop it with --drop {column} or raise --max-levels"
+                frequent = int((as_levels(frame[column]).astype(str).value_counts() >= min_level_count).sum())
+                if frequent > max_levels:
+                    grouped[column] = (
+                        f"{frequent} levels seen at least {min_level_count} times; the {max_levels} most frequent are kept "
+                        f"and the other {frequent - max_levels} go to {OTHER_LEVEL!r} (raise --max-levels to keep more)"
                     )
                 levels.append(kept)
                 has_other.append(bool(rare))
-        unscaled = cls(tuple(numeric), medians, indicators, tuple(categorical), tuple(levels), tuple(has_other), (), (), dropped)
+        unscaled = cls(tuple(numeric), medians, indicators, tuple(categorical), tuple(levels), tuple(has_other), (), (), dropped, grouped)
         blocks = unscaled.encode(frame, source)
         scaler = StandardScaler().fit(blocks)
         return cls(
             tuple(numeric), medians, indicators, tuple(categorical), tuple(levels), tuple(has_other),
-            tuple(float(m) for m in scaler.mean_), tuple(float(s) for s in scaler.scale_), dropped,
+            tuple(float(m) for m in scaler.mean_), tuple(float(s) for s in scaler.scale_), dropped, grouped,
         )
 
     def encode(self, frame: pd.DataFrame, source: str) -> np.ndarray:
@@ -182,7 +188,7 @@ class Preprocessor:
             "numeric": list(self.numeric), "medians": list(self.medians), "indicators": list(self.indicators),
             "categorical": list(self.categorical), "levels": [list(v) for v in self.levels],
             "has_other": list(self.has_other), "mean": list(self.mean), "scale": list(self.scale),
-            "dropped": dict(self.dropped), "output_names": list(self.output_names),
+            "dropped": dict(self.dropped), "grouped": dict(self.grouped), "output_names": list(self.output_names),
         }
 
     @classmethod
@@ -190,5 +196,5 @@ class Preprocessor:
         return cls(
             tuple(stored["numeric"]), tuple(stored["medians"]), tuple(stored["indicators"]), tuple(stored["categorical"]),
             tuple(tuple(v) for v in stored["levels"]), tuple(stored["has_other"]), tuple(stored["mean"]),
-            tuple(stored["scale"]), dict(stored.get("dropped", {})),
+            tuple(stored["scale"]), dict(stored.get("dropped", {})), dict(stored.get("grouped", {})),
         )

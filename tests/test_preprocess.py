@@ -128,14 +128,12 @@ def test_useless_columns_are_dropped_with_a_reason(change, dropped, why):
 @pytest.mark.parametrize(
     "table, columns, options, match",
     [
-        (pd.DataFrame({"zip": [f"z{i % 30}" for i in range(300)]}), ("zip",), {"max_levels": 20},
-         r"column 'zip' in 't.csv' has 30 levels seen at least 5 times \(at most max_levels = 20\); drop it with --drop zip"),
         (pd.DataFrame({"a": [np.nan] * 50, "b": [1.0] * 50}), ("a", "b"), {},
          r"no usable feature column in 't.csv' \(a: entirely missing .*; b: constant"),
     ],
 )
 def test_refusals(table, columns, options, match):
-    """Check that too many levels in a column and no usable column are one-line DataErrors that say what to do."""
+    """Check that no usable column is a one-line DataError that says what to do."""
     with pytest.raises(DataError, match=match):
         Preprocessor.fit(table, columns, "t.csv", **options)
 
@@ -146,3 +144,18 @@ def test_text_in_a_numeric_column_is_named(fitted):
     bad.loc[2, "amount"] = "n/a?"
     with pytest.raises(DataError, match=r"column 'amount' in 'new.csv' holds 'n/a\?' where a number is expected"):
         fitted.transform(bad, "new.csv")
+
+
+def test_a_column_with_more_levels_than_max_levels_keeps_the_most_frequent():
+    """Check that past max_levels frequent levels the most frequent ones are kept and the rest go to (other) (as
+    OneHotEncoder(max_categories=) does), with the reason in `grouped`, and the encoding still equals sklearn's."""
+    from sklearn.preprocessing import OneHotEncoder
+
+    levels = [f"s{i % 30}" for i in range(300)] + ["s7"] * 40 + ["s3"] * 20
+    table = pd.DataFrame({"state": levels})
+    fitted = Preprocessor.fit(table, ("state",), "t.csv", max_levels=10)
+    assert len(fitted.levels[0]) == 10 and fitted.has_other == (True,) and {"s7", "s3"} <= set(fitted.levels[0])
+    assert "30 levels seen at least 5 times; the 10 most frequent are kept and the other 20 go to '(other)'" in fitted.grouped["state"]
+    reference = OneHotEncoder(handle_unknown="infrequent_if_exist", min_frequency=5, max_categories=11).fit(table[["state"]].to_numpy())
+    new = pd.DataFrame({"state": ["s7", "s21", "never seen"]})
+    assert np.array_equal(fitted.encode(new, "new.csv"), reference.transform(new[["state"]].to_numpy()).toarray())
