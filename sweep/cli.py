@@ -108,6 +108,7 @@ def run(
     positive_label: Annotated[Optional[str], typer.Option(help="Label of the positive (minority) class when it is not 1.")] = None,
     trials: Annotated[Optional[int], typer.Option(help="Finished trials the study should hold in total (not 'more').", show_default="30")] = None,
     timeout: Annotated[Optional[float], typer.Option(help="Stop starting new trials after this many seconds.")] = None,
+    trial_timeout: Annotated[Optional[float], typer.Option(metavar="SECONDS", help="Fail a trial (each population member, your own model) that runs longer than this many seconds; the worker goes on with the next trial.")] = None,
     epochs: Annotated[Optional[int], typer.Option(help="Training epochs per trial.", show_default="50")] = None,
     batch_size: Annotated[Optional[int], typer.Option(help="Mini-batch size.", show_default="100")] = None,
     learning_rate: Annotated[Optional[str], typer.Option(help="Adam learning rate, or a range LOW:HIGH to search (log scale).", show_default="0.001")] = None,
@@ -132,7 +133,7 @@ def run(
     features: Annotated[Optional[str], typer.Option(help="Input columns to use, COL,COL (default: every column but the target).")] = None,
     drop: Annotated[Optional[str], typer.Option(help="Columns not to use, COL,COL (identifiers, leaks).")] = None,
     min_level_count: Annotated[Optional[int], typer.Option(help="Levels of a text column seen fewer times in the training rows go to one '(other)' level.", show_default="5")] = None,
-    max_levels: Annotated[Optional[int], typer.Option(help="Most levels one text column may have (after merging rare ones).", show_default="50")] = None,
+    max_levels: Annotated[Optional[int], typer.Option(help="Most levels kept per text column: past it the most frequent are kept and the rest grouped in '(other)'.", show_default="50")] = None,
     cluster: Annotated[Optional[str], typer.Option(help="Place one worker loop per Dask worker: tcp://HOST:PORT of a running Dask scheduler, or local:N (needs the cluster extra).")] = None,
     model: Annotated[Optional[str], typer.Option(help="builtin, or your own Keras model: PATH.py:FUNCTION or package.module:FUNCTION, called as FUNCTION(params, input_shape).", show_default="builtin")] = None,
     param: Annotated[Optional[list[str]], typer.Option("--param", help="A parameter of your model's search space (repeatable): NAME=LOW:HIGH, NAME=LOW:HIGH:log, NAME=A,B,C or NAME=VALUE.")] = None,
@@ -183,6 +184,8 @@ def _run_with_progress(config, run_workers):
     def start(study) -> None:
         for column, why in study.user_attrs.get("data", {}).get("dropped_columns", {}).items():
             err.print(f"warning: column {column!r} is not used: {why}", markup=False, highlight=False)
+        for column, why in study.user_attrs.get("data", {}).get("grouped_columns", {}).items():
+            err.print(f"warning: column {column!r} has {why}", markup=False, highlight=False)
         update(study)
         progress.start()
         progress.start_task(task)
@@ -310,6 +313,13 @@ def export(
         ),
         highlight=False, markup=False,
     )
+    raw, calibrated = (best["test"]["probability"][k] for k in ("raw score", "calibrated probability"))
+    out.print(
+        f"  probability: {result.calibration.describe()}; threshold {best['threshold']:.4g} on the score is probability "
+        f"{best['threshold_probability']:.4g}; test Brier {raw['brier']:.4f} (raw score) -> {calibrated['brier']:.4f}, "
+        f"mean {raw['mean_probability']:.4f} -> {calibrated['mean_probability']:.4f}",
+        highlight=False, markup=False,
+    )
     if not result.reproduced:
         err.print("warning: the retrained model does not reproduce the stored validation value exactly "
                   "(different machine or device?); best.json records both", highlight=False)
@@ -341,7 +351,8 @@ def predict(
     out_file: Annotated[Optional[Path], typer.Option("--out", help="CSV file to write; stdout when omitted.")] = None,
     custom_objects: Annotated[Optional[list[str]], typer.Option("--custom-objects", help="Importable module that registers the model's custom layers (repeatable); bundles are loaded in Keras' safe mode and never run code of their own.")] = None,
 ) -> None:
-    """Score rows with an exported bundle: one output row per input row, in order, columns probability and decision."""
+    """Score rows with an exported bundle: one output row per input row, in order, columns probability (calibrated),
+    decision (score >= the exported threshold) and score (the network's raw output)."""
     from sweep.export import predict as predict_rows
 
     scored = predict_rows(bundle, data, custom_objects or ())

@@ -65,6 +65,7 @@ class SweepConfig:
     positive_label: str | None = None
     trials: int = 30
     timeout: float | None = None
+    trial_timeout: float | None = None  # seconds of wall time one trial may take (sweep.trial.TrialClock); None: no limit
     epochs: int = 50
     batch_size: int = 100
     learning_rate: float | tuple[float, float] = 0.001  # a range LOW:HIGH is searched (log scale)
@@ -298,6 +299,7 @@ RULES: dict[str, Rule] = {
     "positive_label": _optional_text,
     "trials": _integer(1),
     "timeout": _seconds,
+    "trial_timeout": _seconds,
     "epochs": _integer(1),
     "batch_size": _integer(1),
     "learning_rate": _learning_rate,

@@ -31,3 +31,7 @@ class TrialFailed(Exception):
 
 class OverBudget(TrialFailed):
     """A trial started after other workers had already filled the study's budget; it is not run."""
+
+
+class TrialTimedOut(TrialFailed):
+    """A trial ran longer than --trial-timeout (sweep.trial.TrialClock); it ends FAIL with the reason and the sweep goes on."""

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from sweep import stopping
-from sweep.errors import TrialFailed
+from sweep.errors import TrialFailed, TrialTimedOut
 from sweep.model import build_user_model, load_builder
 from sweep.runtime import device_label, tensorflow
 from sweep.train import TrainResult, TrainSettings
@@ -52,14 +52,23 @@ def batches(X_tensor, y: np.ndarray, rows: np.ndarray, batch_size: int, seed: in
 
 
 def score_rows(model, X_tensor, rows: np.ndarray | None, X_val: np.ndarray | None = None) -> np.ndarray:
-    """The model's positive-class probability for each row (`rows` of the shared tensor, or X_val), in order."""
+    """The model's positive-class probability for each row (`rows` of the shared tensor, or X_val), in order.
+
+    Batches of SCORE_BATCH rows go through the model's own predict function (predict_on_batch): the forward
+    pass model.predict runs on the same batches, without predict's per-call tf.data pipeline, iterator and
+    epoch loop, which cost about 30 ms a call (a third of a 10-epoch digits trial: docs/benchmarks.md, 12)."""
     tf = tensorflow()
-    if X_val is not None:
-        data = tf.data.Dataset.from_tensor_slices(X_val).batch(SCORE_BATCH)
-    else:
-        data = tf.data.Dataset.from_tensor_slices(np.asarray(rows, dtype=np.int64)).batch(SCORE_BATCH)
-        data = data.map(lambda index: tf.gather(X_tensor, index))
-    return np.asarray(model.predict(data, verbose=0), dtype=np.float64).reshape(-1)
+    count = len(X_val) if X_val is not None else len(rows)
+    index = None if X_val is not None else np.asarray(rows, dtype=np.int64)
+    parts = []
+    for start in range(0, count, SCORE_BATCH):
+        if X_val is not None:
+            batch = X_val[start : start + SCORE_BATCH]
+        else:
+            with tf.device("/CPU:0"):  # gathered where the shared tensor lives; the batch goes to the device
+                batch = tf.gather(X_tensor, index[start : start + SCORE_BATCH])
+        parts.append(np.asarray(model.predict_on_batch(batch), dtype=np.float64).reshape(-1))
+    return np.concatenate(parts) if parts else np.empty(0)
 
 
 @dataclass(frozen=True)
@@ -71,16 +80,25 @@ class FoldRows:
     X_val: np.ndarray | None = None
 
 
-def _fit_callback(on_epoch: Callable[[int, float, object], None] | None, state: dict):
-    """The Keras callback of a trial's fit: a stop request ends fit at the next batch, a NaN loss at the epoch's
-    end, and `on_epoch(epoch, loss, model)` (1-based) runs after every epoch; it may raise to stop the trial."""
+def _fit_callback(on_epoch: Callable[[int, float, object], None] | None, state: dict, over: Callable[[int], str | None] | None = None):
+    """The Keras callback of a trial's fit: a stop request, or `over(epoch)` giving a reason (the trial ran past
+    --trial-timeout), ends fit at the next batch, a NaN loss at the epoch's end, and `on_epoch(epoch, loss, model)`
+    (1-based) runs after every epoch; it may raise to stop the trial."""
     import keras
 
     class TrialCallback(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            state["epoch"] = epoch + 1
+
         def on_train_batch_end(self, batch, logs=None):
             if stopping.requested():
                 self.model.stop_training = True
                 state["stopped"] = True
+            elif over is not None and "timed_out" not in state:
+                reason = over(state.get("epoch", 1))
+                if reason is not None:
+                    self.model.stop_training = True
+                    state["timed_out"] = reason
 
         def on_epoch_end(self, epoch, logs=None):
             loss = float((logs or {}).get("loss", math.nan))
@@ -89,7 +107,12 @@ def _fit_callback(on_epoch: Callable[[int, float, object], None] | None, state: 
                 state["nan_epoch"] = epoch + 1
                 self.model.stop_training = True
                 return
-            if state.get("stopped"):
+            if state.get("stopped") or "timed_out" in state:
+                return
+            reason = None if over is None else over(epoch + 1)
+            if reason is not None:  # past the limit at the epoch's end: no report of it
+                self.model.stop_training = True
+                state["timed_out"] = reason
                 return
             if on_epoch is not None:
                 on_epoch(epoch + 1, loss, self.model)
@@ -99,13 +122,14 @@ def _fit_callback(on_epoch: Callable[[int, float, object], None] | None, state: 
 
 def fit_user_model(
     builder: Callable, spec: str, params: dict, class_weight: dict, settings: TrainSettings, X: np.ndarray, y: np.ndarray,
-    rows: FoldRows, on_epoch: Callable[[int, float, object], None] | None = None,
+    rows: FoldRows, on_epoch: Callable[[int, float, object], None] | None = None, over: Callable[[int], str | None] | None = None,
 ):
     """Build the trial's model (seeded: the same seed gives the same initial weights, dropout and batches) and
     fit it with Keras' fit(class_weight=...) on `rows.fit` of X; returns (model, epochs run, final loss).
 
     Raises TrialFailed on a NaN loss or an error inside the builder or fit, KeyboardInterrupt on a stop request
-    (the trial then ends FAIL with the reason)."""
+    (the trial then ends FAIL with the reason), TrialTimedOut with over's reason once `over(epoch)` (checked at
+    every batch and epoch end) gives one."""
     import keras
 
     keras.utils.set_random_seed(settings.seed)
@@ -116,7 +140,7 @@ def fit_user_model(
     try:
         history = model.fit(
             data, epochs=settings.epochs, class_weight={int(k): float(v) for k, v in class_weight.items()},
-            shuffle=False, verbose=0, callbacks=[_fit_callback(on_epoch, state)],
+            shuffle=False, verbose=0, callbacks=[_fit_callback(on_epoch, state, over)],
         )
     except (TrialFailed, KeyboardInterrupt):
         raise
@@ -129,6 +153,8 @@ def fit_user_model(
         raise TrialFailed(f"fit of the model from {spec} failed: {type(exc).__name__}: {text[0] if text else ''}") from None
     if state.get("stopped"):
         stopping.check()
+    if "timed_out" in state:
+        raise TrialTimedOut(state["timed_out"])
     if "nan_epoch" in state:
         raise TrialFailed(f"training loss became NaN or infinite at epoch {state['nan_epoch']} (minority_weight {class_weight[1]:.4g})")
     losses = history.history.get("loss", [math.nan])
@@ -137,11 +163,12 @@ def fit_user_model(
 
 def train_user_models(
     spec: str, params: dict, class_weight: dict, settings: TrainSettings, X: np.ndarray, y: np.ndarray,
-    folds: list[FoldRows], on_epoch: Callable[[int, int, float, np.ndarray], None] | None = None,
+    folds: list[FoldRows], on_epoch: Callable[[int, int, float, np.ndarray], None] | None = None, clock=None,
 ):
     """Train a trial's fold models one after another and score each one's validation rows; returns (models,
     fold scores, TrainResult (epochs run per fold model), compiled_by). on_epoch(fold, epoch, loss, fold scores)
-    runs after every epoch."""
+    runs after every epoch. With a clock (sweep.trial.TrialClock, started with the trial: every fold model's time
+    counts), fit stops at the first batch or epoch end past its limit (TrialTimedOut)."""
     builder = load_builder(spec)
     X_tensor = as_tensor(X)
     started = time.perf_counter()
@@ -153,7 +180,8 @@ def train_user_models(
             def report(epoch, epoch_loss, model, index=index, fold=fold, last=last):
                 last["scores"], last["epoch"] = score_rows(model, X_tensor, fold.val, fold.X_val), epoch
                 on_epoch(index, epoch, epoch_loss, last["scores"])
-        model, ran, loss, compiled_by = fit_user_model(builder, spec, params, class_weight, settings, X, y, fold, report)
+        over = None if clock is None or clock.limit is None else (lambda epoch, fold_number=index + 1: clock.over(epoch, fold_number))
+        model, ran, loss, compiled_by = fit_user_model(builder, spec, params, class_weight, settings, X, y, fold, report, over)
         models.append(model)
         final = last.get("scores") if last.get("epoch") == ran else None
         fold_scores.append(final if final is not None else score_rows(model, X_tensor, fold.val, fold.X_val))

@@ -4,6 +4,7 @@ prune and tell each as a single trial would be (sweep.trial); and a population t
 from __future__ import annotations
 
 import threading
+import time
 import warnings
 from typing import TYPE_CHECKING
 
@@ -11,12 +12,14 @@ import numpy as np
 import optuna
 
 from sweep import stopping
-from sweep.errors import TrialFailed
+from sweep.errors import TrialFailed, TrialTimedOut
 from sweep.metrics import Goal, metrics
 from sweep.optuna_private import heartbeat_enabled, heartbeat_interval, record_heartbeat, set_user_attrs, storage_of, trial_id
 from sweep.space import TrialParams, suggest
 from sweep.train import TrainSettings
-from sweep.trial import ReportThread, check_scores, mark_over_budget, record_result, report_epoch, setup_attrs, train_settings, trial_seed
+from sweep.trial import (
+    ReportThread, TrialClock, Watchdog, check_scores, mark_over_budget, record_result, report_epoch, setup_attrs, train_settings, trial_seed,
+)
 
 if TYPE_CHECKING:
     from sweep.config import SweepConfig
@@ -73,12 +76,20 @@ def refit_member(dataset: Dataset, trial) -> tuple:
     return model, metrics(plan.y, pooled, params.threshold), pooled
 
 
-def population_round(study: optuna.Study, config: SweepConfig, dataset: Dataset, goal: Goal, size: int, admit=None, figures=None) -> list:
+def population_round(
+    study: optuna.Study, config: SweepConfig, dataset: Dataset, goal: Goal, size: int, admit=None, figures=None, deadline: float | None = None,
+) -> list:
     """Ask `size` trials, train them as one population, report and prune each member on its own, and tell
     each trial its value and user attributes as a single trial would. Returns the told (frozen) trials.
 
     Trials asked with study.ask() get no heartbeat from Optuna, so the members' heartbeats are recorded
     here while they train; a worker killed mid-population leaves trials that go stale and are retried.
+
+    The members start and train together, so they share one clock: at the first epoch's end past
+    --trial-timeout every member still open ends FAIL with the reason (each has run exactly that long), as it
+    does, with run_timeout set, at the first epoch's end (but the last) past `deadline` (time.monotonic() of
+    the run's --timeout); they leave training there as pruned members do. A round stuck in one call is
+    failed by its watchdog (sweep.trial.Watchdog).
     """
     from sweep.population import Member, train_population
 
@@ -100,9 +111,17 @@ def population_round(study: optuna.Study, config: SweepConfig, dataset: Dataset,
     open_trials = MemberTrials(study, trials, told)
     plan = dataset.validation
     size, folds = len(trials), len(plan.folds)
+    clock = TrialClock(config.trial_timeout, config.epochs)
+    watchdog = Watchdog(clock, config.grace_period, open_trials.fail_open)
 
     def on_epoch(epoch: int, losses, population, active):
         stopping.check()
+        reason, attrs = clock.over(epoch), {}
+        if reason is None and deadline is not None and epoch < config.epochs and time.monotonic() >= deadline:
+            reason, attrs = f"stopped at the run's --timeout {config.timeout:g} s ({clock.where})", {"run_timeout": True}
+        if reason is not None:  # after this epoch's reports, on the reporter: every open member ends FAIL
+            open_trials.submit(open_trials.fail_open, reason, attrs)
+            return np.zeros(size * folds, dtype=bool)
         # The validation scores are taken now, before the next epoch changes the weights; reporting them
         # (metrics, trial.report, pruning: storage round trips) overlaps with the next epoch. A trial's
         # loss is the mean of its fold models' losses; its fold models leave training together.
@@ -113,16 +132,21 @@ def population_round(study: optuna.Study, config: SweepConfig, dataset: Dataset,
 
     def report_members(epoch: int, losses, scores, active) -> None:
         for index in open_trials.indices():
-            if not active[index]:
+            trial = open_trials.get(index)
+            if not active[index] or trial is None:  # None: ended meanwhile by the watchdog
                 continue
-            trial = open_trials[index]
-            if not np.isfinite(losses[index]):
-                trial.set_user_attr("fail_reason", f"training loss became {losses[index]} at epoch {epoch}")
-                open_trials.end(index, state=optuna.trial.TrialState.FAIL)
-            elif report_epoch(trial, goal, plan.y, scores[index], params[index].threshold, epoch) is not None:
-                open_trials.end(index, state=optuna.trial.TrialState.PRUNED)
+            try:
+                if not np.isfinite(losses[index]):
+                    trial.set_user_attr("fail_reason", f"training loss became {losses[index]} at epoch {epoch}")
+                    open_trials.end(index, state=optuna.trial.TrialState.FAIL)
+                elif report_epoch(trial, goal, plan.y, scores[index], params[index].threshold, epoch) is not None:
+                    open_trials.end(index, state=optuna.trial.TrialState.PRUNED)
+            except Exception:
+                if open_trials.get(index) is not None:
+                    raise  # no error where the watchdog ended the member while it was being reported
 
     try:  # everything after the heartbeats started: a failure ends every open member with its reason
+        watchdog.start()
         params = [suggest(trial, config) for trial in trials]
         shuffle_seed = trial_seed(config.seed, trials[0].number)
         members = [
@@ -145,7 +169,11 @@ def population_round(study: optuna.Study, config: SweepConfig, dataset: Dataset,
             shuffle_seed, on_epoch, keep=keep, member_fold=member_fold,
         )
         open_trials.drain()
+        if not open_trials.indices():  # every member pruned, failed or stopped by a timeout
+            return told
         scores, blocks = population_scores(population, plan, size)
+        if not watchdog.claim():  # it failed every member while they were being scored
+            return told
         values = {}
         for index in open_trials.indices():
             trial = open_trials[index]
@@ -167,7 +195,10 @@ def population_round(study: optuna.Study, config: SweepConfig, dataset: Dataset,
         for index, value in values.items():
             open_trials.end(index, values=value)
     except BaseException as exc:  # KeyboardInterrupt included: no member may stay RUNNING
+        watchdog.stop()
         open_trials.drain(raise_errors=False)
+        if isinstance(exc, TrialTimedOut) and watchdog.fired:
+            return told  # its SIGALRM: the watchdog has ended every member with its reason
         reason = stopping.reason() or f"population stopped: {type(exc).__name__}: {exc}"
         for index in open_trials.indices():
             trial = open_trials[index]
@@ -176,6 +207,7 @@ def population_round(study: optuna.Study, config: SweepConfig, dataset: Dataset,
             open_trials.end(index, state=optuna.trial.TrialState.FAIL)
         raise
     finally:
+        watchdog.stop()
         open_trials.close()
     return told
 
@@ -206,6 +238,10 @@ class MemberTrials:
     def __getitem__(self, index: int) -> optuna.Trial:
         return self._open[index]
 
+    def get(self, index: int) -> optuna.Trial | None:
+        """Member `index`'s trial while it is open, else None."""
+        return self._open.get(index)
+
     def indices(self) -> list[int]:
         with self._lock:
             return sorted(self._open)
@@ -225,9 +261,20 @@ class MemberTrials:
         self.reports.close(raise_errors)
 
     def end(self, index: int, **tell) -> None:
+        """Tell member `index` (nothing if it has already been ended, by fail_open)."""
         with self._lock:
-            trial = self._open.pop(index)
-        self.told.append(self.study.tell(trial, **tell))
+            trial = self._open.pop(index, None)
+        if trial is not None:
+            self.told.append(self.study.tell(trial, **tell))
+
+    def fail_open(self, reason: str, attrs: dict | None = None) -> None:
+        """End every open member FAIL with fail_reason `reason` (and `attrs`), from any thread (the reporter's, a
+        watchdog's): they leave training at the next epoch boundary, and get no heartbeat from now on."""
+        with self._lock:
+            ending, self._open = self._open, {}
+        for _, trial in sorted(ending.items()):
+            set_user_attrs(trial, {"fail_reason": reason} | (attrs or {}))
+            self.told.append(self.study.tell(trial, state=optuna.trial.TrialState.FAIL))
 
     def close(self) -> None:
         """Stop the heartbeat (call once every member has been told)."""

@@ -23,7 +23,7 @@ from sweep.results import BUDGET_STATES, SweepResult, count_trials, summarize
 from sweep.rounds import population_round
 from sweep.runtime import configure_threads, select_device
 from sweep.storage import mask_url, open_storage
-from sweep.trial import pruning_steps, trial_function
+from sweep.trial import pruning_steps, told_after_watchdog, trial_function
 
 # A run stops (and says so) after this many failed trials in a row: something is wrong beyond one trial.
 MAX_CONSECUTIVE_FAILURES = 10
@@ -135,6 +135,8 @@ class _StopAfterFailures:
         self.last_reason: str | None = None
 
     def observe(self, trial: FrozenTrial) -> None:
+        if trial.user_attrs.get("run_timeout"):
+            return  # stopped by the run's --timeout: no sign of anything wrong
         if trial.state == TrialState.FAIL and not trial.user_attrs.get("over_budget"):
             self.in_a_row += 1
             self.last_reason = trial.user_attrs.get("fail_reason", "see the log")
@@ -247,7 +249,7 @@ def run_sweep(
                     fail_stale_trials(study, config.grace_period)
                     running = count_trials(study, (TrialState.RUNNING,))
                     size = min(population, config.trials - finished - running)
-                    for told in population_round(study, config, dataset, goal, size, admit=budget.admits, figures=figures):
+                    for told in population_round(study, config, dataset, goal, size, admit=budget.admits, figures=figures, deadline=deadline):
                         failures.observe(told)
                         reconnects(study, told)
                         for callback in callbacks:
@@ -262,7 +264,8 @@ def run_sweep(
                     gc_after_trial=False,
                 )
             except Exception as exc:
-                reconnects.absorb(exc)
+                if not told_after_watchdog(exc):  # a stuck trial its watchdog failed came back: go on
+                    reconnects.absorb(exc)
     finally:
         figures.close()  # the last best trial's figures are attached before the run returns
     stop_reason = None

@@ -158,3 +158,80 @@ def test_same_seed_gives_the_same_user_model_trial(example_files, tmp_path):
         study = optuna.load_study(study_name=config.study, storage=config.storage)
         values.append([(t.params, t.value, t.user_attrs["val_average_precision"]) for t in study.trials])
     assert values[0] == values[1]
+
+
+def _slow_batches(monkeypatch, tmp_path, seconds: float) -> str:
+    """The digits model, whose first trial's batches each end `seconds` late (a sleep before the trial callback's
+    per-batch check); returns its model spec."""
+    import time
+
+    import sweep.keras_fit
+    from tests.conftest import MODELS_FILE
+
+    real, fits = sweep.keras_fit._fit_callback, []
+
+    def fit_callback(on_epoch, state, over=None):
+        fits.append(1)
+        callback, first = real(on_epoch, state, over), len(fits) == 1
+        checked = callback.on_train_batch_end
+
+        def on_train_batch_end(batch, logs=None):
+            if first:
+                time.sleep(seconds)
+            checked(batch, logs)
+
+        callback.on_train_batch_end = on_train_batch_end
+        return callback
+
+    monkeypatch.setattr(sweep.keras_fit, "_fit_callback", fit_callback)
+    return f"{MODELS_FILE}:digits_cnn"
+
+
+def _stuck_builder(monkeypatch, tmp_path, seconds: float) -> str:
+    """A builder that sleeps `seconds` when it builds the first trial's model (its first call is the check before
+    any trial); returns its model spec."""
+    builder = tmp_path / "stuck.py"
+    builder.write_text(
+        "import pathlib\nimport time\n\nimport keras\n\nCALLS = pathlib.Path(__file__).with_suffix('.calls')\n\n\n"
+        "def build(params, input_shape):\n"
+        "    calls = int(CALLS.read_text()) + 1 if CALLS.exists() else 1\n"
+        "    CALLS.write_text(str(calls))\n"
+        f"    if calls == 2:\n        time.sleep({seconds})\n"
+        "    return keras.Sequential([keras.Input(input_shape), keras.layers.Conv2D(params['filters'], 3), keras.layers.Flatten(),\n"
+        "                             keras.layers.Dense(1, activation='sigmoid')])\n"
+    )
+    return f"{builder}:build"
+
+
+@pytest.mark.parametrize(
+    "make_model, reason",
+    [
+        (lambda monkeypatch, tmp_path: _slow_batches(monkeypatch, tmp_path, 0.5),
+         r"^stopped after \d+\.\d s: longer than --trial-timeout 3 \(epoch 1 of 1\)$"),
+        # Stuck in the builder: the watchdog fails the trial grace_period (2 s) past the limit and SIGALRM ends the sleep.
+        (lambda monkeypatch, tmp_path: _stuck_builder(monkeypatch, tmp_path, 120),
+         r"^stopped after \d+\.\d s: longer than --trial-timeout 3 and stuck in one call for more than its grace_period of 2 s "
+         r"\(before its first epoch\); failed by the watchdog$"),
+    ],
+    ids=["slow-batches", "stuck-builder"],
+)
+def test_a_user_model_past_trial_timeout_fails_and_the_sweep_reaches_its_budget(example_files, tmp_path, monkeypatch, make_model, reason):
+    """Check that a user-model trial running past --trial-timeout (slow batches, or a builder stuck in a sleep) ends
+    FAIL with the reason, stopped in the middle of fit or of its builder, and the sweep reaches its budget."""
+    import re
+    import time
+
+    model = make_model(monkeypatch, tmp_path)
+    config = user_model_values(
+        example_files["digits.npz"], f"sqlite:///{tmp_path / 's.db'}", model, {"filters": "2"}, trials=2, epochs=1,
+        trial_timeout=3, heartbeat_interval=1, grace_period=2,
+    )
+    started = time.monotonic()
+    result = run_sweep(config)
+    study = optuna.load_study(study_name=config.study, storage=config.storage)
+    first = study.trials[0]
+    assert first.state == TrialState.FAIL
+    assert re.match(reason, first.user_attrs["fail_reason"]), first.user_attrs["fail_reason"]
+    assert result.finished == 2 and result.stop_reason is None
+    assert len(study.get_trials(states=(TrialState.COMPLETE,))) == 2
+    assert time.monotonic() - started < 60, "the stuck builder was not interrupted"

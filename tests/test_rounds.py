@@ -115,3 +115,93 @@ def test_a_failure_while_setting_up_members_ends_every_member(tiny_config, monke
     assert [t.state for t in study.trials] == [optuna.trial.TrialState.FAIL] * 3
     assert all("storage went away" in t.user_attrs["fail_reason"] for t in study.trials)
     assert not [thread for thread in threading.enumerate() if thread.name == "population-heartbeat"]
+
+
+def _slow_epochs(monkeypatch, seconds: float, calls: int | None = None) -> None:
+    """Each of the first `calls` (None: every) epoch boundaries of a round takes `seconds` longer: a sleep in the
+    per-epoch scoring, which runs right after the boundary's checks."""
+    import time
+
+    import sweep.rounds
+
+    real, seen = sweep.rounds.population_scores, []
+
+    def population_scores(*args):
+        seen.append(1)
+        if calls is None or len(seen) <= calls:
+            time.sleep(seconds)
+        return real(*args)
+
+    monkeypatch.setattr(sweep.rounds, "population_scores", population_scores)
+
+
+def _stuck_first_round(monkeypatch, seconds: float) -> None:
+    """The first round is stuck in one call for `seconds` before it trains (it never reaches an epoch's end)."""
+    import time
+
+    import sweep.population
+
+    real, calls = sweep.population.train_population, []
+
+    def train_population(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            time.sleep(seconds)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(sweep.population, "train_population", train_population)
+
+
+@pytest.mark.parametrize(
+    "slow_down, reason",
+    [
+        (lambda monkeypatch: _slow_epochs(monkeypatch, 2.5, calls=1), r"^stopped after \d+\.\d s: longer than --trial-timeout 2 \(epoch 2 of 3\)$"),
+        # Stuck in one call: the watchdog fails every member grace_period (2 s) past the limit and SIGALRM ends the sleep.
+        (lambda monkeypatch: _stuck_first_round(monkeypatch, 120), r"^stopped after \d+\.\d s: longer than --trial-timeout 2 and stuck in one call "
+         r"for more than its grace_period of 2 s \(before its first epoch\); failed by the watchdog$"),
+    ],
+    ids=["late-epoch", "stuck-call"],
+)
+def test_members_past_trial_timeout_fail_together_and_the_sweep_reaches_its_budget(tiny_config, monkeypatch, slow_down, reason):
+    """Check that a population round running past --trial-timeout (a late epoch, or stuck in one call) ends every member
+    FAIL with the reason (they started and trained together), and the worker goes on to its budget of finished trials."""
+    import re
+    import time
+
+    from sweep.runner import run_sweep
+
+    slow_down(monkeypatch)  # the first round only
+    config = tiny_config(trials=4, population=2, epochs=3, trial_timeout=2, heartbeat_interval=1, grace_period=2)
+    started = time.monotonic()
+    result = run_sweep(config)
+    study = optuna.load_study(study_name=config.study, storage=config.storage)
+    failed = study.get_trials(states=(optuna.trial.TrialState.FAIL,))
+    assert sorted(t.number for t in failed) == [0, 1]
+    for trial in failed:
+        assert re.match(reason, trial.user_attrs["fail_reason"]), trial.user_attrs["fail_reason"]
+    assert result.finished == 4 and result.stop_reason is None
+    assert time.monotonic() - started < 60, "the stuck call was not interrupted"
+
+
+def test_the_run_timeout_stops_a_long_population_round_within_an_epoch(tiny_config, monkeypatch):
+    """Check that --timeout ends a population round that would run far longer at the first epoch's end past the
+    deadline: every member FAIL with the reason and run_timeout set, not counted as failures in a row, and the run
+    returns."""
+    import re
+    import time
+
+    from sweep.runner import MAX_CONSECUTIVE_FAILURES, run_sweep
+
+    _slow_epochs(monkeypatch, 0.2)  # 200 epochs: a round of at least 40 s
+    size = MAX_CONSECUTIVE_FAILURES + 2
+    config = tiny_config(trials=size, population=size, epochs=200, timeout=2)
+    started = time.monotonic()
+    result = run_sweep(config)
+    elapsed = time.monotonic() - started
+    assert elapsed < 2 + 15, f"the round ran {elapsed:.1f} s past a 2 s --timeout"
+    study = optuna.load_study(study_name=config.study, storage=config.storage)
+    assert [t.state for t in study.trials] == [optuna.trial.TrialState.FAIL] * size
+    for trial in study.trials:
+        found = re.match(r"^stopped at the run's --timeout 2 s \(epoch (\d+) of 200\)$", trial.user_attrs["fail_reason"])
+        assert found and int(found[1]) < 200 and trial.user_attrs["run_timeout"] is True
+    assert result.finished == 0 and result.stop_reason is None

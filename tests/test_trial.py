@@ -69,3 +69,98 @@ def test_epochs_are_reported_and_pruning_is_recorded(tiny_config, pruner, state,
     else:
         assert trial.intermediate_values[3] == pytest.approx(trial.value)
     assert set(trial.user_attrs["threads"]) == {"intra_op", "inter_op"}
+
+
+def _slow_first_epoch(monkeypatch, seconds: float) -> None:
+    """The first trial's first epoch ends `seconds` late (a sleep before its per-epoch report)."""
+    import time
+
+    import sweep.trial
+
+    real, calls = sweep.trial.fit_and_score, []
+
+    def fit_and_score(dataset, params, settings, on_epoch=None):
+        calls.append(1)
+
+        def late(epoch, loss, pooled):
+            if len(calls) == 1 and epoch == 1:
+                time.sleep(seconds)
+            on_epoch(epoch, loss, pooled)
+
+        return real(dataset, params, settings, late)
+
+    monkeypatch.setattr(sweep.trial, "fit_and_score", fit_and_score)
+
+
+def _stuck_first_trial(monkeypatch, seconds: float) -> None:
+    """The first trial is stuck in one call for `seconds` (it never reaches an epoch's end)."""
+    import time
+
+    import sweep.trial
+
+    real, calls = sweep.trial.fit_and_score, []
+
+    def fit_and_score(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            time.sleep(seconds)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(sweep.trial, "fit_and_score", fit_and_score)
+
+
+@pytest.mark.parametrize(
+    "slow_down, reason",
+    [
+        (lambda monkeypatch: _slow_first_epoch(monkeypatch, 2.5), r"^stopped after \d+\.\d s: longer than --trial-timeout 2 \(epoch 1 of 2\)$"),
+        # Stuck in one call: the watchdog fails it grace_period (2 s) past the limit and SIGALRM ends the sleep.
+        (lambda monkeypatch: _stuck_first_trial(monkeypatch, 120), r"^stopped after \d+\.\d s: longer than --trial-timeout 2 and stuck in one call "
+         r"for more than its grace_period of 2 s \(before its first epoch\); failed by the watchdog$"),
+    ],
+    ids=["late-epoch", "stuck-call"],
+)
+def test_a_trial_past_trial_timeout_fails_and_the_sweep_reaches_its_budget(tiny_config, monkeypatch, slow_down, reason):
+    """Check that a builtin trial running past --trial-timeout (a late epoch, or stuck in one call) ends FAIL with the
+    reason, and the worker goes on until the study holds its budget of finished trials."""
+    import re
+    import time
+
+    from sweep.runner import run_sweep
+
+    slow_down(monkeypatch)
+    config = tiny_config(trials=2, population=1, trial_timeout=2, heartbeat_interval=1, grace_period=2)
+    started = time.monotonic()
+    result = run_sweep(config)
+    study = optuna.load_study(study_name=config.study, storage=config.storage)
+    first = study.trials[0]
+    assert first.state == TrialState.FAIL
+    assert re.match(reason, first.user_attrs["fail_reason"]), first.user_attrs["fail_reason"]
+    assert result.finished == 2 and result.stop_reason is None
+    assert len(study.get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED))) == 2
+    assert time.monotonic() - started < 60, "the stuck call was not interrupted"
+
+
+def test_a_watchdog_off_the_main_thread_fails_the_trial_but_cannot_interrupt_it():
+    """Check that a trial stuck in one call on another thread than the main one is failed by its watchdog grace seconds
+    past the limit while it is still stuck, which then claims nothing (the call itself runs to its end)."""
+    import threading
+    import time
+
+    from sweep.trial import TrialClock, Watchdog
+
+    failed: list[tuple[float, str]] = []
+    outcome: dict = {}
+
+    def stuck_trial():
+        watchdog = Watchdog(TrialClock(0.2, epochs=5), 0.3, lambda reason: failed.append((time.monotonic(), reason)))
+        with watchdog:
+            time.sleep(1.5)  # not interrupted: SIGALRM reaches the main thread only
+            outcome["woke"], outcome["claimed"] = time.monotonic(), watchdog.claim()
+
+    thread = threading.Thread(target=stuck_trial)
+    thread.start()
+    thread.join(timeout=30)
+    assert len(failed) == 1 and failed[0][0] < outcome["woke"]
+    assert "longer than --trial-timeout 0.2 and stuck in one call for more than its grace_period of 0.3 s" in failed[0][1]
+    assert outcome["claimed"] is False
+    assert not [t for t in threading.enumerate() if t.name == "trial-watchdog"]
