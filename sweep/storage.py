@@ -12,6 +12,7 @@ from sweep.optuna_private import set_attr_of_finished_trial, storage_of, trial_i
 
 SQLITE_TIMEOUT_SECONDS = 60
 POOL_SIZE = 4
+PGBOUNCER_OPTION = "pgbouncer"  # ...?pgbouncer=1 on a Postgres URL: the server behind it is PgBouncer (transaction pooling)
 
 
 def mask_url(url: str) -> str:
@@ -41,6 +42,9 @@ def open_storage(url: str, heartbeat_interval: int | None = None, grace_period: 
     With a heartbeat, each running trial is stamped every `heartbeat_interval` seconds; a trial whose
     stamp is older than `grace_period` (its worker died) is failed and retried by the next worker that
     starts a trial (RetryHeartbeatStaleTrialCallback, at most twice per trial).
+
+    A Postgres URL ending in ?pgbouncer=1 points at PgBouncer in transaction pooling mode: the option is
+    removed, psycopg prepares no statements and the schema check takes one connection at a time (below).
     """
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError
@@ -51,6 +55,10 @@ def open_storage(url: str, heartbeat_interval: int | None = None, grace_period: 
         parsed = make_url(url)
     except (ArgumentError, ValueError):
         raise StorageError(f"storage URL {url!r} is not a database URL; {hint}") from None
+    pgbouncer = PGBOUNCER_OPTION in parsed.query and _pgbouncer_flag(parsed, hint)
+    if PGBOUNCER_OPTION in parsed.query:  # ours, not the driver's: libpq would refuse it
+        parsed = parsed.difference_update_query([PGBOUNCER_OPTION])
+        url = parsed.render_as_string(hide_password=False)
     engine_kwargs: dict = {}
     if parsed.get_backend_name() == "sqlite":
         engine_kwargs["connect_args"] = {"timeout": SQLITE_TIMEOUT_SECONDS}
@@ -66,6 +74,11 @@ def open_storage(url: str, heartbeat_interval: int | None = None, grace_period: 
         # heartbeat, a population's reporter and heartbeat): a loop holds 2 when measured, never more than 4,
         # so the server's max_connections bounds the workers predictably (benchmarks/storage_load.py).
         engine_kwargs.update(pool_size=POOL_SIZE, max_overflow=0)
+        if pgbouncer and parsed.get_driver_name() == "psycopg":
+            # Behind PgBouncer's transaction pooling each transaction may run on another server connection, so a
+            # statement psycopg 3 prepared on one (it does after 5 runs of a query) is missing or duplicated on the
+            # next ("prepared statement "_pg3_0" already exists"). Off; PgBouncer < 1.21 cannot track them at all.
+            engine_kwargs["connect_args"] = {"prepare_threshold": None}
     heartbeat: dict = {}
     if heartbeat_interval:
         with warnings.catch_warnings():
@@ -75,13 +88,46 @@ def open_storage(url: str, heartbeat_interval: int | None = None, grace_period: 
     try:
         with warnings.catch_warnings():  # the heartbeat and its retry callback are "experimental" in Optuna 5
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            storage = optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **heartbeat)
+            storage = optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, skip_compatibility_check=pgbouncer, **heartbeat)
+        if pgbouncer:
+            _check_schema_version(storage)
         if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
             _use_write_ahead_log(storage.engine)
         return storage
     except Exception as exc:  # SQLAlchemy/driver errors vary by backend; all mean "cannot open"
         reason = _hide_secret(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__, url)
         raise StorageError(f"cannot open storage {shown} ({reason}); {hint}") from None
+
+
+def _pgbouncer_flag(parsed, hint: str) -> bool:
+    """Whether the URL's ?pgbouncer= option is on (1/true/yes/on) or off (0/false/no/off); another value, or on
+    for a URL that is not Postgres, is a StorageError.
+
+    Nothing else changes behind PgBouncer: every storage call of Optuna and sweep is one short transaction
+    (no SET, advisory lock, temporary table, LISTEN or cursor outliving a commit), heartbeats are rows, and
+    each process keeps its pool of POOL_SIZE client connections with pre-ping (cheap on PgBouncer's side:
+    a server connection is taken only for the length of a transaction)."""
+    value = parsed.query[PGBOUNCER_OPTION]
+    flag = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False, "off": False}.get(
+        value.strip().lower() if isinstance(value, str) else None
+    )
+    if flag is None:
+        raise StorageError(f"storage URL option {PGBOUNCER_OPTION}={value!r} is not 1 or 0; write ?{PGBOUNCER_OPTION}=1 when the URL points at PgBouncer")
+    if flag and parsed.get_backend_name() != "postgresql":
+        raise StorageError(f"storage URL option {PGBOUNCER_OPTION}=1 is for Postgres URLs behind PgBouncer, not {parsed.get_backend_name()}; {hint}")
+    return flag
+
+
+def _check_schema_version(storage: optuna.storages.RDBStorage) -> None:
+    """Optuna's check that the tables are of its schema version, without its nesting: Optuna reads the version
+    on a second connection while a transaction on its first is open, so behind PgBouncer N processes opening
+    the storage at once can each hold one of the N server connections and wait for another, until PgBouncer's
+    query_wait_timeout (120 s) fails them (measured with benchmarks/storage_load.py: 4 clients, a pool of 2)."""
+    current, head = storage.get_current_version(), storage.get_head_version()
+    if current != head:
+        fix = ("run `optuna storage upgrade` on Postgres directly" if current in storage.get_all_versions()
+               else "update optuna (pip install -U optuna)")
+        raise RuntimeError(f"the tables are of Optuna schema {current}, this optuna needs {head}; {fix}")
 
 
 class RetryStaleTrialWithReason(optuna.storages.RetryHeartbeatStaleTrialCallback):

@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[1]
 COMPOSE = ROOT / "docker-compose.yml"
 DOCKERFILE = ROOT / "Dockerfile"
 ENV_EXAMPLE = ROOT / ".env.example"
-SERVICES = ["postgres", "dashboard", "worker", "worker-gpu"]
+SERVICES = ["postgres", "pgbouncer", "dashboard", "worker", "worker-gpu"]
 CLIENTS = ["dashboard", "worker", "worker-gpu"]
 WORKERS = ["worker", "worker-gpu"]
 
@@ -109,9 +109,59 @@ def test_clients_wait_for_healthy_postgres(services, name):
 
 @pytest.mark.parametrize("name", CLIENTS)
 def test_clients_get_postgres_storage_url(services, name):
-    """Check that the dashboard and workers get SWEEP_STORAGE pointing at the postgres service via psycopg."""
+    """Check that the dashboard and workers get a psycopg SWEEP_STORAGE: the dashboard on the postgres service
+    directly, the workers through the pgbouncer service."""
     assert environment(services[name])["SWEEP_STORAGE"].startswith("postgresql+psycopg://")
-    assert "@postgres:5432/" in environment(services[name])["SWEEP_STORAGE"]
+    host = "@pgbouncer:5432/" if name in WORKERS else "@postgres:5432/"
+    assert host in environment(services[name])["SWEEP_STORAGE"]
+
+
+def storage_url(service: dict):
+    """A service's SWEEP_STORAGE parsed by SQLAlchemy, with each ${VAR...} interpolation replaced by VAR."""
+    from sqlalchemy.engine import make_url
+
+    return make_url(re.sub(r"\$\{(\w+)[^}]*\}", r"\1", environment(service)["SWEEP_STORAGE"]))
+
+
+def test_pgbouncer_pools_transactions_in_front_of_postgres(services):
+    """Check that pgbouncer (the edoburu/pgbouncer image, configured by its variables) pools in transaction mode
+    in front of the postgres service's database and user, with scram auth (postgres:16's), room for many worker
+    connections and a server pool well under Postgres' default max_connections of 100."""
+    bouncer = services["pgbouncer"]
+    env = environment(bouncer)
+    assert bouncer["image"].startswith("edoburu/pgbouncer")
+    assert env["POOL_MODE"] == "transaction"
+    assert (env["DB_HOST"], str(env["DB_PORT"])) == ("postgres", "5432")
+    postgres = environment(services["postgres"])
+    assert env["DB_NAME"] == postgres["POSTGRES_DB"] and env["DB_USER"] == postgres["POSTGRES_USER"]
+    assert env["DB_PASSWORD"].startswith("${POSTGRES_PASSWORD:?")
+    assert env["AUTH_TYPE"] == "scram-sha-256"
+    assert int(env["MAX_CLIENT_CONN"]) >= 500 and 0 < int(env["DEFAULT_POOL_SIZE"]) <= 50
+
+
+def test_pgbouncer_waits_for_postgres_and_reports_health(services):
+    """Check that pgbouncer starts once postgres is healthy, has a pg_isready health check on its own port, and
+    publishes no port (only the workers use it)."""
+    bouncer = services["pgbouncer"]
+    assert bouncer["depends_on"]["postgres"]["condition"] == "service_healthy"
+    test = " ".join(bouncer["healthcheck"]["test"])
+    assert "pg_isready" in test and f"-p {environment(bouncer)['LISTEN_PORT']}" in test
+    assert "ports" not in bouncer
+    assert bouncer["restart"] == "unless-stopped"
+
+
+@pytest.mark.parametrize("name", WORKERS)
+def test_workers_go_through_pgbouncer(services, name):
+    """Check that the workers' SWEEP_STORAGE is the pgbouncer service on its listen port, same database and user
+    as postgres, with the ?pgbouncer=1 option that makes sweep's storage PgBouncer-safe, and that the workers
+    start only once pgbouncer is healthy; the dashboard stays on Postgres directly, without the option."""
+    url = storage_url(services[name])
+    assert (url.host, url.port) == ("pgbouncer", int(environment(services["pgbouncer"])["LISTEN_PORT"]))
+    assert url.query == {"pgbouncer": "1"}
+    assert (url.username, url.database) == (storage_url(services["dashboard"]).username, storage_url(services["dashboard"]).database)
+    assert services[name]["depends_on"]["pgbouncer"]["condition"] == "service_healthy"
+    dashboard = storage_url(services["dashboard"])
+    assert dashboard.host == "postgres" and "pgbouncer" not in dashboard.query
 
 
 @pytest.mark.parametrize("name, device", [("worker", "cpu"), ("worker-gpu", "gpu")])

@@ -1,5 +1,7 @@
 """Tests for sweep.storage: URLs, masking, SQLite folders and a real Postgres."""
 
+import re
+
 import optuna
 import pytest
 
@@ -65,3 +67,57 @@ def test_postgres_round_trip(postgres_url, unique_name):
         assert len(load_study(open_storage(postgres_url), unique_name).trials) == 2
     finally:
         optuna.delete_study(study_name=unique_name, storage=storage)
+
+
+@pytest.mark.parametrize(
+    "url, match",
+    [
+        ("sqlite:///x.db?pgbouncer=1", r"pgbouncer=1 is for Postgres URLs behind PgBouncer, not sqlite"),
+        ("postgresql+psycopg://u@127.0.0.1:1/db?pgbouncer=maybe", r"option pgbouncer='maybe' is not 1 or 0"),
+        ("postgresql+psycopg://u:p%40ss@127.0.0.1:1/none?pgbouncer=1", r"cannot open storage postgresql\+psycopg://u:\*\*\*@127.0.0.1:1/none\?pgbouncer=1"),
+    ],
+)
+def test_pgbouncer_option_errors(url, match):
+    """Check that ?pgbouncer= takes only an on/off value and only on Postgres, and that a URL with it that cannot be
+    opened is the usual one-line error with the password hidden (also the password's decoded form)."""
+    with pytest.raises(StorageError, match=match) as raised:
+        open_storage(url)
+    assert "p@ss" not in str(raised.value) and "p%40ss" not in str(raised.value)
+
+
+def test_pgbouncer_option_off_is_dropped(tmp_path):
+    """Check that ?pgbouncer=0 is accepted and removed before the URL reaches the driver (here SQLite)."""
+    storage = open_storage(f"sqlite:///{tmp_path / 'x.db'}?pgbouncer=0")
+    assert "pgbouncer" not in storage.engine.url.query
+    optuna.create_study(storage=storage, study_name="s")
+
+
+@pytest.mark.parametrize("option, threshold", [("", 5), ("pgbouncer=1", None), ("pgbouncer=true", None), ("pgbouncer=0", 5)])
+def test_pgbouncer_option_turns_off_prepared_statements(postgres_url, option, threshold):
+    """Check that ?pgbouncer=1 gives psycopg connections no server-side prepared statements (prepare_threshold None;
+    psycopg's default is 5), keeps pre-ping and the pool cap, and is not passed on to the driver."""
+    storage = open_storage(postgres_url + (("&" if "?" in postgres_url else "?") + option if option else ""))
+    try:
+        assert "pgbouncer" not in storage.engine.url.query
+        assert storage.engine.pool._pre_ping and storage.engine.pool.size() == 4
+        with storage.engine.connect() as connection:
+            assert connection.connection.dbapi_connection.prepare_threshold == threshold
+    finally:
+        storage.engine.dispose()
+
+
+@pytest.mark.parametrize("current, fix", [("v3.0.0.a", "run `optuna storage upgrade` on Postgres directly"), ("v99.0.0.z", "update optuna")])
+def test_pgbouncer_schema_check_refuses_other_versions(current, fix):
+    """Check that the schema check open_storage runs behind PgBouncer (in place of Optuna's, which nests two
+    connections) refuses tables of another Optuna schema version, saying how to fix it."""
+    from sweep.storage import _check_schema_version
+
+    class Tables:
+        get_current_version = staticmethod(lambda: current)
+        get_head_version = staticmethod(lambda: "v3.2.0.a")
+        get_all_versions = staticmethod(lambda: ["v3.2.0.a", "v3.0.0.a"])
+
+    with pytest.raises(RuntimeError, match=rf"schema {current}, this optuna needs v3.2.0.a; {re.escape(fix)}"):
+        _check_schema_version(Tables())
+    Tables.get_current_version = staticmethod(lambda: "v3.2.0.a")
+    _check_schema_version(Tables())
