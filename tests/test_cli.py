@@ -454,3 +454,52 @@ def _wait_for_http(url: str) -> None:
         except OSError:
             time.sleep(0.2)
     raise AssertionError(f"{url} did not answer")
+
+
+def _lambda_model(path: Path) -> None:
+    import keras
+
+    keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Lambda(lambda v: v + 1.0), keras.layers.Flatten(),
+                      keras.layers.Dense(1, activation="sigmoid")]).save(path)
+
+
+BAD_BUNDLES = [
+    # (id, bundle, tampering of the copied bundle, extra args, match)
+    ("best.json not JSON", "digits", lambda b: (b / "best.json").write_text("{not json"), [], r"best.json' is damaged"),
+    ("threshold not a number", "digits", lambda b: _edit_best(b, threshold="high"), [], r"best.json' is damaged \(ValueError"),
+    ("threshold outside [0, 1]", "digits", lambda b: _edit_best(b, threshold=3.5), [], r"has threshold 3.5, outside \[0, 1\]"),
+    ("truncated model.keras", "digits", lambda b: (b / "model.keras").write_bytes((b / "model.keras").read_bytes()[:300]), [], r"model.keras' cannot be loaded .*export again"),
+    ("model.keras missing", "digits", lambda b: (b / "model.keras").unlink(), [], r"not a whole export bundle \(missing model.keras\)"),
+    ("preprocessor.json missing", "tabular", lambda b: (b / "preprocessor.json").unlink(), [], r"missing preprocessor.json"),
+    ("Lambda layer", "digits", lambda b: _lambda_model(b / "model.keras"), [], r"holds code \(a Lambda layer\) that Keras' safe mode refuses"),
+    ("rows of another shape", "digits", lambda b: np.savez(b.parent / "rows.npz", x=np.zeros((4, 6, 6, 1))), ["--data", "{rows}"], r"holds rows of shape \(6, 6, 1\).*takes rows of shape \(8, 8, 1\)"),
+    ("arrays for a table model", "tabular", lambda b: np.savez(b.parent / "rows.npz", x=np.zeros((4, 3))), ["--data", "{rows}"], r"trained on a table; pass a DataFrame \(or a CSV/Parquet file\)"),
+    ("unimportable custom objects", "digits", lambda b: None, ["--custom-objects", "no_such_layers_pkg"], r"--custom-objects no_such_layers_pkg: .*not importable"),
+]
+
+
+def _edit_best(bundle: Path, **changes) -> None:
+    best = json.loads((bundle / "best.json").read_text())
+    (bundle / "best.json").write_text(json.dumps(best | changes))
+
+
+@pytest.mark.parametrize("name, tamper, extra, match", [case[1:] for case in BAD_BUNDLES], ids=[case[0] for case in BAD_BUNDLES])
+def test_bad_bundles_are_one_line_exit_2_and_lose_no_trial(user_studies, example_files, tmp_path, name, tamper, extra, match):
+    """Check that a tampered or incomplete bundle, a Lambda layer, rows of the wrong shape or kind and unimportable
+    custom objects each end `sweep predict` with one line and exit 2, and the study's stored trials are untouched."""
+    import shutil
+
+    config, result = user_studies[name]
+    before = [(t.number, t.state, t.value) for t in optuna.load_study(study_name=config.study, storage=config.storage).trials]
+    bundle = tmp_path / "bundle"
+    shutil.copytree(result.out_dir, bundle)
+    tamper(bundle)
+    data = example_files["digits.npz" if name == "digits" else "tabular.csv"]
+    args = [a.format(rows=tmp_path / "rows.npz") for a in extra]
+    found = invoke("predict", str(bundle), *(args if "--data" in args else ["--data", data, *args]))
+    assert found.exit_code == 2, found.stdout + found.stderr
+    lines = found.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), found.stderr
+    assert re.search(match, lines[0]), lines[0]
+    after = [(t.number, t.state, t.value) for t in optuna.load_study(study_name=config.study, storage=config.storage).trials]
+    assert after == before
