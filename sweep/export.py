@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from sweep.calibration import Calibration, fit_calibration, probability_scores
 from sweep.config import config_from_dict
 from sweep.data import ARRAY_SUFFIX, check_inputs, load_dataset, read_arrays, read_table
 from sweep.errors import DataError, ExportError, StorageError
@@ -30,6 +31,13 @@ BUNDLE_FILES = ("best.json", "model.keras", "preprocessor.json")  # an arrays bu
 PACKAGES = ("sweep", "tensorflow", "keras", "optuna", "scikit-learn", "numpy", "pandas")
 # Retraining on the same machine is bit-for-bit; across machines/devices float sums may differ slightly.
 REPRODUCE_TOLERANCE = 1e-6
+# What each column of `sweep predict` (and best.json's "outputs") means.
+OUTPUTS = {
+    "probability": "calibrated P(positive): the score's odds divided by the class weight, then the monotone map fitted on "
+                   "the trial's pooled validation scores (best.json 'calibration')",
+    "score": "the network's raw output, inflated by the class weight; the threshold was searched on this scale",
+    "decision": "1 when score >= threshold (the chosen threshold exactly; threshold_probability is its calibrated value)",
+}
 
 
 @dataclass(frozen=True)
@@ -40,6 +48,10 @@ class ExportResult:
     @property
     def reproduced(self) -> bool:
         return self.best["validation"]["reproduced"]
+
+    @property
+    def calibration(self) -> Calibration:
+        return Calibration.from_dict(self.best["calibration"])
 
 
 def _versions() -> dict[str, str]:
@@ -88,6 +100,8 @@ class Retrained:
     fit_counts: dict  # rows the exported model learned from
     config: object = None  # the study's config
     compiled_by: str | None = None  # a user model: "sweep" or "user" (who compiled it)
+    validation_scores: np.ndarray | None = None  # the retrained trial's pooled validation scores (out-of-fold for cv)
+    calibration: Calibration | None = None  # raw score -> probability, fitted on validation_scores
 
 
 def retrain_best(storage_url: str, study_name: str, pick=None, refit: str = "all", data: dict | None = None) -> Retrained:
@@ -123,10 +137,11 @@ def retrain_best(storage_url: str, study_name: str, pick=None, refit: str = "all
     compiled_by = None
     if config.user_model:
         params = user_trial_params(best, config)
-        trial_model, validation, _ = refit_user_trial(dataset, best, config)
+        trial_model, validation, pooled = refit_user_trial(dataset, best, config)
     else:
         params = TrialParams.from_dict(best.params)
-        trial_model, validation, _ = _retrain(dataset, best)
+        trial_model, validation, pooled = _retrain(dataset, best, study)
+    calibration = fit_calibration(pooled, dataset.validation.y, params.minority_weight, fitted_on=_fitted_on(dataset, best))
     if refit == "train":
         preprocessor, model, fit_counts = dataset.preprocessor, trial_model, dataset.train.counts()
     else:
@@ -134,8 +149,18 @@ def retrain_best(storage_url: str, study_name: str, pick=None, refit: str = "all
         model, compiled_by = _refit_all(dataset, config, params, settings)
     return Retrained(
         study, best, goal, dataset, params, settings, model, validation, refit, preprocessor,
-        dataset.test_split(preprocessor), fit_counts, config, compiled_by,
+        dataset.test_split(preprocessor), fit_counts, config, compiled_by, pooled, calibration,
     )
+
+
+def _fitted_on(dataset, trial) -> str:
+    """The rows a calibration is fitted on, in words: the trial's pooled validation scores, never test rows."""
+    plan = dataset.validation
+    counts = f"{len(plan.y)} rows, {int(np.sum(plan.y))} positives"
+    if plan.kind == "cv":
+        repeats = f" x {plan.repeats} repeats" if plan.repeats > 1 else ""
+        return f"trial #{trial.number}'s pooled out-of-fold scores ({plan.n_splits} folds{repeats}, {counts})"
+    return f"trial #{trial.number}'s scores on the validation part ({counts})"
 
 
 def _refit_all(dataset, config, params: TrialParams, settings: TrainSettings) -> tuple:
@@ -152,11 +177,11 @@ def _refit_all(dataset, config, params: TrialParams, settings: TrainSettings) ->
     return model, compiled_by
 
 
-def _retrain(dataset, trial) -> tuple:
+def _retrain(dataset, trial, study=None) -> tuple:
     """A finished trial trained again from its stored settings, alone or with the population it was trained in:
     (its model, or None when cross-validated; pooled validation metrics; pooled validation scores)."""
     if "population" in trial.user_attrs:
-        return refit_member(dataset, trial)
+        return refit_member(dataset, trial, study)
     return refit_trial(dataset, trial)
 
 
@@ -177,6 +202,11 @@ def export_best(
     test_scores = score(model, found.test.X)
     test = metrics(found.test.y, test_scores, params.threshold)
     intervals = bootstrap_intervals(found.test.y, test_scores, params.threshold, seed=settings.seed)
+    calibration = found.calibration
+    probability = {
+        "raw score": probability_scores(found.test.y, test_scores, seed=settings.seed),
+        "calibrated probability": probability_scores(found.test.y, calibration(test_scores), seed=settings.seed),
+    }
 
     bundle = {
         "study": study_name,
@@ -189,6 +219,9 @@ def export_best(
         "params": dict(best.params) | params.model_params,
         "class_weight": {"0": 1.0, "1": params.minority_weight},
         "threshold": params.threshold,
+        "threshold_probability": float(calibration(np.array([params.threshold]))[0]),
+        "calibration": calibration.to_dict(),
+        "outputs": OUTPUTS,
         "hidden_width": params.hidden_width,
         "hidden_layers": None if found.config.user_model else settings.hidden_layers,
         "model": _model_summary(found, model),
@@ -212,6 +245,7 @@ def export_best(
             "metrics": _clean(test),
             "intervals": {k: list(v) for k, v in intervals.items()},
             "interval_method": f"95% percentile, stratified bootstrap of the test rows, {BOOTSTRAP_RESAMPLES} resamples, seed {settings.seed}",
+            "probability": probability,  # Brier score and log loss of the raw and the calibrated output, same bootstrap
         },
         "data": dataset.summary(),
         "config": found.study.user_attrs["config"],
@@ -252,10 +286,21 @@ class Bundle:
     best: dict
     preprocessor: Preprocessor | None
     model: object
+    calibration: Calibration | None = None  # None: read from best.json
+
+    def __post_init__(self) -> None:
+        if self.calibration is None:
+            object.__setattr__(self, "calibration", calibration_of(self.best))
 
     @property
     def threshold(self) -> float:
+        """The chosen threshold, on the raw score's scale: predict() flags score >= threshold."""
         return float(self.best["threshold"])
+
+    @property
+    def threshold_probability(self) -> float:
+        """The calibrated probability at the threshold."""
+        return float(self.calibration(np.array([self.threshold]))[0])
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -285,13 +330,26 @@ class Bundle:
             )
         return check_inputs(x, source)
 
-    def predict_proba(self, data) -> np.ndarray:
-        """The model's positive-class probability for each row, in order."""
+    def score(self, data) -> np.ndarray:
+        """The network's raw output for each row, in order (what the threshold was searched on; its odds are
+        about class-weight times the true odds)."""
         return score(self.model, self.rows(data)).astype(np.float64)
 
+    def predict_proba(self, data) -> np.ndarray:
+        """The calibrated positive-class probability for each row, in order: the bundle's calibration of score()."""
+        return self.calibration(self.score(data))
+
     def predict(self, data) -> np.ndarray:
-        """0/1 decisions at the exported threshold, one per row, in order."""
-        return (self.predict_proba(data) >= self.threshold).astype(np.int8)
+        """0/1 decisions, one per row, in order: 1 when score() >= the exported threshold."""
+        return (self.score(data) >= self.threshold).astype(np.int8)
+
+
+def calibration_of(best: dict) -> Calibration:
+    """A bundle's calibration, from best.json; a bundle exported before calibrations gets the prior correction
+    alone with its class weight."""
+    if "calibration" in best:
+        return Calibration.from_dict(best["calibration"])
+    return Calibration("prior", float(best["class_weight"]["1"]))
 
 
 def import_custom_objects(modules) -> None:
@@ -320,6 +378,7 @@ def load_bundle(bundle_dir: str | Path, custom_objects=()) -> Bundle:
         best = json.loads((bundle_dir / "best.json").read_text())
         threshold = float(best["threshold"])
         table = best.get("model", {}).get("data_kind", "table") == "table"
+        calibration = calibration_of(best)
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise DataError(f"{str(bundle_dir / 'best.json')!r} is damaged ({type(exc).__name__}: {exc}); export the study again") from None
     if not 0 <= threshold <= 1:
@@ -337,7 +396,7 @@ def load_bundle(bundle_dir: str | Path, custom_objects=()) -> Bundle:
         model = keras.saving.load_model(bundle_dir / "model.keras", safe_mode=True)
     except Exception as exc:
         raise DataError(_load_error(bundle_dir / "model.keras", exc)) from None
-    return Bundle(best, preprocessor, model)
+    return Bundle(best, preprocessor, model, calibration)
 
 
 def _load_error(path: Path, exc: Exception) -> str:
@@ -357,13 +416,14 @@ def _load_error(path: Path, exc: Exception) -> str:
 
 
 def predict(bundle_dir: str | Path, data, custom_objects=()):
-    """Score rows with a bundle: one output row per input row, in order, columns probability, decision. A table
-    (a CSV/Parquet path or a DataFrame) may have missing values and levels the model never saw (encoded as the
-    preprocessing says); arrays (an .npz path holding x, or an array) must have the model's row shape."""
+    """Score rows with a bundle: one output row per input row, in order, columns probability (calibrated), decision
+    (score >= threshold) and score (the network's raw output); see OUTPUTS. A table (a CSV/Parquet path or a
+    DataFrame) may have missing values and levels the model never saw (encoded as the preprocessing says); arrays
+    (an .npz path holding x, or an array) must have the model's row shape."""
     import pandas as pd
 
     bundle = load_bundle(bundle_dir, custom_objects)
-    probability = bundle.predict_proba(data)
-    decision = (probability >= bundle.threshold).astype(np.int8)
+    raw = bundle.score(data)
+    decision = (raw >= bundle.threshold).astype(np.int8)
     index = data.index if isinstance(data, pd.DataFrame) else None
-    return pd.DataFrame({"probability": probability, "decision": decision}, index=index)
+    return pd.DataFrame({"probability": bundle.calibration(raw), "decision": decision, "score": raw}, index=index)

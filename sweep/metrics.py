@@ -344,3 +344,15 @@ def paired_f1_difference(
     low, high = np.percentile(_bootstrap(y, difference, resamples, seed)["f1"], [tail, 100 - tail])
     observed = threshold_metrics(y, scores_a, threshold_a)["f1"] - threshold_metrics(y, scores_b, threshold_b)["f1"]
     return {"difference": float(observed), "low": float(low), "high": float(high)}
+
+
+def bootstrap_mean_intervals(
+    y_true: np.ndarray, losses: dict[str, np.ndarray], resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 0, level: float = 0.95,
+) -> dict[str, tuple[float, float]]:
+    """Percentile intervals of the mean of each per-row loss in `losses` (e.g. Brier, log loss), under the same
+    stratified, seeded bootstrap of the rows as bootstrap_intervals (all losses of a resample from one draw)."""
+    y = np.asarray(y_true).astype(np.float64).ravel()
+    rows = {name: np.asarray(values, dtype=np.float64).ravel() for name, values in losses.items()}
+    draws = _bootstrap(y, lambda weights: {name: weights @ v / weights.sum(axis=1) for name, v in rows.items()}, resamples, seed)
+    tail = (1 - level) / 2 * 100
+    return {name: tuple(float(v) for v in np.percentile(draws[name], [tail, 100 - tail])) for name in rows}

@@ -126,3 +126,29 @@ def study_figures(study: optuna.Study, best_scores: np.ndarray, y_test: np.ndarr
 
         figures.append(plot(folder / f"{prefix}-importances.png", importance))
     return figures + test_figures
+
+
+def reliability_figure(y_true: np.ndarray, outputs: dict[str, np.ndarray], path: Path, title: str, bins: int = 10) -> Path:
+    """Observed positive rate against the mean predicted value in `bins` equal-count bins of each output (e.g. the
+    raw score and the calibrated probability on the test rows), on linear and on log-log axes (bins with no
+    positive are left off the log panel); a calibrated output lies on the diagonal."""
+    y = np.asarray(y_true, dtype=np.float64).ravel()
+    figure, axes = _pyplot().subplots(1, 2, figsize=(10, 4.2))
+    for name, values in outputs.items():
+        values = np.asarray(values, dtype=np.float64).ravel()
+        order = np.argsort(values, kind="stable")
+        groups = [g for g in np.array_split(order, bins) if len(g)]
+        predicted = np.array([values[g].mean() for g in groups])
+        observed = np.array([y[g].mean() for g in groups])
+        for axis in axes:
+            shown = observed > 0 if axis is axes[1] else np.ones(len(observed), bool)
+            axis.plot(predicted[shown], observed[shown], "o-", label=f"{name} (mean {values.mean():.4f})")
+    for axis, scale in zip(axes, ("linear", "log")):
+        low = 1e-4 if scale == "log" else 0.0
+        axis.plot([low, 1], [low, 1], color="gray", linestyle="--", label="calibrated")
+        axis.set(xscale=scale, yscale=scale, xlabel="mean predicted (bin)", ylabel="observed positive rate (bin)")
+    axes[0].set_title(f"reliability ({bins} equal-count bins)")
+    axes[1].set_title("the same, log-log")
+    axes[0].legend(fontsize=8)
+    figure.suptitle(title)
+    return _save(figure, path)

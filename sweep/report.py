@@ -12,7 +12,7 @@ import numpy as np
 
 from sweep.data import Dataset
 from sweep.metrics import bootstrap_intervals, metrics, paired_f1_difference
-from sweep.plots import study_figures
+from sweep.plots import reliability_figure, study_figures
 from sweep.results import describe_params
 from sweep.train import TrainSettings, score, train_model
 
@@ -210,6 +210,8 @@ class StudyReport:
     notes: list[str]
     intervals: dict  # the sweep model's 95% bootstrap interval per metric
     differences: list[Difference]
+    probability: dict | None = None  # Brier and log loss of the raw score and the calibrated probability (probability_table)
+    calibration: str = ""  # how the probability is calibrated, in words
 
 
 def study_report(storage_url: str, study_name: str, folder: Path, seeds=(0, 1, 2), pick=None) -> StudyReport:
@@ -245,8 +247,48 @@ def study_report(storage_url: str, study_name: str, folder: Path, seeds=(0, 1, 2
         )
     differences = paired_differences(dataset.test.y, best_row, rows)
     figures = study_figures(study, best_scores, dataset.test.y, params.threshold, folder)
+    probability, reliability = calibration_section(found, best_scores, folder)
     objective = study.user_attrs["objective"]["spec"]
-    return StudyReport(study_name, objective, best.number, tuple(best.values), rows, best_row, figures, notes, intervals, differences)
+    return StudyReport(
+        study_name, objective, best.number, tuple(best.values), rows, best_row, figures + [reliability], notes, intervals,
+        differences, probability, found.calibration.describe(),
+    )
+
+
+PROBABILITY_OUTPUTS = ("raw score", "calibrated probability", "constant: the non-test positive rate")
+
+
+def calibration_section(found, best_scores: np.ndarray, folder: Path) -> tuple[dict, Path]:
+    """Brier score and log loss (with bootstrap intervals) on the test rows of the sweep model's raw score, its
+    calibrated probability (what `sweep predict` gives) and the non-test positive rate predicted everywhere, and
+    the reliability figure of the first two."""
+    from sweep.calibration import probability_scores
+
+    y, seed = found.dataset.test.y, found.settings.seed
+    outputs = {
+        "raw score": np.asarray(best_scores, dtype=np.float64),
+        "calibrated probability": found.calibration(best_scores),
+        "constant: the non-test positive rate": np.full(len(y), float(np.mean(found.dataset.development.y))),
+    }
+    found_scores = {name: probability_scores(y, values, seed=seed) for name, values in outputs.items()}
+    name = found.study.study_name
+    figure = reliability_figure(
+        y, {k: outputs[k] for k in PROBABILITY_OUTPUTS[:2]}, folder / f"{name}-test-reliability.png",
+        f"{name}: best trial, test rows ({np.mean(y):.2%} positives)",
+    )
+    return found_scores, figure
+
+
+def probability_rows(probability: dict) -> list[tuple[str, str, str, str]]:
+    """(output, mean, Brier [interval], log loss [interval]) for each output of calibration_section."""
+    def cell(found: dict, key: str) -> str:
+        low, high = found["intervals"][key]
+        return f"{found[key]:.4f} [{low:.4f}, {high:.4f}]"
+
+    return [(name, f"{found['mean_probability']:.4f}", cell(found, "brier"), cell(found, "log_loss")) for name, found in probability.items()]
+
+
+PROBABILITY_HEADER = ("output", "mean", "Brier score [95% interval]", "log loss [95% interval]")
 
 
 def bayes_ceiling_row(dataset: Dataset) -> Row:
@@ -294,11 +336,20 @@ def write_report(storage_url: str, study_names: list[str], out_dir: str | Path, 
         title = f"Study {section.study}: objective {section.objective}, best trial #{section.best_number} (validation {shown})"
         md += [f"## {title}", "", markdown_table(section.rows), "", intervals_line(section.intervals), ""]
         md += ["### Is the sweep's model better? (test F1, paired)", "", differences_markdown(section.differences), ""]
+        if section.probability:
+            md += ["### Is `probability` a probability? (test rows; lower is better)", "", f"`probability` is the {section.calibration}.", ""]
+            md += ["| " + " | ".join(PROBABILITY_HEADER) + " |", "|---|---|---|---|"]
+            md += ["| " + " | ".join(cells) + " |" for cells in probability_rows(section.probability)] + [""]
         md += [f"- {note}" for note in section.notes] + [""]
         md += [f"![{figure.stem}]({figure.name})" for figure in section.figures] + [""]
         page.append(f"<h2>{html.escape(title)}</h2>" + html_table(section.rows))
         page.append(f"<p>{html.escape(intervals_line(section.intervals))}</p>")
         page.append("<h3>Is the sweep's model better? (test F1, paired)</h3>" + differences_html(section.differences))
+        if section.probability:
+            head = "".join(f"<th>{html.escape(h)}</th>" for h in PROBABILITY_HEADER)
+            body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>" for cells in probability_rows(section.probability))
+            page.append(f"<h3>Is <code>probability</code> a probability? (test rows; lower is better)</h3><p>{html.escape('probability is the ' + section.calibration)}.</p>"
+                        f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
         page += [f"<p>{html.escape(note)}</p>" for note in section.notes]
         for figure in section.figures:
             encoded = base64.b64encode(figure.read_bytes()).decode()

@@ -24,7 +24,8 @@ def test_readme_notebook_example_runs_as_written(tmp_path, monkeypatch, capsys):
     bundle, result = namespace["bundle"], namespace["result"]
     assert result.finished == 4 and set(result.best.params) == {"minority_weight", "filters", "threshold"}
     assert namespace["probabilities"].shape == (10,) and np.all((namespace["probabilities"] >= 0) & (namespace["probabilities"] <= 1))
-    assert np.array_equal(namespace["decisions"], (namespace["probabilities"] >= bundle.threshold).astype(np.int8))
+    assert np.array_equal(namespace["decisions"], (namespace["scores"] >= bundle.threshold).astype(np.int8))
+    assert np.array_equal(namespace["probabilities"], bundle.calibration(namespace["scores"]))
     assert (tmp_path / "exports" / "digits-notebook" / "model.keras").is_file()
     printed = capsys.readouterr().out
     assert str(result.best.params) in printed and str(bundle.best["test"]["metrics"]["f1"]) in printed

@@ -1,6 +1,7 @@
 """Tests for sweep.export: the bundle reproduces the best trial, and predict() scores new tables with it."""
 
 import json
+import re
 
 import numpy as np
 import optuna
@@ -52,12 +53,12 @@ def test_predict_scores_every_row_in_order(exported, tiny_csv, tmp_path):
     path = tmp_path / "new.csv"
     shuffled.to_csv(path, index=False)
     scored = predict(result.out_dir, path)
-    assert list(scored.columns) == ["probability", "decision"] and len(scored) == len(table)
-    assert np.array_equal(scored["decision"], (scored["probability"] >= result.best["threshold"]).astype(int))
+    assert list(scored.columns) == ["probability", "decision", "score"] and len(scored) == len(table)
+    assert np.array_equal(scored["decision"], (scored["score"] >= result.best["threshold"]).astype(int))
     loaded = load_bundle(result.out_dir)
     preprocessor, model = loaded.preprocessor, loaded.model
     expected = model(preprocessor.transform(table)).numpy().ravel()
-    assert np.allclose(scored["probability"], expected)
+    assert np.allclose(scored["score"], expected)
 
 
 def test_predict_names_a_missing_column(exported, tmp_path):
@@ -173,8 +174,9 @@ def test_user_bundle_reloads_in_safe_mode_and_predicts_what_the_trained_model_di
     reloaded = keras.saving.load_model(result.out_dir / "model.keras", safe_mode=True)
     assert np.allclose(reloaded.predict(found.test.X, verbose=0).ravel(), trained, atol=1e-6)
     scored = predict(result.out_dir, found.test.X)
-    assert np.allclose(scored["probability"], trained, atol=1e-6)
-    assert np.array_equal(scored["decision"], (trained >= result.best["threshold"]).astype(int))
+    assert np.allclose(scored["score"], trained, atol=1e-6)
+    assert np.array_equal(scored["probability"], found.calibration(scored["score"].to_numpy()))
+    assert np.array_equal(scored["decision"], (scored["score"] >= result.best["threshold"]).astype(int))
 
 
 def test_user_bundle_predicts_npz_and_tables_through_the_cli(user_studies, example_files, tmp_path):
@@ -238,3 +240,103 @@ def test_custom_layers_load_only_from_a_named_module_and_lambda_is_refused(examp
     lambda_model.save(bundle / "model.keras")
     with pytest.raises(DataError, match=r"holds code \(a Lambda layer\) that Keras' safe mode refuses to run"):
         load_bundle(bundle, ["mylayers"])
+
+
+def _bundle_of(request, name: str):
+    """(config, ExportResult) of a shared exported study: the one-split table, the 5-fold one, or a user model's."""
+    if name == "holdout":
+        return request.getfixturevalue("exported")
+    if name == "cv":
+        return request.getfixturevalue("cross_validated")
+    return request.getfixturevalue("user_studies")[name]
+
+
+@pytest.mark.parametrize("name", ["holdout", "cv", "digits", "sequences", "tabular"])
+def test_bundle_round_trips_score_calibrated_probability_and_decision_without_pickles(request, name, monkeypatch):
+    """Check that with every unpickler disabled a bundle loads and predicts, `score` is the Keras model's output,
+    `probability` is best.json's calibration applied to `score` exactly, `decision` is score >= threshold, and
+    threshold_probability is the calibrated value at the threshold (builtin and user models, one split and folds)."""
+    import pickle
+
+    import keras
+
+    from sweep.calibration import Calibration
+    from sweep.export import retrain_best
+
+    config, result = _bundle_of(request, name)
+    found = retrain_best(config.storage, config.study)
+    rows = found.dataset.test_frame if found.preprocessor is not None else found.test.X
+
+    def refuse(*_, **__):
+        raise AssertionError("a bundle must load without unpickling anything")
+
+    for attribute in ("load", "loads", "Unpickler"):
+        monkeypatch.setattr(pickle, attribute, refuse)
+    bundle = load_bundle(result.out_dir)
+    scored = predict(result.out_dir, rows)
+    monkeypatch.undo()
+    best = json.loads((result.out_dir / "best.json").read_text())
+    calibration = Calibration.from_dict(best["calibration"])
+    assert calibration == bundle.calibration == found.calibration
+    assert np.allclose(scored["score"], keras.saving.load_model(result.out_dir / "model.keras").predict(found.test.X, verbose=0).ravel(), atol=1e-6)
+    assert np.array_equal(scored["probability"], calibration(scored["score"].to_numpy()))
+    assert np.array_equal(bundle.predict_proba(rows), scored["probability"]) and np.array_equal(bundle.score(rows), scored["score"])
+    assert np.array_equal(scored["decision"], (scored["score"] >= best["threshold"]).astype(int))
+    assert np.array_equal(bundle.predict(rows), scored["decision"])
+    assert best["threshold_probability"] == calibration(np.array([best["threshold"]]))[0] == bundle.threshold_probability
+    assert best["calibration"]["class_weight"] == best["class_weight"]["1"]
+    assert set(best["outputs"]) == {"probability", "score", "decision"}
+
+
+@pytest.mark.parametrize("name, fitted_on", [
+    ("holdout", r"trial #\d+'s scores on the validation part \(480 rows, 41 positives\)"),
+    ("cv", r"trial #\d+'s pooled out-of-fold scores \(5 folds, 2400 rows, 204 positives\)"),
+    ("sequences", r"trial #\d+'s pooled out-of-fold scores \(3 folds, "),
+])
+def test_calibration_is_fitted_on_the_trials_pooled_validation_scores(request, name, fitted_on):
+    """Check that the bundle's calibration is the one fitted on the retrained trial's pooled validation scores (the
+    validation part, or out-of-fold with --cv), never on test rows, and best.json says which rows they were."""
+    from sweep.calibration import fit_calibration
+    from sweep.export import retrain_best
+
+    config, result = _bundle_of(request, name)
+    found = retrain_best(config.storage, config.study)
+    plan = found.dataset.validation
+    assert len(found.validation_scores) == len(plan.y) and (plan.kind == "cv") == (name != "holdout")
+    again = fit_calibration(found.validation_scores, plan.y, found.params.minority_weight)
+    assert again(np.linspace(0, 1, 101)).tolist() == result.calibration(np.linspace(0, 1, 101)).tolist()
+    assert re.fullmatch(fitted_on + ".*", result.best["calibration"]["fitted_on"])
+
+
+def test_best_json_reports_brier_and_log_loss_of_raw_and_calibrated_output(exported):
+    """Check that best.json gives the test rows' Brier score and log loss of the raw score and the calibrated
+    probability, each inside its bootstrap interval."""
+    _, result = exported
+    probability = result.best["test"]["probability"]
+    assert set(probability) == {"raw score", "calibrated probability"}
+    for found in probability.values():
+        for name in ("brier", "log_loss"):
+            low, high = found["intervals"][name]
+            assert low <= found[name] <= high, name
+
+
+def test_a_bundle_without_a_calibration_gets_the_prior_correction(exported, tmp_path):
+    """Check that a bundle exported before calibrations (no "calibration" in best.json) predicts the prior-corrected
+    score with its class weight, and a damaged calibration is a DataError saying to export again."""
+    import shutil
+
+    from sweep.calibration import prior_correction
+
+    _, result = exported
+    old = tmp_path / "old"
+    shutil.copytree(result.out_dir, old)
+    best = json.loads((old / "best.json").read_text())
+    del best["calibration"]
+    (old / "best.json").write_text(json.dumps(best))
+    rows = pd.DataFrame({"f0": [0.1, -1.0, 2.0], "f1": [0.3, 0.0, -1.5]})
+    scored = predict(old, rows)
+    assert np.array_equal(scored["probability"], prior_correction(scored["score"], best["class_weight"]["1"]))
+    best["calibration"] = {"method": "isotonic", "class_weight": 2.0, "x": [0.1, 0.2], "y": [0.9, 0.1]}
+    (old / "best.json").write_text(json.dumps(best))
+    with pytest.raises(DataError, match=r"is damaged .*non-decreasing.*export the study again"):
+        load_bundle(old)

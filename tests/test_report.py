@@ -46,9 +46,12 @@ def test_report_on_two_studies_puts_them_side_by_side(tiny_config, tmp_path):
     assert md.count("Sweep model, 95% stratified bootstrap intervals on the test rows: precision [") == 2
     assert re.search(r"\| [+-][0-9.]+ \| \[[+-][0-9.]+, [+-][0-9.]+\] \| (sweep better|sweep worse|no difference) beyond sampling noise \|", md)
     figures = sorted(out.glob("*.png"))
-    assert len(figures) == 10 and all(f.stat().st_size > 5000 for f in figures)
+    assert len(figures) == 12 and all(f.stat().st_size > 5000 for f in figures)
+    assert len(list(out.glob("*-test-reliability.png"))) == 2
+    assert md.count("### Is `probability` a probability? (test rows; lower is better)") == 2
+    assert re.search(r"\| calibrated probability \| [0-9.]+ \| [0-9.]+ \[[0-9.]+, [0-9.]+\] \| [0-9.]+ \[[0-9.]+, [0-9.]+\] \|", md)
     html = (out / "report.html").read_text()
-    assert html.count("data:image/png;base64,") == 10 and "<table>" in html and 'src="' not in html.replace('src="data:', "")
+    assert html.count("data:image/png;base64,") == 12 and "<table>" in html and 'src="' not in html.replace('src="data:', "")
 
 
 def test_seed_report_has_the_ceiling_and_opens_in_chromium(tmp_path, chromium):
@@ -63,8 +66,9 @@ def test_seed_report_has_the_ceiling_and_opens_in_chromium(tmp_path, chromium):
     assert "Bayes-optimal ceiling" in md and "logistic regression" in md
     page = chromium((out / "report.html").as_uri(), "--dump-dom")
     assert page.returncode == 0
-    # header + 3 tutorial rows, sweep best, logistic reference, ceiling; then the paired table: header + 5 comparisons
-    assert page.stdout.count("<tr>") == (1 + 6) + (1 + 5)
+    # header + 3 tutorial rows, sweep best, logistic reference, ceiling; then the paired table: header + 5 comparisons;
+    # then Brier and log loss: header + raw score, calibrated probability, constant
+    assert page.stdout.count("<tr>") == (1 + 6) + (1 + 5) + (1 + 3)
     assert "Uncaught" not in page.stderr and "Failed to load resource" not in page.stderr
 
 
