@@ -107,7 +107,7 @@ def run(
     target: Annotated[Optional[str], typer.Option(help="Label column of a data file.")] = None,
     positive_label: Annotated[Optional[str], typer.Option(help="Label of the positive (minority) class when it is not 1.")] = None,
     trials: Annotated[Optional[int], typer.Option(help="Finished trials the study should hold in total (not 'more').", show_default="30")] = None,
-    timeout: Annotated[Optional[float], typer.Option(help="Stop starting new trials after this many seconds.")] = None,
+    timeout: Annotated[Optional[float], typer.Option(help="Stop starting new trials after this many seconds (a population round still training stops at its next epoch).")] = None,
     trial_timeout: Annotated[Optional[float], typer.Option(metavar="SECONDS", help="Fail a trial (each population member, your own model) that runs longer than this many seconds; the worker goes on with the next trial.")] = None,
     epochs: Annotated[Optional[int], typer.Option(help="Training epochs per trial.", show_default="50")] = None,
     batch_size: Annotated[Optional[int], typer.Option(help="Mini-batch size.", show_default="100")] = None,
