@@ -32,6 +32,8 @@ def as_tensor(X: np.ndarray):
     cached = _tensors.get(key)
     if cached is not None and cached[0]() is X:
         return cached[1]
+    for stale in [k for k, (ref, _) in _tensors.items() if ref() is None]:
+        del _tensors[stale]  # the copy of an array that is gone (an earlier run's data): nothing can ask for it again
     tf = tensorflow()
     with tf.device("/CPU:0"):  # the input pipeline lives on the host; batches go to the device
         tensor = tf.constant(X)
@@ -120,6 +122,17 @@ def _fit_callback(on_epoch: Callable[[int, float, object], None] | None, state: 
     return TrialCallback()
 
 
+def _build_optimizer(model) -> None:
+    """Create the compiled optimizer's variables now, eagerly, as Keras' own symbolic build does
+    (optimizer.build(model.trainable_variables)). Left to fit, they are created inside its first traced train
+    step, where each variable's initialisation adds two cond branch functions to TensorFlow's eager context that
+    clear_session never removes: 24 for the digits CNN's Adam, two thirds of the Python objects a trial left
+    behind (docs/benchmarks.md, 12). Same variables, same zeros: the trained weights are the same bit for bit."""
+    optimizer = getattr(model, "optimizer", None)
+    if optimizer is not None and not getattr(optimizer, "built", True):
+        optimizer.build(model.trainable_variables)
+
+
 def fit_user_model(
     builder: Callable, spec: str, params: dict, class_weight: dict, settings: TrainSettings, X: np.ndarray, y: np.ndarray,
     rows: FoldRows, on_epoch: Callable[[int, float, object], None] | None = None, over: Callable[[int], str | None] | None = None,
@@ -138,6 +151,7 @@ def fit_user_model(
     rank = len(model.outputs[0].shape) if getattr(model, "outputs", None) else 2
     data = batches(as_tensor(X), y, rows.fit, settings.batch_size, settings.seed, rank)
     try:
+        _build_optimizer(model)
         history = model.fit(
             data, epochs=settings.epochs, class_weight={int(k): float(v) for k, v in class_weight.items()},
             shuffle=False, verbose=0, callbacks=[_fit_callback(on_epoch, state, over)],
@@ -169,9 +183,20 @@ def train_user_models(
     fold scores, TrainResult (epochs run per fold model), compiled_by). on_epoch(fold, epoch, loss, fold scores)
     runs after every epoch. With a clock (sweep.trial.TrialClock, started with the trial: every fold model's time
     counts), fit stops at the first batch or epoch end past its limit (TrialTimedOut)."""
+    from sweep.optuna_private import custom_gradient_names, forget_custom_gradients
+
     builder = load_builder(spec)
     X_tensor = as_tensor(X)
     started = time.perf_counter()
+    registered = custom_gradient_names()
+    try:
+        return _train_folds(builder, spec, params, class_weight, settings, X, y, folds, on_epoch, clock, X_tensor, started)
+    finally:
+        forget_custom_gradients(registered)  # the trial's train steps, kept by TensorFlow for ever otherwise
+
+
+def _train_folds(builder, spec, params, class_weight, settings, X, y, folds, on_epoch, clock, X_tensor, started):
+    """train_user_models' loop over the fold models."""
     models, fold_scores, ran, loss, compiled_by = [], [], 0, math.nan, "sweep"
     for index, fold in enumerate(folds):
         last: dict = {}  # the scores of the last epoch's report, which are the fold model's final scores

@@ -1,6 +1,7 @@
-"""Every use of a private Optuna name, each behind one small function, and nothing else.
+"""Every use of a private Optuna name (and one of TensorFlow's, at the end), each behind one small function, and
+nothing else.
 
-Checked against Optuna 5.0.0. tests/test_optuna_private.py checks that each name below still exists with the
+Checked against Optuna 5.1.0. tests/test_optuna_private.py checks that each name below still exists with the
 shape used here and exercises each function on a real SQLite study, so a new Optuna that changes one fails
 there, naming it, rather than in a running sweep.
 
@@ -35,18 +36,29 @@ there, naming it, rather than in a running sweep.
 - `Study._study_id` and `optuna.storages._rdb.models.TrialModel` (columns `study_id`, `number`, `state`): the
   budget check counts a study's finished and running trials in one indexed COUNT query, where the public
   `get_trials` reads every trial, a cost that grows with the study.
+- `optuna.storages._rdb.models.TrialValueModel` (columns `trial_id`, `objective`, `value`, `value_type`, and its
+  `TrialValueType`): `sweep show` lists a study's best few trials and its last failed ones; the public API reads
+  every trial for that (50-100 s at 100,000 trials), so the few trial ids are found by one ordered query with a
+  LIMIT (the best by value as Optuna's own `best_trial` orders them, the last by number) and each trial is then
+  read alone through the storage's public `get_trial`; a population member finds its population's first
+  trial by number the same way (`get_trial_id_from_study_id_trial_number`, public, on `Study._storage`).
+- `TrialModel`'s `trial_id` (the primary key; Optuna numbers a study's trials in its order, under a lock on
+  the study's row): a worker checks its budget before and after every trial; COUNT over the study's trials
+  grows with the study (20-25 ms a query at 100,000 trials), so `TrialCounts` keeps the counts of the trials
+  before the oldest open one (finished for good) and counts only the trials from that one on.
 """
 
 from __future__ import annotations
 
 import json
+import threading
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import optuna
 
 # The Optuna version these names were last checked against (tests/test_optuna_private.py).
-CHECKED_WITH = "5.0.0"
+CHECKED_WITH = "5.1.0"
 
 
 def storage_of(study: optuna.Study) -> optuna.storages.BaseStorage:
@@ -175,6 +187,82 @@ def count_trials(study: optuna.Study, states, below_number: int | None = None) -
         session.close()
 
 
+class TrialCounts:
+    """count_trials for a worker's repeated checks of one study's budget, whose cost follows the study's open
+    and recently finished trials, not its size. A trial before the study's oldest open (RUNNING or WAITING)
+    trial has finished for good, so the counts of those trials are kept and each check counts, in one query
+    over a range of the primary key, only the trials from the oldest open one on (a second query moves that
+    point on). Exact as count_trials is: kept counts only grow over trials numbered without a gap (a trial
+    another worker is still creating is never skipped). Other storages count with count_trials."""
+
+    OPEN = ("RUNNING", "WAITING")
+
+    def __init__(self, study: optuna.Study) -> None:
+        self.study = study
+        self._from_id = 0  # the study's trials with a smaller id have finished and are counted in _kept
+        self._kept: dict = {}  # TrialState -> how many of them
+        self._kept_total = 0  # so they are numbered 0 .. _kept_total - 1
+        self._lock = threading.Lock()
+
+    def __call__(self, states, below_number: int | None = None) -> int:
+        rdb = _rdb(self.study._storage)
+        if rdb is None:
+            return count_trials(self.study, states, below_number)
+        from optuna.storages._rdb import models
+        from optuna.trial import TrialState
+        from sqlalchemy import case, func
+
+        trial, states = models.TrialModel, tuple(states)
+        open_states = tuple(TrialState[name] for name in self.OPEN)
+        with self._lock:
+            session = rdb.scoped_session()
+            try:
+                since = (trial.study_id == self.study._study_id, trial.trial_id >= self._from_id)
+                first_open, last = session.query(
+                    func.min(case((trial.state.in_(open_states), trial.trial_id))), func.max(trial.trial_id)
+                ).filter(*since).one()
+                if last is not None:
+                    end = last + 1 if first_open is None else first_open
+                    rows = session.query(trial.state, func.count(trial.trial_id), func.max(trial.number)).filter(
+                        *since, trial.trial_id < end
+                    ).group_by(trial.state).all()
+                    added = sum(count for _, count, _ in rows)
+                    if added and max(number for _, _, number in rows) == self._kept_total + added - 1:
+                        for state, count, _ in rows:
+                            self._kept[state] = self._kept.get(state, 0) + count
+                        self._kept_total, self._from_id = self._kept_total + added, end
+                if below_number is not None and below_number < self._kept_total:
+                    return count_trials(self.study, states, below_number)  # below the kept trials: count them all
+                query = session.query(func.count(trial.trial_id)).filter(
+                    trial.study_id == self.study._study_id, trial.trial_id >= self._from_id, trial.state.in_(states)
+                )
+                if below_number is not None:
+                    query = query.filter(trial.number < below_number)
+                return sum(self._kept.get(state, 0) for state in states) + int(query.scalar())
+            finally:
+                session.close()
+
+
+def state_counts(study: optuna.Study) -> dict:
+    """How many of the study's trials are in each state (states without a trial left out): one GROUP BY query
+    on an RDB storage, where a count per state is a query each; other storages read the trials."""
+    from collections import Counter
+
+    rdb = _rdb(study._storage)
+    if rdb is None:
+        return dict(Counter(t.state for t in study.get_trials(deepcopy=False)))
+    from optuna.storages._rdb import models
+    from sqlalchemy import func
+
+    trial = models.TrialModel
+    session = rdb.scoped_session()
+    try:
+        rows = session.query(trial.state, func.count(trial.trial_id)).filter(trial.study_id == study._study_id).group_by(trial.state).all()
+        return {state: int(count) for state, count in rows}
+    finally:
+        session.close()
+
+
 def running_trials_never_stamped(study: optuna.Study, older_than_seconds: float) -> list[int]:
     """Ids of the study's RUNNING trials that started more than `older_than_seconds` ago and never got a
     heartbeat (one query; empty for a storage without heartbeats or not in a database)."""
@@ -200,3 +288,96 @@ def running_trials_never_stamped(study: optuna.Study, older_than_seconds: float)
         return [row[0] for row in rows]
     finally:
         session.close()
+
+
+def trial_by_number(study: optuna.Study, number: int) -> optuna.trial.FrozenTrial:
+    """The study's trial numbered `number`, read alone (study.trials would read every trial); KeyError if none."""
+    storage = study._storage
+    return storage.get_trial(storage.get_trial_id_from_study_id_trial_number(study._study_id, number))
+
+
+def best_complete_trials(study: optuna.Study, count: int) -> list[optuna.trial.FrozenTrial]:
+    """A single-objective study's best `count` COMPLETE trials, best first, ties in trial order: one ordered
+    query with a LIMIT on an RDB storage (infinite values ordered as Optuna's best_trial orders them), then
+    each trial read alone; other storages sort the study's trials."""
+    from optuna.study import StudyDirection
+    from optuna.trial import TrialState
+
+    maximize = study.direction == StudyDirection.MAXIMIZE
+    rdb = _rdb(study._storage)
+    if rdb is None:
+        complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        return sorted(complete, key=lambda t: t.value, reverse=maximize)[:count]
+    from optuna.storages._rdb import models
+    from sqlalchemy import case
+
+    trial, value = models.TrialModel, models.TrialValueModel
+    kind = value.TrialValueType
+    rank = case((value.value_type == kind.INF_NEG, -1), (value.value_type == kind.FINITE, 0), (value.value_type == kind.INF_POS, 1))
+    order = (rank.desc(), value.value.desc()) if maximize else (rank.asc(), value.value.asc())
+    session = rdb.scoped_session()
+    try:
+        ids = [
+            row[0]
+            for row in session.query(trial.trial_id)
+            .join(value, value.trial_id == trial.trial_id)
+            .filter(trial.study_id == study._study_id, trial.state == TrialState.COMPLETE, value.objective == 0)
+            .order_by(*order, trial.number.asc())
+            .limit(count)
+            .all()
+        ]
+    finally:
+        session.close()
+    return [study._storage.get_trial(trial_key) for trial_key in ids]
+
+
+def last_trials(study: optuna.Study, states, count: int) -> list[optuna.trial.FrozenTrial]:
+    """The study's `count` highest-numbered trials in `states`, in trial order: one query with a LIMIT on an
+    RDB storage, then each trial read alone; other storages read the trials."""
+    rdb = _rdb(study._storage)
+    if rdb is None:
+        return study.get_trials(deepcopy=False, states=tuple(states))[-count:] if count > 0 else []
+    from optuna.storages._rdb import models
+
+    trial = models.TrialModel
+    session = rdb.scoped_session()
+    try:
+        ids = [
+            row[0]
+            for row in session.query(trial.trial_id)
+            .filter(trial.study_id == study._study_id, trial.state.in_(tuple(states)))
+            .order_by(trial.number.desc())
+            .limit(count)
+            .all()
+        ]
+    finally:
+        session.close()
+    return [study._storage.get_trial(trial_key) for trial_key in reversed(ids)]
+
+
+# TensorFlow 2.21: `tensorflow.python.framework.ops._gradient_registry` (a `Registry` whose `_registry` dict maps
+# op-type names to gradient functions). Keras' TensorFlow optimizer sums gradients through a `tf.custom_gradient`,
+# and each trace of a fit's train step registers a `CustomGradient-N` entry there for ever, holding that step's
+# graph: about 3 MB a user-model trial that clear_session never frees (docs/benchmarks.md, section 12).
+CUSTOM_GRADIENT_PREFIX = "CustomGradient-"
+
+
+def _gradient_entries() -> dict:
+    from tensorflow.python.framework import ops
+
+    return ops._gradient_registry._registry
+
+
+def custom_gradient_names() -> set[str]:
+    """The CustomGradient-N names now in TensorFlow's global gradient registry."""
+    return {name for name in _gradient_entries() if name.startswith(CUSTOM_GRADIENT_PREFIX)}
+
+
+def forget_custom_gradients(keep: set[str]) -> int:
+    """Remove the CustomGradient-N entries registered since `keep` was read (a finished trial's train steps, which
+    nothing will differentiate again); returns how many were removed."""
+    entries = _gradient_entries()
+    added = [name for name in list(entries) if name.startswith(CUSTOM_GRADIENT_PREFIX) and name not in keep]
+    for name in added:
+        del entries[name]
+    return len(added)
