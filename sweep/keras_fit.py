@@ -146,7 +146,7 @@ def fit_user_model(
     import keras
 
     keras.utils.set_random_seed(settings.seed)
-    model, compiled_by = build_user_model(builder, params, X.shape[1:], settings.learning_rate, spec)
+    model, compiled_by = build_user_model(builder, params, X.shape[1:], settings.learning_rate, spec, probe=False)
     state: dict = {"compiled_by": compiled_by}
     rank = len(model.outputs[0].shape) if getattr(model, "outputs", None) else 2
     data = batches(as_tensor(X), y, rows.fit, settings.batch_size, settings.seed, rank)
