@@ -14,7 +14,7 @@ import optuna
 from sweep import stopping
 from sweep.errors import TrialFailed, TrialTimedOut
 from sweep.metrics import Goal, metrics
-from sweep.optuna_private import heartbeat_enabled, heartbeat_interval, record_heartbeat, set_user_attrs, storage_of, trial_id
+from sweep.optuna_private import heartbeat_enabled, heartbeat_interval, record_heartbeat, set_user_attrs, storage_of, trial_by_number, trial_id
 from sweep.space import TrialParams, suggest
 from sweep.train import TrainSettings
 from sweep.trial import (
@@ -52,19 +52,45 @@ def fold_subnets(members: list, plan: Validation) -> tuple[list, np.ndarray | No
     return subnets, keep, np.repeat(np.arange(folds), len(members))
 
 
-def refit_member(dataset: Dataset, trial) -> tuple:
+def population_attrs(study_name: str, first: int, folds: int, shuffle_seed: int, learning_rate: float, members: list[dict]) -> list[dict]:
+    """Each member's `population` user attribute: its population's id, size and folds, its own index, and the
+    number of the population's first trial (`first_trial`), which alone also holds what retraining any member
+    needs (`members`: each member's trial, width, weight, seed and rate; `shuffle_seed`; the shared
+    `learning_rate`). So a member stores the same few numbers whatever K, and a round K entries, not K x K."""
+    head = {"id": f"{study_name}:{first}", "size": len(members), "folds": folds}
+    described = {"shuffle_seed": shuffle_seed, "learning_rate": learning_rate, "members": members}
+    return [head | {"member": index, "first_trial": first} | (described if index == 0 else {}) for index in range(len(members))]
+
+
+def population_description(trial, study: optuna.Study | None = None) -> dict:
+    """What retraining population member `trial` needs: its `population` attribute with the population's
+    members, shuffle seed and rate. Those are on the trial itself for the first member, and for every member
+    of a study swept before they were stored once (every member held them all); otherwise they are read from
+    the population's first trial in `study` (one trial read, not the study's trials)."""
+    described = trial.user_attrs["population"]
+    if "members" in described:
+        return described
+    if study is None:
+        raise ValueError(f"trial #{trial.number} points to its population's trial #{described['first_trial']}: pass its study")
+    first = trial_by_number(study, described["first_trial"]).user_attrs["population"]
+    return first | {"member": described["member"]}
+
+
+def refit_member(dataset: Dataset, trial, study: optuna.Study | None = None) -> tuple:
     """Train a finished trial that was trained in a population again: (model for --refit train or None, pooled
     validation metrics, pooled validation scores), as sweep.trial.refit_trial gives for a trial trained alone.
 
-    Its whole population is retrained with the stored members and shuffle seed; its model (single validation
-    split only) is sliced out as a plain Keras model. A cross-validated trial has no one model: None.
+    Its whole population is retrained with the stored members and shuffle seed (population_description: from
+    the population's first trial in `study`, or from the trial itself in a study of the old layout); its model
+    (single validation split only) is sliced out as a plain Keras model. A cross-validated trial has no one
+    model: None.
     """
     from sweep.population import Member, train_population
 
     params = TrialParams.from_dict(trial.params)
     settings = TrainSettings(**trial.user_attrs["train_settings"])
     plan = dataset.validation
-    described = trial.user_attrs["population"]
+    described = population_description(trial, study)
     members = [Member(m["hidden_width"], m["minority_weight"], m["seed"], m.get("learning_rate")) for m in described["members"]]
     subnets, keep, member_fold = fold_subnets(members, plan)
     population, _, _, _ = train_population(
@@ -154,16 +180,13 @@ def population_round(
         ]
         shared_rate = population_rate(config)
         subnets, keep, member_fold = fold_subnets(members, plan)
-        description = {
-            "id": f"{study.study_name}:{trials[0].number}", "size": len(trials), "folds": folds, "shuffle_seed": shuffle_seed,
-            "learning_rate": shared_rate,
-            "members": [
-                {"trial": t.number, "hidden_width": m.hidden_width, "minority_weight": m.minority_weight, "seed": m.seed, "learning_rate": m.learning_rate}
-                for t, m in zip(trials, members)
-            ],
-        }
-        for index, (trial, p, member) in enumerate(zip(trials, params, members)):
-            set_user_attrs(trial, setup_attrs(p, train_settings(config, member.seed, p)) | {"population": description | {"member": index}})
+        described = [
+            {"trial": t.number, "hidden_width": m.hidden_width, "minority_weight": m.minority_weight, "seed": m.seed, "learning_rate": m.learning_rate}
+            for t, m in zip(trials, members)
+        ]
+        placed = population_attrs(study.study_name, trials[0].number, folds, shuffle_seed, shared_rate, described)
+        for trial, p, member, population_attr in zip(trials, params, members, placed):
+            set_user_attrs(trial, setup_attrs(p, train_settings(config, member.seed, p)) | {"population": population_attr})
         population, epochs_run, seconds, _ = train_population(
             plan.X_fit, plan.y_fit, subnets, config.epochs, config.batch_size, shared_rate,
             shuffle_seed, on_epoch, keep=keep, member_fold=member_fold,
