@@ -7,7 +7,8 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -47,8 +48,12 @@ class Split:
     y: np.ndarray
 
     def counts(self) -> dict[str, int]:
-        positives = int(self.y.sum())
-        return {"rows": int(len(self.y)), "negatives": int(len(self.y) - positives), "positives": positives}
+        return label_counts(self.y)
+
+
+def label_counts(y: np.ndarray) -> dict[str, int]:
+    positives = int(y.sum())
+    return {"rows": int(len(y)), "negatives": int(len(y) - positives), "positives": positives}
 
 
 @dataclass(frozen=True)
@@ -102,6 +107,31 @@ class Validation:
         return {"kind": "cv", "folds": self.n_splits, "repeats": self.repeats}
 
 
+@dataclass
+class TableRows:
+    """A table's raw feature rows, its labels and where its non-test (`rest`, in the split's order) and test rows
+    lie: what the development and test parts are encoded from when first asked for.
+
+    `release` drops the frame while trials run (they need only the encoded search parts); asked for again, it
+    is read again by `reread` (which checks the data's fingerprint), or `frame` stays where there is none."""
+
+    frame: pd.DataFrame | None
+    y: np.ndarray  # 0/1 labels of every row (int8)
+    rest: np.ndarray
+    test: np.ndarray
+    reread: Callable[[], pd.DataFrame] | None = None
+
+    def table(self) -> pd.DataFrame:
+        if self.frame is None:
+            self.frame = self.reread()
+        return self.frame
+
+    def release(self) -> None:
+        if self.reread is not None:
+            self.frame = None
+            _release_arrow_memory()
+
+
 @dataclass(frozen=True)
 class Dataset:
     """The non-test rows (searched on) and the test rows (for export and report only, never the search).
@@ -109,6 +139,9 @@ class Dataset:
     `validation` says how trials are judged. `train`/`holdout` are the single split's parts (holdout only),
     encoded by the search's `preprocessor`; `development` (all non-test rows) and `test` are encoded by
     `final_preprocessor`, fitted on all non-test rows, which the exported model uses.
+
+    A table's `development` (with one validation split) and `test` parts are encoded from its raw `rows` when
+    first used (export, report), not while trials run; arrays are given all their parts (`parts`).
     """
 
     source: str
@@ -118,23 +151,52 @@ class Dataset:
     preprocessor: Preprocessor
     validation: Validation
     final_preprocessor: Preprocessor
-    development: Split
-    test: Split
-    test_frame: pd.DataFrame  # raw test rows, for a model encoded by another preprocessor
+    rows: TableRows | None  # a table's raw rows (None for arrays)
     train: Split | None = None
     holdout: Split | None = None
     kind: str = "table"  # "table" (encoded by the preprocessors) or "arrays" (rows as given, any shape)
+    parts: dict = field(default_factory=dict, compare=False, repr=False)  # "development"/"test" Splits, once made
 
     @property
     def input_shape(self) -> tuple[int, ...]:
         """One row's shape as the search's models take it (no batch axis)."""
         return tuple(int(n) for n in self.validation.X_fit.shape[1:])
 
+    @property
+    def development(self) -> Split:
+        """All non-test rows, encoded by final_preprocessor."""
+        if "development" not in self.parts:
+            rows = self.rows
+            self.parts["development"] = Split(self.final_preprocessor.transform(rows.table(), self.source, rows.rest), rows.y[rows.rest])
+        return self.parts["development"]
+
+    @property
+    def test(self) -> Split:
+        """The test rows, encoded by final_preprocessor."""
+        if "test" not in self.parts:
+            self.parts["test"] = self._encoded_test(self.final_preprocessor)
+        return self.parts["test"]
+
+    @property
+    def test_frame(self) -> pd.DataFrame | None:
+        """The raw test rows (a copy; None for arrays), for a model encoded by another preprocessor."""
+        return None if self.rows is None else self.rows.table().iloc[self.rows.test]
+
+    def release_rows(self) -> None:
+        """Drop the raw table while trials run: they need only the encoded search parts (see TableRows)."""
+        if self.rows is not None:
+            self.rows.release()
+
+    def _part_labels(self, part: str) -> np.ndarray:
+        if part in self.parts:
+            return self.parts[part].y
+        return self.rows.y[self.rows.rest if part == "development" else self.rows.test]
+
     def summary(self) -> dict:
-        """Split sizes and class counts, stored on the study and in the export bundle."""
-        parts = {"development": self.development, "test": self.test}
+        """Split sizes and class counts, stored on the study and in the export bundle (no part is encoded for it)."""
+        parts = {name: label_counts(self._part_labels(name)) for name in ("development", "test")}
         if self.train is not None:
-            parts = {"train": self.train, "validation": self.holdout, **parts}
+            parts = {"train": self.train.counts(), "validation": self.holdout.counts(), **parts}
         if self.kind == "arrays":
             columns = {"kind": "arrays", "input_shape": list(self.input_shape)}
         else:
@@ -149,14 +211,18 @@ class Dataset:
             **columns,
             "positive_label": self.positive_label,
             "validation": self.validation.describe(),
-            "splits": {name: part.counts() for name, part in parts.items()},
+            "splits": parts,
         }
 
     def test_split(self, preprocessor: Preprocessor) -> Split:
         """The test rows encoded by `preprocessor` (the one the scored model was trained with)."""
         if preprocessor is self.final_preprocessor or preprocessor is None:
             return self.test
-        return Split(preprocessor.transform(self.test_frame, self.source), self.test.y)
+        return self._encoded_test(preprocessor)
+
+    def _encoded_test(self, preprocessor: Preprocessor) -> Split:
+        rows = self.rows
+        return Split(preprocessor.transform(rows.table(), self.source, rows.test), rows.y[rows.test])
 
 
 def fingerprint(frame: pd.DataFrame, y: np.ndarray, positive_label: str) -> str:
@@ -194,20 +260,33 @@ def load_dataset(config: SweepConfig, frame: pd.DataFrame | None = None, arrays:
             )
         table = pd_frame(x)  # the builtin network's rows go through the table encoding (standardised)
         features = list(table.columns)
+        given = arrays[0] if arrays is not None else None
+        read = functools.partial(_arrays_frame, given, config.data, source)
     elif config.data == "seed":
         frame, y = seed_frame()
         # The tutorial's exact (unstratified) test split, so our test rows are its test rows.
-        rest, test = train_test_split(np.arange(len(y)), test_size=SEED_TEST_SIZE, random_state=SEED_SPLIT_STATE)
-        return _assemble(config, "seed", frame, y, "1", list(SEED_FEATURES), rest, test)
+        rest, test = train_test_split(_row_numbers(len(y)), test_size=SEED_TEST_SIZE, random_state=SEED_SPLIT_STATE)
+        return _assemble(config, "seed", frame, y, "1", list(SEED_FEATURES), rest, test, lambda: seed_frame()[0])
     else:
         table = frame if frame is not None else read_table(config.data)
         source = "a table in memory" if frame is not None else config.data
         y, positive = _labels(table, config.target, config.positive_label, source)
         features = select_columns(table, config.target, config.features, config.drop, source)
         check_identifiers(table, features, source)
+        read = functools.partial(_table_frame, frame, config.data, features)
     _check_minority(y, source)
-    rest, test = train_test_split(np.arange(len(y)), test_size=config.test_fraction, stratify=y, random_state=config.seed)
-    return _assemble(config, source, table[features], y, positive, features, rest, test)
+    rest, test = stratified_split(y, config.test_fraction, config.seed)
+    return _assemble(config, source, table[features], y, positive, features, rest, test, read)
+
+
+def _table_frame(frame, path: str, features: list[str]) -> pd.DataFrame:
+    """A table's feature columns again: the frame given in memory, or the file read again."""
+    return (frame if frame is not None else read_table(path))[features]
+
+
+def _arrays_frame(x, path: str, source: str) -> pd.DataFrame:
+    """Arrays' rows as a table again (see pd_frame): the array given in memory, or the .npz file read again."""
+    return pd_frame(check_inputs(x if x is not None else read_arrays(path)[0], source))
 
 
 def pd_frame(x: np.ndarray) -> pd.DataFrame:
@@ -262,7 +341,7 @@ def check_arrays(x, raw_labels, positive_label: str | None, source: str) -> tupl
             f"y in {source!r} has {len(classes)} class{'' if len(classes) == 1 else 'es'} ({', '.join(classes[:5])}); "
             "expected exactly two (binary classification)"
         )
-    positive = _positive_label(labels, classes, positive_label, "y", source)
+    positive = _positive_label(labels.value_counts, classes, positive_label, "y", source)
     y = (labels == positive).to_numpy(dtype=np.int8)
     _check_minority(y, source)
     return x, y, positive
@@ -321,33 +400,35 @@ def _assemble_arrays(config: SweepConfig, source: str, x: np.ndarray, y: np.ndar
         )
         plan = Validation("cv", development.X, dev_y, fold_list, np.tile(dev_y, config.cv_repeats), folds, config.cv_repeats)
         train = holdout = None
-    return Dataset(source, (), positive, digest, None, plan, None, development, test_part, None, train, holdout, kind="arrays")
+    return Dataset(source, (), positive, digest, None, plan, None, None, train, holdout, kind="arrays",
+                   parts={"development": development, "test": test_part})
 
 
-def _assemble(config, source, frame, y, positive, features, rest, test) -> Dataset:
-    """Fit the encodings, build the validation plan (holdout or folds) and the final/test parts."""
-    from sklearn.model_selection import RepeatedStratifiedKFold, train_test_split
+def _assemble(config, source, frame, y, positive, features, rest, test, read=None) -> Dataset:
+    """Fit the encodings and build the validation plan (holdout or folds). Only what the search trains and is
+    judged on is encoded here; the development part (one validation split) and the test part are encoded from
+    the raw rows when first used (Dataset.rows), and `read()` gives those rows again once released."""
+    from sklearn.model_selection import RepeatedStratifiedKFold
 
     y = np.asarray(y, dtype=np.int8)
-    dev_frame, dev_y = frame.iloc[rest], y[rest]
-    fit = functools.partial(Preprocessor.fit, source=source, min_level_count=config.min_level_count, max_levels=config.max_levels)
-    final = fit(dev_frame, features)
-    development = Split(final.transform(dev_frame, source), dev_y)
-    test_frame = frame.iloc[test]
-    test_part = Split(final.transform(test_frame, source), y[test])
+    rest, test = _positions(rest), _positions(test)
+    dev_y = y[rest]
     folds = choose_folds(config, int(dev_y.sum()))
+    fit = functools.partial(Preprocessor.fit, frame, features, source, config.min_level_count, config.max_levels)
+    final = fit(rows=rest)
+    digest = fingerprint(frame, y, positive)
+    rows = TableRows(frame, y, rest, test, None if read is None else _checked(read, digest, y, positive, source))
     if folds == 0:
-        inner_train, inner_val = train_test_split(
-            np.arange(len(dev_y)), test_size=config.validation_fraction, stratify=dev_y, random_state=config.seed
-        )
-        search = fit(dev_frame.iloc[inner_train], features)
-        train = Split(search.transform(dev_frame.iloc[inner_train], source), dev_y[inner_train])
-        holdout = Split(search.transform(dev_frame.iloc[inner_val], source), dev_y[inner_val])
+        train_rows, val_rows = (rest[part] for part in stratified_split(dev_y, config.validation_fraction, config.seed))
+        search = fit(rows=train_rows)
+        train = Split(search.transform(frame, source, train_rows), y[train_rows])
+        holdout = Split(search.transform(frame, source, val_rows), y[val_rows])
+        del train_rows, val_rows
         plan = Validation("holdout", train.X, train.y, (Fold(None, holdout.X, np.arange(len(holdout.y))),), holdout.y)
-        return Dataset(source, tuple(features), positive, fingerprint(frame, y, positive), search, plan, final,
-                       development, test_part, test_frame, train, holdout)
+        return Dataset(source, tuple(features), positive, digest, search, plan, final, rows, train, holdout)
     # Cross-validation: the encoding is fitted once on all non-test rows. It learns no labels (medians, levels,
     # means), and one feature space lets every fold model of a population train in one compiled model.
+    development = Split(final.transform(frame, source, rest), dev_y)
     splitter = RepeatedStratifiedKFold(n_splits=folds, n_repeats=config.cv_repeats, random_state=config.seed)
     fold_list = []
     for index, (_, val_rows) in enumerate(splitter.split(np.zeros(len(dev_y)), dev_y)):
@@ -356,8 +437,69 @@ def _assemble(config, source, frame, y, positive, features, rest, test) -> Datas
         repeat = index // folds
         fold_list.append(Fold(keep, development.X[val_rows], repeat * len(dev_y) + val_rows))
     plan = Validation("cv", development.X, dev_y, tuple(fold_list), np.tile(dev_y, config.cv_repeats), folds, config.cv_repeats)
-    return Dataset(source, tuple(features), positive, fingerprint(frame, y, positive), final, plan, final,
-                   development, test_part, test_frame)
+    return Dataset(source, tuple(features), positive, digest, final, plan, final, rows, parts={"development": development})
+
+
+def stratified_split(y: np.ndarray, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """train_test_split(np.arange(len(y)), test_size=test_fraction, stratify=y, random_state=seed): the same rows
+    in the same order (a test compares them), as int32 positions.
+
+    StratifiedShuffleSplit's own steps with arrays where it gathers each part's rows in Python lists, whose
+    objects cost 1.6 times a 10-column table's float32 features at 10 million rows. Anything unusual (a class
+    of fewer than 2 rows, a part smaller than the number of classes) goes to scikit-learn itself."""
+    from math import ceil
+
+    from sklearn.model_selection import train_test_split
+    from sklearn.utils import check_random_state
+
+    try:  # scikit-learn's own helper (a private name): where a release drops it, scikit-learn splits itself
+        from sklearn.utils.extmath import _approximate_mode
+    except ImportError:
+        return tuple(train_test_split(_row_numbers(len(y)), test_size=test_fraction, stratify=y, random_state=seed))
+    n_test = ceil(test_fraction * len(y))
+    n_train = len(y) - n_test
+    classes, y_indices, class_counts = np.unique(y, return_inverse=True, return_counts=True)
+    if not 0 < test_fraction < 1 or class_counts.min() < 2 or min(n_train, n_test) < len(classes):
+        return tuple(train_test_split(_row_numbers(len(y)), test_size=test_fraction, stratify=y, random_state=seed))
+    class_indices = np.split(_positions(np.argsort(y_indices, kind="stable")), np.cumsum(class_counts)[:-1])
+    del y_indices
+    rng = check_random_state(seed)
+    n_i = _approximate_mode(class_counts, n_train, rng)
+    t_i = _approximate_mode(class_counts - n_i, n_test, rng)
+    train, test = [], []
+    for i in range(len(classes)):
+        rows = class_indices[i].take(rng.permutation(class_counts[i]), mode="clip")
+        train.append(rows[: n_i[i]])
+        test.append(rows[n_i[i] : n_i[i] + t_i[i]])
+    # RandomState.permutation shuffles an array of any integer type with the same draws.
+    return rng.permutation(np.concatenate(train)), rng.permutation(np.concatenate(test))
+
+
+def _row_numbers(count: int) -> np.ndarray:
+    """0 .. count - 1 to split, as int32 when they fit: the parts' positions come out int32 too (the same rows)."""
+    return np.arange(count, dtype=np.int32 if count < np.iinfo(np.int32).max else np.int64)
+
+
+def _positions(rows: np.ndarray) -> np.ndarray:
+    """Row positions as int32 when they fit (half the memory of int64)."""
+    rows = np.asarray(rows)
+    return rows.astype(np.int32, copy=False) if len(rows) and rows.max() < np.iinfo(np.int32).max else rows
+
+
+def _checked(read: Callable[[], pd.DataFrame], digest: str, y: np.ndarray, positive: str, source: str) -> Callable[[], pd.DataFrame]:
+    """`read`, refusing rows that are not the ones the dataset was made from (another fingerprint)."""
+
+    def reread() -> pd.DataFrame:
+        frame = read()
+        found = fingerprint(frame, y, positive)
+        if found != digest:
+            raise DataError(
+                f"{source!r} changed while it was in use (fingerprint {found}, loaded as {digest}); "
+                "restore the data and run again"
+            )
+        return frame
+
+    return reread
 
 
 def choose_folds(config: SweepConfig, dev_positives: int) -> int:
@@ -422,7 +564,7 @@ def read_table(path: str | Path) -> pd.DataFrame:
     if not path.is_file():
         raise DataError(f"data file {str(path)!r} does not exist; pass --data seed or an existing CSV/Parquet file")
     try:
-        frame = pd.read_csv(path) if kind == "CSV" else pd.read_parquet(path)
+        frame = pd.read_csv(path) if kind == "CSV" else read_parquet(path)
     except pd.errors.EmptyDataError:
         raise DataError(f"data file {str(path)!r} is empty; expected a header row and data rows") from None
     except Exception as exc:  # pandas/pyarrow raise many types for unreadable files
@@ -433,8 +575,30 @@ def read_table(path: str | Path) -> pd.DataFrame:
     return frame
 
 
+def _release_arrow_memory() -> None:
+    """Hand memory Arrow freed back to the system (its allocator keeps it for later Arrow allocations)."""
+    import sys
+
+    if "pyarrow" in sys.modules:
+        sys.modules["pyarrow"].default_memory_pool().release_unused()
+
+
+def read_parquet(path: Path) -> pd.DataFrame:
+    """pd.read_parquet's frame, with a block per column: Arrow's column buffers then become the frame's without
+    the copy that gathers same-typed columns into one block (which needed twice the table). The memory Arrow
+    decoded the file in is handed back to the system afterwards, not kept for later Arrow reads."""
+    import pandas as pd
+
+    try:
+        return pd.read_parquet(path, to_pandas_kwargs={"split_blocks": True})
+    finally:
+        _release_arrow_memory()
+
+
 def _labels(frame, target: str | None, positive_label: str | None, source: str) -> tuple[np.ndarray, str]:
     """0/1 labels from the target column (1 = the positive class) and the positive label's text."""
+    import pandas as pd
+
     if target is None:
         raise DataError(
             f"no target column given for data file {source!r}; pass --target COLUMN "
@@ -448,21 +612,29 @@ def _labels(frame, target: str | None, positive_label: str | None, source: str) 
     labels = frame[target]
     if labels.isna().any():
         raise DataError(f"target column {target!r} in {source!r} has {int(labels.isna().sum())} missing labels; fill or drop them")
-    classes = sorted(labels.astype(str).unique())
+    # Each distinct value is turned into text once (as labels.astype(str) would), not each row: the text of
+    # millions of labels cost more memory than the table's features.
+    codes, distinct = pd.factorize(labels)
+    texts = pd.Series(distinct).astype(str).to_numpy(dtype=object)
+    classes = sorted(set(texts))
     if len(classes) != 2:
         raise DataError(
             f"target column {target!r} in {source!r} has {len(classes)} class{'' if len(classes) == 1 else 'es'} ({', '.join(classes[:5])}); "
             "expected exactly two (binary classification)"
         )
-    text_labels = labels.astype(str)
-    positive = _positive_label(text_labels, classes, positive_label, target, source)
+
+    def counts():
+        return pd.Series(np.bincount(codes, minlength=len(texts)), index=texts).groupby(level=0).sum()
+
+    positive = _positive_label(counts, classes, positive_label, target, source)
     if len(frame.columns) == 1:
         raise DataError(f"data file {source!r} has only the target column {target!r}; expected feature columns too")
-    return (text_labels == positive).to_numpy(dtype=np.int8), positive
+    return (texts == positive).astype(np.int8)[codes], positive
 
 
-def _positive_label(labels, classes, requested, target, source) -> str:
-    """The class called 1: --positive-label if given, else 1 for 0/1 labels, else the rarer class."""
+def _positive_label(label_counts, classes, requested, target, source) -> str:
+    """The class called 1: --positive-label if given, else 1 for 0/1 labels, else the rarer class (by
+    label_counts(): rows per label text)."""
     if requested is not None:
         if requested not in classes:
             raise DataError(
@@ -472,7 +644,7 @@ def _positive_label(labels, classes, requested, target, source) -> str:
         return requested
     if set(classes) in ({"0", "1"}, {"False", "True"}, {"0.0", "1.0"}):
         return max(classes)  # "1", "True", "1.0"
-    counts = labels.value_counts()
+    counts = label_counts()
     if counts[classes[0]] == counts[classes[1]]:
         raise DataError(
             f"target column {target!r} in {source!r} has two equally common labels ({', '.join(classes)}); "

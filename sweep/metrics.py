@@ -265,6 +265,9 @@ INTERVAL_METRICS = ("precision", "recall", "f1", "average_precision", "flag_rate
 BOOTSTRAP_RESAMPLES = 1000
 # Resamples scored per numpy block: bounds memory to about chunk x rows floats.
 _BOOTSTRAP_CHUNK = 50
+# Multiplicities (resamples x rows) held at once: past this many, fewer resamples a block and the draws made
+# block by block (_count_blocks), so a test part of millions of rows needs no (1000 x rows) array.
+_BOOTSTRAP_CELLS = 2**24
 
 
 def _stratified_counts(y: np.ndarray, resamples: int, seed: int) -> np.ndarray:
@@ -303,11 +306,50 @@ def _weighted_metrics(y: np.ndarray, scores: np.ndarray, threshold: float, weigh
     return found
 
 
+def _count_blocks(y: np.ndarray, resamples: int, seed: int):
+    """_stratified_counts(y, resamples, seed) as consecutive blocks of resamples: the same multiplicities.
+
+    What fits _BOOTSTRAP_CELLS is drawn at once. Past it, each block is drawn when it is scored: the
+    generator draws every resample's negatives, then every resample's positives, so a second generator is
+    first run past the negatives' draws (discarded) to where the positives' begin, and the two then draw
+    block by block. (That run costs the negatives' draws twice; where it ends is remembered, for the other
+    intervals of the same rows and seed.)"""
+    block = max(1, min(_BOOTSTRAP_CHUNK, _BOOTSTRAP_CELLS // max(len(y), 1)))
+    if resamples * len(y) <= _BOOTSTRAP_CELLS:
+        counts = _stratified_counts(y, resamples, seed)
+        for start in range(0, resamples, block):
+            yield counts[start : start + block]
+        return
+    classes = [np.flatnonzero(y == label) for label in (0, 1)]
+    shares = [np.full(len(rows), 1.0 / len(rows)) if len(rows) else None for rows in classes]
+    negatives = np.random.default_rng(seed)
+    positives = None
+    if len(classes[1]):
+        key = (hash(np.ascontiguousarray(y).tobytes()), resamples, seed)
+        if key not in _POSITIVE_STREAMS:
+            ahead = np.random.default_rng(seed)
+            for start in range(0, resamples, block) if len(classes[0]) else ():
+                ahead.multinomial(len(classes[0]), shares[0], size=min(block, resamples - start))
+            _POSITIVE_STREAMS.clear()  # one set of rows at a time (a test part's)
+            _POSITIVE_STREAMS[key] = ahead.bit_generator.state
+        positives = np.random.default_rng()
+        positives.bit_generator.state = _POSITIVE_STREAMS[key]
+    for start in range(0, resamples, block):
+        size = min(block, resamples - start)
+        counts = np.zeros((size, len(y)), dtype=np.float64)
+        for rows, share, stream in zip(classes, shares, (negatives, positives)):
+            if len(rows):
+                counts[:, rows] = stream.multinomial(len(rows), share, size=size)
+        yield counts
+
+
+_POSITIVE_STREAMS: dict = {}  # (rows, resamples, seed) -> generator state where the positives' draws begin
+
+
 def _bootstrap(y: np.ndarray, statistics, resamples: int, seed: int) -> dict[str, np.ndarray]:
     """Every resample's values of statistics(weights block) -> {name: (block,) values}, over one stratified
-    bootstrap of y's rows, computed in blocks of _BOOTSTRAP_CHUNK resamples."""
-    counts = _stratified_counts(y, resamples, seed)
-    blocks = [statistics(counts[start : start + _BOOTSTRAP_CHUNK]) for start in range(0, resamples, _BOOTSTRAP_CHUNK)]
+    bootstrap of y's rows, computed in blocks of at most _BOOTSTRAP_CHUNK resamples (_count_blocks)."""
+    blocks = [statistics(counts) for counts in _count_blocks(y, resamples, seed)]
     return {name: np.concatenate([block[name] for block in blocks]) for name in blocks[0]}
 
 

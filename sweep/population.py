@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from sweep.runtime import detect_device, tensorflow
-from sweep.train import FusedAdam, compiled_epoch, initial_layers, open_variable, per_thread
+from sweep.train import FusedAdam, compiled_epoch, initial_layers, open_variable, per_thread, unload_rows
 
 # Rows scored per step by Population.scores: keeps the (sum(widths), rows) hidden block in cache.
 SCORE_CHUNK = 4096
@@ -283,4 +283,5 @@ def train_population(
                     active.assign(np.asarray(on_epoch(epoch + 1, losses, population, still), dtype=np.float32))
         finally:
             population.release()
+            unload_rows(program.rows)
     return population, epochs_run, time.perf_counter() - started, device

@@ -142,6 +142,8 @@ def train_models(
             if on_epoch is not None:
                 on_epoch(epochs_run, loss, [program.network() for program in programs])
         networks = [program.network() for program in programs]
+        for program in programs:
+            unload_rows(program.rows)
     return networks, TrainResult(epochs_run, time.perf_counter() - started, loss, device)
 
 
@@ -179,6 +181,14 @@ class FusedAdam:
                 var=variable.handle, m=m.handle, v=v.handle, beta1_power=beta_1_power, beta2_power=beta_2_power,
                 lr=rate, beta1=0.9, beta2=0.999, epsilon=1e-7, grad=gradient,
             )
+
+
+def unload_rows(rows: dict) -> None:
+    """Empty a cached program's row variables after training (its next load sets them again): no copy of the
+    training rows stays with the program in between (an export trains twice, on two sets of rows)."""
+    tf = tensorflow()
+    for variable in rows.values():
+        variable.assign(tf.zeros([0] * len(variable.shape), dtype=variable.dtype))
 
 
 def open_variable(rank: int, dtype: str = "float32", trainable: bool = False):
@@ -286,11 +296,12 @@ def compiled_epoch(rows: list, batch: int, adam: FusedAdam, batch_gradients, tra
         n_rows = tf.shape(rows[0])[0]
         n_batches = (n_rows + batch - 1) // batch
         order = tf.argsort(tf.random.stateless_uniform(tf.reshape(n_rows, [1]), seed=shuffle_seed))
-        shuffled = [tf.gather(row, order) for row in rows]
 
         def step(index, total):
-            start = index * batch
-            gradients, tracked = batch_gradients(*[row[start : start + batch] for row in shuffled])
+            # Each batch gathers its rows from the variables: a shuffled copy of every row per epoch would
+            # double the memory the rows take (docs/benchmarks.md, section 15).
+            chosen = order[index * batch : (index + 1) * batch]
+            gradients, tracked = batch_gradients(*[tf.gather(row, chosen) for row in rows])
             adam.apply(gradients)
             return index + 1, total + tracked
 
