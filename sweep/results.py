@@ -32,6 +32,7 @@ class SweepResult:
     ran_now: int
     best: FrozenTrial | None
     stop_reason: str | None = None
+    running: int = 0  # trials RUNNING when it was read
 
 
 def count_trials(study: optuna.Study, states: Sequence[TrialState], below_number: int | None = None) -> int:
@@ -40,10 +41,11 @@ def count_trials(study: optuna.Study, states: Sequence[TrialState], below_number
     return optuna_private.count_trials(study, states, below_number)
 
 
-def best_trial(study: optuna.Study, pick: Pick | None = None) -> FrozenTrial | None:
+def best_trial(study: optuna.Study, pick: Pick | None = None, complete: int | None = None) -> FrozenTrial | None:
     """The best complete trial, or None when there is none. For a multi-objective study: the trial of the
-    Pareto front chosen by `pick` (default: best validation F1), or None when no front trial meets its bound."""
-    if count_trials(study, (TrialState.COMPLETE,)) == 0:
+    Pareto front chosen by `pick` (default: best validation F1), or None when no front trial meets its bound.
+    `complete`: the study's complete trials when the caller has just counted them."""
+    if (count_trials(study, (TrialState.COMPLETE,)) if complete is None else complete) == 0:
         return None
     if len(study.directions) == 1:
         return study.best_trial
@@ -91,16 +93,18 @@ def validation_metrics(trial: FrozenTrial) -> dict:
 
 def summarize(study: optuna.Study, storage_url: str, ran_now: int = 0, stop_reason: str | None = None) -> SweepResult:
     objective = study.user_attrs.get("objective", {})
+    counts = optuna_private.state_counts(study)  # one query for every count below
     return SweepResult(
         study_name=study.study_name,
         storage=mask_url(storage_url),
         metric_name=",".join(study.metric_names or [objective.get("name", "value")]),
         direction=",".join(d.name.lower() for d in study.directions),
-        finished=count_trials(study, BUDGET_STATES),
-        failed=count_trials(study, (TrialState.FAIL,)),
+        finished=sum(counts.get(state, 0) for state in BUDGET_STATES),
+        failed=counts.get(TrialState.FAIL, 0),
         ran_now=ran_now,
-        best=best_trial(study),
+        best=best_trial(study, complete=counts.get(TrialState.COMPLETE, 0)),
         stop_reason=stop_reason,
+        running=counts.get(TrialState.RUNNING, 0),
     )
 
 
@@ -161,10 +165,8 @@ def view_study(study: optuna.Study, storage_url: str, top: int = 10, pick: Pick 
     if multi:
         complete = sorted(study.best_trials, key=lambda t: t.values)
         title = f"Pareto front: {len(complete)} trials (validation)"
-    else:
-        complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-        complete.sort(key=lambda t: t.value, reverse=summary.direction == "maximize")
-        complete = complete[:top]
+    else:  # the best few only: one ordered query, not every trial of the study (sweep.optuna_private)
+        complete = optuna_private.best_complete_trials(study, top)
         title = f"top {len(complete)} trials (validation)"
     folds = study.user_attrs.get("data", {}).get("validation", {}).get("kind") == "cv"
     params = param_columns(complete) if complete else ["minority_weight", "hidden_width", "threshold"]
@@ -179,9 +181,10 @@ def view_study(study: optuna.Study, storage_url: str, top: int = 10, pick: Pick 
             format_value(a.get("val_precision"), 3), format_value(a.get("val_recall"), 3), format_value(a.get("val_flag_rate"), 3),
             *([format_value(a.get("cv_f1_sd"), 3)] if folds else []), format_value(a.get("train_seconds"), 3),
         ))
-    failed = study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
-    failures = tuple((t.number, t.user_attrs.get("fail_reason", "no reason recorded")) for t in failed[-SHOWN_FAILURES:])
-    return StudyView(summary, multi, best_trial(study, pick), Table(tuple(columns), tuple(rows), title), failures)
+    failed = optuna_private.last_trials(study, (TrialState.FAIL,), SHOWN_FAILURES)
+    failures = tuple((t.number, t.user_attrs.get("fail_reason", "no reason recorded")) for t in failed)
+    chosen = best_trial(study, pick) if multi else summary.best  # pick chooses on a Pareto front only
+    return StudyView(summary, multi, chosen, Table(tuple(columns), tuple(rows), title), failures)
 
 
 def studies_table(storage: optuna.storages.BaseStorage, storage_url: str) -> Table:
@@ -190,7 +193,7 @@ def studies_table(storage: optuna.storages.BaseStorage, storage_url: str) -> Tab
     for name in optuna.get_all_study_names(storage):
         study = optuna.load_study(study_name=name, storage=storage)
         summary = summarize(study, storage_url)
-        running = count_trials(study, (TrialState.RUNNING,))
+        running = summary.running
         best = summary.best
         rows.append((
             name, str(summary.finished), str(summary.failed), str(running), summary.metric_name, summary.direction,

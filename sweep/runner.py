@@ -18,7 +18,7 @@ from sweep.dashboard import FigureWorker, artifact_store, save_study_note
 from sweep.data import Dataset, load_dataset
 from sweep.errors import StorageError, TrialFailed
 from sweep.metrics import parse_goal
-from sweep.optuna_private import running_trials_never_stamped, set_attr_of_finished_trial, storage_of
+from sweep.optuna_private import TrialCounts, running_trials_never_stamped, set_attr_of_finished_trial, storage_of
 from sweep.results import BUDGET_STATES, SweepResult, count_trials, summarize
 from sweep.rounds import population_round
 from sweep.runtime import configure_threads, select_device
@@ -154,21 +154,30 @@ class Budget:
 
     A worker stops once the budget is covered; a trial is admitted only if fewer than `total` trials that
     were created before it are finished or running, so concurrent workers end with exactly `total`
-    finished trials (a running trial that later fails frees its place for the workers still going).
+    finished trials (a running trial that later fails frees its place for the workers still going). Its
+    counts (optuna_private.TrialCounts) cost what the trials open or finished since the last check cost, not
+    what the study's size does.
     """
 
     def __init__(self, total: int) -> None:
         self.total = total
+        self._counts: TrialCounts | None = None
 
     COVERING = (*BUDGET_STATES, TrialState.RUNNING)
+
+    def count(self, study: optuna.Study, states, below_number: int | None = None) -> int:
+        """count_trials of `study`, through one TrialCounts kept for it."""
+        if self._counts is None or self._counts.study.study_name != study.study_name:
+            self._counts = TrialCounts(study)
+        return self._counts(states, below_number)
 
     def admits(self, trial: optuna.Trial) -> bool:
         if trial.number < self.total:
             return True  # only trial.number trials were created before it: fewer than the budget, whatever their state
-        return count_trials(trial.study, self.COVERING, below_number=trial.number) < self.total
+        return self.count(trial.study, self.COVERING, below_number=trial.number) < self.total
 
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
-        if count_trials(study, self.COVERING) >= self.total:
+        if self.count(study, self.COVERING) >= self.total:
             study.stop()
 
 
@@ -221,6 +230,7 @@ def run_sweep(
     select_device(config.device_spec, worker_index)
     dataset = dataset if dataset is not None else load_dataset(config)
     study = prepare_study(config, dataset, worker_index)
+    dataset.release_rows()  # trials need only the encoded search parts, not the raw table (nor the test part)
     before = count_trials(study, tuple(TrialState))
     failures = _StopAfterFailures()
     budget = Budget(config.trials)
@@ -235,10 +245,10 @@ def run_sweep(
             stopping.check()
             try:
                 remaining = None if deadline is None else deadline - time.monotonic()
-                finished = count_trials(study, BUDGET_STATES)
+                finished = budget.count(study, BUDGET_STATES)
                 if finished >= config.trials or (remaining is not None and remaining <= 0):
                     break
-                if finished + count_trials(study, (TrialState.RUNNING,)) >= config.trials:
+                if finished + budget.count(study, (TrialState.RUNNING,)) >= config.trials:
                     # Other workers' trials cover the rest of the budget: wait for them to finish, or for their
                     # heartbeats to lapse (a dead worker), in which case their trials are failed and retried here.
                     time.sleep(config.heartbeat_interval)
@@ -247,7 +257,7 @@ def run_sweep(
                 if population > 1:
                     # Optuna's TPE defaults to constant_liar in version 5, so trials asked together spread out.
                     fail_stale_trials(study, config.grace_period)
-                    running = count_trials(study, (TrialState.RUNNING,))
+                    running = budget.count(study, (TrialState.RUNNING,))
                     size = min(population, config.trials - finished - running)
                     for told in population_round(study, config, dataset, goal, size, admit=budget.admits, figures=figures, deadline=deadline):
                         failures.observe(told)
@@ -360,6 +370,7 @@ def run_workers(
         return run_sweep(config, callbacks=[lambda study, _trial: on_progress(study)] if on_progress else (), on_start=on_start)
     dataset = load_dataset(config)
     study = prepare_study(config, dataset)
+    del dataset  # each worker loads its own; this process only waits for them
     before = count_trials(study, tuple(TrialState))
     if on_start is not None:
         on_start(study)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import importlib
+from collections import Counter
 import inspect
 import time
 import warnings
@@ -16,8 +17,8 @@ from optuna.trial import TrialState
 
 from sweep import optuna_private
 from sweep.optuna_private import (
-    attach_artifact, count_trials, heartbeat_enabled, running_trials_never_stamped, heartbeat_interval, record_heartbeat, set_attr_of_finished_trial,
-    set_user_attrs, storage_of, trial_id,
+    TrialCounts, attach_artifact, best_complete_trials, count_trials, heartbeat_enabled, last_trials, running_trials_never_stamped, heartbeat_interval,
+    record_heartbeat, set_attr_of_finished_trial, set_user_attrs, state_counts, storage_of, trial_by_number, trial_id,
 )
 
 PACKAGE = Path(optuna_private.__file__).parent
@@ -110,6 +111,14 @@ def _cached_frozen_trial(tmp_path: Path) -> None:
     assert trial._cached_frozen_trial.user_attrs == {"k": 1}, "Trial._cached_frozen_trial no longer mirrors user attributes"
 
 
+def _value_model(_tmp_path: Path) -> None:
+    model = importlib.import_module("optuna.storages._rdb.models").TrialValueModel
+    columns = {column.name for column in model.__table__.columns}
+    assert {"trial_id", "objective", "value", "value_type"} <= columns, f"TrialValueModel's columns are {sorted(columns)}"
+    kinds = {kind.name for kind in model.TrialValueType}
+    assert {"INF_NEG", "FINITE", "INF_POS"} <= kinds, f"TrialValueModel.TrialValueType is {sorted(kinds)}"
+
+
 def _study_id(tmp_path: Path) -> None:
     study = rdb_study(tmp_path)
     assert study._study_id == study._storage.get_study_id_from_name("private"), "Study._study_id is not the storage's id"
@@ -127,6 +136,7 @@ PRIVATE_NAMES = {
     "optuna.storages._rdb.models.TrialSystemAttributeModel": _model_columns("TrialSystemAttributeModel", {"trial_id", "key", "value_json"}),
     "optuna.storages._rdb.models.TrialModel": _model_columns("TrialModel", {"trial_id", "study_id", "number", "state", "datetime_start"}),
     "optuna.storages._rdb.models.TrialHeartbeatModel": _model_columns("TrialHeartbeatModel", {"trial_id", "heartbeat"}),
+    "optuna.storages._rdb.models.TrialValueModel": _value_model,
     "optuna.storages._rdb.storage._create_scoped_session": _scoped_session_helper,
     "Trial._cached_frozen_trial": _cached_frozen_trial,
     "Study._study_id": _study_id,
@@ -269,6 +279,145 @@ def test_writes_and_counts_on_postgres(postgres_url, unique_name, tmp_path):
         assert [m.filename for m in optuna.artifacts.get_all_artifact_meta(reread.trials[1], storage=reread._storage)] == ["f.png"]
         assert count_trials(reread, (TrialState.COMPLETE, TrialState.RUNNING)) == 2
         assert count_trials(reread, (TrialState.RUNNING,), below_number=running.number + 1) == 1
+    finally:
+        optuna.delete_study(study_name=unique_name, storage=postgres_url)
+
+
+def _ranked_study(study: optuna.Study) -> optuna.Study:
+    """Complete trials with ties and infinite values, a pruned trial with a better value and failed ones between."""
+    values = [0.3, float("inf"), None, 0.3, float("-inf"), 0.7, "pruned", 0.1, None, 0.7, None]
+    distributions = {"x": optuna.distributions.FloatDistribution(0, 1)}
+    for number, value in enumerate(values):
+        if value is None:
+            state, value = TrialState.FAIL, None
+        elif value == "pruned":
+            state, value = TrialState.PRUNED, 5.0
+        else:
+            state = TrialState.COMPLETE
+        study.add_trial(optuna.trial.create_trial(
+            state=state, value=value if state == TrialState.COMPLETE else None, params={"x": number / 20}, distributions=distributions,
+            user_attrs={"number": number}, intermediate_values={1: value} if state == TrialState.PRUNED else None,
+        ))
+    return study
+
+
+def _expected_best(study: optuna.Study, count: int) -> list[int]:
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    return [t.number for t in sorted(complete, key=lambda t: t.value, reverse=study.direction.name == "MAXIMIZE")[:count]]
+
+
+def _check_bounded_reads(study: optuna.Study) -> None:
+    """best_complete_trials, last_trials and trial_by_number give what reading every trial gives."""
+    for count in (0, 1, 2, 3, 6, 50):
+        assert [t.number for t in best_complete_trials(study, count)] == _expected_best(study, count), count
+        failed = [t.number for t in study.get_trials(states=(TrialState.FAIL,))]
+        assert [t.number for t in last_trials(study, (TrialState.FAIL,), count)] == (failed[-count:] if count else []), count
+    covering = (TrialState.COMPLETE, TrialState.PRUNED)
+    assert [t.number for t in last_trials(study, covering, 4)] == [t.number for t in study.get_trials(states=covering)][-4:]
+    for trial in study.trials:
+        read = trial_by_number(study, trial.number)
+        assert (read.number, read.state, read.value, read.params, read.user_attrs) == (trial.number, trial.state, trial.value, trial.params, trial.user_attrs)
+    with pytest.raises(KeyError):
+        trial_by_number(study, len(study.trials) + 5)
+
+
+@pytest.mark.parametrize("direction", ["maximize", "minimize"])
+@pytest.mark.parametrize("in_memory", [False, True])
+def test_bounded_reads_agree_with_reading_every_trial(tmp_path, in_memory, direction):
+    """Check that the best trials (ties in trial order, infinite values ranked as Optuna ranks them), the last trials in
+    some states and a trial by number read with a LIMIT or alone equal what sorting all the study's trials gives."""
+    storage = None if in_memory else optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'ranked.db'}")
+    study = _ranked_study(optuna.create_study(storage=storage, study_name="ranked", direction=direction))
+    best = [t.number for t in best_complete_trials(study, 2)]
+    assert best == ([1, 5] if direction == "maximize" else [4, 7])
+    _check_bounded_reads(study)
+    if not in_memory:
+        assert best_complete_trials(study, 1)[0].number == study.best_trial.number  # as Optuna's own best_trial orders
+
+
+def test_bounded_reads_on_postgres(postgres_url, unique_name):
+    """Check best_complete_trials, last_trials and trial_by_number on a real Postgres study, in both directions."""
+    names = [f"{unique_name}-max", f"{unique_name}-min"]
+    try:
+        for name, direction in zip(names, ("maximize", "minimize")):
+            study = _ranked_study(optuna.create_study(storage=postgres_url, study_name=name, direction=direction))
+            _check_bounded_reads(optuna.load_study(study_name=name, storage=postgres_url))
+            assert best_complete_trials(study, 1)[0].number == study.best_trial.number
+    finally:
+        for name in names:
+            try:
+                optuna.delete_study(study_name=name, storage=postgres_url)
+            except KeyError:
+                pass
+
+
+STATE_SETS = [(TrialState.COMPLETE, TrialState.PRUNED), (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING),
+              (TrialState.RUNNING,), (TrialState.FAIL,), (TrialState.WAITING,), tuple(TrialState)]
+
+
+def _check_counts(study: optuna.Study, counts: TrialCounts) -> None:
+    """TrialCounts and state_counts give what count_trials and reading the trials give."""
+    assert state_counts(study) == dict(Counter(t.state for t in study.trials))
+    for states in STATE_SETS:
+        for below in (None, 0, 1, 3, len(study.trials) - 1, len(study.trials) + 2):
+            assert counts(states, below) == count_trials(study, states, below), (states, below)
+
+
+def _exercise_counts(study: optuna.Study) -> None:
+    """Trials asked, told in another order than asked, failed long after later ones finished, enqueued and taken:
+    one TrialCounts agrees with count_trials after every step."""
+    counts = TrialCounts(study)
+    _check_counts(study, counts)
+    old = ask(study)  # stays RUNNING while the others finish
+    done = [ask(study) for _ in range(4)]
+    _check_counts(study, counts)
+    for trial, value in zip(reversed(done), (0.1, None, 0.3, 0.4)):
+        study.tell(trial, value) if value is not None else study.tell(trial, state=TrialState.PRUNED)
+        _check_counts(study, counts)
+    study.tell(old, state=TrialState.FAIL)
+    _check_counts(study, counts)
+    study.enqueue_trial({})
+    _check_counts(study, counts)
+    taken = ask(study)
+    _check_counts(study, counts)
+    study.tell(taken, 0.5)
+    for _ in range(3):
+        study.tell(ask(study), 0.2)
+        _check_counts(study, counts)
+
+
+@pytest.mark.parametrize("in_memory", [False, True])
+def test_trial_counts_agree_with_count_trials(tmp_path, in_memory):
+    """Check that TrialCounts, which keeps the counts of the trials before the oldest open one, gives count_trials'
+    answer after every ask, tell (in any order), late failure and enqueued trial, by states and below a number, and
+    state_counts the count of every state."""
+    _exercise_counts(optuna.create_study() if in_memory else rdb_study(tmp_path))
+
+
+def test_trial_counts_never_keep_past_a_trial_still_being_created(tmp_path):
+    """Check that a trial missing from the numbering (another worker's, not yet committed) is not skipped by the kept
+    counts: it is counted once it appears."""
+    import sqlite3
+
+    study = rdb_study(tmp_path)
+    trials = [ask(study) for _ in range(5)]
+    for trial in trials:
+        study.tell(trial, state=TrialState.FAIL)
+    path = tmp_path / "private.db"
+    with sqlite3.connect(path) as connection:
+        row = connection.execute("SELECT * FROM trials WHERE number = 2").fetchone()
+        connection.execute("DELETE FROM trials WHERE number = 2")
+    counts = TrialCounts(study)
+    assert counts((TrialState.FAIL,)) == 4
+    with sqlite3.connect(path) as connection:
+        connection.execute(f"INSERT INTO trials VALUES ({', '.join('?' * len(row))})", row)
+    assert counts((TrialState.FAIL,)) == count_trials(study, (TrialState.FAIL,)) == 5
+
+
+def test_trial_counts_on_postgres(postgres_url, unique_name):
+    """Check that TrialCounts agrees with count_trials, and state_counts with the trials, on a real Postgres study through every step."""
+    try:
+        _exercise_counts(optuna.create_study(storage=postgres_url, study_name=unique_name))
     finally:
         optuna.delete_study(study_name=unique_name, storage=postgres_url)
 
