@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test examples clean
+.PHONY: install run test test-slow examples clean
 
 install: $(STAMP)
 
@@ -17,8 +17,12 @@ $(STAMP): pyproject.toml
 run: install
 	$(BIN)/sweep run --config studies/reference.toml
 
+# Two test processes (pytest-xdist; one per core here); the few long process tests marked slow run in CI's second step.
 test: install
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n auto -m "not slow"
+
+test-slow: install
+	$(BIN)/python -m pytest -n auto -m slow
 
 # The data of the "Your own model" examples (studies/digits-cnn.toml, sequences-conv1d.toml, tabular-dropout.toml).
 examples: install

@@ -130,7 +130,7 @@ def _cleanup(storage: str, name: str) -> None:
         optuna.delete_study(study_name=name, storage=storage)
 
 
-@pytest.mark.parametrize("backend, population", [("sqlite", 1), ("postgres", 1), ("postgres", 3)])
+@pytest.mark.parametrize("backend, population", [("sqlite", 1), pytest.param("postgres", 1, marks=pytest.mark.slow), ("postgres", 3)])
 def test_three_workers_fill_the_budget_exactly(tiny_config, backend, population, request, tmp_path, unique_name):
     """Check that 3 worker processes (of single trials or populations) end with exactly the requested finished trials, none duplicated or lost."""
     from sweep.runner import run_workers
@@ -282,7 +282,7 @@ def test_reconnects_give_up_only_after_losses_in_a_row(monkeypatch, finished_bet
         reconnects.absorb(ValueError("not a lost connection"))
 
 
-@pytest.mark.parametrize("signum, population", [(signal.SIGTERM, 1), (signal.SIGINT, 1), (signal.SIGTERM, 3)])
+@pytest.mark.parametrize("signum, population", [pytest.param(signal.SIGTERM, 1, marks=pytest.mark.slow), (signal.SIGINT, 1), (signal.SIGTERM, 3)])
 def test_interrupted_worker_fails_its_trial_and_the_next_run_resumes(tiny_csv, tmp_path, signum, population):
     """Check that SIGTERM/SIGINT stop a worker with exit 130, its running trials FAIL (not RUNNING), and a rerun completes the study."""
     storage = f"sqlite:///{tmp_path / 'stop.db'}"
