@@ -233,6 +233,10 @@ def insert_trials(url: str, study_name: str, rows: list[dict], distributions: di
     if engine.dialect.name == "postgresql":  # explicit ids: move the sequence past them
         with engine.begin() as connection:
             connection.execute(sqlalchemy.text("SELECT setval(pg_get_serial_sequence('trials', 'trial_id'), (SELECT max(trial_id) FROM trials))"))
+            # The planner's statistics, as autovacuum keeps them for a study that grew trial by trial: without them,
+            # right after a bulk insert, Postgres reads a range of trial ids through the study_id index (every row of
+            # the study) instead of the primary key (EXPLAIN ANALYZE at 100,000 trials: 6 ms against 0.03 ms).
+            connection.execute(sqlalchemy.text("ANALYZE"))
     engine.dispose()
 
 
