@@ -17,12 +17,11 @@ from pathlib import Path
 
 import numpy as np
 import optuna
-from optuna.trial import TrialState
 
 from sweep.errors import ConfigError
-from sweep.optuna_private import attach_artifact, state_counts, storage_of, trial_id
+from sweep.optuna_private import attach_artifact, storage_of, trial_id
 from sweep.plots import trial_figures
-from sweep.results import BUDGET_STATES, NewBests, best_trial, describe_params
+from sweep.results import NewBests, describe_params, tally
 
 
 def artifact_dir(storage_url: str) -> Path:
@@ -91,7 +90,7 @@ def study_note(study: optuna.Study) -> str:
     """Markdown for the dashboard's study note: data, protocol, objective and the current best."""
     attrs = study.user_attrs
     data, objective, config = attrs.get("data", {}), attrs.get("objective", {}), attrs.get("config", {})
-    counts = state_counts(study)  # one query for the counts below
+    counted = tally(study)
     splits = data.get("splits", {})
     rows = "\n".join(
         f"| {name} | {part['rows']} | {part['positives']} | {part['positives'] / max(part['rows'], 1):.2%} |"
@@ -111,9 +110,9 @@ def study_note(study: optuna.Study) -> str:
         f"{config.get('batch_size', '?')}, pruner `{config.get('pruner', '?')}`, seed {config.get('seed', '?')}.",
         "",
         f"**Objective**: `{objective.get('spec', '?')}` ({objective.get('name', '?')}, {objective.get('direction', '?')}).",
-        f"**Trials**: {sum(counts.get(state, 0) for state in BUDGET_STATES)} finished, {counts.get(TrialState.FAIL, 0)} failed.",
+        f"**Trials**: {counted.finished} finished, {counted.failed} failed.",
     ]
-    best = best_trial(study, complete=counts.get(TrialState.COMPLETE, 0))
+    best = counted.best
     if best is not None:
         a = best.user_attrs
         values = ", ".join(f"{v:.4g}" for v in best.values)

@@ -91,20 +91,40 @@ def validation_metrics(trial: FrozenTrial) -> dict:
     return {k.removeprefix("val_"): v for k, v in trial.user_attrs.items() if k.startswith("val_")}
 
 
+@dataclass(frozen=True)
+class Tally:
+    """A study's finished (budget), failed and running trials and its best trial, read with one state-count query."""
+
+    finished: int
+    failed: int
+    running: int
+    best: FrozenTrial | None
+
+
+def tally(study: optuna.Study) -> Tally:
+    counts = optuna_private.state_counts(study)
+    return Tally(
+        finished=sum(counts.get(state, 0) for state in BUDGET_STATES),
+        failed=counts.get(TrialState.FAIL, 0),
+        running=counts.get(TrialState.RUNNING, 0),
+        best=best_trial(study, complete=counts.get(TrialState.COMPLETE, 0)),
+    )
+
+
 def summarize(study: optuna.Study, storage_url: str, ran_now: int = 0, stop_reason: str | None = None) -> SweepResult:
     objective = study.user_attrs.get("objective", {})
-    counts = optuna_private.state_counts(study)  # one query for every count below
+    counted = tally(study)
     return SweepResult(
         study_name=study.study_name,
         storage=mask_url(storage_url),
         metric_name=",".join(study.metric_names or [objective.get("name", "value")]),
         direction=",".join(d.name.lower() for d in study.directions),
-        finished=sum(counts.get(state, 0) for state in BUDGET_STATES),
-        failed=counts.get(TrialState.FAIL, 0),
+        finished=counted.finished,
+        failed=counted.failed,
         ran_now=ran_now,
-        best=best_trial(study, complete=counts.get(TrialState.COMPLETE, 0)),
+        best=counted.best,
         stop_reason=stop_reason,
-        running=counts.get(TrialState.RUNNING, 0),
+        running=counted.running,
     )
 
 
