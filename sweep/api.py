@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from sweep.config import DEFAULT_STORAGE, SweepConfig, resolve_config
+from sweep.ensemble import DEFAULT_ENSEMBLE
 from sweep.errors import ConfigError
 from sweep.export import Bundle, export_best, load_bundle
 from sweep.results import SweepResult
@@ -64,13 +65,13 @@ class Sweep:
 
         return load_study(open_storage(self.config.storage), self.config.study)
 
-    def export(self, out_dir: str | Path, force: bool = False, pick=None, refit: str = "all") -> Bundle:
-        """Export the best trial as `sweep export` does (retrain, refit on all non-test rows, test once); returns
-        the bundle loaded back."""
+    def export(self, out_dir: str | Path, force: bool = False, pick=None, refit: str = "all", ensemble: str = DEFAULT_ENSEMBLE) -> Bundle:
+        """Export the best trial as `sweep export` does (retrain, refit on all non-test rows, or the ensemble
+        `ensemble` names: "single", "seeds:K", "folds", "greedy:N"; test once); returns the bundle loaded back."""
         from sweep.metrics import parse_pick
 
         export_best(self.config.storage, self.config.study, out_dir, force=force, pick=parse_pick(pick) if isinstance(pick, str) else pick,
-                    refit=refit, data=self._memory or None)
+                    refit=refit, data=self._memory or None, ensemble=ensemble)
         return load_bundle(out_dir)
 
 

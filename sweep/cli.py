@@ -282,14 +282,23 @@ def export(
     force: Annotated[bool, typer.Option("--force", help="Overwrite a non-empty --out directory.")] = False,
     pick: PickOption = None,
     refit: Annotated[str, typer.Option(help="all: train the chosen configuration on all non-test rows; train: export the trial's own model (single validation split only).")] = "all",
+    ensemble: Annotated[Optional[str], typer.Option(
+        help="What the bundle holds, averaged: single (one refit); seeds:K (K refits with seeds derived from the trial's); "
+             "folds (a cross-validated trial's own fold models); greedy:N (greedy ensemble selection over the N best trials).",
+        show_default="single",
+    )] = None,
 ) -> None:
-    """Retrain the best trial (checking its stored value), refit it, score it once on the held-out test part
-    and write a bundle to --out."""
+    """Retrain the best trial (checking its stored value), refit it (or the ensemble --ensemble names), score it
+    once on the held-out test part and write a bundle to --out."""
+    from sweep.ensemble import DEFAULT_ENSEMBLE
     from sweep.export import export_best
     from sweep.metrics import parse_pick
     from sweep.results import format_value
 
-    result = export_best(_storage_url(storage), study, out_dir, force=force, pick=parse_pick(pick), refit=refit)
+    result = export_best(
+        _storage_url(storage), study, out_dir, force=force, pick=parse_pick(pick), refit=refit,
+        ensemble=DEFAULT_ENSEMBLE if ensemble is None else ensemble,
+    )
     best = result.best
     test, intervals = best["test"]["metrics"], best["test"]["intervals"]
 
@@ -306,6 +315,8 @@ def export(
         highlight=False,
     )
     out.print(f"  model refit on {best['refit']['rows']} ({best['refit']['counts']['rows']} rows, {best['refit']['epochs']} epochs)", highlight=False)
+    if best["ensemble"]["kind"] != "single":
+        out.print(f"  ensemble {best['ensemble']['kind']} of {best['ensemble']['size']}: {best['ensemble']['how_chosen']}", highlight=False)
     out.print(
         "  test (95% bootstrap intervals): " + ", ".join(
             shown(name, label) for name, label in (("precision", "precision"), ("recall", "recall"), ("f1", "f1"),

@@ -16,16 +16,18 @@ import numpy as np
 from sweep.calibration import Calibration, fit_calibration, probability_scores
 from sweep.config import config_from_dict
 from sweep.data import ARRAY_SUFFIX, check_inputs, load_dataset, read_arrays, read_table
+from sweep.ensemble import DEFAULT_ENSEMBLE, Ensemble, fold_ensemble, greedy_candidates, greedy_ensemble, greedy_selection, parse_ensemble
+from sweep.ensemble import seed_ensemble, single_model
 from sweep.errors import DataError, ExportError, StorageError
 from sweep.metrics import BOOTSTRAP_RESAMPLES, bootstrap_intervals, metrics, parse_goal
 from sweep.results import best_trial
-from sweep.rounds import refit_member
+from sweep.rounds import refit_member, retrain_member_fold_models, retrain_population_members
 from sweep.space import TrialParams
 from sweep.runtime import tensorflow
 from sweep.storage import load_study, mask_url, open_storage
 from sweep.preprocess import Preprocessor
 from sweep.train import Network, TrainSettings, score, train_model
-from sweep.trial import refit_trial, refit_user_trial, user_trial_params
+from sweep.trial import refit_trial, refit_user_trial, retrain_fold_models, retrain_user_fold_models, user_trial_params
 
 BUNDLE_FILES = ("best.json", "model.keras", "preprocessor.json")  # an arrays bundle has no preprocessor.json
 PACKAGES = ("sweep", "tensorflow", "keras", "optuna", "scikit-learn", "numpy", "pandas")
@@ -35,7 +37,8 @@ REPRODUCE_TOLERANCE = 1e-6
 OUTPUTS = {
     "probability": "calibrated P(positive): the score's odds divided by the class weight, then the monotone map fitted on "
                    "the trial's pooled validation scores (best.json 'calibration')",
-    "score": "the network's raw output, inflated by the class weight; the threshold was searched on this scale",
+    "score": "the network's raw output (an ensemble's: the average of its members'), inflated by the class weight; the "
+             "threshold was searched on this scale",
     "decision": "1 when score >= threshold (the chosen threshold exactly; threshold_probability is its calibrated value)",
 }
 
@@ -102,15 +105,24 @@ class Retrained:
     compiled_by: str | None = None  # a user model: "sweep" or "user" (who compiled it)
     validation_scores: np.ndarray | None = None  # the retrained trial's pooled validation scores (out-of-fold for cv)
     calibration: Calibration | None = None  # raw score -> probability, fitted on validation_scores
+    ensemble: Ensemble | None = None  # what the bundle holds (`model` is its Keras model, or its one member)
+    threshold: float | None = None  # the decision threshold (the trial's; a greedy ensemble's re-chosen one)
+    ensemble_validation: dict | None = None  # metrics of the shipped models' pooled validation scores, where they differ
 
 
-def retrain_best(storage_url: str, study_name: str, pick=None, refit: str = "all", data: dict | None = None) -> Retrained:
+def retrain_best(
+    storage_url: str, study_name: str, pick=None, refit: str = "all", data: dict | None = None, ensemble=DEFAULT_ENSEMBLE,
+) -> Retrained:
     """Load the study, choose its best trial (a Pareto-front trial by `pick` when multi-objective), check the
     data is unchanged, retrain that trial deterministically from its stored settings (to check its value),
-    and then, for refit "all", train its configuration on all non-test rows. `data` (frame= or arrays=) is the
-    Python API's data in memory, for a study made from it."""
+    and then make what the bundle holds (`ensemble`, sweep.ensemble): for "single" and refit "all", its
+    configuration trained on all non-test rows. `data` (frame= or arrays=) is the Python API's data in memory,
+    for a study made from it."""
+    choice = parse_ensemble(ensemble)
     if refit not in REFIT_CHOICES:
         raise ExportError(f"--refit {refit!r} is not known; expected one of: {', '.join(REFIT_CHOICES)}")
+    if refit == "train" and choice.kind != "single":
+        raise ExportError(f"--refit train exports one trial's own model, but --ensemble is {choice}; use --ensemble single with --refit train")
     study = load_study(open_storage(storage_url), study_name)
     best = best_trial(study, pick)
     if best is None and len(study.directions) > 1 and best_trial(study) is not None:
@@ -120,6 +132,12 @@ def retrain_best(storage_url: str, study_name: str, pick=None, refit: str = "all
     if "config" not in study.user_attrs or "train_settings" not in best.user_attrs:
         raise StorageError(f"study {study_name!r} was not made by `sweep run` (no stored config); cannot use it")
     config = config_from_dict(study.user_attrs["config"])
+    goal = parse_goal(study.user_attrs["objective"]["spec"])
+    if choice.kind == "greedy" and goal.is_multi:
+        raise ExportError(
+            f"--ensemble {choice} ranks trials by one objective, but study {study_name!r} has {len(goal.names)} "
+            f"({', '.join(goal.names)}); use --ensemble single, seeds:K or folds"
+        )
     dataset = load_dataset(config, **(data or {}))
     stored_fingerprint = study.user_attrs["data"]["fingerprint"]
     if dataset.fingerprint != stored_fingerprint:
@@ -127,30 +145,94 @@ def retrain_best(storage_url: str, study_name: str, pick=None, refit: str = "all
             f"the data at {config.data!r} changed since the sweep (fingerprint {dataset.fingerprint}, study has "
             f"{stored_fingerprint}); restore the original data to use this study"
         )
+    if choice.kind == "folds" and dataset.validation.kind != "cv":
+        raise ExportError(
+            f"--ensemble folds averages a cross-validated trial's fold models, but study {study_name!r} judges trials on one "
+            "validation split (no fold models); use --ensemble single or seeds:K, or sweep with --cv 5"
+        )
     if refit == "train" and dataset.validation.kind == "cv":
         raise ExportError(
             f"--refit train exports the model a trial trained on the training part, but study {study_name!r} "
             f"cross-validates ({dataset.validation.n_splits} fold models per trial); use --refit all"
         )
     settings = TrainSettings(**best.user_attrs["train_settings"])
-    goal = parse_goal(study.user_attrs["objective"]["spec"])
     compiled_by = None
-    if config.user_model:
-        params = user_trial_params(best, config)
+    params = user_trial_params(best, config) if config.user_model else TrialParams.from_dict(best.params)
+    if choice.kind == "folds":
+        fold_models, validation, pooled = _retrain_fold_models(dataset, best, study, config)
+        trial_model = None
+    elif config.user_model:
         trial_model, validation, pooled = refit_user_trial(dataset, best, config)
     else:
-        params = TrialParams.from_dict(best.params)
         trial_model, validation, pooled = _retrain(dataset, best, study)
     calibration = fit_calibration(pooled, dataset.validation.y, params.minority_weight, fitted_on=_fitted_on(dataset, best))
+    threshold, ensemble_validation = params.threshold, None
     if refit == "train":
-        preprocessor, model, fit_counts = dataset.preprocessor, trial_model, dataset.train.counts()
+        preprocessor, fit_counts = dataset.preprocessor, dataset.train.counts()
+        shipped = single_model(trial_model, best.number, settings.seed, "the trial's training part")
+    elif choice.kind == "folds":
+        preprocessor, fit_counts = dataset.final_preprocessor, dataset.development.counts()
+        shipped = fold_ensemble(fold_models, dataset.validation, best.number, settings.seed)
     else:
         preprocessor, fit_counts = dataset.final_preprocessor, dataset.development.counts()
-        model, compiled_by = _refit_all(dataset, config, params, settings)
+        if choice.kind == "seeds":
+            shipped = seed_ensemble(dataset, config, best.number, params, settings, choice.size)
+        elif choice.kind == "greedy":
+            shipped, threshold, ensemble_pooled = _greedy(dataset, config, study, goal, best, pooled, choice.size)
+            ensemble_validation = metrics(dataset.validation.y, ensemble_pooled, threshold)
+            weight = float(np.exp(np.sum(shipped.weights * np.log([m["params"]["minority_weight"] for m in shipped.members]))))
+            calibration = fit_calibration(
+                ensemble_pooled, dataset.validation.y, weight,
+                fitted_on=f"the greedy ensemble's averaged pooled validation scores ({len(ensemble_pooled)} rows)",
+            )
+        else:
+            model, compiled_by = _refit_all(dataset, config, params, settings)
+            shipped = single_model(model, best.number, settings.seed, f"all non-test rows ({fit_counts['rows']} rows)")
+    if shipped.kind != "single" and config.user_model:
+        compiled_by = best.user_attrs.get("compiled_by")
+    model = shipped.models[0] if len(shipped.models) == 1 else shipped.keras_model(dataset.development.X.shape[1:])
     return Retrained(
         study, best, goal, dataset, params, settings, model, validation, refit, preprocessor,
-        dataset.test_split(preprocessor), fit_counts, config, compiled_by, pooled, calibration,
+        dataset.test_split(preprocessor), fit_counts, config, compiled_by, pooled, calibration, shipped, threshold, ensemble_validation,
     )
+
+
+def _retrain_fold_models(dataset, trial, study, config) -> tuple:
+    """A trial trained again with its fold models kept: (fold models, pooled validation metrics, pooled scores)."""
+    if config.user_model:
+        return retrain_user_fold_models(dataset, trial, config)
+    if "population" in trial.user_attrs:
+        return retrain_member_fold_models(dataset, trial, study)
+    return retrain_fold_models(dataset, trial)
+
+
+def _greedy(dataset, config, study, goal, best, best_pooled, size: int) -> tuple:
+    """Greedy selection over the `size` best complete trials on their pooled validation scores (each retrained
+    from its stored settings; a population once for all its members), then the chosen configurations refit:
+    (Ensemble, its threshold, its averaged pooled validation scores)."""
+    candidates = greedy_candidates(study, goal, size)
+    trials = {t.number: t for t in [best] + candidates}
+    pooled = {best.number: best_pooled}
+    retrained_populations: dict = {}
+    for trial in candidates:
+        if trial.number in pooled:
+            continue
+        if "population" in trial.user_attrs and not config.user_model:
+            key = trial.user_attrs["population"]["id"]
+            if key not in retrained_populations:
+                retrained_populations[key] = retrain_population_members(dataset, trial, study)
+            pooled[trial.number] = retrained_populations[key][trial.number][1]
+        elif config.user_model:
+            pooled[trial.number] = refit_user_trial(dataset, trial, config)[2]
+        else:
+            pooled[trial.number] = refit_trial(dataset, trial)[2]
+    y = dataset.validation.y
+    chosen, threshold, value = greedy_selection(goal, y, pooled, config.threshold)
+    params_of = (lambda t: user_trial_params(t, config)) if config.user_model else (lambda t: TrialParams.from_dict(t.params))
+    settings_of = lambda t: TrainSettings(**t.user_attrs["train_settings"])  # noqa: E731
+    shipped = greedy_ensemble(dataset, config, goal, chosen, trials, settings_of, params_of, threshold, value, len(candidates))
+    averaged = np.sum([shipped.weights[i] * pooled[n] for i, n in enumerate(chosen)], axis=0)
+    return shipped, threshold, averaged
 
 
 def _fitted_on(dataset, trial) -> str:
@@ -187,21 +269,25 @@ def _retrain(dataset, trial, study=None) -> tuple:
 
 def export_best(
     storage_url: str, study_name: str, out_dir: str | Path, force: bool = False, pick=None, refit: str = "all", data: dict | None = None,
+    ensemble=DEFAULT_ENSEMBLE,
 ) -> ExportResult:
     """Retrain the study's best trial with its own seed and check it reproduces the stored validation value,
-    refit it (on all non-test rows by default), evaluate that model once on the held-out test part (with
-    bootstrap intervals), and write the bundle to `out_dir`. `data`: see retrain_best."""
+    make what the bundle holds (`ensemble`: one refit on all non-test rows, K refit seeds, the trial's fold models
+    or a greedy ensemble; sweep.ensemble), evaluate it once on the held-out test part (with bootstrap
+    intervals), and write the bundle to `out_dir`. `data`: see retrain_best."""
     out_dir = Path(out_dir)
+    parse_ensemble(ensemble)
     _check_out_dir(out_dir, force)
-    found = retrain_best(storage_url, study_name, pick, refit, data)
+    found = retrain_best(storage_url, study_name, pick, refit, data, ensemble)
     best, goal, dataset, params, settings, model = found.trial, found.goal, found.dataset, found.params, found.settings, found.model
     validation = found.validation
     reproduced_value = goal.value(validation)
     stored_value = tuple(best.values) if goal.is_multi else best.value
     reproduced = bool(np.allclose(reproduced_value, stored_value, rtol=0, atol=REPRODUCE_TOLERANCE))
-    test_scores = score(model, found.test.X)
-    test = metrics(found.test.y, test_scores, params.threshold)
-    intervals = bootstrap_intervals(found.test.y, test_scores, params.threshold, seed=settings.seed)
+    threshold = found.threshold
+    test_scores = found.ensemble.scores(found.test.X)
+    test = metrics(found.test.y, test_scores, threshold)
+    intervals = bootstrap_intervals(found.test.y, test_scores, threshold, seed=settings.seed)
     calibration = found.calibration
     probability = {
         "raw score": probability_scores(found.test.y, test_scores, seed=settings.seed),
@@ -218,8 +304,8 @@ def export_best(
         },
         "params": dict(best.params) | params.model_params,
         "class_weight": {"0": 1.0, "1": params.minority_weight},
-        "threshold": params.threshold,
-        "threshold_probability": float(calibration(np.array([params.threshold]))[0]),
+        "threshold": threshold,
+        "threshold_probability": float(calibration(np.array([threshold]))[0]),
         "calibration": calibration.to_dict(),
         "outputs": OUTPUTS,
         "hidden_width": params.hidden_width,
@@ -227,8 +313,9 @@ def export_best(
         "model": _model_summary(found, model),
         "train_settings": best.user_attrs["train_settings"],
         "seed": settings.seed,
+        "ensemble": found.ensemble.record(),
         "refit": {
-            "rows": "all non-test rows" if found.refit == "all" else "the trial's training part",
+            "rows": _refit_rows(found),
             "choice": found.refit,
             "counts": found.fit_counts,
             "epochs": settings.epochs,
@@ -239,7 +326,7 @@ def export_best(
             "reproduced_value": reproduced_value,
             "reproduced": reproduced,
             "metrics": _clean(validation),
-        },
+        } | ({"ensemble_metrics": _clean(found.ensemble_validation)} if found.ensemble_validation is not None else {}),
         "test": {
             "value": goal.value(test),
             "metrics": _clean(test),
@@ -256,11 +343,20 @@ def export_best(
     if out_dir.is_dir() and force:
         shutil.rmtree(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    (model.to_keras() if isinstance(model, Network) else model).save(out_dir / "model.keras")
+    (model.to_keras() if isinstance(model, Network) else model).save(out_dir / "model.keras")  # an ensemble: one Keras model
     if found.preprocessor is not None:
         (out_dir / "preprocessor.json").write_text(json.dumps(found.preprocessor.to_dict(), indent=2) + "\n")
     (out_dir / "best.json").write_text(json.dumps(bundle, indent=2) + "\n")
     return ExportResult(out_dir, bundle)
+
+
+def _refit_rows(found: Retrained) -> str:
+    """What the shipped models learned from, in words."""
+    if found.refit == "train":
+        return "the trial's training part"
+    if found.ensemble.kind == "folds":
+        return "each fold model: the non-test rows outside its fold (best.json 'ensemble')"
+    return "all non-test rows"
 
 
 def _model_summary(found: Retrained, model) -> dict:

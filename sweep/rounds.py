@@ -85,9 +85,49 @@ def refit_member(dataset: Dataset, trial, study: optuna.Study | None = None) -> 
     (single validation split only) is sliced out as a plain Keras model. A cross-validated trial has no one
     model: None.
     """
+    population, member, size = _retrained_population(dataset, trial, study)
+    params = TrialParams.from_dict(trial.params)
+    plan = dataset.validation
+    pooled = population_scores(population, plan, size)[0][member]
+    model = population.member_model(member) if plan.kind == "holdout" else None
+    return model, metrics(plan.y, pooled, params.threshold), pooled
+
+
+def retrain_population_members(dataset: Dataset, trial, study: optuna.Study | None = None) -> dict:
+    """Every trial of population member `trial`'s population, from one retraining of it: {trial number: (its
+    fold networks in the plan's order, its pooled validation scores)}; what an ensemble of several trials needs."""
+    population, _, size = _retrained_population(dataset, trial, study)
+    pooled = population_scores(population, dataset.validation, size)[0]
+    described = population_description(trial, study)["members"]
+    folds = len(dataset.validation.folds)
+    return {
+        entry["trial"]: ([member_network(population, f * size + index) for f in range(folds)], pooled[index])
+        for index, entry in enumerate(described)
+    }
+
+
+def retrain_member_fold_models(dataset: Dataset, trial, study: optuna.Study | None = None) -> tuple:
+    """sweep.trial.retrain_fold_models for a population member: (its fold networks, pooled validation metrics,
+    pooled validation scores), from one retraining of its population."""
+    models, pooled = retrain_population_members(dataset, trial, study)[trial.number]
+    params = TrialParams.from_dict(trial.params)
+    return models, metrics(dataset.validation.y, pooled, params.threshold), pooled
+
+
+def member_network(population, index: int):
+    """Network `index` of a trained population (member k of fold f is f * size + k) as a plain Network."""
+    from sweep.train import Network
+
+    units = slice(int(population.offsets[index]), int(population.offsets[index + 1]))
+    v = population.weights()
+    return Network(((v["W1"][:, units], v["b1"][units]), (v["w2"][units, None], v["b2"][index : index + 1])))
+
+
+def _retrained_population(dataset: Dataset, trial, study: optuna.Study | None) -> tuple:
+    """Population member `trial`'s population trained again from its stored description: (population, the
+    trial's index in it, its size)."""
     from sweep.population import Member, train_population
 
-    params = TrialParams.from_dict(trial.params)
     settings = TrainSettings(**trial.user_attrs["train_settings"])
     plan = dataset.validation
     described = population_description(trial, study)
@@ -97,9 +137,7 @@ def refit_member(dataset: Dataset, trial, study: optuna.Study | None = None) -> 
         plan.X_fit, plan.y_fit, subnets, settings.epochs, settings.batch_size,
         described.get("learning_rate", settings.learning_rate), described["shuffle_seed"], keep=keep, member_fold=member_fold,
     )
-    pooled = population_scores(population, plan, len(members))[0][described["member"]]
-    model = population.member_model(described["member"]) if plan.kind == "holdout" else None
-    return model, metrics(plan.y, pooled, params.threshold), pooled
+    return population, described["member"], len(members)
 
 
 def population_round(

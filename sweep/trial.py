@@ -104,22 +104,32 @@ def refit_trial(dataset: Dataset, trial) -> tuple:
     or None, pooled validation metrics, pooled validation scores). A cross-validated trial has no one model
     (--refit train is refused for it): None. A trial trained in a population: sweep.rounds.refit_member.
     """
+    models, found, pooled = retrain_fold_models(dataset, trial)
+    return (models[0] if dataset.validation.kind == "holdout" else None), found, pooled
+
+
+def retrain_fold_models(dataset: Dataset, trial) -> tuple:
+    """A finished trial trained alone, trained again from its stored settings: (its fold models, one per fold in
+    the plan's order (one for a single split), pooled validation metrics, pooled validation scores)."""
     params = TrialParams.from_dict(trial.params)
     settings = TrainSettings(**trial.user_attrs["train_settings"])
-    plan = dataset.validation
     models, _, pooled, _ = fit_and_score(dataset, params, settings)
-    model = models[0] if plan.kind == "holdout" else None
-    return model, metrics(plan.y, pooled, params.threshold), pooled
+    return models, metrics(dataset.validation.y, pooled, params.threshold), pooled
 
 
 def refit_user_trial(dataset: Dataset, trial, config: SweepConfig) -> tuple:
     """refit_trial for a user model's trial: its fold models through Keras fit again, from the stored seed."""
+    models, found, pooled = retrain_user_fold_models(dataset, trial, config)
+    return (models[0] if dataset.validation.kind == "holdout" else None), found, pooled
+
+
+def retrain_user_fold_models(dataset: Dataset, trial, config: SweepConfig) -> tuple:
+    """retrain_fold_models for a user model's trial: (its Keras fold models, pooled validation metrics, pooled
+    validation scores)."""
     params = user_trial_params(trial, config)
     settings = TrainSettings(**trial.user_attrs["train_settings"])
-    plan = dataset.validation
     models, _, pooled, _, _ = fit_and_score_user_model(dataset, config.model, params, settings)
-    model = models[0] if plan.kind == "holdout" else None
-    return model, metrics(plan.y, pooled, params.threshold), pooled
+    return models, metrics(dataset.validation.y, pooled, params.threshold), pooled
 
 
 def user_trial_params(trial, config: SweepConfig) -> TrialParams:

@@ -1,0 +1,174 @@
+"""What to export: one refit against averages of several models, on the same test rows (`--ensemble`).
+
+    python benchmarks/ensembles.py [--repeats 12] [--trials 12] [--epochs 50] [--tables ...] [--out FILE.json]
+    python benchmarks/ensembles.py --quick        # smoke run: 2 repeats, 6 trials, 10 epochs, 2 tables
+
+For each table and repeat r (the study's seed r: its stratified test split, its folds and its trial seeds), one
+cross-validated sweep (`cv = 5`, defaults otherwise) is exported four ways from the same study and scored on the
+same test rows: `single` (one refit on all non-test rows), `seeds:5` (five refit seeds, averaged), `folds` (the
+best trial's five fold models, averaged) and `greedy:5` (greedy ensemble selection over the five best trials).
+The tables: five small real ones that install offline (benchmarks/tables.py) and one synthetic one. Prints, per
+table, the mean test F1, flag rate, precision and recall of each choice and the paired difference of its F1
+against `single` with a 95% t interval over the repeats, then the same over every (table, repeat) pair.
+Runs in one process, one sweep at a time (TensorFlow's start paid once).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import machine  # noqa: E402
+from tables import BUILDERS  # noqa: E402
+
+CHOICES = ("single", "seeds:5", "folds", "greedy:5")
+TABLES = ("breast_cancer", "diabetes", "cars_europe", "seattle_snow", "digits_3_rare", "synthetic")
+QUICK = {"repeats": 2, "trials": 6, "epochs": 10, "tables": ["cars_europe", "synthetic"]}
+
+
+def synthetic() -> pd.DataFrame:
+    """2,000 rows, 8 features (4 informative), about 4% positives plus make_classification's 1% label noise."""
+    from sklearn.datasets import make_classification
+
+    X, y = make_classification(
+        n_samples=2000, n_features=8, n_informative=4, n_redundant=2, n_clusters_per_class=2, weights=[0.96, 0.04],
+        class_sep=0.8, random_state=7,
+    )
+    frame = pd.DataFrame(X, columns=[f"x{i}" for i in range(X.shape[1])])
+    frame["label"] = y
+    return frame
+
+
+def table(name: str) -> pd.DataFrame:
+    return synthetic() if name == "synthetic" else BUILDERS[name]()
+
+
+def t_interval(values) -> tuple[float, float, float]:
+    """Mean and 95% t interval of paired differences (Student's t, n - 1 degrees of freedom)."""
+    from scipy import stats
+
+    values = [v for v in values if not math.isnan(v)]
+    mean = statistics.mean(values)
+    if len(values) < 2:
+        return mean, float("nan"), float("nan")
+    half = stats.t.ppf(0.975, len(values) - 1) * statistics.stdev(values) / math.sqrt(len(values))
+    return mean, mean - half, mean + half
+
+
+def run_one(name: str, frame: pd.DataFrame, repeat: int, args, work: Path) -> list[dict]:
+    """One sweep of table `name` with seed `repeat`, exported each way; one result per choice."""
+    from sweep.export import export_best
+    from sweep.runner import run_sweep
+
+    from sweep.config import resolve_config
+
+    csv = work / f"{name}.csv"
+    if not csv.exists():
+        frame.to_csv(csv, index=False)
+    study = f"{name}-s{repeat}"
+    config = resolve_config(
+        {"data": str(csv), "target": "label", "storage": f"sqlite:///{work / 'bench.db'}", "study": study, "trials": args.trials,
+         "epochs": args.epochs, "seed": repeat, "cv": 5}, env={},
+    )
+    started = time.perf_counter()
+    run_sweep(config)
+    sweep_seconds = time.perf_counter() - started
+    results = []
+    for choice in CHOICES:
+        started = time.perf_counter()
+        try:
+            best = export_best(config.storage, study, work / "exports" / study / choice.replace(":", "_"), force=True, ensemble=choice).best
+        except Exception as exc:  # a failed export is a row with its reason, not a lost run
+            results.append({"table": name, "repeat": repeat, "choice": choice, "error": f"{type(exc).__name__}: {exc}"})
+            continue
+        test = best["test"]["metrics"]
+        results.append({
+            "table": name, "repeat": repeat, "choice": choice, "f1": test["f1"], "flag_rate": test["flag_rate"],
+            "precision": test["precision"], "recall": test["recall"], "average_precision": test["average_precision"],
+            "brier": best["test"]["probability"]["calibrated probability"]["brier"], "threshold": best["threshold"],
+            "validation_f1": best["validation"].get("ensemble_metrics", best["validation"]["metrics"])["f1"],
+            "members": best["ensemble"]["size"], "distinct_members": len(best["ensemble"]["members"]),
+            "test_rows": best["data"]["splits"]["test"]["rows"], "test_positives": best["data"]["splits"]["test"]["positives"],
+            "export_seconds": round(time.perf_counter() - started, 2), "sweep_seconds": round(sweep_seconds, 2),
+        })
+        print(f"  {study} {choice}: test f1 {test['f1']:.3f} flag rate {test['flag_rate']:.3f} "
+              f"({results[-1]['export_seconds']:.1f} s)", file=sys.stderr, flush=True)
+    return results
+
+
+def summary(results: list[dict]) -> str:
+    """The markdown tables: per table (and over every pair) each choice's means and its paired F1 difference."""
+    ok = [r for r in results if "error" not in r]
+    by = {(r["table"], r["repeat"], r["choice"]): r for r in ok}
+    tables = list(dict.fromkeys(r["table"] for r in ok))
+    lines = [
+        "| table | choice | repeats | test F1 | flag rate | precision | recall | AP | F1 - single [95% t interval] | export s |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+
+    def block(label: str, keys: list[tuple]) -> None:
+        for choice in CHOICES:
+            rows = [by[k + (choice,)] for k in keys if k + (choice,) in by]
+            if not rows:
+                continue
+            mean = {m: statistics.mean(r[m] for r in rows) for m in ("f1", "flag_rate", "precision", "recall", "average_precision", "export_seconds")}
+            if choice == "single":
+                difference = "—"
+            else:
+                paired = [by[k + (choice,)]["f1"] - by[k + ("single",)]["f1"] for k in keys if k + (choice,) in by and k + ("single",) in by]
+                centre, low, high = t_interval(paired)
+                difference = f"{centre:+.3f} [{low:+.3f}, {high:+.3f}]"
+            lines.append(
+                f"| {label} | {choice} | {len(rows)} | {mean['f1']:.3f} | {mean['flag_rate']:.3f} | {mean['precision']:.3f} | "
+                f"{mean['recall']:.3f} | {mean['average_precision']:.3f} | {difference} | {mean['export_seconds']:.1f} |"
+            )
+
+    for name in tables:
+        block(name, sorted({(r["table"], r["repeat"]) for r in ok if r["table"] == name}))
+    block("all tables", sorted({(r["table"], r["repeat"]) for r in ok}))
+    failed = [r for r in results if "error" in r]
+    lines += [f"- failed: {r['table']} repeat {r['repeat']} {r['choice']}: {r['error']}" for r in failed]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--repeats", type=int, default=12)
+    parser.add_argument("--trials", type=int, default=12)
+    parser.add_argument("--epochs", type=int, default=50)
+    parser.add_argument("--tables", nargs="+", default=list(TABLES), choices=list(TABLES))
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--out", type=Path, help="also write every result as JSON here")
+    args = parser.parse_args()
+    if args.quick:
+        for key, value in QUICK.items():
+            setattr(args, key, value)
+    print(machine())
+    print(f"repeats {args.repeats}, trials {args.trials}, epochs {args.epochs}, cv 5, tables {', '.join(args.tables)}")
+    started = time.perf_counter()
+    results = []
+    with tempfile.TemporaryDirectory() as folder:
+        work = Path(folder)
+        for name in args.tables:
+            frame = table(name)
+            print(f"{name}: {len(frame)} rows, {int(frame['label'].sum())} positives", file=sys.stderr, flush=True)
+            for repeat in range(args.repeats):
+                results += run_one(name, frame, repeat, args, work)
+                if args.out:
+                    args.out.write_text(json.dumps(results, indent=1))
+    print(summary(results))
+    print(f"\ntotal {time.perf_counter() - started:.0f} s")
+
+
+if __name__ == "__main__":
+    main()

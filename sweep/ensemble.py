@@ -1,0 +1,262 @@
+"""What an export bundle holds (`--ensemble`): one refit, K refit seeds, a cross-validated trial's own fold models,
+or a greedy ensemble of the study's best trials (Caruana et al. 2004); trained here, averaged, and saved as one
+Keras model of standard layers (the input fed to each member, their outputs combined by keras.layers.Average),
+so a bundle stays free of pickles and custom objects and `predict` averages the members."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import numpy as np
+
+from sweep.errors import ExportError
+from sweep.metrics import threshold_metrics
+
+ENSEMBLE_SYNTAX = "single | seeds:K (K >= 2) | folds | greedy:N (N >= 2)"
+ENSEMBLE_KINDS = ("single", "seeds", "folds", "greedy")
+# What `sweep export` ships when --ensemble is not given (docs/benchmarks.md, the ensembles section, says why).
+DEFAULT_ENSEMBLE = "single"
+# Rounds of greedy selection with replacement: AutoGluon's default ensemble size.
+GREEDY_STEPS = 25
+# Thresholds tried when one is chosen on pooled scores (evenly spaced in rank among the distinct scores).
+THRESHOLD_CANDIDATES = 1000
+
+
+@dataclass(frozen=True)
+class EnsembleChoice:
+    """A parsed --ensemble: its kind and its size (K seeds, or the N best trials greedy selection draws from)."""
+
+    kind: str
+    size: int = 1
+
+    def __str__(self) -> str:
+        return self.kind if self.kind in ("single", "folds") else f"{self.kind}:{self.size}"
+
+
+def parse_ensemble(text) -> EnsembleChoice:
+    """--ensemble's syntax (ENSEMBLE_SYNTAX); one line saying what was received and what is expected otherwise."""
+    if isinstance(text, EnsembleChoice):
+        return text
+    given = str(text).strip().lower()
+    kind, colon, argument = given.partition(":")
+    problem = None
+    if kind in ("single", "folds"):
+        if not colon:
+            return EnsembleChoice(kind)
+        problem = f"{kind} takes no number"
+    elif kind in ("seeds", "greedy"):
+        try:
+            size = int(argument)
+        except ValueError:
+            problem = f"{kind} needs a whole number after ':', got {argument!r}"
+        else:
+            if size >= 2:
+                return EnsembleChoice(kind, size)
+            problem = f"{kind}:{size} needs at least 2" + (" (one seed is --ensemble single)" if kind == "seeds" else "")
+    else:
+        problem = "unknown kind"
+    raise ExportError(f"--ensemble {str(text)!r} is invalid: {problem}; expected {ENSEMBLE_SYNTAX}, e.g. --ensemble seeds:5")
+
+
+def member_seeds(seed: int, count: int) -> list[int]:
+    """`count` training seeds derived from a trial's seed: the trial's own first (so member 0 starts where the
+    single refit does), then distinct ones drawn deterministically from it."""
+    from sweep.trial import trial_seed
+
+    return [seed] + [trial_seed(seed, k) for k in range(1, count)]
+
+
+@dataclass(frozen=True)
+class Ensemble:
+    """The models a bundle holds and how many times each counts in the average (greedy selection draws with
+    replacement; every other kind counts each once), with what best.json says of each member."""
+
+    kind: str
+    models: tuple  # sweep.train.Network or keras.Model each, all taking the same rows
+    counts: tuple[int, ...]
+    members: tuple[dict, ...]  # {"trial", "seed", "fitted_on", ...} per model
+    how_chosen: str
+
+    @property
+    def weights(self) -> np.ndarray:
+        counts = np.asarray(self.counts, dtype=np.float64)
+        return counts / counts.sum()
+
+    def scores(self, X: np.ndarray) -> np.ndarray:
+        """The members' scores of each row averaged with their weights (a single model's own scores, as they are)."""
+        from sweep.train import score
+
+        if len(self.models) == 1:
+            return score(self.models[0], X)
+        return np.sum([w * score(m, X).astype(np.float64) for w, m in zip(self.weights, self.models)], axis=0).astype(np.float32)
+
+    def record(self) -> dict:
+        """best.json's "ensemble": the kind, each member with its weight, and how they were chosen."""
+        members = [m | {"weight": round(float(w), 6)} for m, w in zip(self.members, self.weights)]
+        return {"kind": self.kind, "size": int(sum(self.counts)), "members": members, "how_chosen": self.how_chosen}
+
+    def keras_model(self, input_shape):
+        """The whole ensemble as one Keras model of standard layers: a single member as it is; several as a
+        functional model feeding the input to each member (a nested model named member_K) and averaging their
+        outputs (a member counted c times enters the Average c times)."""
+        import keras
+
+        from sweep.train import Network
+
+        built = [m.to_keras() if isinstance(m, Network) else m for m in self.models]
+        if len(built) == 1:
+            return built[0]
+        inputs = keras.Input(shape=tuple(input_shape), name="rows")
+        outputs = []
+        for index, (model, count) in enumerate(zip(built, self.counts)):
+            model.name = f"member_{index}"  # unique names: a builder may name every model it builds the same
+            outputs += [model(inputs)] * count
+        return keras.Model(inputs, keras.layers.Average(name="average")(outputs), name=f"ensemble_{self.kind}")
+
+
+def single_model(model, trial: int, seed: int, fitted_on: str) -> Ensemble:
+    """Today's export: one model."""
+    return Ensemble("single", (model,), (1,), ({"trial": trial, "seed": seed, "fitted_on": fitted_on},), "the study's best trial, refit once with its own seed")
+
+
+def fold_ensemble(models, plan, trial: int, seed: int) -> Ensemble:
+    """A cross-validated trial's own fold models, averaged: the models whose pooled out-of-fold scores judged it."""
+    members = []
+    rows = len(plan.y_fit)
+    for index, fold in enumerate(plan.folds):
+        repeat, number = divmod(index, plan.n_splits)
+        where = f"repeat {repeat + 1}, fold {number + 1}" if plan.repeats > 1 else f"fold {number + 1}"
+        trained_on = rows - len(fold.slots)
+        members.append({"trial": trial, "seed": seed, "fold": index, "fitted_on": f"the non-test rows outside {where}'s validation rows ({trained_on} rows)"})
+    how = (
+        f"trial #{trial}'s {len(models)} fold models ({plan.n_splits} folds" + (f" x {plan.repeats} repeats" if plan.repeats > 1 else "")
+        + "), averaged: the models its pooled out-of-fold scores, and so its threshold, were chosen on"
+    )
+    return Ensemble("folds", tuple(models), (1,) * len(models), tuple(members), how)
+
+
+@dataclass(frozen=True)
+class Refit:
+    """One configuration to train on all non-test rows: its params, settings (seed included) and trial number."""
+
+    trial: int
+    params: object  # sweep.space.TrialParams
+    settings: object  # sweep.train.TrainSettings
+
+
+def refit_all(dataset, config, refits: list[Refit]) -> list:
+    """Each configuration trained on all non-test rows with its own settings and seed: builtin one-hidden-layer
+    networks side by side as one population (the first refit's seed shuffles the rows), deeper ones and a user's
+    models one after another. Returns the trained models in order."""
+    from sweep.train import train_model
+
+    X, y = dataset.development.X, dataset.development.y
+    if config.user_model:
+        return [_fit_user(dataset, config, refit) for refit in refits]
+    if refits[0].settings.hidden_layers > 1:
+        return [train_model(X, y, r.params.hidden_width, r.params.class_weight, r.settings)[0] for r in refits]
+    from sweep.population import Member, train_population
+    from sweep.rounds import member_network
+
+    first = refits[0].settings
+    members = [Member(r.params.hidden_width, r.params.minority_weight, r.settings.seed, r.settings.learning_rate) for r in refits]
+    population, _, _, _ = train_population(X, y, members, first.epochs, first.batch_size, first.learning_rate, first.seed)
+    return [member_network(population, index) for index in range(len(refits))]
+
+
+def _fit_user(dataset, config, refit: Refit):
+    from sweep.keras_fit import FoldRows, fit_user_model
+    from sweep.model import load_builder
+
+    X, y = dataset.development.X, dataset.development.y
+    rows = FoldRows(np.arange(len(y)), None, X[:0])
+    params = refit.params
+    return fit_user_model(load_builder(config.model), config.model, params.model_params, params.class_weight, refit.settings, X, y, rows)[0]
+
+
+def seed_ensemble(dataset, config, trial: int, params, settings, count: int) -> Ensemble:
+    """The chosen configuration refit on all non-test rows with `count` seeds (member_seeds), averaged: the share
+    of the result that is one seed's luck shrinks."""
+    seeds = member_seeds(settings.seed, count)
+    refits = [Refit(trial, params, dataclasses.replace(settings, seed=s)) for s in seeds]
+    models = refit_all(dataset, config, refits)
+    rows = len(dataset.development.y)
+    how = "side by side as one population" if not config.user_model and settings.hidden_layers == 1 else "one after another"
+    members = tuple({"trial": trial, "seed": s, "fitted_on": f"all non-test rows ({rows} rows)"} for s in seeds)
+    return Ensemble(
+        "seeds", tuple(models), (1,) * count, members,
+        f"trial #{trial}'s configuration refit on all non-test rows with {count} seeds (its own first, then derived from it), "
+        f"trained {how}, averaged",
+    )
+
+
+def choose_threshold(goal, y_true: np.ndarray, scores: np.ndarray, bounds: tuple[float, float]) -> tuple[float, float]:
+    """The threshold within `bounds` (the study's threshold range) whose flags score best by `goal` on these
+    (pooled out-of-fold) scores, and that value: the trials' own rule (flag = score >= threshold), tried at
+    the midpoints between distinct scores. An objective without a threshold (ap) keeps the range's middle."""
+    low, high = bounds
+    if not goal.uses_threshold:
+        return (low + high) / 2, float(goal.value_of_scores(y_true, scores, low))
+    distinct = np.unique(np.asarray(scores, dtype=np.float64))
+    cuts = np.concatenate([[low], (distinct[1:] + distinct[:-1]) / 2, [high]])
+    cuts = np.unique(cuts[(cuts >= low) & (cuts <= high)])
+    if len(cuts) > THRESHOLD_CANDIDATES:
+        cuts = cuts[np.linspace(0, len(cuts) - 1, THRESHOLD_CANDIDATES).round().astype(int)]
+    values = np.array([goal.value(threshold_metrics(y_true, scores, t)) for t in cuts], dtype=np.float64)
+    best = int(np.argmin(values) if goal.direction == "minimize" else np.argmax(values))
+    return float(cuts[best]), float(values[best])
+
+
+def greedy_selection(goal, y_true: np.ndarray, pooled: dict, bounds: tuple[float, float], steps: int = GREEDY_STEPS) -> tuple[dict, float, float]:
+    """Caruana's ensemble selection with replacement: start from the best single trial, then `steps` - 1 times
+    add the trial whose inclusion makes the average of the pooled scores best by `goal` (at the threshold
+    re-chosen on that average), and keep the best ensemble seen. `pooled` maps trial number -> pooled scores,
+    best trial first. Returns ({trial: count}, threshold, value)."""
+    better = (lambda a, b: a < b) if goal.direction == "minimize" else (lambda a, b: a > b)
+    numbers = list(pooled)
+    total = np.zeros(len(y_true), dtype=np.float64)
+    counts: dict[int, int] = {}
+    best = None
+    for step in range(steps):
+        trial_scores = []
+        for number in numbers:
+            threshold, value = choose_threshold(goal, y_true, (total + pooled[number]) / (step + 1), bounds)
+            trial_scores.append((value, threshold, number))
+        value, threshold, number = trial_scores[0]
+        for candidate in trial_scores[1:]:
+            if better(candidate[0], value):
+                value, threshold, number = candidate
+        total += pooled[number]
+        counts[number] = counts.get(number, 0) + 1
+        if best is None or better(value, best[2]):
+            best = (dict(counts), threshold, value)
+    return best
+
+
+def greedy_candidates(study, goal, size: int) -> list:
+    """The `size` best complete trials of a single-objective study, best first (ties: the earlier trial)."""
+    import optuna
+
+    complete = [t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)) if t.value is not None]
+    sign = 1.0 if goal.direction == "minimize" else -1.0
+    return sorted(complete, key=lambda t: (sign * t.value, t.number))[:size]
+
+
+def greedy_ensemble(dataset, config, goal, chosen: dict, trials: dict, settings_of, params_of, threshold: float, value: float, size: int) -> Ensemble:
+    """The configurations greedy selection chose, each refit on all non-test rows with its trial's seed, counted
+    as often as it was chosen."""
+    numbers = list(chosen)
+    refits = [Refit(n, params_of(trials[n]), settings_of(trials[n])) for n in numbers]
+    models = refit_all(dataset, config, refits)
+    rows = len(dataset.development.y)
+    members = tuple(
+        {"trial": r.trial, "seed": r.settings.seed, "fitted_on": f"all non-test rows ({rows} rows)", "params": dict(trials[r.trial].params) | r.params.model_params}
+        for r in refits
+    )
+    how = (
+        f"greedy ensemble selection with replacement (Caruana et al. 2004), {GREEDY_STEPS} rounds over the {size} best complete "
+        f"trials' pooled validation scores, by {goal.name} at a threshold re-chosen on the ensemble's own pooled scores "
+        f"({threshold:.4g}, value {value:.4g}); each chosen configuration refit on all non-test rows with its trial's seed"
+    )
+    return Ensemble("greedy", tuple(models), tuple(chosen[n] for n in numbers), members, how)
