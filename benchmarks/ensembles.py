@@ -29,7 +29,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import machine  # noqa: E402
-from tables import BUILDERS  # noqa: E402
+from tables import BUILDERS, PACKAGES  # noqa: E402
 
 CHOICES = ("single", "seeds:5", "folds", "greedy:5")
 TABLES = ("breast_cancer", "diabetes", "cars_europe", "seattle_snow", "digits_3_rare", "synthetic")
@@ -160,7 +160,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         work = Path(folder)
         for name in args.tables:
-            frame = table(name)
+            try:
+                frame = table(name)
+            except ImportError as exc:  # a table whose package is missing is skipped and said so, not a lost run
+                print(f"skipped {name}: needs {PACKAGES.get(name, '?')} ({exc}); pip install it", flush=True)
+                continue
             print(f"{name}: {len(frame)} rows, {int(frame['label'].sum())} positives", file=sys.stderr, flush=True)
             for repeat in range(args.repeats):
                 results += run_one(name, frame, repeat, args, work)
