@@ -34,6 +34,20 @@ def resident_mb() -> float:
     return float("nan")
 
 
+def t_interval(values) -> tuple[float, float, float]:
+    """Mean and 95% t interval of paired differences over repeats (Student's t, n - 1 degrees of freedom)."""
+    import math
+
+    from scipy import stats
+
+    values = [v for v in values if not math.isnan(v)]
+    mean = statistics.mean(values)
+    if len(values) < 2:
+        return mean, float("nan"), float("nan")
+    half = stats.t.ppf(0.975, len(values) - 1) * statistics.stdev(values) / math.sqrt(len(values))
+    return mean, mean - half, mean + half
+
+
 def mean_sd(values) -> str:
     values = list(values)
     spread = statistics.stdev(values) if len(values) > 1 else 0.0

@@ -17,18 +17,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import machine  # noqa: E402
+from common import machine, t_interval  # noqa: E402
 from tables import BUILDERS, PACKAGES  # noqa: E402
 
 CHOICES = ("single", "seeds:5", "folds", "greedy:5")
@@ -53,20 +51,10 @@ def table(name: str) -> pd.DataFrame:
     return synthetic() if name == "synthetic" else BUILDERS[name]()
 
 
-def t_interval(values) -> tuple[float, float, float]:
-    """Mean and 95% t interval of paired differences (Student's t, n - 1 degrees of freedom)."""
-    from scipy import stats
-
-    values = [v for v in values if not math.isnan(v)]
-    mean = statistics.mean(values)
-    if len(values) < 2:
-        return mean, float("nan"), float("nan")
-    half = stats.t.ppf(0.975, len(values) - 1) * statistics.stdev(values) / math.sqrt(len(values))
-    return mean, mean - half, mean + half
-
-
-def run_one(name: str, frame: pd.DataFrame, repeat: int, args, work: Path) -> list[dict]:
-    """One sweep of table `name` with seed `repeat`, exported each way; one result per choice."""
+def run_one(name: str, frame: pd.DataFrame, repeat: int, args, work: Path, choices=CHOICES, extra: dict | None = None,
+            label: str = "") -> list[dict]:
+    """One sweep of table `name` with seed `repeat` (config keys `extra` on top of the benchmark's), exported each
+    way in `choices`; one result per choice, tagged with `label` (what `extra` varies)."""
     from sweep.export import export_best
     from sweep.runner import run_sweep
 
@@ -75,25 +63,25 @@ def run_one(name: str, frame: pd.DataFrame, repeat: int, args, work: Path) -> li
     csv = work / f"{name}.csv"
     if not csv.exists():
         frame.to_csv(csv, index=False)
-    study = f"{name}-s{repeat}"
+    study = f"{name}-s{repeat}{label}"
     config = resolve_config(
         {"data": str(csv), "target": "label", "storage": f"sqlite:///{work / 'bench.db'}", "study": study, "trials": args.trials,
-         "epochs": args.epochs, "seed": repeat, "cv": 5}, env={},
+         "epochs": args.epochs, "seed": repeat, "cv": 5} | (extra or {}), env={},
     )
     started = time.perf_counter()
     run_sweep(config)
     sweep_seconds = time.perf_counter() - started
     results = []
-    for choice in CHOICES:
+    for choice in choices:
         started = time.perf_counter()
         try:
             best = export_best(config.storage, study, work / "exports" / study / choice.replace(":", "_"), force=True, ensemble=choice).best
         except Exception as exc:  # a failed export is a row with its reason, not a lost run
-            results.append({"table": name, "repeat": repeat, "choice": choice, "error": f"{type(exc).__name__}: {exc}"})
+            results.append({"table": name, "repeat": repeat, "choice": choice, "label": label, "error": f"{type(exc).__name__}: {exc}"})
             continue
         test = best["test"]["metrics"]
         results.append({
-            "table": name, "repeat": repeat, "choice": choice, "f1": test["f1"], "flag_rate": test["flag_rate"],
+            "table": name, "repeat": repeat, "choice": choice, "label": label, "epochs": best["train_settings"]["epochs"], "f1": test["f1"], "flag_rate": test["flag_rate"],
             "precision": test["precision"], "recall": test["recall"], "average_precision": test["average_precision"],
             "brier": best["test"]["probability"]["calibrated probability"]["brier"], "threshold": best["threshold"],
             "validation_f1": best["validation"].get("ensemble_metrics", best["validation"]["metrics"])["f1"],
@@ -101,7 +89,7 @@ def run_one(name: str, frame: pd.DataFrame, repeat: int, args, work: Path) -> li
             "test_rows": best["data"]["splits"]["test"]["rows"], "test_positives": best["data"]["splits"]["test"]["positives"],
             "export_seconds": round(time.perf_counter() - started, 2), "sweep_seconds": round(sweep_seconds, 2),
         })
-        print(f"  {study} {choice}: test f1 {test['f1']:.3f} flag rate {test['flag_rate']:.3f} "
+        print(f"  {study} {choice} ({results[-1]['epochs']} epochs): test f1 {test['f1']:.3f} flag rate {test['flag_rate']:.3f} "
               f"({results[-1]['export_seconds']:.1f} s)", file=sys.stderr, flush=True)
     return results
 

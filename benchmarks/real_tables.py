@@ -170,14 +170,14 @@ def last_line(done: subprocess.CompletedProcess) -> str:
 
 
 def sweep_row(mode: str, csv: Path, frame: pd.DataFrame, test, work: Path, args, base: Row) -> Row:
-    folds = "0" if mode == "holdout" else mode.removeprefix("cv")
+    folds = {"holdout": ["--cv", "0"], "default": []}.get(mode, ["--cv", mode.removeprefix("cv")])
     row = Row(**{**base.__dict__, "method": f"sweep {mode}"})
     study = f"{csv.stem}-{mode}-s{base.seed}"
     storage = f"sqlite:///{work / 'bench.db'}"
     bundle = work / "exports" / study
     started = time.perf_counter()
     done = cli("run", "--data", str(csv), "--target", "label", "--study", study, "--storage", storage,
-               "--trials", str(args.trials), "--epochs", str(args.epochs), "--seed", str(base.seed), "--cv", folds,
+               "--trials", str(args.trials), "--epochs", str(args.epochs), "--seed", str(base.seed), *folds,
                *args.sweep_args.split())
     run_seconds = time.perf_counter() - started
     if done.returncode != 0:
@@ -199,7 +199,7 @@ def sweep_row(mode: str, csv: Path, frame: pd.DataFrame, test, work: Path, args,
     if done.returncode != 0:
         row.error = f"sweep predict failed: {last_line(done)}"
         return row
-    scores = pd.read_csv(work / f"{study}-scores.csv")["probability"].to_numpy()
+    scores = pd.read_csv(work / f"{study}-scores.csv")["score"].to_numpy()  # the raw score: the threshold is on its scale
     y_test = frame["label"].to_numpy()[test]
     params = best.get("params", {})
     detail = (f"{run_seconds:.0f}+{export_seconds:.0f} s; w={params.get('minority_weight', float('nan')):.3g}, "
@@ -263,6 +263,46 @@ def print_means(rows: list[Row], seeds, say) -> None:
 def mean_sd(values) -> str:
     spread = statistics.stdev(values) if len(values) > 1 else 0.0
     return f"{statistics.mean(values):.3f} ± {spread:.3f}"
+
+
+def print_paired(rows: list[Row], seeds, say) -> None:
+    """Per table and over every (table, seed): each sweep mode's test F1 minus each reference's on the same test
+    rows, with a 95% t interval over the seeds (each seed its own stratified split), and a verdict."""
+    from common import t_interval
+
+    say(f"\n### Paired over seeds {seeds[0]}-{seeds[-1]}: sweep F1 minus reference F1 on the same test rows\n")
+    say("| table | sweep | seeds | sweep F1 | - logistic [95% t interval] | - gradient boosting [95% t interval] |")
+    say("|---|---|---|---|---|---|")
+    by = {(r.table, r.seed, r.method): r for r in rows if not r.error}
+    sweeps = list(dict.fromkeys(r.method for r in rows if r.method.startswith("sweep")))
+    tables = list(dict.fromkeys(r.table for r in rows))
+    verdicts: dict = {}
+
+    def line(label: str, keys: list[tuple], method: str) -> None:
+        keys = [k for k in keys if k + (method,) in by]
+        if not keys:
+            return
+        cells = []
+        for reference in METHODS:
+            paired = [by[k + (method,)].f1 - by[k + (reference,)].f1 for k in keys if k + (reference,) in by]
+            centre, low, high = t_interval(paired) if paired else (float("nan"),) * 3
+            verdict = "better" if low > 0 else "worse" if high < 0 else "within noise"
+            verdicts[(label, method, reference)] = (centre, low, high, verdict)
+            cells.append(f"{centre:+.3f} [{low:+.3f}, {high:+.3f}] {verdict}")
+        say(f"| {label} | {method} | {len(keys)} | {statistics.mean(by[k + (method,)].f1 for k in keys):.3f} | {cells[0]} | {cells[1]} |")
+
+    for method in sweeps:
+        for table in tables:
+            line(table, [(table, seed) for seed in seeds], method)
+        line("all (table, seed) pairs", [(table, seed) for table in tables for seed in seeds], method)
+    for method in sweeps:
+        below = [t for t in tables if verdicts.get((t, method, "logistic"), (0, 0, 0, ""))[3] == "worse"]
+        mean_boost = verdicts.get(("all (table, seed) pairs", method, "gradient boosting"))
+        say(f"\n{method}: the goal is a mean test F1 at or above gradient boosting's "
+            + (f"(mean paired difference {mean_boost[0]:+.3f} [{mean_boost[1]:+.3f}, {mean_boost[2]:+.3f}]: "
+               f"{'reached' if mean_boost[0] >= 0 else 'not reached'})" if mean_boost else "(not measured)")
+            + " and no table below the logistic reference beyond noise ("
+            + ("none below" if not below else "below on " + ", ".join(below)) + ").")
 
 
 def grouped(rows, key) -> dict:
@@ -344,6 +384,31 @@ def print_summary(rows: list[Row], labels: dict, say) -> None:
 # ---------------------------------------------------------------- main
 
 
+def render(rows: list[Row], labels: dict, seeds, modes, args, show, out: Path | None = None) -> None:
+    """Print (through `show`) every table of the rows so far, and write them to `out` (or --out)."""
+    from common import machine
+
+    out_lines: list[str] = []
+
+    def say(line: str = "") -> None:
+        show(line)
+        out_lines.append(line)
+
+    say(f"Machine: {machine()}")
+    say(f"\n### Real tables: test F1 and AP of the exported sweep against two references "
+        f"({args.trials} trials, {args.epochs} epochs; seeds {', '.join(map(str, seeds))})\n"
+        if modes else f"\n### Real tables: references only (seeds {', '.join(map(str, seeds))})\n")
+    print_rows(rows, say)
+    if len(seeds) > 1:
+        print_means(rows, seeds, say)
+        if modes:
+            print_paired(rows, seeds, say)
+    if modes:
+        print_summary(rows, labels, say)
+    if out or args.out:
+        (out or args.out).write_text("\n".join(out_lines) + "\n")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tables", nargs="+", choices=list(BUILDERS), default=None, help="default: all")
@@ -355,7 +420,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help=f"smoke run: {QUICK}")
     parser.add_argument("--out", type=Path, help="also write the markdown to this file")
     parser.add_argument("--sweep-args", default="", help="extra `sweep run` options for every sweep, e.g. '--learning-rate 0.0003:0.03'")
-    parser.add_argument("--modes", nargs="+", default=None, help="sweep modes to run (default: holdout cvK)")
+    parser.add_argument("--modes", nargs="+", default=None, help="sweep modes to run: holdout, cvK, default (no --cv: the sweep's own choice); default: holdout cvK")
     parser.add_argument("--workdir", type=Path, help="keep tables, study storage and bundles here (default: a temp dir)")
     args = parser.parse_args()
     if args.quick:
@@ -365,12 +430,6 @@ def main() -> None:
     modes = [] if args.baselines_only else (args.modes or ["holdout", f"cv{args.folds}"])
     if modes:
         check_cli()
-
-    out_lines: list[str] = []
-
-    def say(line: str = "") -> None:
-        print(line, flush=True)
-        out_lines.append(line)
 
     work = Path(args.workdir or tempfile.mkdtemp(prefix="real-tables-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -384,7 +443,7 @@ def main() -> None:
                          "the table out with --tables")
         rows: list[Row] = []
         labels: dict = {}
-        for seed in args.seeds:
+        for done, seed in enumerate(args.seeds, start=1):
             for name in names:
                 frame = pd.read_csv(paths[name])
                 y = frame["label"].to_numpy().astype(int)
@@ -400,19 +459,9 @@ def main() -> None:
                     r = rows[-1]
                     print(f"  {name} seed {seed} sweep {mode}: " + (r.error or f"F1 {r.f1:.3f}, {r.detail}"),
                           file=sys.stderr, flush=True)
-        from common import machine
-
-        say(f"Machine: {machine()}")
-        say(f"\n### Real tables: test F1 and AP of the exported sweep against two references "
-            f"({args.trials} trials, {args.epochs} epochs; seeds {', '.join(map(str, args.seeds))})\n"
-            if modes else f"\n### Real tables: references only (seeds {', '.join(map(str, args.seeds))})\n")
-        print_rows(rows, say)
-        if len(args.seeds) > 1:
-            print_means(rows, args.seeds, say)
-        if modes:
-            print_summary(rows, labels, say)
-        if args.out:
-            args.out.write_text("\n".join(out_lines) + "\n")
+            if args.out and done < len(args.seeds):  # what the seeds so far show, in case the run is cut short
+                render(rows, labels, args.seeds[:done], modes, args, lambda line: None, args.out)
+        render(rows, labels, args.seeds, modes, args, print)
     finally:
         if args.workdir is None:
             shutil.rmtree(work, ignore_errors=True)

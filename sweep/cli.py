@@ -110,6 +110,7 @@ def run(
     timeout: Annotated[Optional[float], typer.Option(help="Stop starting new trials after this many seconds (a population round still training stops at its next epoch).")] = None,
     trial_timeout: Annotated[Optional[float], typer.Option(metavar="SECONDS", help="Fail a trial (each population member, your own model) that runs longer than this many seconds; the worker goes on with the next trial.")] = None,
     epochs: Annotated[Optional[int], typer.Option(help="Training epochs per trial.", show_default="50")] = None,
+    min_steps: Annotated[Optional[int], typer.Option(help="The builtin network trains at least this many Adam steps per fold model: on a small table the epochs grow to reach it (0 = exactly --epochs).", show_default="0")] = None,
     batch_size: Annotated[Optional[int], typer.Option(help="Mini-batch size.", show_default="100")] = None,
     learning_rate: Annotated[Optional[str], typer.Option(help="Adam learning rate, or a range LOW:HIGH to search (log scale).", show_default="0.001")] = None,
     objective: Annotated[Optional[str], typer.Option(help="f1 | fbeta:BETA | ap | recall_at_precision:P | cost:miss=A,false_alarm=B.", show_default="f1")] = None,
@@ -283,9 +284,9 @@ def export(
     pick: PickOption = None,
     refit: Annotated[str, typer.Option(help="all: train the chosen configuration on all non-test rows; train: export the trial's own model (single validation split only).")] = "all",
     ensemble: Annotated[Optional[str], typer.Option(
-        help="What the bundle holds, averaged: single (one refit); seeds:K (K refits with seeds derived from the trial's); "
+        help="What the bundle holds, averaged: auto (greedy:5 for the builtin network on one objective, else single); single (one refit); seeds:K (K refits with seeds derived from the trial's); "
              "folds (a cross-validated trial's own fold models); greedy:N (greedy ensemble selection over the N best trials).",
-        show_default="single",
+        show_default="auto",
     )] = None,
 ) -> None:
     """Retrain the best trial (checking its stored value), refit it (or the ensemble --ensemble names), score it

@@ -67,6 +67,7 @@ class SweepConfig:
     timeout: float | None = None
     trial_timeout: float | None = None  # seconds of wall time one trial may take (sweep.trial.TrialClock); None: no limit
     epochs: int = 50
+    min_steps: int = 0  # the builtin network trains at least this many Adam steps per fold model (more epochs on small tables)
     batch_size: int = 100
     learning_rate: float | tuple[float, float] = 0.001  # a range LOW:HIGH is searched (log scale)
     objective: str = "f1"  # parsed: goal
@@ -301,6 +302,7 @@ RULES: dict[str, Rule] = {
     "timeout": _seconds,
     "trial_timeout": _seconds,
     "epochs": _integer(1),
+    "min_steps": _integer(0),
     "batch_size": _integer(1),
     "learning_rate": _learning_rate,
     "objective": _objective,

@@ -16,7 +16,7 @@ import numpy as np
 from sweep.calibration import Calibration, fit_calibration, probability_scores
 from sweep.config import config_from_dict
 from sweep.data import ARRAY_SUFFIX, check_inputs, load_dataset, read_arrays, read_table
-from sweep.ensemble import DEFAULT_ENSEMBLE, Ensemble, fold_ensemble, greedy_candidates, greedy_ensemble, greedy_selection, parse_ensemble
+from sweep.ensemble import DEFAULT_ENSEMBLE, Ensemble, automatic_ensemble, fold_ensemble, greedy_candidates, greedy_ensemble, greedy_selection, parse_ensemble
 from sweep.ensemble import seed_ensemble, single_model
 from sweep.errors import DataError, ExportError, StorageError
 from sweep.metrics import BOOTSTRAP_RESAMPLES, bootstrap_intervals, metrics, parse_goal
@@ -121,7 +121,7 @@ def retrain_best(
     choice = parse_ensemble(ensemble)
     if refit not in REFIT_CHOICES:
         raise ExportError(f"--refit {refit!r} is not known; expected one of: {', '.join(REFIT_CHOICES)}")
-    if refit == "train" and choice.kind != "single":
+    if refit == "train" and choice.kind not in ("single", "auto"):
         raise ExportError(f"--refit train exports one trial's own model, but --ensemble is {choice}; use --ensemble single with --refit train")
     study = load_study(open_storage(storage_url), study_name)
     best = best_trial(study, pick)
@@ -133,6 +133,7 @@ def retrain_best(
         raise StorageError(f"study {study_name!r} was not made by `sweep run` (no stored config); cannot use it")
     config = config_from_dict(study.user_attrs["config"])
     goal = parse_goal(study.user_attrs["objective"]["spec"])
+    choice = automatic_ensemble(choice, goal.is_multi, config.user_model, refit)
     if choice.kind == "greedy" and goal.is_multi:
         raise ExportError(
             f"--ensemble {choice} ranks trials by one objective, but study {study_name!r} has {len(goal.names)} "
@@ -183,7 +184,7 @@ def retrain_best(
             weight = float(np.exp(np.sum(shipped.weights * np.log([m["params"]["minority_weight"] for m in shipped.members]))))
             calibration = fit_calibration(
                 ensemble_pooled, dataset.validation.y, weight,
-                fitted_on=f"the greedy ensemble's averaged pooled validation scores ({len(ensemble_pooled)} rows)",
+                fitted_on=f"the greedy ensemble's averaged {_pooled_words(dataset)} ({len(ensemble_pooled)} rows)",
             )
         else:
             model, compiled_by = _refit_all(dataset, config, params, settings)
@@ -233,6 +234,10 @@ def _greedy(dataset, config, study, goal, best, best_pooled, size: int) -> tuple
     shipped = greedy_ensemble(dataset, config, goal, chosen, trials, settings_of, params_of, threshold, value, len(candidates))
     averaged = np.sum([shipped.weights[i] * pooled[n] for i, n in enumerate(chosen)], axis=0)
     return shipped, threshold, averaged
+
+
+def _pooled_words(dataset) -> str:
+    return "pooled out-of-fold scores" if dataset.validation.kind == "cv" else "scores on the validation part"
 
 
 def _fitted_on(dataset, trial) -> str:

@@ -220,15 +220,15 @@ def study_report(storage_url: str, study_name: str, folder: Path, seeds=(0, 1, 2
     from sweep.export import retrain_best
 
     found = retrain_best(storage_url, study_name, pick)
-    study, best, dataset, params = found.study, found.trial, found.dataset, found.params
-    best_scores = score(found.model, found.test.X)
-    best_row = scored_row(
-        f"sweep best (trial #{best.number}, refit on all non-test rows): {describe_params(best.params)}",
-        dataset.test.y, best_scores, params.threshold,
-    )
+    study, best, dataset = found.study, found.trial, found.dataset
+    best_scores, threshold = found.ensemble.scores(found.test.X), found.threshold  # what `sweep export` ships
+    shipped = found.ensemble
+    what = (f"trial #{best.number}, refit on all non-test rows" if shipped.kind == "single"
+            else f"trial #{best.number} in a {shipped.kind} ensemble of {len(shipped.models)} configurations, each refit on all non-test rows")
+    best_row = scored_row(f"sweep best ({what}): {describe_params(best.params)}", dataset.test.y, best_scores, threshold)
     fixed = user_model_rows(found, seeds) if found.config.user_model else tutorial_rows(dataset, seeds=seeds)
     rows = fixed + [best_row, logistic_reference_row(dataset)]
-    intervals = bootstrap_intervals(dataset.test.y, best_scores, params.threshold, seed=found.settings.seed)
+    intervals = bootstrap_intervals(dataset.test.y, best_scores, threshold, seed=found.settings.seed)
     notes = [
         "Every model here learned from all non-test rows; the tutorial rows (for your own model: the same model, "
         "unweighted and with balanced weights, read at 0.5) are means ± sd over seeds, and their paired comparison "
@@ -246,7 +246,7 @@ def study_report(storage_url: str, study_name: str, folder: Path, seeds=(0, 1, 2
             "ceiling's F1 on one split by luck."
         )
     differences = paired_differences(dataset.test.y, best_row, rows)
-    figures = study_figures(study, best_scores, dataset.test.y, params.threshold, folder)
+    figures = study_figures(study, best_scores, dataset.test.y, threshold, folder)
     probability, reliability = calibration_section(found, best_scores, folder)
     objective = study.user_attrs["objective"]["spec"]
     return StudyReport(

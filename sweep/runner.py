@@ -23,7 +23,7 @@ from sweep.results import BUDGET_STATES, SweepResult, count_trials, summarize
 from sweep.rounds import population_round
 from sweep.runtime import configure_threads, select_device
 from sweep.storage import mask_url, open_storage
-from sweep.trial import pruning_steps, told_after_watchdog, trial_function
+from sweep.trial import pruning_steps, sized_to_table, told_after_watchdog, trial_function
 
 # A run stops (and says so) after this many failed trials in a row: something is wrong beyond one trial.
 MAX_CONSECUTIVE_FAILURES = 10
@@ -229,6 +229,7 @@ def run_sweep(
     configure_threads(config.intra_op_threads, config.inter_op_threads)
     select_device(config.device_spec, worker_index)
     dataset = dataset if dataset is not None else load_dataset(config)
+    config = sized_to_table(config, dataset)
     study = prepare_study(config, dataset, worker_index)
     dataset.release_rows()  # trials need only the encoded search parts, not the raw table (nor the test part)
     before = count_trials(study, tuple(TrialState))

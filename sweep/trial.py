@@ -41,6 +41,20 @@ def train_settings(config: SweepConfig, seed: int, params: TrialParams) -> Train
     return TrainSettings(config.epochs, config.batch_size, float(rate), config.hidden_layers, seed)
 
 
+def sized_to_table(config: SweepConfig, dataset: Dataset) -> SweepConfig:
+    """The config with its epochs raised so each builtin fold model takes at least `min_steps` Adam steps: 50
+    epochs of batch 100 are 150 steps on 300 training rows, too few to fit a weighted network. A user's own
+    model keeps its epochs (its fit is the user's to size); a resolved study stores the raised epochs, so
+    every worker, the export's retrain and its refit train as the trials did."""
+    if config.user_model or config.min_steps <= 0:
+        return config
+    plan = dataset.validation
+    rows = min(len(fold.training_rows(len(plan.y_fit))) for fold in plan.folds)
+    steps_per_epoch = max(1, -(-rows // config.batch_size))
+    needed = -(-config.min_steps // steps_per_epoch)
+    return config if needed <= config.epochs else dataclasses.replace(config, epochs=needed)
+
+
 def fit_and_score(dataset: Dataset, params: TrialParams, settings: TrainSettings, on_epoch=None):
     """Train the trial's fold models (one for a single validation split) and score their validation rows;
     returns (models, result, pooled validation scores, per-fold scores)."""

@@ -63,7 +63,7 @@ def cross_validated(tmp_path_factory, tiny_csv):
     folder = tmp_path_factory.mktemp("cv")
     config = tiny_values(tiny_csv, f"sqlite:///{folder / 'cv.db'}", study="cv", trials=3, cv=5)
     run_sweep(config)
-    return config, export_best(config.storage, config.study, folder / "bundle")
+    return config, export_best(config.storage, config.study, folder / "bundle", ensemble="single")
 
 
 def _postgres_url() -> str:

@@ -288,7 +288,7 @@ def small_study(tiny_config):
         (["export", "nope", "--out", "{tmp}/o", "--storage", "{storage}"], r"no study named 'nope'"),
         (["export", "empty", "--out", "{tmp}/o", "--storage", "{storage}"], r"study 'empty' has no complete trial"),
         (["export", "tiny", "--out", "{tmp}/full", "--storage", "{storage}"], r"exists and is not empty.*--force"),
-        (["export", "tiny", "--out", "{tmp}/o", "--storage", "{storage}", "--ensemble", "seeds:0"], r"--ensemble 'seeds:0' is invalid.*expected single \| seeds:K"),
+        (["export", "tiny", "--out", "{tmp}/o", "--storage", "{storage}", "--ensemble", "seeds:0"], r"--ensemble 'seeds:0' is invalid.*expected auto \| single \| seeds:K"),
         (["export", "tiny", "--out", "{tmp}/o", "--storage", "{storage}", "--ensemble", "bogus"], r"--ensemble 'bogus' is invalid: unknown kind"),
         (["export", "tiny", "--out", "{tmp}/o", "--storage", "{storage}", "--ensemble", "folds"], r"--ensemble folds averages a cross-validated.*one validation split"),
         (["predict", "{tmp}", "--data", "{tmp}/x.csv"], r"is not an export bundle"),

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from sweep.cli import app
 from sweep.data import load_dataset
-from sweep.ensemble import EnsembleChoice, choose_threshold, greedy_selection, member_seeds, parse_ensemble
+from sweep.ensemble import EnsembleChoice, automatic_ensemble, choose_threshold, greedy_selection, member_seeds, parse_ensemble
 from sweep.errors import ExportError
 from sweep.export import export_best, load_bundle
 from sweep.metrics import parse_goal, threshold_metrics
@@ -151,9 +151,9 @@ def _trial_count(config) -> int:
 
 @pytest.mark.parametrize("study, value, match", [
     ("holdout", "folds", r"--ensemble folds averages a cross-validated trial's fold models, but study 'holdout' .*use --ensemble single or seeds:K"),
-    ("holdout", "seeds:0", r"--ensemble 'seeds:0' is invalid: seeds:0 needs at least 2 .*expected single \| seeds:K"),
+    ("holdout", "seeds:0", r"--ensemble 'seeds:0' is invalid: seeds:0 needs at least 2 .*expected auto \| single \| seeds:K"),
     ("holdout", "seeds:x", r"--ensemble 'seeds:x' is invalid: seeds needs a whole number after ':', got 'x'"),
-    ("cv_population", "bogus", r"--ensemble 'bogus' is invalid: unknown kind; expected single \| seeds:K \(K >= 2\) \| folds \| greedy:N"),
+    ("cv_population", "bogus", r"--ensemble 'bogus' is invalid: unknown kind; expected auto \| single \| seeds:K \(K >= 2\) \| folds \| greedy:N"),
     ("cv_population", "greedy:1", r"--ensemble 'greedy:1' is invalid: greedy:1 needs at least 2"),
 ])
 def test_bad_ensembles_are_one_line_exit_2_and_lose_no_trial(studies, tmp_path, study, value, match):
@@ -177,12 +177,35 @@ def test_refit_train_takes_only_the_single_model(studies, tmp_path):
 
 
 @pytest.mark.parametrize("text, expected", [
-    ("single", EnsembleChoice("single")), (" Folds ", EnsembleChoice("folds")),
+    ("auto", EnsembleChoice("auto")), ("single", EnsembleChoice("single")), (" Folds ", EnsembleChoice("folds")),
     ("seeds:5", EnsembleChoice("seeds", 5)), ("greedy:10", EnsembleChoice("greedy", 10)),
 ])
 def test_parse_ensemble_reads_every_kind(text, expected):
     """Check that each --ensemble kind parses to its choice and prints back as written."""
     assert parse_ensemble(text) == expected and parse_ensemble(str(expected)) == expected
+
+
+@pytest.mark.parametrize("multi_objective, user_model, refit, expected", [
+    (False, False, "all", EnsembleChoice("greedy", 5)),
+    (True, False, "all", EnsembleChoice("single")),
+    (False, True, "all", EnsembleChoice("single")),
+    (False, False, "train", EnsembleChoice("single")),
+])
+def test_auto_is_greedy_for_the_builtin_network_on_one_objective(multi_objective, user_model, refit, expected):
+    """Check that --ensemble auto (the default) ships greedy:5 where greedy can rank trials and was measured, and
+    one refit for several objectives, a user's model and --refit train; a named choice passes through."""
+    assert automatic_ensemble(EnsembleChoice("auto"), multi_objective, user_model, refit) == expected
+    assert automatic_ensemble(EnsembleChoice("seeds", 3), multi_objective, user_model, refit) == EnsembleChoice("seeds", 3)
+
+
+@pytest.mark.parametrize("study, kind", [("holdout", "greedy"), ("user_cv", "single")])
+def test_the_default_export_records_what_auto_chose(studies, tmp_path, study, kind):
+    """Check that an export without --ensemble holds what auto chose, and that best.json records it (a greedy
+    ensemble with the validation metrics of its own re-chosen threshold)."""
+    config = studies[study]
+    best = export_best(config.storage, config.study, tmp_path / "o").best
+    assert best["ensemble"]["kind"] == kind
+    assert (kind == "greedy") == ("ensemble_metrics" in best["validation"])
 
 
 def test_greedy_selection_mixes_complementary_trials_and_rechooses_the_threshold():

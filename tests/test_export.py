@@ -18,11 +18,12 @@ from tests.conftest import tiny_values
 
 @pytest.fixture(scope="module")
 def exported(tiny_csv, tmp_path_factory):
-    """A 3-trial study with one validation split on the tiny table, exported (shared by the tests below)."""
+    """A 3-trial study with one validation split on the tiny table, exported as one refit (shared by the tests
+    below; the default, a greedy ensemble, is tested in test_ensemble.py)."""
     folder = tmp_path_factory.mktemp("exported")
     config = tiny_values(tiny_csv, f"sqlite:///{folder / 'e.db'}", trials=3)
     run_sweep(config)
-    return config, export_best(config.storage, config.study, folder / "bundle")
+    return config, export_best(config.storage, config.study, folder / "bundle", ensemble="single")
 
 
 def test_bundle_reproduces_the_best_trial(exported):
@@ -74,7 +75,7 @@ def test_export_refuses_a_non_empty_directory_unless_forced(exported):
     config, result = exported
     with pytest.raises(ExportError, match="exists and is not empty.*--force"):
         export_best(config.storage, config.study, result.out_dir)
-    again = export_best(config.storage, config.study, result.out_dir, force=True)
+    again = export_best(config.storage, config.study, result.out_dir, force=True, ensemble="single")  # the bundle the module shares
     assert again.reproduced
 
 
@@ -264,7 +265,7 @@ def test_bundle_round_trips_score_calibrated_probability_and_decision_without_pi
     from sweep.export import retrain_best
 
     config, result = _bundle_of(request, name)
-    found = retrain_best(config.storage, config.study)
+    found = retrain_best(config.storage, config.study, ensemble="single")
     rows = found.dataset.test_frame if found.preprocessor is not None else found.test.X
 
     def refuse(*_, **__):
@@ -300,7 +301,7 @@ def test_calibration_is_fitted_on_the_trials_pooled_validation_scores(request, n
     from sweep.export import retrain_best
 
     config, result = _bundle_of(request, name)
-    found = retrain_best(config.storage, config.study)
+    found = retrain_best(config.storage, config.study, ensemble="single")
     plan = found.dataset.validation
     assert len(found.validation_scores) == len(plan.y) and (plan.kind == "cv") == (name != "holdout")
     again = fit_calibration(found.validation_scores, plan.y, found.params.minority_weight)

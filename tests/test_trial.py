@@ -8,7 +8,7 @@ from sweep.data import load_dataset
 from sweep.errors import TrialFailed
 from sweep.metrics import parse_goal
 from sweep.storage import open_storage
-from sweep.trial import trial_function
+from sweep.trial import sized_to_table, trial_function
 
 VALIDATION_ATTRS = ("precision", "recall", "f1", "average_precision", "roc_auc", "flag_rate", "tp", "fp", "tn", "fn")
 
@@ -164,3 +164,20 @@ def test_a_watchdog_off_the_main_thread_fails_the_trial_but_cannot_interrupt_it(
     assert "longer than --trial-timeout 0.2 and stuck in one call for more than its grace_period of 0.3 s" in failed[0][1]
     assert outcome["claimed"] is False
     assert not [t for t in threading.enumerate() if t.name == "trial-watchdog"]
+
+
+@pytest.mark.parametrize("overrides, expected_epochs", [
+    ({}, 2),  # min_steps 0: exactly --epochs
+    ({"min_steps": 100}, 4),  # the tiny table's 1,920 training rows at batch 64 are 30 steps an epoch: ceil(100 / 30)
+    ({"min_steps": 1000}, 34),  # ceil(1000 / 30)
+    ({"min_steps": 1000, "epochs": 50}, 50),  # enough steps already: the epochs stay
+    ({"min_steps": 1000, "cv": 3}, 40),  # each of 3 fold models learns from 1,600 rows: 25 steps, ceil(1000 / 25)
+])
+def test_min_steps_raises_the_epochs_of_a_small_table(tiny_config, overrides, expected_epochs):
+    """Check that min_steps raises a builtin sweep's epochs until each fold model takes that many Adam steps,
+    and leaves them where they already suffice."""
+    config = tiny_config(**overrides)
+    dataset = load_dataset(config)
+    rows = min(len(fold.training_rows(len(dataset.validation.y_fit))) for fold in dataset.validation.folds)
+    steps = -(-rows // config.batch_size)
+    assert sized_to_table(config, dataset).epochs == max(config.epochs, -(-config.min_steps // steps)) == expected_epochs
