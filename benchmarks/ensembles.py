@@ -129,31 +129,44 @@ def summary(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--repeats", type=int, default=12)
+def arguments(description: str, repeats: int, quick: dict, add=lambda parser: None) -> argparse.Namespace:
+    """The options every sweep-and-export benchmark here takes (plus those `add` adds); --quick applies `quick`."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--repeats", type=int, default=repeats)
     parser.add_argument("--trials", type=int, default=12)
     parser.add_argument("--epochs", type=int, default=50)
     parser.add_argument("--tables", nargs="+", default=list(TABLES), choices=list(TABLES))
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--out", type=Path, help="also write every result as JSON here")
+    add(parser)
     args = parser.parse_args()
     if args.quick:
-        for key, value in QUICK.items():
+        for key, value in quick.items():
             setattr(args, key, value)
+    return args
+
+
+def loaded_tables(names):
+    """(name, frame) of each table; one whose package is missing is skipped and said so, not a lost run."""
+    for name in names:
+        try:
+            frame = table(name)
+        except ImportError as exc:
+            print(f"skipped {name}: needs {PACKAGES.get(name, '?')} ({exc}); pip install it", flush=True)
+            continue
+        print(f"{name}: {len(frame)} rows, {int(frame['label'].sum())} positives", file=sys.stderr, flush=True)
+        yield name, frame
+
+
+def main() -> None:
+    args = arguments(__doc__.split("\n")[0], 12, QUICK)
     print(machine())
     print(f"repeats {args.repeats}, trials {args.trials}, epochs {args.epochs}, cv 5, tables {', '.join(args.tables)}")
     started = time.perf_counter()
     results = []
     with tempfile.TemporaryDirectory() as folder:
         work = Path(folder)
-        for name in args.tables:
-            try:
-                frame = table(name)
-            except ImportError as exc:  # a table whose package is missing is skipped and said so, not a lost run
-                print(f"skipped {name}: needs {PACKAGES.get(name, '?')} ({exc}); pip install it", flush=True)
-                continue
-            print(f"{name}: {len(frame)} rows, {int(frame['label'].sum())} positives", file=sys.stderr, flush=True)
+        for name, frame in loaded_tables(args.tables):
             for repeat in range(args.repeats):
                 results += run_one(name, frame, repeat, args, work)
                 if args.out:

@@ -13,7 +13,6 @@ difference against the first `--steps` value with a 95% t interval over the repe
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 import sys
@@ -23,8 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import machine, t_interval  # noqa: E402
-from ensembles import TABLES, run_one, table  # noqa: E402
-from tables import PACKAGES  # noqa: E402
+from ensembles import arguments, loaded_tables, run_one  # noqa: E402
 
 QUICK = {"repeats": 2, "trials": 6, "tables": ["cars_europe", "synthetic"]}
 
@@ -67,31 +65,18 @@ def summary(results: list[dict], steps: list[int], choices: list[str]) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--repeats", type=int, default=10)
-    parser.add_argument("--trials", type=int, default=12)
-    parser.add_argument("--epochs", type=int, default=50)
-    parser.add_argument("--steps", nargs="+", type=int, default=[0, 1000, 3000], help="min_steps values; the first is the reference")
-    parser.add_argument("--choices", nargs="+", default=["single", "greedy:5"], help="export --ensemble choices to score")
-    parser.add_argument("--tables", nargs="+", default=list(TABLES), choices=list(TABLES))
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--out", type=Path, help="also write every result as JSON here")
-    args = parser.parse_args()
-    if args.quick:
-        for key, value in QUICK.items():
-            setattr(args, key, value)
+    def add(parser) -> None:
+        parser.add_argument("--steps", nargs="+", type=int, default=[0, 1000, 3000], help="min_steps values; the first is the reference")
+        parser.add_argument("--choices", nargs="+", default=["single", "greedy:5"], help="export --ensemble choices to score")
+
+    args = arguments(__doc__.split("\n")[0], 10, QUICK, add)
     print(machine())
     print(f"repeats {args.repeats}, trials {args.trials}, epochs {args.epochs}, cv 5, min_steps {args.steps}, tables {', '.join(args.tables)}")
     started = time.perf_counter()
     results: list[dict] = []
     with tempfile.TemporaryDirectory() as folder:
         work = Path(folder)
-        for name in args.tables:
-            try:
-                frame = table(name)
-            except ImportError as exc:
-                print(f"skipped {name}: needs {PACKAGES.get(name, '?')} ({exc}); pip install it", flush=True)
-                continue
+        for name, frame in loaded_tables(args.tables):
             for repeat in range(args.repeats):
                 for steps in args.steps:
                     results += run_one(name, frame, repeat, args, work, args.choices, {"min_steps": steps}, f"-m{steps}")
