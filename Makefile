@@ -10,8 +10,9 @@ install: $(STAMP)
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test,cluster]'
+	@# -qq: errors only; pip -q still printed setuptools' editable-install notice and index warnings on first run
+	$(BIN)/python -m pip install -qq --upgrade pip
+	$(BIN)/python -m pip install -qq -e '.[test,cluster]'
 	touch $(STAMP)
 
 run: install

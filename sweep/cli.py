@@ -309,15 +309,22 @@ def export(
 
     out.print(f"Exported trial #{best['trial']} of {study} to {result.out_dir}", highlight=False)
     own = {k: v for k, v in best["params"].items() if k not in ("minority_weight", "threshold")}
-    out.print(f"  class_weight {best['class_weight']}, threshold {best['threshold']:.4g}, " + ", ".join(f"{k} {v}" for k, v in own.items()), highlight=False)
+    ensemble = best["ensemble"]
+    if ensemble["kind"] == "greedy":  # the best trial's weight and width, the ensemble's own threshold
+        out.print(f"  best trial: class_weight {best['class_weight']}, " + ", ".join(f"{k} {v}" for k, v in own.items()) +
+                  f"; the ensemble's threshold {best['threshold']:.4g}", highlight=False)
+        members = ", ".join(f"#{m['trial']} (weight {m['params']['minority_weight']:.3g}, x{m['weight']:.2f})" for m in ensemble["members"])
+        out.print(f"  greedy ensemble of {len(ensemble['members'])} configurations, averaged: {members}", highlight=False)
+    else:
+        out.print(f"  class_weight {best['class_weight']}, threshold {best['threshold']:.4g}, " + ", ".join(f"{k} {v}" for k, v in own.items()), highlight=False)
     out.print(
         f"  validation {','.join(best['objective']['names'])} = {best['validation']['value']} "
         f"(retrained: {best['validation']['reproduced_value']})",
         highlight=False,
     )
     out.print(f"  model refit on {best['refit']['rows']} ({best['refit']['counts']['rows']} rows, {best['refit']['epochs']} epochs)", highlight=False)
-    if best["ensemble"]["kind"] != "single":
-        out.print(f"  ensemble {best['ensemble']['kind']} of {best['ensemble']['size']}: {best['ensemble']['how_chosen']}", highlight=False)
+    if ensemble["kind"] != "single":
+        out.print(f"  ensemble {ensemble['kind']} of {ensemble['size']}: {ensemble['how_chosen']}", highlight=False)
     out.print(
         "  test (95% bootstrap intervals): " + ", ".join(
             shown(name, label) for name, label in (("precision", "precision"), ("recall", "recall"), ("f1", "f1"),

@@ -95,8 +95,9 @@ def mixed_csv(path: Path, rows: int = 1500, seed: int = 0) -> pd.DataFrame:
 
 
 def test_a_table_with_text_booleans_and_gaps_runs_exports_and_predicts(tmp_path):
-    """Check run -> export -> predict on a CSV with a text column, a boolean column and missing values in both kinds,
-    predicting rows with an unseen level and gaps: exit 0 each time, one output row per input row, in order."""
+    """Check run -> export (the default greedy ensemble, its members named) -> predict on a CSV with a text column, a
+    boolean column and missing values in both kinds, predicting rows with an unseen level and gaps: exit 0 each
+    time, one output row per input row, in order."""
     mixed_csv(tmp_path / "mixed.csv")
     storage = f"sqlite:///{tmp_path / 'm.db'}"
     ran = invoke("run", "--data", str(tmp_path / "mixed.csv"), "--target", "label", "--trials", "2", "--epochs", "2", "--storage", storage)
@@ -105,6 +106,7 @@ def test_a_table_with_text_booleans_and_gaps_runs_exports_and_predicts(tmp_path)
     assert exported.exit_code == 0, exported.stderr
     assert re.search(r"test \(95% bootstrap intervals\): precision [0-9.]+ \[[0-9.]+, [0-9.]+\]", exported.stdout)
     assert "model refit on all non-test rows (1200 rows" in exported.stdout
+    assert re.search(r"best trial: class_weight .*; the ensemble's threshold [0-9.]+\n.*greedy ensemble of \d+ configurations, averaged: #\d+ \(weight", exported.stdout)
     new = pd.DataFrame({
         "member": [True, None, False, None], "color": ["purple", None, "red", "blue"], "amount": [0.1, None, 2.5, float("nan")],
     })
