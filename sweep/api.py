@@ -66,8 +66,9 @@ class Sweep:
         return load_study(open_storage(self.config.storage), self.config.study)
 
     def export(self, out_dir: str | Path, force: bool = False, pick=None, refit: str = "all", ensemble: str = DEFAULT_ENSEMBLE) -> Bundle:
-        """Export the best trial as `sweep export` does (retrain, refit on all non-test rows, or the ensemble
-        `ensemble` names: "single", "seeds:K", "folds", "greedy:N"; test once); returns the bundle loaded back."""
+        """Export the best trial as `sweep export` does (retrain, then what `ensemble` names, refit on all non-test
+        rows: "auto" (greedy:5 for the builtin network on one objective, else "single"), "single", "seeds:K", "folds",
+        "greedy:N"; test once); returns the bundle loaded back."""
         from sweep.metrics import parse_pick
 
         export_best(self.config.storage, self.config.study, out_dir, force=force, pick=parse_pick(pick) if isinstance(pick, str) else pick,

@@ -223,9 +223,12 @@ def study_report(storage_url: str, study_name: str, folder: Path, seeds=(0, 1, 2
     study, best, dataset = found.study, found.trial, found.dataset
     best_scores, threshold = found.ensemble.scores(found.test.X), found.threshold  # what `sweep export` ships
     shipped = found.ensemble
-    what = (f"trial #{best.number}, refit on all non-test rows" if shipped.kind == "single"
-            else f"trial #{best.number} in a {shipped.kind} ensemble of {len(shipped.models)} configurations, each refit on all non-test rows")
-    best_row = scored_row(f"sweep best ({what}): {describe_params(best.params)}", dataset.test.y, best_scores, threshold)
+    if shipped.kind == "single":
+        label = f"sweep best (trial #{best.number}, refit on all non-test rows): {describe_params(best.params)}"
+    else:  # the params are the best trial's; the threshold the one the shipped models are read at
+        label = (f"sweep best (trial #{best.number} in a {shipped.kind} ensemble of {len(shipped.models)} model(s), each refit on all "
+                 f"non-test rows): {describe_params(best.params | {'threshold': threshold})} (the ensemble's)")
+    best_row = scored_row(label, dataset.test.y, best_scores, threshold)
     fixed = user_model_rows(found, seeds) if found.config.user_model else tutorial_rows(dataset, seeds=seeds)
     rows = fixed + [best_row, logistic_reference_row(dataset)]
     intervals = bootstrap_intervals(dataset.test.y, best_scores, threshold, seed=found.settings.seed)
