@@ -68,13 +68,14 @@ def _members_alone(config, dataset, best: dict, kind: str) -> list:
         from sweep.model import load_builder
         from sweep.trial import user_trial_params
 
-        params = user_trial_params(trial, config)
+        by_number = {t.number: t for t in study.trials}
         rows = FoldRows(np.arange(len(y)), None, X[:0])
-        return [
-            fit_user_model(load_builder(config.model), config.model, params.model_params, params.class_weight,
-                           dataclasses.replace(settings, seed=m["seed"]), X, y, rows)[0]
-            for m in best["ensemble"]["members"]
-        ]
+        fitted = []
+        for m in best["ensemble"]["members"]:  # greedy members are other trials, with their own params
+            params = user_trial_params(by_number[m["trial"]], config)
+            fitted.append(fit_user_model(load_builder(config.model), config.model, params.model_params, params.class_weight,
+                                         dataclasses.replace(settings, seed=m["seed"]), X, y, rows)[0])
+        return fitted
     trials = {t.number: t for t in study.trials}
     members = [
         Member(trials[m["trial"]].params["hidden_width"], trials[m["trial"]].params["minority_weight"], m["seed"]) for m in best["ensemble"]["members"]
@@ -92,6 +93,7 @@ def _members_alone(config, dataset, best: dict, kind: str) -> list:
     ("holdout", "greedy:3", None),
     ("user_cv", "folds", 3),
     ("user_cv", "seeds:2", 2),
+    ("user_cv", "greedy:2", None),
 ])
 def test_each_ensemble_kind_round_trips_as_the_average_of_its_members(studies, tmp_path, study, ensemble, size):
     """Check that each ensemble kind exports one safe-mode Keras model whose score is the weighted average of its
