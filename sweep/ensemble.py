@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from sweep.errors import ExportError
-from sweep.metrics import threshold_metrics
+from sweep.metrics import metrics_at_thresholds
 
 ENSEMBLE_SYNTAX = "auto | single | seeds:K (K >= 2) | folds | greedy:N (N >= 2)"
 ENSEMBLE_KINDS = ("auto", "single", "seeds", "folds", "greedy")
@@ -216,7 +216,7 @@ def choose_threshold(goal, y_true: np.ndarray, scores: np.ndarray, bounds: tuple
     cuts = np.unique(cuts[(cuts >= low) & (cuts <= high)])
     if len(cuts) > THRESHOLD_CANDIDATES:
         cuts = cuts[np.linspace(0, len(cuts) - 1, THRESHOLD_CANDIDATES).round().astype(int)]
-    values = np.array([goal.value(threshold_metrics(y_true, scores, t)) for t in cuts], dtype=np.float64)
+    values = np.array([goal.value(found) for found in metrics_at_thresholds(y_true, scores, cuts)], dtype=np.float64)
     best = int(np.argmin(values) if goal.direction == "minimize" else np.argmax(values))
     return float(cuts[best]), float(values[best])
 

@@ -7,7 +7,7 @@ from sklearn.metrics import (
 )
 
 from sweep.errors import ConfigError
-from sweep.metrics import Goal, metrics, parse_goal, ranking_metrics
+from sweep.metrics import Goal, metrics, metrics_at_thresholds, parse_goal, ranking_metrics, threshold_metrics
 
 
 @pytest.mark.parametrize("threshold", [0.05, 0.3, 0.5, 0.9, 0.999])
@@ -25,6 +25,18 @@ def test_metrics_agree_with_sklearn(threshold):
     tn, fp, fn, tp = confusion_matrix(y, flagged, labels=[0, 1]).ravel()
     assert (found["tn"], found["fp"], found["fn"], found["tp"]) == (tn, fp, fn, tp)
     assert found["flag_rate"] == pytest.approx(flagged.mean())
+
+
+@pytest.mark.parametrize("dtype, levels", [(np.float64, None), (np.float32, None), (np.float32, 9), (np.float64, 2)])
+def test_metrics_at_thresholds_equal_threshold_metrics_at_each(dtype, levels):
+    """Check that the sort-once metrics at many thresholds are exactly threshold_metrics at each one, with ties, cuts
+    on a score, below every score and above every score, for float32 and float64 scores."""
+    rng = np.random.default_rng(3)
+    y = (rng.random(1500) < 0.06).astype(int)
+    scores = np.clip(rng.random(1500) * 0.7 + 0.3 * y, 0, 1)
+    scores = (np.round(scores * levels) / levels if levels else scores).astype(dtype)
+    cuts = np.concatenate([[-1.0, 0.0, 2.0], np.unique(scores.astype(np.float64))[::7], np.linspace(0, 1, 101)])
+    assert metrics_at_thresholds(y, scores, cuts) == [threshold_metrics(y, scores, cut) for cut in cuts]
 
 
 @pytest.mark.parametrize(
