@@ -159,11 +159,16 @@ def retrain_best(
     settings = TrainSettings(**best.user_attrs["train_settings"])
     compiled_by = None
     params = user_trial_params(best, config) if config.user_model else TrialParams.from_dict(best.params)
+    populations: dict = {}  # population id -> every member retrained at once (greedy reads several members of one)
     if choice.kind == "folds":
         fold_models, validation, pooled = _retrain_fold_models(dataset, best, study, config)
         trial_model = None
     elif config.user_model:
         trial_model, validation, pooled = refit_user_trial(dataset, best, config)
+    elif choice.kind == "greedy" and "population" in best.user_attrs:
+        members = populations[best.user_attrs["population"]["id"]] = retrain_population_members(dataset, best, study)
+        pooled, trial_model = members[best.number][1], None  # greedy refits what it ships; --refit train is refused
+        validation = metrics(dataset.validation.y, pooled, params.threshold)
     else:
         trial_model, validation, pooled = _retrain(dataset, best, study)
     calibration = fit_calibration(pooled, dataset.validation.y, params.minority_weight, fitted_on=_fitted_on(dataset, best))
@@ -179,7 +184,7 @@ def retrain_best(
         if choice.kind == "seeds":
             shipped = seed_ensemble(dataset, config, best.number, params, settings, choice.size)
         elif choice.kind == "greedy":
-            shipped, threshold, ensemble_pooled = _greedy(dataset, config, study, goal, best, pooled, choice.size)
+            shipped, threshold, ensemble_pooled = _greedy(dataset, config, study, goal, best, pooled, choice.size, populations)
             ensemble_validation = metrics(dataset.validation.y, ensemble_pooled, threshold)
             weight = float(np.exp(np.sum(shipped.weights * np.log([m["params"]["minority_weight"] for m in shipped.members]))))
             calibration = fit_calibration(
@@ -207,14 +212,14 @@ def _retrain_fold_models(dataset, trial, study, config) -> tuple:
     return retrain_fold_models(dataset, trial)
 
 
-def _greedy(dataset, config, study, goal, best, best_pooled, size: int) -> tuple:
+def _greedy(dataset, config, study, goal, best, best_pooled, size: int, retrained_populations: dict) -> tuple:
     """Greedy selection over the `size` best complete trials on their pooled validation scores (each retrained
-    from its stored settings; a population once for all its members), then the chosen configurations refit:
-    (Ensemble, its threshold, its averaged pooled validation scores)."""
+    from its stored settings; a population once for all its members, `retrained_populations` holding those
+    already retrained), then the chosen configurations refit: (Ensemble, its threshold, its averaged pooled
+    validation scores)."""
     candidates = greedy_candidates(study, goal, size)
     trials = {t.number: t for t in [best] + candidates}
     pooled = {best.number: best_pooled}
-    retrained_populations: dict = {}
     for trial in candidates:
         if trial.number in pooled:
             continue
