@@ -55,10 +55,9 @@ def run_one(name: str, frame: pd.DataFrame, repeat: int, args, work: Path, choic
             label: str = "") -> list[dict]:
     """One sweep of table `name` with seed `repeat` (config keys `extra` on top of the benchmark's), exported each
     way in `choices`; one result per choice, tagged with `label` (what `extra` varies)."""
+    from sweep.config import resolve_config
     from sweep.export import export_best
     from sweep.runner import run_sweep
-
-    from sweep.config import resolve_config
 
     csv = work / f"{name}.csv"
     if not csv.exists():

@@ -384,8 +384,8 @@ def print_summary(rows: list[Row], labels: dict, say) -> None:
 # ---------------------------------------------------------------- main
 
 
-def render(rows: list[Row], labels: dict, seeds, modes, args, show, out: Path | None = None) -> None:
-    """Print (through `show`) every table of the rows so far, and write them to `out` (or --out)."""
+def render(rows: list[Row], labels: dict, seeds, modes, args, show) -> None:
+    """Print (through `show`) every table of the rows so far, and write them to --out when given."""
     from common import machine
 
     out_lines: list[str] = []
@@ -405,8 +405,8 @@ def render(rows: list[Row], labels: dict, seeds, modes, args, show, out: Path | 
             print_paired(rows, seeds, say)
     if modes:
         print_summary(rows, labels, say)
-    if out or args.out:
-        (out or args.out).write_text("\n".join(out_lines) + "\n")
+    if args.out:
+        args.out.write_text("\n".join(out_lines) + "\n")
 
 
 def main() -> None:
@@ -460,7 +460,7 @@ def main() -> None:
                     print(f"  {name} seed {seed} sweep {mode}: " + (r.error or f"F1 {r.f1:.3f}, {r.detail}"),
                           file=sys.stderr, flush=True)
             if args.out and done < len(args.seeds):  # what the seeds so far show, in case the run is cut short
-                render(rows, labels, args.seeds[:done], modes, args, lambda line: None, args.out)
+                render(rows, labels, args.seeds[:done], modes, args, lambda line: None)
         render(rows, labels, args.seeds, modes, args, print)
     finally:
         if args.workdir is None:
