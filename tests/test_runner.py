@@ -160,6 +160,14 @@ def _worker_command(csv: str, storage: str, study: str, trials: int, epochs: int
     ]
 
 
+def _seconds_since(moment) -> float:
+    """Seconds since a trial's datetime_start (Optuna's naive local time, or an aware one)."""
+    import datetime
+
+    now = datetime.datetime.now(moment.tzinfo) if moment.tzinfo else datetime.datetime.now()
+    return (now - moment).total_seconds()
+
+
 def _wait_for(condition, timeout: float = 120.0, step: float = 0.05):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -186,10 +194,11 @@ def test_killed_worker_trial_is_failed_and_retried(tiny_csv, backend, request, t
                 return None
             if not any(t.state == TrialState.COMPLETE for t in trials):
                 return None
-            mine = [t for t in trials if t.state == TrialState.RUNNING and t.user_attrs.get("worker", "").endswith(f":{victim.pid}")]
+            mine = [t for t in trials if t.state == TrialState.RUNNING and t.user_attrs.get("worker", "").endswith(f":{victim.pid}")
+                    and _seconds_since(t.datetime_start) < 0.5]  # most of its second still ahead: the kill lands mid-trial
             return (mine[0], trials) if mine else None
 
-        _wait_for(victim_running_after_a_completion)
+        _wait_for(victim_running_after_a_completion, step=0.02)
         victim.send_signal(signal.SIGKILL)
         victim.wait(timeout=30)
         # Read what the kill left, not what was seen just before it: the trial seen running may have
