@@ -178,7 +178,7 @@ def _wait_for(condition, timeout: float = 120.0, step: float = 0.05):
     raise AssertionError("condition not met in time")
 
 
-@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+@pytest.mark.parametrize("backend", [pytest.param("sqlite", marks=pytest.mark.slow), "postgres"])
 def test_killed_worker_trial_is_failed_and_retried(tiny_csv, backend, request, tmp_path, unique_name):
     """Check that SIGKILL of one of two workers mid-trial leaves its trial FAIL, retried, and the budget reached intact."""
     storage = _storage_for(backend, request, tmp_path)
