@@ -20,6 +20,7 @@ from sweep.ensemble import DEFAULT_ENSEMBLE, Ensemble, automatic_ensemble, fold_
 from sweep.ensemble import seed_ensemble, single_model
 from sweep.errors import DataError, ExportError, StorageError
 from sweep.metrics import BOOTSTRAP_RESAMPLES, bootstrap_intervals, metrics, parse_goal
+from sweep.model import lambda_layers, lambda_refusal
 from sweep.results import best_trial
 from sweep.rounds import refit_member, retrain_member_fold_models, retrain_population_members
 from sweep.space import TrialParams
@@ -290,6 +291,8 @@ def export_best(
     _check_out_dir(out_dir, force)
     found = retrain_best(storage_url, study_name, pick, refit, data, ensemble)
     best, goal, dataset, params, settings, model = found.trial, found.goal, found.dataset, found.params, found.settings, found.model
+    if found.config.user_model and (lambdas := lambda_layers(model)):
+        raise ExportError(lambda_refusal(found.config.model, lambdas, "refusing to write"))
     validation = found.validation
     reproduced_value = goal.value(validation)
     stored_value = tuple(best.values) if goal.is_multi else best.value

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import logging
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -12,6 +13,8 @@ from pathlib import Path
 import numpy as np
 
 from sweep.errors import ConfigError, TrialFailed
+
+logger = logging.getLogger(__name__)
 
 # Builders handed to the Python API (sweep.api) by object, under config.model = "memory:NAME".
 _IN_MEMORY: dict[str, Callable] = {}
@@ -170,10 +173,35 @@ def check_builder(spec: str, params: dict, input_shape: tuple, learning_rate: fl
     tensorflow()
     builder = load_builder(spec)
     try:
-        build_user_model(builder, params, input_shape, learning_rate, spec)
+        model, _ = build_user_model(builder, params, input_shape, learning_rate, spec)
+        if lambdas := lambda_layers(model):
+            logger.warning("warning: %s", lambda_refusal(spec, lambdas, "its trials train, but sweep export refuses to write"))
     except TrialFailed as failure:
         raise BuilderError(f"{failure} (checked before any trial starts); fix the builder or its --param ranges") from None
     finally:
         import keras
 
         keras.backend.clear_session()
+
+
+def lambda_layers(model) -> list[str]:
+    """Names of the Lambda layers in `model`, nested models included: their code is pickled into a .keras
+    file, which Keras' safe mode (what every bundle is loaded with) refuses to run."""
+    import keras
+
+    found, pending = [], [model]
+    while pending:
+        layer = pending.pop()
+        if isinstance(layer, keras.layers.Lambda):
+            found.append(layer.name)
+        pending.extend(getattr(layer, "layers", None) or ())
+    return sorted(found)
+
+
+def lambda_refusal(spec: str, names: list[str], consequence: str) -> str:
+    """The one line for a model that holds Lambda layers."""
+    return (
+        f"the model from {spec} holds Lambda layer(s) {', '.join(map(repr, names))}: {consequence} a bundle whose "
+        "model.keras Keras' safe mode cannot load; replace each Lambda with a registered custom layer "
+        "(@keras.saving.register_keras_serializable) or a built-in layer"
+    )

@@ -13,7 +13,7 @@ from sweep.errors import DataError, ExportError
 from sweep.export import export_best, load_bundle, predict
 from sweep.runner import run_sweep
 from sweep.storage import open_storage
-from tests.conftest import tiny_values
+from tests.conftest import tiny_values, user_model_values
 
 
 @pytest.fixture(scope="module")
@@ -217,7 +217,6 @@ def test_custom_layers_load_only_from_a_named_module_and_lambda_is_refused(examp
 
     from sweep.export import export_best
     from sweep.runner import run_sweep
-    from tests.conftest import user_model_values
 
     package = tmp_path / "mylayers"
     package.mkdir()
@@ -241,6 +240,31 @@ def test_custom_layers_load_only_from_a_named_module_and_lambda_is_refused(examp
     lambda_model.save(bundle / "model.keras")
     with pytest.raises(DataError, match=r"holds code \(a Lambda layer\) that Keras' safe mode refuses to run"):
         load_bundle(bundle, ["mylayers"])
+
+
+LAMBDA_BUILDER = """
+import keras
+
+
+def build(params, input_shape):
+    return keras.Sequential([keras.Input(input_shape), keras.layers.Flatten(), keras.layers.Lambda(lambda v: v * 2, name="doubled"),
+                             keras.layers.Dense(1, activation="sigmoid")])
+"""
+
+
+def test_a_lambda_model_is_warned_of_at_run_and_refused_at_export_before_anything_is_written(example_files, tmp_path, caplog):
+    """Check that a builder with a Lambda layer gets a one-line warning before its trials train, and export refuses it in
+    one line (safe mode could not load the bundle) and writes nothing."""
+    (tmp_path / "lambdas.py").write_text(LAMBDA_BUILDER)
+    config = user_model_values(example_files["digits.npz"], f"sqlite:///{tmp_path / 'l.db'}", f"{tmp_path / 'lambdas.py'}:build", {}, trials=1, epochs=1)
+    with caplog.at_level("WARNING", logger="sweep.model"):
+        run_sweep(config)
+    warned = [r.getMessage() for r in caplog.records if r.name == "sweep.model"]
+    assert len(warned) == 1 and re.search(r"^warning: the model from .*lambdas.py:build holds Lambda layer\(s\) 'doubled': its trials train, but sweep export refuses", warned[0])
+    assert optuna.load_study(study_name=config.study, storage=config.storage).best_trial.state.name == "COMPLETE"
+    with pytest.raises(ExportError, match=r"holds Lambda layer\(s\) 'doubled': refusing to write a bundle whose model.keras Keras' safe mode cannot load; replace each Lambda"):
+        export_best(config.storage, config.study, tmp_path / "bundle")
+    assert not (tmp_path / "bundle").exists()
 
 
 def _bundle_of(request, name: str):
