@@ -126,7 +126,7 @@ def test_labels_equal_their_text_rule(values, positive):
 @pytest.mark.parametrize("cells", [7_000, 200_000])
 def test_bootstrap_blocks_draw_the_same_multiplicities(monkeypatch, positives, cells):
     """Check that the bootstrap drawn block by block (for test parts of millions of rows) gives every resample the
-    multiplicities of the one (resamples x rows) draw, also from the remembered positives' stream."""
+    multiplicities of the one (resamples x rows) draw, whatever the block size."""
     monkeypatch.setattr(metrics, "_BOOTSTRAP_CELLS", cells)
     y = (np.random.default_rng(0).random(3000) < positives).astype(float)
     expected = metrics._stratified_counts(y, 1000, seed=3)

@@ -203,6 +203,10 @@ def test_bootstrap_is_stratified_seeded_and_brackets_the_point():
     y, scores = _scored(2000, 80)
     counts = _stratified_counts(y, 200, seed=1)
     assert np.all(counts[:, y == 1].sum(axis=1) == 80) and np.all(counts.sum(axis=1) == 2000)
+    # Drawn with replacement: a row's multiplicity is Binomial(n, 1/n) within its class, mean 1, variance 1 - 1/n.
+    positives = counts[:, y == 1]
+    assert positives.mean() == pytest.approx(1.0) and positives.var() == pytest.approx(1 - 1 / 80, rel=0.05)
+    assert not np.array_equal(counts[0], counts[1])
     intervals = bootstrap_intervals(y, scores, 0.5, seed=3)
     assert intervals == bootstrap_intervals(y, scores, 0.5, seed=3)
     point = metrics(y, scores, 0.5)
