@@ -2,12 +2,15 @@
 
     python benchmarks/ensembles.py [--repeats 12] [--trials 12] [--epochs 50] [--tables ...] [--out FILE.json]
     python benchmarks/ensembles.py --quick        # smoke run: 2 repeats, 6 trials, 10 epochs, 2 tables
+    python benchmarks/ensembles.py --tables --models digits_cnn tabular_dropout   # users' own Keras models only
 
 For each table and repeat r (the study's seed r: its stratified test split, its folds and its trial seeds), one
 cross-validated sweep (`cv = 5`, defaults otherwise) is exported four ways from the same study and scored on the
 same test rows: `single` (one refit on all non-test rows), `seeds:5` (five refit seeds, averaged), `folds` (the
 best trial's five fold models, averaged) and `greedy:5` (greedy ensemble selection over the five best trials).
-The tables: five small real ones that install offline (benchmarks/tables.py) and one synthetic one. Prints, per
+The tables: five small real ones that install offline (benchmarks/tables.py) and one synthetic one; `--models`
+adds users' own Keras models, the examples of studies/*.toml (their data, builder, [space] and epochs; the same
+5 folds and trials as the tables). Prints, per
 table, the mean test F1, flag rate, precision and recall of each choice and the paired difference of its F1
 against `single` with a 95% t interval over the repeats, then the same over every (table, repeat) pair.
 Runs in one process, one sweep at a time (TensorFlow's start paid once).
@@ -32,6 +35,9 @@ from tables import BUILDERS, PACKAGES  # noqa: E402
 CHOICES = ("single", "seeds:5", "folds", "greedy:5")
 TABLES = ("breast_cancer", "diabetes", "cars_europe", "seattle_snow", "digits_3_rare", "synthetic")
 QUICK = {"repeats": 2, "trials": 6, "epochs": 10, "tables": ["cars_europe", "synthetic"]}
+ROOT = Path(__file__).resolve().parent.parent
+# A user's own model: the example's TOML under studies/ (its data made by sweep.examples.write_examples).
+USER_MODELS = {"digits_cnn": "digits-cnn.toml", "sequences_conv1d": "sequences-conv1d.toml", "tabular_dropout": "tabular-dropout.toml"}
 
 
 def synthetic() -> pd.DataFrame:
@@ -59,13 +65,17 @@ def run_one(name: str, frame: pd.DataFrame, repeat: int, args, work: Path, choic
     from sweep.export import export_best
     from sweep.runner import run_sweep
 
-    csv = work / f"{name}.csv"
-    if not csv.exists():
-        frame.to_csv(csv, index=False)
     study = f"{name}-s{repeat}{label}"
+    if frame is None:  # a user's own model (USER_MODELS): its example's data, builder, space and epochs
+        data = user_model_config(name, work)
+    else:
+        csv = work / f"{name}.csv"
+        if not csv.exists():
+            frame.to_csv(csv, index=False)
+        data = {"data": str(csv), "target": "label", "epochs": args.epochs}
     config = resolve_config(
-        {"data": str(csv), "target": "label", "storage": f"sqlite:///{work / 'bench.db'}", "study": study, "trials": args.trials,
-         "epochs": args.epochs, "seed": repeat, "cv": 5} | (extra or {}), env={},
+        {"storage": f"sqlite:///{work / 'bench.db'}", "study": study, "trials": args.trials, "seed": repeat, "cv": 5} | data | (extra or {}),
+        env={},
     )
     started = time.perf_counter()
     run_sweep(config)
@@ -91,6 +101,20 @@ def run_one(name: str, frame: pd.DataFrame, repeat: int, args, work: Path, choic
         print(f"  {study} {choice} ({results[-1]['epochs']} epochs): test f1 {test['f1']:.3f} flag rate {test['flag_rate']:.3f} "
               f"({results[-1]['export_seconds']:.1f} s)", file=sys.stderr, flush=True)
     return results
+
+
+def user_model_config(name: str, work: Path) -> dict:
+    """The config keys of a user-model example (studies/<toml>) but its study and trials, its data written under `work`."""
+    import tomllib
+
+    from sweep.examples import write_examples
+
+    values = tomllib.loads((ROOT / "studies" / USER_MODELS[name]).read_text())
+    data = work / Path(values["data"]).name
+    if not data.exists():
+        write_examples(work)
+    target, _, function = values["model"].rpartition(":")
+    return {k: v for k, v in values.items() if k not in ("study", "trials")} | {"data": str(data), "model": f"{ROOT / target}:{function}"}
 
 
 def summary(results: list[dict]) -> str:
@@ -134,7 +158,8 @@ def arguments(description: str, repeats: int, quick: dict, add=lambda parser: No
     parser.add_argument("--repeats", type=int, default=repeats)
     parser.add_argument("--trials", type=int, default=12)
     parser.add_argument("--epochs", type=int, default=50)
-    parser.add_argument("--tables", nargs="+", default=list(TABLES), choices=list(TABLES))
+    parser.add_argument("--tables", nargs="*", default=list(TABLES), choices=list(TABLES))
+    parser.add_argument("--models", nargs="*", default=[], choices=list(USER_MODELS), help="users' own Keras models (studies/*.toml)")
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--out", type=Path, help="also write every result as JSON here")
     add(parser)
@@ -157,15 +182,24 @@ def loaded_tables(names):
         yield name, frame
 
 
+def cases(args):
+    """(name, frame) of each table asked for, then (name, None) of each user-model example."""
+    yield from loaded_tables(args.tables)
+    for name in args.models:
+        print(f"{name}: a user's own model, studies/{USER_MODELS[name]}", file=sys.stderr, flush=True)
+        yield name, None
+
+
 def main() -> None:
     args = arguments(__doc__.split("\n")[0], 12, QUICK)
     print(machine())
-    print(f"repeats {args.repeats}, trials {args.trials}, epochs {args.epochs}, cv 5, tables {', '.join(args.tables)}")
+    print(f"repeats {args.repeats}, trials {args.trials}, epochs {args.epochs} (user models: their example's), cv 5, "
+          f"tables {', '.join(args.tables) or '-'}, user models {', '.join(args.models) or '-'}")
     started = time.perf_counter()
     results = []
     with tempfile.TemporaryDirectory() as folder:
         work = Path(folder)
-        for name, frame in loaded_tables(args.tables):
+        for name, frame in cases(args):
             for repeat in range(args.repeats):
                 results += run_one(name, frame, repeat, args, work)
                 if args.out:

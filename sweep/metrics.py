@@ -209,12 +209,18 @@ def ranking_metrics(y_true: np.ndarray, scores: np.ndarray) -> dict[str, float]:
     }
 
 
-def _score_steps(y: np.ndarray, scores: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(positives, rows) flagged at each distinct score, highest first, summed with each row of `weights`
-    (row multiplicities): the steps of sklearn's precision-recall and ROC curves."""
+def _score_order(scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(rows by score, highest first; the last of each run of tied scores in that order): what _score_steps
+    needs of the scores, computed once for every block of a bootstrap."""
     order = np.argsort(-scores, kind="stable")
     sorted_scores = scores[order]
-    ends = np.flatnonzero(np.r_[sorted_scores[1:] != sorted_scores[:-1], True])  # last row of each tied score
+    return order, np.flatnonzero(np.r_[sorted_scores[1:] != sorted_scores[:-1], True])
+
+
+def _score_steps(y: np.ndarray, scores: np.ndarray, weights: np.ndarray, steps=None) -> tuple[np.ndarray, np.ndarray]:
+    """(positives, rows) flagged at each distinct score, highest first, summed with each row of `weights`
+    (row multiplicities): the steps of sklearn's precision-recall and ROC curves. `steps`: _score_order(scores)."""
+    order, ends = _score_order(scores) if steps is None else steps
     sorted_weights = weights[:, order]
     return np.cumsum(sorted_weights * y[order], axis=1)[:, ends], np.cumsum(sorted_weights, axis=1)[:, ends]
 
@@ -292,38 +298,35 @@ def _stratified_counts(y: np.ndarray, resamples: int, seed: int) -> np.ndarray:
     return np.concatenate(list(_count_blocks(y, resamples, seed, block=resamples)))
 
 
-def _class_resamples(stream: np.random.Generator, rows: int, size: int) -> np.ndarray:
-    """(size, rows) multiplicities, one resample at a time: `rows` draws of `rows` rows with replacement, counted.
-
-    The multinomial with equal shares that Generator.multinomial draws, at O(rows) a resample where multinomial
-    makes a binomial draw per row (55 of a 67-second export at 200,000 test rows). One resample per call, so a
-    resample's draws do not depend on how many are drawn at once."""
-    dtype = np.int32 if rows < np.iinfo(np.int32).max else np.int64
-    return np.stack([np.bincount(stream.integers(0, rows, size=rows, dtype=dtype), minlength=rows) for _ in range(size)])
-
-
 def _count_blocks(y: np.ndarray, resamples: int, seed: int, block: int | None = None):
     """_stratified_counts(y, resamples, seed) as consecutive blocks of resamples: the same multiplicities.
 
     A block holds at most _BOOTSTRAP_CELLS multiplicities (and at most _BOOTSTRAP_CHUNK resamples), so a test
     part of millions of rows needs no (1000 x rows) array. Each class draws from a stream of its own, seeded
-    from (seed, class), one resample at a time: blocks of any size give the same resamples."""
+    from (seed, class), one resample at a time: blocks of any size give the same resamples.
+
+    A resample is each class's rows drawn with replacement as integers and counted (np.bincount): the multinomial
+    with equal shares that Generator.multinomial draws, at O(rows) a resample where multinomial makes a binomial
+    draw per row (43 of a 67-second export at 200,000 test rows)."""
     if block is None:
         block = max(1, min(_BOOTSTRAP_CHUNK, _BOOTSTRAP_CELLS // max(len(y), 1)))
     classes = [np.flatnonzero(y == label) for label in (0, 1)]
     streams = [np.random.default_rng([seed, label]) for label in (0, 1)]
+    draw_type = np.int32 if len(y) < np.iinfo(np.int32).max else np.int64
     for start in range(0, resamples, block):
         size = min(block, resamples - start)
-        counts = np.zeros((size, len(y)), dtype=np.float64)
-        for rows, stream in zip(classes, streams):
-            if len(rows):
-                counts[:, rows] = _class_resamples(stream, len(rows), size)
+        counts = np.empty((size, len(y)), dtype=np.float64)
+        for resample in range(size):
+            drawn = [rows[stream.integers(0, len(rows), size=len(rows), dtype=draw_type)] for rows, stream in zip(classes, streams) if len(rows)]
+            counts[resample] = np.bincount(np.concatenate(drawn), minlength=len(y))
         yield counts
 
 
-def _weighted_metrics(y: np.ndarray, scores: np.ndarray, threshold: float, weights: np.ndarray, with_ap: bool = True) -> dict[str, np.ndarray]:
+def _weighted_metrics(
+    y: np.ndarray, scores: np.ndarray, threshold: float, weights: np.ndarray, with_ap: bool = True, steps=None,
+) -> dict[str, np.ndarray]:
     """precision, recall, f1, flag_rate and (with_ap) average precision for each row of `weights` (row
-    multiplicities).
+    multiplicities); `steps`: _score_order(scores), when the caller scores many blocks of the same rows.
 
     Average precision is sklearn's (steps at each distinct score, highest first), computed for every
     resample at once from cumulative sums in score order; with unit weights it equals average_precision
@@ -341,7 +344,7 @@ def _weighted_metrics(y: np.ndarray, scores: np.ndarray, threshold: float, weigh
         found = {"precision": precision, "recall": recall, "f1": f1, "flag_rate": (tp + fp) / total}
         if not with_ap:
             return found
-        found["average_precision"] = _average_precision(*_score_steps(y, scores, weights), positives)
+        found["average_precision"] = _average_precision(*_score_steps(y, scores, weights, steps), positives)
     return found
 
 
@@ -363,7 +366,8 @@ def bootstrap_intervals(
     """
     y = np.asarray(y_true).astype(np.float64).ravel()
     s = np.asarray(scores, dtype=np.float64).ravel()
-    draws = _bootstrap(y, lambda weights: _weighted_metrics(y, s, threshold, weights), resamples, seed)
+    steps = _score_order(s)
+    draws = _bootstrap(y, lambda weights: _weighted_metrics(y, s, threshold, weights, steps=steps), resamples, seed)
     tail = (1 - level) / 2 * 100
     return {name: tuple(float(v) for v in np.nanpercentile(draws[name], [tail, 100 - tail])) for name in INTERVAL_METRICS}
 

@@ -1,7 +1,7 @@
 """Turn a table's feature columns into the standardised float matrix a network trains on.
 
-Fitted on training rows only, with scikit-learn's own components (SimpleImputer for medians and missing
-indicators, OneHotEncoder for levels with its rare/unseen "infrequent" rule, StandardScaler's mean and scale,
+Fitted on training rows only, with scikit-learn's own rules (SimpleImputer's medians and missing indicators,
+computed with np.nanmedian; OneHotEncoder for levels with its rare/unseen "infrequent" rule, StandardScaler's mean and scale,
 computed to the bit over blocks of rows so that no float64 copy of a table is made). What they
 learn is kept as plain JSON (`to_dict`), and `transform` applies it with pandas/numpy: an export bundle
 is then readable, independent of scikit-learn's version, and loading it never unpickles code (a test
@@ -128,7 +128,6 @@ class Preprocessor:
 
         Each scikit-learn component learns every column on its own, so each is fitted one column at a time, and
         the scaling is StandardScaler's, computed over blocks of rows (`scaling`): no float64 copy of the table."""
-        from sklearn.impute import SimpleImputer
         from sklearn.preprocessing import OneHotEncoder
 
         dropped: dict[str, str] = {}
@@ -151,10 +150,13 @@ class Preprocessor:
             )
         medians, indicators = [], []
         for column in numeric:
-            values = as_numbers(column_rows(frame, column, rows), column, source)[:, None]
-            imputer = SimpleImputer(strategy="median", add_indicator=True).fit(values)
-            medians.append(float(imputer.statistics_[0]))
-            if imputer.indicator_ is not None and len(imputer.indicator_.features_):
+            values = as_numbers(column_rows(frame, column, rows), column, source)
+            # SimpleImputer(strategy="median", add_indicator=True)'s median and indicator (a test compares them),
+            # by np.nanmedian: SimpleImputer sorts a masked array, 1.45 s a column of 8 million rows, 29 s of a
+            # 10-column table's export, where np.nanmedian's partition takes a fraction of it.
+            missing = bool(np.isnan(values).any())
+            medians.append(float(np.nanmedian(values)))
+            if missing:
                 indicators.append(column)
         levels, has_other = [], []
         for column in categorical:

@@ -102,6 +102,24 @@ def test_transform_equals_scikit_learns_pipeline(fitted):
     assert np.allclose(fitted.transform(new, "new.csv"), expected, atol=1e-5)
 
 
+@pytest.mark.parametrize("values", [
+    [3.0, 1.0, np.nan, 2.0, 10.0],  # four present values: the median averages the middle two
+    [3.0, 1.0, np.nan, 2.0, np.nan, 7.0, 5.0],
+    [4.0, 1.0, 2.0, 8.0],  # no gap: no indicator
+])
+def test_medians_and_indicators_are_simple_imputers(values):
+    """Check that each numeric column's median and missing indicator are SimpleImputer(strategy="median",
+    add_indicator=True)'s, whose results the preprocessor computes with np.nanmedian."""
+    from sklearn.impute import SimpleImputer
+
+    frame = pd.DataFrame({"x": values, "y": np.arange(len(values), dtype=float)})
+    found = Preprocessor.fit(frame, ("x", "y"), "t.csv")
+    imputer = SimpleImputer(strategy="median", add_indicator=True).fit(frame[["x", "y"]])
+    assert found.medians == tuple(float(v) for v in imputer.statistics_)
+    indicated = [] if imputer.indicator_ is None else [("x", "y")[i] for i in imputer.indicator_.features_]
+    assert list(found.indicators) == indicated
+
+
 def test_json_round_trip(fitted):
     """Check that the preprocessing survives JSON unchanged and transforms identically after it."""
     again = Preprocessor.from_dict(json.loads(json.dumps(fitted.to_dict())))
