@@ -287,9 +287,11 @@ INTERVAL_METRICS = ("precision", "recall", "f1", "average_precision", "flag_rate
 BOOTSTRAP_RESAMPLES = 1000
 # Resamples scored per numpy block: bounds memory to about chunk x rows floats.
 _BOOTSTRAP_CHUNK = 50
-# Multiplicities (resamples x rows) held at once: past this many, fewer resamples a block and the draws made
-# block by block (_count_blocks), so a test part of millions of rows needs no (1000 x rows) array.
-_BOOTSTRAP_CELLS = 2**24
+# Multiplicities (resamples x rows) held at once: past this many, fewer resamples a block (_count_blocks), so a
+# test part of millions of rows needs no (1000 x rows) array. Scoring a block makes several copies of it (sorted,
+# cumulative sums), so this bounds the bootstrap's memory: 2**20 (8 MB a copy) took an export of 1M rows from
+# 1,470 to 1,047 MB at its peak against 2**24, in the same time (docs/benchmarks.md section 15).
+_BOOTSTRAP_CELLS = 2**20
 
 
 def _stratified_counts(y: np.ndarray, resamples: int, seed: int) -> np.ndarray:
