@@ -292,8 +292,9 @@ def test_reconnects_give_up_only_after_losses_in_a_row(monkeypatch, finished_bet
 def test_interrupted_worker_fails_its_trial_and_the_next_run_resumes(tiny_csv, tmp_path, signum, population):
     """Check that SIGTERM/SIGINT stop a worker with exit 130, its running trials FAIL (not RUNNING), and a rerun completes the study."""
     storage = f"sqlite:///{tmp_path / 'stop.db'}"
-    # 600 epochs of the tiny table take about a second: the signal arrives while a trial runs.
-    command = _worker_command(tiny_csv, storage, "stop", trials=4, epochs=600, population=population)
+    # 200 epochs of the tiny table take about a second (each a storage round trip): the signal, sent as soon as a
+    # trial is RUNNING, arrives while it runs.
+    command = _worker_command(tiny_csv, storage, "stop", trials=4, epochs=200, population=population)
     worker = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         def running():
