@@ -57,7 +57,7 @@ def table(name: str) -> pd.DataFrame:
     return synthetic() if name == "synthetic" else BUILDERS[name]()
 
 
-def run_one(name: str, frame: pd.DataFrame, repeat: int, args, work: Path, choices=CHOICES, extra: dict | None = None,
+def run_one(name: str, frame: pd.DataFrame | None, repeat: int, args, work: Path, choices=CHOICES, extra: dict | None = None,
             label: str = "") -> list[dict]:
     """One sweep of table `name` with seed `repeat` (config keys `extra` on top of the benchmark's), exported each
     way in `choices`; one result per choice, tagged with `label` (what `extra` varies)."""
@@ -105,11 +105,10 @@ def run_one(name: str, frame: pd.DataFrame, repeat: int, args, work: Path, choic
 
 def user_model_config(name: str, work: Path) -> dict:
     """The config keys of a user-model example (studies/<toml>) but its study and trials, its data written under `work`."""
-    import tomllib
-
+    from sweep.config import read_config_file
     from sweep.examples import write_examples
 
-    values = tomllib.loads((ROOT / "studies" / USER_MODELS[name]).read_text())
+    values = read_config_file(ROOT / "studies" / USER_MODELS[name])
     data = work / Path(values["data"]).name
     if not data.exists():
         write_examples(work)
