@@ -288,9 +288,16 @@ def export(
              "folds (a cross-validated trial's own fold models); greedy:N (greedy ensemble selection over the N best trials).",
         show_default="auto",
     )] = None,
+    carry: Annotated[Optional[str], typer.Option(
+        help="How the threshold chosen on the judged models crosses over to the shipped ones: rank (flag the same share of the "
+             "non-test rows as the judged models did) or value (the same number; falls back to rank when the shipped models "
+             "flag outside the tolerance).",
+        show_default="rank",
+    )] = None,
 ) -> None:
-    """Retrain the best trial (checking its stored value), refit it (or the ensemble --ensemble names), score it
-    once on the held-out test part and write a bundle to --out."""
+    """Retrain the best trial (checking its stored value), refit it (or the ensemble --ensemble names), carry its
+    threshold over and check it, score it once on the held-out test part and write a bundle to --out."""
+    from sweep.decision import DEFAULT_CARRY
     from sweep.ensemble import DEFAULT_ENSEMBLE
     from sweep.export import export_best
     from sweep.metrics import parse_pick
@@ -299,6 +306,7 @@ def export(
     result = export_best(
         _storage_url(storage), study, out_dir, force=force, pick=parse_pick(pick), refit=refit,
         ensemble=DEFAULT_ENSEMBLE if ensemble is None else ensemble,
+        carry=DEFAULT_CARRY if carry is None else carry,
     )
     best = result.best
     test, intervals = best["test"]["metrics"], best["test"]["intervals"]
@@ -325,6 +333,14 @@ def export(
     out.print(f"  model refit on {best['refit']['rows']} ({best['refit']['counts']['rows']} rows, {best['refit']['epochs']} epochs)", highlight=False)
     if ensemble["kind"] != "single":
         out.print(f"  ensemble {ensemble['kind']} of {ensemble['size']}: {ensemble['how_chosen']}", highlight=False)
+    decision = best["decision"]
+    out.print(
+        f"  decision: threshold carried over by {decision['carry']}: the judged models flag {decision['judged_flag_rate']:.2%} of "
+        f"non-test rows at {decision['judged_threshold']:.4g}, the shipped ones {decision['shipped_flag_rate']:.2%} at "
+        f"{decision['threshold']:.4g}", highlight=False, markup=False,
+    )
+    if decision["fallback"]:
+        err.print(f"fallback: {decision['fallback']}", highlight=False, markup=False)
     out.print(
         "  test (95% bootstrap intervals): " + ", ".join(
             shown(name, label) for name, label in (("precision", "precision"), ("recall", "recall"), ("f1", "f1"),

@@ -15,6 +15,7 @@ import numpy as np
 
 from sweep.calibration import Calibration, fit_calibration, probability_scores
 from sweep.config import config_from_dict
+from sweep.decision import DEFAULT_CARRY, CarriedDecision, carry_decision, parse_carry
 from sweep.data import ARRAY_SUFFIX, check_inputs, load_dataset, read_arrays, read_table
 from sweep.ensemble import DEFAULT_ENSEMBLE, Ensemble, automatic_ensemble, fold_ensemble, greedy_candidates, greedy_ensemble, greedy_selection, parse_ensemble
 from sweep.ensemble import seed_ensemble, single_model
@@ -40,7 +41,8 @@ OUTPUTS = {
                    "the trial's pooled validation scores (best.json 'calibration')",
     "score": "the network's raw output (an ensemble's: the average of its members'), inflated by the class weight; the "
              "threshold was searched on this scale",
-    "decision": "1 when score >= threshold (the chosen threshold exactly; threshold_probability is its calibrated value)",
+    "decision": "1 when score >= threshold (the judged threshold carried over to the shipped models, best.json 'decision'; "
+                "threshold_probability is its calibrated value)",
 }
 
 
@@ -109,17 +111,21 @@ class Retrained:
     ensemble: Ensemble | None = None  # what the bundle holds (`model` is its Keras model, or its one member)
     threshold: float | None = None  # the decision threshold (the trial's; a greedy ensemble's re-chosen one)
     ensemble_validation: dict | None = None  # metrics of the shipped models' pooled validation scores, where they differ
+    decision: CarriedDecision | None = None  # how the judged threshold was carried over to the shipped models, checked
 
 
 def retrain_best(
     storage_url: str, study_name: str, pick=None, refit: str = "all", data: dict | None = None, ensemble=DEFAULT_ENSEMBLE,
+    carry: str = DEFAULT_CARRY,
 ) -> Retrained:
     """Load the study, choose its best trial (a Pareto-front trial by `pick` when multi-objective), check the
     data is unchanged, retrain that trial deterministically from its stored settings (to check its value),
     and then make what the bundle holds (`ensemble`, sweep.ensemble): for "single" and refit "all", its
-    configuration trained on all non-test rows. `data` (frame= or arrays=) is the Python API's data in memory,
-    for a study made from it."""
+    configuration trained on all non-test rows. The judged threshold crosses over to the shipped models by
+    `carry` (sweep.decision), checked on the non-test rows. `data` (frame= or arrays=) is the Python API's data in
+    memory, for a study made from it."""
     choice = parse_ensemble(ensemble)
+    carry = parse_carry(carry)
     if refit not in REFIT_CHOICES:
         raise ExportError(f"--refit {refit!r} is not known; expected one of: {', '.join(REFIT_CHOICES)}")
     if refit == "train" and choice.kind not in ("single", "auto"):
@@ -173,7 +179,7 @@ def retrain_best(
     else:
         trial_model, validation, pooled = _retrain(dataset, best, study)
     calibration = fit_calibration(pooled, dataset.validation.y, params.minority_weight, fitted_on=_fitted_on(dataset, best))
-    threshold, ensemble_validation = params.threshold, None
+    threshold, ensemble_validation, judged_scores = params.threshold, None, pooled
     if refit == "train":
         preprocessor, fit_counts = dataset.preprocessor, dataset.train.counts()
         shipped = single_model(trial_model, best.number, settings.seed, "the trial's training part")
@@ -186,7 +192,7 @@ def retrain_best(
             shipped = seed_ensemble(dataset, config, best.number, params, settings, choice.size)
         elif choice.kind == "greedy":
             shipped, threshold, ensemble_pooled = _greedy(dataset, config, study, goal, best, pooled, choice.size, populations)
-            ensemble_validation = metrics(dataset.validation.y, ensemble_pooled, threshold)
+            ensemble_validation, judged_scores = metrics(dataset.validation.y, ensemble_pooled, threshold), ensemble_pooled
             weight = float(np.exp(np.sum(shipped.weights * np.log([m["params"]["minority_weight"] for m in shipped.members]))))
             calibration = fit_calibration(
                 ensemble_pooled, dataset.validation.y, weight,
@@ -198,9 +204,14 @@ def retrain_best(
     if shipped.kind != "single" and config.user_model:
         compiled_by = best.user_attrs.get("compiled_by")
     model = shipped.models[0] if len(shipped.models) == 1 else shipped.keras_model(dataset.development.X.shape[1:])
+    if refit == "train":  # the judged model itself, on the rows it was judged on: its threshold holds as it is
+        decision = carry_decision(judged_scores, threshold, pooled, "value")
+    else:
+        decision = carry_decision(judged_scores, threshold, shipped.scores(dataset.development.X), carry)
     return Retrained(
         study, best, goal, dataset, params, settings, model, validation, refit, preprocessor,
-        dataset.test_split(preprocessor), fit_counts, config, compiled_by, pooled, calibration, shipped, threshold, ensemble_validation,
+        dataset.test_split(preprocessor), fit_counts, config, compiled_by, pooled, calibration, shipped, decision.threshold,
+        ensemble_validation, decision,
     )
 
 
@@ -280,16 +291,18 @@ def _retrain(dataset, trial, study=None) -> tuple:
 
 def export_best(
     storage_url: str, study_name: str, out_dir: str | Path, force: bool = False, pick=None, refit: str = "all", data: dict | None = None,
-    ensemble=DEFAULT_ENSEMBLE,
+    ensemble=DEFAULT_ENSEMBLE, carry: str = DEFAULT_CARRY,
 ) -> ExportResult:
     """Retrain the study's best trial with its own seed and check it reproduces the stored validation value,
     make what the bundle holds (`ensemble`: one refit on all non-test rows, K refit seeds, the trial's fold models
-    or a greedy ensemble; sweep.ensemble), evaluate it once on the held-out test part (with bootstrap
+    or a greedy ensemble; sweep.ensemble), carry the judged threshold over to it (`carry`: sweep.decision) and check
+    that it flags what the judged models flagged on the non-test rows, evaluate it once on the held-out test part (with bootstrap
     intervals), and write the bundle to `out_dir`. `data`: see retrain_best."""
     out_dir = Path(out_dir)
     parse_ensemble(ensemble)
     _check_out_dir(out_dir, force)
-    found = retrain_best(storage_url, study_name, pick, refit, data, ensemble)
+    parse_carry(carry)
+    found = retrain_best(storage_url, study_name, pick, refit, data, ensemble, carry)
     best, goal, dataset, params, settings, model = found.trial, found.goal, found.dataset, found.params, found.settings, found.model
     if found.config.user_model and (lambdas := lambda_layers(model)):
         raise ExportError(lambda_refusal(found.config.model, lambdas, "refusing to write"))
@@ -319,6 +332,7 @@ def export_best(
         "class_weight": {"0": 1.0, "1": params.minority_weight},
         "threshold": threshold,
         "threshold_probability": float(calibration(np.array([threshold]))[0]),
+        "decision": found.decision.record(),
         "calibration": calibration.to_dict(),
         "outputs": OUTPUTS,
         "hidden_width": params.hidden_width,

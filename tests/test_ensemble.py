@@ -129,10 +129,10 @@ def test_each_ensemble_kind_round_trips_as_the_average_of_its_members(studies, t
 
 
 def test_single_is_the_one_refit_export_of_before(studies, tmp_path):
-    """Check that --ensemble single ships one plain network refit on all non-test rows with the trial's seed: the
-    test scores of the export before ensembles existed."""
+    """Check that --ensemble single --carry value ships one plain network refit on all non-test rows with the trial's
+    seed, read at the trial's threshold."""
     config = studies["holdout"]
-    best = export_best(config.storage, config.study, tmp_path / "bundle", ensemble="single").best
+    best = export_best(config.storage, config.study, tmp_path / "bundle", ensemble="single", carry="value").best
     trial = _best(config)
     dataset = load_dataset(config)
     params = TrialParams.from_dict(trial.params)
