@@ -17,8 +17,9 @@ studies/models.py:digits_cnn.
    10 epochs, pruner none), with the size of keras_fit's tensor cache.
 3. Quality: the digits-cnn.toml sweep (`--quality-trials` x `--quality-epochs`), exported with export_best
    (refit on all non-test rows), against the same CNN (the best trial's params) refit on the same rows with
-   scikit-learn's "balanced" class weights and with none, both read at threshold 0.5, on the same test rows:
-   95% stratified bootstrap intervals and paired F1 differences. Repeated with `--large-test` as test share.
+   scikit-learn's "balanced" class weights and a threshold tuned for the objective on the study's own validation
+   (sweep.report.network_balanced_tuned), with balanced weights read at 0.5 and with none at 0.5, on the same test
+   rows: 95% stratified bootstrap intervals and paired F1 differences. Repeated with `--large-test` as test share.
 Prints markdown tables (paste them into docs/benchmarks.md).
 """
 
@@ -302,7 +303,8 @@ def quality(folder: str, data: str, trials: int, epochs: int, seeds: int, test_f
     from sweep.keras_fit import FoldRows, fit_user_model
     from sweep.metrics import bootstrap_intervals, metrics, paired_f1_difference
     from sweep.model import load_builder
-    from sweep.report import balanced_class_weight
+    from sweep.report import balanced_class_weight, network_balanced_tuned
+    from sweep.space import TrialParams
     from sweep.train import TrainSettings, score
 
     name = f"quality-{int(round(test_fraction * 100))}-cv{cv}"
@@ -334,16 +336,26 @@ def quality(folder: str, data: str, trials: int, epochs: int, seeds: int, test_f
     exported_test = metrics(y_test, sweep_scores, bundle.threshold)
     assert abs(exported_test["f1"] - best["test"]["metrics"]["f1"]) < 1e-9, "bundle scores differ from the export's test metrics"
     balanced = balanced_class_weight(dev.y)
+    trial_params = TrialParams.from_dict(best["params"], user_model=True)
+
+    def fixed(weights: dict, threshold: float):
+        return lambda seed: (refit(weights, seed), threshold)
+
+    def tuned(seed: int):
+        return network_balanced_tuned(dataset, config, trial_params, settings, config.goal, seed)
+
+    # label -> (seed -> (test scores, threshold), first seed offset): each variant's runs, each read at its own threshold.
     variants = {
         f"sweep's weight {bundle.best['class_weight']['1']:.3g} and threshold {bundle.threshold:.3f}, other refit seeds": (
-            {0: 1.0, 1: float(best["class_weight"]["1"])}, bundle.threshold, 1),
-        f"balanced weights ({balanced[0]:.3f} : {balanced[1]:.2f}), threshold 0.5": (balanced, 0.5, 0),
-        "no weights, threshold 0.5": ({0: 1.0, 1: 1.0}, 0.5, 0),
+            fixed({0: 1.0, 1: float(best["class_weight"]["1"])}, bundle.threshold), 1),
+        f"balanced weights ({balanced[0]:.3f} : {balanced[1]:.2f}), threshold tuned on validation": (tuned, 0),
+        f"balanced weights ({balanced[0]:.3f} : {balanced[1]:.2f}), threshold 0.5": (fixed(balanced, 0.5), 0),
+        "no weights, threshold 0.5": (fixed({0: 1.0, 1: 1.0}, 0.5), 0),
     }
     started = time.perf_counter()
-    variant_scores = {}
-    for label, (weights, _threshold, first) in variants.items():  # seed = the export's, then the next ones
-        variant_scores[label] = [refit(weights, settings.seed + offset) for offset in range(first, seeds)]
+    variant_runs = {}
+    for label, (run, first) in variants.items():  # seed = the export's, then the next ones
+        variant_runs[label] = [run(settings.seed + offset) for offset in range(first, seeds)]
     variant_seconds = time.perf_counter() - started
 
     positives = int(y_test.sum())
@@ -355,37 +367,39 @@ def quality(folder: str, data: str, trials: int, epochs: int, seeds: int, test_f
           f"{int(dataset.validation.y.sum())} positives) in {swept:.0f} s; best trial "
           f"#{best['trial']}: {', '.join(f'{k} {v:.3g}' if isinstance(v, float) else f'{k} {v}' for k, v in best['params'].items())}; "
           f"validation F1 {best['validation']['value']:.3f} (reproduced: {exported.reproduced}); export (retrain + refit on "
-          f"{len(dev.y)} non-test rows) {export_seconds:.0f} s; the fixed variants {variant_seconds:.0f} s. Refit seed of the export: "
-          f"{settings.seed}; variants use it first, then the next {seeds - 1} seeds.\n")
+          f"{len(dev.y)} non-test rows) {export_seconds:.0f} s; the variants {variant_seconds:.0f} s. Refit seed of the export: "
+          f"{settings.seed}; variants use it first, then the next {seeds - 1} seeds. The tuned variant (sweep.report."
+          f"network_balanced_tuned) chooses its threshold for {config.objective} on the validation scores of the same CNN with "
+          f"balanced weights ({judged}), then refits it on the non-test rows; each seed at its own threshold.\n")
     print("One model each (the export; each variant at the export's seed), 95% stratified bootstrap intervals (1000 resamples):\n")
     print("| model | threshold | tp / fp / fn | precision | recall | F1 | flag rate |")
     print("|---|---|---|---|---|---|---|")
     single = [(f"exported sweep model (trial #{best['trial']})", sweep_scores, bundle.threshold)]
-    single += [(label, scores[0], variants[label][1]) for label, scores in variant_scores.items() if variants[label][2] == 0]
+    single += [(label, *runs[0]) for label, runs in variant_runs.items() if variants[label][1] == 0]
     for label, scores, threshold in single:
         found = metrics(y_test, scores, threshold)
         ci = bootstrap_intervals(y_test, scores, threshold, seed=0)
         print(f"| {label} | {threshold:.3f} | {found['tp']} / {found['fp']} / {found['fn']} | "
               + " | ".join(_cell(found[k], ci[k]) for k in ("precision", "recall", "f1", "flag_rate")) + " |")
     if seeds > 1:
-        print(f"\nSeed to seed (mean ± sd over refit seeds; the sweep row: the export plus {seeds - 1} other seeds):\n")
+        print(f"\nSeed to seed (mean ± sd over refit seeds, each at its own threshold; the sweep row: the export plus {seeds - 1} other seeds):\n")
         print("| model | seeds | precision | recall | F1 | flag rate |")
         print("|---|---|---|---|---|---|")
-        rows_of = {"sweep's weight and threshold (export + other seeds)": ([sweep_scores] + variant_scores[next(iter(variants))], bundle.threshold)}
-        rows_of |= {label: (variant_scores[label], variants[label][1]) for label in list(variants)[1:]}
-        for label, (all_scores, threshold) in rows_of.items():
-            runs = [metrics(y_test, s, threshold) for s in all_scores]
-            cells = [f"{np.mean([r[k] for r in runs]):.3f} ± {np.std([r[k] for r in runs]):.3f}" for k in ("precision", "recall", "f1", "flag_rate")]
-            print(f"| {label} | {len(runs)} | " + " | ".join(cells) + " |")
-    print("\nPaired F1 difference, exported model minus each fixed variant (one stratified bootstrap of the same test rows "
+        rows_of = {"sweep's weight and threshold (export + other seeds)": [(sweep_scores, bundle.threshold)] + variant_runs[next(iter(variants))]}
+        rows_of |= {label: variant_runs[label] for label in list(variants)[1:]}
+        for label, runs in rows_of.items():
+            found = [metrics(y_test, s, threshold) for s, threshold in runs]
+            cells = [f"{np.mean([r[k] for r in found]):.3f} ± {np.std([r[k] for r in found]):.3f}" for k in ("precision", "recall", "f1", "flag_rate")]
+            print(f"| {label} | {len(found)} | " + " | ".join(cells) + " |")
+    print("\nPaired F1 difference, exported model minus each variant (one stratified bootstrap of the same test rows "
           "for both, 1000 resamples, 95%):\n")
-    print("| compared with | seed | F1 difference | 95% paired interval | verdict |")
-    print("|---|---|---|---|---|")
+    print("| compared with | seed | threshold | F1 difference | 95% paired interval | verdict |")
+    print("|---|---|---|---|---|---|")
     for label in list(variants)[1:]:
-        for offset, scores in enumerate(variant_scores[label]):
-            d = paired_f1_difference(y_test, sweep_scores, bundle.threshold, scores, variants[label][1])
+        for offset, (scores, threshold) in enumerate(variant_runs[label]):
+            d = paired_f1_difference(y_test, sweep_scores, bundle.threshold, scores, threshold)
             verdict = "sweep better" if d["low"] > 0 else ("sweep worse" if d["high"] < 0 else "no difference beyond noise")
-            print(f"| {label} | {settings.seed + offset} | {d['difference']:+.3f} | [{d['low']:+.3f}, {d['high']:+.3f}] | {verdict} |")
+            print(f"| {label} | {settings.seed + offset} | {threshold:.3f} | {d['difference']:+.3f} | [{d['low']:+.3f}, {d['high']:+.3f}] | {verdict} |")
 
 
 def main() -> None:

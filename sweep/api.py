@@ -10,7 +10,6 @@ from typing import Any
 import numpy as np
 
 from sweep.config import DEFAULT_STORAGE, SweepConfig, resolve_config
-from sweep.decision import DEFAULT_CARRY
 from sweep.ensemble import DEFAULT_ENSEMBLE
 from sweep.errors import ConfigError
 from sweep.export import Bundle, export_best, load_bundle
@@ -66,18 +65,14 @@ class Sweep:
 
         return load_study(open_storage(self.config.storage), self.config.study)
 
-    def export(
-        self, out_dir: str | Path, force: bool = False, pick=None, refit: str = "all", ensemble: str = DEFAULT_ENSEMBLE,
-        carry: str = DEFAULT_CARRY,
-    ) -> Bundle:
+    def export(self, out_dir: str | Path, force: bool = False, pick=None, refit: str = "all", ensemble: str = DEFAULT_ENSEMBLE) -> Bundle:
         """Export the best trial as `sweep export` does (retrain, then what `ensemble` names, refit on all non-test
         rows: "auto" (greedy:5 for the builtin network on one objective, else "single"), "single", "seeds:K", "folds",
-        "greedy:N"; the judged threshold carried over by `carry`, "rank" or "value", sweep.decision; test once);
-        returns the bundle loaded back."""
+        "greedy:N"; test once); returns the bundle loaded back."""
         from sweep.metrics import parse_pick
 
         export_best(self.config.storage, self.config.study, out_dir, force=force, pick=parse_pick(pick) if isinstance(pick, str) else pick,
-                    refit=refit, data=self._memory or None, ensemble=ensemble, carry=carry)
+                    refit=refit, data=self._memory or None, ensemble=ensemble)
         return load_bundle(out_dir)
 
 

@@ -1,8 +1,10 @@
 """The report a person reads (`sweep report`): a study's best configuration against the tutorial's fixed
-weights, a simple reference and the Bayes-optimal ceiling, all on the same held-out test rows, with figures."""
+weights, the same network with balanced weights and a threshold tuned on validation, a simple reference and the
+Bayes-optimal ceiling, all on the same held-out test rows, with figures."""
 
 from __future__ import annotations
 
+import dataclasses
 import html
 
 from dataclasses import dataclass
@@ -11,9 +13,11 @@ from pathlib import Path
 import numpy as np
 
 from sweep.data import Dataset
+from sweep.errors import TrialFailed
 from sweep.metrics import bootstrap_intervals, metrics, paired_f1_difference
 from sweep.plots import reliability_figure, study_figures
 from sweep.results import describe_params
+from sweep.space import TrialParams
 from sweep.train import TrainSettings, score, train_model
 
 REPORTED = ("precision", "recall", "f1", "average_precision", "flag_rate")
@@ -99,6 +103,79 @@ def user_model_rows(found, seeds=(0, 1, 2)) -> list[Row]:
             runs.append(metrics(dataset.test.y, scores, 0.5))
         rows.append(_row(name, runs, first, 0.5))
     return rows
+
+
+@dataclass(frozen=True)
+class _BothWeights(TrialParams):
+    """A trial's params with the majority class's weight too (TrialParams fixes it at 1): fit_and_score and
+    fit_and_score_user_model train with `class_weight`, so sklearn's balanced pair reaches the loss as it is."""
+
+    majority_weight: float = 1.0
+
+    @property
+    def class_weight(self) -> dict[int, float]:
+        return {0: float(self.majority_weight), 1: float(self.minority_weight)}
+
+
+def network_balanced_tuned(dataset, config, params, settings, goal, seed: int | None = None) -> tuple[np.ndarray, float]:
+    """What a careful user without sweep would do: the study's network with scikit-learn's balanced class weights
+    and a decision threshold tuned for the study's objective on the non-test rows. Returns (its scores on
+    dataset.test.X, the threshold).
+
+    The network is the best trial's (`params`, `settings`: the builtin network's hidden_width with the settings'
+    epochs, batch size, learning rate and hidden layers, or the user's config.model called with
+    params.model_params), trained with compute_class_weight("balanced") of the non-test labels ({0: w0, 1: w1}
+    exactly, majority weight included) instead of the trial's minority weight, and with `seed` (default
+    settings.seed). Steps:
+    1. the dataset's own validation plan, through the trials' fit_and_score / fit_and_score_user_model: one
+       model on the training part scored on the validation part, or the fold models' pooled out-of-fold scores;
+    2. sweep.ensemble.choose_threshold on those validation scores for `goal`, within (0, 1) (an objective
+       without a threshold, ap, keeps 0.5; a multi-objective study's goal is F1, which the report compares by);
+    3. the same network refit on all non-test rows (dataset.development) and scored on the test rows.
+    No step reads a test label: the test rows are only scored."""
+    from sweep.ensemble import choose_threshold
+    from sweep.metrics import parse_goal
+    from sweep.trial import fit_and_score, fit_and_score_user_model
+
+    seeded = dataclasses.replace(settings, seed=settings.seed if seed is None else int(seed))
+    development = dataset.development
+    weights = balanced_class_weight(development.y)
+    fields = {f.name: getattr(params, f.name) for f in dataclasses.fields(TrialParams)}
+    balanced = _BothWeights(**(fields | {"minority_weight": weights[1]}), majority_weight=weights[0])
+    if config.user_model:
+        pooled = fit_and_score_user_model(dataset, config.model, balanced, seeded)[2]
+    else:
+        pooled = fit_and_score(dataset, balanced, seeded)[2]
+    threshold, _ = choose_threshold(parse_goal("f1") if goal.is_multi else goal, dataset.validation.y, pooled, (0.0, 1.0))
+    if config.user_model:
+        from sweep.keras_fit import FoldRows, fit_user_model
+        from sweep.model import load_builder
+
+        every = FoldRows(np.arange(len(development.y)), None, development.X[:0])
+        model = fit_user_model(
+            load_builder(config.model), config.model, balanced.model_params, weights, seeded, development.X, development.y, every,
+        )[0]
+    else:
+        model = train_model(development.X, development.y, balanced.hidden_width, weights, seeded)[0]
+    return score(model, dataset.test.X), threshold
+
+
+def balanced_tuned_row(found, count: int = 1) -> Row:
+    """network_balanced_tuned as a report row: the best trial's network (the user's model, for a user-model study)
+    with balanced weights and a threshold tuned on validation scores for the study's objective, once per seed
+    (`count` seeds derived from the trial's own, that seed first), each seed read at its own threshold: mean ± sd
+    over seeds; the paired comparison uses the first seed's model and threshold."""
+    from sweep.ensemble import member_seeds
+
+    y_test, runs, thresholds, first = found.dataset.test.y, [], [], None
+    for seed in member_seeds(found.settings.seed, count):
+        scores, threshold = network_balanced_tuned(found.dataset, found.config, found.params, found.settings, found.goal, seed)
+        first = scores if first is None else first
+        runs.append(metrics(y_test, scores, threshold))
+        thresholds.append(threshold)
+    over = f"; {min(thresholds):.3f}-{max(thresholds):.3f} over {len(thresholds)} seeds" if len(thresholds) > 1 else ""
+    network = "your model" if found.config.user_model else "same network"
+    return _row(f"{network}, balanced weights, threshold tuned on validation ({thresholds[0]:.3f}{over})", runs, first, thresholds[0])
 
 
 def logistic_reference_row(dataset: Dataset) -> Row:
@@ -216,7 +293,8 @@ class StudyReport:
 
 def study_report(storage_url: str, study_name: str, folder: Path, seeds=(0, 1, 2), pick=None) -> StudyReport:
     """Retrain the study's best trial with its seed and compare it on the test rows with the tutorial's
-    fixed weights, the simple logistic reference and (for the seed data) the Bayes-optimal ceiling."""
+    fixed weights, the same network with balanced weights and a threshold tuned on validation (balanced_tuned_row),
+    the simple logistic reference and (for the seed data) the Bayes-optimal ceiling."""
     from sweep.export import retrain_best
 
     found = retrain_best(storage_url, study_name, pick)
@@ -230,13 +308,27 @@ def study_report(storage_url: str, study_name: str, folder: Path, seeds=(0, 1, 2
                  f"non-test rows): {describe_params(best.params | {'threshold': threshold})} (the ensemble's)")
     best_row = scored_row(label, dataset.test.y, best_scores, threshold)
     fixed = user_model_rows(found, seeds) if found.config.user_model else tutorial_rows(dataset, seeds=seeds)
-    rows = fixed + [best_row, logistic_reference_row(dataset)]
     intervals = bootstrap_intervals(dataset.test.y, best_scores, threshold, seed=found.settings.seed)
     notes = [
         "Every model here learned from all non-test rows; the tutorial rows (for your own model: the same model, "
         "unweighted and with balanced weights, read at 0.5) are means ± sd over seeds, and their paired comparison "
         "uses the first seed's model."
     ]
+    objective = study.user_attrs["objective"]["spec"]
+    judged = ("the pooled out-of-fold scores of its fold models" if dataset.validation.kind == "cv" else
+              "the validation part's scores of a model trained on the training part")
+    try:
+        balanced = [balanced_tuned_row(found, len(seeds))]
+        notes.append(
+            f"The balanced-weights row is what a careful user would do without sweep: the best trial's network with "
+            f"scikit-learn's balanced class weights, its threshold chosen for {'F1' if found.goal.is_multi else objective} "
+            f"on {judged} (the trials' own validation), then refit on all non-test rows and read at that threshold; "
+            f"mean ± sd over {len(seeds)} seed(s) (the trial's seed first), each at its own threshold."
+        )
+    except TrialFailed as failure:  # e.g. a network whose every unit died under the balanced weights
+        balanced = []
+        notes.append(f"The best trial's network with balanced weights and a tuned threshold could not be compared: {failure}.")
+    rows = fixed + [best_row] + balanced + [logistic_reference_row(dataset)]
     if found.goal.is_multi:
         notes.append(f"Multi-objective study: the trial above was picked from the Pareto front by {pick or 'best f1'}.")
     if study.user_attrs["config"]["data"] == "seed":
@@ -251,7 +343,6 @@ def study_report(storage_url: str, study_name: str, folder: Path, seeds=(0, 1, 2
     differences = paired_differences(dataset.test.y, best_row, rows)
     figures = study_figures(study, best_scores, dataset.test.y, threshold, folder)
     probability, reliability = calibration_section(found, best_scores, folder)
-    objective = study.user_attrs["objective"]["spec"]
     return StudyReport(
         study_name, objective, best.number, tuple(best.values), rows, best_row, figures + [reliability], notes, intervals,
         differences, probability, found.calibration.describe(),

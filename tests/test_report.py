@@ -1,13 +1,18 @@
-"""Tests for sweep.report: the tutorial's fixed-weight rows, the sweep's row and the markdown table."""
+"""Tests for sweep.report: the tutorial's fixed-weight rows, the balanced network with a tuned threshold, the sweep's
+row and the markdown table."""
 
 import re
 
 import numpy as np
 import pytest
 
-from sweep.data import load_dataset
-from sweep.report import REPORTED, balanced_class_weight, logistic_reference_row, markdown_table, tutorial_rows
+from sweep.data import Split, load_dataset
+from sweep.metrics import parse_goal
+from sweep.report import REPORTED, balanced_class_weight, logistic_reference_row, markdown_table, network_balanced_tuned, tutorial_rows
 from sweep.runner import run_sweep
+from sweep.space import TrialParams
+from sweep.train import TrainSettings
+from tests.conftest import user_model_values
 
 
 def test_balanced_weights_are_sklearns_formula():
@@ -40,7 +45,8 @@ def test_report_on_two_studies_puts_them_side_by_side(tiny_config, tmp_path):
     out = write_report(tiny_config().storage, ["f1-study", "cost-study"], tmp_path / "report", seeds=(0,))
     md = (out / "report.md").read_text()
     assert "## Studies side by side" in md and "f1-study (f1)" in md and "cost-study (cost:miss=20,false_alarm=1)" in md
-    for variant in ("| tutorial: no weights |", "| tutorial: balanced weights |", "| tutorial: manual 1:200 |", "| logistic regression"):
+    for variant in ("| tutorial: no weights |", "| tutorial: balanced weights |", "| tutorial: manual 1:200 |", "| logistic regression",
+                    "| same network, balanced weights, threshold tuned on validation ("):
         assert md.count(variant) == 4  # each study's table and its paired comparisons
     assert md.count("| sweep best (trial #") == 2
     assert md.count("Sweep model, 95% stratified bootstrap intervals on the test rows: precision [") == 2
@@ -66,21 +72,84 @@ def test_seed_report_has_the_ceiling_and_opens_in_chromium(tmp_path, chromium):
     assert "Bayes-optimal ceiling" in md and "logistic regression" in md
     page = chromium((out / "report.html").as_uri(), "--dump-dom")
     assert page.returncode == 0
-    # header + 3 tutorial rows, sweep best, logistic reference, ceiling; then the paired table: header + 5 comparisons;
-    # then Brier and log loss: header + raw score, calibrated probability, constant
-    assert page.stdout.count("<tr>") == (1 + 6) + (1 + 5) + (1 + 3)
+    # header + 3 tutorial rows, sweep best, balanced network with a tuned threshold, logistic reference, ceiling; then the
+    # paired table: header + 6 comparisons; then Brier and log loss: header + raw score, calibrated probability, constant
+    assert page.stdout.count("<tr>") == (1 + 7) + (1 + 6) + (1 + 3)
     assert "Uncaught" not in page.stderr and "Failed to load resource" not in page.stderr
 
 
 def test_report_of_a_user_model_compares_it_with_itself_unweighted_and_balanced(user_studies, tmp_path):
     """Check that a user model's report puts the exported model beside the same model trained unweighted and with
-    balanced weights read at 0.5 and the logistic reference on flattened rows, all on the same test rows."""
+    balanced weights read at 0.5 or at a threshold tuned on validation, and the logistic reference on flattened rows."""
     from sweep.report import write_report
 
     config, _ = user_studies["digits"]
     folder = write_report(config.storage, [config.study], tmp_path / "report", seeds=(0,))
     text = (folder / "report.md").read_text()
     for name in ("your model: no weights", "your model: balanced weights", "sweep best (trial #", "filters",
-                 "logistic regression, balanced, CV-tuned threshold"):
+                 "logistic regression, balanced, CV-tuned threshold", "| your model, balanced weights, threshold tuned on validation ("):
         assert name in text, name
+    assert text.count("| your model, balanced weights, threshold tuned on validation (") == 2  # its row and its paired comparison
     assert "tutorial: manual 1:200" not in text
+
+
+@pytest.fixture(params=["builtin-holdout", "builtin-cv", "user-holdout"])
+def balanced_case(request, tiny_config, example_files, sqlite_url):
+    """(dataset, config, params, settings) of a small study's network for network_balanced_tuned, without a sweep."""
+    if request.param.startswith("user"):
+        space = {"units": "4", "depth": "1", "dropout": "0.0"}
+        config = user_model_values(example_files["tabular.csv"], sqlite_url, "tabular_mlp", space, target="label")
+        params = TrialParams(3.0, None, 0.5, None, {"units": 4, "depth": 1, "dropout": 0.0})
+    else:
+        config = tiny_config(cv=5 if request.param.endswith("cv") else 0)
+        params = TrialParams(3.0, 4, 0.5)
+    return load_dataset(config), config, params, TrainSettings(2, 64, 0.01, 1, 0)
+
+
+def test_balanced_tuned_network_trains_every_model_with_balanced_weights(balanced_case, monkeypatch):
+    """Check that network_balanced_tuned trains its validation and refit models with sklearn's balanced weights of the non-test labels, not the trial's weight."""
+    import sweep.keras_fit
+    import sweep.train
+    import sweep.trial
+
+    dataset, config, params, settings = balanced_case
+    seen = []
+
+    def spy(module, name, weight_at):
+        real = getattr(module, name)
+
+        def wrapper(*args, **kwargs):
+            seen.append(args[weight_at])
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(module, name, wrapper)
+
+    if config.user_model:
+        spy(sweep.keras_fit, "fit_user_model", 3)  # every fold model's fit and the refit
+        expected_fits = len(dataset.validation.folds) + 1
+    else:
+        spy(sweep.trial, "train_models", 3)  # the validation models (fit_and_score)
+        spy(sweep.train, "train_models", 3)  # the refit (train_model)
+        expected_fits = 2
+    network_balanced_tuned(dataset, config, params, settings, parse_goal("f1"))
+    assert len(seen) == expected_fits
+    assert all(weights == pytest.approx(balanced_class_weight(dataset.development.y)) for weights in seen)
+
+
+def test_balanced_tuned_threshold_is_chosen_on_validation_scores_only(balanced_case, monkeypatch):
+    """Check that network_balanced_tuned's threshold is chosen on the validation labels and its result does not change when the test labels are permuted."""
+    import sweep.ensemble
+
+    dataset, config, params, settings = balanced_case
+    goal = parse_goal("cost:miss=20,false_alarm=1")
+    chosen_on = []
+    real = sweep.ensemble.choose_threshold
+    monkeypatch.setattr(sweep.ensemble, "choose_threshold", lambda goal, y, *rest: chosen_on.append(y) or real(goal, y, *rest))
+    scores, threshold = network_balanced_tuned(dataset, config, params, settings, goal)
+    test = dataset.test
+    dataset.parts["test"] = Split(test.X, np.random.default_rng(1).permutation(test.y))
+    permuted_scores, permuted_threshold = network_balanced_tuned(dataset, config, params, settings, goal)
+    assert [len(y) for y in chosen_on] == [len(dataset.validation.y)] * 2 and np.array_equal(chosen_on[0], dataset.validation.y)
+    assert 0 < threshold < 1 and permuted_threshold == threshold
+    np.testing.assert_array_equal(permuted_scores, scores)
+    assert len(scores) == len(test.y)
