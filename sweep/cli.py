@@ -282,22 +282,19 @@ def export(
     storage: StorageOption = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite a non-empty --out directory.")] = False,
     pick: PickOption = None,
-    refit: Annotated[str, typer.Option(help="all: train the chosen configuration on all non-test rows; train: export the trial's own model (single validation split only).")] = "all",
+    refit: Annotated[str, typer.Option(
+        help="all: train the chosen configuration(s) on all non-test rows; judged: ship the models the threshold was chosen on "
+             "(a trial's own model, or a cross-validated trial's fold models), no refit; train: judged, for one trial of a "
+             "single validation split.",
+    )] = "all",
     ensemble: Annotated[Optional[str], typer.Option(
         help="What the bundle holds, averaged: auto (greedy:5 for the builtin network on one objective, else single); single (one refit); seeds:K (K refits with seeds derived from the trial's); "
              "folds (a cross-validated trial's own fold models); greedy:N (greedy ensemble selection over the N best trials).",
         show_default="auto",
     )] = None,
-    carry: Annotated[Optional[str], typer.Option(
-        help="How the threshold chosen on the judged models crosses over to the shipped ones: rank (flag the same share of the "
-             "non-test rows as the judged models did) or value (the same number; falls back to rank when the shipped models "
-             "flag outside the tolerance).",
-        show_default="rank",
-    )] = None,
 ) -> None:
-    """Retrain the best trial (checking its stored value), refit it (or the ensemble --ensemble names), carry its
-    threshold over and check it, score it once on the held-out test part and write a bundle to --out."""
-    from sweep.decision import DEFAULT_CARRY
+    """Retrain the best trial (checking its stored value), refit it (or the ensemble --ensemble names), check that it
+    flags what the judged models flagged, score it once on the held-out test part and write a bundle to --out."""
     from sweep.ensemble import DEFAULT_ENSEMBLE
     from sweep.export import export_best
     from sweep.metrics import parse_pick
@@ -306,7 +303,6 @@ def export(
     result = export_best(
         _storage_url(storage), study, out_dir, force=force, pick=parse_pick(pick), refit=refit,
         ensemble=DEFAULT_ENSEMBLE if ensemble is None else ensemble,
-        carry=DEFAULT_CARRY if carry is None else carry,
     )
     best = result.best
     test, intervals = best["test"]["metrics"], best["test"]["intervals"]
@@ -335,9 +331,8 @@ def export(
         out.print(f"  ensemble {ensemble['kind']} of {ensemble['size']}: {ensemble['how_chosen']}", highlight=False)
     decision = best["decision"]
     out.print(
-        f"  decision: threshold carried over by {decision['carry']}: the judged models flag {decision['judged_flag_rate']:.2%} of "
-        f"non-test rows at {decision['judged_threshold']:.4g}, the shipped ones {decision['shipped_flag_rate']:.2%} at "
-        f"{decision['threshold']:.4g}", highlight=False, markup=False,
+        f"  decision check: at threshold {decision['threshold']:.4g} the judged models flag {decision['judged_flag_rate']:.2%} of "
+        f"their validation rows, the shipped ones {decision['shipped_flag_rate']:.2%} of {decision['rows']}", highlight=False, markup=False,
     )
     if decision["fallback"]:
         err.print(f"fallback: {decision['fallback']}", highlight=False, markup=False)

@@ -274,3 +274,28 @@ def greedy_ensemble(dataset, config, goal, chosen: dict, trials: dict, settings_
         f"({threshold:.4g}, value {value:.4g}); each chosen configuration refit on all non-test rows with its trial's seed"
     )
     return Ensemble("greedy", tuple(models), tuple(chosen[n] for n in numbers), members, how)
+
+
+def judged_greedy_ensemble(dataset, goal, chosen: dict, trials: dict, fold_models: dict, params_of, threshold: float, value: float, size: int) -> Ensemble:
+    """The configurations greedy selection chose, shipped as the models their pooled validation scores came from
+    (a holdout trial's own model, a cross-validated trial's fold models), no refit: the ensemble's threshold was
+    chosen on exactly these models' scores. Each fold model of a trial chosen c times counts c times."""
+    plan = dataset.validation
+    models, counts, members = [], [], []
+    for number, count in chosen.items():
+        params = params_of(trials[number])
+        for index, model in enumerate(fold_models[number]):
+            where = "its training part" if plan.kind == "holdout" else f"the non-test rows outside fold {index + 1}'s validation rows"
+            models.append(model)
+            counts.append(count)
+            members.append({
+                "trial": number, "seed": trials[number].user_attrs["train_settings"]["seed"], "fold": index, "fitted_on": where,
+                "params": dict(trials[number].params) | params.model_params,
+            })
+    folds = "its own model" if plan.kind == "holdout" else f"its {len(plan.folds)} fold models"
+    how = (
+        f"greedy ensemble selection with replacement (Caruana et al. 2004), {GREEDY_STEPS} rounds over the {size} best complete "
+        f"trials' pooled validation scores, by {goal.name} at a threshold re-chosen on the ensemble's own pooled scores "
+        f"({threshold:.4g}, value {value:.4g}); each chosen trial shipped as {folds}, the models that threshold was chosen on"
+    )
+    return Ensemble("greedy", tuple(models), tuple(counts), tuple(members), how)

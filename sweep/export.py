@@ -3,6 +3,7 @@ on new rows with it: tables, .npz arrays, or the same in memory."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import shutil
@@ -15,9 +16,10 @@ import numpy as np
 
 from sweep.calibration import Calibration, fit_calibration, probability_scores
 from sweep.config import config_from_dict
-from sweep.decision import DEFAULT_CARRY, CarriedDecision, carry_decision, parse_carry
+from sweep.decision import DecisionCheck, check_decision
 from sweep.data import ARRAY_SUFFIX, check_inputs, load_dataset, read_arrays, read_table
-from sweep.ensemble import DEFAULT_ENSEMBLE, Ensemble, automatic_ensemble, fold_ensemble, greedy_candidates, greedy_ensemble, greedy_selection, parse_ensemble
+from sweep.ensemble import DEFAULT_ENSEMBLE, Ensemble, automatic_ensemble, fold_ensemble, greedy_candidates, greedy_ensemble, greedy_selection
+from sweep.ensemble import judged_greedy_ensemble, parse_ensemble
 from sweep.ensemble import seed_ensemble, single_model
 from sweep.errors import DataError, ExportError, StorageError
 from sweep.metrics import BOOTSTRAP_RESAMPLES, bootstrap_intervals, metrics, parse_goal
@@ -41,8 +43,8 @@ OUTPUTS = {
                    "the trial's pooled validation scores (best.json 'calibration')",
     "score": "the network's raw output (an ensemble's: the average of its members'), inflated by the class weight; the "
              "threshold was searched on this scale",
-    "decision": "1 when score >= threshold (the judged threshold carried over to the shipped models, best.json 'decision'; "
-                "threshold_probability is its calibrated value)",
+    "decision": "1 when score >= threshold (the threshold chosen on the judged models' pooled validation scores, checked "
+                "on the shipped models: best.json 'decision'; threshold_probability is its calibrated value)",
 }
 
 
@@ -84,7 +86,7 @@ def _clean(values: dict) -> dict:
     return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in values.items()}
 
 
-REFIT_CHOICES = ("all", "train")
+REFIT_CHOICES = ("all", "judged", "train")
 
 
 @dataclass(frozen=True)
@@ -111,25 +113,28 @@ class Retrained:
     ensemble: Ensemble | None = None  # what the bundle holds (`model` is its Keras model, or its one member)
     threshold: float | None = None  # the decision threshold (the trial's; a greedy ensemble's re-chosen one)
     ensemble_validation: dict | None = None  # metrics of the shipped models' pooled validation scores, where they differ
-    decision: CarriedDecision | None = None  # how the judged threshold was carried over to the shipped models, checked
+    check: DecisionCheck | None = None  # the shipped models' flag rate at the threshold against the judged models'
+    fallback: str | None = None  # why the judged models ship instead of the refit asked for, if they do
+    failed_check: DecisionCheck | None = None  # the refit's check that failed, if so
 
 
 def retrain_best(
     storage_url: str, study_name: str, pick=None, refit: str = "all", data: dict | None = None, ensemble=DEFAULT_ENSEMBLE,
-    carry: str = DEFAULT_CARRY,
 ) -> Retrained:
     """Load the study, choose its best trial (a Pareto-front trial by `pick` when multi-objective), check the
     data is unchanged, retrain that trial deterministically from its stored settings (to check its value),
     and then make what the bundle holds (`ensemble`, sweep.ensemble): for "single" and refit "all", its
-    configuration trained on all non-test rows. The judged threshold crosses over to the shipped models by
-    `carry` (sweep.decision), checked on the non-test rows. `data` (frame= or arrays=) is the Python API's data in
-    memory, for a study made from it."""
+    configuration trained on all non-test rows; for refit "judged", the models the threshold was chosen on. Refits
+    that do not flag what the judged models flagged at the threshold (sweep.decision) give way to the judged models,
+    with the reason in `fallback`. `data` (frame= or arrays=) is the Python API's data in memory, for a study made
+    from it."""
     choice = parse_ensemble(ensemble)
-    carry = parse_carry(carry)
     if refit not in REFIT_CHOICES:
         raise ExportError(f"--refit {refit!r} is not known; expected one of: {', '.join(REFIT_CHOICES)}")
     if refit == "train" and choice.kind not in ("single", "auto"):
         raise ExportError(f"--refit train exports one trial's own model, but --ensemble is {choice}; use --ensemble single with --refit train")
+    if refit == "judged" and choice.kind == "seeds":
+        raise ExportError(f"--refit judged ships the models that were judged, but --ensemble {choice} refits new seeds; use --refit all")
     study = load_study(open_storage(storage_url), study_name)
     best = best_trial(study, pick)
     if best is None and len(study.directions) > 1 and best_trial(study) is not None:
@@ -167,7 +172,13 @@ def retrain_best(
     compiled_by = None
     params = user_trial_params(best, config) if config.user_model else TrialParams.from_dict(best.params)
     populations: dict = {}  # population id -> every member retrained at once (greedy reads several members of one)
-    if choice.kind == "folds":
+    judged = refit in ("judged", "train")  # ship the models the threshold was chosen on: no refit
+    keep_folds = choice.kind == "folds" or (judged and choice.kind == "single")
+    if keep_folds and "population" in best.user_attrs and not config.user_model:
+        members = populations[best.user_attrs["population"]["id"]] = retrain_population_members(dataset, best, study)
+        fold_models, pooled = members[best.number]
+        validation, trial_model = metrics(dataset.validation.y, pooled, params.threshold), None
+    elif keep_folds:
         fold_models, validation, pooled = _retrain_fold_models(dataset, best, study, config)
         trial_model = None
     elif config.user_model:
@@ -180,38 +191,48 @@ def retrain_best(
         trial_model, validation, pooled = _retrain(dataset, best, study)
     calibration = fit_calibration(pooled, dataset.validation.y, params.minority_weight, fitted_on=_fitted_on(dataset, best))
     threshold, ensemble_validation, judged_scores = params.threshold, None, pooled
-    if refit == "train":
+    holdout = dataset.validation.kind == "holdout"
+    if judged and holdout:  # the trials' own models, encoded as they were judged
         preprocessor, fit_counts = dataset.preprocessor, dataset.train.counts()
-        shipped = single_model(trial_model, best.number, settings.seed, "the trial's training part")
-    elif choice.kind == "folds":
-        preprocessor, fit_counts = dataset.final_preprocessor, dataset.development.counts()
-        shipped = fold_ensemble(fold_models, dataset.validation, best.number, settings.seed)
     else:
         preprocessor, fit_counts = dataset.final_preprocessor, dataset.development.counts()
-        if choice.kind == "seeds":
-            shipped = seed_ensemble(dataset, config, best.number, params, settings, choice.size)
-        elif choice.kind == "greedy":
-            shipped, threshold, ensemble_pooled = _greedy(dataset, config, study, goal, best, pooled, choice.size, populations)
-            ensemble_validation, judged_scores = metrics(dataset.validation.y, ensemble_pooled, threshold), ensemble_pooled
-            weight = float(np.exp(np.sum(shipped.weights * np.log([m["params"]["minority_weight"] for m in shipped.members]))))
-            calibration = fit_calibration(
-                ensemble_pooled, dataset.validation.y, weight,
-                fitted_on=f"the greedy ensemble's averaged {_pooled_words(dataset)} ({len(ensemble_pooled)} rows)",
-            )
-        else:
-            model, compiled_by = _refit_all(dataset, config, params, settings)
-            shipped = single_model(model, best.number, settings.seed, f"all non-test rows ({fit_counts['rows']} rows)")
+    if keep_folds and holdout:
+        shipped = single_model(fold_models[0], best.number, settings.seed, "the trial's training part")
+    elif keep_folds:
+        shipped = fold_ensemble(fold_models, dataset.validation, best.number, settings.seed)
+    elif choice.kind == "seeds":
+        shipped = seed_ensemble(dataset, config, best.number, params, settings, choice.size)
+    elif choice.kind == "greedy":
+        shipped, threshold, ensemble_pooled = _greedy(dataset, config, study, goal, best, pooled, choice.size, populations, judged)
+        ensemble_validation, judged_scores = metrics(dataset.validation.y, ensemble_pooled, threshold), ensemble_pooled
+        weight = float(np.exp(np.sum(shipped.weights * np.log([m["params"]["minority_weight"] for m in shipped.members]))))
+        calibration = fit_calibration(
+            ensemble_pooled, dataset.validation.y, weight,
+            fitted_on=f"the greedy ensemble's averaged {_pooled_words(dataset)} ({len(ensemble_pooled)} rows)",
+        )
+    else:
+        model, compiled_by = _refit_all(dataset, config, params, settings)
+        shipped = single_model(model, best.number, settings.seed, f"all non-test rows ({fit_counts['rows']} rows)")
     if shipped.kind != "single" and config.user_model:
         compiled_by = best.user_attrs.get("compiled_by")
-    model = shipped.models[0] if len(shipped.models) == 1 else shipped.keras_model(dataset.development.X.shape[1:])
-    if refit == "train":  # the judged model itself, on the rows it was judged on: its threshold holds as it is
-        decision = carry_decision(judged_scores, threshold, pooled, "value")
+    input_shape = dataset.input_shape if judged else dataset.development.X.shape[1:]
+    model = shipped.models[0] if len(shipped.models) == 1 else shipped.keras_model(input_shape)
+    if judged or keep_folds:  # the judged models themselves: the threshold was chosen on exactly these scores
+        check = check_decision(judged_scores, judged_scores, threshold, "their own validation rows")
     else:
-        decision = carry_decision(judged_scores, threshold, shipped.scores(dataset.development.X), carry)
-    return Retrained(
+        check = check_decision(judged_scores, shipped.scores(dataset.development.X), threshold, f"the {fit_counts['rows']} non-test rows")
+    found = Retrained(
         study, best, goal, dataset, params, settings, model, validation, refit, preprocessor,
-        dataset.test_split(preprocessor), fit_counts, config, compiled_by, pooled, calibration, shipped, decision.threshold,
-        ensemble_validation, decision,
+        dataset.test_split(preprocessor), fit_counts, config, compiled_by, pooled, calibration, shipped, threshold,
+        ensemble_validation, check,
+    )
+    if check.passed:
+        return found
+    fallback = retrain_best(storage_url, study_name, pick, "judged", data, str(choice) if choice.kind == "greedy" else "single")
+    return dataclasses.replace(
+        fallback, fallback=f"the refit models do not decide as the judged ones did ({check.describe()}); shipping the judged "
+                           "models themselves instead (--refit judged)",
+        failed_check=check,
     )
 
 
@@ -224,32 +245,35 @@ def _retrain_fold_models(dataset, trial, study, config) -> tuple:
     return retrain_fold_models(dataset, trial)
 
 
-def _greedy(dataset, config, study, goal, best, best_pooled, size: int, retrained_populations: dict) -> tuple:
+def _greedy(dataset, config, study, goal, best, best_pooled, size: int, retrained_populations: dict, judged: bool = False) -> tuple:
     """Greedy selection over the `size` best complete trials on their pooled validation scores (each retrained
     from its stored settings; a population once for all its members, `retrained_populations` holding those
-    already retrained), then the chosen configurations refit: (Ensemble, its threshold, its averaged pooled
-    validation scores)."""
+    already retrained), then the chosen configurations refit on all non-test rows, or, `judged`, their retrained
+    fold models shipped as they are: (Ensemble, its threshold, its averaged pooled validation scores)."""
     candidates = greedy_candidates(study, goal, size)
     trials = {t.number: t for t in [best] + candidates}
-    pooled = {best.number: best_pooled}
-    for trial in candidates:
-        if trial.number in pooled:
+    pooled, fold_models = {best.number: best_pooled}, {}
+    for trial in candidates if not judged else [best] + candidates:
+        if trial.number in fold_models or (trial.number in pooled and not judged):
             continue
         if "population" in trial.user_attrs and not config.user_model:
             key = trial.user_attrs["population"]["id"]
             if key not in retrained_populations:
                 retrained_populations[key] = retrain_population_members(dataset, trial, study)
-            pooled[trial.number] = retrained_populations[key][trial.number][1]
+            fold_models[trial.number], pooled[trial.number] = retrained_populations[key][trial.number]
         elif config.user_model:
-            pooled[trial.number] = refit_user_trial(dataset, trial, config)[2]
+            fold_models[trial.number], _, pooled[trial.number] = retrain_user_fold_models(dataset, trial, config)
         else:
-            pooled[trial.number] = refit_trial(dataset, trial)[2]
+            fold_models[trial.number], _, pooled[trial.number] = retrain_fold_models(dataset, trial)
     y = dataset.validation.y
     chosen, threshold, value = greedy_selection(goal, y, pooled, config.threshold)
     params_of = (lambda t: user_trial_params(t, config)) if config.user_model else (lambda t: TrialParams.from_dict(t.params))
     settings_of = lambda t: TrainSettings(**t.user_attrs["train_settings"])  # noqa: E731
-    shipped = greedy_ensemble(dataset, config, goal, chosen, trials, settings_of, params_of, threshold, value, len(candidates))
-    averaged = np.sum([shipped.weights[i] * pooled[n] for i, n in enumerate(chosen)], axis=0)
+    if judged:
+        shipped = judged_greedy_ensemble(dataset, goal, chosen, trials, fold_models, params_of, threshold, value, len(candidates))
+    else:
+        shipped = greedy_ensemble(dataset, config, goal, chosen, trials, settings_of, params_of, threshold, value, len(candidates))
+    averaged = np.sum([c / sum(chosen.values()) * pooled[n] for n, c in chosen.items()], axis=0)
     return shipped, threshold, averaged
 
 
@@ -291,18 +315,17 @@ def _retrain(dataset, trial, study=None) -> tuple:
 
 def export_best(
     storage_url: str, study_name: str, out_dir: str | Path, force: bool = False, pick=None, refit: str = "all", data: dict | None = None,
-    ensemble=DEFAULT_ENSEMBLE, carry: str = DEFAULT_CARRY,
+    ensemble=DEFAULT_ENSEMBLE,
 ) -> ExportResult:
     """Retrain the study's best trial with its own seed and check it reproduces the stored validation value,
     make what the bundle holds (`ensemble`: one refit on all non-test rows, K refit seeds, the trial's fold models
-    or a greedy ensemble; sweep.ensemble), carry the judged threshold over to it (`carry`: sweep.decision) and check
-    that it flags what the judged models flagged on the non-test rows, evaluate it once on the held-out test part (with bootstrap
+    or a greedy ensemble; sweep.ensemble), check that it flags what the judged models flagged on the non-test rows
+    (the judged models ship where it does not: sweep.decision), evaluate it once on the held-out test part (with bootstrap
     intervals), and write the bundle to `out_dir`. `data`: see retrain_best."""
     out_dir = Path(out_dir)
     parse_ensemble(ensemble)
     _check_out_dir(out_dir, force)
-    parse_carry(carry)
-    found = retrain_best(storage_url, study_name, pick, refit, data, ensemble, carry)
+    found = retrain_best(storage_url, study_name, pick, refit, data, ensemble)
     best, goal, dataset, params, settings, model = found.trial, found.goal, found.dataset, found.params, found.settings, found.model
     if found.config.user_model and (lambdas := lambda_layers(model)):
         raise ExportError(lambda_refusal(found.config.model, lambdas, "refusing to write"))
@@ -332,7 +355,9 @@ def export_best(
         "class_weight": {"0": 1.0, "1": params.minority_weight},
         "threshold": threshold,
         "threshold_probability": float(calibration(np.array([threshold]))[0]),
-        "decision": found.decision.record(),
+        "decision": found.check.record() | {
+            "fallback": found.fallback, "failed_check": found.failed_check.record() if found.failed_check else None,
+        },
         "calibration": calibration.to_dict(),
         "outputs": OUTPUTS,
         "hidden_width": params.hidden_width,
@@ -379,9 +404,9 @@ def export_best(
 
 def _refit_rows(found: Retrained) -> str:
     """What the shipped models learned from, in words."""
-    if found.refit == "train":
-        return "the trial's training part"
-    if found.ensemble.kind == "folds":
+    if found.refit in ("train", "judged") and found.dataset.validation.kind == "holdout":
+        return "the trial's training part" if len(found.ensemble.models) == 1 else "each model: its trial's training part (best.json 'ensemble')"
+    if found.ensemble.kind == "folds" or found.refit == "judged":
         return "each fold model: the non-test rows outside its fold (best.json 'ensemble')"
     return "all non-test rows"
 

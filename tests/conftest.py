@@ -54,6 +54,14 @@ def tiny_config(tiny_csv, sqlite_url):
     return lambda **overrides: tiny_values(tiny_csv, **({"storage": sqlite_url} | overrides))
 
 
+@pytest.fixture
+def lenient_decision_check(monkeypatch):
+    """Export's decision check always passes: for tests of what a kind ships, on tiny data whose few-epoch refits may
+    flag otherwise than the judged models (tests/test_decision.py tests the check itself)."""
+    monkeypatch.setattr("sweep.decision.FLAG_RATE_TOLERANCE", float("inf"))
+    monkeypatch.setattr("sweep.decision.FLAG_COUNT_SLACK", float("inf"))
+
+
 @pytest.fixture(scope="session")
 def cross_validated(tmp_path_factory, tiny_csv):
     """A 3-trial study with 5-fold cross-validated trials on the tiny table, exported (shared: it trains 15 models)."""

@@ -36,8 +36,8 @@ def test_bundle_reproduces_the_best_trial(exported):
     assert best["validation"]["reproduced"] is True
     assert best["params"] == study.best_trial.params
     assert best["class_weight"] == {"0": 1.0, "1": study.best_trial.params["minority_weight"]}
-    assert best["decision"]["judged_threshold"] == study.best_trial.params["threshold"]
-    assert best["threshold"] == best["decision"]["threshold"] and best["decision"]["passed"]
+    assert best["threshold"] == best["decision"]["threshold"] == study.best_trial.params["threshold"]
+    assert best["decision"]["passed"] and best["decision"]["fallback"] is None
     assert best["objective"] == {"spec": "f1", "names": ["val_f1"], "directions": ["maximize"], "picked_by": None}
     assert set(best["test"]["metrics"]) >= {"precision", "recall", "f1", "flag_rate", "average_precision"}
     assert best["data"]["splits"]["test"]["rows"] == 600 and best["data"]["fingerprint"]
