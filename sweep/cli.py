@@ -118,6 +118,7 @@ def run(
     minority_weight: Annotated[Optional[str], typer.Option(help="Range LOW:HIGH of the minority weight (log scale).", show_default="1:1000")] = None,
     hidden_width: Annotated[Optional[str], typer.Option(help="Range LOW:HIGH of hidden units (log scale).", show_default="1:64")] = None,
     threshold: Annotated[Optional[str], typer.Option(help="Range LOW:HIGH of the decision threshold.", show_default="0.01:0.99")] = None,
+    threshold_search: Annotated[Optional[str], typer.Option(help="sampled: the sampler draws each trial's threshold like the weight; tuned: each trial's threshold is the one within the range that scores best on its own validation scores.", show_default="sampled")] = None,
     hidden_layers: Annotated[Optional[int], typer.Option(help="Hidden layers of the network.", show_default="1")] = None,
     validation_fraction: Annotated[Optional[float], typer.Option(help="Share of the non-test rows used for validation.", show_default="0.2")] = None,
     test_fraction: Annotated[Optional[float], typer.Option(help="Share of a data file held out as test (seed data: the tutorial's 20%).", show_default="0.2")] = None,

@@ -25,6 +25,7 @@ DEVICE_SYNTAX = "auto | cpu | gpu | gpu:N"
 ENV_PREFIX = "SWEEP_"
 MODEL_SYNTAX = "builtin, PATH.py:FUNCTION or package.module:FUNCTION (a function (params, input_shape) -> keras.Model)"
 CLUSTER_SYNTAX = "tcp://HOST:PORT (a running Dask scheduler) or local:N (start N local Dask worker processes, 1 to 64)"
+THRESHOLD_SEARCHES = ("sampled", "tuned")  # how a trial's threshold is found: drawn by the sampler, or tuned on its scores
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,7 @@ class SweepConfig:
     minority_weight: tuple[float, float] = (1.0, 1000.0)
     hidden_width: tuple[int, int] = (1, 64)
     threshold: tuple[float, float] = (0.01, 0.99)
+    threshold_search: str = "sampled"  # "tuned": each trial's threshold chosen on its own validation scores (sweep.trial)
     hidden_layers: int = 1
     validation_fraction: float = 0.2
     test_fraction: float = 0.2
@@ -253,6 +255,15 @@ def _learning_rate(key: str, value: Any, source: str) -> float | tuple[float, fl
     return rate
 
 
+def _one_of(choices: tuple[str, ...]) -> Rule:
+    def rule(key: str, value: Any, source: str) -> str:
+        text = str(value).strip().lower()
+        _expect(text in choices, key, value, source, f"one of: {', '.join(choices)}")
+        return text
+
+    return rule
+
+
 def _fraction(key: str, value: Any, source: str) -> float:
     share = _as_float(key, value, source)
     _expect(0 < share < 0.9, key, value, source, "a fraction between 0 and 0.9 (exclusive)")
@@ -310,6 +321,7 @@ RULES: dict[str, Rule] = {
     "minority_weight": _range(_as_float, lambda low, high: 0 < low <= high, "0 < LOW <= HIGH (a weight relative to the majority's 1.0)"),
     "hidden_width": _range(_as_int, lambda low, high: 1 <= low <= high <= 4096, "1 <= LOW <= HIGH <= 4096 units"),
     "threshold": _range(_as_float, lambda low, high: 0 < low <= high < 1, "0 < LOW <= HIGH < 1"),
+    "threshold_search": _one_of(THRESHOLD_SEARCHES),
     "hidden_layers": _integer(1, 8, "between 1 and 8 hidden layers"),
     "validation_fraction": _fraction,
     "test_fraction": _fraction,
@@ -395,6 +407,11 @@ def resolve_config(
         raise ConfigError(
             f"population = {config.population} trains one-hidden-layer networks, but hidden_layers = {config.hidden_layers}; "
             "use population = 1 for deeper networks"
+        )
+    if config.threshold_search == "tuned" and config.goal.is_multi:
+        raise ConfigError(
+            f"threshold_search = tuned chooses each trial's threshold for one objective, but objective = {config.objective!r} "
+            "has several; use threshold_search = sampled"
         )
     if config.cv == 0 and config.cv_repeats > 1:
         raise ConfigError(

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from sweep.errors import ExportError
-from sweep.metrics import metrics_at_thresholds
+from sweep.metrics import choose_threshold
 
 ENSEMBLE_SYNTAX = "auto | single | seeds:K (K >= 2) | folds | greedy:N (N >= 2)"
 UNSIZED_KINDS = ("auto", "single", "folds")  # written without a ":N"
@@ -21,8 +21,6 @@ DEFAULT_ENSEMBLE = "auto"
 AUTO_GREEDY = 5
 # Rounds of greedy selection with replacement: AutoGluon's default ensemble size.
 GREEDY_STEPS = 25
-# Thresholds tried when one is chosen on pooled scores (evenly spaced in rank among the distinct scores).
-THRESHOLD_CANDIDATES = 1000
 
 
 @dataclass(frozen=True)
@@ -203,23 +201,6 @@ def seed_ensemble(dataset, config, trial: int, params, settings, count: int) -> 
         f"trial #{trial}'s configuration refit on all non-test rows with {count} seeds (its own first, then derived from it), "
         f"trained {how}, averaged",
     )
-
-
-def choose_threshold(goal, y_true: np.ndarray, scores: np.ndarray, bounds: tuple[float, float]) -> tuple[float, float]:
-    """The threshold within `bounds` (the study's threshold range) whose flags score best by `goal` on these
-    (pooled out-of-fold) scores, and that value: the trials' own rule (flag = score >= threshold), tried at
-    the midpoints between distinct scores. An objective without a threshold (ap) keeps the range's middle."""
-    low, high = bounds
-    if not goal.uses_threshold:
-        return (low + high) / 2, float(goal.value_of_scores(y_true, scores, low))
-    distinct = np.unique(np.asarray(scores, dtype=np.float64))
-    cuts = np.concatenate([[low], (distinct[1:] + distinct[:-1]) / 2, [high]])
-    cuts = np.unique(cuts[(cuts >= low) & (cuts <= high)])
-    if len(cuts) > THRESHOLD_CANDIDATES:
-        cuts = cuts[np.linspace(0, len(cuts) - 1, THRESHOLD_CANDIDATES).round().astype(int)]
-    values = np.array([goal.value(found) for found in metrics_at_thresholds(y_true, scores, cuts)], dtype=np.float64)
-    best = int(np.argmin(values) if goal.direction == "minimize" else np.argmax(values))
-    return float(cuts[best]), float(values[best])
 
 
 def greedy_selection(goal, y_true: np.ndarray, pooled: dict, bounds: tuple[float, float], steps: int = GREEDY_STEPS) -> tuple[dict, float, float]:

@@ -403,3 +403,24 @@ def bootstrap_mean_intervals(
     draws = _bootstrap(y, lambda weights: {name: weights @ v / weights.sum(axis=1) for name, v in rows.items()}, resamples, seed)
     tail = (1 - level) / 2 * 100
     return {name: tuple(float(v) for v in np.percentile(draws[name], [tail, 100 - tail])) for name in rows}
+
+
+# Thresholds tried when one is chosen on pooled scores (evenly spaced in rank among the distinct scores).
+THRESHOLD_CANDIDATES = 1000
+
+
+def choose_threshold(goal, y_true: np.ndarray, scores: np.ndarray, bounds: tuple[float, float]) -> tuple[float, float]:
+    """The threshold within `bounds` (the study's threshold range) whose flags score best by `goal` on these
+    (pooled out-of-fold) scores, and that value: the trials' own rule (flag = score >= threshold), tried at
+    the midpoints between distinct scores. An objective without a threshold (ap) keeps the range's middle."""
+    low, high = bounds
+    if not goal.uses_threshold:
+        return (low + high) / 2, float(goal.value_of_scores(y_true, scores, low))
+    distinct = np.unique(np.asarray(scores, dtype=np.float64))
+    cuts = np.concatenate([[low], (distinct[1:] + distinct[:-1]) / 2, [high]])
+    cuts = np.unique(cuts[(cuts >= low) & (cuts <= high)])
+    if len(cuts) > THRESHOLD_CANDIDATES:
+        cuts = cuts[np.linspace(0, len(cuts) - 1, THRESHOLD_CANDIDATES).round().astype(int)]
+    values = np.array([goal.value(found) for found in metrics_at_thresholds(y_true, scores, cuts)], dtype=np.float64)
+    best = int(np.argmin(values) if goal.direction == "minimize" else np.argmax(values))
+    return float(cuts[best]), float(values[best])

@@ -28,7 +28,8 @@ there, naming it, rather than in a running sweep.
   `Trial._cached_frozen_trial`: `Trial.set_user_attr` commits one transaction of several queries per key
   (about 0.5-1 ms each on SQLite, more over a network); a trial's 15-20 attributes are written in one
   transaction of three statements instead, after the running-trial check Optuna applies, and the trial's
-  own copy is updated as `set_user_attr` updates it.
+  own copy is updated as `set_user_attr` updates it. `set_param` updates the same copy's `params` and
+  `distributions` as `Trial._suggest` does, after the public `BaseStorage.set_trial_param`.
 - `optuna.storages._rdb.models.TrialHeartbeatModel` (column `trial_id`) and `TrialModel`'s `datetime_start`
   column: Optuna takes a trial for stale only once it has a heartbeat, so a worker that lost its database
   between creating a trial and its first stamp leaves a trial RUNNING for ever, which holds a place in the
@@ -145,6 +146,14 @@ def set_user_attrs(trial: optuna.Trial, attrs: dict[str, Any]) -> None:
         rows = [{"trial_id": trial._trial_id, "key": key, "value_json": json.dumps(value)} for key, value in attrs.items()]
         session.execute(insert(attribute), rows)
     trial._cached_frozen_trial.user_attrs.update(attrs)
+
+
+def set_param(trial: optuna.Trial, name: str, value: float, distribution) -> None:
+    """Record a param of a running trial whose value is known only after training (a threshold tuned on its
+    validation scores), as `Trial._suggest` records a sampled one: in the storage and in the trial's own copy."""
+    trial.storage.set_trial_param(trial._trial_id, name, distribution.to_internal_repr(value), distribution)
+    trial._cached_frozen_trial.distributions[name] = distribution
+    trial._cached_frozen_trial.params[name] = value
 
 
 def attach_artifact(storage: optuna.storages.BaseStorage, trial_id: int, store, path: str, mimetype: str) -> str:

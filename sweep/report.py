@@ -129,11 +129,11 @@ def network_balanced_tuned(dataset, config, params, settings, goal, seed: int | 
     settings.seed). Steps:
     1. the dataset's own validation plan, through the trials' fit_and_score / fit_and_score_user_model: one
        model on the training part scored on the validation part, or the fold models' pooled out-of-fold scores;
-    2. sweep.ensemble.choose_threshold on those validation scores for `goal`, within (0, 1) (an objective
+    2. sweep.metrics.choose_threshold on those validation scores for `goal`, within (0, 1) (an objective
        without a threshold, ap, keeps 0.5; a multi-objective study's goal is F1, which the report compares by);
     3. the same network refit on all non-test rows (dataset.development) and scored on the test rows.
     No step reads a test label: the test rows are only scored."""
-    from sweep.ensemble import choose_threshold
+    from sweep.metrics import choose_threshold
     from sweep.metrics import parse_goal
     from sweep.trial import fit_and_score, fit_and_score_user_model
 

@@ -18,7 +18,8 @@ from sweep.optuna_private import heartbeat_enabled, heartbeat_interval, record_h
 from sweep.space import TrialParams, suggest
 from sweep.train import TrainSettings
 from sweep.trial import (
-    ReportThread, TrialClock, Watchdog, check_scores, mark_over_budget, record_result, report_epoch, setup_attrs, train_settings, trial_seed,
+    ReportThread, TrialClock, Watchdog, check_scores, judged_threshold, mark_over_budget, record_result, report_epoch, setup_attrs,
+    train_settings, trial_seed,
 )
 
 if TYPE_CHECKING:
@@ -203,7 +204,7 @@ def population_round(
                 if not np.isfinite(losses[index]):
                     trial.set_user_attr("fail_reason", f"training loss became {losses[index]} at epoch {epoch}")
                     open_trials.end(index, state=optuna.trial.TrialState.FAIL)
-                elif report_epoch(trial, goal, plan.y, scores[index], params[index].threshold, epoch) is not None:
+                elif report_epoch(trial, goal, plan.y, scores[index], params[index].threshold, epoch, config.threshold) is not None:
                     open_trials.end(index, state=optuna.trial.TrialState.PRUNED)
             except Exception:
                 if open_trials.get(index) is not None:
@@ -235,7 +236,7 @@ def population_round(
         scores, blocks = population_scores(population, plan, size)
         if not watchdog.claim():  # it failed every member while they were being scored
             return told
-        values = {}
+        values, thresholds = {}, {}
         for index in open_trials.indices():
             trial = open_trials[index]
             try:
@@ -244,15 +245,16 @@ def population_round(
                 trial.set_user_attr("fail_reason", str(failure))
                 open_trials.end(index, state=optuna.trial.TrialState.FAIL)
                 continue
+            thresholds[index] = judged_threshold(trial, config, goal, plan.y, scores[index], params[index])
             values[index] = record_result(
-                trial, goal, dataset, scores[index], params[index].threshold, seconds / len(trials), epochs_run[index],
+                trial, goal, dataset, scores[index], thresholds[index], seconds / len(trials), epochs_run[index],
                 None, [block[index] for block in blocks],
             )
         # Figures only for the population's best member, and only when it is the study's new best: drawing
         # them for each member that was a best so far in telling order would cost seconds for nothing.
         if figures is not None and values and not goal.is_multi:
             best = (min if goal.direction == "minimize" else max)(values, key=values.get)
-            figures.submit_if_best(open_trials[best], values[best], plan.y, scores[best], params[best].threshold)
+            figures.submit_if_best(open_trials[best], values[best], plan.y, scores[best], thresholds[best])
         for index, value in values.items():
             open_trials.end(index, values=value)
     except BaseException as exc:  # KeyboardInterrupt included: no member may stay RUNNING

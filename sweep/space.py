@@ -191,7 +191,7 @@ class TrialParams:
 
     minority_weight: float
     hidden_width: int | None
-    threshold: float
+    threshold: float | None  # None until a tuned threshold is chosen on the trial's scores (threshold_search "tuned")
     learning_rate: float | None = None  # None when the rate is fixed by the config
     model_params: dict = field(default_factory=dict, hash=False, compare=True)
 
@@ -220,9 +220,10 @@ def fixed_params(config: SweepConfig) -> dict:
 
 
 def suggest(trial: optuna.Trial, config: SweepConfig) -> TrialParams:
-    """Draw one point: log-scale weight, linear threshold, within the configured ranges, a log-scale learning
-    rate when the config gives a range for it; then the builtin network's log-scale width, or a user model's
-    own space (every value but the weight and threshold goes to its builder)."""
+    """Draw one point: log-scale weight, linear threshold (unless it is tuned after training: record_tuned_threshold),
+    within the configured ranges, a log-scale learning rate when the config gives a range for it; then the builtin
+    network's log-scale width, or a user model's own space (every value but the weight and threshold goes to its
+    builder)."""
     searched_rate = isinstance(config.learning_rate, tuple)
     weight = trial.suggest_float("minority_weight", *config.minority_weight, log=True)
     if config.model == "builtin":
@@ -233,11 +234,21 @@ def suggest(trial: optuna.Trial, config: SweepConfig) -> TrialParams:
         model_params = {spec.name: spec.suggest(trial) for spec in config.space}
         if "hidden_width" in model_params:
             width = int(model_params["hidden_width"])
-    threshold = trial.suggest_float("threshold", *config.threshold)
+    threshold = trial.suggest_float("threshold", *config.threshold) if config.threshold_search == "sampled" else None
     rate = trial.suggest_float("learning_rate", *config.learning_rate, log=True) if searched_rate else None
     if config.model != "builtin" and rate is not None:
         model_params["learning_rate"] = rate
     return TrialParams(weight, width, threshold, rate, model_params)
+
+
+def record_tuned_threshold(trial: optuna.Trial, config: SweepConfig, threshold: float) -> None:
+    """Store a threshold tuned on the trial's own scores as its "threshold" param, with the distribution a sampled one
+    has, so the dashboard, `sweep show`, the sampler and export read it as they read a sampled one."""
+    import optuna
+
+    from sweep.optuna_private import set_param
+
+    set_param(trial, "threshold", float(threshold), optuna.distributions.FloatDistribution(*config.threshold))
 
 
 def typical_params(config: SweepConfig) -> dict:

@@ -19,10 +19,10 @@ import optuna
 
 from sweep import stopping
 from sweep.errors import OverBudget, TrialFailed, TrialTimedOut
-from sweep.metrics import Goal, metrics
+from sweep.metrics import Goal, choose_threshold, metrics
 from sweep.optuna_private import set_user_attrs, storage_of, trial_id
 from sweep.runtime import device_label, placement, thread_settings
-from sweep.space import TrialParams, fixed_params, suggest
+from sweep.space import TrialParams, fixed_params, record_tuned_threshold, suggest
 from sweep.train import TrainSettings, score, train_models
 
 if TYPE_CHECKING:
@@ -363,12 +363,16 @@ def setup_attrs(params: TrialParams, settings: TrainSettings, model: str = "buil
     }
 
 
-def report_epoch(trial: optuna.Trial, goal: Goal, y_true, scores, threshold: float, epoch: int) -> float | None:
-    """Report the epoch's validation objective; when the pruner stops the trial, record the epoch and
-    return the value it was stopped at (else None)."""
+def report_epoch(trial: optuna.Trial, goal: Goal, y_true, scores, threshold: float | None, epoch: int, bounds=None) -> float | None:
+    """Report the epoch's validation objective (at the trial's threshold; for a tuned one, None, at the best
+    threshold within `bounds`); when the pruner stops the trial, record the epoch and return the value it was
+    stopped at (else None)."""
     if goal.is_multi:
         return None  # Optuna cannot prune multi-objective trials, and has no intermediate values for them
-    value = goal.value_of_scores(y_true, scores, threshold)
+    if threshold is None:
+        value = choose_threshold(goal, y_true, scores, bounds)[1]
+    else:
+        value = goal.value_of_scores(y_true, scores, threshold)
     if np.isnan(value):
         return None
     trial.report(value, epoch)
@@ -379,6 +383,17 @@ def report_epoch(trial: optuna.Trial, goal: Goal, y_true, scores, threshold: flo
 
 
 FOLD_METRICS = ("f1", "precision", "recall", "average_precision", "flag_rate")
+
+
+def judged_threshold(trial: optuna.Trial, config: SweepConfig, goal: Goal, y_true, scores, params: TrialParams) -> float:
+    """The threshold a trained trial is judged at: its sampled one, or (threshold_search "tuned") the one within the
+    configured range that scores best by the objective on its pooled validation scores, as scikit-learn's
+    TunedThresholdClassifierCV chooses it, recorded as the trial's threshold param."""
+    if params.threshold is not None:
+        return params.threshold
+    threshold = choose_threshold(goal, y_true, scores, config.threshold)[0]
+    record_tuned_threshold(trial, config, threshold)
+    return threshold
 
 
 def record_result(trial, goal: Goal, dataset: Dataset, scores, threshold: float, seconds: float, epochs_run: int, figures, fold_scores=None):
@@ -437,8 +452,8 @@ class EpochReports:
     ReportThread, as a population's are. A pruner's verdict is acted on at the next epoch boundary, or when
     training ends; the trial is told PRUNED at the epoch the pruner chose, and nothing is reported after it."""
 
-    def __init__(self, trial: optuna.Trial, goal: Goal, y_true: np.ndarray, threshold: float) -> None:
-        self.trial, self.goal, self.y_true, self.threshold = trial, goal, y_true, threshold
+    def __init__(self, trial: optuna.Trial, goal: Goal, y_true: np.ndarray, threshold: float | None, bounds=None) -> None:
+        self.trial, self.goal, self.y_true, self.threshold, self.bounds = trial, goal, y_true, threshold, bounds
         self._thread = ReportThread("trial-reports")
         self._pruned: str | None = None  # the pruner's verdict, once it has given one
 
@@ -448,7 +463,7 @@ class EpochReports:
     def _report(self, epoch: int, pooled: np.ndarray) -> None:
         if self._pruned is not None:
             return
-        value = report_epoch(self.trial, self.goal, self.y_true, pooled, self.threshold, epoch)
+        value = report_epoch(self.trial, self.goal, self.y_true, pooled, self.threshold, epoch, self.bounds)
         if value is not None:
             self._pruned = f"pruned at epoch {epoch} with {self.goal.name} = {value:.4g}"
 
@@ -485,7 +500,7 @@ def trial_function(config: SweepConfig, dataset: Dataset, goal: Goal, admit=None
             settings = train_settings(config, trial_seed(config.seed, trial.number), params)
             set_user_attrs(trial, setup_attrs(params, settings))
 
-            reports = EpochReports(trial, goal, dataset.validation.y, params.threshold)
+            reports = EpochReports(trial, goal, dataset.validation.y, params.threshold, config.threshold)
 
             def report(epoch: int, _loss: float, pooled) -> None:
                 """Per-epoch (pooled) validation objective for the dashboard's learning curves and the pruner."""
@@ -505,7 +520,8 @@ def trial_function(config: SweepConfig, dataset: Dataset, goal: Goal, admit=None
                 reports.close()
             if not watchdog.claim():
                 raise TrialTimedOut(watchdog.reason)
-            return record_result(trial, goal, dataset, scores, params.threshold, result.seconds, result.epochs_run, figures, fold_scores)
+            threshold = judged_threshold(trial, config, goal, dataset.validation.y, scores, params)
+            return record_result(trial, goal, dataset, scores, threshold, result.seconds, result.epochs_run, figures, fold_scores)
 
     return run_trial
 
@@ -533,7 +549,9 @@ def user_trial_function(config: SweepConfig, dataset: Dataset, goal: Goal, admit
             set_user_attrs(trial, setup_attrs(params, settings, config.model))
 
             def report(fold: int, epoch: int, _loss: float, scores) -> None:
-                value = report_epoch(trial, goal, plan.y[plan.folds[fold].slots], scores, params.threshold, fold * config.epochs + epoch)
+                value = report_epoch(
+                    trial, goal, plan.y[plan.folds[fold].slots], scores, params.threshold, fold * config.epochs + epoch, config.threshold,
+                )
                 if value is not None:
                     where = f"fold model {fold + 1}, epoch {epoch}" if plan.kind == "cv" else f"epoch {epoch}"
                     raise optuna.TrialPruned(f"pruned at {where} with {goal.name} = {value:.4g}")
@@ -551,6 +569,7 @@ def user_trial_function(config: SweepConfig, dataset: Dataset, goal: Goal, admit
             if not watchdog.claim():
                 raise TrialTimedOut(watchdog.reason)
             trial.set_user_attr("compiled_by", compiled_by)
-            return record_result(trial, goal, dataset, scores, params.threshold, result.seconds, result.epochs_run, figures, fold_scores)
+            threshold = judged_threshold(trial, config, goal, plan.y, scores, params)
+            return record_result(trial, goal, dataset, scores, threshold, result.seconds, result.epochs_run, figures, fold_scores)
 
     return run_trial

@@ -96,6 +96,8 @@ def test_every_field_has_a_cli_flag():
         ({"pruner": "median:3"}, r"pruner = 'median:3'.*none \| median"),
         ({"pruner": "percentile:many"}, r"pruner = 'many' \(from --pruner\).*expected a number"),
         ({"objective": " "}, r"objective = ' ' \(from --objective\).*non-empty string"),
+        ({"threshold_search": "grid"}, r"threshold_search = 'grid' \(from --threshold-search\).*one of: sampled, tuned"),
+        ({"threshold_search": "tuned", "objective": "pareto:precision,recall"}, r"threshold_search = tuned chooses .* several"),
     ],
 )
 def test_bad_values_name_the_key(cli, match):

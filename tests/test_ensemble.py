@@ -14,10 +14,10 @@ from typer.testing import CliRunner
 
 from sweep.cli import app
 from sweep.data import load_dataset
-from sweep.ensemble import EnsembleChoice, automatic_ensemble, choose_threshold, greedy_selection, member_seeds, parse_ensemble
+from sweep.ensemble import EnsembleChoice, automatic_ensemble, greedy_selection, member_seeds, parse_ensemble
 from sweep.errors import ExportError
 from sweep.export import export_best, load_bundle
-from sweep.metrics import parse_goal, threshold_metrics
+from sweep.metrics import choose_threshold, parse_goal, threshold_metrics
 from sweep.space import TrialParams
 from sweep.train import TrainSettings, score, train_model
 from tests.conftest import tiny_values, user_model_values

@@ -18,7 +18,7 @@ from optuna.trial import TrialState
 from sweep import optuna_private
 from sweep.optuna_private import (
     TrialCounts, attach_artifact, best_complete_trials, count_trials, heartbeat_enabled, last_trials, running_trials_never_stamped, heartbeat_interval,
-    record_heartbeat, set_attr_of_finished_trial, set_user_attrs, state_counts, storage_of, trial_by_number, trial_id,
+    record_heartbeat, set_attr_of_finished_trial, set_param, set_user_attrs, state_counts, storage_of, trial_by_number, trial_id,
 )
 
 PACKAGE = Path(optuna_private.__file__).parent
@@ -216,6 +216,19 @@ def test_user_attributes_are_set_in_one_write_and_refused_once_finished(tmp_path
     assert reread.user_attrs == {"a": 2, "b": {"c": [1.5, "x"]}}
     with pytest.raises(RuntimeError, match="finished"):
         set_user_attrs(trial, {"late": True})
+
+
+@pytest.mark.parametrize("in_memory", [False, True])
+def test_a_param_known_after_training_is_recorded_as_a_sampled_one(tmp_path, in_memory):
+    """Check that set_param stores a running trial's param with its distribution, seen by the trial itself and by a
+    fresh read once it has finished, as a param drawn by the sampler is."""
+    study = optuna.create_study() if in_memory else rdb_study(tmp_path)
+    trial = ask(study)
+    distribution = optuna.distributions.FloatDistribution(0.01, 0.99)
+    set_param(trial, "threshold", 0.42, distribution)
+    assert trial.params == {"threshold": 0.42} and trial.distributions == {"threshold": distribution}
+    study.tell(trial, 1.0)
+    assert study.trials[0].params == {"threshold": 0.42} and study.trials[0].distributions == {"threshold": distribution}
 
 
 def test_user_attributes_fall_back_to_optuna_without_a_database():

@@ -138,13 +138,13 @@ def test_balanced_tuned_network_trains_every_model_with_balanced_weights(balance
 
 def test_balanced_tuned_threshold_is_chosen_on_validation_scores_only(balanced_case, monkeypatch):
     """Check that network_balanced_tuned's threshold is chosen on the validation labels and its result does not change when the test labels are permuted."""
-    import sweep.ensemble
+    import sweep.metrics
 
     dataset, config, params, settings = balanced_case
     goal = parse_goal("cost:miss=20,false_alarm=1")
     chosen_on = []
-    real = sweep.ensemble.choose_threshold
-    monkeypatch.setattr(sweep.ensemble, "choose_threshold", lambda goal, y, *rest: chosen_on.append(y) or real(goal, y, *rest))
+    real = sweep.metrics.choose_threshold
+    monkeypatch.setattr(sweep.metrics, "choose_threshold", lambda goal, y, *rest: chosen_on.append(y) or real(goal, y, *rest))
     scores, threshold = network_balanced_tuned(dataset, config, params, settings, goal)
     test = dataset.test
     dataset.parts["test"] = Split(test.X, np.random.default_rng(1).permutation(test.y))

@@ -181,3 +181,36 @@ def test_min_steps_raises_the_epochs_of_a_small_table(tiny_config, overrides, ex
     rows = min(len(fold.training_rows(len(dataset.validation.y_fit))) for fold in dataset.validation.folds)
     steps = -(-rows // config.batch_size)
     assert sized_to_table(config, dataset).epochs == max(config.epochs, -(-config.min_steps // steps)) == expected_epochs
+
+
+@pytest.mark.parametrize("kind, overrides", [
+    ("builtin", {"population": 1, "objective": "cost:miss=20,false_alarm=1"}),
+    ("builtin", {"population": 2, "cv": 3}),
+    ("user", {"cv": 3}),
+])
+def test_a_tuned_threshold_is_the_best_on_the_trials_own_scores_and_stored_as_its_param(tiny_csv, tmp_path, kind, overrides):
+    """Check that with threshold_search tuned no threshold is sampled: each complete trial's threshold param is the one
+    that scores best by the objective on its pooled validation scores, within the range, its value is the objective
+    there, and export retrains it to the same value."""
+    from sweep.export import retrain_best
+    from sweep.metrics import choose_threshold, metrics
+    from sweep.runner import run_sweep
+    from tests.conftest import tiny_values, user_model_values
+
+    storage = f"sqlite:///{tmp_path / 't.db'}"
+    if kind == "user":
+        config = user_model_values(tiny_csv, storage, "tabular_mlp", {"units": "4", "depth": "1", "dropout": "0.0"},
+                                   threshold_search="tuned", trials=2, target="label", **overrides)
+    else:
+        config = tiny_values(tiny_csv, storage, trials=4, epochs=4, threshold_search="tuned", **overrides)
+    run_sweep(config)
+    study = optuna.load_study(study_name=config.study, storage=storage)
+    complete = study.get_trials(states=(TrialState.COMPLETE,))
+    assert complete and all(config.threshold[0] <= t.params["threshold"] <= config.threshold[1] for t in complete)
+    assert all(isinstance(t.distributions["threshold"], optuna.distributions.FloatDistribution) for t in complete)
+    found = retrain_best(storage, config.study, ensemble="single")
+    y, pooled = found.dataset.validation.y, found.validation_scores
+    threshold, value = choose_threshold(config.goal, y, pooled, config.threshold)
+    assert found.trial.params["threshold"] == pytest.approx(threshold) and found.trial.value == pytest.approx(value)
+    assert found.trial.value == pytest.approx(config.goal.value(metrics(y, pooled, found.trial.params["threshold"])))
+    assert found.trial.intermediate_values  # per-epoch reports, at each epoch's best threshold
