@@ -367,7 +367,7 @@ def export_best(
         "seed": settings.seed,
         "ensemble": found.ensemble.record(),
         "refit": {
-            "rows": _refit_rows(found),
+            "rows": refit_rows(found),
             "choice": found.refit,
             "counts": found.fit_counts,
             "epochs": settings.epochs,
@@ -402,7 +402,7 @@ def export_best(
     return ExportResult(out_dir, bundle)
 
 
-def _refit_rows(found: Retrained) -> str:
+def refit_rows(found: Retrained) -> str:
     """What the shipped models learned from, in words."""
     if found.refit in ("train", "judged") and found.dataset.validation.kind == "holdout":
         return "the trial's training part" if len(found.ensemble.models) == 1 else "each model: its trial's training part (best.json 'ensemble')"

@@ -295,17 +295,17 @@ def study_report(storage_url: str, study_name: str, folder: Path, seeds=(0, 1, 2
     """Retrain the study's best trial with its seed and compare it on the test rows with the tutorial's
     fixed weights, the same network with balanced weights and a threshold tuned on validation (balanced_tuned_row),
     the simple logistic reference and (for the seed data) the Bayes-optimal ceiling."""
-    from sweep.export import retrain_best
+    from sweep.export import refit_rows, retrain_best
 
     found = retrain_best(storage_url, study_name, pick)
     study, best, dataset = found.study, found.trial, found.dataset
     best_scores, threshold = found.ensemble.scores(found.test.X), found.threshold  # what `sweep export` ships
     shipped = found.ensemble
     if shipped.kind == "single":
-        label = f"sweep best (trial #{best.number}, refit on all non-test rows): {describe_params(best.params)}"
+        label = f"sweep best (trial #{best.number}, trained on {refit_rows(found)}): {describe_params(best.params)}"
     else:  # the params are the best trial's; the threshold the one the shipped models are read at
-        label = (f"sweep best (trial #{best.number} in a {shipped.kind} ensemble of {len(shipped.models)} model(s), each refit on all "
-                 f"non-test rows): {describe_params(best.params | {'threshold': threshold})} (the ensemble's)")
+        label = (f"sweep best (trial #{best.number} in a {shipped.kind} ensemble of {len(shipped.models)} model(s); trained on "
+                 f"{refit_rows(found)}): {describe_params(best.params | {'threshold': threshold})} (the ensemble's)")
     best_row = scored_row(label, dataset.test.y, best_scores, threshold)
     fixed = user_model_rows(found, seeds) if found.config.user_model else tutorial_rows(dataset, seeds=seeds)
     intervals = bootstrap_intervals(dataset.test.y, best_scores, threshold, seed=found.settings.seed)
@@ -329,6 +329,8 @@ def study_report(storage_url: str, study_name: str, folder: Path, seeds=(0, 1, 2
         balanced = []
         notes.append(f"The best trial's network with balanced weights and a tuned threshold could not be compared: {failure}.")
     rows = fixed + [best_row] + balanced + [logistic_reference_row(dataset)]
+    if found.fallback:
+        notes.append(f"What export ships: {found.fallback}.")
     if found.goal.is_multi:
         notes.append(f"Multi-objective study: the trial above was picked from the Pareto front by {pick or 'best f1'}.")
     if study.user_attrs["config"]["data"] == "seed":
