@@ -67,7 +67,7 @@ class Sweep:
 
     def export(self, out_dir: str | Path, force: bool = False, pick=None, refit: str = "all", ensemble: str = DEFAULT_ENSEMBLE) -> Bundle:
         """Export the best trial as `sweep export` does (retrain, then what `ensemble` names, refit on all non-test
-        rows: "auto" (greedy:5 for the builtin network on one objective, else "single"), "single", "seeds:K", "folds",
+        rows: "auto" (the default: "single"), "single", "seeds:K", "folds",
         "greedy:N"; test once); returns the bundle loaded back."""
         from sweep.metrics import parse_pick
 

@@ -289,7 +289,7 @@ def export(
              "single validation split.",
     )] = "all",
     ensemble: Annotated[Optional[str], typer.Option(
-        help="What the bundle holds, averaged: auto (greedy:5 for the builtin network on one objective, else single); single (one refit); seeds:K (K refits with seeds derived from the trial's); "
+        help="What the bundle holds, averaged: auto (single, the measured default); single (one refit); seeds:K (K refits with seeds derived from the trial's); "
              "folds (a cross-validated trial's own fold models); greedy:N (greedy ensemble selection over the N best trials).",
         show_default="auto",
     )] = None,

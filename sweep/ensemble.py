@@ -15,10 +15,9 @@ from sweep.metrics import choose_threshold
 
 ENSEMBLE_SYNTAX = "auto | single | seeds:K (K >= 2) | folds | greedy:N (N >= 2)"
 UNSIZED_KINDS = ("auto", "single", "folds")  # written without a ":N"
-# What `sweep export` ships when --ensemble is not given: `auto` (automatic_ensemble). Over 60 paired (table, split)
-# sweeps greedy:5 beat one refit by +0.086 test F1 [+0.051, +0.121]; seeds:5 and folds did not (docs/benchmarks.md 17).
+# What `sweep export` ships when --ensemble is not given: `auto` (automatic_ensemble), one refit, by measurement on real
+# tables held apart from the choice (docs/benchmarks.md, "What export ships").
 DEFAULT_ENSEMBLE = "auto"
-AUTO_GREEDY = 5
 # Rounds of greedy selection with replacement: AutoGluon's default ensemble size.
 GREEDY_STEPS = 25
 
@@ -59,16 +58,11 @@ def parse_ensemble(text) -> EnsembleChoice:
     raise ExportError(f"--ensemble {str(text)!r} is invalid: {problem}; expected {ENSEMBLE_SYNTAX}, e.g. --ensemble seeds:5")
 
 
-def automatic_ensemble(choice: EnsembleChoice, multi_objective: bool, user_model: bool, refit: str) -> EnsembleChoice:
-    """What `auto` ships: a greedy ensemble of the 5 best trials for the builtin network on one objective (the
-    measured best); one refit where greedy cannot rank trials (several objectives), where one trial's own model is
-    asked for (--refit train), and for a user's model (measured: +0.016 F1, within noise, for 4.6 times the export's
-    time; docs/benchmarks.md section 17)."""
-    if choice.kind != "auto":
-        return choice
-    if multi_objective or user_model or refit == "train":
-        return EnsembleChoice("single")
-    return EnsembleChoice("greedy", AUTO_GREEDY)
+def automatic_ensemble(choice: EnsembleChoice) -> EnsembleChoice:
+    """What `auto` ships: one refit of the best trial. Greedy ensembles of the best trials decided no better on tables
+    they were not chosen on and were the kind that collapsed (their members and threshold chosen on the same few
+    positives); they stay a named choice."""
+    return EnsembleChoice("single") if choice.kind == "auto" else choice
 
 
 def member_seeds(seed: int, count: int) -> list[int]:

@@ -145,7 +145,7 @@ def retrain_best(
         raise StorageError(f"study {study_name!r} was not made by `sweep run` (no stored config); cannot use it")
     config = config_from_dict(study.user_attrs["config"])
     goal = parse_goal(study.user_attrs["objective"]["spec"])
-    choice = automatic_ensemble(choice, goal.is_multi, config.user_model, refit)
+    choice = automatic_ensemble(choice)
     if choice.kind == "greedy" and goal.is_multi:
         raise ExportError(
             f"--ensemble {choice} ranks trials by one objective, but study {study_name!r} has {len(goal.names)} "

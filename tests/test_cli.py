@@ -94,15 +94,15 @@ def mixed_csv(path: Path, rows: int = 1500, seed: int = 0) -> pd.DataFrame:
     return table
 
 
-def test_a_table_with_text_booleans_and_gaps_runs_exports_and_predicts(tmp_path):
-    """Check run -> export (the default greedy ensemble, its members named) -> predict on a CSV with a text column, a
+def test_a_table_with_text_booleans_and_gaps_runs_exports_and_predicts(tmp_path, lenient_decision_check):
+    """Check run -> export (a greedy ensemble, its members named) -> predict on a CSV with a text column, a
     boolean column and missing values in both kinds, predicting rows with an unseen level and gaps: exit 0 each
     time, one output row per input row, in order."""
     mixed_csv(tmp_path / "mixed.csv")
     storage = f"sqlite:///{tmp_path / 'm.db'}"
     ran = invoke("run", "--data", str(tmp_path / "mixed.csv"), "--target", "label", "--trials", "2", "--epochs", "2", "--storage", storage)
     assert ran.exit_code == 0, ran.stderr
-    exported = invoke("export", "minority-weight", "--out", str(tmp_path / "bundle"), "--storage", storage)
+    exported = invoke("export", "minority-weight", "--out", str(tmp_path / "bundle"), "--storage", storage, "--ensemble", "greedy:2")
     assert exported.exit_code == 0, exported.stderr
     assert re.search(r"test \(95% bootstrap intervals\): precision [0-9.]+ \[[0-9.]+, [0-9.]+\]", exported.stdout)
     assert "model refit on all non-test rows (1200 rows" in exported.stdout

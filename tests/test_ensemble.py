@@ -187,27 +187,23 @@ def test_parse_ensemble_reads_every_kind(text, expected):
     assert parse_ensemble(text) == expected and parse_ensemble(str(expected)) == expected
 
 
-@pytest.mark.parametrize("multi_objective, user_model, refit, expected", [
-    (False, False, "all", EnsembleChoice("greedy", 5)),
-    (True, False, "all", EnsembleChoice("single")),
-    (False, True, "all", EnsembleChoice("single")),
-    (False, False, "train", EnsembleChoice("single")),
+@pytest.mark.parametrize("choice, expected", [
+    (EnsembleChoice("auto"), EnsembleChoice("single")),
+    (EnsembleChoice("seeds", 3), EnsembleChoice("seeds", 3)),
+    (EnsembleChoice("greedy", 5), EnsembleChoice("greedy", 5)),
 ])
-def test_auto_is_greedy_for_the_builtin_network_on_one_objective(multi_objective, user_model, refit, expected):
-    """Check that --ensemble auto (the default) ships greedy:5 where greedy can rank trials and was measured, and
-    one refit for several objectives, a user's model and --refit train; a named choice passes through."""
-    assert automatic_ensemble(EnsembleChoice("auto"), multi_objective, user_model, refit) == expected
-    assert automatic_ensemble(EnsembleChoice("seeds", 3), multi_objective, user_model, refit) == EnsembleChoice("seeds", 3)
+def test_auto_is_one_refit_and_a_named_choice_passes_through(choice, expected):
+    """Check that --ensemble auto (the default) ships one refit, and that a named choice is kept as it is."""
+    assert automatic_ensemble(choice) == expected
 
 
-@pytest.mark.parametrize("study, kind", [("holdout", "greedy"), ("user_cv", "single")])
-def test_the_default_export_records_what_auto_chose(studies, tmp_path, study, kind, lenient_decision_check):
-    """Check that an export without --ensemble holds what auto chose, and that best.json records it (a greedy
-    ensemble with the validation metrics of its own re-chosen threshold)."""
+@pytest.mark.parametrize("study", ["holdout", "user_cv"])
+def test_the_default_export_records_what_auto_chose(studies, tmp_path, study, lenient_decision_check):
+    """Check that an export without --ensemble holds one refit and that best.json records it, with no ensemble
+    metrics of its own."""
     config = studies[study]
     best = export_best(config.storage, config.study, tmp_path / "o").best
-    assert best["ensemble"]["kind"] == kind
-    assert (kind == "greedy") == ("ensemble_metrics" in best["validation"])
+    assert best["ensemble"]["kind"] == "single" and "ensemble_metrics" not in best["validation"]
 
 
 def test_greedy_selection_mixes_complementary_trials_and_rechooses_the_threshold():
