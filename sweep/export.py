@@ -174,21 +174,17 @@ def retrain_best(
     populations: dict = {}  # population id -> every member retrained at once (greedy reads several members of one)
     judged = refit in ("judged", "train")  # ship the models the threshold was chosen on: no refit
     keep_folds = choice.kind == "folds" or (judged and choice.kind == "single")
-    if keep_folds and "population" in best.user_attrs and not config.user_model:
+    in_population = "population" in best.user_attrs and not config.user_model
+    if in_population and (keep_folds or choice.kind == "greedy"):  # its population retrained once, kept for greedy
         members = populations[best.user_attrs["population"]["id"]] = retrain_population_members(dataset, best, study)
         fold_models, pooled = members[best.number]
-        validation, trial_model = metrics(dataset.validation.y, pooled, params.threshold), None
+        validation = metrics(dataset.validation.y, pooled, params.threshold)
     elif keep_folds:
         fold_models, validation, pooled = _retrain_fold_models(dataset, best, study, config)
-        trial_model = None
     elif config.user_model:
-        trial_model, validation, pooled = refit_user_trial(dataset, best, config)
-    elif choice.kind == "greedy" and "population" in best.user_attrs:
-        members = populations[best.user_attrs["population"]["id"]] = retrain_population_members(dataset, best, study)
-        pooled, trial_model = members[best.number][1], None  # greedy refits what it ships; --refit train is refused
-        validation = metrics(dataset.validation.y, pooled, params.threshold)
+        _, validation, pooled = refit_user_trial(dataset, best, config)
     else:
-        trial_model, validation, pooled = _retrain(dataset, best, study)
+        _, validation, pooled = _retrain(dataset, best, study)
     calibration = fit_calibration(pooled, dataset.validation.y, params.minority_weight, fitted_on=_fitted_on(dataset, best))
     threshold, ensemble_validation, judged_scores = params.threshold, None, pooled
     holdout = dataset.validation.kind == "holdout"
