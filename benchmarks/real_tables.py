@@ -53,6 +53,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")  # keep the references modest on a
 
 import argparse  # noqa: E402
 import json  # noqa: E402
+import pickle  # noqa: E402
 import shlex  # noqa: E402
 import shutil  # noqa: E402
 import statistics  # noqa: E402
@@ -674,6 +675,8 @@ def main() -> None:
     parser.add_argument("--no-balanced-tuned", action="store_true", help=f"leave out the {BALANCED!r} row")
     parser.add_argument("--modes", nargs="+", default=None, help="sweep modes to run: holdout, cvK, default (no --cv: the sweep's own choice); default: holdout cvK")
     parser.add_argument("--workdir", type=Path, help="keep tables, study storage and bundles here (default: a temp dir)")
+    parser.add_argument("--resume", type=Path, help="keep each (table, seed)'s rows in this folder and reuse those already "
+                                                    "there, so a long run can be cut short and continued")
     args = parser.parse_args()
     if args.quick:
         args.trials, args.epochs = QUICK["trials"], QUICK["epochs"]
@@ -700,6 +703,13 @@ def main() -> None:
         labels: dict = {}
         for done, seed in enumerate(args.seeds, start=1):
             for name in paths:
+                kept = args.resume / f"{name}-seed{seed}.pkl" if args.resume else None
+                if kept and kept.exists():
+                    made_rows, labels[(name, seed)] = pickle.loads(kept.read_bytes())
+                    rows.extend(made_rows)
+                    print(f"  {name} seed {seed}: reused {kept}", file=sys.stderr, flush=True)
+                    continue
+                first = len(rows)
                 frame = pd.read_csv(paths[name])
                 y = frame["label"].to_numpy().astype(int)
                 rest, test = test_rows(y, seed)
@@ -717,6 +727,9 @@ def main() -> None:
                         print(f"  {name} seed {seed} {r.method}: " + (r.error or f"F1 {r.f1:.3f}, {r.detail}"),
                               file=sys.stderr, flush=True)
                 print(f"  {name} seed {seed}: {time.perf_counter() - started:.0f} s in all", file=sys.stderr, flush=True)
+                if kept:
+                    kept.parent.mkdir(parents=True, exist_ok=True)
+                    kept.write_bytes(pickle.dumps((rows[first:], labels[(name, seed)])))
             if args.out and done < len(args.seeds):  # what the seeds so far show, in case the run is cut short
                 render(rows, labels, args.seeds[:done], modes, args, lambda line: None, skipped)
         render(rows, labels, args.seeds, modes, args, print, skipped)
