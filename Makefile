@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test test-slow examples clean
+.PHONY: install run test test-slow examples docs docs-build clean
 
 install: $(STAMP)
 
@@ -25,9 +25,22 @@ test: install
 test-slow: install
 	$(BIN)/python -m pytest -n auto -m slow
 
+# The documentation site (mkdocs.yml, docs/): served with live reload, or built as CI builds it (broken links fail).
+DOCS_STAMP := $(VENV)/.installed-docs
+
+$(DOCS_STAMP): $(STAMP)
+	$(BIN)/python -m pip install -qq -e '.[docs]'
+	touch $(DOCS_STAMP)
+
+docs: $(DOCS_STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve -a 127.0.0.1:8000
+
+docs-build: $(DOCS_STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
 # The data of the "Your own model" examples (studies/digits-cnn.toml, sequences-conv1d.toml, tabular-dropout.toml).
 examples: install
 	$(BIN)/python -m sweep.examples studies/data
 
 clean:
-	rm -rf $(VENV) studies/*.db studies/artifacts studies/data exports
+	rm -rf $(VENV) studies/*.db studies/artifacts studies/data exports site

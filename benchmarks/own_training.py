@@ -2,7 +2,7 @@
 
     python benchmarks/own_training.py exports/reference-f1 [--seeds 0 1]
 
-Reads a bundle's best.json and does what the README's "Using it in your own training" says, in plain Keras:
+Reads a bundle's best.json and does what docs/guides/exported-config.md says, in plain Keras:
 a `Dense(hidden_width, relu)` network with a sigmoid output, Adam at the study's learning rate, the study's epochs
 and batch size, `model.fit(X, y, class_weight={0: 1.0, 1: best["class_weight"]["1"]})` on all non-test rows, and
 rows flagged where the raw output is `>= best["params"]["threshold"]`. The rows and their encoding are the study's
@@ -26,7 +26,7 @@ import numpy as np  # noqa: E402
 
 
 def own_training(best: dict, development, seed: int):
-    """The README's recipe: a fresh network at the exported weight, trained on the development rows."""
+    """The recipe of docs/guides/exported-config.md: a fresh network at the exported weight, trained on the development rows."""
     import keras
 
     keras.utils.set_random_seed(seed)

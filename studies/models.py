@@ -1,4 +1,4 @@
-"""Example model builders for `sweep run --model studies/models.py:FUNCTION` (see README, "Your own model").
+"""Example model builders for `sweep run --model studies/models.py:FUNCTION` (see docs/guides/own-model.md).
 
 Each is called as FUNCTION(params, input_shape): `params` holds the trial's values of the [space] / --param
 entries (not minority_weight or threshold, which sweep owns), `input_shape` one row's shape. Each returns an

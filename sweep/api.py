@@ -21,7 +21,7 @@ class Sweep:
 
     `model` is a builder function (params, input_shape) -> keras.Model, "builtin", or a "PATH.py:FUNCTION" spec;
     data is `x` and `y` (arrays), `data` (a DataFrame, with `target`) or `data` as a path, as on the command line.
-    Every other keyword is a config key (README, "Config reference"), e.g. trials, epochs, cv, storage, study.
+    Every other keyword is a config key (docs/reference/config.md), e.g. trials, epochs, cv, storage, study.
     A study of data or a builder in memory is resumed and exported from Python with the same data and function.
     """
 

@@ -33,7 +33,7 @@ SEED_SPLIT_STATE = 42
 # A stratified three-way split needs a few minority rows in every part.
 MIN_MINORITY_ROWS = 10
 # Automatic --cv: cross-validate with AUTO_FOLDS folds when one validation part would hold fewer than
-# AUTO_CV_BELOW positives (README, "Cross-validated trials", says why).
+# AUTO_CV_BELOW positives (docs/concepts/protocol.md, "One split or cross-validated trials", says why).
 AUTO_FOLDS = 5
 AUTO_CV_BELOW = 100
 TABLE_SUFFIXES = {".csv": "CSV", ".parquet": "Parquet", ".pq": "Parquet"}

@@ -73,7 +73,7 @@ class Goal:
         return self.value(threshold_metrics(y_true, scores, threshold))
 
     def value(self, metrics: dict):
-        """The objective from metrics() (a tuple for pareto); see the README for how each kind prices errors."""
+        """The objective from metrics() (a tuple for pareto); docs/guides/objectives.md says how each kind prices errors."""
         if self.kind == "pareto":
             return tuple(float(metrics[m]) for m in self.pareto)
         if self.kind == "f1":

@@ -1,4 +1,4 @@
-"""Tests for sweep.api: the README's notebook example, run as written, and the Python API's own errors."""
+"""Tests for sweep.api: the notebook example of docs/guides/python.md, run as written, and the Python API's own errors."""
 
 import re
 from pathlib import Path
@@ -6,21 +6,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+GUIDE = Path(__file__).resolve().parent.parent / "docs" / "guides" / "python.md"
 
 
-def readme_notebook_example() -> str:
-    """The python block of README's "From Python (notebooks)" section."""
-    section = README.read_text().split("### From Python (notebooks)", 1)[1]
-    return re.search(r"```python\n(.*?)```", section, re.S).group(1)
+def notebook_example() -> str:
+    """The python block marked `<!-- doc-example: notebook -->` in docs/guides/python.md."""
+    return re.search(r"<!-- doc-example: notebook -->\n```python\n(.*?)```", GUIDE.read_text(), re.S).group(1)
 
 
-def test_readme_notebook_example_runs_as_written(tmp_path, monkeypatch, capsys):
-    """Check that the README's Python example sweeps, exports and predicts as written, and what it prints is the
+def test_notebook_example_runs_as_written(tmp_path, monkeypatch, capsys):
+    """Check that the Python guide's notebook example sweeps, exports and predicts as written, and what it prints is the
     stored study's best trial and the bundle's test F1."""
     monkeypatch.chdir(tmp_path)
     namespace: dict = {}
-    exec(compile(readme_notebook_example(), "README.md", "exec"), namespace)
+    exec(compile(notebook_example(), str(GUIDE), "exec"), namespace)
     bundle, result = namespace["bundle"], namespace["result"]
     assert result.finished == 4 and set(result.best.params) == {"minority_weight", "filters", "threshold"}
     assert namespace["probabilities"].shape == (10,) and np.all((namespace["probabilities"] >= 0) & (namespace["probabilities"] <= 1))
