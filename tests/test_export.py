@@ -151,7 +151,8 @@ def test_refit_train_is_refused_for_cross_validated_studies(cross_validated, tmp
 ])
 def test_user_model_bundle_holds_the_model_and_every_param(user_studies, name, kind, files):
     """Check that a user model's bundle holds model.keras (preprocessor.json for tables only) and best.json with the
-    class weight, threshold, every param (fixed ones too), the builder, the input shape and the kind of data."""
+    class weight, threshold, every param (fixed ones too), the builder, the input shape, the kind of data and the
+    decision check of what it ships against what was judged."""
     config, result = user_studies[name]
     assert sorted(p.name for p in result.out_dir.iterdir()) == files
     best = result.best
@@ -160,6 +161,8 @@ def test_user_model_bundle_holds_the_model_and_every_param(user_studies, name, k
     assert set(best["params"]) >= {"minority_weight", "threshold"} | {spec.name for spec in config.space}
     assert best["class_weight"] == {"0": 1.0, "1": best["params"]["minority_weight"]}
     assert best["validation"]["reproduced"] and best["refit"]["choice"] == "all"
+    assert best["decision"]["threshold"] == best["threshold"] and best["decision"]["rows"].endswith("non-test rows")
+    assert {"judged_flag_rate", "shipped_flag_rate", "passed", "fallback"} <= set(best["decision"])
 
 
 @pytest.mark.parametrize("name", ["digits", "sequences"])
