@@ -11,7 +11,7 @@ import importlib
 _HOMES = {
     "SweepConfig": "sweep.config", "resolve_config": "sweep.config",
     "ConfigError": "sweep.errors", "DataError": "sweep.errors", "ExportError": "sweep.errors",
-    "StorageError": "sweep.errors", "SweepError": "sweep.errors", "TrialFailed": "sweep.errors",
+    "StorageError": "sweep.errors", "StorageUnreachable": "sweep.errors", "SweepError": "sweep.errors", "TrialFailed": "sweep.errors",
     "export_best": "sweep.export", "predict": "sweep.export",
     "SweepResult": "sweep.results", "run_sweep": "sweep.runner", "run_workers": "sweep.runner",
     "Sweep": "sweep.api", "load": "sweep.api", "Bundle": "sweep.export", "load_bundle": "sweep.export",

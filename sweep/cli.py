@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import logging
 import sys
 import traceback
 from pathlib import Path
@@ -32,9 +31,14 @@ StorageOption = Annotated[
 
 
 def _storage_url(storage: str | None) -> str:
+    """The storage URL from --storage, SWEEP_STORAGE or the default; sets this process's outage limit
+    (SWEEP_OUTAGE_LIMIT) as well, so show, export, report and the dashboard ride out an outage as a run does."""
+    from sweep import outage
     from sweep.config import resolve_config
 
-    return resolve_config({"storage": storage}).storage
+    config = resolve_config({"storage": storage})
+    outage.configure(config.outage_limit)
+    return config.storage
 
 
 def reports_errors(command):
@@ -77,18 +81,9 @@ def main_options(
 
     optuna.logging.set_verbosity(optuna.logging.DEBUG if debug else optuna.logging.WARNING)
     if not debug:
-        for handler in logging.getLogger("optuna").handlers:
-            handler.addFilter(_drop_expected_tracebacks)
+        from sweep.errors import quiet_trial_tracebacks
 
-
-def _drop_expected_tracebacks(record: logging.LogRecord) -> bool:
-    """Keep Optuna's "Trial N failed ... because of TrialFailed(reason)" line but not its traceback."""
-    from sweep.errors import TrialFailed
-
-    if record.exc_info and isinstance(record.exc_info[1], TrialFailed):
-        record.exc_info = None
-        record.exc_text = None
-    return True
+        quiet_trial_tracebacks()
 
 
 PickOption = Annotated[
@@ -130,6 +125,7 @@ def run(
     device: Annotated[Optional[str], typer.Option(help="auto | cpu | gpu | gpu:N; auto puts worker i on GPU i mod n when there are GPUs.", show_default="auto")] = None,
     heartbeat_interval: Annotated[Optional[int], typer.Option(help="Seconds between a running trial's heartbeats.", show_default="10")] = None,
     grace_period: Annotated[Optional[int], typer.Option(help="Seconds without a heartbeat after which a trial's worker is taken for dead: the trial is failed and retried.", show_default="30")] = None,
+    outage_limit: Annotated[Optional[float], typer.Option(metavar="SECONDS", help="How long every process (driver, workers) waits for an unreachable storage (a database restart) before it gives up with exit code 2; nothing stored is lost.", show_default="180")] = None,
     cv: Annotated[Optional[str], typer.Option(help="Folds per trial: K stratified folds of all non-test rows, judged on pooled out-of-fold scores; 0 = one validation split; auto = folds when a validation split would hold under 100 positives.", show_default="auto")] = None,
     cv_repeats: Annotated[Optional[int], typer.Option(help="Repeats of the K folds with other shuffles (each row validated once per repeat).", show_default="1")] = None,
     features: Annotated[Optional[str], typer.Option(help="Input columns to use, COL,COL (default: every column but the target).")] = None,

@@ -34,10 +34,10 @@ from dataclasses import dataclass
 
 import optuna
 
-from sweep import stopping
+from sweep import outage, stopping
 from sweep.config import SweepConfig
 from sweep.data import load_dataset
-from sweep.errors import ConfigError, SweepError
+from sweep.errors import ConfigError, StorageUnreachable, SweepError
 from sweep.results import BUDGET_STATES, SweepResult, count_trials, summarize
 from sweep.runner import prepare_study, run_sweep
 from sweep.runtime import set_placement
@@ -140,6 +140,7 @@ def run_cluster(
             "Dask worker; drop --workers (or start more Dask workers)"
         )
     _distributed()  # a missing extra is bad input too: say so before any work
+    outage.configure(config.outage_limit)
     dataset = load_dataset(config)
     with connect(config.cluster) as client:  # before the study is created: an unreachable scheduler leaves no trace
         study = prepare_study(config, dataset)
@@ -185,9 +186,13 @@ def _wait(client, study, config: SweepConfig, futures: list, on_progress, poll_s
     while not all(future.done() for future in futures):
         time.sleep(poll_seconds)
         stopping.check()
-        if on_progress is not None:
-            on_progress(study)
-        if not _budget_filled(study, config):
+        try:
+            if on_progress is not None:
+                on_progress(study)  # waits out an outage, with the worker loops
+            filled = _budget_filled(study, config)
+        except StorageUnreachable:
+            filled = False  # past the limit: the loops give up as well, and the driver says so after them
+        if not filled:
             filled_since = None
             continue
         filled_since = filled_since or time.monotonic()
@@ -212,6 +217,8 @@ def _problems(futures: list) -> list[str]:
             continue
         if future.status == "error":
             exc = future.exception()
+            if isinstance(exc, StorageUnreachable):
+                raise exc  # one line, exit 2, as a local run gives
             problems.append(f"a worker loop failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
             continue
         outcome = future.result()

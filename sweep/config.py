@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from sweep.errors import ConfigError
 from sweep.metrics import Goal, parse_goal
+from sweep.outage import DEFAULT_LIMIT as DEFAULT_OUTAGE_LIMIT
 from sweep.space import ParamSpec, merge_spaces, parse_space, space_to_dict
 
 DEFAULT_STORAGE = "sqlite:///studies/sweeps.db"
@@ -88,6 +89,7 @@ class SweepConfig:
     device: str = "auto"  # parsed: device_spec
     heartbeat_interval: int = 10
     grace_period: int = 30
+    outage_limit: float = DEFAULT_OUTAGE_LIMIT  # seconds every process waits for an unreachable storage (sweep.outage)
     cv: int | None = None  # folds per trial; 0 = one validation split; None = automatic (data.choose_folds)
     cv_repeats: int = 1
     features: tuple[str, ...] = ()  # input columns to use (empty = every column but the target)
@@ -245,6 +247,12 @@ def _seconds(key: str, value: Any, source: str) -> float | None:
     return seconds
 
 
+def _outage_limit(key: str, value: Any, source: str) -> float:
+    seconds = _as_float(key, value, source)
+    _expect(seconds >= 0, key, value, source, "a number of seconds >= 0 (0: give up at the first lost call)")
+    return seconds
+
+
 def _learning_rate(key: str, value: Any, source: str) -> float | tuple[float, float]:
     if isinstance(value, (list, tuple)) or (isinstance(value, str) and ":" in value):
         low, high = _as_range(key, value, source, _as_float)
@@ -333,6 +341,7 @@ RULES: dict[str, Rule] = {
     "device": lambda _key, value, source: parse_device(value, source),
     "heartbeat_interval": _integer(1),
     "grace_period": _integer(1),
+    "outage_limit": _outage_limit,
     "cv": _folds,
     "cv_repeats": _integer(1, 10, "between 1 and 10 repeats of the folds"),
     "features": _as_columns,

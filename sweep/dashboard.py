@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import optuna
 
-from sweep.errors import ConfigError
+from sweep.errors import ConfigError, StorageUnreachable
 from sweep.optuna_private import attach_artifact, storage_of, trial_id
 from sweep.plots import trial_figures
 from sweep.results import NewBests, describe_params, tally
@@ -80,8 +80,8 @@ class FigureWorker:
     def close(self) -> None:
         """Wait for every queued figure (log the ones that failed); the worker takes no more."""
         self._pool.shutdown(wait=True)
-        for job in self._jobs:
-            if job.exception() is not None:
+        for job in self._jobs:  # a storage that stayed away is said once, by the run
+            if job.exception() is not None and not isinstance(job.exception(), StorageUnreachable):
                 logging.getLogger("sweep").warning("could not attach a trial's figures: %s", job.exception())
         self._jobs = []
 

@@ -21,6 +21,14 @@ class StorageError(SweepError):
     """The storage URL cannot be opened, or a study is missing or incompatible."""
 
 
+class StorageUnreachable(StorageError):
+    """The storage stayed unreachable longer than outage_limit (sweep.outage); nothing stored is lost (exit code 2)."""
+
+    def __init__(self, message: str, *, what: str = "", seconds: float = 0.0, reason: str = "") -> None:
+        super().__init__(message)
+        self.what, self.seconds, self.reason = what, seconds, reason
+
+
 class ExportError(SweepError):
     """The export cannot be written: no finished trial, or an output directory in the way."""
 
@@ -35,3 +43,29 @@ class OverBudget(TrialFailed):
 
 class TrialTimedOut(TrialFailed):
     """A trial ran longer than --trial-timeout (sweep.trial.TrialClock); it ends FAIL with the reason and the sweep goes on."""
+
+
+def _expected_failure(record) -> bool:
+    """Keep Optuna's "Trial N failed ... because of <error>" line but drop its traceback when the error is an
+    expected one (a failed trial, a storage that stayed away, a trial another worker had already ended), and its
+    second line "Trial N failed with value None." (the first said it)."""
+    from optuna.exceptions import UpdateFinishedTrialError
+
+    if record.getMessage().endswith("failed with value None."):
+        return False
+    if record.exc_info and isinstance(record.exc_info[1], (TrialFailed, StorageUnreachable, UpdateFinishedTrialError)):
+        record.exc_info = None
+        record.exc_text = None
+    return True
+
+
+def quiet_trial_tracebacks() -> None:
+    """One line per expected trial failure from Optuna's logger in this process (the CLI's and each worker's)."""
+    import logging
+
+    import optuna
+
+    optuna.logging.get_logger("optuna")  # creates Optuna's handler if this process has not logged yet
+    for handler in logging.getLogger("optuna").handlers:
+        if _expected_failure not in handler.filters:
+            handler.addFilter(_expected_failure)

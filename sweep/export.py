@@ -496,11 +496,18 @@ def calibration_of(best: dict) -> Calibration:
     return Calibration("prior", float(best["class_weight"]["1"]))
 
 
-def import_custom_objects(modules) -> None:
+def import_custom_objects(modules, beside: str = "builtin") -> None:
     """Import the modules that register a model's custom layers (keras.saving.register_keras_serializable), so
-    that safe-mode loading finds them; nothing shipped inside a bundle is ever run."""
+    that safe-mode loading finds them; nothing shipped inside a bundle is ever run. A module is looked for in the
+    working directory, then beside the builder's file (`beside`, the study's model spec PATH.py:FUNCTION), where
+    the sweep imported it from."""
+    import sys
+
     from sweep.model import BuilderError, import_user_module
 
+    target = beside.rpartition(":")[0]
+    if modules and target.endswith(".py") and Path(target).parent.is_dir() and str(Path(target).parent) not in sys.path:
+        sys.path.append(str(Path(target).parent))
     for name in modules or ():
         try:
             import_user_module(name)
@@ -534,7 +541,7 @@ def load_bundle(bundle_dir: str | Path, custom_objects=()) -> Bundle:
             f"{str(bundle_dir)!r} is not a whole export bundle (missing {', '.join(missing)}); pass the --out directory of `sweep export`"
         )
     preprocessor = Preprocessor.from_dict(json.loads((bundle_dir / "preprocessor.json").read_text())) if table else None
-    import_custom_objects(custom_objects)
+    import_custom_objects(custom_objects, beside=best.get("config", {}).get("model", "builtin"))
     try:
         # safe_mode (the default, spelled out): a .keras file with a Lambda layer's pickled code is refused.
         model = keras.saving.load_model(bundle_dir / "model.keras", safe_mode=True)

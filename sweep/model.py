@@ -74,12 +74,17 @@ def _first_line(exc: BaseException) -> str:
 
 
 def import_user_file(path_text: str):
+    """Import a builder's file as `python PATH.py` runs it: with its folder first on sys.path, so that a module
+    beside it (custom layers) imports, in every worker and in export."""
     path = Path(path_text)
     if not path.is_file():
         raise BuilderError(f"model file {path_text!r} does not exist; pass --model PATH.py:FUNCTION with an existing file")
     module_name = f"sweep_user_model_{path.stem}"
     if module_name in sys.modules and getattr(sys.modules[module_name], "__file__", None) == str(path):
         return sys.modules[module_name]
+    folder = str(path.resolve().parent)
+    if folder not in sys.path:  # as `python PATH.py` does: a module beside the file (its custom layers) is importable
+        sys.path.insert(0, folder)
     loader_spec = importlib.util.spec_from_file_location(module_name, path)
     module = importlib.util.module_from_spec(loader_spec)
     sys.modules[module_name] = module  # custom layers registered by it are then found by Keras

@@ -34,6 +34,12 @@ there, naming it, rather than in a running sweep.
   column: Optuna takes a trial for stale only once it has a heartbeat, so a worker that lost its database
   between creating a trial and its first stamp leaves a trial RUNNING for ever, which holds a place in the
   budget and makes the other workers wait for it for ever; such trials are found by one query.
+- `RDBStorage._create_new_trial`, `RDBStorage._set_trial_param`, `RDBStorage._get_best_trial_id` and
+  `RDBStorage._get_trials`: `_CachedStorage` calls these private methods of the storage inside it, not the public
+  ones (CACHED_STORAGE_CALLS); sweep.storage.RidingStorage rides out an outage in each, as in every public method.
+- `BaseHeartbeat._get_stale_trial_ids(study_id)` (RDBStorage's, which Optuna's `fail_stale_trials` calls before
+  every trial of `study.optimize`): sweep.storage.RidingStorage holds the stale check back while the storage is
+  away or has just come back (every heartbeat stopped during the outage), and otherwise asks RDBStorage's own.
 - `Study._study_id` and `optuna.storages._rdb.models.TrialModel` (columns `study_id`, `number`, `state`): the
   budget check counts a study's finished and running trials in one indexed COUNT query, where the public
   `get_trials` reads every trial, a cost that grows with the study.
@@ -47,6 +53,9 @@ there, naming it, rather than in a running sweep.
   the study's row): a worker checks its budget before and after every trial; COUNT over the study's trials
   grows with the study (20-25 ms a query at 100,000 trials), so `TrialCounts` keeps the counts of the trials
   before the oldest open one (finished for good) and counts only the trials from that one on.
+
+Each function here that opens a session of its own rides out a storage outage (sweep.outage.rides_out) as the
+storage's own methods do (sweep.storage.RidingStorage).
 """
 
 from __future__ import annotations
@@ -55,11 +64,15 @@ import json
 import threading
 from typing import TYPE_CHECKING, Any
 
+from sweep.outage import rides_out
+
 if TYPE_CHECKING:
     import optuna
 
 # The Optuna version these names were last checked against (tests/test_optuna_private.py).
 CHECKED_WITH = "5.1.0"
+# RDBStorage's private methods that `_CachedStorage` calls on the storage inside it (`self._backend.<name>`).
+CACHED_STORAGE_CALLS = ("_create_new_trial", "_set_trial_param", "_get_best_trial_id", "_get_trials", "_get_stale_trial_ids")
 
 
 def storage_of(study: optuna.Study) -> optuna.storages.BaseStorage:
@@ -98,6 +111,15 @@ def _rdb(storage: optuna.storages.BaseStorage):
     return rdb if isinstance(rdb, optuna.storages.RDBStorage) else None
 
 
+def rdb_stale_trial_ids(storage: optuna.storages.RDBStorage, study_id: int) -> list[int]:
+    """RDBStorage's own ids of the study's RUNNING trials whose heartbeat is older than its grace period
+    (`_get_stale_trial_ids`), for a subclass that overrides it."""
+    import optuna
+
+    return optuna.storages.RDBStorage._get_stale_trial_ids(storage, study_id)
+
+
+@rides_out
 def set_attr_of_finished_trial(
     storage: optuna.storages.BaseStorage, trial_id: int, key: str, value: Any, system: bool = False
 ) -> None:
@@ -122,6 +144,7 @@ def set_attr_of_finished_trial(
         session.close()
 
 
+@rides_out
 def set_user_attrs(trial: optuna.Trial, attrs: dict[str, Any]) -> None:
     """Set several user attributes of a running trial in one transaction (what `trial.set_user_attr` does for
     each, which commits one transaction per key); refused, like it, once the trial has finished."""
@@ -175,6 +198,7 @@ def attach_artifact(storage: optuna.storages.BaseStorage, trial_id: int, store, 
     return artifact_id
 
 
+@rides_out
 def count_trials(study: optuna.Study, states, below_number: int | None = None) -> int:
     """How many of the study's trials are in `states` (and numbered below `below_number`): one COUNT query
     on an RDB storage, whatever the study's size; other storages read the trials."""
@@ -213,6 +237,7 @@ class TrialCounts:
         self._kept_total = 0  # so they are numbered 0 .. _kept_total - 1
         self._lock = threading.Lock()
 
+    @rides_out
     def __call__(self, states, below_number: int | None = None) -> int:
         rdb = _rdb(self.study._storage)
         if rdb is None:
@@ -252,6 +277,7 @@ class TrialCounts:
                 session.close()
 
 
+@rides_out
 def state_counts(study: optuna.Study) -> dict:
     """How many of the study's trials are in each state (states without a trial left out): one GROUP BY query
     on an RDB storage, where a count per state is a query each; other storages read the trials."""
@@ -272,6 +298,7 @@ def state_counts(study: optuna.Study) -> dict:
         session.close()
 
 
+@rides_out
 def running_trials_never_stamped(study: optuna.Study, older_than_seconds: float) -> list[int]:
     """Ids of the study's RUNNING trials that started more than `older_than_seconds` ago and never got a
     heartbeat (one query; empty for a storage without heartbeats or not in a database)."""
@@ -305,6 +332,7 @@ def trial_by_number(study: optuna.Study, number: int) -> optuna.trial.FrozenTria
     return storage.get_trial(storage.get_trial_id_from_study_id_trial_number(study._study_id, number))
 
 
+@rides_out
 def best_complete_trials(study: optuna.Study, count: int) -> list[optuna.trial.FrozenTrial]:
     """A single-objective study's best `count` COMPLETE trials, best first, ties in trial order: one ordered
     query with a LIMIT on an RDB storage (infinite values ordered as Optuna's best_trial orders them), then
@@ -340,6 +368,7 @@ def best_complete_trials(study: optuna.Study, count: int) -> list[optuna.trial.F
     return [study._storage.get_trial(trial_key) for trial_key in ids]
 
 
+@rides_out
 def last_trials(study: optuna.Study, states, count: int) -> list[optuna.trial.FrozenTrial]:
     """The study's `count` highest-numbered trials in `states`, in trial order: one query with a LIMIT on an
     RDB storage, then each trial read alone; other storages read the trials."""

@@ -12,11 +12,11 @@ from collections.abc import Callable, Sequence
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from sweep import stopping
+from sweep import outage, stopping
 from sweep.config import PrunerSpec, SweepConfig
 from sweep.dashboard import FigureWorker, artifact_store, save_study_note
 from sweep.data import Dataset, load_dataset
-from sweep.errors import StorageError, TrialFailed
+from sweep.errors import StorageError, StorageUnreachable, TrialFailed
 from sweep.metrics import parse_goal
 from sweep.optuna_private import TrialCounts, running_trials_never_stamped, set_attr_of_finished_trial, storage_of
 from sweep.results import BUDGET_STATES, SweepResult, count_trials, summarize
@@ -27,8 +27,8 @@ from sweep.trial import pruning_steps, sized_to_table, told_after_watchdog, tria
 
 # A run stops (and says so) after this many failed trials in a row: something is wrong beyond one trial.
 MAX_CONSECUTIVE_FAILURES = 10
-# Dropped database connections in a row (no trial finished in between) a worker survives before giving up.
-MAX_RECONNECTS = 20
+# Exit code of a worker process that gave up on an unreachable storage: silent, the driver says it once.
+EXIT_UNREACHABLE = 75
 # Keys that decide which rows are train/validation/test: a resumed study must keep them.
 SPLIT_KEYS = ("seed", "validation_fraction", "test_fraction", "target", "positive_label", "features", "drop", "min_level_count", "max_levels")
 # Keys that decide what a trial trains and searches: a resumed study must keep them too.
@@ -190,7 +190,10 @@ NEVER_STAMPED_REASON = (
 def fail_stale_trials(study: optuna.Study, grace_period: float) -> None:
     """Optuna's fail_stale_trials (marked experimental in Optuna 5) without its warning; then fail the RUNNING
     trials that never got a first heartbeat within `grace_period`, which Optuna never takes for stale (they
-    would hold a place in the budget for ever)."""
+    would hold a place in the budget for ever). Neither while the storage is away or has just come back (see
+    sweep.storage.RidingStorage): the live workers' heartbeats stopped during the outage too."""
+    if outage.process().settling(grace_period):
+        return
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         optuna.storages.fail_stale_trials(study)
@@ -200,14 +203,14 @@ def fail_stale_trials(study: optuna.Study, grace_period: float) -> None:
             set_attr_of_finished_trial(storage, trial_key, "fail_reason", NEVER_STAMPED_REASON.format(seconds=grace_period))
 
 
-def _is_disconnect(exc: BaseException | None) -> bool:
-    """A lost database connection, also when Optuna wrapped it (StorageInternalError from a DBAPIError)."""
-    from sqlalchemy.exc import DBAPIError, OperationalError
-
-    while exc is not None:
-        if isinstance(exc, DBAPIError) and (exc.connection_invalidated or isinstance(exc, OperationalError)):
-            return True
-        exc = exc.__cause__ or exc.__context__
+def ended_elsewhere(exc: BaseException) -> bool:
+    """Whether `exc`, out of study.optimize, is Optuna refusing to tell or update a trial that is already finished:
+    its heartbeat lapsed while this worker was cut off and another worker failed and retried it (or a write whose
+    answer the outage swallowed had gone through)."""
+    refused = isinstance(exc, ValueError) and str(exc).startswith("Cannot tell a")
+    if refused or isinstance(exc, optuna.exceptions.UpdateFinishedTrialError):
+        logger.warning("a trial of this worker was ended by another one while this one could not reach the storage; going on")
+        return True
     return False
 
 
@@ -222,9 +225,10 @@ def run_sweep(
 
     Data, config and storage are checked before any trial starts (then `on_start` is called); a failing trial
     is recorded as FAIL with user attr fail_reason and the sweep goes on. Several processes may run this on
-    one study at once (see run_workers); a dropped database connection costs at most the running trial
-    (or the running population).
+    one study at once (see run_workers). A storage outage is waited for up to config.outage_limit (every storage
+    call rides it out, sweep.outage); past it StorageUnreachable is raised.
     """
+    outage.configure(config.outage_limit)
     goal = config.goal
     configure_threads(config.intra_op_threads, config.inter_op_threads)
     select_device(config.device_spec, worker_index)
@@ -239,7 +243,6 @@ def run_sweep(
     if on_start is not None:
         on_start(study)
     deadline = None if config.timeout is None else time.monotonic() + config.timeout
-    reconnects = Reconnects()
     population = trials_per_round(config, len(dataset.validation.folds))
     try:
         while failures.in_a_row < MAX_CONSECUTIVE_FAILURES:
@@ -262,7 +265,6 @@ def run_sweep(
                     size = min(population, config.trials - finished - running)
                     for told in population_round(study, config, dataset, goal, size, admit=budget.admits, figures=figures, deadline=deadline):
                         failures.observe(told)
-                        reconnects(study, told)
                         for callback in callbacks:
                             callback(study, told)
                     continue
@@ -270,13 +272,16 @@ def run_sweep(
                     trial_function(config, dataset, goal, admit=budget.admits, figures=figures),
                     timeout=remaining,
                     catch=(TrialFailed,),
-                    callbacks=[budget, failures, reconnects, *callbacks],
+                    callbacks=[budget, failures, *callbacks],
                     # A full collection cost 0.25 s a trial (TensorFlow's object graph); memory stays flat without it.
                     gc_after_trial=False,
                 )
             except Exception as exc:
-                if not told_after_watchdog(exc):  # a stuck trial its watchdog failed came back: go on
-                    reconnects.absorb(exc)
+                unreachable = outage.unreachable_in(exc)  # Optuna may raise another error on top of it
+                if unreachable is not None:
+                    raise unreachable from None
+                if not (told_after_watchdog(exc) or ended_elsewhere(exc)):  # a trial that is over and recorded: go on
+                    raise
     finally:
         figures.close()  # the last best trial's figures are attached before the run returns
     stop_reason = None
@@ -287,7 +292,7 @@ def run_sweep(
         save_study_note(study)
         return summarize(study, config.storage, ran_now=count_trials(study, tuple(TrialState)) - before, stop_reason=stop_reason)
 
-    return reconnects.retry(finish)
+    return finish()
 
 
 def trials_per_round(config: SweepConfig, fold_models: int = 1) -> int:
@@ -306,46 +311,22 @@ def trials_per_round(config: SweepConfig, fold_models: int = 1) -> int:
     return chosen
 
 
-class Reconnects:
-    """Survive lost database connections: re-raise anything else, or more than MAX_RECONNECTS losses in a row.
-
-    A finished trial resets the count (it is also a trial callback): a database that drops connections now and
-    then slows the sweep down, while one that never lets a trial finish stops it with the error.
-    """
-
-    def __init__(self) -> None:
-        self.count = 0
-
-    def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
-        if trial.state in BUDGET_STATES:
-            self.count = 0
-
-    def absorb(self, exc: Exception) -> None:
-        if not _is_disconnect(exc) or self.count >= MAX_RECONNECTS:
-            raise exc
-        self.count += 1
-        logger.warning("lost the database connection (%s); reconnecting (%d/%d)", type(exc).__name__, self.count, MAX_RECONNECTS)
-        time.sleep(1)
-
-    def retry(self, action):
-        while True:
-            try:
-                return action()
-            except Exception as exc:
-                self.absorb(exc)
-
-
 def _worker_main(config: SweepConfig, worker_index: int) -> None:
     """Entry point of one worker process started by run_workers; SIGINT/SIGTERM stop it gracefully."""
     import sys
 
+    from sweep.errors import quiet_trial_tracebacks
+
     stopping.install()
     logging.basicConfig(level=logging.WARNING, format=f"[worker {worker_index}] %(levelname)s %(message)s")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    quiet_trial_tracebacks()
     try:
         result = run_sweep(config, worker_index=worker_index)
     except KeyboardInterrupt:
         sys.exit(130)
+    except StorageUnreachable:
+        sys.exit(EXIT_UNREACHABLE)  # the driver, cut off too, says it in one line
     except Exception as exc:  # reported by the parent from the exit code; the line says why
         from sweep.errors import SweepError
 
@@ -367,6 +348,7 @@ def run_workers(
     """
     import multiprocessing
 
+    outage.configure(config.outage_limit)
     if config.workers == 1:
         return run_sweep(config, callbacks=[lambda study, _trial: on_progress(study)] if on_progress else (), on_start=on_start)
     dataset = load_dataset(config)
@@ -384,7 +366,10 @@ def run_workers(
             for process in processes:
                 process.join(timeout=poll_seconds / len(processes))
             if on_progress is not None:
-                on_progress(study)
+                try:
+                    on_progress(study)  # waits out an outage, with the workers
+                except StorageUnreachable:
+                    pass  # past the limit: the workers give up as well, and the summary below says so
             stopping.check()
     except KeyboardInterrupt:
         for process in processes:  # each fails its running trial at its next epoch and exits
@@ -394,7 +379,22 @@ def run_workers(
             process.join(timeout=60)
         raise
     codes = [process.exitcode for process in processes]
+    if EXIT_UNREACHABLE in codes:
+        raise _workers_cut_off(config, codes)
     stop_reason = None
     if any(codes):
         stop_reason = f"worker exit codes {codes}: see the worker lines above"
     return summarize(study, config.storage, ran_now=count_trials(study, tuple(TrialState)) - before, stop_reason=stop_reason)
+
+
+def _workers_cut_off(config: SweepConfig, codes: list) -> StorageUnreachable:
+    """The one line for workers that gave up on the storage: the driver's own when it is cut off too."""
+    seen = outage.process()
+    if seen.since is not None:
+        return seen.unreachable()
+    gave_up = ", ".join(str(index) for index, code in enumerate(codes) if code == EXIT_UNREACHABLE)
+    return StorageUnreachable(
+        f"worker(s) {gave_up} could not reach storage {mask_url(config.storage)} for longer than outage_limit = "
+        f"{config.outage_limit:g} s; nothing stored is lost: once it is back, run the same command again to resume",
+        what=mask_url(config.storage), seconds=config.outage_limit,
+    )

@@ -1,14 +1,16 @@
-"""Storage URL -> Optuna RDB storage: SQLite by default under studies/, Postgres for many workers."""
+"""Storage URL -> Optuna RDB storage that rides out outages: SQLite by default under studies/, Postgres for many workers."""
 
 from __future__ import annotations
 
+import functools
 import warnings
 from pathlib import Path
 
 import optuna
 
-from sweep.errors import StorageError
-from sweep.optuna_private import set_attr_of_finished_trial, storage_of, trial_id
+from sweep import outage
+from sweep.errors import StorageError, StorageUnreachable
+from sweep.optuna_private import CACHED_STORAGE_CALLS, rdb_stale_trial_ids, set_attr_of_finished_trial, storage_of, trial_id
 
 SQLITE_TIMEOUT_SECONDS = 60
 POOL_SIZE = 4
@@ -45,6 +47,9 @@ def open_storage(url: str, heartbeat_interval: int | None = None, grace_period: 
 
     A Postgres URL ending in ?pgbouncer=1 points at PgBouncer in transaction pooling mode: the option is
     removed, psycopg prepares no statements and the schema check takes one connection at a time (below).
+
+    A server that cannot be reached is waited for up to the process's outage_limit (sweep.outage), here and in
+    every call of the storage returned (RidingStorage); a wrong URL, password or database fails at once.
     """
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError
@@ -85,18 +90,83 @@ def open_storage(url: str, heartbeat_interval: int | None = None, grace_period: 
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             retry = RetryStaleTrialWithReason(grace_period, max_retry=2)
         heartbeat = dict(heartbeat_interval=heartbeat_interval, grace_period=grace_period, heartbeat_stale_trial_callback=retry)
-    try:
+
+    def connect() -> RidingStorage:
         with warnings.catch_warnings():  # the heartbeat and its retry callback are "experimental" in Optuna 5
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            storage = optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, skip_compatibility_check=pgbouncer, **heartbeat)
+            storage = RidingStorage(url, shown, engine_kwargs=engine_kwargs, skip_compatibility_check=pgbouncer, **heartbeat)
         if pgbouncer:
             _check_schema_version(storage)
         if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
             _use_write_ahead_log(storage.engine)
         return storage
+
+    try:
+        outage.process().watch(shown)
+        outage.quiet_optuna_fallback()
+        return outage.call(connect, what=shown)
+    except StorageUnreachable as exc:
+        raise StorageError(
+            f"cannot open storage {shown} ({_hide_secret(exc.reason, url)}; still unreachable after {exc.seconds:.0f} s, "
+            f"outage_limit); {hint}, or start the server"
+        ) from None
     except Exception as exc:  # SQLAlchemy/driver errors vary by backend; all mean "cannot open"
         reason = _hide_secret(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__, url)
         raise StorageError(f"cannot open storage {shown} ({reason}); {hint}") from None
+
+
+# RDBStorage's methods that do not talk to the database, or that Optuna calls only while opening it.
+_LOCAL_METHODS = {
+    "remove_session", "upgrade", "get_current_version", "get_head_version", "get_all_versions", "get_heartbeat_interval",
+    "get_heartbeat_stale_trial_callback", "get_failed_trial_callback", "check_trial_is_updatable",
+}
+
+
+class RidingStorage(optuna.storages.RDBStorage):
+    """Optuna's RDB storage whose every call rides out an outage of its server (sweep.outage): it waits and tries
+    again, with one line per outage for the process, up to outage_limit, then raises StorageUnreachable.
+
+    Two calls differ. A heartbeat that cannot be stamped past the limit is skipped (its thread must not die; the
+    trial's own calls say why the worker stops). And no trial is taken for stale while the storage is away or has
+    just come back: every heartbeat stopped during the outage, so without this the first worker back would fail
+    the trials of all the others, alive and training, once the outage outlasts grace_period.
+    """
+
+    def __init__(self, url: str, shown_url: str, **kwargs) -> None:
+        self.shown_url = shown_url  # the URL as given (password masked), in its lines
+        super().__init__(url, **kwargs)
+
+    def record_heartbeat(self, trial_id: int) -> None:
+        try:
+            outage.call(super().record_heartbeat, trial_id, what=self.shown_url)
+        except StorageUnreachable:
+            pass
+
+    def _get_stale_trial_ids(self, study_id: int) -> list[int]:
+        if outage.process().settling(self.grace_period or 2 * (self.heartbeat_interval or 1)):
+            return []
+        return outage.call(rdb_stale_trial_ids, self, study_id, what=self.shown_url)
+
+
+def _riding(method):
+    @functools.wraps(method)
+    def riding(self, *args, **kwargs):
+        return outage.call(method, self, *args, what=self.shown_url, **kwargs)
+
+    return riding
+
+
+def _ride_every_call() -> None:
+    """Wrap each RDBStorage method that talks to the database (public, or private but called by Optuna's cache in
+    front of it) that RidingStorage does not define itself in outage.call."""
+    rdb = optuna.storages.RDBStorage
+    names = [name for name in dir(rdb) if not name.startswith("_") and callable(getattr(rdb, name))] + list(CACHED_STORAGE_CALLS)
+    for name in names:
+        if name not in _LOCAL_METHODS and name not in vars(RidingStorage):
+            setattr(RidingStorage, name, _riding(getattr(rdb, name)))
+
+
+_ride_every_call()
 
 
 def _pgbouncer_flag(parsed, hint: str) -> bool:

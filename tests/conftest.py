@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 
@@ -113,6 +114,14 @@ def _seeded_numpy():
     np.random.seed(0)
 
 
+@pytest.fixture(autouse=True)
+def _fresh_outage(monkeypatch):
+    """Each test starts with this process's storage reachable and the default outage limit (sweep.outage)."""
+    from sweep import outage
+
+    monkeypatch.setattr(outage, "_process", outage.Outage())
+
+
 CHROMIUM_FLAGS = (
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync", "--enable-logging=stderr",
@@ -200,3 +209,180 @@ def user_studies(tmp_path_factory, example_files):
         run_sweep(config)
         found[name] = (config, export_best(config.storage, config.study, folder / f"bundle-{name}"))
     return found
+
+
+# A Postgres and a PgBouncer of a test's own (tests/test_outage.py stops and starts them; benchmarks/outages.py too).
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_for_port(port: int, process=None, seconds: float = 15) -> bool:
+    """Whether 127.0.0.1:port accepts connections within `seconds` (False at once if `process` exited)."""
+    import socket
+    import time
+
+    deadline = time.time() + seconds
+    while time.time() < deadline and (process is None or process.poll() is None):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return True
+        except OSError:
+            time.sleep(0.1)
+    return False
+
+
+class PrivatePostgres:
+    """A Postgres server of our own: initdb into a fresh folder under /tmp, its own port on 127.0.0.1, trust auth;
+    stop() and start() make an outage. As root, the server runs as the `postgres` user (or nobody): Postgres
+    refuses root."""
+
+    def __init__(self, initdb: str) -> None:
+        import pwd
+        import shutil
+        import tempfile
+        from pathlib import Path
+
+        self.bin = Path(os.path.realpath(initdb)).parent
+        self.user = None
+        if os.geteuid() == 0:
+            names = [entry.pw_name for entry in pwd.getpwall()]
+            self.user = "postgres" if "postgres" in names else "nobody"
+        self.folder = Path(tempfile.mkdtemp(prefix="sweep-pg-"))
+        if self.user is not None:
+            shutil.chown(self.folder, self.user)
+        self.data = self.folder / "data"
+        self.port = free_port()
+        self._run(str(self.bin / "initdb"), "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync")
+        with open(self.data / "postgresql.conf", "a") as conf:
+            conf.write(
+                f"\nport = {self.port}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{self.folder}'\n"
+                "fsync = off\nsynchronous_commit = off\nfull_page_writes = off\nmax_connections = 100\n"
+            )
+        self.url = f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres"
+        self.running = False
+
+    def _run(self, *command: str) -> None:
+        import subprocess
+
+        done = subprocess.run(command, capture_output=True, text=True, user=self.user, timeout=120)
+        if done.returncode != 0:
+            raise RuntimeError(f"{' '.join(command)} failed: {(done.stdout + done.stderr).strip()[-1500:]}")
+
+    def start(self) -> None:
+        self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-l", str(self.folder / "server.log"), "-w", "-t", "60", "start")
+        self.running = True
+
+    def stop(self, mode: str = "fast") -> None:
+        self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", mode, "-w", "-t", "60", "stop")
+        self.running = False
+
+    def close(self) -> None:
+        import shutil
+
+        if self.running:
+            try:
+                self.stop("immediate")
+            except RuntimeError:
+                pass
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def _require(variable: str, reason: str) -> None:
+    """Skip with `reason`, or fail when the environment `variable` is 1 (CI, where the tool must be there)."""
+    if os.environ.get(variable) == "1":
+        pytest.fail(f"{variable}=1 but {reason}")
+    pytest.skip(reason)
+
+
+@pytest.fixture
+def private_postgres():
+    """A running PrivatePostgres (initdb, pg_ctl); skips with a reason without them, fails instead when
+    SWEEP_REQUIRE_POSTGRES=1 (CI)."""
+    import shutil
+
+    initdb = shutil.which("initdb") or shutil.which("initdb", path="/usr/local/bin:/usr/lib/postgresql/15/bin")
+    if initdb is None:
+        _require("SWEEP_REQUIRE_POSTGRES", "initdb and pg_ctl not found (Debian package postgresql); needed to start a Postgres of the test's own")
+    server = PrivatePostgres(initdb)
+    try:
+        server.start()
+        yield server
+    finally:
+        server.close()
+
+
+def find_pgbouncer() -> str | None:
+    import shutil
+
+    return shutil.which("pgbouncer") or shutil.which("pgbouncer", path="/usr/sbin:/usr/local/sbin")
+
+
+@contextlib.contextmanager
+def running_pgbouncer(target_url: str, folder, pool_size: int, query_wait: int, application_name: str | None = None, **settings):
+    """A PgBouncer (transaction pooling) on 127.0.0.1 at a free port in front of `target_url`, its ini, userlist and
+    log in `folder`; yields (url with ?pgbouncer=1, version tuple, log path). Extra `settings` go into its ini."""
+    import re
+    import subprocess
+    import textwrap
+
+    import sqlalchemy
+
+    binary = find_pgbouncer()
+    found = re.search(r"(\d+)\.(\d+)", subprocess.run([binary, "--version"], capture_output=True, text=True).stdout)
+    version = tuple(int(part) for part in found.groups()) if found else (0, 0)
+    target = sqlalchemy.engine.make_url(target_url)
+    user = target.username or "postgres"
+    server = f"host={target.host or '127.0.0.1'} port={target.port or 5432} dbname={target.database}"
+    if application_name:
+        server += f" application_name={application_name}"
+    if target.password:
+        server += f" password={target.password}"
+    (folder / "userlist.txt").write_text(f'"{user}" ""\n')
+    log = folder / "pgbouncer.log"
+    extra = "".join(f"{key} = {value}\n" for key, value in settings.items())
+    for _attempt in range(3):  # the free port may be taken between probing and listening
+        port = free_port()
+        (folder / "pgbouncer.ini").write_text(textwrap.dedent(f"""\
+            [databases]
+            {target.database} = {server}
+            [pgbouncer]
+            listen_addr = 127.0.0.1
+            listen_port = {port}
+            unix_socket_dir =
+            auth_type = trust
+            auth_file = {folder / "userlist.txt"}
+            pool_mode = transaction
+            default_pool_size = {pool_size}
+            max_client_conn = 200
+            query_wait_timeout = {query_wait}
+            """) + extra)
+        # PgBouncer refuses to run as root; -u drops to nobody after it has read its files.
+        command = [binary, *(["-u", "nobody"] if os.geteuid() == 0 else []), str(folder / "pgbouncer.ini")]
+        with log.open("ab") as sink:
+            process = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True)
+        url = target.set(host="127.0.0.1", port=port).update_query_dict({"pgbouncer": "1"}).render_as_string(hide_password=False)
+        if wait_for_port(port, process):
+            break
+        _stop_process(process)
+    else:
+        raise RuntimeError(f"pgbouncer did not start; its log:\n{log.read_text()[-2000:]}")
+    try:
+        yield url, version, log
+    finally:
+        _stop_process(process)
+
+
+def _stop_process(process) -> None:
+    import subprocess
+
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)

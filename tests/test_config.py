@@ -83,6 +83,8 @@ def test_every_field_has_a_cli_flag():
         ({"threshold": "0.5"}, r"threshold = '0.5'.*LOW:HIGH"),
         ({"objective": "accuracy"}, r"objective 'accuracy'.*unknown objective.*expected f1"),
         ({"timeout": -1}, r"timeout.*positive"),
+        ({"outage_limit": -5}, r"outage_limit = -5 \(from --outage-limit\).*seconds >= 0"),
+        ({"outage_limit": "soon"}, r"outage_limit = 'soon'.*expected a number"),
         ({"validation_fraction": 1.5}, r"validation_fraction"),
         ({"hidden_layers": 12}, r"hidden_layers.*between 1 and 8"),
         ({"pruner": "fast"}, r"pruner = 'fast'.*none \| median"),

@@ -119,6 +119,22 @@ def _value_model(_tmp_path: Path) -> None:
     assert {"INF_NEG", "FINITE", "INF_POS"} <= kinds, f"TrialValueModel.TrialValueType is {sorted(kinds)}"
 
 
+def _stale_trial_ids(tmp_path: Path) -> None:
+    base = importlib.import_module("optuna.storages._heartbeat").BaseHeartbeat
+    assert _parameters(base._get_stale_trial_ids) == ["self", "study_id"], inspect.signature(base._get_stale_trial_ids)
+    study = rdb_study(tmp_path, heartbeat=1, grace=1)
+    assert optuna_private.rdb_stale_trial_ids(study._storage._backend, study._study_id) == []
+
+
+def _cached_storage_calls(_tmp_path: Path) -> None:
+    import re
+
+    source = inspect.getsource(importlib.import_module("optuna.storages._cached_storage")._CachedStorage)
+    private = {name for name in re.findall(r"self\._backend\.(\w+)", source) if name.startswith("_")}
+    assert private <= set(optuna_private.CACHED_STORAGE_CALLS), f"_CachedStorage also calls {sorted(private - set(optuna_private.CACHED_STORAGE_CALLS))}"
+    assert all(callable(getattr(optuna.storages.RDBStorage, name, None)) for name in optuna_private.CACHED_STORAGE_CALLS)
+
+
 def _study_id(tmp_path: Path) -> None:
     study = rdb_study(tmp_path)
     assert study._study_id == study._storage.get_study_id_from_name("private"), "Study._study_id is not the storage's id"
@@ -140,6 +156,8 @@ PRIVATE_NAMES = {
     "optuna.storages._rdb.storage._create_scoped_session": _scoped_session_helper,
     "Trial._cached_frozen_trial": _cached_frozen_trial,
     "Study._study_id": _study_id,
+    "BaseHeartbeat._get_stale_trial_ids": _stale_trial_ids,
+    "RDBStorage._get_trials": _cached_storage_calls,
 }
 
 

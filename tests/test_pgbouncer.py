@@ -8,13 +8,9 @@ missing, and fail instead when SWEEP_REQUIRE_PGBOUNCER=1 (CI installs Debian's p
 from __future__ import annotations
 
 import os
-import re
-import shutil
 import signal
-import socket
 import subprocess
 import sys
-import textwrap
 import time
 import uuid
 import warnings
@@ -26,6 +22,7 @@ import pytest
 import sqlalchemy
 from optuna.trial import TrialState
 
+from conftest import find_pgbouncer, running_pgbouncer
 from sweep.storage import open_storage
 
 HEARTBEAT, GRACE = 1, 2
@@ -43,7 +40,7 @@ class Bouncer:
 
 def pgbouncer_binary() -> str:
     """The pgbouncer binary; skips with a reason when missing, fails instead when SWEEP_REQUIRE_PGBOUNCER=1 (CI)."""
-    binary = shutil.which("pgbouncer") or shutil.which("pgbouncer", path="/usr/sbin:/usr/local/sbin")
+    binary = find_pgbouncer()
     if binary is None:
         reason = "pgbouncer not installed (Debian package pgbouncer); CI installs it"
         if os.environ.get("SWEEP_REQUIRE_PGBOUNCER") == "1":
@@ -52,77 +49,13 @@ def pgbouncer_binary() -> str:
     return binary
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture
 def bouncer(postgres_url, tmp_path):
     """A PgBouncer (transaction pooling, SERVER_POOL server connections) in front of the test Postgres."""
-    binary = pgbouncer_binary()
-    found = re.search(r"(\d+)\.(\d+)", subprocess.run([binary, "--version"], capture_output=True, text=True).stdout)
-    version = tuple(int(part) for part in found.groups()) if found else (0, 0)
-    target = sqlalchemy.engine.make_url(postgres_url)
-    user = target.username or "postgres"
+    pgbouncer_binary()
     tag = f"bouncer-{uuid.uuid4().hex[:8]}"
-    server = f"host={target.host or '127.0.0.1'} port={target.port or 5432} dbname={target.database} application_name={tag}"
-    if target.password:
-        server += f" password={target.password}"
-    (tmp_path / "userlist.txt").write_text(f'"{user}" ""\n')
-    log = tmp_path / "pgbouncer.log"
-    for _attempt in range(3):  # the free port may be taken between probing and listening
-        port = free_port()
-        (tmp_path / "pgbouncer.ini").write_text(textwrap.dedent(f"""\
-            [databases]
-            {target.database} = {server}
-            [pgbouncer]
-            listen_addr = 127.0.0.1
-            listen_port = {port}
-            unix_socket_dir =
-            auth_type = trust
-            auth_file = {tmp_path / "userlist.txt"}
-            pool_mode = transaction
-            default_pool_size = {SERVER_POOL}
-            max_client_conn = 200
-            query_wait_timeout = {QUERY_WAIT}
-            """))
-        # PgBouncer refuses to run as root; -u drops to nobody after it has read its files.
-        command = [binary, *(["-u", "nobody"] if os.geteuid() == 0 else []), str(tmp_path / "pgbouncer.ini")]
-        with log.open("ab") as sink:
-            process = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True)
-        url = target.set(host="127.0.0.1", port=port).update_query_dict({"pgbouncer": "1"}).render_as_string(hide_password=False)
-        if _wait_for(process, port):
-            break
-        _stop(process)
-    else:
-        pytest.fail(f"pgbouncer did not start; its log:\n{log.read_text()[-2000:]}")
-    try:
+    with running_pgbouncer(postgres_url, tmp_path, SERVER_POOL, QUERY_WAIT, application_name=tag) as (url, version, log):
         yield Bouncer(url=url, tag=tag, version=version, log=log)
-    finally:
-        _stop(process)
-
-
-def _wait_for(process: subprocess.Popen, port: int) -> bool:
-    deadline = time.time() + 15
-    while time.time() < deadline and process.poll() is None:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return True
-        except OSError:
-            time.sleep(0.1)
-    return False
-
-
-def _stop(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
 
 
 def server_connections(postgres_url: str, tag: str) -> int:

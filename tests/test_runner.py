@@ -264,30 +264,6 @@ def test_sweep_survives_dropped_postgres_connections(tiny_csv, postgres_url, uni
         _cleanup(postgres_url, unique_name)
 
 
-def _disconnect() -> Exception:
-    from sqlalchemy.exc import OperationalError
-
-    return OperationalError("SELECT 1", {}, Exception("terminating connection due to administrator command"))
-
-
-@pytest.mark.parametrize("finished_between, survives", [(False, False), (True, True)])
-def test_reconnects_give_up_only_after_losses_in_a_row(monkeypatch, finished_between, survives):
-    """Check that a worker gives up after MAX_RECONNECTS lost connections in a row, but a finished trial resets the count."""
-    monkeypatch.setattr(runner.time, "sleep", lambda _: None)
-    reconnects = runner.Reconnects()
-    finished = optuna.trial.create_trial(params={}, distributions={}, value=0.5)
-    for loss in range(runner.MAX_RECONNECTS + 1):
-        if finished_between and loss == runner.MAX_RECONNECTS // 2:
-            reconnects(None, finished)
-        if loss < runner.MAX_RECONNECTS or survives:
-            reconnects.absorb(_disconnect())
-        else:
-            with pytest.raises(Exception, match="administrator command"):
-                reconnects.absorb(_disconnect())
-    with pytest.raises(ValueError):
-        reconnects.absorb(ValueError("not a lost connection"))
-
-
 @pytest.mark.parametrize("signum, population", [pytest.param(signal.SIGTERM, 1, marks=pytest.mark.slow), (signal.SIGINT, 1), (signal.SIGTERM, 3)])
 def test_interrupted_worker_fails_its_trial_and_the_next_run_resumes(tiny_csv, tmp_path, signum, population):
     """Check that SIGTERM/SIGINT stop a worker with exit 130, its running trials FAIL (not RUNNING), and a rerun completes the study."""

@@ -5,6 +5,7 @@ import re
 import optuna
 import pytest
 
+from sweep import outage
 from sweep.errors import StorageError
 from sweep.storage import load_study, mask_url, open_storage
 
@@ -40,8 +41,10 @@ def test_sqlite_creates_its_folder(tmp_path):
         ("sqlite:////proc/forbidden/x.db", r"cannot (create the folder|open storage)"),
     ],
 )
-def test_unopenable_storage_is_a_one_line_error(url, match):
-    """Check that a storage that cannot be opened is a StorageError that hides the password and says how to fix it."""
+def test_unopenable_storage_is_a_one_line_error(url, match, monkeypatch):
+    """Check that a storage that cannot be opened is a StorageError that hides the password and says how to fix it
+    (with outage_limit 0: no waiting for a server that may be restarting)."""
+    monkeypatch.setattr(outage.process(), "limit", 0)
     with pytest.raises(StorageError, match=match) as raised:
         open_storage(url)
     message = str(raised.value)
@@ -77,9 +80,10 @@ def test_postgres_round_trip(postgres_url, unique_name):
         ("postgresql+psycopg://u:p%40ss@127.0.0.1:1/none?pgbouncer=1", r"cannot open storage postgresql\+psycopg://u:\*\*\*@127.0.0.1:1/none\?pgbouncer=1"),
     ],
 )
-def test_pgbouncer_option_errors(url, match):
+def test_pgbouncer_option_errors(url, match, monkeypatch):
     """Check that ?pgbouncer= takes only an on/off value and only on Postgres, and that a URL with it that cannot be
     opened is the usual one-line error with the password hidden (also the password's decoded form)."""
+    monkeypatch.setattr(outage.process(), "limit", 0)
     with pytest.raises(StorageError, match=match) as raised:
         open_storage(url)
     assert "p@ss" not in str(raised.value) and "p%40ss" not in str(raised.value)
