@@ -39,42 +39,29 @@ sys.path.insert(0, str(HERE.parent / "tests"))
 import sqlalchemy  # noqa: E402
 
 from common import machine  # noqa: E402
-from conftest import PrivatePostgres, find_pgbouncer, make_table, running_pgbouncer  # noqa: E402
+from conftest import PrivatePostgres, find_pgbouncer, make_table, running_pgbouncer, trial_states  # noqa: E402
 
 SWEEP = str(Path(sys.executable).with_name("sweep"))
 
 
-def states(url: str) -> dict[int, str]:
-    """Trial number -> state, read on Postgres directly; {} while it is down."""
+def count(url: str, query: str) -> int:
+    """One count(*) read on Postgres directly."""
     engine = sqlalchemy.create_engine(url, poolclass=sqlalchemy.pool.NullPool)
     try:
         with engine.connect() as connection:
-            rows = connection.execute(sqlalchemy.text("select number, state from trials")).all()
-        return {number: str(state).split(".")[-1] for number, state in rows}
-    except sqlalchemy.exc.SQLAlchemyError:
-        return {}
+            return connection.execute(sqlalchemy.text(query)).scalar()
     finally:
         engine.dispose()
 
 
 def over_budget(url: str) -> int:
     """FAIL trials that were never run: started after other workers had filled the budget (user attr over_budget)."""
-    engine = sqlalchemy.create_engine(url, poolclass=sqlalchemy.pool.NullPool)
-    try:
-        with engine.connect() as connection:
-            return connection.execute(sqlalchemy.text("select count(*) from trial_user_attributes where key = 'over_budget'")).scalar()
-    finally:
-        engine.dispose()
+    return count(url, "select count(*) from trial_user_attributes where key = 'over_budget'")
 
 
 def retried(url: str) -> int:
     """Trials that are retries of a failed one (Optuna's system attribute failed_trial)."""
-    engine = sqlalchemy.create_engine(url, poolclass=sqlalchemy.pool.NullPool)
-    try:
-        with engine.connect() as connection:
-            return connection.execute(sqlalchemy.text("select count(*) from trial_system_attributes where key = 'failed_trial'")).scalar()
-    finally:
-        engine.dispose()
+    return count(url, "select count(*) from trial_system_attributes where key = 'failed_trial'")
 
 
 def reset(url: str) -> None:
@@ -112,7 +99,7 @@ def one_run(server: PrivatePostgres, url: str, csv: str, args, outage: float | N
     back_at = None
     if outage is not None:
         while process.poll() is None:
-            before = states(server.url)
+            before = trial_states(server.url)
             if sum(state == "COMPLETE" for state in before.values()) >= max(1, args.trials // 4):
                 break
             time.sleep(0.2)
@@ -125,7 +112,7 @@ def one_run(server: PrivatePostgres, url: str, csv: str, args, outage: float | N
     if args.logs:
         args.logs.mkdir(parents=True, exist_ok=True)
         (args.logs / f"{'pgbouncer' if 'pgbouncer' in url else 'direct'}-{outage or 0:g}-{time.time():.0f}.stderr").write_text(err)
-    after = states(server.url)
+    after = trial_states(server.url)
     said = outage_lines(err)
     backs = [float(m.group(1)) for lines in said.values() for line in lines if (m := re.search(r"reachable again after (\d+) s", line))]
     return {

@@ -61,11 +61,16 @@ def _expected_failure(record) -> bool:
 
 def quiet_trial_tracebacks() -> None:
     """One line per expected trial failure from Optuna's logger in this process (the CLI's and each worker's)."""
+    filter_optuna_log(_expected_failure)
+
+
+def filter_optuna_log(keep) -> None:
+    """Install the log filter `keep` (record -> bool) on Optuna's handler in this process, once."""
     import logging
 
     import optuna
 
     optuna.logging.get_logger("optuna")  # creates Optuna's handler if this process has not logged yet
     for handler in logging.getLogger("optuna").handlers:
-        if _expected_failure not in handler.filters:
-            handler.addFilter(_expected_failure)
+        if keep not in handler.filters:
+            handler.addFilter(keep)

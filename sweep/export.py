@@ -501,13 +501,11 @@ def import_custom_objects(modules, beside: str = "builtin") -> None:
     that safe-mode loading finds them; nothing shipped inside a bundle is ever run. A module is looked for in the
     working directory, then beside the builder's file (`beside`, the study's model spec PATH.py:FUNCTION), where
     the sweep imported it from."""
-    import sys
-
-    from sweep.model import BuilderError, import_user_module
+    from sweep.model import BuilderError, import_user_module, importable_beside
 
     target = beside.rpartition(":")[0]
-    if modules and target.endswith(".py") and Path(target).parent.is_dir() and str(Path(target).parent) not in sys.path:
-        sys.path.append(str(Path(target).parent))
+    if modules and target.endswith(".py") and Path(target).parent.is_dir():
+        importable_beside(Path(target), first=False)
     for name in modules or ():
         try:
             import_user_module(name)

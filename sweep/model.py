@@ -73,6 +73,17 @@ def _first_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
 
 
+def importable_beside(path: Path, first: bool) -> None:
+    """Put the folder of the file `path` on sys.path (first, as `python PATH.py` does, or last), once."""
+    folder = str(path.resolve().parent)
+    if folder in sys.path:
+        return
+    if first:
+        sys.path.insert(0, folder)
+    else:
+        sys.path.append(folder)
+
+
 def import_user_file(path_text: str):
     """Import a builder's file as `python PATH.py` runs it: with its folder first on sys.path, so that a module
     beside it (custom layers) imports, in every worker and in export."""
@@ -82,9 +93,7 @@ def import_user_file(path_text: str):
     module_name = f"sweep_user_model_{path.stem}"
     if module_name in sys.modules and getattr(sys.modules[module_name], "__file__", None) == str(path):
         return sys.modules[module_name]
-    folder = str(path.resolve().parent)
-    if folder not in sys.path:  # as `python PATH.py` does: a module beside the file (its custom layers) is importable
-        sys.path.insert(0, folder)
+    importable_beside(path, first=True)  # as `python PATH.py` does: a module beside the file (its custom layers) imports
     loader_spec = importlib.util.spec_from_file_location(module_name, path)
     module = importlib.util.module_from_spec(loader_spec)
     sys.modules[module_name] = module  # custom layers registered by it are then found by Keras

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from sweep import stopping
-from sweep.errors import StorageUnreachable
+from sweep.errors import StorageUnreachable, filter_optuna_log
 
 DEFAULT_LIMIT = 180.0  # seconds; a managed Postgres restarts or fails over in 30-60 s
 FIRST_WAIT, LONGEST_WAIT = 0.5, 5.0  # seconds between tries: doubling from the first to the longest
@@ -42,25 +42,31 @@ logger = logging.getLogger("sweep")
 Result = TypeVar("Result")
 
 
+def chain(exc: BaseException | None):
+    """`exc`, then what it was raised from or during, outermost first (each once, should the chain loop)."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        yield exc
+        exc = exc.__cause__ or exc.__context__
+
+
 def outage_cause(exc: BaseException | None) -> BaseException | None:
     """The driver error in `exc`'s chain (Optuna wraps it in StorageInternalError) when it means the server cannot
     be reached now, else None."""
     from sqlalchemy.exc import DBAPIError, OperationalError, PendingRollbackError
 
-    seen: set[int] = set()
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        if isinstance(exc, StorageUnreachable):
+    for link in chain(exc):
+        if isinstance(link, StorageUnreachable):
             return None  # an inner call already waited its limit
-        if isinstance(exc, PendingRollbackError) and "invalid transaction" in str(exc):
-            return exc  # a query after one that lost its connection in the same transaction (Optuna's lazy loads)
-        if isinstance(exc, DBAPIError) and (exc.connection_invalidated or isinstance(exc, OperationalError)):
-            original = exc.orig if exc.orig is not None else exc
+        if isinstance(link, PendingRollbackError) and "invalid transaction" in str(link):
+            return link  # a query after one that lost its connection in the same transaction (Optuna's lazy loads)
+        if isinstance(link, DBAPIError) and (link.connection_invalidated or isinstance(link, OperationalError)):
+            original = link.orig if link.orig is not None else link
             text = str(original).lower()
             if type(original).__module__.startswith("sqlite3"):
-                return exc if any(marker in text for marker in SQLITE_BUSY) else None
-            return None if any(marker in text for marker in BAD_INPUT) else exc
-        exc = exc.__cause__ or exc.__context__
+                return link if any(marker in text for marker in SQLITE_BUSY) else None
+            return None if any(marker in text for marker in BAD_INPUT) else link
     return None
 
 
@@ -77,13 +83,7 @@ def describe(cause: BaseException) -> str:
 
 def unreachable_in(exc: BaseException | None) -> StorageUnreachable | None:
     """The StorageUnreachable in `exc`'s chain (Optuna's trial loop may raise another error on top of it)."""
-    seen: set[int] = set()
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        if isinstance(exc, StorageUnreachable):
-            return exc
-        exc = exc.__cause__ or exc.__context__
-    return None
+    return next((link for link in chain(exc) if isinstance(link, StorageUnreachable)), None)
 
 
 class Outage:
@@ -184,12 +184,7 @@ CONNECTION_WORDS = ("connection", "server login", "database is locked", "startin
 
 def quiet_optuna_fallback() -> None:
     """Install _not_optunas_fallback on Optuna's log handler (once per process)."""
-    import optuna
-
-    optuna.logging.get_logger("optuna")  # creates Optuna's handler if this process has not logged yet
-    for handler in logging.getLogger("optuna").handlers:
-        if _not_optunas_fallback not in handler.filters:
-            handler.addFilter(_not_optunas_fallback)
+    filter_optuna_log(_not_optunas_fallback)
 
 
 _process = Outage()

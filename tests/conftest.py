@@ -235,6 +235,21 @@ def wait_for_port(port: int, process=None, seconds: float = 15) -> bool:
     return False
 
 
+def trial_states(url: str) -> dict[int, str]:
+    """Trial number -> state name, read on Postgres directly; {} while it is down or before the study exists."""
+    import sqlalchemy
+
+    engine = sqlalchemy.create_engine(url, poolclass=sqlalchemy.pool.NullPool)
+    try:
+        with engine.connect() as connection:
+            rows = connection.execute(sqlalchemy.text("select number, state from trials")).all()
+        return {number: str(state).split(".")[-1] for number, state in rows}
+    except sqlalchemy.exc.SQLAlchemyError:
+        return {}
+    finally:
+        engine.dispose()
+
+
 class PrivatePostgres:
     """A Postgres server of our own: initdb into a fresh folder under /tmp, its own port on 127.0.0.1, trust auth;
     stop() and start() make an outage. As root, the server runs as the `postgres` user (or nobody): Postgres

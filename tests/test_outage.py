@@ -20,7 +20,7 @@ import pytest
 import sqlalchemy
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from conftest import find_pgbouncer, free_port, running_pgbouncer
+from conftest import find_pgbouncer, free_port, running_pgbouncer, trial_states
 from sweep import outage
 from sweep.errors import StorageUnreachable
 
@@ -209,19 +209,6 @@ def sweep_command(csv: str, url: str, *extra: str) -> list[str]:
         "--population", "1", "--pruner", "none", "--epochs", "60", "--cv", "0", "--batch-size", "64", "--hidden-width", "1:8",
         "--heartbeat-interval", str(HEARTBEAT), "--grace-period", str(GRACE), *extra,
     ]
-
-
-def trial_states(url: str) -> dict[int, str]:
-    """Trial number -> state name, read on Postgres directly; {} while it is down or before the study exists."""
-    engine = sqlalchemy.create_engine(url, poolclass=sqlalchemy.pool.NullPool)
-    try:
-        with engine.connect() as connection:
-            rows = connection.execute(sqlalchemy.text("select number, state from trials")).all()
-        return {number: str(state).split(".")[-1] for number, state in rows}
-    except sqlalchemy.exc.SQLAlchemyError:
-        return {}
-    finally:
-        engine.dispose()
 
 
 def stop_when_trials_finished(server, url: str, process, finished: int) -> dict[int, str]:
