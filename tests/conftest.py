@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 import uuid
 
 import numpy as np
@@ -112,6 +113,18 @@ def pytest_collection_modifyitems(items):
 @pytest.fixture(autouse=True)
 def _seeded_numpy():
     np.random.seed(0)
+
+
+@pytest.fixture(autouse=True)
+def _forget_modules_from_temp_folders(tmp_path_factory):
+    """A module a test wrote into a temporary folder and imported in this process (a model file, custom layers) is
+    forgotten after it, so that a later test's module of the same name is not shadowed by it."""
+    before = set(sys.modules)
+    yield
+    base = str(tmp_path_factory.getbasetemp())
+    for name in set(sys.modules) - before:
+        if str(getattr(sys.modules.get(name), "__file__", None) or "").startswith(base):
+            del sys.modules[name]
 
 
 @pytest.fixture(autouse=True)
