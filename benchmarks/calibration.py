@@ -46,7 +46,9 @@ _FIT = {"corrected": "prior", "corrected + isotonic": "isotonic", "corrected + P
 assert set(_FIT.values()) == set(METHODS)
 
 
-def outputs(raw_test: np.ndarray, val_scores: np.ndarray, val_y: np.ndarray, weight: float, prior: float) -> dict[str, np.ndarray]:
+def outputs(
+    raw_test: np.ndarray, val_scores: np.ndarray, val_y: np.ndarray, weight: float, prior: float
+) -> dict[str, np.ndarray]:
     """Each output's test probabilities: calibrations fitted on (val_scores, val_y) only."""
     found = {"constant": np.full(len(raw_test), prior), "raw": raw_test.astype(np.float64)}
     for name, method in _FIT.items():
@@ -58,10 +60,10 @@ def rows_of(label: str, detail: str, y_test: np.ndarray, found: dict[str, np.nda
     lines = []
     for name in OUTPUTS:
         s = probability_scores(y_test, found[name])
-        b, l = s["intervals"]["brier"], s["intervals"]["log_loss"]
+        b, ll = s["intervals"]["brier"], s["intervals"]["log_loss"]
         lines.append(
             f"| {label} | {detail} | {name} | {s['mean_probability']:.4f} | {s['brier']:.4f} [{b[0]:.4f}, {b[1]:.4f}] "
-            f"| {s['log_loss']:.4f} [{l[0]:.4f}, {l[1]:.4f}] |"
+            f"| {s['log_loss']:.4f} [{ll[0]:.4f}, {ll[1]:.4f}] |"
         )
     return lines
 
@@ -86,8 +88,10 @@ def study_rows(label: str, values: dict, work: Path) -> tuple[list[str], dict]:
     prior = float(found.dataset.development.y.mean())
     got = outputs(raw, found.validation_scores, plan.y, w, prior)
     fitted = f"{plan.n_splits}-fold out-of-fold" if plan.kind == "cv" else "validation part"
-    detail = (f"w 1:{w:.3g}, {len(y)} test rows / {int(y.sum())} positives; fitted on {fitted} "
-              f"({len(plan.y)} rows / {int(plan.y.sum())} positives)")
+    detail = (
+        f"w 1:{w:.3g}, {len(y)} test rows / {int(y.sum())} positives; fitted on {fitted} "
+        f"({len(plan.y)} rows / {int(plan.y.sum())} positives)"
+    )
     print(f"  {label}: {time.perf_counter() - started:.0f} s", file=sys.stderr, flush=True)
     return rows_of(label, detail, y, got), {name: probability_scores(y, p) for name, p in got.items()}
 
@@ -119,11 +123,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=50)
     parser.add_argument("--epochs", type=int, default=50)
-    parser.add_argument("--tables", nargs="*", choices=list(BUILDERS), default=["digits_8", "diabetes", "breast_cancer"])
-    parser.add_argument("--seeds", nargs="+", type=int, default=[0], help="split (and trial) seeds of the table studies")
+    parser.add_argument(
+        "--tables", nargs="*", choices=list(BUILDERS), default=["digits_8", "diabetes", "breast_cancer"]
+    )
+    parser.add_argument(
+        "--seeds", nargs="+", type=int, default=[0], help="split (and trial) seeds of the table studies"
+    )
     parser.add_argument("--no-reference", action="store_true", help="leave out the reference study")
-    parser.add_argument("--reference-cv", action="store_true", help="also the reference with 5-fold cross-validated trials")
-    parser.add_argument("--weights", nargs="*", type=float, default=[], help="fixed minority weights on the reference split")
+    parser.add_argument(
+        "--reference-cv", action="store_true", help="also the reference with 5-fold cross-validated trials"
+    )
+    parser.add_argument(
+        "--weights", nargs="*", type=float, default=[], help="fixed minority weights on the reference split"
+    )
     parser.add_argument("--quick", action="store_true", help=f"smoke run: {QUICK}")
     parser.add_argument("--out", type=Path, help="also write the markdown to this file")
     args = parser.parse_args()
@@ -131,7 +143,11 @@ def main() -> None:
         args.trials, args.epochs, args.tables = QUICK["trials"], QUICK["epochs"], QUICK["tables"]
     started = time.perf_counter()
     work = Path(tempfile.mkdtemp(prefix="calibration-"))
-    reference = {"config_file": HERE.parent / "studies" / "reference.toml", "trials": args.trials, "epochs": args.epochs}
+    reference = {
+        "config_file": HERE.parent / "studies" / "reference.toml",
+        "trials": args.trials,
+        "epochs": args.epochs,
+    }
     studies = [] if args.no_reference else [("reference-f1", reference | {"cv": 0})]
     if args.reference_cv:
         studies.append(("reference-f1-cv5", reference | {"cv": 5}))
@@ -139,7 +155,9 @@ def main() -> None:
         path = str(write_table(name, work))
         for seed in args.seeds:
             label = name if seed == 0 else f"{name} (seed {seed})"
-            studies.append((label, {"data": path, "target": "label", "trials": args.trials, "epochs": args.epochs, "seed": seed}))
+            studies.append(
+                (label, {"data": path, "target": "label", "trials": args.trials, "epochs": args.epochs, "seed": seed})
+            )
     lines, summaries = [], []
     for label, values in studies:
         found, summary = study_rows(label, values, work)
@@ -151,25 +169,34 @@ def main() -> None:
         summaries += more
     header = [
         f"Machine: {machine()}",
-        f"Settings: {args.trials} trials, {args.epochs} epochs per study, table seeds {' '.join(map(str, args.seeds))}; "
-        f"{time.perf_counter() - started:.0f} s in all",
+        f"Settings: {args.trials} trials, {args.epochs} epochs per study, table seeds "
+        f"{' '.join(map(str, args.seeds))}; {time.perf_counter() - started:.0f} s in all",
         "",
         "| study | model and rows | output | mean | Brier [95%] | log loss [95%] |",
         "|---|---|---|---|---|---|",
     ]
-    verdict = ["", f"Over the {len(summaries)} studies (lower is better; ratios are geometric means of output / corrected):", "",
-               "| output | mean Brier | mean log loss | Brier / corrected | log loss / corrected | lowest Brier | lowest log loss "
-               "| worst log loss / constant's |", "|---|---|---|---|---|---|---|---|"]
+    verdict = [
+        "",
+        f"Over the {len(summaries)} studies (lower is better; ratios are geometric means of output / corrected):",
+        "",
+        "| output | mean Brier | mean log loss | Brier / corrected | log loss / corrected | lowest Brier | lowest log "
+        "loss | worst log loss / constant's |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     fitted = OUTPUTS[1:]
     for name in fitted:
-        def ratio(key: str) -> float:
+
+        def ratio(key: str, name: str = name) -> float:
             return float(np.exp(np.mean([np.log(s[name][key] / s["corrected"][key]) for s in summaries])))
 
-        wins = {key: sum(min(fitted, key=lambda n: s[n][key]) == name for s in summaries) for key in ("brier", "log_loss")}
+        wins = {
+            key: sum(min(fitted, key=lambda n: s[n][key]) == name for s in summaries) for key in ("brier", "log_loss")
+        }
         worst = max(s[name]["log_loss"] / s["constant"]["log_loss"] for s in summaries)
         verdict.append(
-            f"| {name} | {np.mean([s[name]['brier'] for s in summaries]):.4f} | {np.mean([s[name]['log_loss'] for s in summaries]):.4f} "
-            f"| {ratio('brier'):.3f} | {ratio('log_loss'):.3f} | {wins['brier']} | {wins['log_loss']} | {worst:.2f} |"
+            f"| {name} | {np.mean([s[name]['brier'] for s in summaries]):.4f} | "
+            f"{np.mean([s[name]['log_loss'] for s in summaries]):.4f} | {ratio('brier'):.3f} | {ratio('log_loss'):.3f} "
+            f"| {wins['brier']} | {wins['log_loss']} | {worst:.2f} |"
         )
     text = "\n".join(header + lines + verdict)
     print(text)

@@ -22,7 +22,10 @@ def machine() -> str:
     from sweep.runtime import available_cores
 
     versions = ", ".join(f"{name} {metadata.version(name)}" for name in ("tensorflow", "keras", "optuna"))
-    return f"{date.today().isoformat()}, {model}, {available_cores()} cores, Python {platform.python_version()}, {versions}"
+    return (
+        f"{date.today().isoformat()}, {model}, {available_cores()} cores, Python {platform.python_version()}, "
+        f"{versions}"
+    )
 
 
 def resident_mb() -> float:

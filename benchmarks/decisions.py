@@ -1,8 +1,8 @@
 """What ships decides as it was judged: the ways to hand over the models and their threshold, measured on real
 tables (benchmarks/tables.py) over several splits, paired on the same test rows.
 
-    python benchmarks/decisions.py [--group choose|confirm|all] [--tables ...] [--seeds 0 1 2] [--trials 30] [--epochs 50]
-                                   [--set KEY=VALUE ...] [--results FILE] [--rank]
+    python benchmarks/decisions.py [--group choose|confirm|all] [--tables ...] [--seeds 0 1 2] [--trials 30]
+                                   [--epochs 50] [--set KEY=VALUE ...] [--results FILE] [--rank]
     python benchmarks/decisions.py --summary-only --results FILE     # print the table of a finished run
 
 For each (table, split seed): one default `sweep run` (the sweep's own choice of one validation split or 5-fold
@@ -62,15 +62,23 @@ def measure(found, prefix: str, rank: bool) -> dict:
     judged_rate = check.judged_flag_rate
     thresholds = [(prefix, check.threshold)]
     if rank and found.fallback is None and found.refit == "all":
-        thresholds.append((f"{prefix} rank", rank_threshold(found.ensemble.scores(found.dataset.development.X), judged_rate)))
+        thresholds.append(
+            (f"{prefix} rank", rank_threshold(found.ensemble.scores(found.dataset.development.X), judged_rate))
+        )
     found_rows = {}
     for name, threshold in thresholds:
         test = metrics(found.test.y, test_scores, threshold)
         found_rows[name] = {
-            "f1": test["f1"], "flag_rate": test["flag_rate"], "ap": test["average_precision"], "recall": test["recall"],
-            "precision": test["precision"], "judged_flag_rate": judged_rate, "threshold": threshold,
+            "f1": test["f1"],
+            "flag_rate": test["flag_rate"],
+            "ap": test["average_precision"],
+            "recall": test["recall"],
+            "precision": test["precision"],
+            "judged_flag_rate": judged_rate,
+            "threshold": threshold,
             "collapse": bool(test["flag_rate"] == 0 or test["flag_rate"] > COLLAPSE_FACTOR * judged_rate),
-            "fell_back": found.fallback is not None, "validation_value": found.goal.value(found.ensemble_validation or found.validation),
+            "fell_back": found.fallback is not None,
+            "validation_value": found.goal.value(found.ensemble_validation or found.validation),
         }
     return found_rows
 
@@ -83,19 +91,36 @@ def run_one(table: str, seed: int, args, work: Path) -> dict:
     storage = f"sqlite:///{work / f'{table}-{seed}.db'}"
     overrides = dict(item.split("=", 1) for item in args.set)
     config = resolve_config(
-        {"data": str(csv), "target": "label", "storage": storage, "study": f"{table}-{seed}", "trials": args.trials,
-         "epochs": args.epochs, "seed": seed} | overrides, env={},
+        {
+            "data": str(csv),
+            "target": "label",
+            "storage": storage,
+            "study": f"{table}-{seed}",
+            "trials": args.trials,
+            "epochs": args.epochs,
+            "seed": seed,
+        }
+        | overrides,
+        env={},
     )
     started = time.perf_counter()
     run_sweep(config)
     swept = time.perf_counter() - started
     row = {"table": table, "seed": seed, "sweep_seconds": round(swept, 1)}
-    for ensemble, refit, prefix in (("single", "all", "single"), ("greedy:5", "all", "greedy"), ("single", "judged", "judged single"),
-                                    ("greedy:5", "judged", "judged greedy")):
+    for ensemble, refit, prefix in (
+        ("single", "all", "single"),
+        ("greedy:5", "all", "greedy"),
+        ("single", "judged", "judged single"),
+        ("greedy:5", "judged", "judged greedy"),
+    ):
         found = retrain_best(storage, config.study, ensemble=ensemble, refit=refit)
         row |= measure(found, prefix, args.rank)
     kind = found.dataset.validation.kind
-    row |= {"validation": kind, "test_positives": int(found.test.y.sum()), "seconds": round(time.perf_counter() - started, 1)}
+    row |= {
+        "validation": kind,
+        "test_positives": int(found.test.y.sum()),
+        "seconds": round(time.perf_counter() - started, 1),
+    }
     return row
 
 
@@ -103,9 +128,13 @@ def summary(rows: list[dict]) -> list[str]:
     """Markdown: each variant's mean test F1, flag rate and AP, collapses and fallbacks, and its paired F1 difference
     from `single` and `greedy` over every (table, split)."""
     variants = [v for v in VARIANTS + RANK_VARIANTS if all(v in r for r in rows)]
-    lines = [f"{len(rows)} (table, split) pairs over {len({r['table'] for r in rows})} tables", "",
-             "| variant | mean test F1 | mean flag rate | mean judged flag rate | mean AP | collapses | fell back | "
-             "F1 - single [95% t] | F1 - greedy [95% t] |", "|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"{len(rows)} (table, split) pairs over {len({r['table'] for r in rows})} tables",
+        "",
+        "| variant | mean test F1 | mean flag rate | mean judged flag rate | mean AP | collapses | fell back | "
+        "F1 - single [95% t] | F1 - greedy [95% t] |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for variant in variants:
         got = [r[variant] for r in rows]
         cells = [f"{np.mean([g[k] for g in got]):.3f}" for k in ("f1", "flag_rate", "judged_flag_rate", "ap")]
@@ -115,8 +144,13 @@ def summary(rows: list[dict]) -> list[str]:
             diffs.append(f"{mean:+.3f} [{low:+.3f}, {high:+.3f}]")
         counts = f"{sum(g['collapse'] for g in got)} | {sum(g.get('fell_back', False) for g in got)}"
         lines.append(f"| {variant} | " + " | ".join(cells) + f" | {counts} | " + " | ".join(diffs) + " |")
-    lines += ["", "Per table, mean test F1 over its splits:", "",
-              "| table | splits | validation | " + " | ".join(variants) + " |", "|---|---|---|" + "---|" * len(variants)]
+    lines += [
+        "",
+        "Per table, mean test F1 over its splits:",
+        "",
+        "| table | splits | validation | " + " | ".join(variants) + " |",
+        "|---|---|---|" + "---|" * len(variants),
+    ]
     for table in dict.fromkeys(r["table"] for r in rows):
         mine = [r for r in rows if r["table"] == table]
         cells = [f"{np.mean([r[v]['f1'] for r in mine]):.3f}" for v in variants]
@@ -127,14 +161,29 @@ def summary(rows: list[dict]) -> list[str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tables", nargs="+", choices=list(BUILDERS), default=None, help="default: those of --group")
-    parser.add_argument("--group", choices=list(GROUPS), default="choose", help="choose: defaults are chosen on these; confirm: held apart")
+    parser.add_argument(
+        "--group",
+        choices=list(GROUPS),
+        default="choose",
+        help="choose: defaults are chosen on these; confirm: held apart",
+    )
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--trials", type=int, default=30)
     parser.add_argument("--epochs", type=int, default=50)
-    parser.add_argument("--results", type=Path, default=Path("decisions.jsonl"), help="one JSON line per (table, seed); resumed")
+    parser.add_argument(
+        "--results", type=Path, default=Path("decisions.jsonl"), help="one JSON line per (table, seed); resumed"
+    )
     parser.add_argument("--summary-only", action="store_true")
-    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides for every sweep, e.g. threshold_search=tuned")
-    parser.add_argument("--rank", action="store_true", help="also measure each refit at the threshold carried over by rank")
+    parser.add_argument(
+        "--set",
+        nargs="*",
+        default=[],
+        metavar="KEY=VALUE",
+        help="config overrides for every sweep, e.g. threshold_search=tuned",
+    )
+    parser.add_argument(
+        "--rank", action="store_true", help="also measure each refit at the threshold carried over by rank"
+    )
     args = parser.parse_args()
     args.tables = args.tables or list(GROUPS[args.group])
     print(machine())

@@ -37,7 +37,11 @@ TABLES = ("breast_cancer", "diabetes", "cars_europe", "seattle_snow", "digits_3_
 QUICK = {"repeats": 2, "trials": 6, "epochs": 10, "tables": ["cars_europe", "synthetic"]}
 ROOT = Path(__file__).resolve().parent.parent
 # A user's own model: the example's TOML under studies/ (its data made by sweep.examples.write_examples).
-USER_MODELS = {"digits_cnn": "digits-cnn.toml", "sequences_conv1d": "sequences-conv1d.toml", "tabular_dropout": "tabular-dropout.toml"}
+USER_MODELS = {
+    "digits_cnn": "digits-cnn.toml",
+    "sequences_conv1d": "sequences-conv1d.toml",
+    "tabular_dropout": "tabular-dropout.toml",
+}
 
 
 def synthetic() -> pd.DataFrame:
@@ -45,8 +49,14 @@ def synthetic() -> pd.DataFrame:
     from sklearn.datasets import make_classification
 
     X, y = make_classification(
-        n_samples=2000, n_features=8, n_informative=4, n_redundant=2, n_clusters_per_class=2, weights=[0.96, 0.04],
-        class_sep=0.8, random_state=7,
+        n_samples=2000,
+        n_features=8,
+        n_informative=4,
+        n_redundant=2,
+        n_clusters_per_class=2,
+        weights=[0.96, 0.04],
+        class_sep=0.8,
+        random_state=7,
     )
     frame = pd.DataFrame(X, columns=[f"x{i}" for i in range(X.shape[1])])
     frame["label"] = y
@@ -57,8 +67,16 @@ def table(name: str) -> pd.DataFrame:
     return synthetic() if name == "synthetic" else BUILDERS[name]()
 
 
-def run_one(name: str, frame: pd.DataFrame | None, repeat: int, args, work: Path, choices=CHOICES, extra: dict | None = None,
-            label: str = "") -> list[dict]:
+def run_one(
+    name: str,
+    frame: pd.DataFrame | None,
+    repeat: int,
+    args,
+    work: Path,
+    choices=CHOICES,
+    extra: dict | None = None,
+    label: str = "",
+) -> list[dict]:
     """One sweep of table `name` with seed `repeat` (config keys `extra` on top of the benchmark's), exported each
     way in `choices`; one result per choice, tagged with `label` (what `extra` varies)."""
     from sweep.config import resolve_config
@@ -74,7 +92,9 @@ def run_one(name: str, frame: pd.DataFrame | None, repeat: int, args, work: Path
             frame.to_csv(csv, index=False)
         data = {"data": str(csv), "target": "label", "epochs": args.epochs}
     config = resolve_config(
-        {"storage": f"sqlite:///{work / 'bench.db'}", "study": study, "trials": args.trials, "seed": repeat, "cv": 5} | data | (extra or {}),
+        {"storage": f"sqlite:///{work / 'bench.db'}", "study": study, "trials": args.trials, "seed": repeat, "cv": 5}
+        | data
+        | (extra or {}),
         env={},
     )
     started = time.perf_counter()
@@ -84,27 +104,56 @@ def run_one(name: str, frame: pd.DataFrame | None, repeat: int, args, work: Path
     for choice in choices:
         started = time.perf_counter()
         try:
-            best = export_best(config.storage, study, work / "exports" / study / choice.replace(":", "_"), force=True, ensemble=choice).best
+            best = export_best(
+                config.storage, study, work / "exports" / study / choice.replace(":", "_"), force=True, ensemble=choice
+            ).best
         except Exception as exc:  # a failed export is a row with its reason, not a lost run
-            results.append({"table": name, "repeat": repeat, "choice": choice, "label": label, "error": f"{type(exc).__name__}: {exc}"})
+            results.append(
+                {
+                    "table": name,
+                    "repeat": repeat,
+                    "choice": choice,
+                    "label": label,
+                    "error": f"{type(exc).__name__}: {exc}",
+                }
+            )
             continue
         test = best["test"]["metrics"]
-        results.append({
-            "table": name, "repeat": repeat, "choice": choice, "label": label, "epochs": best["train_settings"]["epochs"], "f1": test["f1"], "flag_rate": test["flag_rate"],
-            "precision": test["precision"], "recall": test["recall"], "average_precision": test["average_precision"],
-            "brier": best["test"]["probability"]["calibrated probability"]["brier"], "threshold": best["threshold"],
-            "validation_f1": best["validation"].get("ensemble_metrics", best["validation"]["metrics"])["f1"],
-            "members": best["ensemble"]["size"], "distinct_members": len(best["ensemble"]["members"]),
-            "test_rows": best["data"]["splits"]["test"]["rows"], "test_positives": best["data"]["splits"]["test"]["positives"],
-            "export_seconds": round(time.perf_counter() - started, 2), "sweep_seconds": round(sweep_seconds, 2),
-        })
-        print(f"  {study} {choice} ({results[-1]['epochs']} epochs): test f1 {test['f1']:.3f} flag rate {test['flag_rate']:.3f} "
-              f"({results[-1]['export_seconds']:.1f} s)", file=sys.stderr, flush=True)
+        results.append(
+            {
+                "table": name,
+                "repeat": repeat,
+                "choice": choice,
+                "label": label,
+                "epochs": best["train_settings"]["epochs"],
+                "f1": test["f1"],
+                "flag_rate": test["flag_rate"],
+                "precision": test["precision"],
+                "recall": test["recall"],
+                "average_precision": test["average_precision"],
+                "brier": best["test"]["probability"]["calibrated probability"]["brier"],
+                "threshold": best["threshold"],
+                "validation_f1": best["validation"].get("ensemble_metrics", best["validation"]["metrics"])["f1"],
+                "members": best["ensemble"]["size"],
+                "distinct_members": len(best["ensemble"]["members"]),
+                "test_rows": best["data"]["splits"]["test"]["rows"],
+                "test_positives": best["data"]["splits"]["test"]["positives"],
+                "export_seconds": round(time.perf_counter() - started, 2),
+                "sweep_seconds": round(sweep_seconds, 2),
+            }
+        )
+        print(
+            f"  {study} {choice} ({results[-1]['epochs']} epochs): test f1 {test['f1']:.3f} flag rate "
+            f"{test['flag_rate']:.3f} ({results[-1]['export_seconds']:.1f} s)",
+            file=sys.stderr,
+            flush=True,
+        )
     return results
 
 
 def user_model_config(name: str, work: Path) -> dict:
-    """The config keys of a user-model example (studies/<toml>) but its study and trials, its data written under `work`."""
+    """The config keys of a user-model example (studies/<toml>) but its study and trials, its data written under
+    `work`."""
     from sweep.config import read_config_file
     from sweep.examples import write_examples
 
@@ -113,7 +162,10 @@ def user_model_config(name: str, work: Path) -> dict:
     if not data.exists():
         write_examples(work)
     target, _, function = values["model"].rpartition(":")
-    return {k: v for k, v in values.items() if k not in ("study", "trials")} | {"data": str(data), "model": f"{ROOT / target}:{function}"}
+    return {k: v for k, v in values.items() if k not in ("study", "trials")} | {
+        "data": str(data),
+        "model": f"{ROOT / target}:{function}",
+    }
 
 
 def summary(results: list[dict]) -> str:
@@ -122,7 +174,8 @@ def summary(results: list[dict]) -> str:
     by = {(r["table"], r["repeat"], r["choice"]): r for r in ok}
     tables = list(dict.fromkeys(r["table"] for r in ok))
     lines = [
-        "| table | choice | repeats | test F1 | flag rate | precision | recall | AP | F1 - single [95% t interval] | export s |",
+        "| table | choice | repeats | test F1 | flag rate | precision | recall | AP | F1 - single [95% t interval] | "
+        "export s |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
 
@@ -131,16 +184,24 @@ def summary(results: list[dict]) -> str:
             rows = [by[k + (choice,)] for k in keys if k + (choice,) in by]
             if not rows:
                 continue
-            mean = {m: statistics.mean(r[m] for r in rows) for m in ("f1", "flag_rate", "precision", "recall", "average_precision", "export_seconds")}
+            mean = {
+                m: statistics.mean(r[m] for r in rows)
+                for m in ("f1", "flag_rate", "precision", "recall", "average_precision", "export_seconds")
+            }
             if choice == "single":
                 difference = "—"
             else:
-                paired = [by[k + (choice,)]["f1"] - by[k + ("single",)]["f1"] for k in keys if k + (choice,) in by and k + ("single",) in by]
+                paired = [
+                    by[k + (choice,)]["f1"] - by[k + ("single",)]["f1"]
+                    for k in keys
+                    if k + (choice,) in by and k + ("single",) in by
+                ]
                 centre, low, high = t_interval(paired)
                 difference = f"{centre:+.3f} [{low:+.3f}, {high:+.3f}]"
             lines.append(
-                f"| {label} | {choice} | {len(rows)} | {mean['f1']:.3f} | {mean['flag_rate']:.3f} | {mean['precision']:.3f} | "
-                f"{mean['recall']:.3f} | {mean['average_precision']:.3f} | {difference} | {mean['export_seconds']:.1f} |"
+                f"| {label} | {choice} | {len(rows)} | {mean['f1']:.3f} | {mean['flag_rate']:.3f} | "
+                f"{mean['precision']:.3f} | {mean['recall']:.3f} | {mean['average_precision']:.3f} | {difference} | "
+                f"{mean['export_seconds']:.1f} |"
             )
 
     for name in tables:
@@ -158,7 +219,9 @@ def arguments(description: str, repeats: int, quick: dict, add=lambda parser: No
     parser.add_argument("--trials", type=int, default=12)
     parser.add_argument("--epochs", type=int, default=50)
     parser.add_argument("--tables", nargs="*", default=list(TABLES), choices=list(TABLES))
-    parser.add_argument("--models", nargs="*", default=[], choices=list(USER_MODELS), help="users' own Keras models (studies/*.toml)")
+    parser.add_argument(
+        "--models", nargs="*", default=[], choices=list(USER_MODELS), help="users' own Keras models (studies/*.toml)"
+    )
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--out", type=Path, help="also write every result as JSON here")
     add(parser)
@@ -192,8 +255,10 @@ def cases(args):
 def main() -> None:
     args = arguments(__doc__.split("\n")[0], 12, QUICK)
     print(machine())
-    print(f"repeats {args.repeats}, trials {args.trials}, epochs {args.epochs} (user models: their example's), cv 5, "
-          f"tables {', '.join(args.tables) or '-'}, user models {', '.join(args.models) or '-'}")
+    print(
+        f"repeats {args.repeats}, trials {args.trials}, epochs {args.epochs} (user models: their example's), cv 5, "
+        f"tables {', '.join(args.tables) or '-'}, user models {', '.join(args.models) or '-'}"
+    )
     started = time.perf_counter()
     results = []
     with tempfile.TemporaryDirectory() as folder:

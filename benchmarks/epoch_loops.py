@@ -76,7 +76,14 @@ def keras_in_function(dataset, epochs: int) -> float:
 def fused(dataset, epochs: int) -> float:
     stamps = []
     settings = TrainSettings(epochs + 1, 100, 0.001, 1, 0)
-    train_model(dataset.train.X, dataset.train.y, 2, CLASS_WEIGHT, settings, on_epoch=lambda *_: stamps.append(time.perf_counter()))
+    train_model(
+        dataset.train.X,
+        dataset.train.y,
+        2,
+        CLASS_WEIGHT,
+        settings,
+        on_epoch=lambda *_: stamps.append(time.perf_counter()),
+    )
     return (stamps[-1] - stamps[0]) / epochs  # from the end of the first (tracing) epoch
 
 
@@ -104,8 +111,13 @@ def main() -> None:
     for _ in range(args.repeats):
         for name, run in loops.items():
             results[name].append(run())
-    baseline = statistics.median(results["model.fit (tutorial style)"]) if "model.fit (tutorial style)" in results else None
-    print(f"{platform.machine()}, tensorflow {tf.__version__}, threads {thread_settings()}, {args.repeats} repeats x {args.epochs} epochs")
+    baseline = (
+        statistics.median(results["model.fit (tutorial style)"]) if "model.fit (tutorial style)" in results else None
+    )
+    print(
+        f"{platform.machine()}, tensorflow {tf.__version__}, threads {thread_settings()}, {args.repeats} repeats x "
+        f"{args.epochs} epochs"
+    )
     print("| loop | s/epoch (median) | spread (min-max) | speed-up vs fit |")
     print("|---|---|---|---|")
     for name, seconds in results.items():

@@ -29,11 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(ROOT))
 from common import machine  # noqa: E402
 
-PROBE = (
-    "from sweep.runtime import tensorflow\n"
-    "tf = tensorflow()\n"
-    "print(len(tf.config.list_physical_devices('GPU')))\n"
-)
+PROBE = "from sweep.runtime import tensorflow\ntf = tensorflow()\nprint(len(tf.config.list_physical_devices('GPU')))\n"
 
 
 def sweep_command() -> list[str]:
@@ -53,9 +49,17 @@ def visible_gpus() -> tuple[int, str]:
     """(GPUs TensorFlow sees, the GPU names nvidia-smi gives or why there are none), probed in a subprocess."""
     names = ""
     if shutil.which("nvidia-smi"):
-        found = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True, text=True, timeout=60)
-        names = ", ".join(line.strip() for line in found.stdout.splitlines() if line.strip()) if found.returncode == 0 else ""
-    probe = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, timeout=300, cwd=ROOT, env=environment())
+        found = subprocess.run(
+            ["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True, text=True, timeout=60
+        )
+        names = (
+            ", ".join(line.strip() for line in found.stdout.splitlines() if line.strip())
+            if found.returncode == 0
+            else ""
+        )
+    probe = subprocess.run(
+        [sys.executable, "-c", PROBE], capture_output=True, text=True, timeout=300, cwd=ROOT, env=environment()
+    )
     try:
         count = int(probe.stdout.strip().splitlines()[-1])
     except (ValueError, IndexError):
@@ -75,17 +79,50 @@ def runs(folder: str, args) -> list[tuple[str, str, list[str]]]:
     digits = f"{folder}/digits.npz"
     np.savez_compressed(digits, x=x, y=y)
     builtin = [
-        "--data", "seed", "--population", str(args.population), "--trials", str(args.population), "--epochs", str(args.epochs),
-        "--pruner", "none", "--cv", "0",
+        "--data",
+        "seed",
+        "--population",
+        str(args.population),
+        "--trials",
+        str(args.population),
+        "--epochs",
+        str(args.epochs),
+        "--pruner",
+        "none",
+        "--cv",
+        "0",
     ]
     user = [
-        "--data", digits, "--model", f"{ROOT / 'studies' / 'models.py'}:digits_cnn", "--param", "filters=8", "--param", "dropout=0.2",
-        "--minority-weight", "1:100", "--threshold", "0.05:0.95", "--trials", str(args.digits_trials), "--epochs", str(args.digits_epochs),
-        "--batch-size", "32", "--pruner", "none", "--cv", "0",
+        "--data",
+        digits,
+        "--model",
+        f"{ROOT / 'studies' / 'models.py'}:digits_cnn",
+        "--param",
+        "filters=8",
+        "--param",
+        "dropout=0.2",
+        "--minority-weight",
+        "1:100",
+        "--threshold",
+        "0.05:0.95",
+        "--trials",
+        str(args.digits_trials),
+        "--epochs",
+        str(args.digits_epochs),
+        "--batch-size",
+        "32",
+        "--pruner",
+        "none",
+        "--cv",
+        "0",
     ]
     return [
         (f"builtin network, reference data, population {args.population} ({args.epochs} epochs)", "builtin", builtin),
-        (f"your model: digits CNN ({args.digits_trials} trials x {args.digits_epochs} epochs, batch 32)", "digits", user),
+        (
+            f"your model: digits CNN ({args.digits_trials} trials x {args.digits_epochs} epochs, batch 32)",
+            "digits",
+            user,
+        ),
     ]
 
 
@@ -102,17 +139,29 @@ def run_one(folder: str, stem: str, flags: list[str], device: str, timeout: floa
     except subprocess.TimeoutExpired:
         code, tail = "timeout", [f"still running after {timeout:.0f} s"]
     wall = time.perf_counter() - started
-    found = {"code": code, "wall": wall, "tail": tail, "devices": Counter(), "trials": 0, "per_trial": float("nan"), "train": float("nan")}
+    found = {
+        "code": code,
+        "wall": wall,
+        "tail": tail,
+        "devices": Counter(),
+        "trials": 0,
+        "per_trial": float("nan"),
+        "train": float("nan"),
+    }
     try:
-        trials = [t for t in optuna.load_study(study_name=study, storage=storage).trials if t.datetime_complete is not None]
+        trials = [
+            t for t in optuna.load_study(study_name=study, storage=storage).trials if t.datetime_complete is not None
+        ]
     except Exception:  # no study: the run failed before creating it (its tail says why)
         trials = []
     if trials:
         span = max(t.datetime_complete for t in trials) - min(t.datetime_start for t in trials)
         seconds = [t.user_attrs["train_seconds"] for t in trials if "train_seconds" in t.user_attrs]
         found |= {
-            "devices": Counter(str(t.user_attrs.get("device", "not recorded")) for t in trials), "trials": len(trials),
-            "per_trial": span.total_seconds() / len(trials), "train": statistics.median(seconds) if seconds else float("nan"),
+            "devices": Counter(str(t.user_attrs.get("device", "not recorded")) for t in trials),
+            "trials": len(trials),
+            "per_trial": span.total_seconds() / len(trials),
+            "train": statistics.median(seconds) if seconds else float("nan"),
         }
     return found
 
@@ -133,21 +182,28 @@ def main() -> int:
     else:
         print(f"No GPU: TensorFlow sees none ({names}); running the CPU half only.")
     failed = False
-    print("\n| path | device requested | exit | device each trial recorded | trials | s/trial (study span / trials) | "
-          "train_seconds median | process wall s |")
+    print(
+        "\n| path | device requested | exit | device each trial recorded | trials | s/trial (study span / trials) | "
+        "train_seconds median | process wall s |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as folder:
         for label, stem, flags in runs(folder, args):
             for device in devices:
                 found = run_one(folder, stem, flags, device, args.timeout)
                 recorded = ", ".join(f"{name} x{count}" for name, count in sorted(found["devices"].items())) or "-"
-                print(f"| {label} | {device} | {found['code']} | {recorded} | {found['trials']} | {found['per_trial']:.3f} | "
-                      f"{found['train']:.3f} | {found['wall']:.1f} |")
+                print(
+                    f"| {label} | {device} | {found['code']} | {recorded} | {found['trials']} | "
+                    f"{found['per_trial']:.3f} | {found['train']:.3f} | {found['wall']:.1f} |"
+                )
                 wrong = device == "gpu" and any(not name.startswith("gpu") for name in found["devices"])
                 if found["code"] != 0 or wrong or not found["trials"]:
                     failed = True
-                    print(f"|  | ^ failed: {' / '.join(found['tail']) or 'no output'}{' (recorded a non-GPU device)' if wrong else ''} |"
-                          "  |  |  |  |  |  |")
+                    print(
+                        "|  | ^ failed: "
+                        f"{' / '.join(found['tail']) or 'no output'}{' (recorded a non-GPU device)' if wrong else ''} "
+                        "|  |  |  |  |  |  |"
+                    )
     return 1 if failed else 0
 
 

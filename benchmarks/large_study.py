@@ -68,8 +68,14 @@ def make_table(path: Path, rows: int = 3000, positive_share: float = 0.08, seed:
     from sklearn.datasets import make_classification
 
     X, y = make_classification(
-        n_samples=rows, n_features=2, n_informative=2, n_redundant=0, n_clusters_per_class=1,
-        weights=[1 - positive_share, positive_share], class_sep=1.0, random_state=seed,
+        n_samples=rows,
+        n_features=2,
+        n_informative=2,
+        n_redundant=0,
+        n_clusters_per_class=1,
+        weights=[1 - positive_share, positive_share],
+        class_sep=1.0,
+        random_state=seed,
     )
     pd.DataFrame({"f0": X[:, 0], "f1": X[:, 1], "label": y}).to_csv(path, index=False)
 
@@ -78,8 +84,16 @@ def sweep_config(folder: Path, url: str, **overrides):
     from sweep.config import resolve_config
 
     values = dict(
-        data=str(folder / "tiny.csv"), target="label", storage=url, study=STUDY, epochs=EPOCHS, batch_size=64,
-        hidden_width="1:8", seed=0, cv=0, pruner="none",
+        data=str(folder / "tiny.csv"),
+        target="label",
+        storage=url,
+        study=STUDY,
+        epochs=EPOCHS,
+        batch_size=64,
+        hidden_width="1:8",
+        seed=0,
+        cv=0,
+        pruner="none",
     )
     return resolve_config(values | overrides, env={})
 
@@ -92,7 +106,9 @@ def storage_url(backend: str, size: int, folder: Path, postgres: str) -> str:
         return f"sqlite:///{folder / f'large-{size}.db'}"
     import sqlalchemy
 
-    return sqlalchemy.engine.make_url(postgres).set(database=f"sweep_large_{size}").render_as_string(hide_password=False)
+    return (
+        sqlalchemy.engine.make_url(postgres).set(database=f"sweep_large_{size}").render_as_string(hide_password=False)
+    )
 
 
 def fresh_postgres_database(url: str, drop_only: bool = False) -> None:
@@ -121,13 +137,18 @@ def postgres_version(url: str) -> str:
 # --- the fill -------------------------------------------------------------------------------------------
 
 
-def population_attrs(layout: str, study: str, first: int, folds: int, shuffle_seed: int, rate: float, members: list[dict]) -> list[dict]:
+def population_attrs(
+    layout: str, study: str, first: int, folds: int, shuffle_seed: int, rate: float, members: list[dict]
+) -> list[dict]:
     """Each member's `population` user attribute, as a population round writes it in `layout`."""
     head = {"id": f"{study}:{first}", "size": len(members), "folds": folds}
     described = {"shuffle_seed": shuffle_seed, "learning_rate": rate, "members": members}
     if layout == "old":
         return [head | described | {"member": index} for index in range(len(members))]
-    return [head | {"member": index, "first_trial": first} | (described if index == 0 else {}) for index in range(len(members))]
+    return [
+        head | {"member": index, "first_trial": first} | (described if index == 0 else {})
+        for index in range(len(members))
+    ]
 
 
 def filled_trials(study, config, start_number: int, count: int, population: int, layout: str, seed: int = 0):
@@ -159,8 +180,15 @@ def filled_trials(study, config, start_number: int, count: int, population: int,
                 else:
                     params[name] = float(rng.uniform(distribution.low, distribution.high))
             member_seed = trial_seed(config.seed, number)
-            members.append({"trial": number, "hidden_width": params["hidden_width"], "minority_weight": params["minority_weight"],
-                            "seed": member_seed, "learning_rate": None})
+            members.append(
+                {
+                    "trial": number,
+                    "hidden_width": params["hidden_width"],
+                    "minority_weight": params["minority_weight"],
+                    "seed": member_seed,
+                    "learning_rate": None,
+                }
+            )
             copied = real[int(rng.integers(len(real)))].user_attrs
             attrs = {key: value for key, value in copied.items() if key != "population"}
             attrs["class_weight"] = {"0": 1.0, "1": params["minority_weight"]}
@@ -184,9 +212,20 @@ def filled_trials(study, config, start_number: int, count: int, population: int,
                 attrs["val_f1"] = value
                 if curve:
                     curve[-1] = value
-            rows.append({"number": number, "state": state, "value": value, "params": params, "intermediate": curve, "attrs": attrs})
+            rows.append(
+                {
+                    "number": number,
+                    "state": state,
+                    "value": value,
+                    "params": params,
+                    "intermediate": curve,
+                    "attrs": attrs,
+                }
+            )
         shuffle_seed = trial_seed(config.seed, first)
-        for row, attribute in zip(rows, population_attrs(layout, study.study_name, first, 1, shuffle_seed, rate, members)):
+        for row, attribute in zip(
+            rows, population_attrs(layout, study.study_name, first, 1, shuffle_seed, rate, members)
+        ):
             row["attrs"]["population"] = attribute
         out.extend(rows)
     return out, distributions
@@ -205,34 +244,61 @@ def insert_trials(url: str, study_name: str, rows: list[dict], distributions: di
         study_id = connection.execute(
             sqlalchemy.select(models.StudyModel.study_id).where(models.StudyModel.study_name == study_name)
         ).scalar_one()
-        next_id = (connection.execute(sqlalchemy.select(sqlalchemy.func.max(models.TrialModel.trial_id))).scalar() or 0) + 1
+        next_id = (
+            connection.execute(sqlalchemy.select(sqlalchemy.func.max(models.TrialModel.trial_id))).scalar() or 0
+        ) + 1
     for offset in range(0, len(rows), BATCH):
         trials, values, params, intermediate, attrs = [], [], [], [], []
-        for row in rows[offset: offset + BATCH]:
+        for row in rows[offset : offset + BATCH]:
             trial_key = next_id
             next_id += 1
             begun = started + timedelta(seconds=row["number"])
-            trials.append({"trial_id": trial_key, "number": row["number"], "study_id": study_id, "state": row["state"],
-                           "datetime_start": begun, "datetime_complete": begun + timedelta(seconds=1)})
+            trials.append(
+                {
+                    "trial_id": trial_key,
+                    "number": row["number"],
+                    "study_id": study_id,
+                    "state": row["state"],
+                    "datetime_start": begun,
+                    "datetime_complete": begun + timedelta(seconds=1),
+                }
+            )
             if row["value"] is not None:
                 stored, kind = models.TrialValueModel.value_to_stored_repr(row["value"])
                 values.append({"trial_id": trial_key, "objective": 0, "value": stored, "value_type": kind})
             for name, value in row["params"].items():
-                params.append({"trial_id": trial_key, "param_name": name, "param_value": distributions[name].to_internal_repr(value),
-                               "distribution_json": distribution_json[name]})
+                params.append(
+                    {
+                        "trial_id": trial_key,
+                        "param_name": name,
+                        "param_value": distributions[name].to_internal_repr(value),
+                        "distribution_json": distribution_json[name],
+                    }
+                )
             for step, value in enumerate(row["intermediate"], start=1):
                 stored, kind = models.TrialIntermediateValueModel.intermediate_value_to_stored_repr(value)
-                intermediate.append({"trial_id": trial_key, "step": step, "intermediate_value": stored, "intermediate_value_type": kind})
+                intermediate.append(
+                    {"trial_id": trial_key, "step": step, "intermediate_value": stored, "intermediate_value_type": kind}
+                )
             for key, value in row["attrs"].items():
                 attrs.append({"trial_id": trial_key, "key": key, "value_json": json.dumps(value)})
         with engine.begin() as connection:
-            for model, batch in ((models.TrialModel, trials), (models.TrialValueModel, values), (models.TrialParamModel, params),
-                                 (models.TrialIntermediateValueModel, intermediate), (models.TrialUserAttributeModel, attrs)):
+            for model, batch in (
+                (models.TrialModel, trials),
+                (models.TrialValueModel, values),
+                (models.TrialParamModel, params),
+                (models.TrialIntermediateValueModel, intermediate),
+                (models.TrialUserAttributeModel, attrs),
+            ):
                 if batch:
                     connection.execute(sqlalchemy.insert(model.__table__), batch)
     if engine.dialect.name == "postgresql":  # explicit ids: move the sequence past them
         with engine.begin() as connection:
-            connection.execute(sqlalchemy.text("SELECT setval(pg_get_serial_sequence('trials', 'trial_id'), (SELECT max(trial_id) FROM trials))"))
+            connection.execute(
+                sqlalchemy.text(
+                    "SELECT setval(pg_get_serial_sequence('trials', 'trial_id'), (SELECT max(trial_id) FROM trials))"
+                )
+            )
             # The planner's statistics, as autovacuum keeps them for a study that grew trial by trial: without them,
             # right after a bulk insert, Postgres reads a range of trial ids through the study_id index (every row of
             # the study) instead of the primary key (EXPLAIN ANALYZE at 100,000 trials: 6 ms against 0.03 ms).
@@ -247,7 +313,11 @@ def add_trials_rate(url: str, rows: list[dict], distributions: dict) -> float:
     study = optuna.create_study(storage=url, study_name="add-trials-rate", direction="maximize")
     made = [
         optuna.trial.create_trial(
-            state=row["state"], value=row["value"], params=row["params"], distributions=distributions, user_attrs=row["attrs"],
+            state=row["state"],
+            value=row["value"],
+            params=row["params"],
+            distributions=distributions,
+            user_attrs=row["attrs"],
             intermediate_values=dict(enumerate(row["intermediate"], start=1)),
         )
         for row in rows
@@ -291,13 +361,20 @@ def build(url: str, folder: Path, size: int, population: int, layout: str) -> di
     check_fill(url, rows[-1])
     engine = sqlalchemy.create_engine(url)
     with engine.connect() as connection:
-        attrs = connection.execute(sqlalchemy.text("SELECT sum(length(value_json)) FROM trial_user_attributes")).scalar()
+        attrs = connection.execute(
+            sqlalchemy.text("SELECT sum(length(value_json)) FROM trial_user_attributes")
+        ).scalar()
         members = connection.execute(
             sqlalchemy.text("SELECT sum(length(value_json)) FROM trial_user_attributes WHERE key = 'population'")
         ).scalar()
     engine.dispose()
-    return {"real sweep s": real, "add_trials s/trial": rate, "fill s": filled, "user attr bytes/trial": attrs / size,
-            "population attr bytes/trial": members / size}
+    return {
+        "real sweep s": real,
+        "add_trials s/trial": rate,
+        "fill s": filled,
+        "user attr bytes/trial": attrs / size,
+        "population attr bytes/trial": members / size,
+    }
 
 
 # --- the operations, each in a process of its own -------------------------------------------------------
@@ -330,7 +407,9 @@ def op_start(url: str, folder: Path) -> dict:
         counts.__call__ = clock.timed("counts", counts.__call__)
     stamps = []
     started = time.perf_counter()
-    run_sweep(config, callbacks=[lambda _study, trial: stamps.append((time.perf_counter(), dict(clock.seconds), trial.state))])
+    run_sweep(
+        config, callbacks=[lambda _study, trial: stamps.append((time.perf_counter(), dict(clock.seconds), trial.state))]
+    )
     ended = time.perf_counter()
     (first, at_first, _), (last, at_last, _) = stamps[0], stamps[-1]
     timed = len(stamps) - 1
@@ -338,8 +417,12 @@ def op_start(url: str, folder: Path) -> dict:
     parts = {name: (at_last.get(name, 0.0) - at_first.get(name, 0.0)) / timed for name in names}
     per_trial = (last - first) / timed
     return parts | {
-        "start": first - started, "per trial": per_trial, "ours": per_trial - sum(parts.values()), "end": ended - last,
-        "complete": sum(state == TrialState.COMPLETE for _, _, state in stamps), "peak MB": peak_mb(),
+        "start": first - started,
+        "per trial": per_trial,
+        "ours": per_trial - sum(parts.values()),
+        "end": ended - last,
+        "complete": sum(state == TrialState.COMPLETE for _, _, state in stamps),
+        "peak MB": peak_mb(),
     }
 
 
@@ -349,7 +432,12 @@ def op_show(url: str, folder: Path) -> dict:
 
     started = time.perf_counter()
     view = view_study(load_study(open_storage(url), STUDY), url)
-    return {"seconds": time.perf_counter() - started, "rows": len(view.trials.rows), "failures": len(view.failures), "peak MB": peak_mb()}
+    return {
+        "seconds": time.perf_counter() - started,
+        "rows": len(view.trials.rows),
+        "failures": len(view.failures),
+        "peak MB": peak_mb(),
+    }
 
 
 def op_studies(url: str, folder: Path) -> dict:
@@ -366,7 +454,12 @@ def op_export(url: str, folder: Path) -> dict:
 
     started = time.perf_counter()
     result = export_best(url, STUDY, folder / "bundle", force=True)
-    return {"seconds": time.perf_counter() - started, "reproduced": result.reproduced, "trial": result.best["trial"], "peak MB": peak_mb()}
+    return {
+        "seconds": time.perf_counter() - started,
+        "reproduced": result.reproduced,
+        "trial": result.best["trial"],
+        "peak MB": peak_mb(),
+    }
 
 
 def op_dashboard(url: str, folder: Path) -> dict:
@@ -390,8 +483,13 @@ def op_dashboard(url: str, folder: Path) -> dict:
     studies_seconds, body = get("/api/studies")
     study_id = next(s["study_id"] for s in json.loads(body)["study_summaries"] if s["study_name"] == STUDY)
     detail_seconds, body = get(f"/api/studies/{study_id}", "after=0")
-    return {"studies": studies_seconds, "study": detail_seconds, "study MB": len(body) / 1e6,
-            "trials": len(json.loads(body)["trials"]), "peak MB": peak_mb()}
+    return {
+        "studies": studies_seconds,
+        "study": detail_seconds,
+        "study MB": len(body) / 1e6,
+        "trials": len(json.loads(body)["trials"]),
+        "peak MB": peak_mb(),
+    }
 
 
 def child(operation: str, url: str, folder: Path) -> None:
@@ -416,7 +514,9 @@ def op_build(url: str, folder: Path) -> dict:
 
 def measure(operation: str, url: str, folder: Path) -> dict:
     done = subprocess.run(
-        [sys.executable, __file__, "--child", operation, "--url", url, "--folder", str(folder)], capture_output=True, text=True,
+        [sys.executable, __file__, "--child", operation, "--url", url, "--folder", str(folder)],
+        capture_output=True,
+        text=True,
     )
     lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
     if done.returncode != 0 or not lines:
@@ -483,8 +583,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[20_000, 100_000])
     parser.add_argument("--backends", nargs="+", default=["sqlite", "postgres"], choices=["sqlite", "postgres"])
-    parser.add_argument("--layout", default="new", choices=["new", "old"], help="population attributes of the filled trials")
-    parser.add_argument("--population", type=int, default=32, help="members per population (the real one and the filled ones)")
+    parser.add_argument(
+        "--layout", default="new", choices=["new", "old"], help="population attributes of the filled trials"
+    )
+    parser.add_argument(
+        "--population", type=int, default=32, help="members per population (the real one and the filled ones)"
+    )
     parser.add_argument("--operations", nargs="+", default=list(OPERATIONS), choices=OPERATIONS)
     parser.add_argument("--postgres", default="postgresql+psycopg://postgres@127.0.0.1:5432/test")
     parser.add_argument("--json", type=Path, help="write the numbers here")

@@ -13,8 +13,8 @@ rest of a trial's time goes in a small study and in a study of 20,000 trials.
    (pre-filled through Optuna's add_trials): per trial once the run has started (single trials from the
    second on, populations over their second round), the compiled epochs, the sampler's own time (TPE's
    calls), Optuna's own ask and tell, and the rest, which is our bookkeeping (storage writes, budget
-   checks, validation scoring and metrics, per-epoch reports, figures). Ours must not grow with the study. The run's start
-   (opening the study and Optuna's one read of its trials into its cache) is printed apart.
+   checks, validation scoring and metrics, per-epoch reports, figures). Ours must not grow with the study. The run's
+   start (opening the study and Optuna's one read of its trials into its cache) is printed apart.
 Prints markdown tables (paste them into docs/benchmarks.md).
 """
 
@@ -29,18 +29,17 @@ from collections import defaultdict
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import machine  # noqa: E402
-from trial_speed import tutorial_fit_trial  # noqa: E402
-
 import optuna  # noqa: E402
 import optuna.study._optimize  # noqa: E402  (the Clock times Optuna's tell)
 import optuna.study._tell  # noqa: E402
+from common import machine  # noqa: E402
+from trial_speed import tutorial_fit_trial  # noqa: E402
 
 import sweep.population  # noqa: E402
 import sweep.train  # noqa: E402
 from sweep.config import SweepConfig, resolve_config  # noqa: E402
 from sweep.data import load_dataset  # noqa: E402
-from sweep.report import balanced_class_weight  # noqa: E402
+from sweep.metrics import balanced_class_weight  # noqa: E402
 from sweep.runner import run_sweep  # noqa: E402
 from sweep.runtime import tensorflow  # noqa: E402
 
@@ -79,7 +78,13 @@ class Clock:
             return self.timed("epochs", original(*args, **kwargs))
 
         sweep.train.compiled_epoch = sweep.population.compiled_epoch = timed_compiled_epoch
-        for name in ("infer_relative_search_space", "sample_relative", "sample_independent", "before_trial", "after_trial"):
+        for name in (
+            "infer_relative_search_space",
+            "sample_relative",
+            "sample_independent",
+            "before_trial",
+            "after_trial",
+        ):
             setattr(optuna.samplers.TPESampler, name, self.timed("sampler", getattr(optuna.samplers.TPESampler, name)))
         optuna.study.Study.ask = self.timed("ask/tell", optuna.study.Study.ask)
         tell = self.timed("ask/tell", optuna.study._tell._tell_with_warning)
@@ -91,8 +96,13 @@ class Clock:
 
 def sweep_config(folder: str, name: str, trials: int, epochs: int, population: int) -> SweepConfig:
     values = {
-        "storage": f"sqlite:///{folder}/{name}.db", "study": name, "trials": trials, "epochs": epochs,
-        "population": population, "pruner": "none", "batch_size": 100,
+        "storage": f"sqlite:///{folder}/{name}.db",
+        "study": name,
+        "trials": trials,
+        "epochs": epochs,
+        "population": population,
+        "pruner": "none",
+        "batch_size": 100,
     }
     return resolve_config(values, env={})
 
@@ -117,7 +127,9 @@ def speed(epoch_counts: list[int], repeats: int, clock: Clock) -> None:
                     ("sweep run, single trials", SINGLE_TRIALS[epochs], 1),
                     (f"sweep run, population of {POPULATION}", POPULATION, POPULATION),
                 ):
-                    seconds, _, ran = timed_sweep(sweep_config(folder, f"p{population}-r{repeat}", trials, epochs, population), clock)
+                    seconds, _, ran = timed_sweep(
+                        sweep_config(folder, f"p{population}-r{repeat}", trials, epochs, population), clock
+                    )
                     runs[label].append(seconds / ran)
         fit = statistics.median(runs["tutorial-style model.fit"])
         print(f"\n### {epochs} epochs: seconds per trial ({repeats} interleaved repeats)\n")
@@ -149,10 +161,14 @@ def prefill(config: SweepConfig, extra: int) -> None:
                 params[name] = int(rng.integers(distribution.low, distribution.high + 1))
             else:
                 params[name] = float(rng.uniform(distribution.low, distribution.high))
-        made.append(optuna.trial.create_trial(
-            params=params, distributions=template.distributions, value=float(rng.uniform(0, 0.2)),
-            user_attrs={key: template.user_attrs[key] for key in ("train_settings", "val_f1", "val_flag_rate")},
-        ))
+        made.append(
+            optuna.trial.create_trial(
+                params=params,
+                distributions=template.distributions,
+                value=float(rng.uniform(0, 0.2)),
+                user_attrs={key: template.user_attrs[key] for key in ("train_settings", "val_f1", "val_flag_rate")},
+            )
+        )
     study.add_trials(made)
 
 
@@ -181,25 +197,36 @@ def bookkeeping(big: int, epochs: int, clock: Clock) -> None:
     """Per-trial costs after the run's start: single trials from the second trial on, populations over their
     second round of 64 (a round's trials are all told at its end)."""
     print(f"\n### Where a trial's time goes, by the size of the study ({epochs} epochs)\n")
-    print("| study holds | path | trials timed | s/trial | epochs | sampler (TPE) | Optuna's ask + tell | ours (the rest) | run start (s, once) |")
+    print(
+        "| study holds | path | trials timed | s/trial | epochs | sampler (TPE) | Optuna's ask + tell | ours (the "
+        "rest) | run start (s, once) |"
+    )
     print("|---|---|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as folder:
         for held in (20, big):
             base = sweep_config(folder, f"held{held}", 1 + held, epochs, 1)
             prefill(base, held)
-            for label, trials, population in (("single trials", 9, 1), (f"population of {POPULATION}", 2 * POPULATION, POPULATION)):
+            for label, trials, population in (
+                ("single trials", 9, 1),
+                (f"population of {POPULATION}", 2 * POPULATION, POPULATION),
+            ):
                 copy = f"held{held}-p{population}"
                 copy_sqlite(f"{folder}/held{held}.db", f"{folder}/{copy}.db")
                 config = resolve_config(
-                    base.to_dict() | {"storage": f"sqlite:///{folder}/{copy}.db", "trials": 1 + held + trials, "population": population},
+                    base.to_dict()
+                    | {
+                        "storage": f"sqlite:///{folder}/{copy}.db",
+                        "trials": 1 + held + trials,
+                        "population": population,
+                    },
                     env={},
                 )
                 seconds, parts, timed, start = steady_state(config, clock, population)
                 train, sampler, optuna_own = (parts.get(name, 0.0) for name in ("epochs", "sampler", "ask/tell"))
                 rest = seconds - train - sampler - optuna_own
                 print(
-                    f"| {held + 1:,} | {label} | {timed} | {seconds / timed:.3f} | {train / timed:.3f} | {sampler / timed:.3f} | "
-                    f"{optuna_own / timed:.3f} | {rest / timed:.3f} | {start:.1f} |"
+                    f"| {held + 1:,} | {label} | {timed} | {seconds / timed:.3f} | {train / timed:.3f} | "
+                    f"{sampler / timed:.3f} | {optuna_own / timed:.3f} | {rest / timed:.3f} | {start:.1f} |"
                 )
 
 

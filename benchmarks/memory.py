@@ -1,6 +1,7 @@
 """Peak resident memory of a whole `sweep run` (and `sweep export`) against the table's size.
 
-    python benchmarks/memory.py [--rows 1000000 3000000 10000000] [--export-rows 10000000] [--folder DIR] [--json OUT.json]
+    python benchmarks/memory.py [--rows 1000000 3000000 10000000] [--export-rows 10000000] [--folder DIR]
+        [--json OUT.json]
 
 For each size it writes a Parquet table of 10 float32 features and a 0/1 int8 label (about 2% positives,
 a linear signal; written in row groups of a million rows, so making it needs little memory), then runs
@@ -81,7 +82,9 @@ def measured(command: list[str], log: Path) -> tuple[float, float, int]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, nargs="+", default=[1_000_000, 3_000_000, 10_000_000])
-    parser.add_argument("--export-rows", type=int, nargs="*", default=[10_000_000], help="sizes whose study is also exported")
+    parser.add_argument(
+        "--export-rows", type=int, nargs="*", default=[10_000_000], help="sizes whose study is also exported"
+    )
     parser.add_argument("--folder", help="where tables, studies and logs go (default: a temporary folder, removed)")
     parser.add_argument("--json", help="also write the measurements to this JSON file")
     parser.add_argument("--trials", type=int, default=4)
@@ -95,7 +98,10 @@ def main() -> None:
         footprint, seconds, code = measured([sys.executable, "-c", FOOTPRINT], folder / "footprint.log")
         assert code == 0, f"footprint run failed; see {folder / 'footprint.log'}"
         print(f"TensorFlow footprint (imports + one tiny population): {footprint:.0f} MB peak RSS, {seconds:.1f} s\n")
-        print("| rows | float32 features (MB) | command | peak RSS (MB) | minus TF footprint (MB) | ratio to float32 matrix | wall (s) |")
+        print(
+            "| rows | float32 features (MB) | command | peak RSS (MB) | minus TF footprint (MB) | ratio to float32 "
+            "matrix | wall (s) |"
+        )
         print("|---|---|---|---|---|---|---|", flush=True)
         results = {"machine": machine(), "footprint_mb": footprint, "runs": []}
         for rows in args.rows:
@@ -105,19 +111,67 @@ def main() -> None:
             matrix = rows * FEATURES * 4 / 1e6
             storage = f"sqlite:///{folder}/memory-{rows}.db"
             study = f"memory-{rows}-{int(time.time())}"
-            commands = [("sweep run", [
-                SWEEP, "run", "--data", str(table), "--target", "label", "--trials", str(args.trials), "--epochs", str(args.epochs),
-                "--population", "4", "--cv", str(args.cv), "--storage", storage, "--study", study,
-            ])]
+            commands = [
+                (
+                    "sweep run",
+                    [
+                        SWEEP,
+                        "run",
+                        "--data",
+                        str(table),
+                        "--target",
+                        "label",
+                        "--trials",
+                        str(args.trials),
+                        "--epochs",
+                        str(args.epochs),
+                        "--population",
+                        "4",
+                        "--cv",
+                        str(args.cv),
+                        "--storage",
+                        storage,
+                        "--study",
+                        study,
+                    ],
+                )
+            ]
             if rows in (args.export_rows or []):
-                commands.append(("sweep export", [SWEEP, "export", study, "--storage", storage, "--out", str(folder / f"export-{rows}"), "--force"]))
+                commands.append(
+                    (
+                        "sweep export",
+                        [
+                            SWEEP,
+                            "export",
+                            study,
+                            "--storage",
+                            storage,
+                            "--out",
+                            str(folder / f"export-{rows}"),
+                            "--force",
+                        ],
+                    )
+                )
             for name, command in commands:
                 log = folder / f"{name.split()[1]}-{rows}.log"
                 peak, seconds, code = measured(command, log)
                 status = "" if code == 0 else f" (exit {code}; see {log})"
                 extra = peak - footprint
-                print(f"| {rows:,} | {matrix:.0f} | `{name}`{status} | {peak:.0f} | {extra:.0f} | {extra / matrix:.2f} | {seconds:.0f} |", flush=True)
-                results["runs"].append({"rows": rows, "command": name, "matrix_mb": matrix, "peak_mb": peak, "seconds": seconds, "exit": code})
+                print(
+                    f"| {rows:,} | {matrix:.0f} | `{name}`{status} | {peak:.0f} | {extra:.0f} | {extra / matrix:.2f} | "
+                    f"{seconds:.0f} |",
+                    flush=True,
+                )
+                results["runs"].append(
+                    {
+                        "rows": rows,
+                        "command": name,
+                        "matrix_mb": matrix,
+                        "peak_mb": peak,
+                        "seconds": seconds,
+                        "exit": code,
+                    }
+                )
                 if code != 0:
                     print(Path(log).read_text()[-2000:], file=sys.stderr)
                     break

@@ -13,9 +13,9 @@ Per run: exit code; trials lost (COMPLETE before the outage and not after: must 
 then retried; not counting the trials a worker started after the budget was filled, which end FAIL unrun) and
 still RUNNING; finished trials (must be the budget); wall time and the extra over the baseline;
 how long after the server was back the last process said it was going on; the most lines any one process printed
-about the outage, and how many of the processes (driver and workers) saw it. The last table measures several workers on one SQLite file (`--sqlite-workers`, default 4): "database is
-locked" errors (each is waited for, sweep.outage, with a line), trials and wall time, against the same run on
-Postgres and one worker on SQLite.
+about the outage, and how many of the processes (driver and workers) saw it. The last table measures several workers on
+one SQLite file (`--sqlite-workers`, default 4): "database is locked" errors (each is waited for, sweep.outage, with a
+line), trials and wall time, against the same run on Postgres and one worker on SQLite.
 
 Postgres and PgBouncer come from the test helpers (tests/conftest.py: PrivatePostgres, running_pgbouncer).
 """
@@ -37,7 +37,6 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "tests"))
 
 import sqlalchemy  # noqa: E402
-
 from common import machine  # noqa: E402
 from conftest import PrivatePostgres, find_pgbouncer, make_table, running_pgbouncer, trial_states  # noqa: E402
 
@@ -74,9 +73,32 @@ def reset(url: str) -> None:
 
 def command(csv: str, url: str, workers: int, trials: int, epochs: int, study: str) -> list[str]:
     return [
-        SWEEP, "run", "--data", csv, "--target", "label", "--storage", url, "--study", study, "--workers", str(workers),
-        "--population", "1", "--pruner", "none", "--epochs", str(epochs), "--trials", str(trials), "--cv", "0",
-        "--batch-size", "64", "--hidden-width", "1:8",
+        SWEEP,
+        "run",
+        "--data",
+        csv,
+        "--target",
+        "label",
+        "--storage",
+        url,
+        "--study",
+        study,
+        "--workers",
+        str(workers),
+        "--population",
+        "1",
+        "--pruner",
+        "none",
+        "--epochs",
+        str(epochs),
+        "--trials",
+        str(trials),
+        "--cv",
+        "0",
+        "--batch-size",
+        "64",
+        "--hidden-width",
+        "1:8",
     ]
 
 
@@ -90,11 +112,17 @@ def outage_lines(stderr: str) -> dict[str, list[str]]:
 
 
 def one_run(server: PrivatePostgres, url: str, csv: str, args, outage: float | None, folder: Path) -> dict:
-    """One sweep; with `outage`, the server is stopped for that many seconds once a quarter of the budget is COMPLETE."""
+    """One sweep; with `outage`, the server is stopped for that many seconds once a quarter of the budget is
+    COMPLETE."""
     reset(server.url)
     started = time.monotonic()
-    process = subprocess.Popen(command(csv, url, args.workers, args.trials, args.epochs, "chaos"), stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True, cwd=folder)
+    process = subprocess.Popen(
+        command(csv, url, args.workers, args.trials, args.epochs, "chaos"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=folder,
+    )
     before: dict[int, str] = {}
     back_at = None
     if outage is not None:
@@ -111,10 +139,17 @@ def one_run(server: PrivatePostgres, url: str, csv: str, args, outage: float | N
     wall = time.monotonic() - started
     if args.logs:
         args.logs.mkdir(parents=True, exist_ok=True)
-        (args.logs / f"{'pgbouncer' if 'pgbouncer' in url else 'direct'}-{outage or 0:g}-{time.time():.0f}.stderr").write_text(err)
+        (
+            args.logs / f"{'pgbouncer' if 'pgbouncer' in url else 'direct'}-{outage or 0:g}-{time.time():.0f}.stderr"
+        ).write_text(err)
     after = trial_states(server.url)
     said = outage_lines(err)
-    backs = [float(m.group(1)) for lines in said.values() for line in lines if (m := re.search(r"reachable again after (\d+) s", line))]
+    backs = [
+        float(m.group(1))
+        for lines in said.values()
+        for line in lines
+        if (m := re.search(r"reachable again after (\d+) s", line))
+    ]
     return {
         "exit": process.returncode,
         "lost": sum(1 for number, state in before.items() if state == "COMPLETE" and after.get(number) != "COMPLETE"),
@@ -132,8 +167,8 @@ def one_run(server: PrivatePostgres, url: str, csv: str, args, outage: float | N
 
 def chaos(args, csv: str, folder: Path) -> list[str]:
     rows = [
-        "| route | outage | exit | trials lost | finished / budget | failed (retried) | RUNNING left | wall s | extra wall s | "
-        "going on s after the server | most lines per process | seen by processes |",
+        "| route | outage | exit | trials lost | finished / budget | failed (retried) | RUNNING left | wall s | extra "
+        "wall s | going on s after the server | most lines per process | seen by processes |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     server = PrivatePostgres(shutil.which("initdb") or "/usr/local/bin/initdb")
@@ -144,22 +179,26 @@ def chaos(args, csv: str, folder: Path) -> list[str]:
                 print("pgbouncer not installed: route skipped", file=sys.stderr)
                 continue
             bouncer_folder = Path(tempfile.mkdtemp(prefix="sweep-bouncer-"))
-            with (running_pgbouncer(server.url, bouncer_folder, 20, 120) if route == "pgbouncer"
-                  else contextlib.nullcontext((server.url,))) as (url, *_):
+            with (
+                running_pgbouncer(server.url, bouncer_folder, 20, 120)
+                if route == "pgbouncer"
+                else contextlib.nullcontext((server.url,))
+            ) as (url, *_):
                 baseline = one_run(server, url, csv, args, None, folder)
                 print(route, "baseline", baseline, flush=True)
                 rows.append(
-                    f"| {route} | none | {baseline['exit']} | 0 | {baseline['finished']} / {args.trials} | {baseline['failed']} "
-                    f"({baseline['retried']}) | {baseline['running']} | {baseline['wall']:.0f} | - | - | 0 | 0 |"
+                    f"| {route} | none | {baseline['exit']} | 0 | {baseline['finished']} / {args.trials} | "
+                    f"{baseline['failed']} ({baseline['retried']}) | {baseline['running']} | {baseline['wall']:.0f} | "
+                    "- | - | 0 | 0 |"
                 )
                 for seconds in args.outages:
                     result = one_run(server, url, csv, args, seconds, folder)
                     print(route, seconds, result, flush=True)
                     back = "-" if result["back"] is None else f"{result['back']:.0f}"
                     rows.append(
-                        f"| {route} | {seconds:g} s | {result['exit']} | {result['lost']} | {result['finished']} / {args.trials} | "
-                        f"{result['failed']} ({result['retried']}) | {result['running']} | {result['wall']:.0f} | "
-                        f"{result['wall'] - baseline['wall']:+.0f} | {back} | "
+                        f"| {route} | {seconds:g} s | {result['exit']} | {result['lost']} | {result['finished']} / "
+                        f"{args.trials} | {result['failed']} ({result['retried']}) | {result['running']} | "
+                        f"{result['wall']:.0f} | {result['wall'] - baseline['wall']:+.0f} | {back} | "
                         f"{result['lines']} | {result['processes']} of {args.workers + 1} |"
                     )
             shutil.rmtree(bouncer_folder, ignore_errors=True)
@@ -171,7 +210,8 @@ def chaos(args, csv: str, folder: Path) -> list[str]:
 def sqlite_contention(args, csv: str, folder: Path) -> list[str]:
     """Several workers on one SQLite file against the same on Postgres, and one worker on SQLite."""
     rows = [
-        "| storage | workers | trials | epochs | exit | finished | 'database is locked' (waited for) | wall s | trials/s |",
+        "| storage | workers | trials | epochs | exit | finished | 'database is locked' (waited for) | wall s | "
+        "trials/s |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     server = PrivatePostgres(shutil.which("initdb") or "/usr/local/bin/initdb")
@@ -183,8 +223,13 @@ def sqlite_contention(args, csv: str, folder: Path) -> list[str]:
             ("SQLite", f"sqlite:///{folder / 'one-worker.db'}", 1),
         ):
             started = time.monotonic()
-            done = subprocess.run(command(csv, url, workers, args.sqlite_trials, args.sqlite_epochs, f"contention-{workers}"),
-                                  capture_output=True, text=True, cwd=folder, timeout=3600)
+            done = subprocess.run(
+                command(csv, url, workers, args.sqlite_trials, args.sqlite_epochs, f"contention-{workers}"),
+                capture_output=True,
+                text=True,
+                cwd=folder,
+                timeout=3600,
+            )
             wall = time.monotonic() - started
             locked = sum("database is locked" in line for line in done.stderr.splitlines())
             finished = re.search(r"(\d+) finished trials", done.stdout)

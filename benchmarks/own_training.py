@@ -26,7 +26,8 @@ import numpy as np  # noqa: E402
 
 
 def own_training(best: dict, development, seed: int):
-    """The recipe of docs/guides/exported-config.md: a fresh network at the exported weight, trained on the development rows."""
+    """The recipe of docs/guides/exported-config.md: a fresh network at the exported weight, trained on the development
+    rows."""
     import keras
 
     keras.utils.set_random_seed(seed)
@@ -36,8 +37,14 @@ def own_training(best: dict, development, seed: int):
     layers.append(keras.layers.Dense(1, activation="sigmoid"))
     model = keras.Sequential(layers)
     model.compile(optimizer=keras.optimizers.Adam(learning_rate=settings["learning_rate"]), loss="binary_crossentropy")
-    model.fit(development.X, development.y, epochs=settings["epochs"], batch_size=settings["batch_size"],
-              class_weight={0: 1.0, 1: best["class_weight"]["1"]}, verbose=0)
+    model.fit(
+        development.X,
+        development.y,
+        epochs=settings["epochs"],
+        batch_size=settings["batch_size"],
+        class_weight={0: 1.0, 1: best["class_weight"]["1"]},
+        verbose=0,
+    )
     return model
 
 
@@ -56,30 +63,44 @@ def main() -> None:
 
     best = json.loads((args.bundle / "best.json").read_text())
     if best["model"]["kind"] != "builtin":
-        sys.exit(f"error: {args.bundle} holds a user's model ({best['model']['kind']}); this recipe is the builtin network's")
+        sys.exit(
+            f"error: {args.bundle} holds a user's model ({best['model']['kind']}); this recipe is the builtin network's"
+        )
     config = resolve_config(best["config"], env={})
     dataset = load_dataset(config)
     development, test = dataset.development, dataset.test
     threshold = best["params"]["threshold"]
     bundle_scores = load(args.bundle).score(dataset.test_frame if dataset.test_frame is not None else test.X)
     print(f"Machine: {machine()}")
-    print(f"Bundle {args.bundle}: trial #{best['trial']}, weight 1:{best['class_weight']['1']:.4g}, width "
-          f"{best['hidden_width']}, threshold {threshold:.3f}; {len(development.y)} training rows, {len(test.y)} test rows\n")
-    print("| model | threshold | precision | recall | F1 [95% interval] | flag rate | F1 minus the bundle's [95% paired] |")
+    print(
+        f"Bundle {args.bundle}: trial #{best['trial']}, weight 1:{best['class_weight']['1']:.4g}, width "
+        f"{best['hidden_width']}, threshold {threshold:.3f}; {len(development.y)} training rows, "
+        f"{len(test.y)} test rows\n"
+    )
+    print(
+        "| model | threshold | precision | recall | F1 [95% interval] | flag rate | "
+        "F1 minus the bundle's [95% paired] |"
+    )
     print("|---|---|---|---|---|---|---|")
 
     def row(name: str, scores: np.ndarray, cut: float, paired: str) -> None:
         found = metrics(test.y, scores, cut)
         low, high = bootstrap_intervals(test.y, scores, cut)["f1"]
-        print(f"| {name} | {cut:.3f} | {found['precision']:.3f} | {found['recall']:.3f} | {found['f1']:.3f} "
-              f"[{low:.3f}, {high:.3f}] | {found['flag_rate']:.4f} | {paired} |")
+        print(
+            f"| {name} | {cut:.3f} | {found['precision']:.3f} | {found['recall']:.3f} | {found['f1']:.3f} "
+            f"[{low:.3f}, {high:.3f}] | {found['flag_rate']:.4f} | {paired} |"
+        )
 
     row("the bundle (sweep export)", bundle_scores, best["threshold"], "-")
     for seed in args.seeds:
         scores = own_training(best, development, seed).predict(test.X, verbose=0).ravel()
         paired = paired_f1_difference(test.y, scores, threshold, bundle_scores, best["threshold"])
-        row(f"own training, seed {seed}", scores, threshold,
-            f"{paired['difference']:+.3f} [{paired['low']:+.3f}, {paired['high']:+.3f}]")
+        row(
+            f"own training, seed {seed}",
+            scores,
+            threshold,
+            f"{paired['difference']:+.3f} [{paired['low']:+.3f}, {paired['high']:+.3f}]",
+        )
 
 
 if __name__ == "__main__":

@@ -31,9 +31,11 @@ from trial_speed import tutorial_fit_trial  # noqa: E402
 
 from sweep.config import SweepConfig, resolve_config  # noqa: E402
 from sweep.data import load_dataset  # noqa: E402
-from sweep.metrics import average_precision  # noqa: E402
+from sweep.metrics import (
+    average_precision,  # noqa: E402
+    balanced_class_weight,  # noqa: E402
+)
 from sweep.population import Member, train_population  # noqa: E402
-from sweep.report import balanced_class_weight  # noqa: E402
 from sweep.runner import run_sweep  # noqa: E402
 from sweep.runtime import configure_threads, tensorflow  # noqa: E402
 from sweep.train import TrainSettings, score, train_model  # noqa: E402
@@ -46,8 +48,14 @@ EQUAL_LEARNING_MEMBERS = [(1, 3.0), (2, 30.0), (4, 100.0), (8, 10.0), (8, 300.0)
 def sweep_seconds(folder: str, trials: int, population: int, repeat: int) -> float:
     """Wall time of a fresh SQLite study run to `trials` finished trials (study creation included)."""
     config = resolve_config(
-        {"storage": f"sqlite:///{folder}/p{population}-{repeat}.db", "study": "speed", "trials": trials,
-         "population": population, "pruner": "none", "seed": repeat},
+        {
+            "storage": f"sqlite:///{folder}/p{population}-{repeat}.db",
+            "study": "speed",
+            "trials": trials,
+            "population": population,
+            "pruner": "none",
+            "seed": repeat,
+        },
         env={},
     )
     started = time.perf_counter()
@@ -108,7 +116,9 @@ def equal_learning(seeds: int) -> None:
         difference = statistics.mean(together[i]) - statistics.mean(alone[i])
         spread = max(statistics.stdev(alone[i]), statistics.stdev(together[i])) if seeds > 1 else float("nan")
         verdict = "yes" if abs(difference) <= spread else "no"
-        print(f"| {width} | {weight:g} | {mean_sd(alone[i])} | {mean_sd(together[i])} | {difference:+.4f} | {verdict} |")
+        print(
+            f"| {width} | {weight:g} | {mean_sd(alone[i])} | {mean_sd(together[i])} | {difference:+.4f} | {verdict} |"
+        )
     all_alone = np.mean([v for values in alone.values() for v in values])
     all_together = np.mean([v for values in together.values() for v in values])
     print(f"\nMean over all members and seeds: single {all_alone:.4f}, population {all_together:.4f}.")
@@ -125,14 +135,16 @@ def cost_per_member_epoch(sizes: tuple[int, ...] = (1, 8, 16, 32, 64, 128, 256),
         members = [Member(int(w), 50.0, i) for i, w in enumerate(widths)]
         stamps: list[float] = []
 
-        def stamp(_epoch, _losses, _population, active):
+        def stamp(_epoch, _losses, _population, active, stamps=stamps):
             stamps.append(time.perf_counter())
             return active
 
         started = time.perf_counter()
         train_population(dataset.train.X, dataset.train.y, members, epochs, 100, 0.001, 0, stamp)
         epoch = statistics.median(np.diff([started, *stamps])[1:])
-        print(f"| {size} | {widths.sum()} | {epoch:.3f} | {1000 * epoch / size:.1f} | {1000 * epoch / widths.sum():.2f} |")
+        print(
+            f"| {size} | {widths.sum()} | {epoch:.3f} | {1000 * epoch / size:.1f} | {1000 * epoch / widths.sum():.2f} |"
+        )
 
 
 def main() -> None:

@@ -31,13 +31,20 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     print(f"Machine: {machine()}\n")
-    print("| pruner | trials (pruned) | epochs trained | wall time (s) | best val F1 | its test F1 | its test flag rate |")
+    print(
+        "| pruner | trials (pruned) | epochs trained | wall time (s) | best val F1 | its test F1 | its test flag rate |"
+    )
     print("|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as folder:
         for pruner in ("none", "median"):
             config = resolve_config(
-                {"storage": f"sqlite:///{folder}/pruning.db", "study": pruner, "pruner": pruner,
-                 "trials": args.trials, "seed": args.seed},
+                {
+                    "storage": f"sqlite:///{folder}/pruning.db",
+                    "study": pruner,
+                    "pruner": pruner,
+                    "trials": args.trials,
+                    "seed": args.seed,
+                },
                 env={},
             )
             started = time.perf_counter()

@@ -78,9 +78,12 @@ RESAMPLES = 1000
 FEW_POSITIVES = 50  # tables with at most this many positives are the "few positives" cases
 COLLAPSE_RATIO = 3.0  # a shipped decision flagging over this multiple of the judged flag rate has collapsed
 QUICK = {
-    "trials": 6, "epochs": 10,
-    "tables": {"choose": ["breast_cancer", "seattle_snow", "cars_europe"],
-               "confirm": ["pbc_transplant", "political_very_low", "hmda_deny"]},
+    "trials": 6,
+    "epochs": 10,
+    "tables": {
+        "choose": ["breast_cancer", "seattle_snow", "cars_europe"],
+        "confirm": ["pbc_transplant", "political_very_low", "hmda_deny"],
+    },
 }
 METHODS = ("logistic", "gradient boosting")
 BALANCED = "network balanced+tuned"
@@ -146,13 +149,19 @@ def logistic(numeric, categorical):
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-    parts = [("numeric", make_pipeline(SimpleImputer(strategy="median", add_indicator=True), StandardScaler()), numeric)]
+    parts = [
+        ("numeric", make_pipeline(SimpleImputer(strategy="median", add_indicator=True), StandardScaler()), numeric)
+    ]
     if categorical:
-        parts.append((
-            "categorical",
-            make_pipeline(SimpleImputer(strategy="constant", fill_value="missing"), OneHotEncoder(handle_unknown="ignore")),
-            categorical,
-        ))
+        parts.append(
+            (
+                "categorical",
+                make_pipeline(
+                    SimpleImputer(strategy="constant", fill_value="missing"), OneHotEncoder(handle_unknown="ignore")
+                ),
+                categorical,
+            )
+        )
     return make_pipeline(ColumnTransformer(parts), LogisticRegression(class_weight="balanced", max_iter=2000))
 
 
@@ -174,7 +183,9 @@ def reference_row(method: str, X: pd.DataFrame, y: np.ndarray, rest, test, numer
     threshold = float(model.best_threshold_)
     # TunedThresholdClassifierCV flags score >= threshold, as the sweep does: one F1 definition for all rows.
     assert np.array_equal(model.predict(X.iloc[test]), (scores >= threshold).astype(int))
-    return finish_row(Row(**{**base.__dict__, "method": method}), y[test], scores, threshold, seconds, f"fit {seconds:.1f} s")
+    return finish_row(
+        Row(**{**base.__dict__, "method": method}), y[test], scores, threshold, seconds, f"fit {seconds:.1f} s"
+    )
 
 
 def finish_row(row: Row, y_test, scores, threshold, seconds, detail) -> Row:
@@ -199,7 +210,7 @@ def last_line(done: subprocess.CompletedProcess) -> str:
 
 
 def method_name(mode: str, variant: str, named: bool) -> str:
-    """"sweep MODE", or "sweep MODE | VARIANT" when the run names export variants (--exports or --export-args)."""
+    """ "sweep MODE", or "sweep MODE | VARIANT" when the run names export variants (--exports or --export-args)."""
     return f"sweep {mode} | {variant}" if named else f"sweep {mode}"
 
 
@@ -217,14 +228,32 @@ def sweep_rows(mode: str, csv: Path, frame: pd.DataFrame, test, work: Path, args
     """One sweep `mode` on the table, then one row per --exports variant (and the balanced+tuned row)."""
     folds = {"holdout": ["--cv", "0"], "default": []}.get(mode, ["--cv", mode.removeprefix("cv")])
     named = args.exports != [DEFAULT_EXPORT] or bool(args.export_args)
-    rows = [Row(**{**base.__dict__, "method": method_name(mode, v, named), "mode": mode, "variant": v})
-            for v in args.exports]
+    rows = [
+        Row(**{**base.__dict__, "method": method_name(mode, v, named), "mode": mode, "variant": v})
+        for v in args.exports
+    ]
     study = f"{csv.stem}-{mode}-s{base.seed}"
     storage = f"sqlite:///{work / 'bench.db'}"
     started = time.perf_counter()
-    done = cli("run", "--data", str(csv), "--target", "label", "--study", study, "--storage", storage,
-               "--trials", str(args.trials), "--epochs", str(args.epochs), "--seed", str(base.seed), *folds,
-               *shlex.split(args.sweep_args))
+    done = cli(
+        "run",
+        "--data",
+        str(csv),
+        "--target",
+        "label",
+        "--study",
+        study,
+        "--storage",
+        storage,
+        "--trials",
+        str(args.trials),
+        "--epochs",
+        str(args.epochs),
+        "--seed",
+        str(base.seed),
+        *folds,
+        *shlex.split(args.sweep_args),
+    )
     run_seconds = time.perf_counter() - started
     if done.returncode != 0:
         for row in rows:
@@ -247,7 +276,14 @@ def sweep_rows(mode: str, csv: Path, frame: pd.DataFrame, test, work: Path, args
 
 
 def export_row(
-    row: Row, study: str, storage: str, bundle: Path, options: list[str], test_csv: Path, y_test, run_seconds: float,
+    row: Row,
+    study: str,
+    storage: str,
+    bundle: Path,
+    options: list[str],
+    test_csv: Path,
+    y_test,
+    run_seconds: float,
 ) -> dict | None:
     """Export the study with `options` into `bundle`, score our test rows with it and fill `row`; the best.json."""
     started = time.perf_counter()
@@ -268,14 +304,22 @@ def export_row(
     scores = pd.read_csv(scores_csv)["score"].to_numpy()  # the raw score: the threshold is on its scale
     params = best.get("params", {})
     kind = best.get("ensemble", {}).get("kind", "")
-    detail = (f"{run_seconds:.0f}+{export_seconds:.0f} s; w={params.get('minority_weight', float('nan')):.3g}, "
-              f"h={params.get('hidden_width', '?')}, t={params.get('threshold', float('nan')):.2f}"
-              + (f", ships {kind}" if kind else ""))
+    detail = (
+        f"{run_seconds:.0f}+{export_seconds:.0f} s; w={params.get('minority_weight', float('nan')):.3g}, "
+        f"h={params.get('hidden_width', '?')}, t={params.get('threshold', float('nan')):.2f}"
+        + (f", ships {kind}" if kind else "")
+    )
     finish_row(row, y_test, scores, best["threshold"], run_seconds + export_seconds, detail)
-    mismatch = [k for k in ("tp", "fp", "fn") if k in reported and int(reported[k]) != int(threshold_metrics(y_test, scores, best["threshold"])[k])]
+    mismatch = [
+        k
+        for k in ("tp", "fp", "fn")
+        if k in reported and int(reported[k]) != int(threshold_metrics(y_test, scores, best["threshold"])[k])
+    ]
     if mismatch:
-        row.error = (f"the bundle's scores on our test rows give other counts ({', '.join(mismatch)}) than export "
-                     f"reports ({reported}): the test rows differ")
+        row.error = (
+            f"the bundle's scores on our test rows give other counts ({', '.join(mismatch)}) than export "
+            f"reports ({reported}): the test rows differ"
+        )
     # The table shows what export reported; its intervals are the sweep's own.
     row.f1, row.ap, row.flag_rate = reported["f1"], reported["average_precision"], reported["flag_rate"]
     row.intervals = {k: tuple(v) for k, v in best["test"].get("intervals", row.intervals).items()}
@@ -290,6 +334,7 @@ def balanced_tuned_row(best: dict | None, mode: str, name: str, test, y_test, ba
     """The study's best network with balanced class weights and a threshold tuned for the goal on the study's own
     validation plan (sweep.report.network_balanced_tuned), scored on our test rows; None where it cannot be made."""
     try:
+        from sweep.models import model_kind
         from sweep.report import network_balanced_tuned
     except ImportError:
         note = f"{BALANCED}: sweep.report.network_balanced_tuned not available"
@@ -318,7 +363,7 @@ def balanced_tuned_row(best: dict | None, mode: str, name: str, test, y_test, ba
             row.error = "the study's test rows are not ours"
             return row
         order = np.argsort(dataset.rows.test, kind="stable")  # our test rows are sorted; the study's may not be
-        scores, threshold = network_balanced_tuned(dataset, config, params, settings, goal)
+        scores, threshold = network_balanced_tuned(model_kind(config), dataset, params, settings, goal)
     except Exception as error:  # a failure here is one failed row, as for the sweep rows
         row.error = f"{type(error).__name__}: {error}"
         return row
@@ -330,7 +375,9 @@ def balanced_tuned_row(best: dict | None, mode: str, name: str, test, y_test, ba
 
 def check_cli() -> None:
     if not Path(SWEEP).exists():
-        sys.exit(f"error: {SWEEP} not found; install the project (pip install -e .) into this interpreter's environment")
+        sys.exit(
+            f"error: {SWEEP} not found; install the project (pip install -e .) into this interpreter's environment"
+        )
     if "--cv" not in cli("run", "--help").stdout:
         sys.exit("error: this sweep has no `run --cv` option yet; run with --baselines-only, or update the project")
 
@@ -358,17 +405,24 @@ def judged_cell(r: Row) -> str:
 
 
 def print_rows(rows: list[Row], say) -> None:
-    say("| table | rows | positives (all / test) | method | test F1 [95% interval] | test AP [95% interval] | flag rate | "
-        "judged F1 / flag rate | seconds | notes |")
+    say(
+        "| table | rows | positives (all / test) | method | test F1 [95% interval] | test AP [95% interval] | flag "
+        "rate | judged F1 / flag rate | seconds | notes |"
+    )
     say("|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         seed = f" (seed {r.seed})"
         if r.error:
-            say(f"| {r.table}{seed} | {r.rows} | {r.positives} / {r.test_positives} | {md(r.method)} | - | - | - | - | - | {r.error} |")
+            say(
+                f"| {r.table}{seed} | {r.rows} | {r.positives} / {r.test_positives} | {md(r.method)} | - | - | - | - | "
+                f"- | {r.error} |"
+            )
             continue
-        say(f"| {r.table}{seed} | {r.rows} | {r.positives} / {r.test_positives} | {md(r.method)} | "
+        say(
+            f"| {r.table}{seed} | {r.rows} | {r.positives} / {r.test_positives} | {md(r.method)} | "
             f"{interval(r.f1, r.intervals.get('f1'))} | {interval(r.ap, r.intervals.get('average_precision'))} | "
-            f"{r.flag_rate:.3f} | {judged_cell(r)} | {r.seconds:.0f} | {r.detail} |")
+            f"{r.flag_rate:.3f} | {judged_cell(r)} | {r.seconds:.0f} | {r.detail} |"
+        )
 
 
 def print_means(rows: list[Row], seeds, say) -> None:
@@ -380,9 +434,11 @@ def print_means(rows: list[Row], seeds, say) -> None:
         if not good:
             say(f"| {table} | {md(method)} | 0 of {len(group)} | - | - | - | - |")
             continue
-        say(f"| {table} | {md(method)} | {len(good)} of {len(group)} | {mean_sd([r.f1 for r in good])} | "
+        say(
+            f"| {table} | {md(method)} | {len(good)} of {len(group)} | {mean_sd([r.f1 for r in good])} | "
             f"{mean_sd([r.ap for r in good])} | {statistics.mean(r.flag_rate for r in good):.3f} | "
-            f"{statistics.mean(r.seconds for r in good):.0f} |")
+            f"{statistics.mean(r.seconds for r in good):.0f} |"
+        )
 
 
 def mean_sd(values) -> str:
@@ -418,7 +474,10 @@ def print_paired(rows: list[Row], seeds, say) -> None:
             verdict = "better" if low > 0 else "worse" if high < 0 else "within noise"
             verdicts[(label, method, reference)] = (centre, low, high, verdict)
             cells.append(f"{centre:+.3f} [{low:+.3f}, {high:+.3f}] {verdict}")
-        say(f"| {label} | {md(method)} | {len(keys)} | {statistics.mean(by[k + (method,)].f1 for k in keys):.3f} | {cells[0]} | {cells[1]} |")
+        say(
+            f"| {label} | {md(method)} | {len(keys)} | {statistics.mean(by[k + (method,)].f1 for k in keys):.3f} | "
+            f"{cells[0]} | {cells[1]} |"
+        )
 
     for method in compared_methods(rows):
         for table in tables:
@@ -427,11 +486,18 @@ def print_paired(rows: list[Row], seeds, say) -> None:
     for method in compared_methods(rows):
         below = [t for t in tables if verdicts.get((t, method, "logistic"), (0, 0, 0, ""))[3] == "worse"]
         mean_boost = verdicts.get(("all (table, seed) pairs", method, "gradient boosting"))
-        say(f"\n{method}: the goal is a mean test F1 at or above gradient boosting's "
-            + (f"(mean paired difference {mean_boost[0]:+.3f} [{mean_boost[1]:+.3f}, {mean_boost[2]:+.3f}]: "
-               f"{'reached' if mean_boost[0] >= 0 else 'not reached'})" if mean_boost else "(not measured)")
+        say(
+            f"\n{method}: the goal is a mean test F1 at or above gradient boosting's "
+            + (
+                f"(mean paired difference {mean_boost[0]:+.3f} [{mean_boost[1]:+.3f}, {mean_boost[2]:+.3f}]: "
+                f"{'reached' if mean_boost[0] >= 0 else 'not reached'})"
+                if mean_boost
+                else "(not measured)"
+            )
             + " and no table below the logistic reference beyond noise ("
-            + ("none below" if not below else "below on " + ", ".join(below)) + ").")
+            + ("none below" if not below else "below on " + ", ".join(below))
+            + ")."
+        )
 
 
 def grouped(rows, key) -> dict:
@@ -447,7 +513,9 @@ def paired_loss(net: Row, other: Row, y_test) -> tuple[float, float, float] | No
         from sweep.metrics import paired_f1_difference
     except ImportError:
         return None
-    found = paired_f1_difference(y_test, net.scores, net.threshold, other.scores, other.threshold, resamples=RESAMPLES, seed=0)
+    found = paired_f1_difference(
+        y_test, net.scores, net.threshold, other.scores, other.threshold, resamples=RESAMPLES, seed=0
+    )
     return found["difference"], found["low"], found["high"]
 
 
@@ -482,8 +550,10 @@ def print_decisions(rows: list[Row], labels: dict, say) -> None:
     tables = list(dict.fromkeys(r.table for r in rows))
     seeds = sorted({r.seed for r in rows})
 
-    say("\nCollapsed decisions on the test rows (flags no row, or over three times the flag rate judged on validation; "
-        "a judged rate is known for sweep rows only):")
+    say(
+        "\nCollapsed decisions on the test rows (flags no row, or over three times the flag rate judged on validation; "
+        "a judged rate is known for sweep rows only):"
+    )
     say("\n| method | rows | collapsed | where |")
     say("|---|---|---|---|")
     for method in methods:
@@ -491,12 +561,18 @@ def print_decisions(rows: list[Row], labels: dict, say) -> None:
         where = [f"{r.table} seed {r.seed} ({why})" for r in good if (why := collapsed(r))]
         say(f"| {md(method)} | {len(good)} | {len(where)} | {'; '.join(where) or '-'} |")
 
-    say("\nMean test F1 and AP per method against both references, paired on the same (table, seed) test rows; "
-        "95% Student t intervals over the pairs' differences:")
+    say(
+        "\nMean test F1 and AP per method against both references, paired on the same (table, seed) test rows; "
+        "95% Student t intervals over the pairs' differences:"
+    )
     present = [g for g in ("choose", "confirm") if any(group_of(t) == g for t in tables)]
-    sets = [(g, [t for t in tables if group_of(t) == g]) for g in present] + ([("all", tables)] if len(present) > 1 else [])
-    say("\n| group | method | pairs | mean F1 | F1 - logistic | F1 - gradient boosting | mean AP | AP - logistic | "
-        "AP - gradient boosting |")
+    sets = [(g, [t for t in tables if group_of(t) == g]) for g in present] + (
+        [("all", tables)] if len(present) > 1 else []
+    )
+    say(
+        "\n| group | method | pairs | mean F1 | F1 - logistic | F1 - gradient boosting | mean AP | AP - logistic | "
+        "AP - gradient boosting |"
+    )
     say("|---|---|---|---|---|---|---|---|---|")
     for name, chosen in sets:
         for method in methods:
@@ -506,15 +582,31 @@ def print_decisions(rows: list[Row], labels: dict, say) -> None:
             cells = []
             for metric in ("f1", "ap"):
                 mean = statistics.mean(getattr(by[k + (method,)], metric) for k in keys)
-                diffs = [paired_mean([(getattr(by[k + (method,)], metric), getattr(by[k + (ref,)], metric))
-                                      for k in keys if k + (ref,) in by]) if method != ref else "-" for ref in METHODS]
+                diffs = [
+                    paired_mean(
+                        [
+                            (getattr(by[k + (method,)], metric), getattr(by[k + (ref,)], metric))
+                            for k in keys
+                            if k + (ref,) in by
+                        ]
+                    )
+                    if method != ref
+                    else "-"
+                    for ref in METHODS
+                ]
                 cells += [f"{mean:.3f}", *diffs]
             say(f"| {name} | {md(method)} | {len(keys)} | {' | '.join(cells)} |")
 
     several = len(seeds) > 1
-    say("\nPer table, F1 minus the logistic reference's on the same test rows ("
-        + ("95% Student t interval over the split seeds" if several else
-           "one seed: 95% paired bootstrap of the test rows, 1,000 resamples") + "):")
+    say(
+        "\nPer table, F1 minus the logistic reference's on the same test rows ("
+        + (
+            "95% Student t interval over the split seeds"
+            if several
+            else "one seed: 95% paired bootstrap of the test rows, 1,000 resamples"
+        )
+        + "):"
+    )
     say("\n| table | group | method | F1 - logistic | verdict |")
     say("|---|---|---|---|---|")
     below: dict = {}
@@ -531,13 +623,18 @@ def print_decisions(rows: list[Row], labels: dict, say) -> None:
                 net, ref = by[keys[0] + (method,)], by[keys[0] + ("logistic",)]
                 found = paired_loss(net, ref, labels[keys[0]]) if net.scores is not None else None
                 centre, low, high = found or (net.f1 - ref.f1, float("nan"), float("nan"))
-            verdict = "n/a" if low != low else "better" if low > 0 else "below beyond noise" if high < 0 else "within noise"
+            verdict = (
+                "n/a" if low != low else "better" if low > 0 else "below beyond noise" if high < 0 else "within noise"
+            )
             if verdict == "below beyond noise":
                 below.setdefault(method, []).append(table)
             bounds = "" if low != low else f" [{low:+.3f}, {high:+.3f}]"
             say(f"| {table} | {group_of(table)} | {md(method)} | {centre:+.3f}{bounds} | {verdict} |")
     for method in compared_methods(rows):
-        say(f"- {method}: below logistic beyond noise on " + (", ".join(below[method]) if method in below else "no table"))
+        say(
+            f"- {method}: below logistic beyond noise on "
+            + (", ".join(below[method]) if method in below else "no table")
+        )
 
     say("\nRanks better, decides worse (mean AP over the splits at or above logistic's, mean F1 below it):")
     for method in compared_methods(rows):
@@ -546,10 +643,12 @@ def print_decisions(rows: list[Row], labels: dict, say) -> None:
             keys = [(table, s) for s in seeds if (table, s, method) in by and (table, s, "logistic") in by]
             if not keys:
                 continue
-            mean = lambda m, metric: statistics.mean(getattr(by[k + (m,)], metric) for k in keys)  # noqa: E731
+            mean = lambda m, metric, keys=keys: statistics.mean(getattr(by[k + (m,)], metric) for k in keys)  # noqa: E731
             if mean(method, "ap") >= mean("logistic", "ap") and mean(method, "f1") < mean("logistic", "f1"):
-                hits.append(f"{table} (AP {mean(method, 'ap'):.3f} vs {mean('logistic', 'ap'):.3f}, "
-                            f"F1 {mean(method, 'f1'):.3f} vs {mean('logistic', 'f1'):.3f})")
+                hits.append(
+                    f"{table} (AP {mean(method, 'ap'):.3f} vs {mean('logistic', 'ap'):.3f}, "
+                    f"F1 {mean(method, 'f1'):.3f} vs {mean('logistic', 'f1'):.3f})"
+                )
         counted = len({t for t in tables if any((t, s, method) in by for s in seeds)})
         say(f"- {method}: {len(hits)} of {counted} tables" + (": " + "; ".join(hits) if hits else ""))
 
@@ -581,18 +680,24 @@ def print_summary(rows: list[Row], labels: dict, say) -> None:
                     paired = paired_loss(r, boost, y_test) if r.scores is not None else None
                     if paired is not None:
                         clear = paired[2] < 0
-                        text = (f"{table} seed {seed}: {r.method} {r.f1:.3f} vs gradient boosting {boost.f1:.3f} "
-                                f"(paired difference {paired[0]:+.3f} [{paired[1]:+.3f}, {paired[2]:+.3f}])")
+                        text = (
+                            f"{table} seed {seed}: {r.method} {r.f1:.3f} vs gradient boosting {boost.f1:.3f} "
+                            f"(paired difference {paired[0]:+.3f} [{paired[1]:+.3f}, {paired[2]:+.3f}])"
+                        )
                     else:
                         clear = bool(r.intervals.get("f1")) and boost.f1 > r.intervals["f1"][1]
-                        text = (f"{table} seed {seed}: {r.method} {interval(r.f1, r.intervals.get('f1'))} vs "
-                                f"gradient boosting {boost.f1:.3f}")
+                        text = (
+                            f"{table} seed {seed}: {r.method} {interval(r.f1, r.intervals.get('f1'))} vs "
+                            f"gradient boosting {boost.f1:.3f}"
+                        )
                     (losses if clear else near).append(text)
         if verdicts:
             wins = sum(v[0] for v in verdicts)
             detail = "; ".join(f"{c:.3f} vs {h:.3f}" for _, c, h in verdicts)
-            cv_lines.append(f"- {table} ({positives} positives, {tag}): cv F1 >= holdout F1 in {wins} of {len(verdicts)} "
-                            f"comparison{'s' if len(verdicts) > 1 else ''} ({detail})")
+            cv_lines.append(
+                f"- {table} ({positives} positives, {tag}): cv F1 >= holdout F1 in {wins} of {len(verdicts)} "
+                f"comparison{'s' if len(verdicts) > 1 else ''} ({detail})"
+            )
         else:
             cv_lines.append(f"- {table} ({positives} positives, {tag}): no comparison (a sweep failed or was not run)")
     say("Cross-validated trials against the single validation split (test F1, cv vs holdout):")
@@ -602,11 +707,15 @@ def print_summary(rows: list[Row], labels: dict, say) -> None:
     for line in collapse:
         say(f"- {line}")
     print_decisions(rows, labels, say)
-    say("\nThe network below gradient boosting beyond the interval (paired bootstrap of the F1 difference, "
-        "95%, excludes 0): " + ("none." if not losses else ""))
+    say(
+        "\nThe network below gradient boosting beyond the interval (paired bootstrap of the F1 difference, "
+        "95%, excludes 0): " + ("none." if not losses else "")
+    )
     for line in losses:
         say(f"- {line}")
-    say("\nThe network below gradient boosting within the interval (not a clear loss): " + ("none." if not near else ""))
+    say(
+        "\nThe network below gradient boosting within the interval (not a clear loss): " + ("none." if not near else "")
+    )
     for line in near:
         say(f"- {line}")
     failed = [r for r in rows if r.error]
@@ -638,11 +747,16 @@ def render(rows: list[Row], labels: dict, seeds, modes, args, show, skipped=()) 
     for line in [*skipped, *NOTES]:
         say(line)
     if modes and (args.export_args or args.exports != [DEFAULT_EXPORT]):
-        say(f"Exports per sweep: {', '.join(repr(v) for v in args.exports)}"
-            + (f", each with --export-args {args.export_args!r}" if args.export_args else ""))
-    say(f"\n### Real tables: test F1 and AP of the exported sweep against two references "
+        say(
+            f"Exports per sweep: {', '.join(repr(v) for v in args.exports)}"
+            + (f", each with --export-args {args.export_args!r}" if args.export_args else "")
+        )
+    say(
+        f"\n### Real tables: test F1 and AP of the exported sweep against two references "
         f"({args.trials} trials, {args.epochs} epochs; seeds {', '.join(map(str, seeds))})\n"
-        if modes else f"\n### Real tables: references only (seeds {', '.join(map(str, seeds))})\n")
+        if modes
+        else f"\n### Real tables: references only (seeds {', '.join(map(str, seeds))})\n"
+    )
     print_rows(rows, say)
     if len(seeds) > 1:
         print_means(rows, seeds, say)
@@ -656,9 +770,15 @@ def render(rows: list[Row], labels: dict, seeds, modes, args, show, skipped=()) 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--group", choices=list(GROUPS), default="choose",
-                        help="choose: the tables defaults are chosen on; confirm: the tables held apart to confirm them")
-    parser.add_argument("--tables", nargs="+", choices=list(BUILDERS), default=None, help="these tables instead of --group")
+    parser.add_argument(
+        "--group",
+        choices=list(GROUPS),
+        default="choose",
+        help="choose: the tables defaults are chosen on; confirm: the tables held apart to confirm them",
+    )
+    parser.add_argument(
+        "--tables", nargs="+", choices=list(BUILDERS), default=None, help="these tables instead of --group"
+    )
     parser.add_argument("--seeds", nargs="+", type=int, default=[0], help="split seeds (the sweep's --seed)")
     parser.add_argument("--trials", type=int, default=30)
     parser.add_argument("--epochs", type=int, default=50)
@@ -666,17 +786,35 @@ def main() -> None:
     parser.add_argument("--baselines-only", action="store_true", help="references only, no sweep")
     parser.add_argument("--quick", action="store_true", help=f"smoke run: {QUICK}")
     parser.add_argument("--out", type=Path, help="also write the markdown to this file")
-    parser.add_argument("--sweep-args", default="", help="extra `sweep run` options for every sweep, e.g. '--learning-rate 0.0003:0.03'")
-    parser.add_argument("--export-args", default="",
-                        help="extra `sweep export` options for every export, e.g. '--carry value'")
-    parser.add_argument("--exports", nargs="+", default=[DEFAULT_EXPORT],
-                        help="export variants per sweep, one row each, the sweep run once: 'default' (no extra options) or "
-                             "`sweep export` options, e.g. --exports default '--ensemble single'")
+    parser.add_argument(
+        "--sweep-args", default="", help="extra `sweep run` options for every sweep, e.g. '--learning-rate 0.0003:0.03'"
+    )
+    parser.add_argument(
+        "--export-args", default="", help="extra `sweep export` options for every export, e.g. '--carry value'"
+    )
+    parser.add_argument(
+        "--exports",
+        nargs="+",
+        default=[DEFAULT_EXPORT],
+        help="export variants per sweep, one row each, the sweep run once: 'default' (no extra options) or "
+        "`sweep export` options, e.g. --exports default '--ensemble single'",
+    )
     parser.add_argument("--no-balanced-tuned", action="store_true", help=f"leave out the {BALANCED!r} row")
-    parser.add_argument("--modes", nargs="+", default=None, help="sweep modes to run: holdout, cvK, default (no --cv: the sweep's own choice); default: holdout cvK")
-    parser.add_argument("--workdir", type=Path, help="keep tables, study storage and bundles here (default: a temp dir)")
-    parser.add_argument("--resume", type=Path, help="keep each (table, seed)'s rows in this folder and reuse those already "
-                                                    "there, so a long run can be cut short and continued")
+    parser.add_argument(
+        "--modes",
+        nargs="+",
+        default=None,
+        help="sweep modes to run: holdout, cvK, default (no --cv: the sweep's own choice); default: holdout cvK",
+    )
+    parser.add_argument(
+        "--workdir", type=Path, help="keep tables, study storage and bundles here (default: a temp dir)"
+    )
+    parser.add_argument(
+        "--resume",
+        type=Path,
+        help="keep each (table, seed)'s rows in this folder and reuse those already "
+        "there, so a long run can be cut short and continued",
+    )
     args = parser.parse_args()
     if args.quick:
         args.trials, args.epochs = QUICK["trials"], QUICK["epochs"]
@@ -695,7 +833,9 @@ def main() -> None:
             try:
                 paths[name] = write_table(name, work)
             except ImportError:
-                skipped.append(f"skipped {name}: it needs the package {PACKAGES.get(name, '?')} (pip install -e '.[bench]')")
+                skipped.append(
+                    f"skipped {name}: it needs the package {PACKAGES.get(name, '?')} (pip install -e '.[bench]')"
+                )
                 print(skipped[-1], file=sys.stderr, flush=True)
         if not paths:
             sys.exit("error: no table could be built; pip install -e '.[bench]'")
@@ -724,9 +864,14 @@ def main() -> None:
                     made = sweep_rows(mode, paths[name], frame, test, work, args, base)
                     rows.extend(made)
                     for r in made:
-                        print(f"  {name} seed {seed} {r.method}: " + (r.error or f"F1 {r.f1:.3f}, {r.detail}"),
-                              file=sys.stderr, flush=True)
-                print(f"  {name} seed {seed}: {time.perf_counter() - started:.0f} s in all", file=sys.stderr, flush=True)
+                        print(
+                            f"  {name} seed {seed} {r.method}: " + (r.error or f"F1 {r.f1:.3f}, {r.detail}"),
+                            file=sys.stderr,
+                            flush=True,
+                        )
+                print(
+                    f"  {name} seed {seed}: {time.perf_counter() - started:.0f} s in all", file=sys.stderr, flush=True
+                )
                 if kept:
                     kept.parent.mkdir(parents=True, exist_ok=True)
                     kept.write_bytes(pickle.dumps((rows[first:], labels[(name, seed)])))

@@ -43,7 +43,14 @@ def main() -> None:
             for workers in args.workers:
                 name = f"scaling-{uuid.uuid4().hex[:8]}"
                 config = resolve_config(
-                    {"storage": url, "study": name, "trials": args.trials, "epochs": args.epochs, "workers": workers, "pruner": "none"},
+                    {
+                        "storage": url,
+                        "study": name,
+                        "trials": args.trials,
+                        "epochs": args.epochs,
+                        "workers": workers,
+                        "pruner": "none",
+                    },
                     env={},
                 )
                 started = time.perf_counter()
@@ -52,7 +59,9 @@ def main() -> None:
                 assert result.finished == args.trials, result
                 per_hour = args.trials / seconds * 3600
                 single = single or per_hour
-                print(f"| {backend} | {workers} | {seconds:.0f} | {per_hour:.0f} | {per_hour / single:.2f}x |", flush=True)
+                print(
+                    f"| {backend} | {workers} | {seconds:.0f} | {per_hour:.0f} | {per_hour / single:.2f}x |", flush=True
+                )
                 if backend == "Postgres":
                     optuna.delete_study(study_name=name, storage=url)
 

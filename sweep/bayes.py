@@ -20,9 +20,22 @@ from sklearn.utils.random import sample_without_replacement
 
 # make_classification's keyword defaults (scikit-learn 1.9); a recipe may omit any of them.
 MAKE_CLASSIFICATION_DEFAULTS = dict(
-    n_samples=100, n_features=20, n_informative=2, n_redundant=2, n_repeated=0, n_classes=2,
-    n_clusters_per_class=2, weights=None, flip_y=0.01, class_sep=1.0, hypercube=True, shift=0.0, scale=1.0,
-    shuffle=True, random_state=None, return_X_y=True,
+    n_samples=100,
+    n_features=20,
+    n_informative=2,
+    n_redundant=2,
+    n_repeated=0,
+    n_classes=2,
+    n_clusters_per_class=2,
+    weights=None,
+    flip_y=0.01,
+    class_sep=1.0,
+    hypercube=True,
+    shift=0.0,
+    scale=1.0,
+    shuffle=True,
+    random_state=None,
+    return_X_y=True,
 )
 # _generate_hypercube draws the bits beyond this many dimensions with randint, the rest as integer codes.
 HYPERCUBE_CODE_BITS = 30
@@ -224,9 +237,11 @@ def _class_weights(weights, n_classes: int) -> list[float]:
 def _hypercube_vertices(n_vertices: int, dimensions: int, generator: np.random.RandomState) -> np.ndarray:
     """Draw distinct 0/1 vertices exactly as sklearn's _generate_hypercube does, consuming the same draws."""
     if dimensions > HYPERCUBE_CODE_BITS:
-        return np.hstack([
-            generator.randint(2, size=(n_vertices, dimensions - HYPERCUBE_CODE_BITS)),
-            _hypercube_vertices(n_vertices, HYPERCUBE_CODE_BITS, generator),
-        ])
+        return np.hstack(
+            [
+                generator.randint(2, size=(n_vertices, dimensions - HYPERCUBE_CODE_BITS)),
+                _hypercube_vertices(n_vertices, HYPERCUBE_CODE_BITS, generator),
+            ]
+        )
     codes = sample_without_replacement(2**dimensions, n_vertices, random_state=generator).astype(">u4", copy=False)
     return np.unpackbits(codes.view(">u1")).reshape((-1, 32))[:, -dimensions:]

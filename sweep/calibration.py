@@ -93,13 +93,23 @@ class Calibration:
             y = tuple(float(v) for v in values["y"])
             if not x or len(x) != len(y):
                 raise ValueError(f"isotonic calibration needs as many knots as values (got {len(x)} and {len(y)})")
-            if np.any(np.diff(x) < 0) or np.any(np.diff(y) < 0) or min(y) < 0 or max(y) > 1 or not np.all(np.isfinite(x)):
-                raise ValueError("isotonic calibration knots must be increasing and its values non-decreasing in [0, 1]")
+            if (
+                np.any(np.diff(x) < 0)
+                or np.any(np.diff(y) < 0)
+                or min(y) < 0
+                or max(y) > 1
+                or not np.all(np.isfinite(x))
+            ):
+                raise ValueError(
+                    "isotonic calibration knots must be increasing and its values non-decreasing in [0, 1]"
+                )
             return cls(method, weight, x, y, fitted_on=fitted_on)
         if method == "platt":
             slope, intercept = float(values["slope"]), float(values["intercept"])
             if not (np.isfinite(slope) and np.isfinite(intercept) and slope >= 0):
-                raise ValueError(f"Platt calibration needs a finite slope >= 0 and intercept (got {slope}, {intercept})")
+                raise ValueError(
+                    f"Platt calibration needs a finite slope >= 0 and intercept (got {slope}, {intercept})"
+                )
             return cls(method, weight, slope=slope, intercept=intercept, fitted_on=fitted_on)
         return cls(method, weight, fitted_on=fitted_on)
 
@@ -115,7 +125,8 @@ class Calibration:
 
 
 def fit_isotonic(q: np.ndarray, y: np.ndarray) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """sklearn's IsotonicRegression(out_of_bounds="clip") on corrected scores: its knots (X_thresholds_, y_thresholds_)."""
+    """sklearn's IsotonicRegression(out_of_bounds="clip") on corrected scores: its knots (X_thresholds_,
+    y_thresholds_)."""
     from sklearn.isotonic import IsotonicRegression
 
     fitted = IsotonicRegression(y_min=0.0, y_max=1.0, increasing=True, out_of_bounds="clip").fit(q, y)

@@ -6,7 +6,7 @@ import functools
 import sys
 import traceback
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -25,8 +25,12 @@ err = Console(stderr=True, soft_wrap=True)
 _state = {"debug": False}
 
 StorageOption = Annotated[
-    Optional[str],
-    typer.Option("--storage", help="SQLAlchemy URL of the study storage", show_default="SWEEP_STORAGE or sqlite:///studies/sweeps.db"),
+    str | None,
+    typer.Option(
+        "--storage",
+        help="SQLAlchemy URL of the study storage",
+        show_default="SWEEP_STORAGE or sqlite:///studies/sweeps.db",
+    ),
 ]
 
 
@@ -64,7 +68,9 @@ def reports_errors(command):
             first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
             err.print(
                 f"error: {type(exc).__name__}: {first_line} (run `sweep --debug ...` for the traceback)",
-                markup=False, highlight=False, soft_wrap=True,
+                markup=False,
+                highlight=False,
+                soft_wrap=True,
             )
             raise typer.Exit(1) from None
 
@@ -87,54 +93,203 @@ def main_options(
 
 
 PickOption = Annotated[
-    Optional[str],
-    typer.Option("--pick", help="Multi-objective studies: which Pareto-front trial to use, e.g. 'recall:precision>=0.2'. [default: f1]"),
+    str | None,
+    typer.Option(
+        "--pick",
+        help="Multi-objective studies: which Pareto-front trial to use, e.g. 'recall:precision>=0.2'. [default: f1]",
+    ),
 ]
 
 
 @app.command()
 @reports_errors
 def run(
-    config: Annotated[Optional[Path], typer.Option("--config", help="TOML file; every option below is a key in it.")] = None,
-    study: Annotated[Optional[str], typer.Option(help="Study name; an existing study is resumed.", show_default="minority-weight")] = None,
+    config: Annotated[
+        Path | None, typer.Option("--config", help="TOML file; every option below is a key in it.")
+    ] = None,
+    study: Annotated[
+        str | None, typer.Option(help="Study name; an existing study is resumed.", show_default="minority-weight")
+    ] = None,
     storage: StorageOption = None,
-    data: Annotated[Optional[str], typer.Option(help="'seed' (the reference data) or a CSV/Parquet path.", show_default="seed")] = None,
-    target: Annotated[Optional[str], typer.Option(help="Label column of a data file.")] = None,
-    positive_label: Annotated[Optional[str], typer.Option(help="Label of the positive (minority) class when it is not 1.")] = None,
-    trials: Annotated[Optional[int], typer.Option(help="Finished trials the study should hold in total (not 'more').", show_default="30")] = None,
-    timeout: Annotated[Optional[float], typer.Option(help="Stop starting new trials after this many seconds (a population round still training stops at its next epoch).")] = None,
-    trial_timeout: Annotated[Optional[float], typer.Option(metavar="SECONDS", help="Fail a trial (each population member, your own model) that runs longer than this many seconds; the worker goes on with the next trial.")] = None,
-    epochs: Annotated[Optional[int], typer.Option(help="Training epochs per trial.", show_default="50")] = None,
-    min_steps: Annotated[Optional[int], typer.Option(help="The builtin network trains at least this many Adam steps per fold model: on a small table the epochs grow to reach it (0 = exactly --epochs).", show_default="0")] = None,
-    batch_size: Annotated[Optional[int], typer.Option(help="Mini-batch size.", show_default="100")] = None,
-    learning_rate: Annotated[Optional[str], typer.Option(help="Adam learning rate, or a range LOW:HIGH to search (log scale).", show_default="0.001")] = None,
-    objective: Annotated[Optional[str], typer.Option(help="f1 | fbeta:BETA | ap | recall_at_precision:P | cost:miss=A,false_alarm=B.", show_default="f1")] = None,
-    seed: Annotated[Optional[int], typer.Option(help="Seed of the sampler, the validation split and every trial.", show_default="0")] = None,
-    minority_weight: Annotated[Optional[str], typer.Option(help="Range LOW:HIGH of the minority weight (log scale).", show_default="1:1000")] = None,
-    hidden_width: Annotated[Optional[str], typer.Option(help="Range LOW:HIGH of hidden units (log scale).", show_default="1:64")] = None,
-    threshold: Annotated[Optional[str], typer.Option(help="Range LOW:HIGH of the decision threshold.", show_default="0.01:0.99")] = None,
-    threshold_search: Annotated[Optional[str], typer.Option(help="sampled: the sampler draws each trial's threshold like the weight; tuned: each trial's threshold is the one within the range that scores best on its own validation scores.", show_default="sampled")] = None,
-    hidden_layers: Annotated[Optional[int], typer.Option(help="Hidden layers of the network.", show_default="1")] = None,
-    validation_fraction: Annotated[Optional[float], typer.Option(help="Share of the non-test rows used for validation.", show_default="0.2")] = None,
-    test_fraction: Annotated[Optional[float], typer.Option(help="Share of a data file held out as test (seed data: the tutorial's 20%).", show_default="0.2")] = None,
-    pruner: Annotated[Optional[str], typer.Option(help="none | median | percentile:P | hyperband | successive_halving (per-epoch validation objective).", show_default="median")] = None,
-    intra_op_threads: Annotated[Optional[int], typer.Option(help="TensorFlow threads inside one op (0 = automatic).", show_default="0")] = None,
-    inter_op_threads: Annotated[Optional[int], typer.Option(help="TensorFlow ops run in parallel (0 = automatic).", show_default="0")] = None,
-    population: Annotated[Optional[int], typer.Option(help="Trials trained together in one compiled model (0 = automatic, 1 = one at a time; one hidden layer).", show_default="0")] = None,
-    workers: Annotated[Optional[int], typer.Option(help="Worker processes on this machine, all on the same study.", show_default="1")] = None,
-    device: Annotated[Optional[str], typer.Option(help="auto | cpu | gpu | gpu:N; auto puts worker i on GPU i mod n when there are GPUs.", show_default="auto")] = None,
-    heartbeat_interval: Annotated[Optional[int], typer.Option(help="Seconds between a running trial's heartbeats.", show_default="10")] = None,
-    grace_period: Annotated[Optional[int], typer.Option(help="Seconds without a heartbeat after which a trial's worker is taken for dead: the trial is failed and retried.", show_default="30")] = None,
-    outage_limit: Annotated[Optional[float], typer.Option(metavar="SECONDS", help="How long every process (driver, workers) waits for an unreachable storage (a database restart) before it gives up with exit code 2; nothing stored is lost.", show_default="180")] = None,
-    cv: Annotated[Optional[str], typer.Option(help="Folds per trial: K stratified folds of all non-test rows, judged on pooled out-of-fold scores; 0 = one validation split; auto = folds when a validation split would hold under 100 positives.", show_default="auto")] = None,
-    cv_repeats: Annotated[Optional[int], typer.Option(help="Repeats of the K folds with other shuffles (each row validated once per repeat).", show_default="1")] = None,
-    features: Annotated[Optional[str], typer.Option(help="Input columns to use, COL,COL (default: every column but the target).")] = None,
-    drop: Annotated[Optional[str], typer.Option(help="Columns not to use, COL,COL (identifiers, leaks).")] = None,
-    min_level_count: Annotated[Optional[int], typer.Option(help="Levels of a text column seen fewer times in the training rows go to one '(other)' level.", show_default="5")] = None,
-    max_levels: Annotated[Optional[int], typer.Option(help="Most levels kept per text column: past it the most frequent are kept and the rest grouped in '(other)'.", show_default="50")] = None,
-    cluster: Annotated[Optional[str], typer.Option(help="Place one worker loop per Dask worker: tcp://HOST:PORT of a running Dask scheduler, or local:N (needs the cluster extra).")] = None,
-    model: Annotated[Optional[str], typer.Option(help="builtin, or your own Keras model: PATH.py:FUNCTION or package.module:FUNCTION, called as FUNCTION(params, input_shape).", show_default="builtin")] = None,
-    param: Annotated[Optional[list[str]], typer.Option("--param", help="A parameter of your model's search space (repeatable): NAME=LOW:HIGH, NAME=LOW:HIGH:log, NAME=A,B,C or NAME=VALUE.")] = None,
+    data: Annotated[
+        str | None, typer.Option(help="'seed' (the reference data) or a CSV/Parquet path.", show_default="seed")
+    ] = None,
+    target: Annotated[str | None, typer.Option(help="Label column of a data file.")] = None,
+    positive_label: Annotated[
+        str | None, typer.Option(help="Label of the positive (minority) class when it is not 1.")
+    ] = None,
+    trials: Annotated[
+        int | None,
+        typer.Option(help="Finished trials the study should hold in total (not 'more').", show_default="30"),
+    ] = None,
+    timeout: Annotated[
+        float | None,
+        typer.Option(
+            help="Stop starting new trials after this many seconds (a population round still training stops at its "
+            "next epoch)."
+        ),
+    ] = None,
+    trial_timeout: Annotated[
+        float | None,
+        typer.Option(
+            metavar="SECONDS",
+            help="Fail a trial (each population member, your own model) that runs longer than this many seconds; the "
+            "worker goes on with the next trial.",
+        ),
+    ] = None,
+    epochs: Annotated[int | None, typer.Option(help="Training epochs per trial.", show_default="50")] = None,
+    min_steps: Annotated[
+        int | None,
+        typer.Option(
+            help="The builtin network trains at least this many Adam steps per fold model: on a small table the epochs "
+            "grow to reach it (0 = exactly --epochs).",
+            show_default="0",
+        ),
+    ] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Mini-batch size.", show_default="100")] = None,
+    learning_rate: Annotated[
+        str | None,
+        typer.Option(help="Adam learning rate, or a range LOW:HIGH to search (log scale).", show_default="0.001"),
+    ] = None,
+    objective: Annotated[
+        str | None,
+        typer.Option(
+            help="f1 | fbeta:BETA | ap | recall_at_precision:P | cost:miss=A,false_alarm=B.", show_default="f1"
+        ),
+    ] = None,
+    seed: Annotated[
+        int | None, typer.Option(help="Seed of the sampler, the validation split and every trial.", show_default="0")
+    ] = None,
+    minority_weight: Annotated[
+        str | None, typer.Option(help="Range LOW:HIGH of the minority weight (log scale).", show_default="1:1000")
+    ] = None,
+    hidden_width: Annotated[
+        str | None, typer.Option(help="Range LOW:HIGH of hidden units (log scale).", show_default="1:64")
+    ] = None,
+    threshold: Annotated[
+        str | None, typer.Option(help="Range LOW:HIGH of the decision threshold.", show_default="0.01:0.99")
+    ] = None,
+    threshold_search: Annotated[
+        str | None,
+        typer.Option(
+            help="sampled: the sampler draws each trial's threshold like the weight; tuned: each trial's threshold is "
+            "the one within the range that scores best on its own validation scores.",
+            show_default="sampled",
+        ),
+    ] = None,
+    hidden_layers: Annotated[int | None, typer.Option(help="Hidden layers of the network.", show_default="1")] = None,
+    validation_fraction: Annotated[
+        float | None, typer.Option(help="Share of the non-test rows used for validation.", show_default="0.2")
+    ] = None,
+    test_fraction: Annotated[
+        float | None,
+        typer.Option(help="Share of a data file held out as test (seed data: the tutorial's 20%).", show_default="0.2"),
+    ] = None,
+    pruner: Annotated[
+        str | None,
+        typer.Option(
+            help="none | median | percentile:P | hyperband | successive_halving (per-epoch validation objective).",
+            show_default="median",
+        ),
+    ] = None,
+    intra_op_threads: Annotated[
+        int | None, typer.Option(help="TensorFlow threads inside one op (0 = automatic).", show_default="0")
+    ] = None,
+    inter_op_threads: Annotated[
+        int | None, typer.Option(help="TensorFlow ops run in parallel (0 = automatic).", show_default="0")
+    ] = None,
+    population: Annotated[
+        int | None,
+        typer.Option(
+            help="Trials trained together in one compiled model (0 = automatic, 1 = one at a time; one hidden layer).",
+            show_default="0",
+        ),
+    ] = None,
+    workers: Annotated[
+        int | None, typer.Option(help="Worker processes on this machine, all on the same study.", show_default="1")
+    ] = None,
+    device: Annotated[
+        str | None,
+        typer.Option(
+            help="auto | cpu | gpu | gpu:N; auto puts worker i on GPU i mod n when there are GPUs.", show_default="auto"
+        ),
+    ] = None,
+    heartbeat_interval: Annotated[
+        int | None, typer.Option(help="Seconds between a running trial's heartbeats.", show_default="10")
+    ] = None,
+    grace_period: Annotated[
+        int | None,
+        typer.Option(
+            help="Seconds without a heartbeat after which a trial's worker is taken for dead: the trial is failed and "
+            "retried.",
+            show_default="30",
+        ),
+    ] = None,
+    outage_limit: Annotated[
+        float | None,
+        typer.Option(
+            metavar="SECONDS",
+            help="How long every process (driver, workers) waits for an unreachable storage (a database restart) "
+            "before it gives up with exit code 2; nothing stored is lost.",
+            show_default="180",
+        ),
+    ] = None,
+    cv: Annotated[
+        str | None,
+        typer.Option(
+            help="Folds per trial: K stratified folds of all non-test rows, judged on pooled out-of-fold scores; 0 = "
+            "one validation split; auto = folds when a validation split would hold under 100 positives.",
+            show_default="auto",
+        ),
+    ] = None,
+    cv_repeats: Annotated[
+        int | None,
+        typer.Option(
+            help="Repeats of the K folds with other shuffles (each row validated once per repeat).", show_default="1"
+        ),
+    ] = None,
+    features: Annotated[
+        str | None, typer.Option(help="Input columns to use, COL,COL (default: every column but the target).")
+    ] = None,
+    drop: Annotated[str | None, typer.Option(help="Columns not to use, COL,COL (identifiers, leaks).")] = None,
+    min_level_count: Annotated[
+        int | None,
+        typer.Option(
+            help="Levels of a text column seen fewer times in the training rows go to one '(other)' level.",
+            show_default="5",
+        ),
+    ] = None,
+    max_levels: Annotated[
+        int | None,
+        typer.Option(
+            help="Most levels kept per text column: past it the most frequent are kept and the rest grouped in "
+            "'(other)'.",
+            show_default="50",
+        ),
+    ] = None,
+    cluster: Annotated[
+        str | None,
+        typer.Option(
+            help="Place one worker loop per Dask worker: tcp://HOST:PORT of a running Dask scheduler, or local:N "
+            "(needs the cluster extra)."
+        ),
+    ] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            help="builtin, or your own Keras model: PATH.py:FUNCTION or package.module:FUNCTION, called as "
+            "FUNCTION(params, input_shape).",
+            show_default="builtin",
+        ),
+    ] = None,
+    param: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--param",
+            help="A parameter of your model's search space (repeatable): NAME=LOW:HIGH, NAME=LOW:HIGH:log, NAME=A,B,C "
+            "or NAME=VALUE.",
+        ),
+    ] = None,
 ) -> None:
     """Run (or resume) a sweep until the study holds --trials finished trials. `sweep worker` is the same
     command: start it on other machines with the same --study and --storage to join a running study."""
@@ -168,8 +323,11 @@ def _run_with_progress(config, run_workers):
     from sweep.results import BUDGET_STATES, best_trial, count_trials, format_values
 
     columns = (
-        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-        TextColumn("best {task.fields[best]}"), TimeElapsedColumn(),
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("best {task.fields[best]}"),
+        TimeElapsedColumn(),
     )
     progress = Progress(*columns, console=err, transient=False)
     task = progress.add_task(f"study {config.study}", total=config.trials, best="-", start=False)
@@ -209,15 +367,20 @@ def _print_run_summary(config, summary) -> None:
     attrs = best.user_attrs
     out.print(f"Best trial #{best.number}: {summary.metric_name} = {format_values(best)} (validation)", highlight=False)
     out.print(
-        "  " + ", ".join(f"{k}={format_value(v)}" for k, v in best.params.items())
-        + f"  -> precision {format_value(attrs.get('val_precision'), 3)}, recall {format_value(attrs.get('val_recall'), 3)}, "
-        f"flag rate {format_value(attrs.get('val_flag_rate'), 3)}",
+        "  "
+        + ", ".join(f"{k}={format_value(v)}" for k, v in best.params.items())
+        + f"  -> precision {format_value(attrs.get('val_precision'), 3)}, recall "
+        f"{format_value(attrs.get('val_recall'), 3)}, flag rate {format_value(attrs.get('val_flag_rate'), 3)}",
         highlight=False,
     )
     storage_flag = f" --storage '{summary.storage}'"
     out.print("Next:", highlight=False)
     out.print(f"  sweep dashboard{storage_flag}", highlight=False, markup=False)
-    out.print(f"  sweep export {summary.study_name} --out exports/{summary.study_name}{storage_flag}", highlight=False, markup=False)
+    out.print(
+        f"  sweep export {summary.study_name} --out exports/{summary.study_name}{storage_flag}",
+        highlight=False,
+        markup=False,
+    )
 
 
 @app.command()
@@ -279,16 +442,23 @@ def export(
     storage: StorageOption = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite a non-empty --out directory.")] = False,
     pick: PickOption = None,
-    refit: Annotated[str, typer.Option(
-        help="all: train the chosen configuration(s) on all non-test rows; judged: ship the models the threshold was chosen on "
-             "(a trial's own model, or a cross-validated trial's fold models), no refit; train: judged, for one trial of a "
-             "single validation split.",
-    )] = "all",
-    ensemble: Annotated[Optional[str], typer.Option(
-        help="What the bundle holds, averaged: auto (single, the measured default); single (one refit); seeds:K (K refits with seeds derived from the trial's); "
-             "folds (a cross-validated trial's own fold models); greedy:N (greedy ensemble selection over the N best trials).",
-        show_default="auto",
-    )] = None,
+    refit: Annotated[
+        str,
+        typer.Option(
+            help="all: train the chosen configuration(s) on all non-test rows; judged: ship the models the threshold "
+            "was chosen on (a trial's own model, or a cross-validated trial's fold models), no refit; train: judged, "
+            "for one trial of a single validation split.",
+        ),
+    ] = "all",
+    ensemble: Annotated[
+        str | None,
+        typer.Option(
+            help="What the bundle holds, averaged: auto (single, the measured default); single (one refit); seeds:K (K "
+            "refits with seeds derived from the trial's); folds (a cross-validated trial's own fold models); greedy:N "
+            "(greedy ensemble selection over the N best trials).",
+            show_default="auto",
+        ),
+    ] = None,
 ) -> None:
     """Retrain the best trial (checking its stored value), refit it (or the ensemble --ensemble names), check that it
     flags what the judged models flagged, score it once on the held-out test part and write a bundle to --out."""
@@ -298,7 +468,12 @@ def export(
     from sweep.results import format_value
 
     result = export_best(
-        _storage_url(storage), study, out_dir, force=force, pick=parse_pick(pick), refit=refit,
+        _storage_url(storage),
+        study,
+        out_dir,
+        force=force,
+        pick=parse_pick(pick),
+        refit=refit,
         ensemble=DEFAULT_ENSEMBLE if ensemble is None else ensemble,
     )
     best = result.best
@@ -312,44 +487,76 @@ def export(
     own = {k: v for k, v in best["params"].items() if k not in ("minority_weight", "threshold")}
     ensemble = best["ensemble"]
     if ensemble["kind"] == "greedy":  # the best trial's weight and width, the ensemble's own threshold
-        out.print(f"  best trial: class_weight {best['class_weight']}, " + ", ".join(f"{k} {v}" for k, v in own.items()) +
-                  f"; the ensemble's threshold {best['threshold']:.4g}", highlight=False)
-        members = ", ".join(f"#{m['trial']} (weight {m['params']['minority_weight']:.3g}, x{m['weight']:.2f})" for m in ensemble["members"])
-        out.print(f"  greedy ensemble of {len(ensemble['members'])} configurations, averaged: {members}", highlight=False)
+        out.print(
+            f"  best trial: class_weight {best['class_weight']}, "
+            + ", ".join(f"{k} {v}" for k, v in own.items())
+            + f"; the ensemble's threshold {best['threshold']:.4g}",
+            highlight=False,
+        )
+        members = ", ".join(
+            f"#{m['trial']} (weight {m['params']['minority_weight']:.3g}, x{m['weight']:.2f})"
+            for m in ensemble["members"]
+        )
+        out.print(
+            f"  greedy ensemble of {len(ensemble['members'])} configurations, averaged: {members}", highlight=False
+        )
     else:
-        out.print(f"  class_weight {best['class_weight']}, threshold {best['threshold']:.4g}, " + ", ".join(f"{k} {v}" for k, v in own.items()), highlight=False)
+        out.print(
+            f"  class_weight {best['class_weight']}, threshold {best['threshold']:.4g}, "
+            + ", ".join(f"{k} {v}" for k, v in own.items()),
+            highlight=False,
+        )
     out.print(
         f"  validation {','.join(best['objective']['names'])} = {best['validation']['value']} "
         f"(retrained: {best['validation']['reproduced_value']})",
         highlight=False,
     )
-    out.print(f"  model refit on {best['refit']['rows']} ({best['refit']['counts']['rows']} rows, {best['refit']['epochs']} epochs)", highlight=False)
+    out.print(
+        f"  model refit on {best['refit']['rows']} ({best['refit']['counts']['rows']} rows, {best['refit']['epochs']} "
+        "epochs)",
+        highlight=False,
+    )
     if ensemble["kind"] != "single":
         out.print(f"  ensemble {ensemble['kind']} of {ensemble['size']}: {ensemble['how_chosen']}", highlight=False)
     decision = best["decision"]
     out.print(
-        f"  decision check: at threshold {decision['threshold']:.4g} the judged models flag {decision['judged_flag_rate']:.2%} of "
-        f"their validation rows, the shipped ones {decision['shipped_flag_rate']:.2%} of {decision['rows']}", highlight=False, markup=False,
+        f"  decision check: at threshold {decision['threshold']:.4g} the judged models flag "
+        f"{decision['judged_flag_rate']:.2%} of their validation rows, the shipped ones "
+        f"{decision['shipped_flag_rate']:.2%} of {decision['rows']}",
+        highlight=False,
+        markup=False,
     )
     if decision["fallback"]:
         err.print(f"fallback: {decision['fallback']}", highlight=False, markup=False)
     out.print(
-        "  test (95% bootstrap intervals): " + ", ".join(
-            shown(name, label) for name, label in (("precision", "precision"), ("recall", "recall"), ("f1", "f1"),
-                                                   ("flag_rate", "flag rate"), ("average_precision", "average precision"))
+        "  test (95% bootstrap intervals): "
+        + ", ".join(
+            shown(name, label)
+            for name, label in (
+                ("precision", "precision"),
+                ("recall", "recall"),
+                ("f1", "f1"),
+                ("flag_rate", "flag rate"),
+                ("average_precision", "average precision"),
+            )
         ),
-        highlight=False, markup=False,
+        highlight=False,
+        markup=False,
     )
     raw, calibrated = (best["test"]["probability"][k] for k in ("raw score", "calibrated probability"))
     out.print(
-        f"  probability: {result.calibration.describe()}; threshold {best['threshold']:.4g} on the score is probability "
-        f"{best['threshold_probability']:.4g}; test Brier {raw['brier']:.4f} (raw score) -> {calibrated['brier']:.4f}, "
-        f"mean {raw['mean_probability']:.4f} -> {calibrated['mean_probability']:.4f}",
-        highlight=False, markup=False,
+        f"  probability: {result.calibration.describe()}; threshold {best['threshold']:.4g} on the score is "
+        f"probability {best['threshold_probability']:.4g}; test Brier {raw['brier']:.4f} (raw score) -> "
+        f"{calibrated['brier']:.4f}, mean {raw['mean_probability']:.4f} -> {calibrated['mean_probability']:.4f}",
+        highlight=False,
+        markup=False,
     )
     if not result.reproduced:
-        err.print("warning: the retrained model does not reproduce the stored validation value exactly "
-                  "(different machine or device?); best.json records both", highlight=False)
+        err.print(
+            "warning: the retrained model does not reproduce the stored validation value exactly "
+            "(different machine or device?); best.json records both",
+            highlight=False,
+        )
 
 
 @app.command()
@@ -358,7 +565,9 @@ def report(
     study: Annotated[list[str], typer.Argument(help="One or more study names (several are put side by side).")],
     out_dir: Annotated[Path, typer.Option("--out", help="Directory for report.md, report.html and the figures.")],
     storage: StorageOption = None,
-    seeds: Annotated[int, typer.Option(min=1, help="Seeds per tutorial fixed-weight network (their rows are means ± sd).")] = 3,
+    seeds: Annotated[
+        int, typer.Option(min=1, help="Seeds per tutorial fixed-weight network (their rows are means ± sd).")
+    ] = 3,
     force: Annotated[bool, typer.Option("--force", help="Overwrite a non-empty --out directory.")] = False,
     pick: PickOption = None,
 ) -> None:
@@ -366,7 +575,9 @@ def report(
     from sweep.metrics import parse_pick
     from sweep.report import write_report
 
-    written = write_report(_storage_url(storage), study, out_dir, seeds=tuple(range(seeds)), force=force, pick=parse_pick(pick))
+    written = write_report(
+        _storage_url(storage), study, out_dir, seeds=tuple(range(seeds)), force=force, pick=parse_pick(pick)
+    )
     out.print(f"Wrote {written / 'report.html'} and {written / 'report.md'} (with figures)", highlight=False)
 
 
@@ -374,9 +585,23 @@ def report(
 @reports_errors
 def predict(
     bundle: Annotated[Path, typer.Argument(help="Directory written by `sweep export`.")],
-    data: Annotated[Path, typer.Option("--data", help="CSV or Parquet table with the model's feature columns, or an .npz file whose x holds rows of the model's input shape.")],
-    out_file: Annotated[Optional[Path], typer.Option("--out", help="CSV file to write; stdout when omitted.")] = None,
-    custom_objects: Annotated[Optional[list[str]], typer.Option("--custom-objects", help="Importable module that registers the model's custom layers (repeatable); bundles are loaded in Keras' safe mode and never run code of their own.")] = None,
+    data: Annotated[
+        Path,
+        typer.Option(
+            "--data",
+            help="CSV or Parquet table with the model's feature columns, or an .npz file whose x holds rows of the "
+            "model's input shape.",
+        ),
+    ],
+    out_file: Annotated[Path | None, typer.Option("--out", help="CSV file to write; stdout when omitted.")] = None,
+    custom_objects: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--custom-objects",
+            help="Importable module that registers the model's custom layers (repeatable); bundles are loaded in "
+            "Keras' safe mode and never run code of their own.",
+        ),
+    ] = None,
 ) -> None:
     """Score rows with an exported bundle: one output row per input row, in order, columns probability (calibrated),
     decision (score >= the exported threshold) and score (the network's raw output)."""
@@ -394,17 +619,45 @@ def predict(
 @reports_errors
 def dashboard(
     storage: StorageOption = None,
-    host: Annotated[str, typer.Option(help="Interface to bind: 127.0.0.1, ::1 or localhost; any other needs --allow-remote.")] = "127.0.0.1",
+    host: Annotated[
+        str, typer.Option(help="Interface to bind: 127.0.0.1, ::1 or localhost; any other needs --allow-remote.")
+    ] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8080,
-    allow_remote: Annotated[bool, typer.Option("--allow-remote", help="Allow a --host others can reach; then HTTP basic auth or --read-only is required.")] = False,
-    credentials_file: Annotated[Optional[Path], typer.Option("--credentials-file", help="File holding user:password for HTTP basic auth, else the variable SWEEP_DASHBOARD_CREDENTIALS is read (same form); enforced whenever given.")] = None,
-    read_only: Annotated[bool, typer.Option("--read-only", help="Refuse every request but GET/HEAD/OPTIONS (no deleting studies, writing notes or telling trials).")] = False,
+    allow_remote: Annotated[
+        bool,
+        typer.Option(
+            "--allow-remote", help="Allow a --host others can reach; then HTTP basic auth or --read-only is required."
+        ),
+    ] = False,
+    credentials_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--credentials-file",
+            help="File holding user:password for HTTP basic auth, else the variable SWEEP_DASHBOARD_CREDENTIALS is "
+            "read (same form); enforced whenever given.",
+        ),
+    ] = None,
+    read_only: Annotated[
+        bool,
+        typer.Option(
+            "--read-only",
+            help="Refuse every request but GET/HEAD/OPTIONS (no deleting studies, writing notes or telling trials).",
+        ),
+    ] = False,
 ) -> None:
     """Start optuna-dashboard on the same storage as the sweeps. It has no login of its own, so it binds loopback
     only; --allow-remote serves others behind basic auth (put a TLS reverse proxy in front) or --read-only."""
     import os
 
-    from sweep.dashboard import access_summary, check_host, check_protected, dashboard_app, make_server, read_credentials, serve
+    from sweep.dashboard import (
+        access_summary,
+        check_host,
+        check_protected,
+        dashboard_app,
+        make_server,
+        read_credentials,
+        serve,
+    )
     from sweep.storage import mask_url
 
     check_host(host, allow_remote)
@@ -415,8 +668,10 @@ def dashboard(
     shown_host = f"[{host.strip('[]')}]" if ":" in host else host
     access = access_summary(credentials, read_only)
     out.print(
-        f"optuna-dashboard for {mask_url(url)} at http://{shown_host}:{server.server_port}/{'; ' + access if access else ''} (Ctrl-C to stop)",
-        highlight=False, markup=False,
+        f"optuna-dashboard for {mask_url(url)} at "
+        f"http://{shown_host}:{server.server_port}/{'; ' + access if access else ''} (Ctrl-C to stop)",
+        highlight=False,
+        markup=False,
     )
     serve(server)
 

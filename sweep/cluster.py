@@ -69,14 +69,18 @@ class Placement:
 def plan(workers: dict[str, dict]) -> list[Placement]:
     """One task per Dask worker (its scheduler_info entry); a worker that declares GPU resources gets a task
     that asks for GPU=1."""
-    return [Placement(address, info.get("resources", {}).get("GPU", 0) >= 1) for address, info in sorted(workers.items())]
+    return [
+        Placement(address, info.get("resources", {}).get("GPU", 0) >= 1) for address, info in sorted(workers.items())
+    ]
 
 
 def _distributed():
     try:
         import distributed
     except ImportError:
-        raise ClusterError(f"--cluster needs Dask distributed, which is not installed; install it: {INSTALL_HINT}") from None
+        raise ClusterError(
+            f"--cluster needs Dask distributed, which is not installed; install it: {INSTALL_HINT}"
+        ) from None
     return distributed
 
 
@@ -89,8 +93,12 @@ def connect(spec: str):
     if spec.startswith("local:"):
         with dask.config.set({"distributed.scheduler.allowed-failures": ALLOWED_FAILURES}):
             cluster = distributed.LocalCluster(
-                n_workers=int(spec.removeprefix("local:")), threads_per_worker=1, processes=True,
-                host="127.0.0.1", dashboard_address=None, silence_logs=40,
+                n_workers=int(spec.removeprefix("local:")),
+                threads_per_worker=1,
+                processes=True,
+                host="127.0.0.1",
+                dashboard_address=None,
+                silence_logs=40,
             )
         with cluster, distributed.Client(cluster) as client:
             # The local workers share the terminal's process group: Ctrl-C must reach the driver only, which
@@ -151,8 +159,14 @@ def run_cluster(
         stop = StopSignal(f"sweep-stop-{uuid.uuid4().hex}", client)
         futures = [
             client.submit(
-                worker_loop, task_config, placement.gpu, stop.name, key=f"sweep-{config.study}-{index}-{uuid.uuid4().hex[:8]}",
-                workers=[placement.worker], allow_other_workers=True, resources={"GPU": 1} if placement.gpu else None,
+                worker_loop,
+                task_config,
+                placement.gpu,
+                stop.name,
+                key=f"sweep-{config.study}-{index}-{uuid.uuid4().hex[:8]}",
+                workers=[placement.worker],
+                allow_other_workers=True,
+                resources={"GPU": 1} if placement.gpu else None,
                 pure=False,
             )
             for index, placement in enumerate(placements)
@@ -170,7 +184,12 @@ def run_cluster(
         problems = _problems(futures)
         client.cancel([future for future in futures if not future.done()])
     stop_reason = "; ".join(problems) if problems else None
-    return summarize(study, config.storage, ran_now=count_trials(study, tuple(optuna.trial.TrialState)) - before, stop_reason=stop_reason)
+    return summarize(
+        study,
+        config.storage,
+        ran_now=count_trials(study, tuple(optuna.trial.TrialState)) - before,
+        stop_reason=stop_reason,
+    )
 
 
 def _budget_filled(study: optuna.Study, config: SweepConfig) -> bool:
@@ -219,7 +238,9 @@ def _problems(futures: list) -> list[str]:
             exc = future.exception()
             if isinstance(exc, StorageUnreachable):
                 raise exc  # one line, exit 2, as a local run gives
-            problems.append(f"a worker loop failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+            problems.append(
+                f"a worker loop failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+            )
             continue
         outcome = future.result()
         if outcome.get("stop_reason"):
@@ -241,7 +262,10 @@ def worker_loop(config: SweepConfig, gpu: bool, stop_name: str) -> dict:
         stopping.clear()
         done = threading.Event()
         watcher = threading.Thread(
-            target=StopSignal(stop_name, get_client()).watch, args=(done,), name="sweep-stop-watcher", daemon=True,
+            target=StopSignal(stop_name, get_client()).watch,
+            args=(done,),
+            name="sweep-stop-watcher",
+            daemon=True,
         )
         watcher.start()
         visible = os.environ.get("CUDA_VISIBLE_DEVICES")
@@ -260,7 +284,6 @@ def worker_loop(config: SweepConfig, gpu: bool, stop_name: str) -> dict:
             watcher.join()
             set_placement()
             stopping.clear()
-
 
 
 class StopSignal:

@@ -26,7 +26,10 @@ DEVICE_SYNTAX = "auto | cpu | gpu | gpu:N"
 ENV_PREFIX = "SWEEP_"
 MODEL_SYNTAX = "builtin, PATH.py:FUNCTION or package.module:FUNCTION (a function (params, input_shape) -> keras.Model)"
 CLUSTER_SYNTAX = "tcp://HOST:PORT (a running Dask scheduler) or local:N (start N local Dask worker processes, 1 to 64)"
-THRESHOLD_SEARCHES = ("sampled", "tuned")  # how a trial's threshold is found: drawn by the sampler, or tuned on its scores
+THRESHOLD_SEARCHES = (
+    "sampled",
+    "tuned",
+)  # how a trial's threshold is found: drawn by the sampler, or tuned on its scores
 
 
 @dataclass(frozen=True)
@@ -67,9 +70,13 @@ class SweepConfig:
     positive_label: str | None = None
     trials: int = 30
     timeout: float | None = None
-    trial_timeout: float | None = None  # seconds of wall time one trial may take (sweep.trial.TrialClock); None: no limit
+    trial_timeout: float | None = (
+        None  # seconds of wall time one trial may take (sweep.trial.TrialClock); None: no limit
+    )
     epochs: int = 50
-    min_steps: int = 0  # the builtin network trains at least this many Adam steps per fold model (more epochs on small tables)
+    min_steps: int = (
+        0  # the builtin network trains at least this many Adam steps per fold model (more epochs on small tables)
+    )
     batch_size: int = 100
     learning_rate: float | tuple[float, float] = 0.001  # a range LOW:HIGH is searched (log scale)
     objective: str = "f1"  # parsed: goal
@@ -77,7 +84,9 @@ class SweepConfig:
     minority_weight: tuple[float, float] = (1.0, 1000.0)
     hidden_width: tuple[int, int] = (1, 64)
     threshold: tuple[float, float] = (0.01, 0.99)
-    threshold_search: str = "sampled"  # "tuned": each trial's threshold chosen on its own validation scores (sweep.trial)
+    threshold_search: str = (
+        "sampled"  # "tuned": each trial's threshold chosen on its own validation scores (sweep.trial)
+    )
     hidden_layers: int = 1
     validation_fraction: float = 0.2
     test_fraction: float = 0.2
@@ -102,8 +111,14 @@ class SweepConfig:
 
     @property
     def user_model(self) -> bool:
-        """Whether trials train the user's own Keras model (through Keras fit) rather than the builtin network."""
+        """Whether trials train the user's own Keras model (through Keras fit) rather than the builtin network. Read
+        by this module's checks of which keys apply, and by sweep.models.model_kind: nothing else asks."""
         return self.model != "builtin"
+
+    @property
+    def arrays_as_given(self) -> bool:
+        """Whether .npz arrays reach the model as they are (any shape) rather than encoded as a table of features."""
+        return self.user_model
 
     def __post_init__(self) -> None:
         """Keep each spec parsed, parsing it only once: resolve_config and config_from_dict pass the value their
@@ -141,7 +156,9 @@ def _as_int(key: str, value: Any, source: str) -> int:
     try:
         return int(str(value).strip())
     except ValueError:
-        raise ConfigError(f"{key} = {value!r} (from {source}) is invalid: expected an integer; fix it in {source}") from None
+        raise ConfigError(
+            f"{key} = {value!r} (from {source}) is invalid: expected an integer; fix it in {source}"
+        ) from None
 
 
 def _as_float(key: str, value: Any, source: str) -> float:
@@ -150,7 +167,9 @@ def _as_float(key: str, value: Any, source: str) -> float:
     try:
         return float(value if isinstance(value, (int, float)) else str(value).strip())
     except ValueError:
-        raise ConfigError(f"{key} = {value!r} (from {source}) is invalid: expected a number; fix it in {source}") from None
+        raise ConfigError(
+            f"{key} = {value!r} (from {source}) is invalid: expected a number; fix it in {source}"
+        ) from None
 
 
 def _as_range(key: str, value: Any, source: str, cast) -> tuple:
@@ -168,7 +187,9 @@ def _as_columns(key: str, value: Any, source: str) -> tuple[str, ...]:
     """Accept ["a", "b"] (TOML) or "a,b" (flag or environment)."""
     parts = value.split(",") if isinstance(value, str) else value
     if not isinstance(parts, (list, tuple)) or not all(isinstance(p, str) for p in parts):
-        raise ConfigError(f"{key} = {value!r} (from {source}) is invalid: expected column names COL,COL (or a TOML list); fix it in {source}")
+        raise ConfigError(
+            f"{key} = {value!r} (from {source}) is invalid: expected column names COL,COL (or a TOML list); fix it in {source}"
+        )
     return tuple(p.strip() for p in parts if p.strip())
 
 
@@ -185,7 +206,13 @@ def parse_pruner(value: Any, source: str = "pruner") -> PrunerSpec:
         share = _as_float("pruner", argument, source)
         _expect(0 < share < 100, "pruner", value, source, "percentile:P with 0 < P < 100")
         return PrunerSpec(name, share, text)
-    _expect(name in ("none", "median", "hyperband", "successive_halving") and not argument, "pruner", value, source, PRUNER_SYNTAX)
+    _expect(
+        name in ("none", "median", "hyperband", "successive_halving") and not argument,
+        "pruner",
+        value,
+        source,
+        PRUNER_SYNTAX,
+    )
     return PrunerSpec(name, None, text)
 
 
@@ -200,7 +227,9 @@ def parse_device(value: Any, source: str = "device") -> DeviceSpec:
 
 # Settings given as spec text and used parsed: field -> (attribute holding the parsed value, its parser).
 SPECS: dict[str, tuple[str, Callable[[Any, str], Any]]] = {
-    "objective": ("goal", parse_goal), "pruner": ("pruner_spec", parse_pruner), "device": ("device_spec", parse_device),
+    "objective": ("goal", parse_goal),
+    "pruner": ("pruner_spec", parse_pruner),
+    "device": ("device_spec", parse_device),
 }
 
 
@@ -307,7 +336,13 @@ def _model(key: str, value: Any, source: str) -> str:
         return text
     target, _, function = text.rpartition(":")
     module_like = target.replace(".", "").replace("_", "").isalnum() and not target.endswith(".py")
-    _expect(function.isidentifier() and (target.endswith(".py") or target.startswith("memory") or module_like), key, value, source, MODEL_SYNTAX)
+    _expect(
+        function.isidentifier() and (target.endswith(".py") or target.startswith("memory") or module_like),
+        key,
+        value,
+        source,
+        MODEL_SYNTAX,
+    )
     return text
 
 
@@ -326,7 +361,9 @@ RULES: dict[str, Rule] = {
     "learning_rate": _learning_rate,
     "objective": _objective,
     "seed": _integer(0),
-    "minority_weight": _range(_as_float, lambda low, high: 0 < low <= high, "0 < LOW <= HIGH (a weight relative to the majority's 1.0)"),
+    "minority_weight": _range(
+        _as_float, lambda low, high: 0 < low <= high, "0 < LOW <= HIGH (a weight relative to the majority's 1.0)"
+    ),
     "hidden_width": _range(_as_int, lambda low, high: 1 <= low <= high <= 4096, "1 <= LOW <= HIGH <= 4096 units"),
     "threshold": _range(_as_float, lambda low, high: 0 < low <= high < 1, "0 < LOW <= HIGH < 1"),
     "threshold_search": _one_of(THRESHOLD_SEARCHES),
@@ -372,12 +409,12 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     except FileNotFoundError:
         raise ConfigError(f"config file {str(path)!r} does not exist; pass an existing TOML file to --config") from None
     except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigError(f"config file {str(path)!r} is not valid TOML ({exc}); fix the file or drop --config") from None
+        raise ConfigError(
+            f"config file {str(path)!r} is not valid TOML ({exc}); fix the file or drop --config"
+        ) from None
     unknown = sorted(set(raw) - set(KEYS))
     if unknown:
-        raise ConfigError(
-            f"config file {str(path)!r} has unknown key {unknown[0]!r}; known keys: {', '.join(KEYS)}"
-        )
+        raise ConfigError(f"config file {str(path)!r} has unknown key {unknown[0]!r}; known keys: {', '.join(KEYS)}")
     return raw
 
 
@@ -455,8 +492,10 @@ def _check_model_keys(config: SweepConfig, given: Mapping[str, Any]) -> None:
             f"population = {config.population} trains builtin networks side by side, but model = {config.model!r} "
             "trains your model through Keras fit, one trial at a time; drop --population"
         )
-    for key, hint in (("hidden_layers", "build the layers you want in your model"),
-                      ("hidden_width", "search it with --param hidden_width=LOW:HIGH:log ([space] hidden_width in TOML)")):
+    for key, hint in (
+        ("hidden_layers", "build the layers you want in your model"),
+        ("hidden_width", "search it with --param hidden_width=LOW:HIGH:log ([space] hidden_width in TOML)"),
+    ):
         if key in given:
             raise ConfigError(f"{key} is a setting of the builtin network, but model = {config.model!r}; {hint}")
 

@@ -59,7 +59,9 @@ class FigureWorker:
         self._latest = 0  # the newest submission: an older one still queued is skipped
         self.is_new_best = NewBests()
 
-    def submit_if_best(self, trial: optuna.Trial, value: float, y_true: np.ndarray, scores: np.ndarray, threshold: float) -> None:
+    def submit_if_best(
+        self, trial: optuna.Trial, value: float, y_true: np.ndarray, scores: np.ndarray, threshold: float
+    ) -> None:
         """Queue the trial's figures when `value` is a new best of the study (the trial is still running)."""
         if self.is_new_best(trial, value):
             self.submit(trial, y_true, scores, threshold)
@@ -99,7 +101,8 @@ def study_note(study: optuna.Study) -> str:
     lines = [
         f"# {study.study_name}",
         f"**Data**: `{data.get('source', '?')}` (fingerprint `{data.get('fingerprint', '?')}`), features "
-        f"{', '.join(data.get('features', [])) or 'arrays of rows ' + 'x'.join(map(str, data.get('input_shape', [])))}, positive label `{data.get('positive_label', '?')}`.",
+        f"{', '.join(data.get('features', [])) or 'arrays of rows ' + 'x'.join(map(str, data.get('input_shape', [])))}"
+        f", positive label `{data.get('positive_label', '?')}`.",
         "",
         "| part | rows | positives | share |",
         "|---|---|---|---|",
@@ -109,14 +112,19 @@ def study_note(study: optuna.Study) -> str:
         f"`sweep report`, whose model learns from all non-test rows. {config.get('epochs', '?')} epochs, batch "
         f"{config.get('batch_size', '?')}, pruner `{config.get('pruner', '?')}`, seed {config.get('seed', '?')}.",
         "",
-        f"**Objective**: `{objective.get('spec', '?')}` ({objective.get('name', '?')}, {objective.get('direction', '?')}).",
+        f"**Objective**: `{objective.get('spec', '?')}` ({objective.get('name', '?')}, "
+        f"{objective.get('direction', '?')}).",
         f"**Trials**: {counted.finished} finished, {counted.failed} failed.",
     ]
     best = counted.best
     if best is not None:
         a = best.user_attrs
         values = ", ".join(f"{v:.4g}" for v in best.values)
-        how = f" (Pareto front of {len(study.best_trials)} trials; picked by best F1)" if len(study.directions) > 1 else ""
+        how = (
+            f" (Pareto front of {len(study.best_trials)} trials; picked by best F1)"
+            if len(study.directions) > 1
+            else ""
+        )
         lines += [
             "",
             f"**Best so far**{how}: trial #{best.number}, {objective.get('name', 'value')} = {values}: "
@@ -155,7 +163,9 @@ def save_study_note(study: optuna.Study) -> None:
 CREDENTIALS_ENV = "SWEEP_DASHBOARD_CREDENTIALS"
 AUTH_REALM = "sweep"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-_CREDENTIALS_HINT = f"set {CREDENTIALS_ENV}=user:password or pass --credentials-file PATH of a file holding user:password"
+_CREDENTIALS_HINT = (
+    f"set {CREDENTIALS_ENV}=user:password or pass --credentials-file PATH of a file holding user:password"
+)
 
 
 @dataclass(frozen=True)
@@ -202,8 +212,8 @@ def read_credentials(env: Mapping[str, str], file: Path | None = None) -> Creden
             text = Path(file).read_text(encoding="utf-8").strip()
         except (OSError, UnicodeDecodeError) as exc:
             raise ConfigError(
-                f"{source} cannot be read ({type(exc).__name__}); expected a readable UTF-8 file holding user:password; "
-                "fix the path or the file's permissions"
+                f"{source} cannot be read ({type(exc).__name__}); expected a readable UTF-8 file holding "
+                "user:password; fix the path or the file's permissions"
             ) from None
     else:
         source = CREDENTIALS_ENV
@@ -240,10 +250,15 @@ def access_summary(credentials: Credentials | None, read_only: bool) -> str:
 
 def _plain_response(start_response, status: str, text: str, headers: Sequence[tuple[str, str]] = ()) -> list[bytes]:
     body = text.encode("utf-8")
-    start_response(status, [
-        ("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(body))),
-        ("Cache-Control", "no-store"), *headers,
-    ])
+    start_response(
+        status,
+        [
+            ("Content-Type", "text/plain; charset=utf-8"),
+            ("Content-Length", str(len(body))),
+            ("Cache-Control", "no-store"),
+            *headers,
+        ],
+    )
     return [body]
 
 
@@ -274,11 +289,17 @@ class BasicAuth:
         header = environ.pop("HTTP_AUTHORIZATION", "")
         if self._admits(header):
             return self.app(environ, start_response)
-        return _plain_response(start_response, "401 Unauthorized", "401: this dashboard needs a user and password (HTTP basic auth)\n", [self._challenge])
+        return _plain_response(
+            start_response,
+            "401 Unauthorized",
+            "401: this dashboard needs a user and password (HTTP basic auth)\n",
+            [self._challenge],
+        )
 
 
 class ReadOnly:
-    """WSGI middleware: refuses with 403 every request whose method may change something (all but GET, HEAD, OPTIONS)."""
+    """WSGI middleware: refuses with 403 every request whose method may change something (all but GET, HEAD,
+    OPTIONS)."""
 
     def __init__(self, app) -> None:
         self.app = app
@@ -287,11 +308,16 @@ class ReadOnly:
         method = environ.get("REQUEST_METHOD", "GET").upper()
         if method in SAFE_METHODS:
             return self.app(environ, start_response)
-        return _plain_response(start_response, "403 Forbidden", f"403: this dashboard is read-only (sweep dashboard --read-only); {method} refused\n")
+        return _plain_response(
+            start_response,
+            "403 Forbidden",
+            f"403: this dashboard is read-only (sweep dashboard --read-only); {method} refused\n",
+        )
 
 
 def dashboard_app(storage_url: str, credentials: Credentials | None = None, read_only: bool = False):
-    """optuna-dashboard's WSGI app on the study storage and its artifacts, behind basic auth and/or read-only when asked."""
+    """optuna-dashboard's WSGI app on the study storage and its artifacts, behind basic auth and/or read-only when
+    asked."""
     import optuna_dashboard
 
     from sweep.storage import open_storage

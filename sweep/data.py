@@ -24,8 +24,16 @@ if TYPE_CHECKING:
 
 # The tutorial's recipe (see DESIGN.md): 100,000 rows, ~1% positives, test = its exact 20,000 rows.
 SEED_RECIPE = dict(
-    n_samples=100_000, n_features=2, n_informative=2, n_redundant=0, n_repeated=0, n_classes=2,
-    n_clusters_per_class=1, weights=[0.995, 0.005], class_sep=0.5, random_state=0,
+    n_samples=100_000,
+    n_features=2,
+    n_informative=2,
+    n_redundant=0,
+    n_repeated=0,
+    n_classes=2,
+    n_clusters_per_class=1,
+    weights=[0.995, 0.005],
+    class_sep=0.5,
+    random_state=0,
 )
 SEED_FEATURES = ("feature1", "feature2")  # the tutorial's DataFrame column names; its label column is "target"
 SEED_TEST_SIZE = 0.2
@@ -69,6 +77,11 @@ class Fold:
     slots: np.ndarray
     fit_rows: np.ndarray | None = None
     val_rows: np.ndarray | None = None
+
+    @classmethod
+    def everything(cls, n_fit: int, X: np.ndarray) -> Fold:
+        """A model that learns from all `n_fit` rows of X and is judged on none (a refit)."""
+        return cls(None, X[:0], np.empty(0, dtype=np.int64))
 
     def training_rows(self, n_fit: int) -> np.ndarray:
         """Indices of the plan's fit rows this fold model learns from."""
@@ -167,7 +180,9 @@ class Dataset:
         """All non-test rows, encoded by final_preprocessor."""
         if "development" not in self.parts:
             rows = self.rows
-            self.parts["development"] = Split(self.final_preprocessor.transform(rows.table(), self.source, rows.rest), rows.y[rows.rest])
+            self.parts["development"] = Split(
+                self.final_preprocessor.transform(rows.table(), self.source, rows.rest), rows.y[rows.rest]
+            )
         return self.parts["development"]
 
     @property
@@ -201,7 +216,9 @@ class Dataset:
             columns = {"kind": "arrays", "input_shape": list(self.input_shape)}
         else:
             columns = {
-                "kind": "table", "features": list(self.feature_names), "encoded_features": list(self.preprocessor.output_names),
+                "kind": "table",
+                "features": list(self.feature_names),
+                "encoded_features": list(self.preprocessor.output_names),
                 "dropped_columns": dict(self.final_preprocessor.dropped | self.preprocessor.dropped),
                 "grouped_columns": dict(self.final_preprocessor.grouped | self.preprocessor.grouped),
             }
@@ -251,7 +268,7 @@ def load_dataset(config: SweepConfig, frame: pd.DataFrame | None = None, arrays:
         source = "arrays in memory" if arrays is not None else config.data
         x, raw_labels = arrays if arrays is not None else read_arrays(config.data)
         x, y, positive = check_arrays(x, raw_labels, config.positive_label, source)
-        if config.user_model:
+        if config.arrays_as_given:
             return _assemble_arrays(config, source, x, y, positive)
         if x.ndim != 2:
             raise DataError(
@@ -316,7 +333,9 @@ def read_arrays(path: str | Path, need_labels: bool = True) -> tuple[np.ndarray,
         raise
     except ValueError as exc:
         if "pickle" in str(exc).lower():
-            raise DataError(f"{str(path)!r} holds Python objects (pickled); expected numeric arrays x and y (no object dtype)") from None
+            raise DataError(
+                f"{str(path)!r} holds Python objects (pickled); expected numeric arrays x and y (no object dtype)"
+            ) from None
         raise DataError(f"could not read {str(path)!r} as .npz ({exc}); check the file") from None
     except Exception as exc:
         raise DataError(f"could not read {str(path)!r} as .npz ({type(exc).__name__}: {exc}); check the file") from None
@@ -331,7 +350,9 @@ def check_arrays(x, raw_labels, positive_label: str | None, source: str) -> tupl
         raise DataError(f"y in {source!r} has shape {raw_labels.shape}; expected one label per row, shape ({len(x)},)")
     raw_labels = raw_labels.reshape(-1)
     if len(raw_labels) != len(x):
-        raise DataError(f"{source!r} has {len(x)} rows in x but {len(raw_labels)} labels in y; expected one label per row of x")
+        raise DataError(
+            f"{source!r} has {len(x)} rows in x but {len(raw_labels)} labels in y; expected one label per row of x"
+        )
     labels = pd.Series(raw_labels).astype(str)
     if pd.Series(raw_labels).isna().any():
         raise DataError(f"y in {source!r} has missing labels; fill or drop those rows")
@@ -351,14 +372,18 @@ def check_inputs(x, source: str) -> np.ndarray:
     """Rows of numbers, at least one value each, all finite, as float32 (copied only when not float32 already)."""
     x = np.asarray(x)
     if x.ndim < 2 or len(x) == 0:
-        raise DataError(f"x in {source!r} has shape {x.shape}; expected N rows of at least one value each (N x F, N x T x F, N x H x W x C)")
+        raise DataError(
+            f"x in {source!r} has shape {x.shape}; expected N rows of at least one value each (N x F, N x T x F, N x H x W x C)"
+        )
     if not (np.issubdtype(x.dtype, np.number) or x.dtype == bool):
         raise DataError(f"x in {source!r} has dtype {x.dtype}; expected numbers (float or int)")
     x = x.astype(np.float32, copy=False)
     finite = np.isfinite(x).reshape(len(x), -1).all(axis=1)
     if not finite.all():
         bad = np.flatnonzero(~finite)
-        raise DataError(f"x in {source!r} has NaN or infinite values in {len(bad)} rows (first: row {bad[0]}); fill or drop those rows")
+        raise DataError(
+            f"x in {source!r} has NaN or infinite values in {len(bad)} rows (first: row {bad[0]}); fill or drop those rows"
+        )
     return x
 
 
@@ -378,7 +403,9 @@ def _assemble_arrays(config: SweepConfig, source: str, x: np.ndarray, y: np.ndar
     from sklearn.model_selection import RepeatedStratifiedKFold, train_test_split
 
     digest = array_fingerprint(x, y, positive)
-    rest, test = train_test_split(np.arange(len(y)), test_size=config.test_fraction, stratify=y, random_state=config.seed)
+    rest, test = train_test_split(
+        np.arange(len(y)), test_size=config.test_fraction, stratify=y, random_state=config.seed
+    )
     order = np.concatenate([rest, test])
     x, y = x[order], y[order]
     n_dev = len(rest)
@@ -398,10 +425,24 @@ def _assemble_arrays(config: SweepConfig, source: str, x: np.ndarray, y: np.ndar
             Fold(None, None, (index // folds) * n_dev + val_rows, train_rows, val_rows)
             for index, (train_rows, val_rows) in enumerate(splitter.split(np.zeros(n_dev), dev_y))
         )
-        plan = Validation("cv", development.X, dev_y, fold_list, np.tile(dev_y, config.cv_repeats), folds, config.cv_repeats)
+        plan = Validation(
+            "cv", development.X, dev_y, fold_list, np.tile(dev_y, config.cv_repeats), folds, config.cv_repeats
+        )
         train = holdout = None
-    return Dataset(source, (), positive, digest, None, plan, None, None, train, holdout, kind="arrays",
-                   parts={"development": development, "test": test_part})
+    return Dataset(
+        source,
+        (),
+        positive,
+        digest,
+        None,
+        plan,
+        None,
+        None,
+        train,
+        holdout,
+        kind="arrays",
+        parts={"development": development, "test": test_part},
+    )
 
 
 def _assemble(config, source, frame, y, positive, features, rest, test, read=None) -> Dataset:
@@ -436,8 +477,12 @@ def _assemble(config, source, frame, y, positive, features, rest, test, read=Non
         keep[val_rows] = 0.0
         repeat = index // folds
         fold_list.append(Fold(keep, development.X[val_rows], repeat * len(dev_y) + val_rows))
-    plan = Validation("cv", development.X, dev_y, tuple(fold_list), np.tile(dev_y, config.cv_repeats), folds, config.cv_repeats)
-    return Dataset(source, tuple(features), positive, digest, final, plan, final, rows, parts={"development": development})
+    plan = Validation(
+        "cv", development.X, dev_y, tuple(fold_list), np.tile(dev_y, config.cv_repeats), folds, config.cv_repeats
+    )
+    return Dataset(
+        source, tuple(features), positive, digest, final, plan, final, rows, parts={"development": development}
+    )
 
 
 def stratified_split(y: np.ndarray, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -486,7 +531,9 @@ def _positions(rows: np.ndarray) -> np.ndarray:
     return rows.astype(np.int32, copy=False) if len(rows) and rows.max() < np.iinfo(np.int32).max else rows
 
 
-def _checked(read: Callable[[], pd.DataFrame], digest: str, y: np.ndarray, positive: str, source: str) -> Callable[[], pd.DataFrame]:
+def _checked(
+    read: Callable[[], pd.DataFrame], digest: str, y: np.ndarray, positive: str, source: str
+) -> Callable[[], pd.DataFrame]:
     """`read`, refusing rows that are not the ones the dataset was made from (another fingerprint)."""
 
     def reread() -> pd.DataFrame:
@@ -537,7 +584,9 @@ def select_columns(table: pd.DataFrame, target: str, features, drop, source: str
         raise DataError(f"--features includes the target column {target!r}; list only input columns")
     chosen = [c for c in (features or columns) if c != target and c not in drop]
     if not chosen:
-        raise DataError(f"no feature columns left in {source!r} after --features/--drop; keep at least one input column")
+        raise DataError(
+            f"no feature columns left in {source!r} after --features/--drop; keep at least one input column"
+        )
     return chosen
 
 
@@ -611,7 +660,9 @@ def _labels(frame, target: str | None, positive_label: str | None, source: str) 
         )
     labels = frame[target]
     if labels.isna().any():
-        raise DataError(f"target column {target!r} in {source!r} has {int(labels.isna().sum())} missing labels; fill or drop them")
+        raise DataError(
+            f"target column {target!r} in {source!r} has {int(labels.isna().sum())} missing labels; fill or drop them"
+        )
     # Each distinct value is turned into text once (as labels.astype(str) would), not each row: the text of
     # millions of labels cost more memory than the table's features.
     codes, distinct = pd.factorize(labels)

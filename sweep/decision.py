@@ -45,16 +45,23 @@ class DecisionCheck:
 
     def describe(self) -> str:
         return (
-            f"at threshold {self.threshold:.4g} the judged models flag {self.judged_flag_rate:.2%} of their validation rows, "
-            f"the shipped ones {self.shipped_flag_rate:.2%} of {self.rows} (their highest score {self.shipped_max_score:.4g})"
+            f"at threshold {self.threshold:.4g} the judged models flag {self.judged_flag_rate:.2%} of their validation "
+            f"rows, the shipped ones {self.shipped_flag_rate:.2%} of {self.rows} (their highest score "
+            f"{self.shipped_max_score:.4g})"
         )
 
     def record(self) -> dict:
         return {
-            "threshold": self.threshold, "judged_flag_rate": self.judged_flag_rate, "judged_rows": self.judged_rows,
-            "shipped_flag_rate": self.shipped_flag_rate, "shipped_rows": self.shipped_rows, "rows": self.rows,
-            "shipped_max_score": self.shipped_max_score, "passed": self.passed,
-            "tolerance": f"shipped flag rate within x{FLAG_RATE_TOLERANCE:g} of the judged one, or within {FLAG_COUNT_SLACK} rows",
+            "threshold": self.threshold,
+            "judged_flag_rate": self.judged_flag_rate,
+            "judged_rows": self.judged_rows,
+            "shipped_flag_rate": self.shipped_flag_rate,
+            "shipped_rows": self.shipped_rows,
+            "rows": self.rows,
+            "shipped_max_score": self.shipped_max_score,
+            "passed": self.passed,
+            "tolerance": f"shipped flag rate within x{FLAG_RATE_TOLERANCE:g} of the judged one, or within "
+            f"{FLAG_COUNT_SLACK} rows",
         }
 
 
@@ -63,6 +70,11 @@ def check_decision(judged_scores: np.ndarray, shipped_scores: np.ndarray, thresh
     non-test `rows` (in words), both at `threshold`."""
     shipped_scores = np.asarray(shipped_scores)
     return DecisionCheck(
-        float(threshold), flag_rate(judged_scores, threshold), int(np.size(judged_scores)), flag_rate(shipped_scores, threshold),
-        int(shipped_scores.size), float(np.max(shipped_scores)) if shipped_scores.size else float("nan"), rows,
+        float(threshold),
+        flag_rate(judged_scores, threshold),
+        int(np.size(judged_scores)),
+        flag_rate(shipped_scores, threshold),
+        int(shipped_scores.size),
+        float(np.max(shipped_scores)) if shipped_scores.size else float("nan"),
+        rows,
     )

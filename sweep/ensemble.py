@@ -12,6 +12,8 @@ import numpy as np
 
 from sweep.errors import ExportError
 from sweep.metrics import choose_threshold
+from sweep.models import Refit
+from sweep.train import TrainSettings
 
 ENSEMBLE_SYNTAX = "auto | single | seeds:K (K >= 2) | folds | greedy:N (N >= 2)"
 UNSIZED_KINDS = ("auto", "single", "folds")  # written without a ":N"
@@ -52,10 +54,14 @@ def parse_ensemble(text) -> EnsembleChoice:
         else:
             if size >= 2:
                 return EnsembleChoice(kind, size)
-            problem = f"{kind}:{size} needs at least 2" + (" (one seed is --ensemble single)" if kind == "seeds" else "")
+            problem = f"{kind}:{size} needs at least 2" + (
+                " (one seed is --ensemble single)" if kind == "seeds" else ""
+            )
     else:
         problem = "unknown kind"
-    raise ExportError(f"--ensemble {str(text)!r} is invalid: {problem}; expected {ENSEMBLE_SYNTAX}, e.g. --ensemble seeds:5")
+    raise ExportError(
+        f"--ensemble {str(text)!r} is invalid: {problem}; expected {ENSEMBLE_SYNTAX}, e.g. --ensemble seeds:5"
+    )
 
 
 def automatic_ensemble(choice: EnsembleChoice) -> EnsembleChoice:
@@ -95,22 +101,22 @@ class Ensemble:
 
         if len(self.models) == 1:
             return score(self.models[0], X)
-        return np.sum([w * score(m, X).astype(np.float64) for w, m in zip(self.weights, self.models)], axis=0).astype(np.float32)
+        return np.sum([w * score(m, X).astype(np.float64) for w, m in zip(self.weights, self.models)], axis=0).astype(
+            np.float32
+        )
 
     def record(self) -> dict:
         """best.json's "ensemble": the kind, each member with its weight, and how they were chosen."""
         members = [m | {"weight": round(float(w), 6)} for m, w in zip(self.members, self.weights)]
         return {"kind": self.kind, "size": int(sum(self.counts)), "members": members, "how_chosen": self.how_chosen}
 
-    def keras_model(self, input_shape):
-        """The whole ensemble as one Keras model of standard layers: a single member as it is; several as a
-        functional model feeding the input to each member (a nested model named member_K) and averaging their
+    def keras_model(self, input_shape, kind):
+        """The whole ensemble as one Keras model of standard layers: a single member as `kind` saves it; several as
+        a functional model feeding the input to each member (a nested model named member_K) and averaging their
         outputs (a member counted c times enters the Average c times)."""
         import keras
 
-        from sweep.train import Network
-
-        built = [m.to_keras() if isinstance(m, Network) else m for m in self.models]
+        built = [kind.keras_model(m) for m in self.models]
         if len(built) == 1:
             return built[0]
         inputs = keras.Input(shape=tuple(input_shape), name="rows")
@@ -123,7 +129,13 @@ class Ensemble:
 
 def single_model(model, trial: int, seed: int, fitted_on: str) -> Ensemble:
     """Today's export: one model."""
-    return Ensemble("single", (model,), (1,), ({"trial": trial, "seed": seed, "fitted_on": fitted_on},), "the study's best trial, refit once with its own seed")
+    return Ensemble(
+        "single",
+        (model,),
+        (1,),
+        ({"trial": trial, "seed": seed, "fitted_on": fitted_on},),
+        "the study's best trial, refit once with its own seed",
+    )
 
 
 def fold_ensemble(models, plan, trial: int, seed: int) -> Ensemble:
@@ -134,70 +146,44 @@ def fold_ensemble(models, plan, trial: int, seed: int) -> Ensemble:
         repeat, number = divmod(index, plan.n_splits)
         where = f"repeat {repeat + 1}, fold {number + 1}" if plan.repeats > 1 else f"fold {number + 1}"
         trained_on = rows - len(fold.slots)
-        members.append({"trial": trial, "seed": seed, "fold": index, "fitted_on": f"the non-test rows outside {where}'s validation rows ({trained_on} rows)"})
+        members.append(
+            {
+                "trial": trial,
+                "seed": seed,
+                "fold": index,
+                "fitted_on": f"the non-test rows outside {where}'s validation rows ({trained_on} rows)",
+            }
+        )
     how = (
-        f"trial #{trial}'s {len(models)} fold models ({plan.n_splits} folds" + (f" x {plan.repeats} repeats" if plan.repeats > 1 else "")
+        f"trial #{trial}'s {len(models)} fold models ({plan.n_splits} folds"
+        + (f" x {plan.repeats} repeats" if plan.repeats > 1 else "")
         + "), averaged: the models its pooled out-of-fold scores, and so its threshold, were chosen on"
     )
     return Ensemble("folds", tuple(models), (1,) * len(models), tuple(members), how)
 
 
-@dataclass(frozen=True)
-class Refit:
-    """One configuration to train on all non-test rows: its params, settings (seed included) and trial number."""
-
-    trial: int
-    params: object  # sweep.space.TrialParams
-    settings: object  # sweep.train.TrainSettings
-
-
-def refit_all(dataset, config, refits: list[Refit]) -> list:
-    """Each configuration trained on all non-test rows with its own settings and seed: builtin one-hidden-layer
-    networks side by side as one population (the first refit's seed shuffles the rows), deeper ones and a user's
-    models one after another. Returns the trained models in order."""
-    from sweep.train import train_model
-
-    X, y = dataset.development.X, dataset.development.y
-    if config.user_model:
-        return [_fit_user(dataset, config, refit) for refit in refits]
-    if refits[0].settings.hidden_layers > 1:
-        return [train_model(X, y, r.params.hidden_width, r.params.class_weight, r.settings)[0] for r in refits]
-    from sweep.population import Member, train_population
-    from sweep.rounds import member_network
-
-    first = refits[0].settings
-    members = [Member(r.params.hidden_width, r.params.minority_weight, r.settings.seed, r.settings.learning_rate) for r in refits]
-    population, _, _, _ = train_population(X, y, members, first.epochs, first.batch_size, first.learning_rate, first.seed)
-    return [member_network(population, index) for index in range(len(refits))]
-
-
-def _fit_user(dataset, config, refit: Refit):
-    from sweep.keras_fit import FoldRows, fit_user_model
-    from sweep.model import load_builder
-
-    X, y = dataset.development.X, dataset.development.y
-    rows = FoldRows(np.arange(len(y)), None, X[:0])
-    params = refit.params
-    return fit_user_model(load_builder(config.model), config.model, params.model_params, params.class_weight, refit.settings, X, y, rows)[0]
-
-
-def seed_ensemble(dataset, config, trial: int, params, settings, count: int) -> Ensemble:
+def seed_ensemble(dataset, kind, trial: int, params, settings, count: int) -> Ensemble:
     """The chosen configuration refit on all non-test rows with `count` seeds (member_seeds), averaged: the share
     of the result that is one seed's luck shrinks."""
     seeds = member_seeds(settings.seed, count)
     refits = [Refit(trial, params, dataclasses.replace(settings, seed=s)) for s in seeds]
-    models = refit_all(dataset, config, refits)
+    models = kind.refit(dataset, refits)
     rows = len(dataset.development.y)
-    how = "side by side as one population" if not config.user_model and settings.hidden_layers == 1 else "one after another"
+    how = kind.refit_words(settings)
     members = tuple({"trial": trial, "seed": s, "fitted_on": f"all non-test rows ({rows} rows)"} for s in seeds)
     return Ensemble(
-        "seeds", tuple(models), (1,) * count, members,
+        "seeds",
+        tuple(models),
+        (1,) * count,
+        members,
         f"trial #{trial}'s configuration refit on all non-test rows with {count} seeds (its own first, then derived from it), "
         f"trained {how}, averaged",
     )
 
 
-def greedy_selection(goal, y_true: np.ndarray, pooled: dict, bounds: tuple[float, float], steps: int = GREEDY_STEPS) -> tuple[dict, float, float]:
+def greedy_selection(
+    goal, y_true: np.ndarray, pooled: dict, bounds: tuple[float, float], steps: int = GREEDY_STEPS
+) -> tuple[dict, float, float]:
     """Caruana's ensemble selection with replacement: start from the best single trial, then `steps` - 1 times
     add the trial whose inclusion makes the average of the pooled scores best by `goal` (at the threshold
     re-chosen on that average), and keep the best ensemble seen. `pooled` maps trial number -> pooled scores,
@@ -227,20 +213,31 @@ def greedy_candidates(study, goal, size: int) -> list:
     """The `size` best complete trials of a single-objective study, best first (ties: the earlier trial)."""
     import optuna
 
-    complete = [t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)) if t.value is not None]
+    complete = [
+        t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)) if t.value is not None
+    ]
     sign = 1.0 if goal.direction == "minimize" else -1.0
     return sorted(complete, key=lambda t: (sign * t.value, t.number))[:size]
 
 
-def greedy_ensemble(dataset, config, goal, chosen: dict, trials: dict, settings_of, params_of, threshold: float, value: float, size: int) -> Ensemble:
+def greedy_ensemble(
+    dataset, kind, goal, chosen: dict, trials: dict, threshold: float, value: float, size: int
+) -> Ensemble:
     """The configurations greedy selection chose, each refit on all non-test rows with its trial's seed, counted
     as often as it was chosen."""
     numbers = list(chosen)
-    refits = [Refit(n, params_of(trials[n]), settings_of(trials[n])) for n in numbers]
-    models = refit_all(dataset, config, refits)
+    refits = [
+        Refit(n, kind.params(trials[n]), TrainSettings(**trials[n].user_attrs["train_settings"])) for n in numbers
+    ]
+    models = kind.refit(dataset, refits)
     rows = len(dataset.development.y)
     members = tuple(
-        {"trial": r.trial, "seed": r.settings.seed, "fitted_on": f"all non-test rows ({rows} rows)", "params": dict(trials[r.trial].params) | r.params.model_params}
+        {
+            "trial": r.trial,
+            "seed": r.settings.seed,
+            "fitted_on": f"all non-test rows ({rows} rows)",
+            "params": dict(trials[r.trial].params) | r.params.model_params,
+        }
         for r in refits
     )
     how = (
@@ -251,22 +248,33 @@ def greedy_ensemble(dataset, config, goal, chosen: dict, trials: dict, settings_
     return Ensemble("greedy", tuple(models), tuple(chosen[n] for n in numbers), members, how)
 
 
-def judged_greedy_ensemble(dataset, goal, chosen: dict, trials: dict, fold_models: dict, params_of, threshold: float, value: float, size: int) -> Ensemble:
+def judged_greedy_ensemble(
+    dataset, kind, goal, chosen: dict, trials: dict, fold_models: dict, threshold: float, value: float, size: int
+) -> Ensemble:
     """The configurations greedy selection chose, shipped as the models their pooled validation scores came from
     (a holdout trial's own model, a cross-validated trial's fold models), no refit: the ensemble's threshold was
     chosen on exactly these models' scores. Each fold model of a trial chosen c times counts c times."""
     plan = dataset.validation
     models, counts, members = [], [], []
     for number, count in chosen.items():
-        params = params_of(trials[number])
+        params = kind.params(trials[number])
         for index, model in enumerate(fold_models[number]):
-            where = "its training part" if plan.kind == "holdout" else f"the non-test rows outside fold {index + 1}'s validation rows"
+            where = (
+                "its training part"
+                if plan.kind == "holdout"
+                else f"the non-test rows outside fold {index + 1}'s validation rows"
+            )
             models.append(model)
             counts.append(count)
-            members.append({
-                "trial": number, "seed": trials[number].user_attrs["train_settings"]["seed"], "fold": index, "fitted_on": where,
-                "params": dict(trials[number].params) | params.model_params,
-            })
+            members.append(
+                {
+                    "trial": number,
+                    "seed": trials[number].user_attrs["train_settings"]["seed"],
+                    "fold": index,
+                    "fitted_on": where,
+                    "params": dict(trials[number].params) | params.model_params,
+                }
+            )
     folds = "its own model" if plan.kind == "holdout" else f"its {len(plan.folds)} fold models"
     how = (
         f"greedy ensemble selection with replacement (Caruana et al. 2004), {GREEDY_STEPS} rounds over the {size} best complete "

@@ -42,7 +42,8 @@ class OverBudget(TrialFailed):
 
 
 class TrialTimedOut(TrialFailed):
-    """A trial ran longer than --trial-timeout (sweep.trial.TrialClock); it ends FAIL with the reason and the sweep goes on."""
+    """A trial ran longer than --trial-timeout (sweep.trial.TrialClock); it ends FAIL with the reason and the sweep goes
+    on."""
 
 
 def _expected_failure(record) -> bool:

@@ -27,7 +27,9 @@ def digits_arrays(seed: int = 0, digit: int = DIGIT, share: float = DIGIT_SHARE)
     return images[rows], labels[rows]
 
 
-def sequence_arrays(rows: int = 3000, steps: int = 48, positive_share: float = 0.04, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def sequence_arrays(
+    rows: int = 3000, steps: int = 48, positive_share: float = 0.04, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
     """Synthetic sensor windows (N x steps x 2): smooth noise on two channels; a positive window also holds a
     short burst (a few steps of a sine on channel 0, a step on channel 1) at a random place, weak against the noise."""
     rng = np.random.default_rng(seed)
@@ -37,8 +39,8 @@ def sequence_arrays(rows: int = 3000, steps: int = 48, positive_share: float = 0
     width = 6
     for row in np.flatnonzero(y):
         start = rng.integers(0, steps - width)
-        x[row, start:start + width, 0] += 1.2 * np.sin(np.linspace(0, np.pi, width))
-        x[row, start:start + width, 1] += 0.8
+        x[row, start : start + width, 0] += 1.2 * np.sin(np.linspace(0, np.pi, width))
+        x[row, start : start + width, 1] += 0.8
     return x.astype(np.float32), y
 
 
@@ -48,14 +50,22 @@ def tabular_frame(rows: int = 4000, seed: int = 0):
     from sklearn.datasets import make_classification
 
     X, y = make_classification(
-        n_samples=rows, n_features=8, n_informative=5, n_redundant=1, weights=[0.95, 0.05], class_sep=0.8,
-        flip_y=0.01, random_state=seed,
+        n_samples=rows,
+        n_features=8,
+        n_informative=5,
+        n_redundant=1,
+        weights=[0.95, 0.05],
+        class_sep=0.8,
+        flip_y=0.01,
+        random_state=seed,
     )
     frame = pd.DataFrame(X, columns=[f"f{i}" for i in range(8)])
     rng = np.random.default_rng(seed)
     frame.loc[rng.random(rows) < 0.1, "f2"] = np.nan
     frame.loc[rng.random(rows) < 0.05, "f5"] = np.nan
-    frame["region"] = np.where(X[:, 0] + rng.normal(size=rows) > 0, "north", rng.choice(["south", "east", "west"], size=rows))
+    frame["region"] = np.where(
+        X[:, 0] + rng.normal(size=rows) > 0, "north", rng.choice(["south", "east", "west"], size=rows)
+    )
     frame["label"] = y
     return frame
 

@@ -8,7 +8,7 @@ import json
 import math
 import shutil
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 
@@ -16,22 +16,31 @@ import numpy as np
 
 from sweep.calibration import Calibration, fit_calibration, probability_scores
 from sweep.config import config_from_dict
-from sweep.decision import DecisionCheck, check_decision
 from sweep.data import ARRAY_SUFFIX, check_inputs, load_dataset, read_arrays, read_table
-from sweep.ensemble import DEFAULT_ENSEMBLE, Ensemble, automatic_ensemble, fold_ensemble, greedy_candidates, greedy_ensemble, greedy_selection
-from sweep.ensemble import judged_greedy_ensemble, parse_ensemble
-from sweep.ensemble import seed_ensemble, single_model
+from sweep.decision import DecisionCheck, check_decision
+from sweep.ensemble import (
+    DEFAULT_ENSEMBLE,
+    Ensemble,
+    EnsembleChoice,
+    automatic_ensemble,
+    fold_ensemble,
+    greedy_candidates,
+    greedy_ensemble,
+    greedy_selection,
+    judged_greedy_ensemble,
+    parse_ensemble,
+    seed_ensemble,
+    single_model,
+)
 from sweep.errors import DataError, ExportError, StorageError
 from sweep.metrics import BOOTSTRAP_RESAMPLES, bootstrap_intervals, metrics, parse_goal
-from sweep.model import lambda_layers, lambda_refusal
-from sweep.results import best_trial
-from sweep.rounds import refit_member, retrain_member_fold_models, retrain_population_members
-from sweep.space import TrialParams
-from sweep.runtime import tensorflow
-from sweep.storage import load_study, mask_url, open_storage
+from sweep.models import ModelKind, Refit, model_kind
 from sweep.preprocess import Preprocessor
-from sweep.train import Network, TrainSettings, score, train_model
-from sweep.trial import refit_trial, refit_user_trial, retrain_fold_models, retrain_user_fold_models, user_trial_params
+from sweep.results import best_trial
+from sweep.runtime import tensorflow
+from sweep.space import TrialParams
+from sweep.storage import load_study, mask_url, open_storage
+from sweep.train import TrainSettings, score
 
 BUNDLE_FILES = ("best.json", "model.keras", "preprocessor.json")  # an arrays bundle has no preprocessor.json
 PACKAGES = ("sweep", "tensorflow", "keras", "optuna", "scikit-learn", "numpy", "pandas")
@@ -40,11 +49,11 @@ REPRODUCE_TOLERANCE = 1e-6
 # What each column of `sweep predict` (and best.json's "outputs") means.
 OUTPUTS = {
     "probability": "calibrated P(positive): the score's odds divided by the class weight, then the monotone map fitted on "
-                   "the trial's pooled validation scores (best.json 'calibration')",
+    "the trial's pooled validation scores (best.json 'calibration')",
     "score": "the network's raw output (an ensemble's: the average of its members'), inflated by the class weight; the "
-             "threshold was searched on this scale",
+    "threshold was searched on this scale",
     "decision": "1 when score >= threshold (the threshold chosen on the judged models' pooled validation scores, checked "
-                "on the shipped models: best.json 'decision'; threshold_probability is its calibrated value)",
+    "on the shipped models: best.json 'decision'; threshold_probability is its calibrated value)",
 }
 
 
@@ -91,35 +100,58 @@ REFIT_CHOICES = ("all", "judged", "train")
 
 @dataclass(frozen=True)
 class Retrained:
-    """A study's chosen trial trained again with its own seed (its stored value checked), and the model to
-    use: refit on all non-test rows (`refit` "all") or the trial's own model ("train", single split only)."""
+    """A study's chosen trial trained again with its own seed (its stored value checked), and what the bundle
+    ships: refit on all non-test rows (`refit` "all") or the models the threshold was chosen on ("judged",
+    "train"), one model or an ensemble, with the decision checked on them."""
 
     study: object
     trial: object
     goal: object
     dataset: object
+    config: object  # the study's config
+    kind: ModelKind
     params: TrialParams
     settings: TrainSettings
-    model: object
     validation: dict  # the retrained trial's (pooled) validation metrics
+    validation_scores: np.ndarray  # the retrained trial's pooled validation scores (out-of-fold for cv)
     refit: str
+    ensemble: Ensemble  # what the bundle holds
+    model: object  # what the bundle saves: the ensemble's Keras model, or its one member
+    threshold: float  # the decision threshold (the trial's; a greedy ensemble's re-chosen one)
+    calibration: Calibration  # raw score -> probability, fitted on validation scores
     preprocessor: object  # encodes rows for `model` (None: arrays go to the model as they are)
     test: object  # the test Split encoded by `preprocessor`
     fit_counts: dict  # rows the exported model learned from
-    config: object = None  # the study's config
+    check: DecisionCheck  # the shipped models' flag rate at the threshold against the judged models'
+    ensemble_validation: dict | None = (
+        None  # metrics of the shipped models' pooled validation scores, where they differ
+    )
     compiled_by: str | None = None  # a user model: "sweep" or "user" (who compiled it)
-    validation_scores: np.ndarray | None = None  # the retrained trial's pooled validation scores (out-of-fold for cv)
-    calibration: Calibration | None = None  # raw score -> probability, fitted on validation_scores
-    ensemble: Ensemble | None = None  # what the bundle holds (`model` is its Keras model, or its one member)
-    threshold: float | None = None  # the decision threshold (the trial's; a greedy ensemble's re-chosen one)
-    ensemble_validation: dict | None = None  # metrics of the shipped models' pooled validation scores, where they differ
-    check: DecisionCheck | None = None  # the shipped models' flag rate at the threshold against the judged models'
     fallback: str | None = None  # why the judged models ship instead of the refit asked for, if they do
     failed_check: DecisionCheck | None = None  # the refit's check that failed, if so
 
 
+@dataclass(frozen=True)
+class Chosen:
+    """The trial to export with everything its retrain needs, read from the study."""
+
+    study: object
+    trial: object
+    config: object
+    goal: object
+    dataset: object
+    kind: ModelKind
+    params: TrialParams
+    settings: TrainSettings
+
+
 def retrain_best(
-    storage_url: str, study_name: str, pick=None, refit: str = "all", data: dict | None = None, ensemble=DEFAULT_ENSEMBLE,
+    storage_url: str,
+    study_name: str,
+    pick=None,
+    refit: str = "all",
+    data: dict | None = None,
+    ensemble=DEFAULT_ENSEMBLE,
 ) -> Retrained:
     """Load the study, choose its best trial (a Pareto-front trial by `pick` when multi-objective), check the
     data is unchanged, retrain that trial deterministically from its stored settings (to check its value),
@@ -128,13 +160,41 @@ def retrain_best(
     that do not flag what the judged models flagged at the threshold (sweep.decision) give way to the judged models,
     with the reason in `fallback`. `data` (frame= or arrays=) is the Python API's data in memory, for a study made
     from it."""
-    choice = parse_ensemble(ensemble)
+    choice = _checked_choice(parse_ensemble(ensemble), refit)
+    chosen = _chosen(storage_url, study_name, pick, data, choice, refit)
+    choice = automatic_ensemble(choice)
+    found = _ship(chosen, choice, refit)
+    if found.check.passed:
+        return found
+    fallback = retrain_best(
+        storage_url, study_name, pick, "judged", data, str(choice) if choice.kind == "greedy" else "single"
+    )
+    return dataclasses.replace(
+        fallback,
+        fallback=f"the refit models do not decide as the judged ones did ({found.check.describe()}); shipping the "
+        "judged models themselves instead (--refit judged)",
+        failed_check=found.check,
+    )
+
+
+def _checked_choice(choice: EnsembleChoice, refit: str) -> EnsembleChoice:
+    """--refit and --ensemble, refused in one line where they contradict each other."""
     if refit not in REFIT_CHOICES:
         raise ExportError(f"--refit {refit!r} is not known; expected one of: {', '.join(REFIT_CHOICES)}")
     if refit == "train" and choice.kind not in ("single", "auto"):
-        raise ExportError(f"--refit train exports one trial's own model, but --ensemble is {choice}; use --ensemble single with --refit train")
+        raise ExportError(
+            f"--refit train exports one trial's own model, but --ensemble is {choice}; use --ensemble single with "
+            "--refit train"
+        )
     if refit == "judged" and choice.kind == "seeds":
-        raise ExportError(f"--refit judged ships the models that were judged, but --ensemble {choice} refits new seeds; use --refit all")
+        raise ExportError(
+            f"--refit judged ships the models that were judged, but --ensemble {choice} refits new seeds; use --refit all"
+        )
+    return choice
+
+
+def _chosen(storage_url: str, study_name: str, pick, data: dict | None, choice: EnsembleChoice, refit: str) -> Chosen:
+    """The study's chosen trial and its unchanged data, or one line saying why it cannot be exported as asked."""
     study = load_study(open_storage(storage_url), study_name)
     best = best_trial(study, pick)
     if best is None and len(study.directions) > 1 and best_trial(study) is not None:
@@ -145,8 +205,7 @@ def retrain_best(
         raise StorageError(f"study {study_name!r} was not made by `sweep run` (no stored config); cannot use it")
     config = config_from_dict(study.user_attrs["config"])
     goal = parse_goal(study.user_attrs["objective"]["spec"])
-    choice = automatic_ensemble(choice)
-    if choice.kind == "greedy" and goal.is_multi:
+    if automatic_ensemble(choice).kind == "greedy" and goal.is_multi:
         raise ExportError(
             f"--ensemble {choice} ranks trials by one objective, but study {study_name!r} has {len(goal.names)} "
             f"({', '.join(goal.names)}); use --ensemble single, seeds:K or folds"
@@ -160,117 +219,96 @@ def retrain_best(
         )
     if choice.kind == "folds" and dataset.validation.kind != "cv":
         raise ExportError(
-            f"--ensemble folds averages a cross-validated trial's fold models, but study {study_name!r} judges trials on one "
-            "validation split (no fold models); use --ensemble single or seeds:K, or sweep with --cv 5"
+            f"--ensemble folds averages a cross-validated trial's fold models, but study {study_name!r} judges trials "
+            "on one validation split (no fold models); use --ensemble single or seeds:K, or sweep with --cv 5"
         )
     if refit == "train" and dataset.validation.kind == "cv":
         raise ExportError(
             f"--refit train exports the model a trial trained on the training part, but study {study_name!r} "
             f"cross-validates ({dataset.validation.n_splits} fold models per trial); use --refit all"
         )
+    kind = model_kind(config)
     settings = TrainSettings(**best.user_attrs["train_settings"])
-    compiled_by = None
-    params = user_trial_params(best, config) if config.user_model else TrialParams.from_dict(best.params)
-    populations: dict = {}  # population id -> every member retrained at once (greedy reads several members of one)
+    return Chosen(study, best, config, goal, dataset, kind, kind.params(best), settings)
+
+
+def _ship(chosen: Chosen, choice: EnsembleChoice, refit: str) -> Retrained:
+    """The chosen trial retrained (its value checked), what ships made as `choice` and `refit` say, and the check
+    that it decides as the judged models did."""
+    dataset, best, kind, params, settings = chosen.dataset, chosen.trial, chosen.kind, chosen.params, chosen.settings
     judged = refit in ("judged", "train")  # ship the models the threshold was chosen on: no refit
-    keep_folds = choice.kind == "folds" or (judged and choice.kind == "single")
-    in_population = "population" in best.user_attrs and not config.user_model
-    if in_population and (keep_folds or choice.kind == "greedy"):  # its population retrained once, kept for greedy
-        members = populations[best.user_attrs["population"]["id"]] = retrain_population_members(dataset, best, study)
-        fold_models, pooled = members[best.number]
-        validation = metrics(dataset.validation.y, pooled, params.threshold)
-    elif keep_folds:
-        fold_models, validation, pooled = _retrain_fold_models(dataset, best, study, config)
-    elif config.user_model:
-        _, validation, pooled = refit_user_trial(dataset, best, config)
-    else:
-        _, validation, pooled = _retrain(dataset, best, study)
-    calibration = fit_calibration(pooled, dataset.validation.y, params.minority_weight, fitted_on=_fitted_on(dataset, best))
-    threshold, ensemble_validation, judged_scores = params.threshold, None, pooled
+    retrained = kind.retrain(dataset, [best], chosen.study)[best.number]
+    pooled = retrained.pooled
+    calibration = fit_calibration(
+        pooled, dataset.validation.y, params.minority_weight, fitted_on=_fitted_on(dataset, best)
+    )
     holdout = dataset.validation.kind == "holdout"
     if judged and holdout:  # the trials' own models, encoded as they were judged
         preprocessor, fit_counts = dataset.preprocessor, dataset.train.counts()
     else:
         preprocessor, fit_counts = dataset.final_preprocessor, dataset.development.counts()
+    keep_folds = choice.kind == "folds" or (judged and choice.kind == "single")
+    threshold, ensemble_validation, judged_scores = params.threshold, None, pooled
     if keep_folds and holdout:
-        shipped = single_model(fold_models[0], best.number, settings.seed, "the trial's training part")
+        shipped = single_model(retrained.models[0], best.number, settings.seed, "the trial's training part")
     elif keep_folds:
-        shipped = fold_ensemble(fold_models, dataset.validation, best.number, settings.seed)
+        shipped = fold_ensemble(retrained.models, dataset.validation, best.number, settings.seed)
     elif choice.kind == "seeds":
-        shipped = seed_ensemble(dataset, config, best.number, params, settings, choice.size)
+        shipped = seed_ensemble(dataset, kind, best.number, params, settings, choice.size)
     elif choice.kind == "greedy":
-        shipped, threshold, ensemble_pooled = _greedy(dataset, config, study, goal, best, pooled, choice.size, populations, judged)
-        ensemble_validation, judged_scores = metrics(dataset.validation.y, ensemble_pooled, threshold), ensemble_pooled
-        weight = float(np.exp(np.sum(shipped.weights * np.log([m["params"]["minority_weight"] for m in shipped.members]))))
-        calibration = fit_calibration(
-            ensemble_pooled, dataset.validation.y, weight,
-            fitted_on=f"the greedy ensemble's averaged {_pooled_words(dataset)} ({len(ensemble_pooled)} rows)",
-        )
+        shipped, threshold, judged_scores = _greedy(chosen, retrained, choice.size, judged)
+        ensemble_validation = metrics(dataset.validation.y, judged_scores, threshold)
+        calibration = _greedy_calibration(dataset, shipped, judged_scores)
     else:
-        model, compiled_by = _refit_all(dataset, config, params, settings)
+        model = kind.refit(dataset, [Refit(best.number, params, settings)])[0]
         shipped = single_model(model, best.number, settings.seed, f"all non-test rows ({fit_counts['rows']} rows)")
-    if shipped.kind != "single" and config.user_model:
-        compiled_by = best.user_attrs.get("compiled_by")
     input_shape = dataset.input_shape if judged else dataset.development.X.shape[1:]
-    model = shipped.models[0] if len(shipped.models) == 1 else shipped.keras_model(input_shape)
+    model = shipped.models[0] if len(shipped.models) == 1 else shipped.keras_model(input_shape, kind)
     if judged or keep_folds:  # the judged models themselves: the threshold was chosen on exactly these scores
         check = check_decision(judged_scores, judged_scores, threshold, "their own validation rows")
     else:
-        check = check_decision(judged_scores, shipped.scores(dataset.development.X), threshold, f"the {fit_counts['rows']} non-test rows")
-    found = Retrained(
-        study, best, goal, dataset, params, settings, model, validation, refit, preprocessor,
-        dataset.test_split(preprocessor), fit_counts, config, compiled_by, pooled, calibration, shipped, threshold,
-        ensemble_validation, check,
-    )
-    if check.passed:
-        return found
-    fallback = retrain_best(storage_url, study_name, pick, "judged", data, str(choice) if choice.kind == "greedy" else "single")
-    return dataclasses.replace(
-        fallback, fallback=f"the refit models do not decide as the judged ones did ({check.describe()}); shipping the judged "
-                           "models themselves instead (--refit judged)",
-        failed_check=check,
-    )
+        rows = f"the {fit_counts['rows']} non-test rows"
+        check = check_decision(judged_scores, shipped.scores(dataset.development.X), threshold, rows)
+    return Retrained(
+        study=chosen.study, trial=best, goal=chosen.goal, dataset=dataset, config=chosen.config, kind=kind,
+        params=params, settings=settings, validation=metrics(dataset.validation.y, pooled, params.threshold),
+        validation_scores=pooled, refit=refit, ensemble=shipped, model=model, threshold=threshold,
+        calibration=calibration, preprocessor=preprocessor, test=dataset.test_split(preprocessor),
+        fit_counts=fit_counts, check=check, ensemble_validation=ensemble_validation,
+        compiled_by=best.user_attrs.get("compiled_by"),
+    )  # fmt: skip
 
 
-def _retrain_fold_models(dataset, trial, study, config) -> tuple:
-    """A trial trained again with its fold models kept: (fold models, pooled validation metrics, pooled scores)."""
-    if config.user_model:
-        return retrain_user_fold_models(dataset, trial, config)
-    if "population" in trial.user_attrs:
-        return retrain_member_fold_models(dataset, trial, study)
-    return retrain_fold_models(dataset, trial)
-
-
-def _greedy(dataset, config, study, goal, best, best_pooled, size: int, retrained_populations: dict, judged: bool = False) -> tuple:
+def _greedy(chosen: Chosen, retrained, size: int, judged: bool) -> tuple:
     """Greedy selection over the `size` best complete trials on their pooled validation scores (each retrained
-    from its stored settings; a population once for all its members, `retrained_populations` holding those
-    already retrained), then the chosen configurations refit on all non-test rows, or, `judged`, their retrained
-    fold models shipped as they are: (Ensemble, its threshold, its averaged pooled validation scores)."""
+    from its stored settings; a population once for all its members), then the chosen configurations refit on all
+    non-test rows, or, `judged`, their retrained fold models shipped as they are: (Ensemble, its threshold, its
+    averaged pooled validation scores)."""
+    dataset, study, goal, best, kind = chosen.dataset, chosen.study, chosen.goal, chosen.trial, chosen.kind
     candidates = greedy_candidates(study, goal, size)
     trials = {t.number: t for t in [best] + candidates}
-    pooled, fold_models = {best.number: best_pooled}, {}
-    for trial in candidates if not judged else [best] + candidates:
-        if trial.number in fold_models or (trial.number in pooled and not judged):
-            continue
-        if "population" in trial.user_attrs and not config.user_model:
-            key = trial.user_attrs["population"]["id"]
-            if key not in retrained_populations:
-                retrained_populations[key] = retrain_population_members(dataset, trial, study)
-            fold_models[trial.number], pooled[trial.number] = retrained_populations[key][trial.number]
-        elif config.user_model:
-            fold_models[trial.number], _, pooled[trial.number] = retrain_user_fold_models(dataset, trial, config)
-        else:
-            fold_models[trial.number], _, pooled[trial.number] = retrain_fold_models(dataset, trial)
+    others = [t for t in candidates if t.number != best.number]  # the best trial is retrained already
+    found = kind.retrain(dataset, others, study) | {best.number: retrained}
+    pooled = {best.number: retrained.pooled} | {n: f.pooled for n, f in found.items() if n != best.number}
     y = dataset.validation.y
-    chosen, threshold, value = greedy_selection(goal, y, pooled, config.threshold)
-    params_of = (lambda t: user_trial_params(t, config)) if config.user_model else (lambda t: TrialParams.from_dict(t.params))
-    settings_of = lambda t: TrainSettings(**t.user_attrs["train_settings"])  # noqa: E731
+    selected, threshold, value = greedy_selection(goal, y, pooled, chosen.config.threshold)
     if judged:
-        shipped = judged_greedy_ensemble(dataset, goal, chosen, trials, fold_models, params_of, threshold, value, len(candidates))
+        fold_models = {n: f.models for n, f in found.items()}
+        shipped = judged_greedy_ensemble(
+            dataset, kind, goal, selected, trials, fold_models, threshold, value, len(candidates)
+        )
     else:
-        shipped = greedy_ensemble(dataset, config, goal, chosen, trials, settings_of, params_of, threshold, value, len(candidates))
-    averaged = np.sum([c / sum(chosen.values()) * pooled[n] for n, c in chosen.items()], axis=0)
+        shipped = greedy_ensemble(dataset, kind, goal, selected, trials, threshold, value, len(candidates))
+    averaged = np.sum([c / sum(selected.values()) * pooled[n] for n, c in selected.items()], axis=0)
     return shipped, threshold, averaged
+
+
+def _greedy_calibration(dataset, shipped: Ensemble, averaged: np.ndarray) -> Calibration:
+    """A greedy ensemble's calibration: the prior correction of its members' weights' geometric mean, then the map
+    fitted on its averaged pooled validation scores."""
+    weight = float(np.exp(np.sum(shipped.weights * np.log([m["params"]["minority_weight"] for m in shipped.members]))))
+    fitted_on = f"the greedy ensemble's averaged {_pooled_words(dataset)} ({len(averaged)} rows)"
+    return fit_calibration(averaged, dataset.validation.y, weight, fitted_on=fitted_on)
 
 
 def _pooled_words(dataset) -> str:
@@ -287,78 +325,65 @@ def _fitted_on(dataset, trial) -> str:
     return f"trial #{trial.number}'s scores on the validation part ({counts})"
 
 
-def _refit_all(dataset, config, params: TrialParams, settings: TrainSettings) -> tuple:
-    """The chosen configuration trained on all non-test rows, with the trial's epochs and seed: (model, who
-    compiled it for a user model, else None)."""
-    X, y = dataset.development.X, dataset.development.y
-    if not config.user_model:
-        return train_model(X, y, params.hidden_width, params.class_weight, settings)[0], None
-    from sweep.keras_fit import FoldRows, fit_user_model
-    from sweep.model import load_builder
-
-    rows = FoldRows(np.arange(len(y)), None, X[:0])
-    model, _, _, compiled_by = fit_user_model(load_builder(config.model), config.model, params.model_params, params.class_weight, settings, X, y, rows)
-    return model, compiled_by
-
-
-def _retrain(dataset, trial, study=None) -> tuple:
-    """A finished trial trained again from its stored settings, alone or with the population it was trained in:
-    (its model, or None when cross-validated; pooled validation metrics; pooled validation scores)."""
-    if "population" in trial.user_attrs:
-        return refit_member(dataset, trial, study)
-    return refit_trial(dataset, trial)
-
-
 def export_best(
-    storage_url: str, study_name: str, out_dir: str | Path, force: bool = False, pick=None, refit: str = "all", data: dict | None = None,
+    storage_url: str,
+    study_name: str,
+    out_dir: str | Path,
+    force: bool = False,
+    pick=None,
+    refit: str = "all",
+    data: dict | None = None,
     ensemble=DEFAULT_ENSEMBLE,
 ) -> ExportResult:
     """Retrain the study's best trial with its own seed and check it reproduces the stored validation value,
     make what the bundle holds (`ensemble`: one refit on all non-test rows, K refit seeds, the trial's fold models
     or a greedy ensemble; sweep.ensemble), check that it flags what the judged models flagged on the non-test rows
-    (the judged models ship where it does not: sweep.decision), evaluate it once on the held-out test part (with bootstrap
-    intervals), and write the bundle to `out_dir`. `data`: see retrain_best."""
+    (the judged models ship where it does not: sweep.decision), evaluate it once on the held-out test part (with
+    bootstrap intervals), and write the bundle to `out_dir`. `data`: see retrain_best."""
     out_dir = Path(out_dir)
     parse_ensemble(ensemble)
     _check_out_dir(out_dir, force)
     found = retrain_best(storage_url, study_name, pick, refit, data, ensemble)
-    best, goal, dataset, params, settings, model = found.trial, found.goal, found.dataset, found.params, found.settings, found.model
-    if found.config.user_model and (lambdas := lambda_layers(model)):
-        raise ExportError(lambda_refusal(found.config.model, lambdas, "refusing to write"))
-    validation = found.validation
-    reproduced_value = goal.value(validation)
-    stored_value = tuple(best.values) if goal.is_multi else best.value
-    reproduced = bool(np.allclose(reproduced_value, stored_value, rtol=0, atol=REPRODUCE_TOLERANCE))
-    threshold = found.threshold
-    test_scores = found.ensemble.scores(found.test.X)
-    test = metrics(found.test.y, test_scores, threshold)
-    intervals = bootstrap_intervals(found.test.y, test_scores, threshold, seed=settings.seed)
-    calibration = found.calibration
-    probability = {
-        "raw score": probability_scores(found.test.y, test_scores, seed=settings.seed),
-        "calibrated probability": probability_scores(found.test.y, calibration(test_scores), seed=settings.seed),
-    }
+    refusal = found.kind.refusal(found.model)
+    if refusal is not None:
+        raise ExportError(refusal)
+    bundle = bundle_record(found, storage_url, pick)
+    if out_dir.is_dir() and force:
+        shutil.rmtree(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    found.kind.keras_model(found.model).save(out_dir / "model.keras")  # an ensemble: one Keras model already
+    if found.preprocessor is not None:
+        (out_dir / "preprocessor.json").write_text(json.dumps(found.preprocessor.to_dict(), indent=2) + "\n")
+    (out_dir / "best.json").write_text(json.dumps(bundle, indent=2) + "\n")
+    return ExportResult(out_dir, bundle)
 
-    bundle = {
-        "study": study_name,
+
+def bundle_record(found: Retrained, storage_url: str, pick=None) -> dict:
+    """best.json: what was chosen and how, the decision and its check, the calibration, the model, and its
+    validation (stored and reproduced) and test metrics with bootstrap intervals."""
+    best, goal, params, settings, calibration = found.trial, found.goal, found.params, found.settings, found.calibration
+    threshold = found.threshold
+    return {
+        "study": found.study.study_name,
         "storage": mask_url(storage_url),
         "trial": best.number,
         "objective": {
-            "spec": found.study.user_attrs["objective"]["spec"], "names": goal.names, "directions": goal.directions,
+            "spec": found.study.user_attrs["objective"]["spec"],
+            "names": goal.names,
+            "directions": goal.directions,
             "picked_by": str(pick) if goal.is_multi and pick is not None else ("best f1" if goal.is_multi else None),
         },
         "params": dict(best.params) | params.model_params,
         "class_weight": {"0": 1.0, "1": params.minority_weight},
         "threshold": threshold,
         "threshold_probability": float(calibration(np.array([threshold]))[0]),
-        "decision": found.check.record() | {
-            "fallback": found.fallback, "failed_check": found.failed_check.record() if found.failed_check else None,
-        },
+        "decision": found.check.record()
+        | {"fallback": found.fallback, "failed_check": found.failed_check.record() if found.failed_check else None},
         "calibration": calibration.to_dict(),
         "outputs": OUTPUTS,
         "hidden_width": params.hidden_width,
-        "hidden_layers": None if found.config.user_model else settings.hidden_layers,
-        "model": _model_summary(found, model),
+        "hidden_layers": found.kind.hidden_layers(settings),
+        "model": _model_summary(found),
         "train_settings": best.user_attrs["train_settings"],
         "seed": settings.seed,
         "ensemble": found.ensemble.record(),
@@ -368,55 +393,70 @@ def export_best(
             "counts": found.fit_counts,
             "epochs": settings.epochs,
         },
-        "validation": {
-            "judged_by": dataset.validation.describe(),
-            "value": stored_value,
-            "reproduced_value": reproduced_value,
-            "reproduced": reproduced,
-            "metrics": _clean(validation),
-        } | ({"ensemble_metrics": _clean(found.ensemble_validation)} if found.ensemble_validation is not None else {}),
-        "test": {
-            "value": goal.value(test),
-            "metrics": _clean(test),
-            "intervals": {k: list(v) for k, v in intervals.items()},
-            "interval_method": f"95% percentile, stratified bootstrap of the test rows, {BOOTSTRAP_RESAMPLES} resamples, seed {settings.seed}",
-            "probability": probability,  # Brier score and log loss of the raw and the calibrated output, same bootstrap
-        },
-        "data": dataset.summary(),
+        "validation": _validation_record(found),
+        "test": _test_record(found),
+        "data": found.dataset.summary(),
         "config": found.study.user_attrs["config"],
         "features": list(found.preprocessor.columns) if found.preprocessor is not None else None,
         "versions": _versions(),
-        "exported_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "exported_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
-    if out_dir.is_dir() and force:
-        shutil.rmtree(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (model.to_keras() if isinstance(model, Network) else model).save(out_dir / "model.keras")  # an ensemble: one Keras model
-    if found.preprocessor is not None:
-        (out_dir / "preprocessor.json").write_text(json.dumps(found.preprocessor.to_dict(), indent=2) + "\n")
-    (out_dir / "best.json").write_text(json.dumps(bundle, indent=2) + "\n")
-    return ExportResult(out_dir, bundle)
+
+
+def _validation_record(found: Retrained) -> dict:
+    """How the trial was judged, its stored value and the retrain's (checked to reproduce it)."""
+    best, goal = found.trial, found.goal
+    reproduced_value = goal.value(found.validation)
+    stored_value = tuple(best.values) if goal.is_multi else best.value
+    reproduced = bool(np.allclose(reproduced_value, stored_value, rtol=0, atol=REPRODUCE_TOLERANCE))
+    shipped = {"ensemble_metrics": _clean(found.ensemble_validation)} if found.ensemble_validation is not None else {}
+    return {
+        "judged_by": found.dataset.validation.describe(),
+        "value": stored_value,
+        "reproduced_value": reproduced_value,
+        "reproduced": reproduced,
+        "metrics": _clean(found.validation),
+    } | shipped
+
+
+def _test_record(found: Retrained) -> dict:
+    """The shipped models on the held-out test rows, touched once here: metrics at the threshold, bootstrap
+    intervals, and the Brier score and log loss of the raw and the calibrated output (same bootstrap)."""
+    seed, y_test = found.settings.seed, found.test.y
+    test_scores = found.ensemble.scores(found.test.X)
+    test = metrics(y_test, test_scores, found.threshold)
+    intervals = bootstrap_intervals(y_test, test_scores, found.threshold, seed=seed)
+    method = f"95% percentile, stratified bootstrap of the test rows, {BOOTSTRAP_RESAMPLES} resamples, seed {seed}"
+    return {
+        "value": found.goal.value(test),
+        "metrics": _clean(test),
+        "intervals": {k: list(v) for k, v in intervals.items()},
+        "interval_method": method,
+        "probability": {
+            "raw score": probability_scores(y_test, test_scores, seed=seed),
+            "calibrated probability": probability_scores(y_test, found.calibration(test_scores), seed=seed),
+        },
+    }
 
 
 def refit_rows(found: Retrained) -> str:
     """What the shipped models learned from, in words."""
     if found.refit in ("train", "judged") and found.dataset.validation.kind == "holdout":
-        return "the trial's training part" if len(found.ensemble.models) == 1 else "each model: its trial's training part (best.json 'ensemble')"
+        return (
+            "the trial's training part"
+            if len(found.ensemble.models) == 1
+            else "each model: its trial's training part (best.json 'ensemble')"
+        )
     if found.ensemble.kind == "folds" or found.refit == "judged":
         return "each fold model: the non-test rows outside its fold (best.json 'ensemble')"
     return "all non-test rows"
 
 
-def _model_summary(found: Retrained, model) -> dict:
-    """What best.json says of the model: the builtin network, or the user's builder, who compiled it, and the
+def _model_summary(found: Retrained) -> dict:
+    """What best.json says of the model: its kind (a user's: the builder, who compiled it, its Keras class), the
     shape of one input row and the kind of data it takes."""
-    shape = list(found.test.X.shape[1:])
-    if not found.config.user_model:
-        return {"kind": "builtin", "input_shape": shape, "data_kind": found.dataset.kind}
-    return {
-        "kind": "user", "builder": found.config.model, "compiled_by": found.compiled_by, "input_shape": shape,
-        "data_kind": found.dataset.kind, "keras_class": type(model).__name__,
-    }
+    shape = {"input_shape": list(found.test.X.shape[1:]), "data_kind": found.dataset.kind}
+    return found.kind.describe(found.model, found.compiled_by) | shape
 
 
 @dataclass(frozen=True)
@@ -456,7 +496,11 @@ class Bundle:
 
         if isinstance(data, (str, Path)):
             source = str(data)
-            data = read_arrays(data, need_labels=False)[0] if Path(data).suffix.lower() == ARRAY_SUFFIX else read_table(data)
+            data = (
+                read_arrays(data, need_labels=False)[0]
+                if Path(data).suffix.lower() == ARRAY_SUFFIX
+                else read_table(data)
+            )
         if self.preprocessor is not None:
             if not isinstance(data, pd.DataFrame):
                 raise DataError(
@@ -522,16 +566,22 @@ def load_bundle(bundle_dir: str | Path, custom_objects=()) -> Bundle:
 
     bundle_dir = Path(bundle_dir)
     if not (bundle_dir / "best.json").is_file():
-        raise DataError(f"{str(bundle_dir)!r} is not an export bundle (no best.json); pass the --out directory of `sweep export`")
+        raise DataError(
+            f"{str(bundle_dir)!r} is not an export bundle (no best.json); pass the --out directory of `sweep export`"
+        )
     try:
         best = json.loads((bundle_dir / "best.json").read_text())
         threshold = float(best["threshold"])
         table = best.get("model", {}).get("data_kind", "table") == "table"
         calibration = calibration_of(best)
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise DataError(f"{str(bundle_dir / 'best.json')!r} is damaged ({type(exc).__name__}: {exc}); export the study again") from None
+        raise DataError(
+            f"{str(bundle_dir / 'best.json')!r} is damaged ({type(exc).__name__}: {exc}); export the study again"
+        ) from None
     if not 0 <= threshold <= 1:
-        raise DataError(f"{str(bundle_dir / 'best.json')!r} has threshold {threshold}, outside [0, 1]; export the study again")
+        raise DataError(
+            f"{str(bundle_dir / 'best.json')!r} has threshold {threshold}, outside [0, 1]; export the study again"
+        )
     needed = [name for name in BUNDLE_FILES[1:] if table or name != "preprocessor.json"]
     missing = [name for name in needed if not (bundle_dir / name).is_file()]
     if missing:

@@ -10,11 +10,11 @@ import math
 import time
 import weakref
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import numpy as np
 
 from sweep import stopping
+from sweep.data import Fold
 from sweep.errors import TrialFailed, TrialTimedOut
 from sweep.model import build_user_model, load_builder
 from sweep.runtime import device_label, tensorflow
@@ -73,16 +73,14 @@ def score_rows(model, X_tensor, rows: np.ndarray | None, X_val: np.ndarray | Non
     return np.concatenate(parts) if parts else np.empty(0)
 
 
-@dataclass(frozen=True)
-class FoldRows:
-    """What one fold model trains on (`fit` rows of the shared array) and is judged on (`val` rows of it, or X_val)."""
-
-    fit: np.ndarray
-    val: np.ndarray | None
-    X_val: np.ndarray | None = None
+def _validation_scores(model, X_tensor, fold: Fold) -> np.ndarray:
+    """A fold model's scores on its validation rows: rows of the shared tensor, or the fold's own X_val."""
+    return score_rows(model, X_tensor, fold.val_rows, fold.X_val if fold.val_rows is None else None)
 
 
-def _fit_callback(on_epoch: Callable[[int, float, object], None] | None, state: dict, over: Callable[[int], str | None] | None = None):
+def _fit_callback(
+    on_epoch: Callable[[int, float, object], None] | None, state: dict, over: Callable[[int], str | None] | None = None
+):
     """The Keras callback of a trial's fit: a stop request, or `over(epoch)` giving a reason (the trial ran past
     --trial-timeout), ends fit at the next batch, a NaN loss at the epoch's end, and `on_epoch(epoch, loss, model)`
     (1-based) runs after every epoch; it may raise to stop the trial."""
@@ -134,11 +132,19 @@ def _build_optimizer(model) -> None:
 
 
 def fit_user_model(
-    builder: Callable, spec: str, params: dict, class_weight: dict, settings: TrainSettings, X: np.ndarray, y: np.ndarray,
-    rows: FoldRows, on_epoch: Callable[[int, float, object], None] | None = None, over: Callable[[int], str | None] | None = None,
+    builder: Callable,
+    spec: str,
+    params: dict,
+    class_weight: dict,
+    settings: TrainSettings,
+    X: np.ndarray,
+    y: np.ndarray,
+    rows: Fold,
+    on_epoch: Callable[[int, float, object], None] | None = None,
+    over: Callable[[int], str | None] | None = None,
 ):
     """Build the trial's model (seeded: the same seed gives the same initial weights, dropout and batches) and
-    fit it with Keras' fit(class_weight=...) on `rows.fit` of X; returns (model, epochs run, final loss).
+    fit it with Keras' fit(class_weight=...) on the training rows of X that `rows` names; returns (model, epochs run, final loss).
 
     Raises TrialFailed on a NaN loss or an error inside the builder or fit, KeyboardInterrupt on a stop request
     (the trial then ends FAIL with the reason), TrialTimedOut with over's reason once `over(epoch)` (checked at
@@ -149,12 +155,16 @@ def fit_user_model(
     model, compiled_by = build_user_model(builder, params, X.shape[1:], settings.learning_rate, spec, probe=False)
     state: dict = {"compiled_by": compiled_by}
     rank = len(model.outputs[0].shape) if getattr(model, "outputs", None) else 2
-    data = batches(as_tensor(X), y, rows.fit, settings.batch_size, settings.seed, rank)
+    data = batches(as_tensor(X), y, rows.training_rows(len(y)), settings.batch_size, settings.seed, rank)
     try:
         _build_optimizer(model)
         history = model.fit(
-            data, epochs=settings.epochs, class_weight={int(k): float(v) for k, v in class_weight.items()},
-            shuffle=False, verbose=0, callbacks=[_fit_callback(on_epoch, state, over)],
+            data,
+            epochs=settings.epochs,
+            class_weight={int(k): float(v) for k, v in class_weight.items()},
+            shuffle=False,
+            verbose=0,
+            callbacks=[_fit_callback(on_epoch, state, over)],
         )
     except (TrialFailed, KeyboardInterrupt):
         raise
@@ -164,20 +174,31 @@ def fit_user_model(
         if isinstance(exc, optuna.TrialPruned):
             raise
         text = str(exc).strip().splitlines()
-        raise TrialFailed(f"fit of the model from {spec} failed: {type(exc).__name__}: {text[0] if text else ''}") from None
+        raise TrialFailed(
+            f"fit of the model from {spec} failed: {type(exc).__name__}: {text[0] if text else ''}"
+        ) from None
     if state.get("stopped"):
         stopping.check()
     if "timed_out" in state:
         raise TrialTimedOut(state["timed_out"])
     if "nan_epoch" in state:
-        raise TrialFailed(f"training loss became NaN or infinite at epoch {state['nan_epoch']} (minority_weight {class_weight[1]:.4g})")
+        raise TrialFailed(
+            f"training loss became NaN or infinite at epoch {state['nan_epoch']} (minority_weight {class_weight[1]:.4g})"
+        )
     losses = history.history.get("loss", [math.nan])
     return model, state.get("epochs", settings.epochs), float(losses[-1]), compiled_by
 
 
 def train_user_models(
-    spec: str, params: dict, class_weight: dict, settings: TrainSettings, X: np.ndarray, y: np.ndarray,
-    folds: list[FoldRows], on_epoch: Callable[[int, int, float, np.ndarray], None] | None = None, clock=None,
+    spec: str,
+    params: dict,
+    class_weight: dict,
+    settings: TrainSettings,
+    X: np.ndarray,
+    y: np.ndarray,
+    folds: list[Fold],
+    on_epoch: Callable[[int, int, float, np.ndarray], None] | None = None,
+    clock=None,
 ):
     """Train a trial's fold models one after another and score each one's validation rows; returns (models,
     fold scores, TrainResult (epochs run per fold model), compiled_by). on_epoch(fold, epoch, loss, fold scores)
@@ -190,7 +211,9 @@ def train_user_models(
     started = time.perf_counter()
     registered = custom_gradient_names()
     try:
-        return _train_folds(builder, spec, params, class_weight, settings, X, y, folds, on_epoch, clock, X_tensor, started)
+        return _train_folds(
+            builder, spec, params, class_weight, settings, X, y, folds, on_epoch, clock, X_tensor, started
+        )
     finally:
         forget_custom_gradients(registered)  # the trial's train steps, kept by TensorFlow for ever otherwise
 
@@ -202,13 +225,21 @@ def _train_folds(builder, spec, params, class_weight, settings, X, y, folds, on_
         last: dict = {}  # the scores of the last epoch's report, which are the fold model's final scores
         report = None
         if on_epoch is not None:
+
             def report(epoch, epoch_loss, model, index=index, fold=fold, last=last):
-                last["scores"], last["epoch"] = score_rows(model, X_tensor, fold.val, fold.X_val), epoch
+                last["scores"], last["epoch"] = _validation_scores(model, X_tensor, fold), epoch
                 on_epoch(index, epoch, epoch_loss, last["scores"])
-        over = None if clock is None or clock.limit is None else (lambda epoch, fold_number=index + 1: clock.over(epoch, fold_number))
-        model, ran, loss, compiled_by = fit_user_model(builder, spec, params, class_weight, settings, X, y, fold, report, over)
+
+        over = (
+            None
+            if clock is None or clock.limit is None
+            else (lambda epoch, fold_number=index + 1: clock.over(epoch, fold_number))
+        )
+        model, ran, loss, compiled_by = fit_user_model(
+            builder, spec, params, class_weight, settings, X, y, fold, report, over
+        )
         models.append(model)
         final = last.get("scores") if last.get("epoch") == ran else None
-        fold_scores.append(final if final is not None else score_rows(model, X_tensor, fold.val, fold.X_val))
+        fold_scores.append(final if final is not None else _validation_scores(model, X_tensor, fold))
     result = TrainResult(ran, time.perf_counter() - started, loss, device_label())
     return models, fold_scores, result, compiled_by

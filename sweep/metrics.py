@@ -1,4 +1,5 @@
-"""Goals (a parsed --objective) and validation metrics of a scored split: confusion counts, flag rate, F-scores, AP, ROC-AUC."""
+"""Goals (a parsed --objective) and validation metrics of a scored split: confusion counts, flag rate, F-scores, AP,
+ROC-AUC."""
 
 from __future__ import annotations
 
@@ -73,7 +74,8 @@ class Goal:
         return self.value(threshold_metrics(y_true, scores, threshold))
 
     def value(self, metrics: dict):
-        """The objective from metrics() (a tuple for pareto); docs/guides/objectives.md says how each kind prices errors."""
+        """The objective from metrics() (a tuple for pareto); docs/guides/objectives.md says how each kind prices
+        errors."""
         if self.kind == "pareto":
             return tuple(float(metrics[m]) for m in self.pareto)
         if self.kind == "f1":
@@ -125,7 +127,9 @@ def parse_goal(spec: str, source: str = "--objective") -> Goal:
         chosen = tuple(m.strip() for m in (argument or "precision,recall").split(","))
         unknown = [m for m in chosen if m not in PARETO_METRICS]
         if unknown or len(chosen) < 2 or len(set(chosen)) != len(chosen):
-            raise _bad_objective(spec, source, f"pareto needs two or more different metrics of {', '.join(PARETO_METRICS)}")
+            raise _bad_objective(
+                spec, source, f"pareto needs two or more different metrics of {', '.join(PARETO_METRICS)}"
+            )
         return Goal("pareto", pareto=chosen, text=given)
     if kind == "cost":
         costs = {}
@@ -319,13 +323,22 @@ def _count_blocks(y: np.ndarray, resamples: int, seed: int, block: int | None = 
         size = min(block, resamples - start)
         counts = np.empty((size, len(y)), dtype=np.float64)
         for resample in range(size):
-            drawn = [rows[stream.integers(0, len(rows), size=len(rows), dtype=draw_type)] for rows, stream in zip(classes, streams) if len(rows)]
+            drawn = [
+                rows[stream.integers(0, len(rows), size=len(rows), dtype=draw_type)]
+                for rows, stream in zip(classes, streams)
+                if len(rows)
+            ]
             counts[resample] = np.bincount(np.concatenate(drawn), minlength=len(y))
         yield counts
 
 
 def _weighted_metrics(
-    y: np.ndarray, scores: np.ndarray, threshold: float, weights: np.ndarray, with_ap: bool = True, steps=None,
+    y: np.ndarray,
+    scores: np.ndarray,
+    threshold: float,
+    weights: np.ndarray,
+    with_ap: bool = True,
+    steps=None,
 ) -> dict[str, np.ndarray]:
     """precision, recall, f1, flag_rate and (with_ap) average precision for each row of `weights` (row
     multiplicities); `steps`: _score_order(scores), when the caller scores many blocks of the same rows.
@@ -358,8 +371,12 @@ def _bootstrap(y: np.ndarray, statistics, resamples: int, seed: int) -> dict[str
 
 
 def bootstrap_intervals(
-    y_true: np.ndarray, scores: np.ndarray, threshold: float, resamples: int = BOOTSTRAP_RESAMPLES,
-    seed: int = 0, level: float = 0.95,
+    y_true: np.ndarray,
+    scores: np.ndarray,
+    threshold: float,
+    resamples: int = BOOTSTRAP_RESAMPLES,
+    seed: int = 0,
+    level: float = 0.95,
 ) -> dict[str, tuple[float, float]]:
     """Percentile intervals of INTERVAL_METRICS under a stratified, seeded bootstrap of the rows.
 
@@ -371,12 +388,20 @@ def bootstrap_intervals(
     steps = _score_order(s)
     draws = _bootstrap(y, lambda weights: _weighted_metrics(y, s, threshold, weights, steps=steps), resamples, seed)
     tail = (1 - level) / 2 * 100
-    return {name: tuple(float(v) for v in np.nanpercentile(draws[name], [tail, 100 - tail])) for name in INTERVAL_METRICS}
+    return {
+        name: tuple(float(v) for v in np.nanpercentile(draws[name], [tail, 100 - tail])) for name in INTERVAL_METRICS
+    }
 
 
 def paired_f1_difference(
-    y_true: np.ndarray, scores_a: np.ndarray, threshold_a: float, scores_b: np.ndarray, threshold_b: float,
-    resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 0, level: float = 0.95,
+    y_true: np.ndarray,
+    scores_a: np.ndarray,
+    threshold_a: float,
+    scores_b: np.ndarray,
+    threshold_b: float,
+    resamples: int = BOOTSTRAP_RESAMPLES,
+    seed: int = 0,
+    level: float = 0.95,
 ) -> dict[str, float]:
     """F1(a) - F1(b) on the same rows, with a percentile interval from one stratified bootstrap that resamples
     the same rows for both models (paired): {"difference", "low", "high"}."""
@@ -394,13 +419,19 @@ def paired_f1_difference(
 
 
 def bootstrap_mean_intervals(
-    y_true: np.ndarray, losses: dict[str, np.ndarray], resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 0, level: float = 0.95,
+    y_true: np.ndarray,
+    losses: dict[str, np.ndarray],
+    resamples: int = BOOTSTRAP_RESAMPLES,
+    seed: int = 0,
+    level: float = 0.95,
 ) -> dict[str, tuple[float, float]]:
     """Percentile intervals of the mean of each per-row loss in `losses` (e.g. Brier, log loss), under the same
     stratified, seeded bootstrap of the rows as bootstrap_intervals (all losses of a resample from one draw)."""
     y = np.asarray(y_true).astype(np.float64).ravel()
     rows = {name: np.asarray(values, dtype=np.float64).ravel() for name, values in losses.items()}
-    draws = _bootstrap(y, lambda weights: {name: weights @ v / weights.sum(axis=1) for name, v in rows.items()}, resamples, seed)
+    draws = _bootstrap(
+        y, lambda weights: {name: weights @ v / weights.sum(axis=1) for name, v in rows.items()}, resamples, seed
+    )
     tail = (1 - level) / 2 * 100
     return {name: tuple(float(v) for v in np.percentile(draws[name], [tail, 100 - tail])) for name in rows}
 
@@ -424,3 +455,11 @@ def choose_threshold(goal, y_true: np.ndarray, scores: np.ndarray, bounds: tuple
     values = np.array([goal.value(found) for found in metrics_at_thresholds(y_true, scores, cuts)], dtype=np.float64)
     best = int(np.argmin(values) if goal.direction == "minimize" else np.argmax(values))
     return float(cuts[best]), float(values[best])
+
+
+def balanced_class_weight(y: np.ndarray) -> dict[int, float]:
+    """scikit-learn's compute_class_weight("balanced") of 0/1 labels, as Keras' class_weight dict: n / (2 n_c)."""
+    from sklearn.utils.class_weight import compute_class_weight
+
+    weights = compute_class_weight("balanced", classes=np.array([0, 1]), y=y)
+    return {0: float(weights[0]), 1: float(weights[1])}

@@ -58,13 +58,19 @@ def load_builder(spec: str) -> Callable:
     module = import_user_file(target) if target.endswith(".py") else import_user_module(target)
     function = getattr(module, name, None)
     if function is None:
-        found = sorted(n for n, v in vars(module).items() if callable(v) and not n.startswith("_") and getattr(v, "__module__", None) == module.__name__)
+        found = sorted(
+            n
+            for n, v in vars(module).items()
+            if callable(v) and not n.startswith("_") and getattr(v, "__module__", None) == module.__name__
+        )
         raise BuilderError(
             f"model {spec!r}: {target!r} has no function {name!r} (it defines: {', '.join(found) or 'nothing callable'}); "
             "fix the name after ':'"
         )
     if not callable(function):
-        raise BuilderError(f"model {spec!r}: {name!r} in {target!r} is a {type(function).__name__}, not a function; name the builder function")
+        raise BuilderError(
+            f"model {spec!r}: {name!r} in {target!r} is a {type(function).__name__}, not a function; name the builder function"
+        )
     return function
 
 
@@ -89,11 +95,15 @@ def import_user_file(path_text: str):
     beside it (custom layers) imports, in every worker and in export."""
     path = Path(path_text)
     if not path.is_file():
-        raise BuilderError(f"model file {path_text!r} does not exist; pass --model PATH.py:FUNCTION with an existing file")
+        raise BuilderError(
+            f"model file {path_text!r} does not exist; pass --model PATH.py:FUNCTION with an existing file"
+        )
     module_name = f"sweep_user_model_{path.stem}"
     if module_name in sys.modules and getattr(sys.modules[module_name], "__file__", None) == str(path):
         return sys.modules[module_name]
-    importable_beside(path, first=True)  # as `python PATH.py` does: a module beside the file (its custom layers) imports
+    importable_beside(
+        path, first=True
+    )  # as `python PATH.py` does: a module beside the file (its custom layers) imports
     loader_spec = importlib.util.spec_from_file_location(module_name, path)
     module = importlib.util.module_from_spec(loader_spec)
     sys.modules[module_name] = module  # custom layers registered by it are then found by Keras
@@ -101,7 +111,9 @@ def import_user_file(path_text: str):
         loader_spec.loader.exec_module(module)
     except Exception as exc:
         del sys.modules[module_name]
-        raise BuilderError(f"model file {path_text!r} failed to import ({_first_line(exc)}); fix the error in that file") from None
+        raise BuilderError(
+            f"model file {path_text!r} failed to import ({_first_line(exc)}); fix the error in that file"
+        ) from None
     return module
 
 
@@ -118,12 +130,18 @@ def import_user_module(name: str):
                 f"model module {name!r} is not importable (no module {exc.name!r}); install it, run from the folder that "
                 "holds it, or pass a file: --model PATH.py:FUNCTION"
             ) from None
-        raise BuilderError(f"model module {name!r} failed to import ({_first_line(exc)}); fix the import in that module") from None
+        raise BuilderError(
+            f"model module {name!r} failed to import ({_first_line(exc)}); fix the import in that module"
+        ) from None
     except Exception as exc:
-        raise BuilderError(f"model module {name!r} failed to import ({_first_line(exc)}); fix the error in that module") from None
+        raise BuilderError(
+            f"model module {name!r} failed to import ({_first_line(exc)}); fix the error in that module"
+        ) from None
 
 
-def build_user_model(builder: Callable, params: dict, input_shape: tuple, learning_rate: float, spec: str, probe: bool = True):
+def build_user_model(
+    builder: Callable, params: dict, input_shape: tuple, learning_rate: float, spec: str, probe: bool = True
+):
     """Call the builder for one trial and check what it returns; compile it (binary cross-entropy, Adam at the
     trial's rate) unless the builder compiled it itself. Returns (model, compiled_by). A builder that raises or
     returns an unusable model raises TrialFailed with the reason (check_builder makes that exit 2 up front).
@@ -143,7 +161,9 @@ def build_user_model(builder: Callable, params: dict, input_shape: tuple, learni
             "(keras.Sequential, functional or subclassed)"
         )
     if len(model.outputs if hasattr(model, "outputs") and model.outputs is not None else [None]) != 1:
-        raise TrialFailed(f"model builder {spec} returned a model with {len(model.outputs)} outputs; expected one, the positive class's probability")
+        raise TrialFailed(
+            f"model builder {spec} returned a model with {len(model.outputs)} outputs; expected one, the positive class's probability"
+        )
     outputs = getattr(model, "outputs", None)
     if not probe and outputs:
         shape = tuple(outputs[0].shape)
@@ -156,7 +176,9 @@ def build_user_model(builder: Callable, params: dict, input_shape: tuple, learni
     try:
         probe = np.asarray(model(np.zeros((2, *input_shape), dtype=np.float32), training=False))
     except Exception as exc:
-        raise TrialFailed(f"model from {spec} cannot take rows of shape {tuple(input_shape)}: {_first_line(exc)}") from None
+        raise TrialFailed(
+            f"model from {spec} cannot take rows of shape {tuple(input_shape)}: {_first_line(exc)}"
+        ) from None
     if probe.shape not in ((2,), (2, 1)):
         raise TrialFailed(
             f"model from {spec} outputs shape {(None, *probe.shape[1:])} per batch; expected (None, 1) or (None,): one sigmoid "
@@ -189,9 +211,13 @@ def check_builder(spec: str, params: dict, input_shape: tuple, learning_rate: fl
     try:
         model, _ = build_user_model(builder, params, input_shape, learning_rate, spec)
         if lambdas := lambda_layers(model):
-            logger.warning("warning: %s", lambda_refusal(spec, lambdas, "its trials train, but sweep export refuses to write"))
+            logger.warning(
+                "warning: %s", lambda_refusal(spec, lambdas, "its trials train, but sweep export refuses to write")
+            )
     except TrialFailed as failure:
-        raise BuilderError(f"{failure} (checked before any trial starts); fix the builder or its --param ranges") from None
+        raise BuilderError(
+            f"{failure} (checked before any trial starts); fix the builder or its --param ranges"
+        ) from None
     finally:
         import keras
 

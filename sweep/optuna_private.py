@@ -72,7 +72,13 @@ if TYPE_CHECKING:
 # The Optuna version these names were last checked against (tests/test_optuna_private.py).
 CHECKED_WITH = "5.1.0"
 # RDBStorage's private methods that `_CachedStorage` calls on the storage inside it (`self._backend.<name>`).
-CACHED_STORAGE_CALLS = ("_create_new_trial", "_set_trial_param", "_get_best_trial_id", "_get_trials", "_get_stale_trial_ids")
+CACHED_STORAGE_CALLS = (
+    "_create_new_trial",
+    "_set_trial_param",
+    "_get_best_trial_id",
+    "_get_trials",
+    "_get_stale_trial_ids",
+)
 
 
 def storage_of(study: optuna.Study) -> optuna.storages.BaseStorage:
@@ -166,7 +172,9 @@ def set_user_attrs(trial: optuna.Trial, attrs: dict[str, Any]) -> None:
         session.query(attribute).filter(attribute.trial_id == trial._trial_id, attribute.key.in_(list(attrs))).delete(
             synchronize_session=False
         )
-        rows = [{"trial_id": trial._trial_id, "key": key, "value_json": json.dumps(value)} for key, value in attrs.items()]
+        rows = [
+            {"trial_id": trial._trial_id, "key": key, "value_json": json.dumps(value)} for key, value in attrs.items()
+        ]
         session.execute(insert(attribute), rows)
     trial._cached_frozen_trial.user_attrs.update(attrs)
 
@@ -191,7 +199,9 @@ def attach_artifact(storage: optuna.storages.BaseStorage, trial_id: int, store, 
 
     artifact_id = str(uuid.uuid4())
     filename = os.path.basename(path)
-    meta = ArtifactMeta(artifact_id=artifact_id, filename=filename, mimetype=mimetype, encoding=mimetypes.guess_type(filename)[1])
+    meta = ArtifactMeta(
+        artifact_id=artifact_id, filename=filename, mimetype=mimetype, encoding=mimetypes.guess_type(filename)[1]
+    )
     with open(path, "rb") as handle:
         store.write(artifact_id, handle)
     set_attr_of_finished_trial(storage, trial_id, f"artifacts:{artifact_id}", json.dumps(asdict(meta)), system=True)
@@ -204,7 +214,11 @@ def count_trials(study: optuna.Study, states, below_number: int | None = None) -
     on an RDB storage, whatever the study's size; other storages read the trials."""
     rdb = _rdb(study._storage)
     if rdb is None:
-        return sum(1 for t in study.get_trials(deepcopy=False, states=tuple(states)) if below_number is None or t.number < below_number)
+        return sum(
+            1
+            for t in study.get_trials(deepcopy=False, states=tuple(states))
+            if below_number is None or t.number < below_number
+        )
     from optuna.storages._rdb import models
     from sqlalchemy import func
 
@@ -252,14 +266,21 @@ class TrialCounts:
             session = rdb.scoped_session()
             try:
                 since = (trial.study_id == self.study._study_id, trial.trial_id >= self._from_id)
-                first_open, last = session.query(
-                    func.min(case((trial.state.in_(open_states), trial.trial_id))), func.max(trial.trial_id)
-                ).filter(*since).one()
+                first_open, last = (
+                    session.query(
+                        func.min(case((trial.state.in_(open_states), trial.trial_id))), func.max(trial.trial_id)
+                    )
+                    .filter(*since)
+                    .one()
+                )
                 if last is not None:
                     end = last + 1 if first_open is None else first_open
-                    rows = session.query(trial.state, func.count(trial.trial_id), func.max(trial.number)).filter(
-                        *since, trial.trial_id < end
-                    ).group_by(trial.state).all()
+                    rows = (
+                        session.query(trial.state, func.count(trial.trial_id), func.max(trial.number))
+                        .filter(*since, trial.trial_id < end)
+                        .group_by(trial.state)
+                        .all()
+                    )
                     added = sum(count for _, count, _ in rows)
                     if added and max(number for _, _, number in rows) == self._kept_total + added - 1:
                         for state, count, _ in rows:
@@ -292,7 +313,12 @@ def state_counts(study: optuna.Study) -> dict:
     trial = models.TrialModel
     session = rdb.scoped_session()
     try:
-        rows = session.query(trial.state, func.count(trial.trial_id)).filter(trial.study_id == study._study_id).group_by(trial.state).all()
+        rows = (
+            session.query(trial.state, func.count(trial.trial_id))
+            .filter(trial.study_id == study._study_id)
+            .group_by(trial.state)
+            .all()
+        )
         return {state: int(count) for state, count in rows}
     finally:
         session.close()
@@ -310,7 +336,9 @@ def running_trials_never_stamped(study: optuna.Study, older_than_seconds: float)
     from optuna.storages._rdb import models
     from optuna.trial import TrialState
 
-    started_before = datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None) - datetime.timedelta(seconds=older_than_seconds)
+    started_before = datetime.datetime.now(datetime.UTC).replace(tzinfo=None) - datetime.timedelta(
+        seconds=older_than_seconds
+    )
     trial, heartbeat = models.TrialModel, models.TrialHeartbeatModel
     session = rdb.scoped_session()
     try:
@@ -350,7 +378,11 @@ def best_complete_trials(study: optuna.Study, count: int) -> list[optuna.trial.F
 
     trial, value = models.TrialModel, models.TrialValueModel
     kind = value.TrialValueType
-    rank = case((value.value_type == kind.INF_NEG, -1), (value.value_type == kind.FINITE, 0), (value.value_type == kind.INF_POS, 1))
+    rank = case(
+        (value.value_type == kind.INF_NEG, -1),
+        (value.value_type == kind.FINITE, 0),
+        (value.value_type == kind.INF_POS, 1),
+    )
     order = (rank.desc(), value.value.desc()) if maximize else (rank.asc(), value.value.asc())
     session = rdb.scoped_session()
     try:

@@ -31,9 +31,17 @@ FIRST_WAIT, LONGEST_WAIT = 0.5, 5.0  # seconds between tries: doubling from the 
 
 # Parts of a driver's message that mean the URL or the account is wrong, not that the server is away.
 BAD_INPUT = (
-    "password authentication failed", "authentication failed", "no password supplied", "does not exist",
-    "could not translate host name", "name or service not known", "failed to resolve host", "nodename nor servname",
-    "no pg_hba.conf entry", "invalid dsn", "invalid connection option",
+    "password authentication failed",
+    "authentication failed",
+    "no password supplied",
+    "does not exist",
+    "could not translate host name",
+    "name or service not known",
+    "failed to resolve host",
+    "nodename nor servname",
+    "no pg_hba.conf entry",
+    "invalid dsn",
+    "invalid connection option",
 )
 # SQLite's operational errors other than these are bad input or a broken file (a missing folder, a read-only disk).
 SQLITE_BUSY = ("database is locked", "database table is locked")
@@ -89,7 +97,12 @@ def unreachable_in(exc: BaseException | None) -> StorageUnreachable | None:
 class Outage:
     """One process's view of its storage: reachable, or unreachable since a moment; see the module docstring."""
 
-    def __init__(self, limit: float = DEFAULT_LIMIT, clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep) -> None:
+    def __init__(
+        self,
+        limit: float = DEFAULT_LIMIT,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         self.limit = limit
         self._clock, self._sleep = clock, sleep
         self._lock = threading.Lock()
@@ -134,7 +147,12 @@ class Outage:
                 self.since, self.given_up, self.what, self.count = now, False, what or self.what, self.count + 1
                 self.announced = self.limit > 0  # with no wait, the error that follows says it all
                 if self.announced:
-                    logger.warning("storage %s unreachable (%s); waiting for it up to %g s (outage_limit), retrying", self.what, self.reason, self.limit)
+                    logger.warning(
+                        "storage %s unreachable (%s); waiting for it up to %g s (outage_limit), retrying",
+                        self.what,
+                        self.reason,
+                        self.limit,
+                    )
             waited = now - self.since
             if self.given_up or waited >= self.limit:
                 self.given_up = True
@@ -154,10 +172,12 @@ class Outage:
         """The error for a call that failed past the limit: what was unreachable, for how long, what to do."""
         seconds = 0.0 if self.since is None else self._clock() - self.since
         return StorageUnreachable(
-            f"storage {self.what} unreachable for {seconds:.0f} s, longer than outage_limit = {self.limit:g} s ({self.reason}); "
-            "nothing stored is lost: once it is back, run the same command again to resume (to wait longer: --outage-limit "
-            "or SWEEP_OUTAGE_LIMIT)",
-            what=self.what, seconds=seconds, reason=self.reason,
+            f"storage {self.what} unreachable for {seconds:.0f} s, longer than outage_limit = {self.limit:g} s "
+            f"({self.reason}); nothing stored is lost: once it is back, run the same command again to resume (to wait "
+            "longer: --outage-limit or SWEEP_OUTAGE_LIMIT)",
+            what=self.what,
+            seconds=seconds,
+            reason=self.reason,
         )
 
     def watch(self, what: str) -> None:

@@ -67,13 +67,17 @@ def trial_figures(
 
     def confusion(axis) -> None:
         matrix = np.array([[chosen["tn"], chosen["fp"]], [chosen["fn"], chosen["tp"]]])
-        ConfusionMatrixDisplay(matrix, display_labels=["negative", "positive"]).plot(ax=axis, colorbar=False, values_format="d")
+        ConfusionMatrixDisplay(matrix, display_labels=["negative", "positive"]).plot(
+            ax=axis, colorbar=False, values_format="d"
+        )
         axis.set_title(f"{title}\n{part}, threshold {threshold:.3f}")
 
     return [pr_path, plot(folder / "confusion_matrix.png", confusion, figsize=(4.5, 4))]
 
 
-def study_figures(study: optuna.Study, best_scores: np.ndarray, y_test: np.ndarray, threshold: float, folder: Path) -> list[Path]:
+def study_figures(
+    study: optuna.Study, best_scores: np.ndarray, y_test: np.ndarray, threshold: float, folder: Path
+) -> list[Path]:
     """Optimisation history, parameter importances, the weight x threshold landscape (or the Pareto front of a
     multi-objective study), and precision/recall against the threshold for the best model on the test part."""
     import matplotlib.ticker
@@ -83,15 +87,22 @@ def study_figures(study: optuna.Study, best_scores: np.ndarray, y_test: np.ndarr
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     prefix = study.study_name
     pr_curve, matrix = trial_figures(y_test, best_scores, threshold, folder, f"{prefix}: best trial", part="test")
-    test_figures = [pr_curve.rename(folder / f"{prefix}-test-precision-recall.png"), matrix.rename(folder / f"{prefix}-test-confusion-matrix.png")]
+    test_figures = [
+        pr_curve.rename(folder / f"{prefix}-test-precision-recall.png"),
+        matrix.rename(folder / f"{prefix}-test-confusion-matrix.png"),
+    ]
     if len(study.directions) > 1:
         front = {t.number for t in study.best_trials}
         names = study.metric_names or ["objective 1", "objective 2"]
 
         def pareto(axis):
-            axis.scatter([t.values[0] for t in complete], [t.values[1] for t in complete], s=14, c="lightgray", label="trial")
+            axis.scatter(
+                [t.values[0] for t in complete], [t.values[1] for t in complete], s=14, c="lightgray", label="trial"
+            )
             ranked = sorted((t for t in complete if t.number in front), key=lambda t: t.values[0])
-            axis.plot([t.values[0] for t in ranked], [t.values[1] for t in ranked], "o-", color="red", label="Pareto front")
+            axis.plot(
+                [t.values[0] for t in ranked], [t.values[1] for t in ranked], "o-", color="red", label="Pareto front"
+            )
             axis.set(xlabel=names[0], ylabel=names[1], title="Pareto front (validation)")
             axis.legend()
 
@@ -128,7 +139,9 @@ def study_figures(study: optuna.Study, best_scores: np.ndarray, y_test: np.ndarr
     return figures + test_figures
 
 
-def reliability_figure(y_true: np.ndarray, outputs: dict[str, np.ndarray], path: Path, title: str, bins: int = 10) -> Path:
+def reliability_figure(
+    y_true: np.ndarray, outputs: dict[str, np.ndarray], path: Path, title: str, bins: int = 10
+) -> Path:
     """Observed positive rate against the mean predicted value in `bins` equal-count bins of each output (e.g. the
     raw score and the calibrated probability on the test rows), on linear and on log-log axes (bins with no
     positive are left off the log panel); a calibrated output lies on the diagonal."""

@@ -3,8 +3,8 @@
 The members' hidden layers sit side by side in one flat hidden layer of sum(widths) units: layer 1 is a
 single (features, sum(widths)) matmul, and a segment sum adds each member's units into its own output
 (segment_sum over the sorted unit owners: 3.5x faster than unsorted_segment_sum on (1,000 units, 4,096
-rows), and every member owns at least one unit, so the output has one row per member). Nothing is padded to the widest member: padding
-cost 0.93 s against 0.33 s per epoch at K = 64 on the reference data when this layout replaced it. The
+rows), and every member owns at least one unit, so the output has one row per member). Nothing is padded to the widest
+member: padding cost 0.93 s against 0.33 s per epoch at K = 64 on the reference data when this layout replaced it. The
 loss is the sum of the members' class-weighted losses, so each member's gradient is its own and Adam
 (element-wise) keeps the members independent. Per-step overhead is paid once for all K members, which is
 where the time of these tiny networks goes.
@@ -106,8 +106,12 @@ class Population:
         v = {name: np.asarray(value) for name, value in self.stored.items()}
         if not self.scaled:
             return v
-        return {"W1": v["W1"] * self.unit_scale, "b1": v["b1"] * self.unit_scale, "w2": v["w2"] * self.unit_scale,
-                "b2": v["b2"] * self.member_scale}
+        return {
+            "W1": v["W1"] * self.unit_scale,
+            "b1": v["b1"] * self.unit_scale,
+            "w2": v["w2"] * self.unit_scale,
+            "b2": v["b2"] * self.member_scale,
+        }
 
     def scores(self, X: np.ndarray) -> np.ndarray:
         """(K, rows) predicted probabilities of the positive class."""
@@ -118,7 +122,11 @@ class Population:
         X = np.asarray(X, dtype=np.float32)
         scorer = _block_scorer()
         bounds = [int(self.offsets[first]), int(self.offsets[first + count]), first, count]
-        state = [self.stored[name] for name in ("W1", "b1", "w2", "b2")] + [self.unit_scale, self.member_scale, self.owner]
+        state = [self.stored[name] for name in ("W1", "b1", "w2", "b2")] + [
+            self.unit_scale,
+            self.member_scale,
+            self.owner,
+        ]
         parts = [scorer(X[i : i + SCORE_CHUNK], *state, *bounds).numpy() for i in range(0, len(X), SCORE_CHUNK)]
         return np.concatenate(parts, axis=1) if parts else np.empty((count, 0), np.float32)
 
@@ -159,10 +167,16 @@ def _make_block_scorer():
     def probabilities(x, W1, b1, w2, b2, unit_scale, member_scale, owner, first_unit, last_unit, first, count):
         W1, b1, w2, b2 = used_weights(W1, b1, w2, b2, unit_scale, member_scale, True)
         units = slice(first_unit, last_unit)
-        logits = population_logits(x, W1[:, units], b1[units], w2[units], b2[first : first + count], owner[units] - first)
+        logits = population_logits(
+            x, W1[:, units], b1[units], w2[units], b2[first : first + count], owner[units] - first
+        )
         return tf.sigmoid(logits)
 
-    matrix, vector, index = tf.TensorSpec([None, None], tf.float32), tf.TensorSpec([None], tf.float32), tf.TensorSpec([None], tf.int32)
+    matrix, vector, index = (
+        tf.TensorSpec([None, None], tf.float32),
+        tf.TensorSpec([None], tf.float32),
+        tf.TensorSpec([None], tf.int32),
+    )
     bound = tf.TensorSpec([], tf.int32)
     spec = [matrix, matrix, vector, vector, vector, vector, vector, index, bound, bound, bound, bound]
     return tf.function(probabilities, input_signature=spec, autograph=False)
@@ -175,7 +189,9 @@ class PopulationProgram:
 
     def __init__(self, batch: int, cross_validated: bool, scaled: bool) -> None:
         tf = tensorflow()
-        self.weights = {name: open_variable(rank, trainable=True) for name, rank in (("W1", 2), ("b1", 1), ("w2", 1), ("b2", 1))}
+        self.weights = {
+            name: open_variable(rank, trainable=True) for name, rank in (("W1", 2), ("b1", 1), ("w2", 1), ("b2", 1))
+        }
         self.settings = {name: open_variable(1) for name in ("positive", "active", "unit_scale", "member_scale")}
         self.settings["owner"] = open_variable(1, "int32")
         self.settings["folds_of"] = open_variable(1, "int32")
@@ -202,8 +218,10 @@ class PopulationProgram:
             per_unit = tf.gather(upstream, s["owner"])  # (units, rows)
             back = tf.raw_ops.ReluGrad(gradients=per_unit * w2[:, None], features=hidden)
             gradients = [
-                tf.matmul(xb, back, transpose_a=True, transpose_b=True), tf.reduce_sum(back, axis=1),
-                tf.reduce_sum(hidden * per_unit, axis=1), tf.reduce_sum(upstream, axis=1),
+                tf.matmul(xb, back, transpose_a=True, transpose_b=True),
+                tf.reduce_sum(back, axis=1),
+                tf.reduce_sum(hidden * per_unit, axis=1),
+                tf.reduce_sum(upstream, axis=1),
             ]
             if scaled:  # d loss / d stored = d loss / d used * scale
                 unit, member = s["unit_scale"], s["member_scale"]
@@ -223,8 +241,11 @@ class PopulationProgram:
         size = len(population.members)
         values = {
             "positive": np.array([m.minority_weight for m in population.members], np.float32),
-            "active": np.ones(size, np.float32), "unit_scale": population.unit_scale, "member_scale": population.member_scale,
-            "owner": population.owner, "folds_of": np.zeros(size, np.int32) if member_fold is None else np.asarray(member_fold, np.int32),
+            "active": np.ones(size, np.float32),
+            "unit_scale": population.unit_scale,
+            "member_scale": population.member_scale,
+            "owner": population.owner,
+            "folds_of": np.zeros(size, np.int32) if member_fold is None else np.asarray(member_fold, np.int32),
         }
         for name, value in values.items():
             self.settings[name].assign(value)

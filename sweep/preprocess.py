@@ -119,7 +119,13 @@ class Preprocessor:
 
     @classmethod
     def fit(
-        cls, frame: pd.DataFrame, columns, source: str, min_level_count: int = 5, max_levels: int = 50, rows: np.ndarray | None = None,
+        cls,
+        frame: pd.DataFrame,
+        columns,
+        source: str,
+        min_level_count: int = 5,
+        max_levels: int = 50,
+        rows: np.ndarray | None = None,
     ) -> Preprocessor:
         """Learn the encoding from the training rows: `rows` of `frame` (positions, in order; None: every row);
         drops entirely-missing and constant columns (named in `dropped`); a column with more than max_levels
@@ -139,7 +145,9 @@ class Preprocessor:
                 dropped[column] = "entirely missing in the training rows"
             elif is_constant(series):
                 value = series.iloc[0]
-                dropped[column] = f"constant ({(value.item() if hasattr(value, 'item') else value)!r}) in the training rows"
+                dropped[column] = (
+                    f"constant ({(value.item() if hasattr(value, 'item') else value)!r}) in the training rows"
+                )
             else:
                 (numeric if is_numeric(series) else categorical).append(column)
             del series
@@ -161,7 +169,9 @@ class Preprocessor:
         for column in categorical:
             text = as_levels(column_rows(frame, column, rows))
             # max_categories counts the infrequent (other) category too: max_levels frequent levels + (other).
-            encoder = OneHotEncoder(handle_unknown="infrequent_if_exist", min_frequency=min_level_count, max_categories=max_levels + 1)
+            encoder = OneHotEncoder(
+                handle_unknown="infrequent_if_exist", min_frequency=min_level_count, max_categories=max_levels + 1
+            )
             encoder.fit(text.to_numpy()[:, None])
             seen, rare = encoder.categories_[0], encoder.infrequent_categories_[0]
             rare = set() if rare is None else set(rare)
@@ -221,7 +231,8 @@ class Preprocessor:
             )
 
     def _blocks(self, frame: pd.DataFrame, rows: np.ndarray | None, source: str, chunk: int | None = None):
-        """(first row, encoded float64 block) for `rows` of `frame` (None: every row), `chunk` (CHUNK_ROWS) rows at a time."""
+        """(first row, encoded float64 block) for `rows` of `frame` (None: every row), `chunk` (CHUNK_ROWS) rows at a
+        time."""
         chunk = chunk or CHUNK_ROWS
         self._check_columns(frame, source)
         frame = frame[list(self.columns)]  # no copy (copy-on-write); a block copies its rows of these columns only
@@ -231,7 +242,8 @@ class Preprocessor:
             yield start, self.encode(part, source)
 
     def encode(self, frame: pd.DataFrame, source: str) -> np.ndarray:
-        """The unscaled matrix: medians filled in, indicators, one-hot levels (float64; transform encodes blocks of rows)."""
+        """The unscaled matrix: medians filled in, indicators, one-hot levels (float64; transform encodes blocks of
+        rows)."""
         self._check_columns(frame, source)
         parts = []
         if self.numeric:
@@ -262,16 +274,30 @@ class Preprocessor:
 
     def to_dict(self) -> dict:
         return {
-            "numeric": list(self.numeric), "medians": list(self.medians), "indicators": list(self.indicators),
-            "categorical": list(self.categorical), "levels": [list(v) for v in self.levels],
-            "has_other": list(self.has_other), "mean": list(self.mean), "scale": list(self.scale),
-            "dropped": dict(self.dropped), "grouped": dict(self.grouped), "output_names": list(self.output_names),
+            "numeric": list(self.numeric),
+            "medians": list(self.medians),
+            "indicators": list(self.indicators),
+            "categorical": list(self.categorical),
+            "levels": [list(v) for v in self.levels],
+            "has_other": list(self.has_other),
+            "mean": list(self.mean),
+            "scale": list(self.scale),
+            "dropped": dict(self.dropped),
+            "grouped": dict(self.grouped),
+            "output_names": list(self.output_names),
         }
 
     @classmethod
     def from_dict(cls, stored: dict) -> Preprocessor:
         return cls(
-            tuple(stored["numeric"]), tuple(stored["medians"]), tuple(stored["indicators"]), tuple(stored["categorical"]),
-            tuple(tuple(v) for v in stored["levels"]), tuple(stored["has_other"]), tuple(stored["mean"]),
-            tuple(stored["scale"]), dict(stored.get("dropped", {})), dict(stored.get("grouped", {})),
+            tuple(stored["numeric"]),
+            tuple(stored["medians"]),
+            tuple(stored["indicators"]),
+            tuple(stored["categorical"]),
+            tuple(tuple(v) for v in stored["levels"]),
+            tuple(stored["has_other"]),
+            tuple(stored["mean"]),
+            tuple(stored["scale"]),
+            dict(stored.get("dropped", {})),
+            dict(stored.get("grouped", {})),
         )

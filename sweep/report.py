@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import dataclasses
 import html
-
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,30 +13,12 @@ import numpy as np
 
 from sweep.data import Dataset
 from sweep.errors import TrialFailed
-from sweep.metrics import bootstrap_intervals, metrics, paired_f1_difference
+from sweep.metrics import balanced_class_weight, bootstrap_intervals, metrics, paired_f1_difference
 from sweep.plots import reliability_figure, study_figures
 from sweep.results import describe_params
 from sweep.space import TrialParams
-from sweep.train import TrainSettings, score, train_model
 
 REPORTED = ("precision", "recall", "f1", "average_precision", "flag_rate")
-
-
-@dataclass(frozen=True)
-class FixedVariant:
-    """One of the tutorial's models: architecture, class weights, threshold 0.5."""
-
-    name: str
-    hidden_width: int
-    hidden_layers: int
-    class_weight: dict[int, float] | str  # "balanced" = sklearn's compute_class_weight on the training labels
-
-
-TUTORIAL_VARIANTS = (
-    FixedVariant("tutorial: no weights", 2, 2, {0: 1.0, 1: 1.0}),
-    FixedVariant("tutorial: balanced weights", 2, 1, "balanced"),
-    FixedVariant("tutorial: manual 1:200", 2, 1, {0: 1.0, 1: 200.0}),
-)
 
 
 @dataclass(frozen=True)
@@ -49,66 +30,20 @@ class Row:
     threshold: float | None = None
 
 
-def balanced_class_weight(y: np.ndarray) -> dict[int, float]:
-    from sklearn.utils.class_weight import compute_class_weight
-
-    weights = compute_class_weight("balanced", classes=np.array([0, 1]), y=y)
-    return {0: float(weights[0]), 1: float(weights[1])}
-
-
 def _row(name: str, runs: list[dict], scores=None, threshold=None) -> Row:
     return Row(
         name,
         {k: float(np.mean([r[k] for r in runs])) for k in REPORTED},
         {k: float(np.std([r[k] for r in runs])) for k in REPORTED},
-        scores, threshold,
+        scores,
+        threshold,
     )
-
-
-def tutorial_rows(dataset: Dataset, seeds=(0, 1, 2), epochs: int = 50, batch_size: int = 100) -> list[Row]:
-    """The tutorial's three fixed-weight networks (threshold 0.5), trained on all non-test rows (the rows the
-    exported sweep model learns from), scored on test."""
-    rows = []
-    fit = dataset.development
-    for variant in TUTORIAL_VARIANTS:
-        weights = balanced_class_weight(fit.y) if variant.class_weight == "balanced" else variant.class_weight
-        runs, first = [], None
-        for seed in seeds:
-            settings = TrainSettings(epochs, batch_size, 0.001, variant.hidden_layers, seed)
-            model, _ = train_model(fit.X, fit.y, variant.hidden_width, weights, settings)
-            scores = score(model, dataset.test.X)
-            first = scores if first is None else first
-            runs.append(metrics(dataset.test.y, scores, 0.5))
-        rows.append(_row(variant.name, runs, first, 0.5))
-    return rows
-
-
-def user_model_rows(found, seeds=(0, 1, 2)) -> list[Row]:
-    """The tutorial's practice applied to the user's own model (the best trial's params, epochs and batch size):
-    trained on all non-test rows unweighted and with sklearn's "balanced" weights, read at threshold 0.5."""
-    from sweep.keras_fit import FoldRows, fit_user_model
-    from sweep.model import load_builder
-
-    dataset, params, settings = found.dataset, found.params, found.settings
-    fit = dataset.development
-    builder, spec = load_builder(found.config.model), found.config.model
-    rows = []
-    for name, weights in (("your model: no weights", {0: 1.0, 1: 1.0}), ("your model: balanced weights", balanced_class_weight(fit.y))):
-        runs, first = [], None
-        for seed in seeds:
-            seeded = TrainSettings(settings.epochs, settings.batch_size, settings.learning_rate, settings.hidden_layers, seed)
-            model, _, _, _ = fit_user_model(builder, spec, params.model_params, weights, seeded, fit.X, fit.y, FoldRows(np.arange(len(fit.y)), None, fit.X[:0]))
-            scores = score(model, dataset.test.X)
-            first = scores if first is None else first
-            runs.append(metrics(dataset.test.y, scores, 0.5))
-        rows.append(_row(name, runs, first, 0.5))
-    return rows
 
 
 @dataclass(frozen=True)
 class _BothWeights(TrialParams):
-    """A trial's params with the majority class's weight too (TrialParams fixes it at 1): fit_and_score and
-    fit_and_score_user_model train with `class_weight`, so sklearn's balanced pair reaches the loss as it is."""
+    """A trial's params with the majority class's weight too (TrialParams fixes it at 1): every kind's training takes
+    `class_weight`, so sklearn's balanced pair reaches the loss as it is."""
 
     majority_weight: float = 1.0
 
@@ -117,47 +52,51 @@ class _BothWeights(TrialParams):
         return {0: float(self.majority_weight), 1: float(self.minority_weight)}
 
 
-def network_balanced_tuned(dataset, config, params, settings, goal, seed: int | None = None) -> tuple[np.ndarray, float]:
+def practice_rows(kind, dataset: Dataset, params, settings, seeds=(0, 1, 2)) -> list[Row]:
+    """Common practice without sweep (`kind.practice`: the tutorial's fixed networks, or the user's own model
+    unweighted and with balanced weights), trained on all non-test rows (the rows the exported sweep model learns
+    from) once per seed, read at 0.5 on the test rows."""
+    fit = dataset.development
+    rows = []
+    for practice in kind.practice(params, settings, fit.y):
+        runs, first = [], None
+        for seed in seeds:
+            seeded = dataclasses.replace(practice.settings, seed=seed)
+            model = kind.fit(fit.X, fit.y, practice.params, practice.class_weight, seeded)
+            scores = kind.score(model, dataset.test.X)
+            first = scores if first is None else first
+            runs.append(metrics(dataset.test.y, scores, 0.5))
+        rows.append(_row(practice.name, runs, first, 0.5))
+    return rows
+
+
+def network_balanced_tuned(kind, dataset, params, settings, goal, seed: int | None = None) -> tuple[np.ndarray, float]:
     """What a careful user without sweep would do: the study's network with scikit-learn's balanced class weights
     and a decision threshold tuned for the study's objective on the non-test rows. Returns (its scores on
     dataset.test.X, the threshold).
 
-    The network is the best trial's (`params`, `settings`: the builtin network's hidden_width with the settings'
-    epochs, batch size, learning rate and hidden layers, or the user's config.model called with
-    params.model_params), trained with compute_class_weight("balanced") of the non-test labels ({0: w0, 1: w1}
-    exactly, majority weight included) instead of the trial's minority weight, and with `seed` (default
-    settings.seed). Steps:
-    1. the dataset's own validation plan, through the trials' fit_and_score / fit_and_score_user_model: one
-       model on the training part scored on the validation part, or the fold models' pooled out-of-fold scores;
+    The network is the best trial's (`params`, `settings`, of model `kind`), trained with
+    compute_class_weight("balanced") of the non-test labels ({0: w0, 1: w1} exactly, majority weight included)
+    instead of the trial's minority weight, and with `seed` (default settings.seed). Steps:
+    1. the dataset's own validation plan, through the trials' own training (kind.train_folds): one model on the
+       training part scored on the validation part, or the fold models' pooled out-of-fold scores;
     2. sweep.metrics.choose_threshold on those validation scores for `goal`, within (0, 1) (an objective
        without a threshold, ap, keeps 0.5; a multi-objective study's goal is F1, which the report compares by);
     3. the same network refit on all non-test rows (dataset.development) and scored on the test rows.
     No step reads a test label: the test rows are only scored."""
-    from sweep.metrics import choose_threshold
-    from sweep.metrics import parse_goal
-    from sweep.trial import fit_and_score, fit_and_score_user_model
+    from sweep.metrics import choose_threshold, parse_goal
 
     seeded = dataclasses.replace(settings, seed=settings.seed if seed is None else int(seed))
     development = dataset.development
     weights = balanced_class_weight(development.y)
     fields = {f.name: getattr(params, f.name) for f in dataclasses.fields(TrialParams)}
     balanced = _BothWeights(**(fields | {"minority_weight": weights[1]}), majority_weight=weights[0])
-    if config.user_model:
-        pooled = fit_and_score_user_model(dataset, config.model, balanced, seeded)[2]
-    else:
-        pooled = fit_and_score(dataset, balanced, seeded)[2]
-    threshold, _ = choose_threshold(parse_goal("f1") if goal.is_multi else goal, dataset.validation.y, pooled, (0.0, 1.0))
-    if config.user_model:
-        from sweep.keras_fit import FoldRows, fit_user_model
-        from sweep.model import load_builder
-
-        every = FoldRows(np.arange(len(development.y)), None, development.X[:0])
-        model = fit_user_model(
-            load_builder(config.model), config.model, balanced.model_params, weights, seeded, development.X, development.y, every,
-        )[0]
-    else:
-        model = train_model(development.X, development.y, balanced.hidden_width, weights, seeded)[0]
-    return score(model, dataset.test.X), threshold
+    pooled = kind.train_folds(dataset, balanced, seeded).pooled
+    threshold, _ = choose_threshold(
+        parse_goal("f1") if goal.is_multi else goal, dataset.validation.y, pooled, (0.0, 1.0)
+    )
+    model = kind.fit(development.X, development.y, balanced, weights, seeded)
+    return kind.score(model, dataset.test.X), threshold
 
 
 def balanced_tuned_row(found, count: int = 1) -> Row:
@@ -169,13 +108,20 @@ def balanced_tuned_row(found, count: int = 1) -> Row:
 
     y_test, runs, thresholds, first = found.dataset.test.y, [], [], None
     for seed in member_seeds(found.settings.seed, count):
-        scores, threshold = network_balanced_tuned(found.dataset, found.config, found.params, found.settings, found.goal, seed)
+        scores, threshold = network_balanced_tuned(
+            found.kind, found.dataset, found.params, found.settings, found.goal, seed
+        )
         first = scores if first is None else first
         runs.append(metrics(y_test, scores, threshold))
         thresholds.append(threshold)
     over = f"; {min(thresholds):.3f}-{max(thresholds):.3f} over {len(thresholds)} seeds" if len(thresholds) > 1 else ""
-    network = "your model" if found.config.user_model else "same network"
-    return _row(f"{network}, balanced weights, threshold tuned on validation ({thresholds[0]:.3f}{over})", runs, first, thresholds[0])
+    network = found.kind.network_words
+    return _row(
+        f"{network}, balanced weights, threshold tuned on validation ({thresholds[0]:.3f}{over})",
+        runs,
+        first,
+        thresholds[0],
+    )
 
 
 def logistic_reference_row(dataset: Dataset) -> Row:
@@ -187,11 +133,18 @@ def logistic_reference_row(dataset: Dataset) -> Row:
     def flat(X: np.ndarray) -> np.ndarray:
         return X.reshape(len(X), -1)
 
-    tuned = TunedThresholdClassifierCV(LogisticRegression(class_weight="balanced", max_iter=1000), scoring="f1", random_state=0)
+    tuned = TunedThresholdClassifierCV(
+        LogisticRegression(class_weight="balanced", max_iter=1000), scoring="f1", random_state=0
+    )
     tuned.fit(flat(dataset.development.X), dataset.development.y)
     scores = tuned.predict_proba(flat(dataset.test.X))[:, 1]
     found = metrics(dataset.test.y, scores, tuned.best_threshold_)
-    return _row(f"logistic regression, balanced, CV-tuned threshold {tuned.best_threshold_:.3f}", [found], scores, tuned.best_threshold_)
+    return _row(
+        f"logistic regression, balanced, CV-tuned threshold {tuned.best_threshold_:.3f}",
+        [found],
+        scores,
+        tuned.best_threshold_,
+    )
 
 
 @dataclass(frozen=True)
@@ -224,7 +177,10 @@ def paired_differences(y_test: np.ndarray, best: Row, rows: list[Row]) -> list[D
 
 
 def differences_markdown(differences: list[Difference]) -> str:
-    lines = ["| compared with | F1 difference (sweep - row) | 95% paired bootstrap interval | verdict |", "|---|---|---|---|"]
+    lines = [
+        "| compared with | F1 difference (sweep - row) | 95% paired bootstrap interval | verdict |",
+        "|---|---|---|---|",
+    ]
     lines += [f"| {d.name} | {d.difference:+.3f} | [{d.low:+.3f}, {d.high:+.3f}] | {d.verdict} |" for d in differences]
     return "\n".join(lines)
 
@@ -234,8 +190,10 @@ def differences_html(differences: list[Difference]) -> str:
         f"<tr><td>{html.escape(d.name)}</td><td>{d.difference:+.3f}</td><td>[{d.low:+.3f}, {d.high:+.3f}]</td><td>{d.verdict}</td></tr>"
         for d in differences
     )
-    return ("<table><thead><tr><th>compared with</th><th>F1 difference (sweep - row)</th><th>95% paired bootstrap interval</th>"
-            f"<th>verdict</th></tr></thead><tbody>{body}</tbody></table>")
+    return (
+        "<table><thead><tr><th>compared with</th><th>F1 difference (sweep - row)</th><th>95% paired bootstrap interval</th>"
+        f"<th>verdict</th></tr></thead><tbody>{body}</tbody></table>"
+    )
 
 
 def markdown_table(rows: list[Row]) -> str:
@@ -243,9 +201,7 @@ def markdown_table(rows: list[Row]) -> str:
     header = "| model | " + " | ".join(REPORTED).replace("_", " ") + " |"
     lines = [header, "|---" * (len(REPORTED) + 1) + "|"]
     for row in rows:
-        cells = [
-            f"{row.values[k]:.3f}" + (f" ± {row.spread[k]:.3f}" if row.spread[k] > 0 else "") for k in REPORTED
-        ]
+        cells = [f"{row.values[k]:.3f}" + (f" ± {row.spread[k]:.3f}" if row.spread[k] > 0 else "") for k in REPORTED]
         lines.append(f"| {row.name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -267,7 +223,8 @@ def html_table(rows: list[Row]) -> str:
     body = []
     for row in rows:
         cells = "".join(
-            f"<td>{row.values[k]:.3f}" + (f" ± {row.spread[k]:.3f}" if row.spread[k] > 0 else "") + "</td>" for k in REPORTED
+            f"<td>{row.values[k]:.3f}" + (f" ± {row.spread[k]:.3f}" if row.spread[k] > 0 else "") + "</td>"
+            for k in REPORTED
         )
         body.append(f"<tr><td>{html.escape(row.name)}</td>{cells}</tr>")
     return f"<table><thead><tr><th>model</th>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
@@ -287,7 +244,9 @@ class StudyReport:
     notes: list[str]
     intervals: dict  # the sweep model's 95% bootstrap interval per metric
     differences: list[Difference]
-    probability: dict | None = None  # Brier and log loss of the raw score and the calibrated probability (probability_table)
+    probability: dict | None = (
+        None  # Brier and log loss of the raw score and the calibrated probability (probability_table)
+    )
     calibration: str = ""  # how the probability is calibrated, in words
 
 
@@ -304,10 +263,12 @@ def study_report(storage_url: str, study_name: str, folder: Path, seeds=(0, 1, 2
     if shipped.kind == "single":
         label = f"sweep best (trial #{best.number}, trained on {refit_rows(found)}): {describe_params(best.params)}"
     else:  # the params are the best trial's; the threshold the one the shipped models are read at
-        label = (f"sweep best (trial #{best.number} in a {shipped.kind} ensemble of {len(shipped.models)} model(s); trained on "
-                 f"{refit_rows(found)}): {describe_params(best.params | {'threshold': threshold})} (the ensemble's)")
+        label = (
+            f"sweep best (trial #{best.number} in a {shipped.kind} ensemble of {len(shipped.models)} model(s); trained on "
+            f"{refit_rows(found)}): {describe_params(best.params | {'threshold': threshold})} (the ensemble's)"
+        )
     best_row = scored_row(label, dataset.test.y, best_scores, threshold)
-    fixed = user_model_rows(found, seeds) if found.config.user_model else tutorial_rows(dataset, seeds=seeds)
+    fixed = practice_rows(found.kind, dataset, found.params, found.settings, seeds)
     intervals = bootstrap_intervals(dataset.test.y, best_scores, threshold, seed=found.settings.seed)
     notes = [
         "Every model here learned from all non-test rows; the tutorial rows (for your own model: the same model, "
@@ -315,8 +276,11 @@ def study_report(storage_url: str, study_name: str, folder: Path, seeds=(0, 1, 2
         "uses the first seed's model."
     ]
     objective = study.user_attrs["objective"]["spec"]
-    judged = ("the pooled out-of-fold scores of its fold models" if dataset.validation.kind == "cv" else
-              "the validation part's scores of a model trained on the training part")
+    judged = (
+        "the pooled out-of-fold scores of its fold models"
+        if dataset.validation.kind == "cv"
+        else "the validation part's scores of a model trained on the training part"
+    )
     try:
         balanced = [balanced_tuned_row(found, len(seeds))]
         notes.append(
@@ -327,7 +291,9 @@ def study_report(storage_url: str, study_name: str, folder: Path, seeds=(0, 1, 2
         )
     except TrialFailed as failure:  # e.g. a network whose every unit died under the balanced weights
         balanced = []
-        notes.append(f"The best trial's network with balanced weights and a tuned threshold could not be compared: {failure}.")
+        notes.append(
+            f"The best trial's network with balanced weights and a tuned threshold could not be compared: {failure}."
+        )
     rows = fixed + [best_row] + balanced + [logistic_reference_row(dataset)]
     if found.fallback:
         notes.append(f"What export ships: {found.fallback}.")
@@ -346,8 +312,18 @@ def study_report(storage_url: str, study_name: str, folder: Path, seeds=(0, 1, 2
     figures = study_figures(study, best_scores, dataset.test.y, threshold, folder)
     probability, reliability = calibration_section(found, best_scores, folder)
     return StudyReport(
-        study_name, objective, best.number, tuple(best.values), rows, best_row, figures + [reliability], notes, intervals,
-        differences, probability, found.calibration.describe(),
+        study_name,
+        objective,
+        best.number,
+        tuple(best.values),
+        rows,
+        best_row,
+        figures + [reliability],
+        notes,
+        intervals,
+        differences,
+        probability,
+        found.calibration.describe(),
     )
 
 
@@ -369,7 +345,9 @@ def calibration_section(found, best_scores: np.ndarray, folder: Path) -> tuple[d
     found_scores = {name: probability_scores(y, values, seed=seed) for name, values in outputs.items()}
     name = found.study.study_name
     figure = reliability_figure(
-        y, {k: outputs[k] for k in PROBABILITY_OUTPUTS[:2]}, folder / f"{name}-test-reliability.png",
+        y,
+        {k: outputs[k] for k in PROBABILITY_OUTPUTS[:2]},
+        folder / f"{name}-test-reliability.png",
         f"{name}: best trial, test rows ({np.mean(y):.2%} positives)",
     )
     return found_scores, figure
@@ -377,11 +355,15 @@ def calibration_section(found, best_scores: np.ndarray, folder: Path) -> tuple[d
 
 def probability_rows(probability: dict) -> list[tuple[str, str, str, str]]:
     """(output, mean, Brier [interval], log loss [interval]) for each output of calibration_section."""
+
     def cell(found: dict, key: str) -> str:
         low, high = found["intervals"][key]
         return f"{found[key]:.4f} [{low:.4f}, {high:.4f}]"
 
-    return [(name, f"{found['mean_probability']:.4f}", cell(found, "brier"), cell(found, "log_loss")) for name, found in probability.items()]
+    return [
+        (name, f"{found['mean_probability']:.4f}", cell(found, "brier"), cell(found, "log_loss"))
+        for name, found in probability.items()
+    ]
 
 
 PROBABILITY_HEADER = ("output", "mean", "Brier score [95% interval]", "log loss [95% interval]")
@@ -396,7 +378,9 @@ def bayes_ceiling_row(dataset: Dataset) -> Row:
     fresh_X, fresh_y = sample_generator(params, 1_000_000)
     threshold = best_f1_threshold(fresh_y, posterior(params, fresh_X))
     raw_test = dataset.test_frame.to_numpy(dtype=np.float64)
-    return scored_row(f"Bayes-optimal ceiling (threshold {threshold:.3f})", dataset.test.y, posterior(params, raw_test), threshold)
+    return scored_row(
+        f"Bayes-optimal ceiling (threshold {threshold:.3f})", dataset.test.y, posterior(params, raw_test), threshold
+    )
 
 
 def best_f1_threshold(y_true: np.ndarray, scores: np.ndarray) -> float:
@@ -408,7 +392,9 @@ def best_f1_threshold(y_true: np.ndarray, scores: np.ndarray) -> float:
     return float(thresholds[int(np.argmax(f1[:-1]))])
 
 
-def write_report(storage_url: str, study_names: list[str], out_dir: str | Path, seeds=(0, 1, 2), force: bool = False, pick=None) -> Path:
+def write_report(
+    storage_url: str, study_names: list[str], out_dir: str | Path, seeds=(0, 1, 2), force: bool = False, pick=None
+) -> Path:
     """Write report.md, a self-contained report.html and the PNG figures for one or more studies to `out_dir`."""
     import base64
     import shutil
@@ -417,13 +403,17 @@ def write_report(storage_url: str, study_names: list[str], out_dir: str | Path, 
 
     out_dir = Path(out_dir)
     if out_dir.is_dir() and any(out_dir.iterdir()) and not force:
-        raise ExportError(f"report directory {str(out_dir)!r} exists and is not empty; choose another --out or pass --force")
+        raise ExportError(
+            f"report directory {str(out_dir)!r} exists and is not empty; choose another --out or pass --force"
+        )
     if out_dir.is_dir():
         shutil.rmtree(out_dir)
     out_dir.mkdir(parents=True)
     sections = [study_report(storage_url, name, out_dir, seeds, pick) for name in study_names]
     md = ["# Minority-weight sweep report", "", "All metrics on the held-out **test** rows, which no search used.", ""]
-    page = ["<h1>Minority-weight sweep report</h1><p>All metrics on the held-out <b>test</b> rows, which no search used.</p>"]
+    page = [
+        "<h1>Minority-weight sweep report</h1><p>All metrics on the held-out <b>test</b> rows, which no search used.</p>"
+    ]
     if len(sections) > 1:
         md += ["## Studies side by side", "", markdown_table([_named(s) for s in sections]), ""]
         page.append("<h2>Studies side by side</h2>" + html_table([_named(s) for s in sections]))
@@ -433,7 +423,12 @@ def write_report(storage_url: str, study_names: list[str], out_dir: str | Path, 
         md += [f"## {title}", "", markdown_table(section.rows), "", intervals_line(section.intervals), ""]
         md += ["### Is the sweep's model better? (test F1, paired)", "", differences_markdown(section.differences), ""]
         if section.probability:
-            md += ["### Is `probability` a probability? (test rows; lower is better)", "", f"`probability` is the {section.calibration}.", ""]
+            md += [
+                "### Is `probability` a probability? (test rows; lower is better)",
+                "",
+                f"`probability` is the {section.calibration}.",
+                "",
+            ]
             md += ["| " + " | ".join(PROBABILITY_HEADER) + " |", "|---|---|---|---|"]
             md += ["| " + " | ".join(cells) + " |" for cells in probability_rows(section.probability)] + [""]
         md += [f"- {note}" for note in section.notes] + [""]
@@ -443,18 +438,26 @@ def write_report(storage_url: str, study_names: list[str], out_dir: str | Path, 
         page.append("<h3>Is the sweep's model better? (test F1, paired)</h3>" + differences_html(section.differences))
         if section.probability:
             head = "".join(f"<th>{html.escape(h)}</th>" for h in PROBABILITY_HEADER)
-            body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>" for cells in probability_rows(section.probability))
-            page.append(f"<h3>Is <code>probability</code> a probability? (test rows; lower is better)</h3><p>{html.escape('probability is the ' + section.calibration)}.</p>"
-                        f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
+            body = "".join(
+                "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>"
+                for cells in probability_rows(section.probability)
+            )
+            page.append(
+                f"<h3>Is <code>probability</code> a probability? (test rows; lower is better)</h3><p>{html.escape('probability is the ' + section.calibration)}.</p>"
+                f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+            )
         page += [f"<p>{html.escape(note)}</p>" for note in section.notes]
         for figure in section.figures:
             encoded = base64.b64encode(figure.read_bytes()).decode()
-            page.append(f'<figure><img alt="{figure.stem}" src="data:image/png;base64,{encoded}"><figcaption>{figure.stem}</figcaption></figure>')
+            page.append(
+                f'<figure><img alt="{figure.stem}" src="data:image/png;base64,{encoded}"><figcaption>{figure.stem}</figcaption></figure>'
+            )
     (out_dir / "report.md").write_text("\n".join(md) + "\n")
     style = "body{font-family:sans-serif;max-width:1100px;margin:2em auto}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}td:first-child{text-align:left}img{max-width:100%}"
     (out_dir / "report.html").write_text(
         f"<!doctype html><html><head><meta charset='utf-8'><title>sweep report</title><style>{style}</style></head><body>"
-        + "".join(page) + "</body></html>\n"
+        + "".join(page)
+        + "</body></html>\n"
     )
     return out_dir
 

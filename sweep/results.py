@@ -139,8 +139,14 @@ def format_value(value, digits: int = 4) -> str:
 
 def describe_params(params: dict) -> str:
     """A trial's params in a line: minority weight first, the threshold last, a model's own params between."""
-    between = [f"{'width' if k == 'hidden_width' else k} {format_value(v)}" for k, v in params.items() if k not in ("minority_weight", "threshold")]
-    return ", ".join([f"minority weight 1:{params['minority_weight']:.4g}", *between, f"threshold {params['threshold']:.3f}"])
+    between = [
+        f"{'width' if k == 'hidden_width' else k} {format_value(v)}"
+        for k, v in params.items()
+        if k not in ("minority_weight", "threshold")
+    ]
+    return ", ".join(
+        [f"minority weight 1:{params['minority_weight']:.4g}", *between, f"threshold {params['threshold']:.3f}"]
+    )
 
 
 def param_columns(trials) -> list[str]:
@@ -195,12 +201,18 @@ def view_study(study: optuna.Study, storage_url: str, top: int = 10, pick: Pick 
     rows = []
     for trial in complete:
         a = trial.user_attrs
-        rows.append((
-            f"#{trial.number}", format_values(trial),
-            *(format_value(trial.params.get(name), 3 if name == "threshold" else 4) for name in params),
-            format_value(a.get("val_precision"), 3), format_value(a.get("val_recall"), 3), format_value(a.get("val_flag_rate"), 3),
-            *([format_value(a.get("cv_f1_sd"), 3)] if folds else []), format_value(a.get("train_seconds"), 3),
-        ))
+        rows.append(
+            (
+                f"#{trial.number}",
+                format_values(trial),
+                *(format_value(trial.params.get(name), 3 if name == "threshold" else 4) for name in params),
+                format_value(a.get("val_precision"), 3),
+                format_value(a.get("val_recall"), 3),
+                format_value(a.get("val_flag_rate"), 3),
+                *([format_value(a.get("cv_f1_sd"), 3)] if folds else []),
+                format_value(a.get("train_seconds"), 3),
+            )
+        )
     failed = optuna_private.last_trials(study, (TrialState.FAIL,), SHOWN_FAILURES)
     failures = tuple((t.number, t.user_attrs.get("fail_reason", "no reason recorded")) for t in failed)
     chosen = best_trial(study, pick) if multi else summary.best  # pick chooses on a Pareto front only
@@ -215,9 +227,17 @@ def studies_table(storage: optuna.storages.BaseStorage, storage_url: str) -> Tab
         summary = summarize(study, storage_url)
         running = summary.running
         best = summary.best
-        rows.append((
-            name, str(summary.finished), str(summary.failed), str(running), summary.metric_name, summary.direction,
-            format_values(best) if best else "-", f"#{best.number}" if best else "-",
-        ))
+        rows.append(
+            (
+                name,
+                str(summary.finished),
+                str(summary.failed),
+                str(running),
+                summary.metric_name,
+                summary.direction,
+                format_values(best) if best else "-",
+                f"#{best.number}" if best else "-",
+            )
+        )
     columns = ("study", "finished", "failed", "running", "metric", "direction", "best value", "best trial")
     return Table(columns, tuple(rows))

@@ -13,13 +13,30 @@ import optuna
 
 from sweep import stopping
 from sweep.errors import TrialFailed, TrialTimedOut
-from sweep.metrics import Goal, metrics
-from sweep.optuna_private import heartbeat_enabled, heartbeat_interval, record_heartbeat, set_user_attrs, storage_of, trial_by_number, trial_id
-from sweep.space import TrialParams, suggest
+from sweep.metrics import Goal
+from sweep.models import check_scores
+from sweep.optuna_private import (
+    heartbeat_enabled,
+    heartbeat_interval,
+    record_heartbeat,
+    set_user_attrs,
+    storage_of,
+    trial_by_number,
+    trial_id,
+)
+from sweep.space import suggest, suggest_width
 from sweep.train import TrainSettings
 from sweep.trial import (
-    ReportThread, TrialClock, Watchdog, check_scores, judged_threshold, mark_over_budget, record_result, report_epoch, setup_attrs,
-    train_settings, trial_seed,
+    ReportThread,
+    TrialClock,
+    Watchdog,
+    judged_threshold,
+    mark_over_budget,
+    record_result,
+    report_epoch,
+    setup_attrs,
+    train_settings,
+    trial_seed,
 )
 
 if TYPE_CHECKING:
@@ -53,14 +70,19 @@ def fold_subnets(members: list, plan: Validation) -> tuple[list, np.ndarray | No
     return subnets, keep, np.repeat(np.arange(folds), len(members))
 
 
-def population_attrs(study_name: str, first: int, folds: int, shuffle_seed: int, learning_rate: float, members: list[dict]) -> list[dict]:
+def population_attrs(
+    study_name: str, first: int, folds: int, shuffle_seed: int, learning_rate: float, members: list[dict]
+) -> list[dict]:
     """Each member's `population` user attribute: its population's id, size and folds, its own index, and the
     number of the population's first trial (`first_trial`), which alone also holds what retraining any member
     needs (`members`: each member's trial, width, weight, seed and rate; `shuffle_seed`; the shared
     `learning_rate`). So a member stores the same few numbers whatever K, and a round K entries, not K x K."""
     head = {"id": f"{study_name}:{first}", "size": len(members), "folds": folds}
     described = {"shuffle_seed": shuffle_seed, "learning_rate": learning_rate, "members": members}
-    return [head | {"member": index, "first_trial": first} | (described if index == 0 else {}) for index in range(len(members))]
+    return [
+        head | {"member": index, "first_trial": first} | (described if index == 0 else {})
+        for index in range(len(members))
+    ]
 
 
 def population_description(trial, study: optuna.Study | None = None) -> dict:
@@ -72,26 +94,11 @@ def population_description(trial, study: optuna.Study | None = None) -> dict:
     if "members" in described:
         return described
     if study is None:
-        raise ValueError(f"trial #{trial.number} points to its population's trial #{described['first_trial']}: pass its study")
+        raise ValueError(
+            f"trial #{trial.number} points to its population's trial #{described['first_trial']}: pass its study"
+        )
     first = trial_by_number(study, described["first_trial"]).user_attrs["population"]
     return first | {"member": described["member"]}
-
-
-def refit_member(dataset: Dataset, trial, study: optuna.Study | None = None) -> tuple:
-    """Train a finished trial that was trained in a population again: (model for --refit train or None, pooled
-    validation metrics, pooled validation scores), as sweep.trial.refit_trial gives for a trial trained alone.
-
-    Its whole population is retrained with the stored members and shuffle seed (population_description: from
-    the population's first trial in `study`, or from the trial itself in a study of the old layout); its model
-    (single validation split only) is sliced out as a plain Keras model. A cross-validated trial has no one
-    model: None.
-    """
-    population, member, size = _retrained_population(dataset, trial, study)
-    params = TrialParams.from_dict(trial.params)
-    plan = dataset.validation
-    pooled = population_scores(population, plan, size)[0][member]
-    model = population.member_model(member) if plan.kind == "holdout" else None
-    return model, metrics(plan.y, pooled, params.threshold), pooled
 
 
 def retrain_population_members(dataset: Dataset, trial, study: optuna.Study | None = None) -> dict:
@@ -105,14 +112,6 @@ def retrain_population_members(dataset: Dataset, trial, study: optuna.Study | No
         entry["trial"]: ([member_network(population, f * size + index) for f in range(folds)], pooled[index])
         for index, entry in enumerate(described)
     }
-
-
-def retrain_member_fold_models(dataset: Dataset, trial, study: optuna.Study | None = None) -> tuple:
-    """sweep.trial.retrain_fold_models for a population member: (its fold networks, pooled validation metrics,
-    pooled validation scores), from one retraining of its population."""
-    models, pooled = retrain_population_members(dataset, trial, study)[trial.number]
-    params = TrialParams.from_dict(trial.params)
-    return models, metrics(dataset.validation.y, pooled, params.threshold), pooled
 
 
 def member_network(population, index: int):
@@ -132,17 +131,33 @@ def _retrained_population(dataset: Dataset, trial, study: optuna.Study | None) -
     settings = TrainSettings(**trial.user_attrs["train_settings"])
     plan = dataset.validation
     described = population_description(trial, study)
-    members = [Member(m["hidden_width"], m["minority_weight"], m["seed"], m.get("learning_rate")) for m in described["members"]]
+    members = [
+        Member(m["hidden_width"], m["minority_weight"], m["seed"], m.get("learning_rate")) for m in described["members"]
+    ]
     subnets, keep, member_fold = fold_subnets(members, plan)
     population, _, _, _ = train_population(
-        plan.X_fit, plan.y_fit, subnets, settings.epochs, settings.batch_size,
-        described.get("learning_rate", settings.learning_rate), described["shuffle_seed"], keep=keep, member_fold=member_fold,
+        plan.X_fit,
+        plan.y_fit,
+        subnets,
+        settings.epochs,
+        settings.batch_size,
+        described.get("learning_rate", settings.learning_rate),
+        described["shuffle_seed"],
+        keep=keep,
+        member_fold=member_fold,
     )
     return population, described["member"], len(members)
 
 
 def population_round(
-    study: optuna.Study, config: SweepConfig, dataset: Dataset, goal: Goal, size: int, admit=None, figures=None, deadline: float | None = None,
+    study: optuna.Study,
+    config: SweepConfig,
+    dataset: Dataset,
+    goal: Goal,
+    size: int,
+    admit=None,
+    figures=None,
+    deadline: float | None = None,
 ) -> list:
     """Ask `size` trials, train them as one population, report and prune each member on its own, and tell
     each trial its value and user attributes as a single trial would. Returns the told (frozen) trials.
@@ -156,8 +171,6 @@ def population_round(
     the run's --timeout); they leave training there as pruned members do. A round stuck in one call is
     failed by its watchdog (sweep.trial.Watchdog).
     """
-    from sweep.population import Member, train_population
-
     told = []
     with warnings.catch_warnings():  # heartbeats for asked trials are recorded by MemberTrials, by hand
         warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used with Study.optimize")
@@ -169,33 +182,107 @@ def population_round(
             told.append(study.tell(trial, state=optuna.trial.TrialState.FAIL))
         else:
             trials.append(trial)
-    if not trials:
-        return told
-    # Heartbeats start before anything else is recorded: a worker killed from here on leaves trials that go
-    # stale (a trial never stamped would stay RUNNING for ever).
-    open_trials = MemberTrials(study, trials, told)
-    plan = dataset.validation
-    size, folds = len(trials), len(plan.folds)
-    clock = TrialClock(config.trial_timeout, config.epochs)
-    watchdog = Watchdog(clock, config.grace_period, open_trials.fail_open)
+    if trials:
+        # Heartbeats start before anything else is recorded: a worker killed from here on leaves trials that go
+        # stale (a trial never stamped would stay RUNNING for ever).
+        PopulationRound(study, config, dataset, goal, MemberTrials(study, trials, told), deadline).run(figures)
+    return told
 
-    def on_epoch(epoch: int, losses, population, active):
+
+class PopulationRound:
+    """One population of open trials (MemberTrials) from set-up to telling: one clock, one watchdog, the
+    members' reports on the MemberTrials' reporter thread."""
+
+    def __init__(self, study, config: SweepConfig, dataset: Dataset, goal: Goal, open_trials, deadline) -> None:
+        self.study, self.config, self.dataset, self.goal, self.deadline = study, config, dataset, goal, deadline
+        self.open_trials, self.trials = open_trials, open_trials.trials
+        self.plan = dataset.validation
+        self.size, self.folds = len(self.trials), len(self.plan.folds)
+        self.clock = TrialClock(config.trial_timeout, config.epochs)
+        self.watchdog = Watchdog(self.clock, config.grace_period, open_trials.fail_open)
+        self.params: list = []
+
+    def run(self, figures) -> None:
+        """Set up, train and tell the members; on any failure (KeyboardInterrupt included) no member stays RUNNING."""
+        try:  # everything after the heartbeats started: a failure ends every open member with its reason
+            self.watchdog.start()
+            population, epochs_run, seconds = self._train()
+            self.open_trials.drain()
+            if not self.open_trials.indices():  # every member pruned, failed or stopped by a timeout
+                return
+            scores, blocks = population_scores(population, self.plan, self.size)
+            if not self.watchdog.claim():  # it failed every member while they were being scored
+                return
+            self._tell(scores, blocks, epochs_run, seconds, figures)
+        except BaseException as exc:
+            self.watchdog.stop()
+            self.open_trials.drain(raise_errors=False)
+            if isinstance(exc, TrialTimedOut) and self.watchdog.fired:
+                return  # its SIGALRM: the watchdog has ended every member with its reason
+            self._fail_open(stopping.reason() or f"population stopped: {type(exc).__name__}: {exc}")
+            raise
+        finally:
+            self.watchdog.stop()
+            self.open_trials.close()
+
+    def _train(self) -> tuple:
+        """Draw the members' params, record what retrains them, and train them as one population: (population,
+        epochs each member ran, seconds)."""
+        from sweep.population import Member, train_population
+
+        config, trials, plan = self.config, self.trials, self.plan
+        self.params = [suggest(trial, config, suggest_width) for trial in trials]
+        shuffle_seed = trial_seed(config.seed, trials[0].number)
+        members = [
+            Member(p.hidden_width, p.minority_weight, trial_seed(config.seed, t.number), p.learning_rate)
+            for t, p in zip(trials, self.params)
+        ]
+        shared_rate = population_rate(config)
+        described = [
+            {
+                "trial": t.number,
+                "hidden_width": m.hidden_width,
+                "minority_weight": m.minority_weight,
+                "seed": m.seed,
+                "learning_rate": m.learning_rate,
+            }
+            for t, m in zip(trials, members)
+        ]
+        placed = population_attrs(
+            self.study.study_name, trials[0].number, self.folds, shuffle_seed, shared_rate, described
+        )
+        for trial, p, member, population_attr in zip(trials, self.params, members, placed):
+            settings = train_settings(config, member.seed, p)
+            set_user_attrs(trial, setup_attrs(p, settings) | {"population": population_attr})
+        subnets, keep, member_fold = fold_subnets(members, plan)
+        population, epochs_run, seconds, _ = train_population(
+            plan.X_fit, plan.y_fit, subnets, config.epochs, config.batch_size, shared_rate, shuffle_seed,
+            self._on_epoch, keep=keep, member_fold=member_fold,
+        )  # fmt: skip
+        return population, epochs_run, seconds
+
+    def _on_epoch(self, epoch: int, losses, population, active):
+        """After each epoch: a stop request, the clock and the run's deadline; then the members' reports, queued."""
         stopping.check()
-        reason, attrs = clock.over(epoch), {}
-        if reason is None and deadline is not None and epoch < config.epochs and time.monotonic() >= deadline:
-            reason, attrs = f"stopped at the run's --timeout {config.timeout:g} s ({clock.where})", {"run_timeout": True}
+        config, size, folds = self.config, self.size, self.folds
+        reason, attrs = self.clock.over(epoch), {}
+        if reason is None and self.deadline is not None and epoch < config.epochs and time.monotonic() >= self.deadline:
+            reason = f"stopped at the run's --timeout {config.timeout:g} s ({self.clock.where})"
+            attrs = {"run_timeout": True}
         if reason is not None:  # after this epoch's reports, on the reporter: every open member ends FAIL
-            open_trials.submit(open_trials.fail_open, reason, attrs)
+            self.open_trials.submit(self.open_trials.fail_open, reason, attrs)
             return np.zeros(size * folds, dtype=bool)
         # The validation scores are taken now, before the next epoch changes the weights; reporting them
         # (metrics, trial.report, pruning: storage round trips) overlaps with the next epoch. A trial's
         # loss is the mean of its fold models' losses; its fold models leave training together.
-        scores, _ = population_scores(population, plan, size)
+        scores, _ = population_scores(population, self.plan, size)
         member_losses = losses.reshape(folds, size).mean(axis=0)
-        open_trials.submit(report_members, epoch, member_losses, scores, active[:size])
-        return np.tile(active[:size] & open_trials.still_open(size), folds)
+        self.open_trials.submit(self._report_members, epoch, member_losses, scores, active[:size])
+        return np.tile(active[:size] & self.open_trials.still_open(size), folds)
 
-    def report_members(epoch: int, losses, scores, active) -> None:
+    def _report_members(self, epoch: int, losses, scores, active) -> None:
+        """Each open member's epoch: a NaN loss fails it, the pruner may prune it."""
+        open_trials, config = self.open_trials, self.config
         for index in open_trials.indices():
             trial = open_trials.get(index)
             if not active[index] or trial is None:  # None: ended meanwhile by the watchdog
@@ -204,38 +291,20 @@ def population_round(
                 if not np.isfinite(losses[index]):
                     trial.set_user_attr("fail_reason", f"training loss became {losses[index]} at epoch {epoch}")
                     open_trials.end(index, state=optuna.trial.TrialState.FAIL)
-                elif report_epoch(trial, goal, plan.y, scores[index], params[index].threshold, epoch, config.threshold) is not None:
+                    continue
+                threshold = self.params[index].threshold
+                if (
+                    report_epoch(trial, self.goal, self.plan.y, scores[index], threshold, epoch, config.threshold)
+                    is not None
+                ):
                     open_trials.end(index, state=optuna.trial.TrialState.PRUNED)
             except Exception:
                 if open_trials.get(index) is not None:
                     raise  # no error where the watchdog ended the member while it was being reported
 
-    try:  # everything after the heartbeats started: a failure ends every open member with its reason
-        watchdog.start()
-        params = [suggest(trial, config) for trial in trials]
-        shuffle_seed = trial_seed(config.seed, trials[0].number)
-        members = [
-            Member(p.hidden_width, p.minority_weight, trial_seed(config.seed, t.number), p.learning_rate) for t, p in zip(trials, params)
-        ]
-        shared_rate = population_rate(config)
-        subnets, keep, member_fold = fold_subnets(members, plan)
-        described = [
-            {"trial": t.number, "hidden_width": m.hidden_width, "minority_weight": m.minority_weight, "seed": m.seed, "learning_rate": m.learning_rate}
-            for t, m in zip(trials, members)
-        ]
-        placed = population_attrs(study.study_name, trials[0].number, folds, shuffle_seed, shared_rate, described)
-        for trial, p, member, population_attr in zip(trials, params, members, placed):
-            set_user_attrs(trial, setup_attrs(p, train_settings(config, member.seed, p)) | {"population": population_attr})
-        population, epochs_run, seconds, _ = train_population(
-            plan.X_fit, plan.y_fit, subnets, config.epochs, config.batch_size, shared_rate,
-            shuffle_seed, on_epoch, keep=keep, member_fold=member_fold,
-        )
-        open_trials.drain()
-        if not open_trials.indices():  # every member pruned, failed or stopped by a timeout
-            return told
-        scores, blocks = population_scores(population, plan, size)
-        if not watchdog.claim():  # it failed every member while they were being scored
-            return told
+    def _tell(self, scores, blocks, epochs_run, seconds: float, figures) -> None:
+        """Record each open member's result and tell it; a member whose scores rank nothing ends FAIL."""
+        open_trials, plan = self.open_trials, self.plan
         values, thresholds = {}, {}
         for index in open_trials.indices():
             trial = open_trials[index]
@@ -245,34 +314,28 @@ def population_round(
                 trial.set_user_attr("fail_reason", str(failure))
                 open_trials.end(index, state=optuna.trial.TrialState.FAIL)
                 continue
-            thresholds[index] = judged_threshold(trial, config, goal, plan.y, scores[index], params[index])
-            values[index] = record_result(
-                trial, goal, dataset, scores[index], thresholds[index], seconds / len(trials), epochs_run[index],
-                None, [block[index] for block in blocks],
+            thresholds[index] = judged_threshold(
+                trial, self.config, self.goal, plan.y, scores[index], self.params[index]
             )
+            values[index] = record_result(
+                trial, self.goal, self.dataset, scores[index], thresholds[index], seconds / self.size,
+                epochs_run[index], None, [block[index] for block in blocks],
+            )  # fmt: skip
         # Figures only for the population's best member, and only when it is the study's new best: drawing
         # them for each member that was a best so far in telling order would cost seconds for nothing.
-        if figures is not None and values and not goal.is_multi:
-            best = (min if goal.direction == "minimize" else max)(values, key=values.get)
+        if figures is not None and values and not self.goal.is_multi:
+            best = (min if self.goal.direction == "minimize" else max)(values, key=values.get)
             figures.submit_if_best(open_trials[best], values[best], plan.y, scores[best], thresholds[best])
         for index, value in values.items():
             open_trials.end(index, values=value)
-    except BaseException as exc:  # KeyboardInterrupt included: no member may stay RUNNING
-        watchdog.stop()
-        open_trials.drain(raise_errors=False)
-        if isinstance(exc, TrialTimedOut) and watchdog.fired:
-            return told  # its SIGALRM: the watchdog has ended every member with its reason
-        reason = stopping.reason() or f"population stopped: {type(exc).__name__}: {exc}"
-        for index in open_trials.indices():
-            trial = open_trials[index]
+
+    def _fail_open(self, reason: str) -> None:
+        """End every open member FAIL, with `reason` unless it has one already."""
+        for index in self.open_trials.indices():
+            trial = self.open_trials[index]
             if "fail_reason" not in trial.user_attrs:
                 trial.set_user_attr("fail_reason", reason)
-            open_trials.end(index, state=optuna.trial.TrialState.FAIL)
-        raise
-    finally:
-        watchdog.stop()
-        open_trials.close()
-    return told
+            self.open_trials.end(index, state=optuna.trial.TrialState.FAIL)
 
 
 class MemberTrials:
@@ -286,7 +349,7 @@ class MemberTrials:
     """
 
     def __init__(self, study: optuna.Study, trials: list, told: list) -> None:
-        self.study, self.told = study, told
+        self.study, self.told, self.trials = study, told, list(trials)
         self._open = dict(enumerate(trials))
         self._lock = threading.Lock()
         self.reports = ReportThread("population-reporter")
@@ -355,4 +418,3 @@ class MemberTrials:
                     record_heartbeat(self._storage, trial_id(trial))
             if self._stop_beating.wait(heartbeat_interval(self._storage)):
                 return
-

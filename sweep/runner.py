@@ -18,19 +18,30 @@ from sweep.dashboard import FigureWorker, artifact_store, save_study_note
 from sweep.data import Dataset, load_dataset
 from sweep.errors import StorageError, StorageUnreachable, TrialFailed
 from sweep.metrics import parse_goal
+from sweep.models import model_kind
 from sweep.optuna_private import TrialCounts, running_trials_never_stamped, set_attr_of_finished_trial, storage_of
 from sweep.results import BUDGET_STATES, SweepResult, count_trials, summarize
 from sweep.rounds import population_round
 from sweep.runtime import configure_threads, select_device
 from sweep.storage import mask_url, open_storage
-from sweep.trial import pruning_steps, sized_to_table, told_after_watchdog, trial_function
+from sweep.trial import told_after_watchdog, trial_function
 
 # A run stops (and says so) after this many failed trials in a row: something is wrong beyond one trial.
 MAX_CONSECUTIVE_FAILURES = 10
 # Exit code of a worker process that gave up on an unreachable storage: silent, the driver says it once.
 EXIT_UNREACHABLE = 75
 # Keys that decide which rows are train/validation/test: a resumed study must keep them.
-SPLIT_KEYS = ("seed", "validation_fraction", "test_fraction", "target", "positive_label", "features", "drop", "min_level_count", "max_levels")
+SPLIT_KEYS = (
+    "seed",
+    "validation_fraction",
+    "test_fraction",
+    "target",
+    "positive_label",
+    "features",
+    "drop",
+    "min_level_count",
+    "max_levels",
+)
 # Keys that decide what a trial trains and searches: a resumed study must keep them too.
 MODEL_KEYS = ("model", "space")
 
@@ -58,21 +69,23 @@ def prepare_study(config: SweepConfig, dataset: Dataset, worker_index: int = 0) 
     """Create the study or resume it; a resumed study must have the same data and objective. A user's model
     builder is checked first (it loads, takes typical params, returns a usable model), before any trial."""
     goal = config.goal
-    if config.user_model:
-        from sweep.model import check_builder
-        from sweep.space import typical_params
-
-        rate = config.learning_rate if not isinstance(config.learning_rate, tuple) else config.learning_rate[0]
-        check_builder(config.model, typical_params(config), dataset.input_shape, rate)
+    kind = model_kind(config)
+    kind.check(dataset)
     storage = open_storage(config.storage, config.heartbeat_interval, config.grace_period)
     existing = config.study in optuna.get_all_study_names(storage)
     # Offset the sampler's seed by the trials already stored, so a resumed run does not replay the same draws.
-    already = count_trials(optuna.load_study(study_name=config.study, storage=storage), tuple(TrialState)) if existing else 0
+    already = (
+        count_trials(optuna.load_study(study_name=config.study, storage=storage), tuple(TrialState)) if existing else 0
+    )
     # multivariate: the best threshold depends on the weight, so model them jointly rather than one by one.
     sampler = optuna.samplers.TPESampler(seed=config.seed + already, multivariate=True)
     study = optuna.create_study(
-        storage=storage, study_name=config.study, sampler=sampler, pruner=make_pruner(config.pruner_spec, pruning_steps(config, len(dataset.validation.folds))),
-        directions=goal.directions, load_if_exists=True,
+        storage=storage,
+        study_name=config.study,
+        sampler=sampler,
+        pruner=make_pruner(config.pruner_spec, kind.pruning_steps(dataset.validation)),
+        directions=goal.directions,
+        load_if_exists=True,
     )
     if existing:
         _check_compatible(study, config, dataset)
@@ -80,7 +93,9 @@ def prepare_study(config: SweepConfig, dataset: Dataset, worker_index: int = 0) 
     stored_config = config.to_dict() | {"storage": mask_url(config.storage)}
     study.set_user_attr("config", stored_config)
     study.set_user_attr("data", dataset.summary())
-    study.set_user_attr("objective", {"spec": config.objective, "name": goal.name, "direction": ",".join(goal.directions)})
+    study.set_user_attr(
+        "objective", {"spec": config.objective, "name": goal.name, "direction": ",".join(goal.directions)}
+    )
     with warnings.catch_warnings():  # set_metric_names is "experimental" in Optuna 5 but it is what the dashboard reads
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         study.set_metric_names(goal.names)
@@ -111,8 +126,10 @@ def _check_compatible(study: optuna.Study, config: SweepConfig, dataset: Dataset
                 f"study {config.study!r} was swept with {key} = {stored_config[key]!r}, not {current[key]!r}; resume it with "
                 f"the same {'--model' if key == 'model' else '[space] / --param entries'} or use a new --study name"
             )
-    if stored_config and "model" not in stored_config and config.user_model:
-        raise StorageError(f"study {config.study!r} was swept with the builtin network, not {config.model!r}; use a new --study name")
+    if stored_config and stored_config.get("model", "builtin") != config.model:  # a study stored before the key
+        raise StorageError(
+            f"study {config.study!r} was swept with the builtin network, not {config.model!r}; use a new --study name"
+        )
     judged = data.get("validation")
     if judged is not None and judged != dataset.validation.describe():
         raise StorageError(
@@ -200,7 +217,9 @@ def fail_stale_trials(study: optuna.Study, grace_period: float) -> None:
     storage = storage_of(study)
     for trial_key in running_trials_never_stamped(study, grace_period):
         if storage.set_trial_state_values(trial_key, state=TrialState.FAIL):
-            set_attr_of_finished_trial(storage, trial_key, "fail_reason", NEVER_STAMPED_REASON.format(seconds=grace_period))
+            set_attr_of_finished_trial(
+                storage, trial_key, "fail_reason", NEVER_STAMPED_REASON.format(seconds=grace_period)
+            )
 
 
 def ended_elsewhere(exc: BaseException) -> bool:
@@ -209,7 +228,9 @@ def ended_elsewhere(exc: BaseException) -> bool:
     answer the outage swallowed had gone through)."""
     refused = isinstance(exc, ValueError) and str(exc).startswith("Cannot tell a")
     if refused or isinstance(exc, optuna.exceptions.UpdateFinishedTrialError):
-        logger.warning("a trial of this worker was ended by another one while this one could not reach the storage; going on")
+        logger.warning(
+            "a trial of this worker was ended by another one while this one could not reach the storage; going on"
+        )
         return True
     return False
 
@@ -233,7 +254,7 @@ def run_sweep(
     configure_threads(config.intra_op_threads, config.inter_op_threads)
     select_device(config.device_spec, worker_index)
     dataset = dataset if dataset is not None else load_dataset(config)
-    config = sized_to_table(config, dataset)
+    config = model_kind(config).sized(dataset)
     study = prepare_study(config, dataset, worker_index)
     dataset.release_rows()  # trials need only the encoded search parts, not the raw table (nor the test part)
     before = count_trials(study, tuple(TrialState))
@@ -263,7 +284,9 @@ def run_sweep(
                     fail_stale_trials(study, config.grace_period)
                     running = budget.count(study, (TrialState.RUNNING,))
                     size = min(population, config.trials - finished - running)
-                    for told in population_round(study, config, dataset, goal, size, admit=budget.admits, figures=figures, deadline=deadline):
+                    for told in population_round(
+                        study, config, dataset, goal, size, admit=budget.admits, figures=figures, deadline=deadline
+                    ):
                         failures.observe(told)
                         for callback in callbacks:
                             callback(study, told)
@@ -290,14 +313,16 @@ def run_sweep(
 
     def finish() -> SweepResult:
         save_study_note(study)
-        return summarize(study, config.storage, ran_now=count_trials(study, tuple(TrialState)) - before, stop_reason=stop_reason)
+        return summarize(
+            study, config.storage, ran_now=count_trials(study, tuple(TrialState)) - before, stop_reason=stop_reason
+        )
 
     return finish()
 
 
 def trials_per_round(config: SweepConfig, fold_models: int = 1) -> int:
     """Trials trained together: config.population, or the automatic choice when it is 0."""
-    if config.user_model:
+    if not model_kind(config).populations:
         return 1  # a user's model trains through Keras fit, one trial at a time
     if config.population:
         return config.population
@@ -305,7 +330,12 @@ def trials_per_round(config: SweepConfig, fold_models: int = 1) -> int:
     from sweep.runtime import detect_device
 
     chosen = automatic_population(
-        config.trials, config.hidden_width, config.hidden_layers, detect_device() == "/GPU:0", config.workers, fold_models
+        config.trials,
+        config.hidden_width,
+        config.hidden_layers,
+        detect_device() == "/GPU:0",
+        config.workers,
+        fold_models,
     )
     logger.info("population: %d trials per round (automatic)", chosen)
     return chosen
@@ -350,7 +380,9 @@ def run_workers(
 
     outage.configure(config.outage_limit)
     if config.workers == 1:
-        return run_sweep(config, callbacks=[lambda study, _trial: on_progress(study)] if on_progress else (), on_start=on_start)
+        return run_sweep(
+            config, callbacks=[lambda study, _trial: on_progress(study)] if on_progress else (), on_start=on_start
+        )
     dataset = load_dataset(config)
     study = prepare_study(config, dataset)
     del dataset  # each worker loads its own; this process only waits for them
@@ -358,7 +390,9 @@ def run_workers(
     if on_start is not None:
         on_start(study)
     context = multiprocessing.get_context("spawn")  # no forked TensorFlow or database connections
-    processes = [context.Process(target=_worker_main, args=(config, index), daemon=False) for index in range(config.workers)]
+    processes = [
+        context.Process(target=_worker_main, args=(config, index), daemon=False) for index in range(config.workers)
+    ]
     for process in processes:
         process.start()
     try:
@@ -384,7 +418,9 @@ def run_workers(
     stop_reason = None
     if any(codes):
         stop_reason = f"worker exit codes {codes}: see the worker lines above"
-    return summarize(study, config.storage, ran_now=count_trials(study, tuple(TrialState)) - before, stop_reason=stop_reason)
+    return summarize(
+        study, config.storage, ran_now=count_trials(study, tuple(TrialState)) - before, stop_reason=stop_reason
+    )
 
 
 def _workers_cut_off(config: SweepConfig, codes: list) -> StorageUnreachable:
@@ -396,5 +432,6 @@ def _workers_cut_off(config: SweepConfig, codes: list) -> StorageUnreachable:
     return StorageUnreachable(
         f"worker(s) {gave_up} could not reach storage {mask_url(config.storage)} for longer than outage_limit = "
         f"{config.outage_limit:g} s; nothing stored is lost: once it is back, run the same command again to resume",
-        what=mask_url(config.storage), seconds=config.outage_limit,
+        what=mask_url(config.storage),
+        seconds=config.outage_limit,
     )

@@ -107,7 +107,10 @@ def choose_device(requested: DeviceSpec, worker_index: int, gpus: list) -> str:
         )
     if requested.index is not None:
         if requested.index >= len(gpus):
-            raise ConfigError(f"device = {requested.text!r} but TensorFlow sees {len(gpus)} GPU(s) (gpu:0 to gpu:{len(gpus) - 1}); pick one of those")
+            raise ConfigError(
+                f"device = {requested.text!r} but TensorFlow sees {len(gpus)} GPU(s) (gpu:0 to gpu:{len(gpus) - 1}); "
+                "pick one of those"
+            )
         return requested.text
     return f"gpu:{worker_index % len(gpus)}"
 

@@ -13,8 +13,10 @@ from typing import TYPE_CHECKING, Any
 
 from sweep.errors import ConfigError
 
-if TYPE_CHECKING:  # sweep.config imports this module, so SweepConfig is named in annotations only (no import)
+if TYPE_CHECKING:
     import optuna
+
+# sweep.config imports this module, so SweepConfig is named in annotations only, never imported (hence noqa: F821).
 
 PARAM_NAMES = ("minority_weight", "hidden_width", "threshold")
 # Searched too when the config gives learning_rate as a range.
@@ -118,7 +120,11 @@ def parse_param(name: str, value: Any, source: str) -> ParamSpec:
     if name in RESERVED_NAMES:
         raise ConfigError(
             f"param {name} (from {source}) is searched by sweep itself; "
-            + ("give the learning_rate key a range LOW:HIGH instead" if name == "learning_rate" else f"set its range with --{name.replace('_', '-')}")
+            + (
+                "give the learning_rate key a range LOW:HIGH instead"
+                if name == "learning_rate"
+                else f"set its range with --{name.replace('_', '-')}"
+            )
         )
     if isinstance(value, dict):
         if "choices" in value:
@@ -162,7 +168,9 @@ def parse_space(value: Any, source: str) -> tuple[ParamSpec, ...]:
     else:
         entries = value.split(";") if isinstance(value, str) else value
         if not isinstance(entries, (list, tuple)):
-            raise ConfigError(f"space = {value!r} (from {source}) is invalid: expected {PARAM_SYNTAX}, or a TOML [space] table")
+            raise ConfigError(
+                f"space = {value!r} (from {source}) is invalid: expected {PARAM_SYNTAX}, or a TOML [space] table"
+            )
         items = []
         for entry in entries:
             if not isinstance(entry, str) or "=" not in entry:
@@ -209,39 +217,44 @@ class TrialParams:
         own = {"minority_weight", "threshold"}
         model_params = {k: v for k, v in params.items() if k not in own} | dict(fixed or {}) if user_model else {}
         return cls(
-            float(params["minority_weight"]), None if width is None else int(width), float(params["threshold"]),
-            None if rate is None else float(rate), model_params,
+            float(params["minority_weight"]),
+            None if width is None else int(width),
+            float(params["threshold"]),
+            None if rate is None else float(rate),
+            model_params,
         )
 
 
-def fixed_params(config: SweepConfig) -> dict:
+def fixed_params(config: SweepConfig) -> dict:  # noqa: F821
     """The user space's fixed values (passed to the builder, not searched)."""
     return {spec.name: spec.choices[0] for spec in config.space if spec.kind == "fixed"}
 
 
-def suggest(trial: optuna.Trial, config: SweepConfig) -> TrialParams:
-    """Draw one point: log-scale weight, linear threshold (unless it is tuned after training: record_tuned_threshold),
-    within the configured ranges, a log-scale learning rate when the config gives a range for it; then the builtin
-    network's log-scale width, or a user model's own space (every value but the weight and threshold goes to its
-    builder)."""
+def suggest(trial: optuna.Trial, config: SweepConfig, own_params) -> TrialParams:  # noqa: F821
+    """Draw one point: log-scale weight, the model's own params (`own_params(trial, config)` gives its width or None
+    and what its builder is called with: suggest_width or suggest_model_space), linear threshold (unless it is
+    tuned after training: record_tuned_threshold), within the configured ranges, and a log-scale learning rate when
+    the config gives a range for it. The order of the draws is the order of a seeded sampler's random numbers."""
     searched_rate = isinstance(config.learning_rate, tuple)
     weight = trial.suggest_float("minority_weight", *config.minority_weight, log=True)
-    if config.model == "builtin":
-        width = trial.suggest_int("hidden_width", *config.hidden_width, log=True)
-        model_params = {}
-    else:
-        width = None
-        model_params = {spec.name: spec.suggest(trial) for spec in config.space}
-        if "hidden_width" in model_params:
-            width = int(model_params["hidden_width"])
+    width, model_params = own_params(trial, config)
     threshold = trial.suggest_float("threshold", *config.threshold) if config.threshold_search == "sampled" else None
     rate = trial.suggest_float("learning_rate", *config.learning_rate, log=True) if searched_rate else None
-    if config.model != "builtin" and rate is not None:
-        model_params["learning_rate"] = rate
     return TrialParams(weight, width, threshold, rate, model_params)
 
 
-def record_tuned_threshold(trial: optuna.Trial, config: SweepConfig, threshold: float) -> None:
+def suggest_width(trial: optuna.Trial, config: SweepConfig) -> tuple[int, dict]:  # noqa: F821
+    """The builtin network's own param: its log-scale hidden width."""
+    return trial.suggest_int("hidden_width", *config.hidden_width, log=True), {}
+
+
+def suggest_model_space(trial: optuna.Trial, config: SweepConfig) -> tuple[int | None, dict]:  # noqa: F821
+    """A user model's own space: every value goes to its builder (a searched hidden_width is also its width)."""
+    model_params = {spec.name: spec.suggest(trial) for spec in config.space}
+    return (int(model_params["hidden_width"]) if "hidden_width" in model_params else None), model_params
+
+
+def record_tuned_threshold(trial: optuna.Trial, config: SweepConfig, threshold: float) -> None:  # noqa: F821
     """Store a threshold tuned on the trial's own scores as its "threshold" param, with the distribution a sampled one
     has, so the dashboard, `sweep show`, the sampler and export read it as they read a sampled one."""
     import optuna
@@ -251,7 +264,7 @@ def record_tuned_threshold(trial: optuna.Trial, config: SweepConfig, threshold: 
     set_param(trial, "threshold", float(threshold), optuna.distributions.FloatDistribution(*config.threshold))
 
 
-def typical_params(config: SweepConfig) -> dict:
+def typical_params(config: SweepConfig) -> dict:  # noqa: F821
     """What a user model's builder is called with by the check before any trial (sweep.model.check_builder)."""
     params = {spec.name: spec.typical() for spec in config.space}
     if isinstance(config.learning_rate, tuple):

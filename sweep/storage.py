@@ -1,4 +1,5 @@
-"""Storage URL -> Optuna RDB storage that rides out outages: SQLite by default under studies/, Postgres for many workers."""
+"""Storage URL -> Optuna RDB storage that rides out outages: SQLite by default under studies/, Postgres for many
+workers."""
 
 from __future__ import annotations
 
@@ -10,11 +11,19 @@ import optuna
 
 from sweep import outage
 from sweep.errors import StorageError, StorageUnreachable
-from sweep.optuna_private import CACHED_STORAGE_CALLS, rdb_stale_trial_ids, set_attr_of_finished_trial, storage_of, trial_id
+from sweep.optuna_private import (
+    CACHED_STORAGE_CALLS,
+    rdb_stale_trial_ids,
+    set_attr_of_finished_trial,
+    storage_of,
+    trial_id,
+)
 
 SQLITE_TIMEOUT_SECONDS = 60
 POOL_SIZE = 4
-PGBOUNCER_OPTION = "pgbouncer"  # ...?pgbouncer=1 on a Postgres URL: the server behind it is PgBouncer (transaction pooling)
+PGBOUNCER_OPTION = (
+    "pgbouncer"  # ...?pgbouncer=1 on a Postgres URL: the server behind it is PgBouncer (transaction pooling)
+)
 
 
 def mask_url(url: str) -> str:
@@ -38,7 +47,9 @@ def _hide_secret(text: str, url: str) -> str:
     return text.replace(str(password), "***") if password else text
 
 
-def open_storage(url: str, heartbeat_interval: int | None = None, grace_period: int | None = None) -> optuna.storages.RDBStorage:
+def open_storage(
+    url: str, heartbeat_interval: int | None = None, grace_period: int | None = None
+) -> optuna.storages.RDBStorage:
     """Open (and create the tables of) the storage at `url`; any failure is a one-line StorageError.
 
     With a heartbeat, each running trial is stamped every `heartbeat_interval` seconds; a trial whose
@@ -71,7 +82,9 @@ def open_storage(url: str, heartbeat_interval: int | None = None, grace_period: 
             try:
                 Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
-                raise StorageError(f"cannot create the folder of SQLite file {parsed.database!r} ({exc.strerror}); {hint}") from None
+                raise StorageError(
+                    f"cannot create the folder of SQLite file {parsed.database!r} ({exc.strerror}); {hint}"
+                ) from None
     else:
         # Optuna turns on pool_pre_ping only for MySQL; a dropped Postgres connection must not kill a worker.
         engine_kwargs["pool_pre_ping"] = True
@@ -89,12 +102,16 @@ def open_storage(url: str, heartbeat_interval: int | None = None, grace_period: 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             retry = RetryStaleTrialWithReason(grace_period, max_retry=2)
-        heartbeat = dict(heartbeat_interval=heartbeat_interval, grace_period=grace_period, heartbeat_stale_trial_callback=retry)
+        heartbeat = dict(
+            heartbeat_interval=heartbeat_interval, grace_period=grace_period, heartbeat_stale_trial_callback=retry
+        )
 
     def connect() -> RidingStorage:
         with warnings.catch_warnings():  # the heartbeat and its retry callback are "experimental" in Optuna 5
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            storage = RidingStorage(url, shown, engine_kwargs=engine_kwargs, skip_compatibility_check=pgbouncer, **heartbeat)
+            storage = RidingStorage(
+                url, shown, engine_kwargs=engine_kwargs, skip_compatibility_check=pgbouncer, **heartbeat
+            )
         if pgbouncer:
             _check_schema_version(storage)
         if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
@@ -107,8 +124,8 @@ def open_storage(url: str, heartbeat_interval: int | None = None, grace_period: 
         return outage.call(connect, what=shown)
     except StorageUnreachable as exc:
         raise StorageError(
-            f"cannot open storage {shown} ({_hide_secret(exc.reason, url)}; still unreachable after {exc.seconds:.0f} s, "
-            f"outage_limit); {hint}, or start the server"
+            f"cannot open storage {shown} ({_hide_secret(exc.reason, url)}; still unreachable after {exc.seconds:.0f} "
+            f"s, outage_limit); {hint}, or start the server"
         ) from None
     except Exception as exc:  # SQLAlchemy/driver errors vary by backend; all mean "cannot open"
         reason = _hide_secret(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__, url)
@@ -117,8 +134,15 @@ def open_storage(url: str, heartbeat_interval: int | None = None, grace_period: 
 
 # RDBStorage's methods that do not talk to the database, or that Optuna calls only while opening it.
 _LOCAL_METHODS = {
-    "remove_session", "upgrade", "get_current_version", "get_head_version", "get_all_versions", "get_heartbeat_interval",
-    "get_heartbeat_stale_trial_callback", "get_failed_trial_callback", "check_trial_is_updatable",
+    "remove_session",
+    "upgrade",
+    "get_current_version",
+    "get_head_version",
+    "get_all_versions",
+    "get_heartbeat_interval",
+    "get_heartbeat_stale_trial_callback",
+    "get_failed_trial_callback",
+    "check_trial_is_updatable",
 }
 
 
@@ -160,7 +184,9 @@ def _ride_every_call() -> None:
     """Wrap each RDBStorage method that talks to the database (public, or private but called by Optuna's cache in
     front of it) that RidingStorage does not define itself in outage.call."""
     rdb = optuna.storages.RDBStorage
-    names = [name for name in dir(rdb) if not name.startswith("_") and callable(getattr(rdb, name))] + list(CACHED_STORAGE_CALLS)
+    names = [name for name in dir(rdb) if not name.startswith("_") and callable(getattr(rdb, name))] + list(
+        CACHED_STORAGE_CALLS
+    )
     for name in names:
         if name not in _LOCAL_METHODS and name not in vars(RidingStorage):
             setattr(RidingStorage, name, _riding(getattr(rdb, name)))
@@ -178,13 +204,26 @@ def _pgbouncer_flag(parsed, hint: str) -> bool:
     each process keeps its pool of POOL_SIZE client connections with pre-ping (cheap on PgBouncer's side:
     a server connection is taken only for the length of a transaction)."""
     value = parsed.query[PGBOUNCER_OPTION]
-    flag = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False, "off": False}.get(
-        value.strip().lower() if isinstance(value, str) else None
-    )
+    flag = {
+        "1": True,
+        "true": True,
+        "yes": True,
+        "on": True,
+        "0": False,
+        "false": False,
+        "no": False,
+        "off": False,
+    }.get(value.strip().lower() if isinstance(value, str) else None)
     if flag is None:
-        raise StorageError(f"storage URL option {PGBOUNCER_OPTION}={value!r} is not 1 or 0; write ?{PGBOUNCER_OPTION}=1 when the URL points at PgBouncer")
+        raise StorageError(
+            f"storage URL option {PGBOUNCER_OPTION}={value!r} is not 1 or 0; write ?{PGBOUNCER_OPTION}=1 when the URL "
+            "points at PgBouncer"
+        )
     if flag and parsed.get_backend_name() != "postgresql":
-        raise StorageError(f"storage URL option {PGBOUNCER_OPTION}=1 is for Postgres URLs behind PgBouncer, not {parsed.get_backend_name()}; {hint}")
+        raise StorageError(
+            f"storage URL option {PGBOUNCER_OPTION}=1 is for Postgres URLs behind PgBouncer, not "
+            f"{parsed.get_backend_name()}; {hint}"
+        )
     return flag
 
 
@@ -195,8 +234,11 @@ def _check_schema_version(storage: optuna.storages.RDBStorage) -> None:
     query_wait_timeout (120 s) fails them (measured with benchmarks/storage_load.py: 4 clients, a pool of 2)."""
     current, head = storage.get_current_version(), storage.get_head_version()
     if current != head:
-        fix = ("run `optuna storage upgrade` on Postgres directly" if current in storage.get_all_versions()
-               else "update optuna (pip install -U optuna)")
+        fix = (
+            "run `optuna storage upgrade` on Postgres directly"
+            if current in storage.get_all_versions()
+            else "update optuna (pip install -U optuna)"
+        )
         raise RuntimeError(f"the tables are of Optuna schema {current}, this optuna needs {head}; {fix}")
 
 
@@ -209,7 +251,10 @@ class RetryStaleTrialWithReason(optuna.storages.RetryHeartbeatStaleTrialCallback
 
     def __init__(self, grace_period: int | None, max_retry: int) -> None:
         super().__init__(max_retry=max_retry)
-        self.reason = f"worker lost: no heartbeat for more than {grace_period} s (its process or machine died); the trial is retried"
+        self.reason = (
+            f"worker lost: no heartbeat for more than {grace_period} s (its process or machine died); the "
+            "trial is retried"
+        )
 
     def __call__(self, study: optuna.Study, trial) -> None:
         try:
@@ -217,7 +262,9 @@ class RetryStaleTrialWithReason(optuna.storages.RetryHeartbeatStaleTrialCallback
         except Exception as exc:  # the reason is a courtesy; the retry must happen regardless
             import logging
 
-            logging.getLogger("sweep").warning("could not record the fail_reason of stale trial #%d (%s)", trial.number, exc)
+            logging.getLogger("sweep").warning(
+                "could not record the fail_reason of stale trial #%d (%s)", trial.number, exc
+            )
         super().__call__(study, trial)
 
 

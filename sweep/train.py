@@ -69,7 +69,9 @@ class Network:
         return model
 
 
-def initial_layers(n_features: int, hidden_width: int, hidden_layers: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+def initial_layers(
+    n_features: int, hidden_width: int, hidden_layers: int, seed: int
+) -> list[tuple[np.ndarray, np.ndarray]]:
     """Keras' Dense defaults (Glorot-uniform kernels, zero biases), drawn from numpy seeded by the trial.
 
     The same draws, in the same order, as a population member with this seed (sweep.population), so a trial
@@ -178,8 +180,16 @@ class FusedAdam:
         rate = self.learning_rate.read_value()
         for variable, gradient, (m, v) in zip(self.variables, gradients, self.moments):
             tf.raw_ops.ResourceApplyAdam(
-                var=variable.handle, m=m.handle, v=v.handle, beta1_power=beta_1_power, beta2_power=beta_2_power,
-                lr=rate, beta1=0.9, beta2=0.999, epsilon=1e-7, grad=gradient,
+                var=variable.handle,
+                m=m.handle,
+                v=v.handle,
+                beta1_power=beta_1_power,
+                beta2_power=beta_2_power,
+                lr=rate,
+                beta1=0.9,
+                beta2=0.999,
+                epsilon=1e-7,
+                grad=gradient,
             )
 
 
@@ -214,7 +224,9 @@ class EpochProgram:
     """
 
     def __init__(self, hidden_layers: int, batch: int) -> None:
-        self.layers = [(open_variable(2, trainable=True), open_variable(1, trainable=True)) for _ in range(hidden_layers + 1)]
+        self.layers = [
+            (open_variable(2, trainable=True), open_variable(1, trainable=True)) for _ in range(hidden_layers + 1)
+        ]
         self.variables = [variable for pair in self.layers for variable in pair]
         self.rows = {name: open_variable(2) for name in ("features", "labels", "weights")}
         self.adam = FusedAdam(self.variables)
@@ -277,7 +289,9 @@ def per_thread(key: tuple, make: Callable[[], object]):
 def epoch_program(device: str, n_features: int, hidden_layers: int, batch: int, slot: int = 0) -> EpochProgram:
     """The compiled epoch for this family, made (and traced) once per process and thread; `slot` tells apart
     the networks one trial trains side by side (its fold models)."""
-    return per_thread(("epoch", device, n_features, hidden_layers, batch, slot), lambda: EpochProgram(hidden_layers, batch))
+    return per_thread(
+        ("epoch", device, n_features, hidden_layers, batch, slot), lambda: EpochProgram(hidden_layers, batch)
+    )
 
 
 def compiled_epoch(rows: list, batch: int, adam: FusedAdam, batch_gradients, tracked_zeros=None):

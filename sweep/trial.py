@@ -20,10 +20,11 @@ import optuna
 from sweep import stopping
 from sweep.errors import OverBudget, TrialFailed, TrialTimedOut
 from sweep.metrics import Goal, choose_threshold, metrics
+from sweep.models import model_kind
 from sweep.optuna_private import set_user_attrs, storage_of, trial_id
 from sweep.runtime import device_label, placement, thread_settings
-from sweep.space import TrialParams, fixed_params, record_tuned_threshold, suggest
-from sweep.train import TrainSettings, score, train_models
+from sweep.space import TrialParams, record_tuned_threshold
+from sweep.train import TrainSettings
 
 if TYPE_CHECKING:
     from sweep.config import SweepConfig
@@ -39,116 +40,6 @@ def train_settings(config: SweepConfig, seed: int, params: TrialParams) -> Train
     """What trains the trial besides its params' weight and width: its learning rate is searched or fixed."""
     rate = params.learning_rate if params.learning_rate is not None else config.learning_rate
     return TrainSettings(config.epochs, config.batch_size, float(rate), config.hidden_layers, seed)
-
-
-def sized_to_table(config: SweepConfig, dataset: Dataset) -> SweepConfig:
-    """The config with its epochs raised so each builtin fold model takes at least `min_steps` Adam steps: 50
-    epochs of batch 100 are 150 steps on 300 training rows, too few to fit a weighted network. A user's own
-    model keeps its epochs (its fit is the user's to size); a resolved study stores the raised epochs, so
-    every worker, the export's retrain and its refit train as the trials did."""
-    if config.user_model or config.min_steps <= 0:
-        return config
-    plan = dataset.validation
-    rows = min(len(fold.training_rows(len(plan.y_fit))) for fold in plan.folds)
-    steps_per_epoch = max(1, -(-rows // config.batch_size))
-    needed = -(-config.min_steps // steps_per_epoch)
-    return config if needed <= config.epochs else dataclasses.replace(config, epochs=needed)
-
-
-def fit_and_score(dataset: Dataset, params: TrialParams, settings: TrainSettings, on_epoch=None):
-    """Train the trial's fold models (one for a single validation split) and score their validation rows;
-    returns (models, result, pooled validation scores, per-fold scores)."""
-    plan = dataset.validation
-
-    def report(epoch: int, loss: float, models) -> None:
-        on_epoch(epoch, loss, plan.pool(fold_scores_of(plan, models)))
-
-    models, result = train_models(
-        plan.X_fit, plan.y_fit, params.hidden_width, params.class_weight, settings, [f.keep for f in plan.folds],
-        None if on_epoch is None else report,
-    )
-    fold_scores = fold_scores_of(plan, models)
-    pooled = plan.pool(fold_scores)
-    check_scores(pooled)
-    return models, result, pooled, fold_scores
-
-
-def fold_scores_of(plan: Validation, models) -> list[np.ndarray]:
-    """Each fold model's scores on its own validation rows."""
-    return [score(model, fold.X_val) for model, fold in zip(models, plan.folds)]
-
-
-def check_scores(scores: np.ndarray) -> None:
-    """A model that gives every validation row the same probability ranks nothing: fail its trial."""
-    if np.ptp(scores) < 1e-7:
-        raise TrialFailed(f"model predicts the same probability ({scores.flat[0]:.4g}) for every validation row")
-
-
-def fold_rows(plan: Validation) -> list:
-    """What each fold model of a user-model trial trains and is judged on, as rows of plan.X_fit."""
-    from sweep.keras_fit import FoldRows
-
-    n_fit = len(plan.y_fit)
-    return [FoldRows(f.training_rows(n_fit), f.val_rows, f.X_val if f.val_rows is None else None) for f in plan.folds]
-
-
-def fit_and_score_user_model(dataset: Dataset, spec: str, params: TrialParams, settings: TrainSettings, on_epoch=None, clock=None):
-    """A user-model trial's fold models trained one after another through Keras fit and scored on their
-    validation rows; returns (models, result, pooled validation scores, per-fold scores, compiled_by). With a
-    TrialClock, fit stops at the first batch past --trial-timeout (TrialTimedOut)."""
-    from sweep.keras_fit import train_user_models
-
-    plan = dataset.validation
-    models, fold_scores, result, compiled_by = train_user_models(
-        spec, params.model_params, params.class_weight, settings, plan.X_fit, plan.y_fit, fold_rows(plan), on_epoch, clock,
-    )
-    pooled = plan.pool(fold_scores)
-    check_scores(pooled)
-    return models, result, pooled, fold_scores, compiled_by
-
-
-def pruning_steps(config: SweepConfig, fold_models: int) -> int:
-    """Steps a trial reports: its epochs, or, for a user model's fold models trained one after another, the
-    epochs of all of them (step = fold * epochs + epoch, so trials are compared fold by fold)."""
-    return config.epochs * (fold_models if config.user_model else 1)
-
-
-def refit_trial(dataset: Dataset, trial) -> tuple:
-    """Train a finished trial that was trained alone again from its stored settings: (model for --refit train
-    or None, pooled validation metrics, pooled validation scores). A cross-validated trial has no one model
-    (--refit train is refused for it): None. A trial trained in a population: sweep.rounds.refit_member.
-    """
-    models, found, pooled = retrain_fold_models(dataset, trial)
-    return (models[0] if dataset.validation.kind == "holdout" else None), found, pooled
-
-
-def retrain_fold_models(dataset: Dataset, trial) -> tuple:
-    """A finished trial trained alone, trained again from its stored settings: (its fold models, one per fold in
-    the plan's order (one for a single split), pooled validation metrics, pooled validation scores)."""
-    params = TrialParams.from_dict(trial.params)
-    settings = TrainSettings(**trial.user_attrs["train_settings"])
-    models, _, pooled, _ = fit_and_score(dataset, params, settings)
-    return models, metrics(dataset.validation.y, pooled, params.threshold), pooled
-
-
-def refit_user_trial(dataset: Dataset, trial, config: SweepConfig) -> tuple:
-    """refit_trial for a user model's trial: its fold models through Keras fit again, from the stored seed."""
-    models, found, pooled = retrain_user_fold_models(dataset, trial, config)
-    return (models[0] if dataset.validation.kind == "holdout" else None), found, pooled
-
-
-def retrain_user_fold_models(dataset: Dataset, trial, config: SweepConfig) -> tuple:
-    """retrain_fold_models for a user model's trial: (its Keras fold models, pooled validation metrics, pooled
-    validation scores)."""
-    params = user_trial_params(trial, config)
-    settings = TrainSettings(**trial.user_attrs["train_settings"])
-    models, _, pooled, _, _ = fit_and_score_user_model(dataset, config.model, params, settings)
-    return models, metrics(dataset.validation.y, pooled, params.threshold), pooled
-
-
-def user_trial_params(trial, config: SweepConfig) -> TrialParams:
-    """A finished user-model trial's params, with the fixed values of the study's space."""
-    return TrialParams.from_dict(trial.params, fixed_params(config), user_model=True)
 
 
 def stop_if_requested(trial: optuna.Trial) -> None:
@@ -305,7 +196,9 @@ class Watchdog:
             )
             try:
                 self.fail(reason)
-            except Exception as exc:  # the storage is unreachable too: the trial stays RUNNING until it is told or goes stale
+            except (
+                Exception
+            ) as exc:  # the storage is unreachable too: the trial stays RUNNING until it is told or goes stale
                 logger.warning("the watchdog could not fail a stuck trial (%s: %s)", type(exc).__name__, exc)
             self.reason = reason
             _abandoned.append(1)
@@ -363,7 +256,9 @@ def setup_attrs(params: TrialParams, settings: TrainSettings, model: str = "buil
     }
 
 
-def report_epoch(trial: optuna.Trial, goal: Goal, y_true, scores, threshold: float | None, epoch: int, bounds=None) -> float | None:
+def report_epoch(
+    trial: optuna.Trial, goal: Goal, y_true, scores, threshold: float | None, epoch: int, bounds=None
+) -> float | None:
     """Report the epoch's validation objective (at the trial's threshold; for a tuned one, None, at the best
     threshold within `bounds`); when the pruner stops the trial, record the epoch and return the value it was
     stopped at (else None)."""
@@ -385,7 +280,9 @@ def report_epoch(trial: optuna.Trial, goal: Goal, y_true, scores, threshold: flo
 FOLD_METRICS = ("f1", "precision", "recall", "average_precision", "flag_rate")
 
 
-def judged_threshold(trial: optuna.Trial, config: SweepConfig, goal: Goal, y_true, scores, params: TrialParams) -> float:
+def judged_threshold(
+    trial: optuna.Trial, config: SweepConfig, goal: Goal, y_true, scores, params: TrialParams
+) -> float:
     """The threshold a trained trial is judged at: its sampled one, or (threshold_search "tuned") the one within the
     configured range that scores best by the objective on its pooled validation scores, as scikit-learn's
     TunedThresholdClassifierCV chooses it, recorded as the trial's threshold param."""
@@ -396,7 +293,17 @@ def judged_threshold(trial: optuna.Trial, config: SweepConfig, goal: Goal, y_tru
     return threshold
 
 
-def record_result(trial, goal: Goal, dataset: Dataset, scores, threshold: float, seconds: float, epochs_run: int, figures, fold_scores=None):
+def record_result(
+    trial,
+    goal: Goal,
+    dataset: Dataset,
+    scores,
+    threshold: float,
+    seconds: float,
+    epochs_run: int,
+    figures,
+    fold_scores=None,
+):
     """Store a finished trial's pooled validation metrics (and, cross-validated, each fold's) and timing in
     one write, and hand a new best's figures to `figures` (a FigureWorker, or None); return its value."""
     plan = dataset.validation
@@ -452,7 +359,9 @@ class EpochReports:
     ReportThread, as a population's are. A pruner's verdict is acted on at the next epoch boundary, or when
     training ends; the trial is told PRUNED at the epoch the pruner chose, and nothing is reported after it."""
 
-    def __init__(self, trial: optuna.Trial, goal: Goal, y_true: np.ndarray, threshold: float | None, bounds=None) -> None:
+    def __init__(
+        self, trial: optuna.Trial, goal: Goal, y_true: np.ndarray, threshold: float | None, bounds=None
+    ) -> None:
         self.trial, self.goal, self.y_true, self.threshold, self.bounds = trial, goal, y_true, threshold, bounds
         self._thread = ReportThread("trial-reports")
         self._pruned: str | None = None  # the pruner's verdict, once it has given one
@@ -478,6 +387,39 @@ class EpochReports:
         self._thread.close(raise_errors=False)
 
 
+class TrialHooks:
+    """A single trial's EpochHooks (sweep.models): after an epoch of fold models trained side by side, the clock, a
+    stop request and the pruner's last verdict are checked and the pooled objective is reported on a thread; after
+    an epoch of one fold model trained alone, its objective is reported at step fold * epochs + epoch and the
+    pruner's verdict is acted on at once (in the middle of fit)."""
+
+    def __init__(self, trial: optuna.Trial, config: SweepConfig, goal: Goal, plan: Validation, params, clock) -> None:
+        self.trial, self.config, self.goal, self.plan, self.params, self.clock = (
+            trial,
+            config,
+            goal,
+            plan,
+            params,
+            clock,
+        )
+        self.reports = EpochReports(trial, goal, plan.y, params.threshold, config.threshold)
+
+    def side_by_side(self, epoch: int, pooled: np.ndarray) -> None:
+        self.clock.check(epoch)  # first: once its watchdog has failed the trial, nothing more is written to it
+        stop_if_requested(self.trial)
+        self.reports.raise_if_pruned()
+        self.reports.submit(epoch, pooled)
+
+    def one_fold(self, fold: int, epoch: int, scores: np.ndarray) -> None:
+        plan, params = self.plan, self.params
+        step = fold * self.config.epochs + epoch
+        y_fold = plan.y[plan.folds[fold].slots]
+        value = report_epoch(self.trial, self.goal, y_fold, scores, params.threshold, step, self.config.threshold)
+        if value is not None:
+            where = f"fold model {fold + 1}, epoch {epoch}" if plan.kind == "cv" else f"epoch {epoch}"
+            raise optuna.TrialPruned(f"pruned at {where} with {self.goal.name} = {value:.4g}")
+
+
 def trial_function(config: SweepConfig, dataset: Dataset, goal: Goal, admit=None, figures=None):
     """The function Optuna calls per trial; failures are recorded with a reason in user attr fail_reason.
 
@@ -485,52 +427,7 @@ def trial_function(config: SweepConfig, dataset: Dataset, goal: Goal, admit=None
     the trial ends FAIL with over_budget set and nothing is trained. With a FigureWorker, each new best
     trial gets its figures attached (what optuna-dashboard shows), drawn while the next trial runs.
     """
-
-    if config.user_model:
-        return user_trial_function(config, dataset, goal, admit, figures)
-
-    def run_trial(trial: optuna.Trial) -> float:
-        if admit is not None and not admit(trial):
-            mark_over_budget(trial)
-            raise OverBudget(OVER_BUDGET_REASON)
-        stop_if_requested(trial)
-        clock, watchdog = watch_trial(config, trial)
-        with watchdog:
-            params = suggest(trial, config)
-            settings = train_settings(config, trial_seed(config.seed, trial.number), params)
-            set_user_attrs(trial, setup_attrs(params, settings))
-
-            reports = EpochReports(trial, goal, dataset.validation.y, params.threshold, config.threshold)
-
-            def report(epoch: int, _loss: float, pooled) -> None:
-                """Per-epoch (pooled) validation objective for the dashboard's learning curves and the pruner."""
-                clock.check(epoch)  # first: once its watchdog has failed the trial, nothing more is written to it
-                stop_if_requested(trial)
-                reports.raise_if_pruned()
-                reports.submit(epoch, pooled)
-
-            try:
-                _, result, scores, fold_scores = fit_and_score(dataset, params, settings, on_epoch=report)
-                reports.raise_if_pruned(wait=True)
-            except TrialFailed as failure:
-                if watchdog.claim():
-                    trial.set_user_attr("fail_reason", str(failure))
-                raise
-            finally:
-                reports.close()
-            if not watchdog.claim():
-                raise TrialTimedOut(watchdog.reason)
-            threshold = judged_threshold(trial, config, goal, dataset.validation.y, scores, params)
-            return record_result(trial, goal, dataset, scores, threshold, result.seconds, result.epochs_run, figures, fold_scores)
-
-    return run_trial
-
-
-
-def user_trial_function(config: SweepConfig, dataset: Dataset, goal: Goal, admit=None, figures=None):
-    """trial_function for a user's own model: Keras fit per fold model, one after another. After every epoch the
-    fold model's validation objective is reported at step fold * epochs + epoch (the pruner may stop the trial
-    there, in the middle of fit); a stop request ends fit at the next batch and the trial FAIL with the reason."""
+    kind = model_kind(config)
     plan = dataset.validation
 
     def run_trial(trial: optuna.Trial) -> float:
@@ -538,38 +435,49 @@ def user_trial_function(config: SweepConfig, dataset: Dataset, goal: Goal, admit
             mark_over_budget(trial)
             raise OverBudget(OVER_BUDGET_REASON)
         stop_if_requested(trial)
-        import keras
-
-        clock, watchdog = watch_trial(config, trial, len(plan.folds))
+        clock, watchdog = watch_trial(config, trial, kind.sequential_folds(plan))
         with watchdog:
-            keras.backend.clear_session(free_memory=False)  # Keras' global state of earlier trials' models
-            params = suggest(trial, config)
-            params = dataclasses.replace(params, model_params=params.model_params | fixed_params(config))
+            kind.start_trial()
+            params = kind.suggest(trial)
             settings = train_settings(config, trial_seed(config.seed, trial.number), params)
-            set_user_attrs(trial, setup_attrs(params, settings, config.model))
-
-            def report(fold: int, epoch: int, _loss: float, scores) -> None:
-                value = report_epoch(
-                    trial, goal, plan.y[plan.folds[fold].slots], scores, params.threshold, fold * config.epochs + epoch, config.threshold,
-                )
-                if value is not None:
-                    where = f"fold model {fold + 1}, epoch {epoch}" if plan.kind == "cv" else f"epoch {epoch}"
-                    raise optuna.TrialPruned(f"pruned at {where} with {goal.name} = {value:.4g}")
-
-            try:
-                _, result, scores, fold_scores, compiled_by = fit_and_score_user_model(dataset, config.model, params, settings, report, clock)
-            except TrialFailed as failure:
-                if watchdog.claim():
-                    trial.set_user_attr("fail_reason", str(failure))
-                raise
-            except KeyboardInterrupt:
-                if watchdog.claim():
-                    trial.set_user_attr("fail_reason", stopping.reason() or "interrupted")
-                raise
+            set_user_attrs(trial, setup_attrs(params, settings, kind.name))
+            trained = _train(
+                trial, watchdog, kind, dataset, params, settings, TrialHooks(trial, config, goal, plan, params, clock)
+            )
             if not watchdog.claim():
                 raise TrialTimedOut(watchdog.reason)
-            trial.set_user_attr("compiled_by", compiled_by)
-            threshold = judged_threshold(trial, config, goal, plan.y, scores, params)
-            return record_result(trial, goal, dataset, scores, threshold, result.seconds, result.epochs_run, figures, fold_scores)
+            if trained.compiled_by is not None:
+                trial.set_user_attr("compiled_by", trained.compiled_by)
+            threshold = judged_threshold(trial, config, goal, plan.y, trained.pooled, params)
+            return record_result(
+                trial,
+                goal,
+                dataset,
+                trained.pooled,
+                threshold,
+                trained.seconds,
+                trained.epochs_run,
+                figures,
+                trained.fold_scores,
+            )
 
     return run_trial
+
+
+def _train(trial, watchdog: Watchdog, kind, dataset: Dataset, params, settings, hooks: TrialHooks):
+    """The trial's fold models, trained; a failure or a stop request is recorded as the trial's fail_reason unless
+    its watchdog already ended it."""
+    try:
+        trained = kind.train_folds(dataset, params, settings, hooks, hooks.clock)
+        hooks.reports.raise_if_pruned(wait=True)
+        return trained
+    except TrialFailed as failure:
+        if watchdog.claim():
+            trial.set_user_attr("fail_reason", str(failure))
+        raise
+    except KeyboardInterrupt:
+        if watchdog.claim():
+            trial.set_user_attr("fail_reason", stopping.reason() or "interrupted")
+        raise
+    finally:
+        hooks.reports.close()

@@ -22,8 +22,14 @@ def make_table(rows: int = 3000, positive_share: float = 0.08, seed: int = 0) ->
     from sklearn.datasets import make_classification
 
     X, y = make_classification(
-        n_samples=rows, n_features=2, n_informative=2, n_redundant=0, n_clusters_per_class=1,
-        weights=[1 - positive_share, positive_share], class_sep=1.0, random_state=seed,
+        n_samples=rows,
+        n_features=2,
+        n_informative=2,
+        n_redundant=0,
+        n_clusters_per_class=1,
+        weights=[1 - positive_share, positive_share],
+        class_sep=1.0,
+        random_state=seed,
     )
     return pd.DataFrame({"f0": X[:, 0], "f1": X[:, 1], "label": y})
 
@@ -43,8 +49,16 @@ def sqlite_url(tmp_path) -> str:
 def tiny_values(tiny_csv: str, storage: str, **overrides) -> SweepConfig:
     """A fast config on the tiny table: 2 epochs, small batches, one validation split (pass cv=K for folds)."""
     values = dict(
-        data=tiny_csv, target="label", storage=storage, study="tiny", trials=2, epochs=2,
-        batch_size=64, hidden_width="1:8", seed=0, cv=0,
+        data=tiny_csv,
+        target="label",
+        storage=storage,
+        study="tiny",
+        trials=2,
+        epochs=2,
+        batch_size=64,
+        hidden_width="1:8",
+        seed=0,
+        cv=0,
     )
     values.update(overrides)
     return resolve_config(values, env={})
@@ -136,8 +150,15 @@ def _fresh_outage(monkeypatch):
 
 
 CHROMIUM_FLAGS = (
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync", "--enable-logging=stderr",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--enable-logging=stderr",
 )
 
 
@@ -161,7 +182,9 @@ def chromium(tmp_path):
         profile = tmp_path / f"chromium-profile-{uuid.uuid4().hex[:6]}"
         return subprocess.run(
             [binary, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--virtual-time-budget=10000", *extra, url],
-            capture_output=True, text=True, timeout=120,
+            capture_output=True,
+            text=True,
+            timeout=120,
         )
 
     return run
@@ -175,8 +198,18 @@ def user_model_values(data: str, storage: str, model: str, space: dict, **overri
     """A fast user-model config: 2 epochs, one validation split, no pruning unless asked; `model` names a builder of
     studies/models.py, or is a whole PATH.py:FUNCTION spec."""
     values = dict(
-        data=data, storage=storage, study="user", trials=3, epochs=2, batch_size=64, seed=0, cv=0, pruner="none",
-        model=model if ":" in model else f"{MODELS_FILE}:{model}", space=space, minority_weight="1:50",
+        data=data,
+        storage=storage,
+        study="user",
+        trials=3,
+        epochs=2,
+        batch_size=64,
+        seed=0,
+        cv=0,
+        pruner="none",
+        model=model if ":" in model else f"{MODELS_FILE}:{model}",
+        space=space,
+        minority_weight="1:50",
     )
     values.update(overrides)
     return resolve_config(values, env={})
@@ -207,14 +240,26 @@ def user_studies(tmp_path_factory, example_files):
     folder = tmp_path_factory.mktemp("user-studies")
     storage = f"sqlite:///{folder / 'user.db'}"
     configs = {
-        "digits": user_model_values(example_files["digits.npz"], storage, "digits_cnn", {"filters": "2:4", "dropout": "0.1"}, study="digits"),
+        "digits": user_model_values(
+            example_files["digits.npz"], storage, "digits_cnn", {"filters": "2:4", "dropout": "0.1"}, study="digits"
+        ),
         "sequences": user_model_values(
-            example_files["sequences.npz"], storage, "sequence_conv1d", {"filters": "2:4:log", "activation": "relu,gelu"},
-            study="sequences", cv=3, trials=2,
+            example_files["sequences.npz"],
+            storage,
+            "sequence_conv1d",
+            {"filters": "2:4:log", "activation": "relu,gelu"},
+            study="sequences",
+            cv=3,
+            trials=2,
         ),
         "tabular": user_model_values(
-            example_files["tabular.csv"], storage, "tabular_mlp", {"dropout": "0.0:0.5", "units": "4", "depth": "2"},
-            study="tabular", target="label", trials=2,
+            example_files["tabular.csv"],
+            storage,
+            "tabular_mlp",
+            {"dropout": "0.0:0.5", "units": "4", "depth": "2"},
+            study="tabular",
+            target="label",
+            trials=2,
         ),
     }
     found = {}
@@ -284,7 +329,9 @@ class PrivatePostgres:
             shutil.chown(self.folder, self.user)
         self.data = self.folder / "data"
         self.port = free_port()
-        self._run(str(self.bin / "initdb"), "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync")
+        self._run(
+            str(self.bin / "initdb"), "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"
+        )
         with open(self.data / "postgresql.conf", "a") as conf:
             conf.write(
                 f"\nport = {self.port}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{self.folder}'\n"
@@ -301,7 +348,17 @@ class PrivatePostgres:
             raise RuntimeError(f"{' '.join(command)} failed: {(done.stdout + done.stderr).strip()[-1500:]}")
 
     def start(self) -> None:
-        self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-l", str(self.folder / "server.log"), "-w", "-t", "60", "start")
+        self._run(
+            str(self.bin / "pg_ctl"),
+            "-D",
+            str(self.data),
+            "-l",
+            str(self.folder / "server.log"),
+            "-w",
+            "-t",
+            "60",
+            "start",
+        )
         self.running = True
 
     def stop(self, mode: str = "fast") -> None:
@@ -334,7 +391,10 @@ def private_postgres():
 
     initdb = shutil.which("initdb") or shutil.which("initdb", path="/usr/local/bin:/usr/lib/postgresql/15/bin")
     if initdb is None:
-        _require("SWEEP_REQUIRE_POSTGRES", "initdb and pg_ctl not found (Debian package postgresql); needed to start a Postgres of the test's own")
+        _require(
+            "SWEEP_REQUIRE_POSTGRES",
+            "initdb and pg_ctl not found (Debian package postgresql); needed to start a Postgres of the test's own",
+        )
     server = PrivatePostgres(initdb)
     try:
         server.start()
@@ -350,7 +410,9 @@ def find_pgbouncer() -> str | None:
 
 
 @contextlib.contextmanager
-def running_pgbouncer(target_url: str, folder, pool_size: int, query_wait: int, application_name: str | None = None, **settings):
+def running_pgbouncer(
+    target_url: str, folder, pool_size: int, query_wait: int, application_name: str | None = None, **settings
+):
     """A PgBouncer (transaction pooling) on 127.0.0.1 at a free port in front of `target_url`, its ini, userlist and
     log in `folder`; yields (url with ?pgbouncer=1, version tuple, log path). Extra `settings` go into its ini."""
     import re
@@ -374,7 +436,8 @@ def running_pgbouncer(target_url: str, folder, pool_size: int, query_wait: int, 
     extra = "".join(f"{key} = {value}\n" for key, value in settings.items())
     for _attempt in range(3):  # the free port may be taken between probing and listening
         port = free_port()
-        (folder / "pgbouncer.ini").write_text(textwrap.dedent(f"""\
+        (folder / "pgbouncer.ini").write_text(
+            textwrap.dedent(f"""\
             [databases]
             {target.database} = {server}
             [pgbouncer]
@@ -387,12 +450,18 @@ def running_pgbouncer(target_url: str, folder, pool_size: int, query_wait: int, 
             default_pool_size = {pool_size}
             max_client_conn = 200
             query_wait_timeout = {query_wait}
-            """) + extra)
+            """)
+            + extra
+        )
         # PgBouncer refuses to run as root; -u drops to nobody after it has read its files.
         command = [binary, *(["-u", "nobody"] if os.geteuid() == 0 else []), str(folder / "pgbouncer.ini")]
         with log.open("ab") as sink:
             process = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True)
-        url = target.set(host="127.0.0.1", port=port).update_query_dict({"pgbouncer": "1"}).render_as_string(hide_password=False)
+        url = (
+            target.set(host="127.0.0.1", port=port)
+            .update_query_dict({"pgbouncer": "1"})
+            .render_as_string(hide_password=False)
+        )
         if wait_for_port(port, process):
             break
         _stop_process(process)

@@ -1,4 +1,5 @@
-"""Tests for sweep.api: the notebook example of docs/guides/python.md, run as written, and the Python API's own errors."""
+"""Tests for sweep.api: the notebook example of docs/guides/python.md, run as written, and the Python API's own
+errors."""
 
 import re
 from pathlib import Path
@@ -22,7 +23,9 @@ def test_notebook_example_runs_as_written(tmp_path, monkeypatch, capsys):
     exec(compile(notebook_example(), str(GUIDE), "exec"), namespace)
     bundle, result = namespace["bundle"], namespace["result"]
     assert result.finished == 4 and set(result.best.params) == {"minority_weight", "filters", "threshold"}
-    assert namespace["probabilities"].shape == (10,) and np.all((namespace["probabilities"] >= 0) & (namespace["probabilities"] <= 1))
+    assert namespace["probabilities"].shape == (10,) and np.all(
+        (namespace["probabilities"] >= 0) & (namespace["probabilities"] <= 1)
+    )
     assert np.array_equal(namespace["decisions"], (namespace["scores"] >= bundle.threshold).astype(np.int8))
     assert np.array_equal(namespace["probabilities"], bundle.calibration(namespace["scores"]))
     assert (tmp_path / "exports" / "digits-notebook" / "model.keras").is_file()
@@ -40,19 +43,31 @@ def test_table_in_memory_runs_with_the_builtin_network_and_refuses_a_cli_export(
     from tests.conftest import make_table
 
     monkeypatch.chdir(tmp_path)
-    study = sweep.Sweep(data=make_table(rows=600), target="label", study="frame", trials=2, epochs=2, cv=0,
-                        storage=f"sqlite:///{tmp_path / 'f.db'}")
+    study = sweep.Sweep(
+        data=make_table(rows=600),
+        target="label",
+        study="frame",
+        trials=2,
+        epochs=2,
+        cv=0,
+        storage=f"sqlite:///{tmp_path / 'f.db'}",
+    )
     assert study.run().finished == 2
     bundle = study.export(tmp_path / "b")
     assert bundle.predict(make_table(rows=50, seed=3)).shape == (50,)
-    refused = CliRunner().invoke(app, ["export", "frame", "--out", str(tmp_path / "c"), "--storage", f"sqlite:///{tmp_path / 'f.db'}"])
+    refused = CliRunner().invoke(
+        app, ["export", "frame", "--out", str(tmp_path / "c"), "--storage", f"sqlite:///{tmp_path / 'f.db'}"]
+    )
     assert refused.exit_code == 2 and "handed to the Python API in memory" in refused.stderr
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    (dict(x=np.zeros((5, 2))), r"pass arrays as x=... and y=... together"),
-    (dict(x=np.zeros((5, 2)), y=np.zeros(5), workers=2), r"workers > 1 start processes"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(x=np.zeros((5, 2))), r"pass arrays as x=... and y=... together"),
+        (dict(x=np.zeros((5, 2)), y=np.zeros(5), workers=2), r"workers > 1 start processes"),
+    ],
+)
 def test_python_api_refuses_what_it_cannot_do(kwargs, match):
     """Check that half-given arrays and workers that cannot see in-memory data are one clear ConfigError."""
     import sweep

@@ -15,16 +15,34 @@ COMMON = dict(n_redundant=0, n_clusters_per_class=1)
 RECIPES = {
     "seed": SEED_RECIPE,
     "milder-imbalance": dict(
-        n_samples=5000, n_features=2, n_informative=2, weights=[0.9, 0.1], class_sep=1.5, flip_y=0.05,
-        random_state=7, **COMMON,
+        n_samples=5000,
+        n_features=2,
+        n_informative=2,
+        weights=[0.9, 0.1],
+        class_sep=1.5,
+        flip_y=0.05,
+        random_state=7,
+        **COMMON,
     ),
     # Noise columns and a one-element weights list; the column shuffle then moves the informative columns.
     "noise-columns": dict(
-        n_samples=5000, n_features=5, n_informative=3, weights=[0.3], class_sep=0.8, flip_y=0.2,
-        random_state=123, **COMMON,
+        n_samples=5000,
+        n_features=5,
+        n_informative=3,
+        weights=[0.3],
+        class_sep=0.8,
+        flip_y=0.2,
+        random_state=123,
+        **COMMON,
     ),
     "unshuffled-one-feature": dict(
-        n_samples=3001, n_features=1, n_informative=1, weights=None, flip_y=0.0, shuffle=False, random_state=3,
+        n_samples=3001,
+        n_features=1,
+        n_informative=1,
+        weights=None,
+        flip_y=0.0,
+        shuffle=False,
+        random_state=3,
         **COMMON,
     ),
     # Over 30 informative dimensions, _generate_hypercube first draws the extra bits with randint.
@@ -45,7 +63,10 @@ def seed_test_scores(seed_replay):
     """The project's seed split; QDA, balanced logistic regression and the Bayes posterior scored on the test rows."""
     params, X, y, _ = seed_replay
     X_train, X_test, y_train, y_test = train_test_split(
-        X, y, test_size=SEED_TEST_SIZE, random_state=SEED_SPLIT_STATE,
+        X,
+        y,
+        test_size=SEED_TEST_SIZE,
+        random_state=SEED_SPLIT_STATE,
     )
     scores = {
         "bayes": posterior(params, X_test),
@@ -129,7 +150,8 @@ def test_posterior_is_calibrated_in_the_large(seed_replay):
 
 
 def test_sampled_rows_follow_the_generator():
-    """Check that fresh rows drawn from the recovered generator are reproducible and have its share of positive labels."""
+    """Check that fresh rows drawn from the recovered generator are reproducible and have its share of positive
+    labels."""
     params = generator_parameters()
     X, y = sample_generator(params, 200_000)
     again, _ = sample_generator(params, 200_000)

@@ -18,11 +18,16 @@ from sweep.preprocess import Preprocessor
 
 def mixed_table(rows: int = 3000, seed: int = 0) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
-    frame = pd.DataFrame({
-        "amount": rng.normal(100, 20, rows), "count": rng.integers(0, 10, rows),
-        "small": rng.normal(0, 1, rows).astype(np.float32), "color": rng.choice(["red", "blue", "green"], rows).astype(object),
-        "plan": pd.Categorical(rng.choice(["basic", "pro"], rows)), "same": np.full(rows, 2.0),
-    })
+    frame = pd.DataFrame(
+        {
+            "amount": rng.normal(100, 20, rows),
+            "count": rng.integers(0, 10, rows),
+            "small": rng.normal(0, 1, rows).astype(np.float32),
+            "color": rng.choice(["red", "blue", "green"], rows).astype(object),
+            "plan": pd.Categorical(rng.choice(["basic", "pro"], rows)),
+            "same": np.full(rows, 2.0),
+        }
+    )
     frame.loc[rng.random(rows) < 0.1, "amount"] = np.nan
     frame.loc[rng.random(rows) < 0.02, "small"] = np.inf
     frame.loc[rng.random(rows) < 0.1, "color"] = None
@@ -30,7 +35,9 @@ def mixed_table(rows: int = 3000, seed: int = 0) -> pd.DataFrame:
     return frame
 
 
-@pytest.mark.parametrize("columns", [["amount", "count", "small", "color", "plan", "same"], ["small"], ["amount", "small"]])
+@pytest.mark.parametrize(
+    "columns", [["amount", "count", "small", "color", "plan", "same"], ["small"], ["amount", "small"]]
+)
 def test_blockwise_scaling_is_standard_scalers_to_the_bit(monkeypatch, columns):
     """Check that mean and scale fitted block by block (7 rows a block) are StandardScaler's on the whole encoded
     matrix, bit for bit, and that transforming rows by position equals transforming those rows' frame."""
@@ -89,7 +96,7 @@ def test_parts_are_encoded_on_first_use_and_read_again_after_release(parquet_tab
     table.loc[0, "count"] += 1
     table.to_parquet(parquet_table)
     with pytest.raises(DataError, match="changed while it was in use"):
-        changed.test
+        _ = changed.test
 
 
 def test_cross_validated_tables_encode_development_at_once(parquet_table):
@@ -105,11 +112,19 @@ def test_read_parquet_gives_pandas_frame(parquet_table):
     assert got.equals(expected) and list(got.dtypes) == list(expected.dtypes)
 
 
-@pytest.mark.parametrize("values, positive", [
-    ([0, 1, 1, 0, 0], None), ([0.0, 1.0, 0.0, 0.0, 0.0], None), ([True, False, False, False, False], None),
-    (["no", "yes", "no", "no", "no"], None), (["no", "yes", "no", "no", "no"], "no"), ([3, 7, 7, 7, 3, 7], None),
-    (pd.Categorical(["a", "b", "b", "b", "a", "b"]), None), ([1, "1", 2, 2, 2], None),
-])
+@pytest.mark.parametrize(
+    "values, positive",
+    [
+        ([0, 1, 1, 0, 0], None),
+        ([0.0, 1.0, 0.0, 0.0, 0.0], None),
+        ([True, False, False, False, False], None),
+        (["no", "yes", "no", "no", "no"], None),
+        (["no", "yes", "no", "no", "no"], "no"),
+        ([3, 7, 7, 7, 3, 7], None),
+        (pd.Categorical(["a", "b", "b", "b", "a", "b"]), None),
+        ([1, "1", 2, 2, 2], None),
+    ],
+)
 def test_labels_equal_their_text_rule(values, positive):
     """Check that labels read through their distinct values equal the per-row text rule (astype(str))."""
     frame = pd.DataFrame({"label": values, "x": np.arange(len(values))})

@@ -25,7 +25,8 @@ def scored_rows(rows: int = 4000, weight: float = 50.0, seed: int = 0):
 
 @pytest.mark.parametrize("weight", [1.0, 0.2, 7.5, 200.0, 1000.0])
 def test_prior_correction_gives_back_the_unweighted_logistic_probability(weight):
-    """Check that a logistic model whose odds are scaled by w exactly is corrected back to the unweighted probability."""
+    """Check that a logistic model whose odds are scaled by w exactly is corrected back to the unweighted
+    probability."""
     z = np.linspace(-12, 8, 201)
     weighted = _sigmoid(z + np.log(weight))
     assert np.allclose(prior_correction(weighted, weight), _sigmoid(z), rtol=1e-10, atol=1e-15)
@@ -51,7 +52,8 @@ def test_calibration_is_monotone_so_decisions_stay_those_of_the_raw_threshold(me
 
 @pytest.mark.parametrize("method", METHODS)
 def test_calibration_round_trips_through_plain_json(method):
-    """Check that a calibration written as JSON (plain numbers, nothing pickled) reads back to the same map, bit for bit."""
+    """Check that a calibration written as JSON (plain numbers, nothing pickled) reads back to the same map, bit for
+    bit."""
     y, scores, _ = scored_rows()
     calibration = fit_calibration(scores, y, 50.0, method, fitted_on="the validation part")
     text = json.dumps(calibration.to_dict())
@@ -84,13 +86,16 @@ def test_isotonic_is_sklearns_isotonic_regression():
     assert np.allclose(calibration(probe), fitted.predict(prior_correction(probe, 50.0)), atol=1e-12)
 
 
-@pytest.mark.parametrize("values, match", [
-    ({"method": "spline", "class_weight": 2.0}, "not one of"),
-    ({"method": "isotonic", "class_weight": 2.0, "x": [0.1, 0.2], "y": [0.5]}, "as many knots"),
-    ({"method": "isotonic", "class_weight": 2.0, "x": [0.1, 0.2], "y": [0.5, 0.4]}, "non-decreasing"),
-    ({"method": "isotonic", "class_weight": 2.0, "x": [0.1, 0.2], "y": [0.5, 1.5]}, "non-decreasing"),
-    ({"method": "platt", "class_weight": 2.0, "slope": -1.0, "intercept": 0.0}, "slope >= 0"),
-])
+@pytest.mark.parametrize(
+    "values, match",
+    [
+        ({"method": "spline", "class_weight": 2.0}, "not one of"),
+        ({"method": "isotonic", "class_weight": 2.0, "x": [0.1, 0.2], "y": [0.5]}, "as many knots"),
+        ({"method": "isotonic", "class_weight": 2.0, "x": [0.1, 0.2], "y": [0.5, 0.4]}, "non-decreasing"),
+        ({"method": "isotonic", "class_weight": 2.0, "x": [0.1, 0.2], "y": [0.5, 1.5]}, "non-decreasing"),
+        ({"method": "platt", "class_weight": 2.0, "slope": -1.0, "intercept": 0.0}, "slope >= 0"),
+    ],
+)
 def test_a_damaged_calibration_is_refused(values, match):
     """Check that a calibration that is not a non-decreasing map into [0, 1] is a ValueError saying what is wrong."""
     with pytest.raises(ValueError, match=match):

@@ -38,7 +38,14 @@ def seed_sweep(tmp_path_factory):
     """`sweep run --trials 3 --epochs 2` on the seed data in a fresh directory, run as the real console script."""
     workdir = tmp_path_factory.mktemp("seed-run")
     env = {k: v for k, v in os.environ.items() if not k.startswith("SWEEP_")}
-    done = subprocess.run([SWEEP, "run", "--trials", "3", "--epochs", "2"], cwd=workdir, env=env, capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [SWEEP, "run", "--trials", "3", "--epochs", "2"],
+        cwd=workdir,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     return workdir, env, done
 
 
@@ -62,7 +69,14 @@ def test_export_then_predict_round_trip_on_seed_data(seed_sweep, tmp_path):
     """Check that export then predict on seed rows gives one row per input row and decisions at the threshold."""
     workdir, env, _ = seed_sweep
     bundle = tmp_path / "bundle"
-    exported = subprocess.run([SWEEP, "export", "minority-weight", "--out", str(bundle)], cwd=workdir, env=env, capture_output=True, text=True, timeout=600)
+    exported = subprocess.run(
+        [SWEEP, "export", "minority-weight", "--out", str(bundle)],
+        cwd=workdir,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert exported.returncode == 0, exported.stderr
     best = json.loads((bundle / "best.json").read_text())
     assert best["validation"]["reproduced"] and best["data"]["splits"]["test"]["rows"] == 20000
@@ -72,7 +86,11 @@ def test_export_then_predict_round_trip_on_seed_data(seed_sweep, tmp_path):
     rows.to_csv(tmp_path / "rows.csv", index=False)
     predicted = subprocess.run(
         [SWEEP, "predict", str(bundle), "--data", str(tmp_path / "rows.csv"), "--out", str(tmp_path / "p.csv")],
-        cwd=workdir, env=env, capture_output=True, text=True, timeout=600,
+        cwd=workdir,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert predicted.returncode == 0, predicted.stderr
     scored = pd.read_csv(tmp_path / "p.csv")
@@ -86,7 +104,9 @@ def mixed_csv(path: Path, rows: int = 1500, seed: int = 0) -> pd.DataFrame:
     color = rng.choice(["red", "blue", "green"], rows).astype(object)
     amount = rng.normal(size=rows)
     label = (rng.random(rows) < 0.02 + 0.08 * (color == "red") + 0.05 * (amount > 1)).astype(int)
-    table = pd.DataFrame({"amount": amount, "color": color, "member": (rng.random(rows) < 0.4).astype(object), "label": label})
+    table = pd.DataFrame(
+        {"amount": amount, "color": color, "member": (rng.random(rows) < 0.4).astype(object), "label": label}
+    )
     table.loc[rng.random(rows) < 0.05, "amount"] = np.nan
     table.loc[rng.random(rows) < 0.05, "color"] = None
     table.loc[rng.random(rows) < 0.05, "member"] = None
@@ -100,23 +120,52 @@ def test_a_table_with_text_booleans_and_gaps_runs_exports_and_predicts(tmp_path,
     time, one output row per input row, in order."""
     mixed_csv(tmp_path / "mixed.csv")
     storage = f"sqlite:///{tmp_path / 'm.db'}"
-    ran = invoke("run", "--data", str(tmp_path / "mixed.csv"), "--target", "label", "--trials", "2", "--epochs", "2", "--storage", storage)
+    ran = invoke(
+        "run",
+        "--data",
+        str(tmp_path / "mixed.csv"),
+        "--target",
+        "label",
+        "--trials",
+        "2",
+        "--epochs",
+        "2",
+        "--storage",
+        storage,
+    )
     assert ran.exit_code == 0, ran.stderr
-    exported = invoke("export", "minority-weight", "--out", str(tmp_path / "bundle"), "--storage", storage, "--ensemble", "greedy:2")
+    exported = invoke(
+        "export", "minority-weight", "--out", str(tmp_path / "bundle"), "--storage", storage, "--ensemble", "greedy:2"
+    )
     assert exported.exit_code == 0, exported.stderr
     assert re.search(r"test \(95% bootstrap intervals\): precision [0-9.]+ \[[0-9.]+, [0-9.]+\]", exported.stdout)
     assert "model refit on all non-test rows (1200 rows" in exported.stdout
-    assert re.search(r"best trial: class_weight .*; the ensemble's threshold [0-9.]+\n.*greedy ensemble of \d+ configurations, averaged: #\d+ \(weight", exported.stdout)
-    new = pd.DataFrame({
-        "member": [True, None, False, None], "color": ["purple", None, "red", "blue"], "amount": [0.1, None, 2.5, float("nan")],
-    })
+    assert re.search(
+        r"best trial: class_weight .*; the ensemble's threshold [0-9.]+\n.*greedy ensemble of \d+ configurations, "
+        r"averaged: #\d+ \(weight",
+        exported.stdout,
+    )
+    new = pd.DataFrame(
+        {
+            "member": [True, None, False, None],
+            "color": ["purple", None, "red", "blue"],
+            "amount": [0.1, None, 2.5, float("nan")],
+        }
+    )
     new.to_csv(tmp_path / "new.csv", index=False)
-    predicted = invoke("predict", str(tmp_path / "bundle"), "--data", str(tmp_path / "new.csv"), "--out", str(tmp_path / "p.csv"))
+    predicted = invoke(
+        "predict", str(tmp_path / "bundle"), "--data", str(tmp_path / "new.csv"), "--out", str(tmp_path / "p.csv")
+    )
     assert predicted.exit_code == 0, predicted.stderr
     scored = pd.read_csv(tmp_path / "p.csv")
     assert len(scored) == 4 and scored["probability"].between(0, 1).all()
-    single = [invoke("predict", str(tmp_path / "bundle"), "--data", str(_write(tmp_path, f"r{i}.csv", new.iloc[[i]]))) for i in range(4)]
-    assert [float(r.stdout.splitlines()[1].split(",")[0]) for r in single] == pytest.approx(scored["probability"].tolist(), abs=1e-6)
+    single = [
+        invoke("predict", str(tmp_path / "bundle"), "--data", str(_write(tmp_path, f"r{i}.csv", new.iloc[[i]])))
+        for i in range(4)
+    ]
+    assert [float(r.stdout.splitlines()[1].split(",")[0]) for r in single] == pytest.approx(
+        scored["probability"].tolist(), abs=1e-6
+    )
 
 
 def test_dropped_and_grouped_columns_are_named_in_a_warning(tmp_path):
@@ -124,19 +173,55 @@ def test_dropped_and_grouped_columns_are_named_in_a_warning(tmp_path):
     --max-levels keeps the most frequent ones, each with a one-line warning naming it, and the run goes on."""
     table = make_table(rows=600).assign(version=3, notes=np.nan, state=[f"s{i % 30}" for i in range(600)])
     table.to_csv(tmp_path / "t.csv", index=False)
-    ran = invoke("run", "--data", str(tmp_path / "t.csv"), "--target", "label", "--trials", "1", "--epochs", "1", "--max-levels", "10",
-                 "--storage", f"sqlite:///{tmp_path / 'w.db'}")
+    ran = invoke(
+        "run",
+        "--data",
+        str(tmp_path / "t.csv"),
+        "--target",
+        "label",
+        "--trials",
+        "1",
+        "--epochs",
+        "1",
+        "--max-levels",
+        "10",
+        "--storage",
+        f"sqlite:///{tmp_path / 'w.db'}",
+    )
     assert ran.exit_code == 0, ran.stderr
     assert re.search(r"warning: column 'version' is not used: constant \(3\)", ran.stderr)
     assert re.search(r"warning: column 'notes' is not used: entirely missing", ran.stderr)
-    assert re.search(r"warning: column 'state' has 30 levels seen at least 5 times; the 10 most frequent are kept and the other 20 go to '\(other\)'", ran.stderr)
+    assert re.search(
+        r"warning: column 'state' has 30 levels seen at least 5 times; the 10 most frequent are kept and the other 20 "
+        r"go to '\(other\)'",
+        ran.stderr,
+    )
 
 
 def test_thread_settings_reach_tensorflow_and_the_trial(tiny_csv, tmp_path):
     """Check that --intra-op-threads/--inter-op-threads are applied in a fresh process and recorded per trial."""
     storage = f"sqlite:///{tmp_path / 'threads.db'}"
-    args = ["run", "--data", tiny_csv, "--target", "label", "--trials", "1", "--epochs", "1", "--storage", storage, "--cv", "0"]
-    done = subprocess.run([SWEEP, *args, "--intra-op-threads", "2", "--inter-op-threads", "3"], capture_output=True, text=True, timeout=300)
+    args = [
+        "run",
+        "--data",
+        tiny_csv,
+        "--target",
+        "label",
+        "--trials",
+        "1",
+        "--epochs",
+        "1",
+        "--storage",
+        storage,
+        "--cv",
+        "0",
+    ]
+    done = subprocess.run(
+        [SWEEP, *args, "--intra-op-threads", "2", "--inter-op-threads", "3"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr
     trial = optuna.load_study(study_name="minority-weight", storage=storage).trials[0]
     assert trial.user_attrs["threads"] == {"intra_op": 2, "inter_op": 3}
@@ -184,65 +269,221 @@ def _npz(**arrays) -> bytes:
 
 
 _X, _Y = np.random.default_rng(0).normal(size=(200, 6, 2)).astype(np.float32), (np.arange(200) % 10 == 0).astype(int)
-_CONV = "import keras\n\ndef build(params, input_shape):\n    return keras.Sequential([keras.Input(input_shape), keras.layers.Flatten(), keras.layers.Dense(1, activation='sigmoid')])\n"
+_CONV = (
+    "import keras\n\ndef build(params, input_shape):\n"
+    "    return keras.Sequential([keras.Input(input_shape), keras.layers.Flatten(), "
+    "keras.layers.Dense(1, activation='sigmoid')])\n"
+)
 _MODELS = {
     "ok.py": _CONV,
     "broken.py": "import keras\nimport no_such_package_here\n",
     "notmodel.py": "def build(params, input_shape):\n    return 'a model'\n",
-    "softmax.py": "import keras\n\ndef build(params, input_shape):\n    return keras.Sequential([keras.Input(input_shape), keras.layers.Flatten(), keras.layers.Dense(2, activation='softmax')])\n",
-    "picky.py": "def build(params, input_shape):\n    raise ValueError(f\"filters must be even, got {params['filters']}\")\n",
+    "softmax.py": (
+        "import keras\n\ndef build(params, input_shape):\n"
+        "    return keras.Sequential([keras.Input(input_shape), keras.layers.Flatten(), "
+        "keras.layers.Dense(2, activation='softmax')])\n"
+    ),
+    "picky.py": (
+        "def build(params, input_shape):\n    raise ValueError(f\"filters must be even, got {params['filters']}\")\n"
+    ),
     "a.npz": _npz(x=_X, y=_Y),
 }
 USER_MODEL_RUNS = [
     ("missing model file", {}, ["--model", "nope.py:build"], r"model file '.*nope.py' does not exist"),
     ("missing function", _MODELS, ["--model", "ok.py:make"], r"has no function 'make' \(it defines: build\)"),
-    ("import error in the module", _MODELS, ["--model", "broken.py:build"], r"model file '.*broken.py' failed to import \(ModuleNotFoundError: No module named 'no_such_package_here'\)"),
-    ("unimportable module", {}, ["--model", "no_such_pkg.models:build"], r"model module 'no_such_pkg.models' is not importable"),
+    (
+        "import error in the module",
+        _MODELS,
+        ["--model", "broken.py:build"],
+        r"model file '.*broken.py' failed to import \(ModuleNotFoundError: No module named 'no_such_package_here'\)",
+    ),
+    (
+        "unimportable module",
+        {},
+        ["--model", "no_such_pkg.models:build"],
+        r"model module 'no_such_pkg.models' is not importable",
+    ),
     ("builder returns no model", _MODELS, ["--model", "notmodel.py:build"], r"returned a str, not a keras.Model"),
-    ("two-unit softmax", _MODELS, ["--model", "softmax.py:build"], r"outputs shape \(None, 2\).*expected \(None, 1\) or \(None,\)"),
-    ("builder rejects a param", _MODELS, ["--model", "picky.py:build", "--param", "filters=3"], r"rejected params \{'filters': 3\}: ValueError: filters must be even, got 3"),
-    ("unparsable param", _MODELS, ["--model", "ok.py:build", "--param", "dropout=abc:1"], r"param dropout=abc:1 .*'abc' is not a number"),
+    (
+        "two-unit softmax",
+        _MODELS,
+        ["--model", "softmax.py:build"],
+        r"outputs shape \(None, 2\).*expected \(None, 1\) or \(None,\)",
+    ),
+    (
+        "builder rejects a param",
+        _MODELS,
+        ["--model", "picky.py:build", "--param", "filters=3"],
+        r"rejected params \{'filters': 3\}: ValueError: filters must be even, got 3",
+    ),
+    (
+        "unparsable param",
+        _MODELS,
+        ["--model", "ok.py:build", "--param", "dropout=abc:1"],
+        r"param dropout=abc:1 .*'abc' is not a number",
+    ),
     ("param without =", _MODELS, ["--model", "ok.py:build", "--param", "dropout"], r"param 'dropout' .*no '='"),
-    ("param low above high", _MODELS, ["--model", "ok.py:build", "--param", "dropout=0.5:0.1"], r"its low 0.5 exceeds its high 0.1"),
-    ("param of sweep's own", _MODELS, ["--model", "ok.py:build", "--param", "threshold=0.1:0.2"], r"param threshold .*searched by sweep itself"),
+    (
+        "param low above high",
+        _MODELS,
+        ["--model", "ok.py:build", "--param", "dropout=0.5:0.1"],
+        r"its low 0.5 exceeds its high 0.1",
+    ),
+    (
+        "param of sweep's own",
+        _MODELS,
+        ["--model", "ok.py:build", "--param", "threshold=0.1:0.2"],
+        r"param threshold .*searched by sweep itself",
+    ),
     ("param without a user model", {}, ["--param", "dropout=0:0.5"], r"param dropout .*model = builtin"),
-    ("npz without y", {"a.npz": _npz(x=_X)}, ["--data", "a.npz", "--model", "ok.py:build"], r"has no array 'y' \(it holds: x\)"),
-    ("npz lengths disagree", {"a.npz": _npz(x=_X, y=_Y[:150])}, ["--data", "a.npz"], r"200 rows in x but 150 labels in y"),
+    (
+        "npz without y",
+        {"a.npz": _npz(x=_X)},
+        ["--data", "a.npz", "--model", "ok.py:build"],
+        r"has no array 'y' \(it holds: x\)",
+    ),
+    (
+        "npz lengths disagree",
+        {"a.npz": _npz(x=_X, y=_Y[:150])},
+        ["--data", "a.npz"],
+        r"200 rows in x but 150 labels in y",
+    ),
     ("npz with one class", {"a.npz": _npz(x=_X, y=np.zeros(200))}, ["--data", "a.npz"], r"y in .* has 1 class"),
-    ("npz with three classes", {"a.npz": _npz(x=_X, y=np.arange(200) % 3)}, ["--data", "a.npz"], r"y in .* has 3 classes"),
-    ("npz with NaN", {"a.npz": _npz(x=np.where(np.arange(200)[:, None, None] == 7, np.nan, _X), y=_Y)}, ["--data", "a.npz"], r"NaN or infinite values in 1 rows \(first: row 7\)"),
-    ("npz of objects", {"a.npz": _npz(x=np.array([object()] * 3, dtype=object), y=np.zeros(3))}, ["--data", "a.npz"], r"holds Python objects"),
-    ("images for the builtin network", {"a.npz": _npz(x=_X, y=_Y)}, ["--data", "a.npz", "--model", "builtin"], r"builtin network takes rows of features.*--model"),
-    ("population with a user model", _MODELS, ["--model", "ok.py:build", "--population", "4"], r"population = 4 trains builtin networks .*drop --population"),
-    ("hidden layers with a user model", _MODELS, ["--model", "ok.py:build", "--hidden-layers", "2"], r"hidden_layers is a setting of the builtin network"),
-    ("hidden width with a user model", _MODELS, ["--model", "ok.py:build", "--hidden-width", "2:8"], r"--param hidden_width=LOW:HIGH:log"),
+    (
+        "npz with three classes",
+        {"a.npz": _npz(x=_X, y=np.arange(200) % 3)},
+        ["--data", "a.npz"],
+        r"y in .* has 3 classes",
+    ),
+    (
+        "npz with NaN",
+        {"a.npz": _npz(x=np.where(np.arange(200)[:, None, None] == 7, np.nan, _X), y=_Y)},
+        ["--data", "a.npz"],
+        r"NaN or infinite values in 1 rows \(first: row 7\)",
+    ),
+    (
+        "npz of objects",
+        {"a.npz": _npz(x=np.array([object()] * 3, dtype=object), y=np.zeros(3))},
+        ["--data", "a.npz"],
+        r"holds Python objects",
+    ),
+    (
+        "images for the builtin network",
+        {"a.npz": _npz(x=_X, y=_Y)},
+        ["--data", "a.npz", "--model", "builtin"],
+        r"builtin network takes rows of features.*--model",
+    ),
+    (
+        "population with a user model",
+        _MODELS,
+        ["--model", "ok.py:build", "--population", "4"],
+        r"population = 4 trains builtin networks .*drop --population",
+    ),
+    (
+        "hidden layers with a user model",
+        _MODELS,
+        ["--model", "ok.py:build", "--hidden-layers", "2"],
+        r"hidden_layers is a setting of the builtin network",
+    ),
+    (
+        "hidden width with a user model",
+        _MODELS,
+        ["--model", "ok.py:build", "--hidden-width", "2:8"],
+        r"--param hidden_width=LOW:HIGH:log",
+    ),
     ("model spec syntax", {}, ["--model", "just-a-name"], r"model = 'just-a-name' .*PATH.py:FUNCTION"),
 ]
 
 BAD_RUNS = [
     # (id, files to write, args, match)
     ("missing file", {}, ["--data", "nope.csv", "--target", "label"], r"data file '.*nope.csv' does not exist"),
-    ("unreadable file", {"bad.parquet": b"not parquet"}, ["--data", "bad.parquet", "--target", "label"], r"could not read data file .* as Parquet"),
+    (
+        "unreadable file",
+        {"bad.parquet": b"not parquet"},
+        ["--data", "bad.parquet", "--target", "label"],
+        r"could not read data file .* as Parquet",
+    ),
     ("empty file", {"empty.csv": ""}, ["--data", "empty.csv", "--target", "label"], r"is empty"),
-    ("empty table", {"header.csv": "f0,f1,label\n"}, ["--data", "header.csv", "--target", "label"], r"has no data rows"),
-    ("missing target", {"t.csv": _table()}, ["--data", "t.csv", "--target", "nope"], r"target column 'nope' not found.*f0, f1, label"),
+    (
+        "empty table",
+        {"header.csv": "f0,f1,label\n"},
+        ["--data", "header.csv", "--target", "label"],
+        r"has no data rows",
+    ),
+    (
+        "missing target",
+        {"t.csv": _table()},
+        ["--data", "t.csv", "--target", "nope"],
+        r"target column 'nope' not found.*f0, f1, label",
+    ),
     ("no target given", {"t.csv": _table()}, ["--data", "t.csv"], r"no target column given.*--target"),
-    ("one class", {"t.csv": _table(label=0)}, ["--data", "t.csv", "--target", "label"], r"has 1 class \(0\); expected exactly two"),
-    ("three classes", {"t.csv": _table(label=np.arange(300) % 3)}, ["--data", "t.csv", "--target", "label"], r"has 3 classes"),
-    ("identifier column", {"t.csv": _table(customer=[f"c{i}" for i in range(300)])}, ["--data", "t.csv", "--target", "label"], r"column 'customer' .* looks like an identifier \(300 distinct text values in 300 rows\); drop it with --drop customer"),
-    ("everything missing", {"t.parquet": _table(f0=[np.nan] * 300, f1=[np.nan] * 300)}, ["--data", "t.parquet", "--target", "label"], r"no usable feature column .*f0: entirely missing .*f1: entirely missing"),
-    ("unknown dropped column", {"t.csv": _table()}, ["--data", "t.csv", "--target", "label", "--drop", "nope"], r"--drop names column 'nope'.*columns: f0, f1, label"),
-    ("inverted learning-rate range", {}, ["--learning-rate", "0.1:0.001"], r"learning_rate = '0.1:0.001' .*0 < LOW <= HIGH < 10"),
+    (
+        "one class",
+        {"t.csv": _table(label=0)},
+        ["--data", "t.csv", "--target", "label"],
+        r"has 1 class \(0\); expected exactly two",
+    ),
+    (
+        "three classes",
+        {"t.csv": _table(label=np.arange(300) % 3)},
+        ["--data", "t.csv", "--target", "label"],
+        r"has 3 classes",
+    ),
+    (
+        "identifier column",
+        {"t.csv": _table(customer=[f"c{i}" for i in range(300)])},
+        ["--data", "t.csv", "--target", "label"],
+        r"column 'customer' .* looks like an identifier \(300 distinct text values in 300 rows\); drop it with --drop "
+        r"customer",
+    ),
+    (
+        "everything missing",
+        {"t.parquet": _table(f0=[np.nan] * 300, f1=[np.nan] * 300)},
+        ["--data", "t.parquet", "--target", "label"],
+        r"no usable feature column .*f0: entirely missing .*f1: entirely missing",
+    ),
+    (
+        "unknown dropped column",
+        {"t.csv": _table()},
+        ["--data", "t.csv", "--target", "label", "--drop", "nope"],
+        r"--drop names column 'nope'.*columns: f0, f1, label",
+    ),
+    (
+        "inverted learning-rate range",
+        {},
+        ["--learning-rate", "0.1:0.001"],
+        r"learning_rate = '0.1:0.001' .*0 < LOW <= HIGH < 10",
+    ),
     ("one fold", {}, ["--cv", "1"], r"cv = '1' .*auto, 0 \(one validation split\) or 2 to 20 folds"),
-    ("repeats without folds", {}, ["--cv", "0", "--cv-repeats", "3"], r"cv_repeats = 3 repeats cross-validation folds, but cv = 0"),
-    ("tiny minority", {"t.csv": _table(label=[1] * 4 + [0] * 296)}, ["--data", "t.csv", "--target", "label"], r"minority class has 4 rows.*at least 10"),
+    (
+        "repeats without folds",
+        {},
+        ["--cv", "0", "--cv-repeats", "3"],
+        r"cv_repeats = 3 repeats cross-validation folds, but cv = 0",
+    ),
+    (
+        "tiny minority",
+        {"t.csv": _table(label=[1] * 4 + [0] * 296)},
+        ["--data", "t.csv", "--target", "label"],
+        r"minority class has 4 rows.*at least 10",
+    ),
     ("unknown objective", {}, ["--objective", "accuracy"], r"objective 'accuracy' .*unknown objective"),
     ("inverted range", {}, ["--minority-weight", "100:1"], r"minority_weight = '100:1'.*LOW <= HIGH"),
     ("non-positive range", {}, ["--minority-weight", "-1:10"], r"minority_weight = '-1:10'.*0 < LOW"),
     ("zero trials", {}, ["--trials", "0"], r"trials = 0 .*>= 1"),
     ("negative trials", {}, ["--trials", "-2"], r"trials = -2"),
-    ("bad storage", {}, ["--storage", "postgresql+psycopg://u:pw123@127.0.0.1:1/x", "--outage-limit", "0"], r"cannot open storage postgresql\+psycopg://u:\*\*\*@"),
-    ("unknown positive label", {"t.csv": _table()}, ["--data", "t.csv", "--target", "label", "--positive-label", "7"], r"--positive-label '7' is not a label"),
+    (
+        "bad storage",
+        {},
+        ["--storage", "postgresql+psycopg://u:pw123@127.0.0.1:1/x", "--outage-limit", "0"],
+        r"cannot open storage postgresql\+psycopg://u:\*\*\*@",
+    ),
+    (
+        "unknown positive label",
+        {"t.csv": _table()},
+        ["--data", "t.csv", "--target", "label", "--positive-label", "7"],
+        r"--positive-label '7' is not a label",
+    ),
     ("bad config key", {"c.toml": "trails = 3\n"}, ["--config", "c.toml"], r"unknown key 'trails'"),
 ]
 
@@ -290,9 +531,18 @@ def small_study(tiny_config):
         (["export", "nope", "--out", "{tmp}/o", "--storage", "{storage}"], r"no study named 'nope'"),
         (["export", "empty", "--out", "{tmp}/o", "--storage", "{storage}"], r"study 'empty' has no complete trial"),
         (["export", "tiny", "--out", "{tmp}/full", "--storage", "{storage}"], r"exists and is not empty.*--force"),
-        (["export", "tiny", "--out", "{tmp}/o", "--storage", "{storage}", "--ensemble", "seeds:0"], r"--ensemble 'seeds:0' is invalid.*expected auto \| single \| seeds:K"),
-        (["export", "tiny", "--out", "{tmp}/o", "--storage", "{storage}", "--ensemble", "bogus"], r"--ensemble 'bogus' is invalid: unknown kind"),
-        (["export", "tiny", "--out", "{tmp}/o", "--storage", "{storage}", "--ensemble", "folds"], r"--ensemble folds averages a cross-validated.*one validation split"),
+        (
+            ["export", "tiny", "--out", "{tmp}/o", "--storage", "{storage}", "--ensemble", "seeds:0"],
+            r"--ensemble 'seeds:0' is invalid.*expected auto \| single \| seeds:K",
+        ),
+        (
+            ["export", "tiny", "--out", "{tmp}/o", "--storage", "{storage}", "--ensemble", "bogus"],
+            r"--ensemble 'bogus' is invalid: unknown kind",
+        ),
+        (
+            ["export", "tiny", "--out", "{tmp}/o", "--storage", "{storage}", "--ensemble", "folds"],
+            r"--ensemble folds averages a cross-validated.*one validation split",
+        ),
         (["predict", "{tmp}", "--data", "{tmp}/x.csv"], r"is not an export bundle"),
     ],
 )
@@ -339,9 +589,14 @@ def _free_port() -> int:
 
 
 def test_dashboard_serves_our_study(small_study):
-    """Check that `sweep dashboard` starts the real optuna-dashboard and serves the study, trials, metric names, user attributes, note and artifacts."""
+    """Check that `sweep dashboard` starts the real optuna-dashboard and serves the study, trials, metric names, user
+    attributes, note and artifacts."""
     port = _free_port()
-    server = subprocess.Popen([SWEEP, "dashboard", "--storage", small_study.storage, "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    server = subprocess.Popen(
+        [SWEEP, "dashboard", "--storage", small_study.storage, "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     try:
         studies = None
         for _ in range(100):
@@ -354,7 +609,9 @@ def test_dashboard_serves_our_study(small_study):
         assert studies is not None, "dashboard did not answer"
         listed = {s["study_name"]: s for s in studies}
         assert "tiny" in listed
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies/{listed['tiny']['study_id']}", timeout=5) as response:
+        with urllib.request.urlopen(
+            f"http://127.0.0.1:{port}/api/studies/{listed['tiny']['study_id']}", timeout=5
+        ) as response:
             detail = json.load(response)
         assert len(detail["trials"]) == 2 and detail["objective_names"] == ["val_f1"]
         assert any(attr["key"] == "val_flag_rate" for attr in detail["trials"][0]["user_attrs"])
@@ -371,14 +628,31 @@ def test_dashboard_serves_our_study(small_study):
 
 
 def test_no_password_in_any_output_attribute_or_file(postgres_url, tiny_csv, tmp_path, unique_name):
-    """Check that a password in the storage URL appears in no output, log, study or trial attribute, or exported file."""
+    """Check that a password in the storage URL appears in no output, log, study or trial attribute, or exported
+    file."""
     from sqlalchemy.engine import make_url
 
     secret = "pw-S3cr3t-7781"
     url = make_url(postgres_url).set(password=secret).render_as_string(hide_password=False)
     bundle = tmp_path / "bundle"
     runs = [
-        ["run", "--data", tiny_csv, "--target", "label", "--study", unique_name, "--trials", "2", "--epochs", "2", "--storage", url, "--cv", "0"],
+        [
+            "run",
+            "--data",
+            tiny_csv,
+            "--target",
+            "label",
+            "--study",
+            unique_name,
+            "--trials",
+            "2",
+            "--epochs",
+            "2",
+            "--storage",
+            url,
+            "--cv",
+            "0",
+        ],
         ["studies", "--storage", url],
         ["show", unique_name, "--storage", url],
         ["export", unique_name, "--out", str(bundle), "--storage", url],
@@ -387,7 +661,9 @@ def test_no_password_in_any_output_attribute_or_file(postgres_url, tiny_csv, tmp
     ]
     try:
         no_wait = {**os.environ, "SWEEP_OUTAGE_LIMIT": "0"}  # the last one's server is not there: say so at once
-        outputs = [subprocess.run([SWEEP, *args], capture_output=True, text=True, timeout=300, env=no_wait) for args in runs]
+        outputs = [
+            subprocess.run([SWEEP, *args], capture_output=True, text=True, timeout=300, env=no_wait) for args in runs
+        ]
         assert [o.returncode for o in outputs] == [0, 0, 0, 0, 2, 2], [o.stderr for o in outputs]
         env_run = subprocess.run(
             [SWEEP, "studies"], capture_output=True, text=True, timeout=300, env={**os.environ, "SWEEP_STORAGE": url}
@@ -397,7 +673,10 @@ def test_no_password_in_any_output_attribute_or_file(postgres_url, tiny_csv, tmp
             assert secret not in output.stdout + output.stderr
         assert "***" in outputs[0].stdout
         study = optuna.load_study(study_name=unique_name, storage=url)
-        stored = json.dumps([study.user_attrs, study._storage.get_study_system_attrs(study._study_id)] + [[t.user_attrs, t.system_attrs] for t in study.trials])
+        stored = json.dumps(
+            [study.user_attrs, study._storage.get_study_system_attrs(study._study_id)]
+            + [[t.user_attrs, t.system_attrs] for t in study.trials]
+        )
         assert secret not in stored and "***" in stored
         for path in bundle.iterdir():
             assert secret.encode() not in path.read_bytes(), path.name
@@ -407,9 +686,14 @@ def test_no_password_in_any_output_attribute_or_file(postgres_url, tiny_csv, tmp
 
 
 def test_dashboard_page_renders_the_study_in_chromium(small_study, chromium, tmp_path):
-    """Check that headless Chromium opens the dashboard page of a study, renders it (name and metric in the DOM) and screenshots it."""
+    """Check that headless Chromium opens the dashboard page of a study, renders it (name and metric in the DOM) and
+    screenshots it."""
     port = _free_port()
-    server = subprocess.Popen([SWEEP, "dashboard", "--storage", small_study.storage, "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    server = subprocess.Popen(
+        [SWEEP, "dashboard", "--storage", small_study.storage, "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     try:
         _wait_for_http(f"http://127.0.0.1:{port}/api/studies")
         page = f"http://127.0.0.1:{port}/dashboard/studies/1"
@@ -425,13 +709,18 @@ def test_dashboard_page_renders_the_study_in_chromium(small_study, chromium, tmp
 
 
 def test_dashboard_shows_population_trials_like_single_ones(tiny_config):
-    """Check that optuna-dashboard serves a population trial with the same fields, user attributes (plus `population`) and learning curve as a single trial."""
+    """Check that optuna-dashboard serves a population trial with the same fields, user attributes (plus `population`)
+    and learning curve as a single trial."""
     from sweep.runner import run_sweep
 
     run_sweep(tiny_config(study="single", trials=2, epochs=3, population=1, pruner="none"))
     run_sweep(tiny_config(study="stacked", trials=2, epochs=3, population=2, pruner="none"))
     port = _free_port()
-    server = subprocess.Popen([SWEEP, "dashboard", "--storage", tiny_config().storage, "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    server = subprocess.Popen(
+        [SWEEP, "dashboard", "--storage", tiny_config().storage, "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     try:
         _wait_for_http(f"http://127.0.0.1:{port}/api/studies")
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies", timeout=5) as response:
@@ -445,7 +734,11 @@ def test_dashboard_shows_population_trials_like_single_ones(tiny_config):
             assert set(single) == set(stacked)
             single_attrs, stacked_attrs = ({a["key"] for a in t["user_attrs"]} for t in (single, stacked))
             assert stacked_attrs - single_attrs == {"population"} and not single_attrs - stacked_attrs
-            assert [v["step"] for v in stacked["intermediate_values"]] == [v["step"] for v in single["intermediate_values"]] == [1, 2, 3]
+            assert (
+                [v["step"] for v in stacked["intermediate_values"]]
+                == [v["step"] for v in single["intermediate_values"]]
+                == [1, 2, 3]
+            )
             assert {p["name"] for p in stacked["params"]} == {p["name"] for p in single["params"]}
     finally:
         server.terminate()
@@ -465,22 +758,82 @@ def _wait_for_http(url: str) -> None:
 def _lambda_model(path: Path) -> None:
     import keras
 
-    keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Lambda(lambda v: v + 1.0), keras.layers.Flatten(),
-                      keras.layers.Dense(1, activation="sigmoid")]).save(path)
+    keras.Sequential(
+        [
+            keras.Input((8, 8, 1)),
+            keras.layers.Lambda(lambda v: v + 1.0),
+            keras.layers.Flatten(),
+            keras.layers.Dense(1, activation="sigmoid"),
+        ]
+    ).save(path)
 
 
 BAD_BUNDLES = [
     # (id, bundle, tampering of the copied bundle, extra args, match)
     ("best.json not JSON", "digits", lambda b: (b / "best.json").write_text("{not json"), [], r"best.json' is damaged"),
-    ("threshold not a number", "digits", lambda b: _edit_best(b, threshold="high"), [], r"best.json' is damaged \(ValueError"),
-    ("threshold outside [0, 1]", "digits", lambda b: _edit_best(b, threshold=3.5), [], r"has threshold 3.5, outside \[0, 1\]"),
-    ("truncated model.keras", "digits", lambda b: (b / "model.keras").write_bytes((b / "model.keras").read_bytes()[:300]), [], r"model.keras' cannot be loaded .*export again"),
-    ("model.keras missing", "digits", lambda b: (b / "model.keras").unlink(), [], r"not a whole export bundle \(missing model.keras\)"),
-    ("preprocessor.json missing", "tabular", lambda b: (b / "preprocessor.json").unlink(), [], r"missing preprocessor.json"),
-    ("Lambda layer", "digits", lambda b: _lambda_model(b / "model.keras"), [], r"holds code \(a Lambda layer\) that Keras' safe mode refuses"),
-    ("rows of another shape", "digits", lambda b: np.savez(b.parent / "rows.npz", x=np.zeros((4, 6, 6, 1))), ["--data", "{rows}"], r"holds rows of shape \(6, 6, 1\).*takes rows of shape \(8, 8, 1\)"),
-    ("arrays for a table model", "tabular", lambda b: np.savez(b.parent / "rows.npz", x=np.zeros((4, 3))), ["--data", "{rows}"], r"trained on a table; pass a DataFrame \(or a CSV/Parquet file\)"),
-    ("unimportable custom objects", "digits", lambda b: None, ["--custom-objects", "no_such_layers_pkg"], r"--custom-objects no_such_layers_pkg: .*not importable"),
+    (
+        "threshold not a number",
+        "digits",
+        lambda b: _edit_best(b, threshold="high"),
+        [],
+        r"best.json' is damaged \(ValueError",
+    ),
+    (
+        "threshold outside [0, 1]",
+        "digits",
+        lambda b: _edit_best(b, threshold=3.5),
+        [],
+        r"has threshold 3.5, outside \[0, 1\]",
+    ),
+    (
+        "truncated model.keras",
+        "digits",
+        lambda b: (b / "model.keras").write_bytes((b / "model.keras").read_bytes()[:300]),
+        [],
+        r"model.keras' cannot be loaded .*export again",
+    ),
+    (
+        "model.keras missing",
+        "digits",
+        lambda b: (b / "model.keras").unlink(),
+        [],
+        r"not a whole export bundle \(missing model.keras\)",
+    ),
+    (
+        "preprocessor.json missing",
+        "tabular",
+        lambda b: (b / "preprocessor.json").unlink(),
+        [],
+        r"missing preprocessor.json",
+    ),
+    (
+        "Lambda layer",
+        "digits",
+        lambda b: _lambda_model(b / "model.keras"),
+        [],
+        r"holds code \(a Lambda layer\) that Keras' safe mode refuses",
+    ),
+    (
+        "rows of another shape",
+        "digits",
+        lambda b: np.savez(b.parent / "rows.npz", x=np.zeros((4, 6, 6, 1))),
+        ["--data", "{rows}"],
+        r"holds rows of shape \(6, 6, 1\).*takes rows of shape \(8, 8, 1\)",
+    ),
+    (
+        "arrays for a table model",
+        "tabular",
+        lambda b: np.savez(b.parent / "rows.npz", x=np.zeros((4, 3))),
+        ["--data", "{rows}"],
+        r"trained on a table; pass a DataFrame \(or a CSV/Parquet file\)",
+    ),
+    (
+        "unimportable custom objects",
+        "digits",
+        lambda b: None,
+        ["--custom-objects", "no_such_layers_pkg"],
+        r"--custom-objects no_such_layers_pkg: .*not importable",
+    ),
 ]
 
 
@@ -489,14 +842,20 @@ def _edit_best(bundle: Path, **changes) -> None:
     (bundle / "best.json").write_text(json.dumps(best | changes))
 
 
-@pytest.mark.parametrize("name, tamper, extra, match", [case[1:] for case in BAD_BUNDLES], ids=[case[0] for case in BAD_BUNDLES])
-def test_bad_bundles_are_one_line_exit_2_and_lose_no_trial(user_studies, example_files, tmp_path, name, tamper, extra, match):
+@pytest.mark.parametrize(
+    "name, tamper, extra, match", [case[1:] for case in BAD_BUNDLES], ids=[case[0] for case in BAD_BUNDLES]
+)
+def test_bad_bundles_are_one_line_exit_2_and_lose_no_trial(
+    user_studies, example_files, tmp_path, name, tamper, extra, match
+):
     """Check that a tampered or incomplete bundle, a Lambda layer, rows of the wrong shape or kind and unimportable
     custom objects each end `sweep predict` with one line and exit 2, and the study's stored trials are untouched."""
     import shutil
 
     config, result = user_studies[name]
-    before = [(t.number, t.state, t.value) for t in optuna.load_study(study_name=config.study, storage=config.storage).trials]
+    before = [
+        (t.number, t.state, t.value) for t in optuna.load_study(study_name=config.study, storage=config.storage).trials
+    ]
     bundle = tmp_path / "bundle"
     shutil.copytree(result.out_dir, bundle)
     tamper(bundle)
@@ -507,5 +866,7 @@ def test_bad_bundles_are_one_line_exit_2_and_lose_no_trial(user_studies, example
     lines = found.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), found.stderr
     assert re.search(match, lines[0]), lines[0]
-    after = [(t.number, t.state, t.value) for t in optuna.load_study(study_name=config.study, storage=config.storage).trials]
+    after = [
+        (t.number, t.state, t.value) for t in optuna.load_study(study_name=config.study, storage=config.storage).trials
+    ]
     assert after == before

@@ -1,4 +1,5 @@
-"""Tests for the container files: docker-compose.yml, Dockerfile, .dockerignore and .env.example, without a Docker engine."""
+"""Tests for the container files: docker-compose.yml, Dockerfile, .dockerignore and .env.example, without a Docker
+engine."""
 
 from __future__ import annotations
 
@@ -93,7 +94,8 @@ def test_dashboard_is_published_on_localhost(services):
 
 def test_dashboard_credentials_are_required_interpolation(services):
     """Check that the dashboard's basic-auth credentials come from a required ${SWEEP_DASHBOARD_CREDENTIALS:?...}
-    variable (never a literal or a command-line value), and .env.example defines a placeholder absent from the compose file."""
+    variable (never a literal or a command-line value), and .env.example defines a placeholder absent from the compose
+    file."""
     dashboard = services["dashboard"]
     assert environment(dashboard)["SWEEP_DASHBOARD_CREDENTIALS"].startswith("${SWEEP_DASHBOARD_CREDENTIALS:?")
     assert not any("credentials" in str(arg).lower() for arg in dashboard["command"])
@@ -158,7 +160,10 @@ def test_workers_go_through_pgbouncer(services, name):
     url = storage_url(services[name])
     assert (url.host, url.port) == ("pgbouncer", int(environment(services["pgbouncer"])["LISTEN_PORT"]))
     assert url.query == {"pgbouncer": "1"}
-    assert (url.username, url.database) == (storage_url(services["dashboard"]).username, storage_url(services["dashboard"]).database)
+    assert (url.username, url.database) == (
+        storage_url(services["dashboard"]).username,
+        storage_url(services["dashboard"]).database,
+    )
     assert services[name]["depends_on"]["pgbouncer"]["condition"] == "service_healthy"
     dashboard = storage_url(services["dashboard"])
     assert dashboard.host == "postgres" and "pgbouncer" not in dashboard.query
@@ -206,7 +211,8 @@ def test_postgres_password_is_required_interpolation(services):
 
 
 def test_no_password_literal_in_compose(services):
-    """Check that no password literal is in docker-compose.yml: every password is ${POSTGRES_PASSWORD...} interpolation."""
+    """Check that no password literal is in docker-compose.yml: every password is ${POSTGRES_PASSWORD...}
+    interpolation."""
     text = COMPOSE.read_text()
     passwords = re.findall(r"://(?:\$\{[^}]*\}|[^:/@\s]+):(\$\{[^}]*\}|[^@\s]+)@", text)
     assert passwords
@@ -281,10 +287,15 @@ def test_docker_compose_config(tmp_path, monkeypatch, missing):
     monkeypatch.delenv("SWEEP_DASHBOARD_CREDENTIALS", raising=False)
     env_file = tmp_path / "test.env"
     lines = ENV_EXAMPLE.read_text().splitlines()
-    env_file.write_text("\n".join(line for line in lines if missing is None or not line.startswith(f"{missing}=")) + "\n")
+    env_file.write_text(
+        "\n".join(line for line in lines if missing is None or not line.startswith(f"{missing}=")) + "\n"
+    )
     result = subprocess.run(
         [*command, "--env-file", str(env_file), "--profile", "gpu", "config", "--quiet"],
-        cwd=ROOT, capture_output=True, text=True, timeout=60,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert (result.returncode == 0) == (missing is None), result.stderr
     if missing is not None:

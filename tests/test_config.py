@@ -4,7 +4,16 @@ import pytest
 
 from sweep import config as config_module
 from sweep.config import (
-    DEFAULT_STORAGE, KEYS, RULES, DeviceSpec, PrunerSpec, SweepConfig, config_from_dict, parse_device, parse_pruner, resolve_config,
+    DEFAULT_STORAGE,
+    KEYS,
+    RULES,
+    DeviceSpec,
+    PrunerSpec,
+    SweepConfig,
+    config_from_dict,
+    parse_device,
+    parse_pruner,
+    resolve_config,
 )
 from sweep.errors import ConfigError
 from sweep.metrics import parse_goal
@@ -51,7 +60,7 @@ def test_file_ranges_and_every_key(tmp_path):
     """Check that a TOML file sets ranges as [low, high] lists and that the config round-trips through to_dict."""
     path = write_toml(
         tmp_path,
-        'minority_weight = [2, 300]\nhidden_width = [2, 16]\nthreshold = [0.1, 0.9]\nhidden_layers = 2\n'
+        "minority_weight = [2, 300]\nhidden_width = [2, 16]\nthreshold = [0.1, 0.9]\nhidden_layers = 2\n"
         'objective = "cost:miss=20,false_alarm=1"\ntimeout = 60\n',
     )
     config = resolve_config({}, config_file=path, env={})
@@ -66,7 +75,9 @@ def test_every_field_has_a_cli_flag():
 
     from sweep.cli import run
 
-    flags = set(inspect.signature(run).parameters) - {"config", "param"} | {"space"}  # repeated --param fills the space key
+    flags = set(inspect.signature(run).parameters) - {"config", "param"} | {
+        "space"
+    }  # repeated --param fills the space key
     assert flags == set(SweepConfig.__dataclass_fields__)
 
 
@@ -98,8 +109,14 @@ def test_every_field_has_a_cli_flag():
         ({"pruner": "median:3"}, r"pruner = 'median:3'.*none \| median"),
         ({"pruner": "percentile:many"}, r"pruner = 'many' \(from --pruner\).*expected a number"),
         ({"objective": " "}, r"objective = ' ' \(from --objective\).*non-empty string"),
-        ({"threshold_search": "grid"}, r"threshold_search = 'grid' \(from --threshold-search\).*one of: sampled, tuned"),
-        ({"threshold_search": "tuned", "objective": "pareto:precision,recall"}, r"threshold_search = tuned chooses .* several"),
+        (
+            {"threshold_search": "grid"},
+            r"threshold_search = 'grid' \(from --threshold-search\).*one of: sampled, tuned",
+        ),
+        (
+            {"threshold_search": "tuned", "objective": "pareto:precision,recall"},
+            r"threshold_search = tuned chooses .* several",
+        ),
     ],
 )
 def test_bad_values_name_the_key(cli, match):
@@ -165,7 +182,11 @@ def test_specs_are_parsed_into_values_and_stored_as_text(key, text, attribute, p
     assert getattr(config, attribute) == parsed
     stored = config.to_dict()[key]
     assert stored == getattr(config, key) == (text if key == "objective" else text.lower())
-    for copy in (config_from_dict(config.to_dict()), pickle.loads(pickle.dumps(config)), dataclasses.replace(config, trials=5)):
+    for copy in (
+        config_from_dict(config.to_dict()),
+        pickle.loads(pickle.dumps(config)),
+        dataclasses.replace(config, trials=5),
+    ):
         assert getattr(copy, attribute) == parsed and getattr(copy, key) == stored
     assert SweepConfig(**{key: text}) == config
 
@@ -186,7 +207,10 @@ def test_each_spec_is_parsed_once(monkeypatch, tmp_path):
 
 @pytest.mark.parametrize(
     "parse, text, match",
-    [(parse_pruner, "sometimes", r"pruner = 'sometimes' \(from pruner\)"), (parse_device, "gpu:x", r"device = 'gpu:x' \(from device\)")],
+    [
+        (parse_pruner, "sometimes", r"pruner = 'sometimes' \(from pruner\)"),
+        (parse_device, "gpu:x", r"device = 'gpu:x' \(from device\)"),
+    ],
 )
 def test_a_spec_given_in_code_is_checked_too(parse, text, match):
     """Check that a bad spec in SweepConfig(...) written in code is a ConfigError naming the key."""

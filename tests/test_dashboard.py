@@ -17,7 +17,15 @@ import optuna
 import pytest
 
 from sweep.dashboard import (
-    CREDENTIALS_ENV, BasicAuth, Credentials, ReadOnly, artifact_dir, check_host, is_loopback, read_credentials, study_note,
+    CREDENTIALS_ENV,
+    BasicAuth,
+    Credentials,
+    ReadOnly,
+    artifact_dir,
+    check_host,
+    is_loopback,
+    read_credentials,
+    study_note,
 )
 from sweep.errors import ConfigError
 from sweep.runner import run_sweep
@@ -113,7 +121,9 @@ def dashboard_server(storage_url: str, *flags: str, env: dict | None = None):
     port = _free_port()
     server = subprocess.Popen(
         [SWEEP, "dashboard", "--storage", storage_url, "--host", "127.0.0.1", "--port", str(port), *flags],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
         env={k: v for k, v in os.environ.items() if k != CREDENTIALS_ENV} | (env or {}),
     )
     try:
@@ -136,13 +146,25 @@ def _files_under(folder: Path, skip: set[Path] = frozenset()) -> list[Path]:
 @pytest.mark.parametrize(
     "host, loopback",
     [
-        ("127.0.0.1", True), ("127.3.4.5", True), ("localhost", True), ("LOCALHOST", True), ("::1", True), ("[::1]", True),
-        ("0.0.0.0", False), ("", False), ("::", False), ("192.168.1.10", False), ("10.0.0.1", False),
-        ("example.org", False), ("localhost.example.org", False), ("128.0.0.1", False),
+        ("127.0.0.1", True),
+        ("127.3.4.5", True),
+        ("localhost", True),
+        ("LOCALHOST", True),
+        ("::1", True),
+        ("[::1]", True),
+        ("0.0.0.0", False),
+        ("", False),
+        ("::", False),
+        ("192.168.1.10", False),
+        ("10.0.0.1", False),
+        ("example.org", False),
+        ("localhost.example.org", False),
+        ("128.0.0.1", False),
     ],
 )
 def test_only_loopback_hosts_pass_without_allow_remote(host, loopback):
-    """Check that 127.0.0.0/8, ::1 and localhost pass check_host, any other host (even "" or 0.0.0.0) needs --allow-remote."""
+    """Check that 127.0.0.0/8, ::1 and localhost pass check_host, any other host (even "" or 0.0.0.0) needs
+    --allow-remote."""
     assert is_loopback(host) == loopback
     check_host(host, allow_remote=True)
     if loopback:
@@ -168,7 +190,10 @@ def test_unsafe_or_broken_dashboard_setups_are_refused(tmp_path, flags, env, mes
     storage = tmp_path / "never.db"
     result = subprocess.run(
         [SWEEP, "dashboard", "--storage", f"sqlite:///{storage}", "--port", str(port), *flags],
-        capture_output=True, text=True, timeout=60, cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
         env={k: v for k, v in os.environ.items() if k != CREDENTIALS_ENV} | env,
     )
     assert result.returncode == 2, result.stderr
@@ -185,7 +210,10 @@ def test_a_taken_port_is_one_line(small_study_url):
         taken.listen()
         port = taken.getsockname()[1]
         result = subprocess.run(
-            [SWEEP, "dashboard", "--storage", small_study_url, "--port", str(port)], capture_output=True, text=True, timeout=60,
+            [SWEEP, "dashboard", "--storage", small_study_url, "--port", str(port)],
+            capture_output=True,
+            text=True,
+            timeout=60,
         )
     assert result.returncode == 2 and result.stdout == ""
     assert result.stderr.strip().splitlines() == [result.stderr.strip()]
@@ -193,11 +221,13 @@ def test_a_taken_port_is_one_line(small_study_url):
 
 
 @pytest.mark.parametrize(
-    "text", ["someone", "someone:", ":hidden-pw-91", "someone:hidden-pw-91\nbob:other-pw"],
+    "text",
+    ["someone", "someone:", ":hidden-pw-91", "someone:hidden-pw-91\nbob:other-pw"],
 )
 @pytest.mark.parametrize("where", ["env", "file"])
 def test_malformed_credentials_are_refused_without_echoing_them(tmp_path, text, where):
-    """Check that credentials without both a user and a password, or on several lines, are a ConfigError that hides the value."""
+    """Check that credentials without both a user and a password, or on several lines, are a ConfigError that hides the
+    value."""
     file = tmp_path / "credentials"
     file.write_text(text)
     with pytest.raises(ConfigError, match="holds no user:password") as raised:
@@ -206,7 +236,8 @@ def test_malformed_credentials_are_refused_without_echoing_them(tmp_path, text, 
 
 
 def test_credentials_come_from_the_file_before_the_environment_and_never_show(tmp_path):
-    """Check that --credentials-file wins over the environment, an unset or empty variable means none, and the repr hides them."""
+    """Check that --credentials-file wins over the environment, an unset or empty variable means none, and the repr
+    hides them."""
     file = tmp_path / "credentials"
     file.write_text(f"{USER}:{PASSWORD}\n")
     from_file = read_credentials({CREDENTIALS_ENV: "bob:other-pw"}, file)
@@ -239,9 +270,16 @@ def _basic(user: str, password: str) -> str:
 @pytest.mark.parametrize(
     "authorization, admitted",
     [
-        (_basic(USER, PASSWORD), True), ("basic " + _basic(USER, PASSWORD).split()[1], True),
-        (None, False), (_basic(USER, "wrong"), False), (_basic("bob", PASSWORD), False), (_basic(USER, PASSWORD + "x"), False),
-        (_basic(USER + ":" + PASSWORD, ""), False), ("Basic not-base64!", False), ("Bearer " + PASSWORD, False), ("", False),
+        (_basic(USER, PASSWORD), True),
+        ("basic " + _basic(USER, PASSWORD).split()[1], True),
+        (None, False),
+        (_basic(USER, "wrong"), False),
+        (_basic("bob", PASSWORD), False),
+        (_basic(USER, PASSWORD + "x"), False),
+        (_basic(USER + ":" + PASSWORD, ""), False),
+        ("Basic not-base64!", False),
+        ("Bearer " + PASSWORD, False),
+        ("", False),
     ],
 )
 def test_basic_auth_middleware_admits_only_the_exact_user_and_password(authorization, admitted):
@@ -256,7 +294,18 @@ def test_basic_auth_middleware_admits_only_the_exact_user_and_password(authoriza
         assert headers["WWW-Authenticate"] == 'Basic realm="sweep"' and PASSWORD.encode() not in body
 
 
-@pytest.mark.parametrize("method, allowed", [("GET", True), ("HEAD", True), ("OPTIONS", True), ("POST", False), ("PUT", False), ("DELETE", False), ("PATCH", False)])
+@pytest.mark.parametrize(
+    "method, allowed",
+    [
+        ("GET", True),
+        ("HEAD", True),
+        ("OPTIONS", True),
+        ("POST", False),
+        ("PUT", False),
+        ("DELETE", False),
+        ("PATCH", False),
+    ],
+)
 def test_read_only_middleware_refuses_every_method_that_may_write(method, allowed):
     """Check that ReadOnly passes GET, HEAD and OPTIONS to the app and refuses any other method with 403."""
     status, _, body, seen = _call(ReadOnly, method=method)
@@ -284,7 +333,7 @@ def test_remote_dashboard_requires_the_credentials(small_study_url, tmp_path, so
         status, _, body = _request(base + "/api/studies", auth=(USER, PASSWORD))
         assert status == 200 and [s["study_name"] for s in json.loads(body)["study_summaries"]] == ["demo"]
         assert _request(base + "/dashboard/", auth=(USER, PASSWORD))[0] == 200
-    assert "basic auth required" in server.output and "GET /api/studies HTTP/1.1\" 401" in server.output
+    assert "basic auth required" in server.output and 'GET /api/studies HTTP/1.1" 401' in server.output
     assert PASSWORD not in server.output and USER not in server.output
     written = _files_under(tmp_path, skip={credentials_file})
     assert any(path.suffix == ".db" for path in written)
@@ -300,7 +349,11 @@ def test_read_only_dashboard_refuses_changes_and_keeps_the_study(small_study_url
     auth = (USER, PASSWORD) if with_auth else None
     study_id = optuna.load_study(study_name="demo", storage=small_study_url)._study_id
     with dashboard_server(small_study_url, "--allow-remote", "--read-only", env=env) as (base, server):
-        for method, path in [("DELETE", f"/api/studies/{study_id}"), ("PUT", f"/api/studies/{study_id}/note"), ("POST", "/api/trials/1/tell")]:
+        for method, path in [
+            ("DELETE", f"/api/studies/{study_id}"),
+            ("PUT", f"/api/studies/{study_id}/note"),
+            ("POST", "/api/trials/1/tell"),
+        ]:
             status, _, body = _request(base + path, method=method, auth=auth)
             assert status == 403 and b"read-only" in body, (method, path)
             if with_auth:
@@ -317,7 +370,8 @@ def test_read_only_dashboard_refuses_changes_and_keeps_the_study(small_study_url
 
 
 def test_dashboard_paths_import_no_tensorflow(small_study_url):
-    """Check that building the dashboard app from the CLI module imports neither TensorFlow nor Keras (it starts fast)."""
+    """Check that building the dashboard app from the CLI module imports neither TensorFlow nor Keras (it starts
+    fast)."""
     code = (
         "import sys; import sweep.cli; from sweep.dashboard import Credentials, dashboard_app; "
         f"dashboard_app({small_study_url!r}, Credentials('u', 'p'), read_only=True); "
@@ -328,8 +382,12 @@ def test_dashboard_paths_import_no_tensorflow(small_study_url):
 
 
 def test_authenticated_dashboard_renders_in_chromium(small_study_url, chromium, tmp_path):
-    """Check that headless Chromium, given the credentials in the URL, logs in and renders the dashboard's study list."""
-    with dashboard_server(small_study_url, "--allow-remote", env={CREDENTIALS_ENV: f"{USER}:{PASSWORD}"}) as (base, server):
+    """Check that headless Chromium, given the credentials in the URL, logs in and renders the dashboard's study
+    list."""
+    with dashboard_server(small_study_url, "--allow-remote", env={CREDENTIALS_ENV: f"{USER}:{PASSWORD}"}) as (
+        base,
+        server,
+    ):
         # The root URL, not /dashboard/: its redirect drops the credentials from the page's URL (Chromium keeps
         # them for the realm); a page whose own URL holds credentials cannot fetch() its /api/... data.
         page = base.replace("http://", f"http://{USER}:{PASSWORD}@") + "/"

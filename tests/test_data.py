@@ -48,7 +48,10 @@ def test_splits_are_disjoint_and_cover_the_table(tmp_path):
     path = tmp_path / "t.csv"
     table.to_csv(path, index=False)
     dataset = load_dataset(config_for(path, target="label"))
-    ids = [np.round(part.X[:, 2] * dataset.preprocessor.scale[2] + dataset.preprocessor.mean[2]).astype(int) for part in (dataset.train, dataset.holdout)]
+    ids = [
+        np.round(part.X[:, 2] * dataset.preprocessor.scale[2] + dataset.preprocessor.mean[2]).astype(int)
+        for part in (dataset.train, dataset.holdout)
+    ]
     ids.append(dataset.test_frame["row_id"].to_numpy(dtype=int))
     assert sum(len(i) for i in ids) == 1000 and len(np.unique(np.concatenate(ids))) == 1000
     shares = [part.y.mean() for part in (dataset.train, dataset.holdout, dataset.test)]
@@ -62,7 +65,9 @@ def test_folds_validate_every_non_test_row_once_per_repeat(tmp_path, folds, repe
     make_table(rows=1000).to_csv(tmp_path / "t.csv", index=False)
     dataset = load_dataset(config_for(tmp_path / "t.csv", target="label", cv=folds, cv_repeats=repeats))
     plan, n = dataset.validation, len(dataset.development.y)
-    assert plan.kind == "cv" and len(plan.folds) == folds * repeats and np.array_equal(plan.X_fit, dataset.development.X)
+    assert (
+        plan.kind == "cv" and len(plan.folds) == folds * repeats and np.array_equal(plan.X_fit, dataset.development.X)
+    )
     slots = np.concatenate([fold.slots for fold in plan.folds])
     assert np.array_equal(np.sort(slots), np.arange(n * repeats))
     for fold in plan.folds:

@@ -22,7 +22,7 @@ SCORES = np.random.default_rng(0).uniform(size=1000)
     [
         (0.9, SCORES, True),  # the same models: the same flags
         (0.9, SCORES * 0.8, False),  # a refit that lost its range flags nothing at 0.9
-        (0.9, SCORES ** 0.5, False),  # a refit whose scale rose flags three times as many rows
+        (0.9, SCORES**0.5, False),  # a refit whose scale rose flags three times as many rows
         (0.9, np.clip(SCORES * 1.05, 0, 1), True),  # a small shift of scale stays within the tolerance
         (0.999, SCORES * 0.99, True),  # one judged flag and none shipped: within the slack of a few rows
     ],
@@ -32,7 +32,9 @@ def test_check_compares_flag_rates_at_the_threshold(threshold, shipped, passed):
     and fails when the shipped models flag nothing or far more."""
     check = check_decision(SCORES, shipped, threshold, "the non-test rows")
     assert check.passed is passed and check.record()["passed"] is passed
-    assert check.judged_flag_rate == flag_rate(SCORES, threshold) and check.shipped_flag_rate == flag_rate(shipped, threshold)
+    assert check.judged_flag_rate == flag_rate(SCORES, threshold) and check.shipped_flag_rate == flag_rate(
+        shipped, threshold
+    )
     assert check.shipped_max_score == pytest.approx(np.max(shipped))
 
 
@@ -53,21 +55,20 @@ def test_a_refit_that_loses_its_range_gives_way_to_the_judged_models(greedy_stud
     range (its output pushed towards 0) never reaches the judged threshold; export ships the judged models instead,
     whose flag rate on held-out rows is within the tolerance of the judged one, and names the fallback in best.json
     and its printout."""
-    import sweep.ensemble
-    import sweep.export
     from sweep.data import load_dataset
+    from sweep.models.builtin import BuiltinNetwork
     from sweep.train import Network
 
     def lose_range(network):
         *hidden, (kernel, bias) = network.layers
         return Network((*hidden, (kernel, bias - 12.0)))
 
-    refit_all, refit_one = sweep.ensemble.refit_all, sweep.export._refit_all
-    monkeypatch.setattr(sweep.ensemble, "refit_all", lambda *a: [lose_range(m) for m in refit_all(*a)])
-    monkeypatch.setattr(sweep.export, "_refit_all", lambda *a: (lose_range(refit_one(*a)[0]), None))
+    refit = BuiltinNetwork.refit
+    monkeypatch.setattr(BuiltinNetwork, "refit", lambda *a: [lose_range(m) for m in refit(*a)])
     config = greedy_study
     result = CliRunner().invoke(
-        app, ["export", config.study, "--out", str(tmp_path / "b"), "--storage", config.storage, "--ensemble", ensemble],
+        app,
+        ["export", config.study, "--out", str(tmp_path / "b"), "--storage", config.storage, "--ensemble", ensemble],
         env={"SWEEP_STORAGE": None},
     )
     assert result.exit_code == 0, result.output
@@ -84,7 +85,9 @@ def test_a_refit_that_loses_its_range_gives_way_to_the_judged_models(greedy_stud
     held_out = flag_rate(bundle.score(dataset.test_frame), best["threshold"])
     judged = decision["judged_flag_rate"]
     assert judged / FLAG_RATE_TOLERANCE <= held_out <= judged * FLAG_RATE_TOLERANCE
-    assert best["test"]["metrics"]["flag_rate"] == pytest.approx(held_out, abs=3 / len(dataset.test.y))  # Keras' float32 sigmoid
+    assert best["test"]["metrics"]["flag_rate"] == pytest.approx(
+        held_out, abs=3 / len(dataset.test.y)
+    )  # Keras' float32 sigmoid
 
 
 def test_judged_greedy_ships_the_models_its_threshold_was_chosen_on(greedy_study, tmp_path):
@@ -92,12 +95,16 @@ def test_judged_greedy_ships_the_models_its_threshold_was_chosen_on(greedy_study
     validation scores reproduce the ensemble's validation value at its threshold exactly."""
     from sweep.export import export_best
 
-    best = export_best(greedy_study.storage, greedy_study.study, tmp_path / "j", refit="judged", ensemble="greedy:3").best
+    best = export_best(
+        greedy_study.storage, greedy_study.study, tmp_path / "j", refit="judged", ensemble="greedy:3"
+    ).best
     assert best["ensemble"]["kind"] == "greedy" and best["refit"]["choice"] == "judged"
     assert all(m["fitted_on"] == "its training part" for m in best["ensemble"]["members"])
     assert best["decision"]["passed"] and best["decision"]["fallback"] is None
-    assert best["decision"]["shipped_flag_rate"] == best["decision"]["judged_flag_rate"] == pytest.approx(
-        best["validation"]["ensemble_metrics"]["flag_rate"]
+    assert (
+        best["decision"]["shipped_flag_rate"]
+        == best["decision"]["judged_flag_rate"]
+        == pytest.approx(best["validation"]["ensemble_metrics"]["flag_rate"])
     )
 
 
@@ -110,5 +117,7 @@ def test_judged_greedy_of_a_cross_validated_study_ships_every_chosen_fold_model(
     best = export_best(config.storage, config.study, tmp_path / "j", refit="judged", ensemble="greedy:3").best
     members = best["ensemble"]["members"]
     assert len(members) % 5 == 0 and {m["fold"] for m in members} == set(range(5))
-    assert all("outside fold" in m["fitted_on"] for m in members) and best["refit"]["rows"].startswith("each fold model")
+    assert all("outside fold" in m["fitted_on"] for m in members) and best["refit"]["rows"].startswith(
+        "each fold model"
+    )
     assert best["decision"]["passed"] and best["test"]["metrics"]["flag_rate"] > 0

@@ -73,12 +73,20 @@ def code_blocks(page: Path) -> list[Block]:
     text = page.read_text()
     blocks = []
     for match in FENCE.finditer(text):
-        before = [line for line in text[:match.start()].split("\n") if line.strip()]
+        before = [line for line in text[: match.start()].split("\n") if line.strip()]
         marker = MARKER.match(before[-1]) if before else None
         indent = len(match.group("indent"))
         body = "\n".join(line[indent:] for line in match.group("body").split("\n"))
-        blocks.append(Block(page, text[:match.start()].count("\n") + 1, match.group("lang"), body,
-                            marker and marker.group("name"), marker and marker.group("why")))
+        blocks.append(
+            Block(
+                page,
+                text[: match.start()].count("\n") + 1,
+                match.group("lang"),
+                body,
+                marker and marker.group("name"),
+                marker and marker.group("why"),
+            )
+        )
     return blocks
 
 
@@ -93,7 +101,7 @@ def rel(path: Path) -> str:
     return str(path.relative_to(ROOT))
 
 
-# ---------------------------------------------------------------------------------------------------- the README
+# -------------------------------------------------------------------------------- the README
 
 
 def test_readme_is_short():
@@ -104,13 +112,16 @@ def test_readme_is_short():
 def test_readme_keeps_the_two_commands():
     """Check that the README's quick start shows `make run` and `make test` as before, and the Makefile has both."""
     lines = README.read_text().splitlines()
-    assert "make run    # creates .venv, installs, runs the default sweep on the reference data (1 min 19 s on 2 cores, about a minute of it the install)" in lines
+    assert (
+        "make run    # creates .venv, installs, runs the default sweep on the reference data (1 min 19 s on 2 cores, "
+        "about a minute of it the install)" in lines
+    )
     assert "make test   # creates .venv, installs, runs the whole test suite (what CI runs)" in lines
     makefile = (ROOT / "Makefile").read_text()
     assert re.search(r"^run: install$", makefile, re.M) and re.search(r"^test: install$", makefile, re.M)
 
 
-# ---------------------------------------------------------------------------------------------------- the CLI reference
+# -------------------------------------------------------------------------------- the CLI reference
 
 
 @functools.cache
@@ -128,7 +139,9 @@ def _cli_options() -> list[tuple[str, str]]:
     for name, command in sorted(group.commands.items()):
         for param in command.params:
             shown = param.name.upper() if param.param_type_name == "argument" else param.opts[0]
-            pairs += [(f"sweep {name}", shown)] + [(f"sweep {name}", opt) for opt in param.opts[1:] + param.secondary_opts]
+            pairs += [(f"sweep {name}", shown)] + [
+                (f"sweep {name}", opt) for opt in param.opts[1:] + param.secondary_opts
+            ]
     return pairs
 
 
@@ -137,7 +150,9 @@ def test_every_cli_option_is_in_the_reference(command, option):
     """Check that each option and argument of each command appears in that command's section of the CLI reference."""
     sections = _cli_sections()
     assert command in sections, f"docs/reference/cli.md has no '## {command}' section"
-    assert f"`{option}`" in sections[command] or f"`{option}...`" in sections[command], f"{option} of {command} is not in docs/reference/cli.md"
+    assert f"`{option}`" in sections[command] or f"`{option}...`" in sections[command], (
+        f"{option} of {command} is not in docs/reference/cli.md"
+    )
 
 
 @pytest.mark.parametrize("command", sorted(cli_command("sweep").commands))
@@ -148,7 +163,7 @@ def test_every_cli_command_is_in_the_commands_table(command):
     assert f"<!-- cli-options: sweep {command} -->" in text
 
 
-# ---------------------------------------------------------------------------------------------------- the config reference
+# -------------------------------------------------------------------------------- the config reference
 
 
 @functools.cache
@@ -164,7 +179,8 @@ def _config_rows() -> dict[str, list[str]]:
 
 @pytest.mark.parametrize("key", sorted(RULES))
 def test_every_config_key_is_in_the_reference(key):
-    """Check that each key of the config's RULES has a row in the config reference, with the `sweep run` flag that sets it."""
+    """Check that each key of the config's RULES has a row in the config reference, with the `sweep run` flag that sets
+    it."""
     rows = _config_rows()
     assert key in rows, f"config key {key!r} (sweep/config.py RULES) has no row in docs/reference/config.md"
     flag = "--param" if key == "space" else "--" + key.replace("_", "-")
@@ -188,7 +204,11 @@ def _shown_default(value) -> set[str]:
     if value is None:
         return {"none", "auto", "all"}
     if isinstance(value, tuple):
-        return {"none", "all"} if not value else {f"[{', '.join(format(v, 'g') if isinstance(v, float) else str(v) for v in value)}]"}
+        return (
+            {"none", "all"}
+            if not value
+            else {f"[{', '.join(format(v, 'g') if isinstance(v, float) else str(v) for v in value)}]"}
+        )
     if isinstance(value, float):
         return {format(value, "g"), str(value)}
     return {str(value)}
@@ -207,15 +227,22 @@ def test_config_reference_defaults_match_the_code(key):
     )
 
 
-# ---------------------------------------------------------------------------------------------------- code blocks and their markers
+# -------------------------------------------------------------------------------- code blocks and their markers
 
 
 @pytest.mark.parametrize("page", CHECKED_PAGES, ids=rel)
 def test_every_code_block_is_run_or_says_why_not(page):
-    """Check that each code block of a page (printed output aside) is marked as an example a test runs or says why not."""
-    unmarked = [f"{rel(b.page)}:{b.line} ({b.lang or 'no language'})" for b in code_blocks(page)
-                if b.example is None and b.why_not is None and b.lang != "text"]
-    assert not unmarked, "code blocks without `<!-- doc-example: NAME -->` or `<!-- not run: REASON -->` above them: " + ", ".join(unmarked)
+    """Check that each code block of a page (printed output aside) is marked as an example a test runs or says why
+    not."""
+    unmarked = [
+        f"{rel(b.page)}:{b.line} ({b.lang or 'no language'})"
+        for b in code_blocks(page)
+        if b.example is None and b.why_not is None and b.lang != "text"
+    ]
+    assert not unmarked, (
+        "code blocks without `<!-- doc-example: NAME -->` or `<!-- not run: REASON -->` above them: "
+        + ", ".join(unmarked)
+    )
 
 
 def _marked_examples() -> list[str]:
@@ -229,7 +256,9 @@ def test_every_marked_example_is_run_by_a_test(name):
     test = EXAMPLES[name]
     path, _, function = test.rpartition("::")
     source = (ROOT / path).read_text() if path else Path(__file__).read_text()
-    assert f"def {function}(" in source and (not path or name in source), f"{test} does not exist or does not read {name!r}"
+    assert f"def {function}(" in source and (not path or name in source), (
+        f"{test} does not exist or does not read {name!r}"
+    )
 
 
 @pytest.mark.parametrize("name", sorted(EXAMPLES))
@@ -238,18 +267,22 @@ def test_every_example_a_test_runs_is_in_the_docs(name):
     example(name)
 
 
-@pytest.mark.parametrize("block", [b for page in CHECKED_PAGES for b in code_blocks(page) if b.lang == "yaml"],
-                         ids=lambda b: f"{rel(b.page)}:{b.line}")
+@pytest.mark.parametrize(
+    "block",
+    [b for page in CHECKED_PAGES for b in code_blocks(page) if b.lang == "yaml"],
+    ids=lambda b: f"{rel(b.page)}:{b.line}",
+)
 def test_yaml_blocks_parse(block):
     """Check that each YAML block (the Kubernetes manifests) is valid YAML."""
     assert list(yaml.safe_load_all(block.body))
 
 
-# ---------------------------------------------------------------------------------------------------- the site
+# -------------------------------------------------------------------------------- the site
 
 
 def _mkdocs_config() -> dict:
     """mkdocs.yml, read with its `!!python/name:` tags ignored."""
+
     class Loader(yaml.SafeLoader):
         pass
 
@@ -276,15 +309,21 @@ def test_site_builds_offline():
     assert "analytics" not in str(config.get("extra", {}))
 
 
-@pytest.mark.parametrize("page", sorted(p.relative_to(DOCS).as_posix() for p in DOCS.rglob("*.md") if p.parts[-2] != "results"))
+@pytest.mark.parametrize(
+    "page", sorted(p.relative_to(DOCS).as_posix() for p in DOCS.rglob("*.md") if p.parts[-2] != "results")
+)
 def test_every_page_is_in_the_nav(page):
-    """Check that each page under docs/ (full benchmark outputs aside) is in mkdocs.yml's nav, and nav names no missing page."""
+    """Check that each page under docs/ (full benchmark outputs aside) is in mkdocs.yml's nav, and nav names no missing
+    page."""
     nav = _nav_pages(_mkdocs_config()["nav"])
     assert page in nav, f"docs/{page} is not in mkdocs.yml's nav"
     assert all((DOCS / entry).is_file() for entry in nav), [entry for entry in nav if not (DOCS / entry).is_file()]
 
 
-@pytest.mark.parametrize("name", sorted({m.group(1) for m in re.finditer(r"^::: ([\w.]+)", (DOCS / "reference" / "api.md").read_text(), re.M)}))
+@pytest.mark.parametrize(
+    "name",
+    sorted({m.group(1) for m in re.finditer(r"^::: ([\w.]+)", (DOCS / "reference" / "api.md").read_text(), re.M)}),
+)
 def test_api_reference_names_exist(name):
     """Check that each object the Python API page renders (`::: module.name`) exists and has a docstring."""
     module, _, attribute = name.rpartition(".")
@@ -304,14 +343,15 @@ def _benchmark_pointers() -> list[tuple[str, int]]:
 
 @pytest.mark.parametrize("where, section", _benchmark_pointers())
 def test_old_benchmark_section_numbers_still_lead_somewhere(where, section):
-    """Check that each "docs/benchmarks.md section N" pointer in the code is mapped by the benchmarks index to a page with that anchor."""
+    """Check that each "docs/benchmarks.md section N" pointer in the code is mapped by the benchmarks index to a page
+    with that anchor."""
     index = (DOCS / "benchmarks.md").read_text()
     match = re.search(rf"^\| {section} \|.*\]\(benchmarks/([\w-]+)\.md#section-{section}\) \|$", index, re.M)
     assert match, f"{where} points to section {section}, which docs/benchmarks.md does not map"
     assert f"{{#section-{section}}}" in (DOCS / "benchmarks" / f"{match.group(1)}.md").read_text()
 
 
-# ---------------------------------------------------------------------------------------------------- examples, run as written
+# -------------------------------------------------------------------------------- examples, run as written
 
 
 def _clean_environment(monkeypatch, **overrides: str) -> None:
@@ -340,7 +380,9 @@ def run_commands(block: Block) -> list[str]:
             write_examples("studies/data")
             outputs.append("")
             continue
-        assert words[0] in ("sweep", ".venv/bin/sweep"), f"{rel(block.page)}:{block.line}: cannot run {line!r} in a test"
+        assert words[0] in ("sweep", ".venv/bin/sweep"), (
+            f"{rel(block.page)}:{block.line}: cannot run {line!r} in a test"
+        )
         done = CliRunner().invoke(app, words[1:])
         assert done.exit_code == 0, f"{line!r} exited {done.exit_code}: {done.output}"
         outputs.append(done.output)
@@ -365,7 +407,8 @@ def write_churn_tables(folder: Path) -> None:
 
 
 def test_readme_example_runs_as_written(tmp_path, monkeypatch, capsys):
-    """Check that the README's ten lines (the same as the Python guide's table example) sweep, export and flag rows as written."""
+    """Check that the README's ten lines (the same as the Python guide's table example) sweep, export and flag rows as
+    written."""
     readme, guide = example("readme"), example("python-table")
     assert readme.body == guide.body, "the README's example and docs/guides/python.md's python-table differ"
     assert len([line for line in readme.body.splitlines() if line.strip()]) <= 10
@@ -394,7 +437,9 @@ def test_table_examples_run_as_written(tmp_path, monkeypatch):
     assert "churn" in studies and "Best trial #" in shown
 
     namespace = run_python(example("exported-config"))
-    assert namespace["flags"].shape == (800,) and namespace["x"].shape[1] == len(namespace["best"]["data"]["encoded_features"])
+    assert namespace["flags"].shape == (800,) and namespace["x"].shape[1] == len(
+        namespace["best"]["data"]["encoded_features"]
+    )
 
     best = json.loads((tmp_path / "exports" / "churn" / "best.json").read_text())
     reference = (DOCS / "reference" / "bundle.md").read_text()
@@ -403,7 +448,8 @@ def test_table_examples_run_as_written(tmp_path, monkeypatch):
 
 
 def test_objectives_example_runs_as_written(tmp_path, monkeypatch):
-    """Check that the objectives guide's cost and Pareto sweeps, the pick in `show` and the export run as written (1 epoch)."""
+    """Check that the objectives guide's cost and Pareto sweeps, the pick in `show` and the export run as written (1
+    epoch)."""
     monkeypatch.chdir(tmp_path)
     _clean_environment(monkeypatch, SWEEP_EPOCHS="1")
     write_churn_tables(tmp_path)
@@ -431,7 +477,9 @@ def test_own_model_example_runs_as_written(tmp_path, monkeypatch):
 def test_digits_cnn_builder_in_the_guide_is_the_example_source():
     """Check that the builder the own-model guide shows is studies/models.py's digits_cnn, docstring aside."""
     source = (ROOT / "studies" / "models.py").read_text()
-    function = next(node for node in ast.parse(source).body if isinstance(node, ast.FunctionDef) and node.name == "digits_cnn")
+    function = next(
+        node for node in ast.parse(source).body if isinstance(node, ast.FunctionDef) and node.name == "digits_cnn"
+    )
     lines = ast.get_source_segment(source, function).splitlines()
     body = [line for line in lines if not line.strip().startswith('"""')]
     assert example("digits-cnn-builder").body.strip() == "\n".join(body).strip()

@@ -35,7 +35,14 @@ def studies(tiny_csv, tmp_path_factory):
         "holdout": tiny_values(tiny_csv, storage, study="holdout", trials=3, epochs=3),
         "cv_population": tiny_values(tiny_csv, storage, study="cv_population", trials=4, cv=3, population=2, epochs=3),
         "user_cv": user_model_values(
-            tiny_csv, storage, "tabular_mlp", {"units": "4", "depth": "1", "dropout": "0.0"}, study="user_cv", target="label", cv=3, trials=2,
+            tiny_csv,
+            storage,
+            "tabular_mlp",
+            {"units": "4", "depth": "1", "dropout": "0.0"},
+            study="user_cv",
+            target="label",
+            cv=3,
+            trials=2,
         ),
     }
     for config in configs.values():
@@ -49,53 +56,53 @@ def _best(config):
 
 def _members_alone(config, dataset, best: dict, kind: str) -> list:
     """The bundle's members trained again from best.json alone, with the library's primitives (not sweep.ensemble)."""
+    from sweep.models import model_kind
     from sweep.population import Member, train_population
-    from sweep.rounds import member_network, retrain_member_fold_models
-    from sweep.trial import retrain_fold_models, retrain_user_fold_models
+    from sweep.rounds import member_network
 
     study = optuna.load_study(study_name=config.study, storage=config.storage)
     trial = study.best_trial
+    seam = model_kind(config)
     if kind == "folds":
-        if config.user_model:
-            return retrain_user_fold_models(dataset, trial, config)[0]
-        if "population" in trial.user_attrs:
-            return retrain_member_fold_models(dataset, trial, study)[0]
-        return retrain_fold_models(dataset, trial)[0]
+        return seam.retrain(dataset, [trial], study)[trial.number].models
     X, y = dataset.development.X, dataset.development.y
     settings = TrainSettings(**trial.user_attrs["train_settings"])
-    if config.user_model:
-        from sweep.keras_fit import FoldRows, fit_user_model
-        from sweep.model import load_builder
-        from sweep.trial import user_trial_params
-
+    if config.model != "builtin":  # each member fitted alone, one after another
         by_number = {t.number: t for t in study.trials}
-        rows = FoldRows(np.arange(len(y)), None, X[:0])
         fitted = []
         for m in best["ensemble"]["members"]:  # greedy members are other trials, with their own params
-            params = user_trial_params(by_number[m["trial"]], config)
-            fitted.append(fit_user_model(load_builder(config.model), config.model, params.model_params, params.class_weight,
-                                         dataclasses.replace(settings, seed=m["seed"]), X, y, rows)[0])
+            params = seam.params(by_number[m["trial"]])
+            seeded = dataclasses.replace(settings, seed=m["seed"])
+            fitted.append(seam.fit(X, y, params, params.class_weight, seeded))
         return fitted
     trials = {t.number: t for t in study.trials}
     members = [
-        Member(trials[m["trial"]].params["hidden_width"], trials[m["trial"]].params["minority_weight"], m["seed"]) for m in best["ensemble"]["members"]
+        Member(trials[m["trial"]].params["hidden_width"], trials[m["trial"]].params["minority_weight"], m["seed"])
+        for m in best["ensemble"]["members"]
     ]
     first = best["ensemble"]["members"][0]["seed"]
-    population, _, _, _ = train_population(X, y, members, settings.epochs, settings.batch_size, settings.learning_rate, first)
+    population, _, _, _ = train_population(
+        X, y, members, settings.epochs, settings.batch_size, settings.learning_rate, first
+    )
     return [member_network(population, index) for index in range(len(members))]
 
 
-@pytest.mark.parametrize("study, ensemble, size", [
-    ("cv_population", "seeds:3", 3),
-    ("cv_population", "folds", 3),
-    ("cv_population", "greedy:3", None),
-    ("holdout", "seeds:2", 2),
-    ("holdout", "greedy:3", None),
-    ("user_cv", "folds", 3),
-    ("user_cv", "seeds:2", 2),
-    ("user_cv", "greedy:2", None),
-])
-def test_each_ensemble_kind_round_trips_as_the_average_of_its_members(studies, tmp_path, study, ensemble, size, lenient_decision_check):
+@pytest.mark.parametrize(
+    "study, ensemble, size",
+    [
+        ("cv_population", "seeds:3", 3),
+        ("cv_population", "folds", 3),
+        ("cv_population", "greedy:3", None),
+        ("holdout", "seeds:2", 2),
+        ("holdout", "greedy:3", None),
+        ("user_cv", "folds", 3),
+        ("user_cv", "seeds:2", 2),
+        ("user_cv", "greedy:2", None),
+    ],
+)
+def test_each_ensemble_kind_round_trips_as_the_average_of_its_members(
+    studies, tmp_path, study, ensemble, size, lenient_decision_check
+):
     """Check that each ensemble kind exports one safe-mode Keras model whose score is the weighted average of its
     members' (trained again independently from best.json), that best.json lists the members and that the test
     metrics it reports are those of the shipped model."""
@@ -111,7 +118,9 @@ def test_each_ensemble_kind_round_trips_as_the_average_of_its_members(studies, t
     if record["kind"] == "seeds":
         assert [m["seed"] for m in record["members"]] == member_seeds(trial.user_attrs["train_settings"]["seed"], size)
     if record["kind"] == "greedy":
-        study_trials = optuna.load_study(study_name=config.study, storage=config.storage).get_trials(states=(optuna.trial.TrialState.COMPLETE,))
+        study_trials = optuna.load_study(study_name=config.study, storage=config.storage).get_trials(
+            states=(optuna.trial.TrialState.COMPLETE,)
+        )
         three_best = {t.number for t in sorted(study_trials, key=lambda t: (-t.value, t.number))[:3]}
         assert {m["trial"] for m in record["members"]} <= three_best and 0 < best["threshold"] < 1
     bundle = load_bundle(tmp_path / "bundle")
@@ -136,8 +145,13 @@ def test_single_is_the_one_refit_export_of_before(studies, tmp_path):
     trial = _best(config)
     dataset = load_dataset(config)
     params = TrialParams.from_dict(trial.params)
-    network = train_model(dataset.development.X, dataset.development.y, params.hidden_width, params.class_weight,
-                          TrainSettings(**trial.user_attrs["train_settings"]))[0]
+    network = train_model(
+        dataset.development.X,
+        dataset.development.y,
+        params.hidden_width,
+        params.class_weight,
+        TrainSettings(**trial.user_attrs["train_settings"]),
+    )[0]
     before = threshold_metrics(dataset.test.y, network.scores(dataset.test.X), params.threshold)
     assert {k: best["test"]["metrics"][k] for k in before} == before
     assert best["ensemble"]["kind"] == "single" and len(best["ensemble"]["members"]) == 1
@@ -151,20 +165,40 @@ def _trial_count(config) -> int:
     return len(optuna.load_study(study_name=config.study, storage=config.storage).trials)
 
 
-@pytest.mark.parametrize("study, value, match", [
-    ("holdout", "folds", r"--ensemble folds averages a cross-validated trial's fold models, but study 'holdout' .*use --ensemble single or seeds:K"),
-    ("holdout", "seeds:0", r"--ensemble 'seeds:0' is invalid: seeds:0 needs at least 2 .*expected auto \| single \| seeds:K"),
-    ("holdout", "seeds:x", r"--ensemble 'seeds:x' is invalid: seeds needs a whole number after ':', got 'x'"),
-    ("cv_population", "bogus", r"--ensemble 'bogus' is invalid: unknown kind; expected auto \| single \| seeds:K \(K >= 2\) \| folds \| greedy:N"),
-    ("cv_population", "greedy:1", r"--ensemble 'greedy:1' is invalid: greedy:1 needs at least 2"),
-])
+@pytest.mark.parametrize(
+    "study, value, match",
+    [
+        (
+            "holdout",
+            "folds",
+            r"--ensemble folds averages a cross-validated trial's fold models, but study 'holdout' .*use --ensemble "
+            r"single or seeds:K",
+        ),
+        (
+            "holdout",
+            "seeds:0",
+            r"--ensemble 'seeds:0' is invalid: seeds:0 needs at least 2 .*expected auto \| single \| seeds:K",
+        ),
+        ("holdout", "seeds:x", r"--ensemble 'seeds:x' is invalid: seeds needs a whole number after ':', got 'x'"),
+        (
+            "cv_population",
+            "bogus",
+            r"--ensemble 'bogus' is invalid: unknown kind; expected auto \| single \| seeds:K \(K >= 2\) \| folds \| "
+            r"greedy:N",
+        ),
+        ("cv_population", "greedy:1", r"--ensemble 'greedy:1' is invalid: greedy:1 needs at least 2"),
+    ],
+)
 def test_bad_ensembles_are_one_line_exit_2_and_lose_no_trial(studies, tmp_path, study, value, match):
     """Check that --ensemble folds on a one-split study and a malformed --ensemble are one-line errors with exit
     code 2 through the CLI, writing no bundle and losing no stored trial."""
     config = studies[study]
     before = _trial_count(config)
-    result = CliRunner().invoke(app, ["export", config.study, "--out", str(tmp_path / "o"), "--storage", config.storage, "--ensemble", value],
-                                env={"SWEEP_STORAGE": None})
+    result = CliRunner().invoke(
+        app,
+        ["export", config.study, "--out", str(tmp_path / "o"), "--storage", config.storage, "--ensemble", value],
+        env={"SWEEP_STORAGE": None},
+    )
     assert result.exit_code == 2, result.stdout + result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and re.search(match, lines[0]), lines
@@ -174,24 +208,36 @@ def test_bad_ensembles_are_one_line_exit_2_and_lose_no_trial(studies, tmp_path, 
 def test_refit_train_takes_only_the_single_model(studies, tmp_path):
     """Check that --refit train (one trial's own model) with an ensemble is refused with a one-line fix."""
     config = studies["holdout"]
-    with pytest.raises(ExportError, match=r"--refit train exports one trial's own model, but --ensemble is seeds:2; use --ensemble single"):
+    with pytest.raises(
+        ExportError,
+        match=r"--refit train exports one trial's own model, but --ensemble is seeds:2; use --ensemble single",
+    ):
         export_best(config.storage, config.study, tmp_path / "o", refit="train", ensemble="seeds:2")
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("auto", EnsembleChoice("auto")), ("single", EnsembleChoice("single")), (" Folds ", EnsembleChoice("folds")),
-    ("seeds:5", EnsembleChoice("seeds", 5)), ("greedy:10", EnsembleChoice("greedy", 10)),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("auto", EnsembleChoice("auto")),
+        ("single", EnsembleChoice("single")),
+        (" Folds ", EnsembleChoice("folds")),
+        ("seeds:5", EnsembleChoice("seeds", 5)),
+        ("greedy:10", EnsembleChoice("greedy", 10)),
+    ],
+)
 def test_parse_ensemble_reads_every_kind(text, expected):
     """Check that each --ensemble kind parses to its choice and prints back as written."""
     assert parse_ensemble(text) == expected and parse_ensemble(str(expected)) == expected
 
 
-@pytest.mark.parametrize("choice, expected", [
-    (EnsembleChoice("auto"), EnsembleChoice("single")),
-    (EnsembleChoice("seeds", 3), EnsembleChoice("seeds", 3)),
-    (EnsembleChoice("greedy", 5), EnsembleChoice("greedy", 5)),
-])
+@pytest.mark.parametrize(
+    "choice, expected",
+    [
+        (EnsembleChoice("auto"), EnsembleChoice("single")),
+        (EnsembleChoice("seeds", 3), EnsembleChoice("seeds", 3)),
+        (EnsembleChoice("greedy", 5), EnsembleChoice("greedy", 5)),
+    ],
+)
 def test_auto_is_one_refit_and_a_named_choice_passes_through(choice, expected):
     """Check that --ensemble auto (the default) ships one refit, and that a named choice is kept as it is."""
     assert automatic_ensemble(choice) == expected

@@ -43,7 +43,12 @@ def test_bundle_reproduces_the_best_trial(exported):
     assert best["data"]["splits"]["test"]["rows"] == 600 and best["data"]["fingerprint"]
     assert {"tensorflow", "keras", "optuna"} <= set(best["versions"]) and best["seed"] == best["train_settings"]["seed"]
     assert sorted(p.name for p in result.out_dir.iterdir()) == ["best.json", "model.keras", "preprocessor.json"]
-    assert best["refit"] == {"rows": "all non-test rows", "choice": "all", "counts": best["data"]["splits"]["development"], "epochs": config.epochs}
+    assert best["refit"] == {
+        "rows": "all non-test rows",
+        "choice": "all",
+        "counts": best["data"]["splits"]["development"],
+        "epochs": config.epochs,
+    }
     assert best["refit"]["counts"]["rows"] == 2400
 
 
@@ -76,7 +81,9 @@ def test_export_refuses_a_non_empty_directory_unless_forced(exported):
     config, result = exported
     with pytest.raises(ExportError, match="exists and is not empty.*--force"):
         export_best(config.storage, config.study, result.out_dir)
-    again = export_best(config.storage, config.study, result.out_dir, force=True, ensemble="single")  # the bundle the module shares
+    again = export_best(
+        config.storage, config.study, result.out_dir, force=True, ensemble="single"
+    )  # the bundle the module shares
     assert again.reproduced
 
 
@@ -119,10 +126,14 @@ def test_cross_validated_trials_store_pooled_and_per_fold_metrics(cross_validate
     for trial in complete:
         attrs = trial.user_attrs
         development = study.user_attrs["data"]["splits"]["development"]
-        assert attrs["val_tp"] + attrs["val_fp"] + attrs["val_tn"] + attrs["val_fn"] == development["rows"] == 2400  # every non-test row once
+        assert (
+            attrs["val_tp"] + attrs["val_fp"] + attrs["val_tn"] + attrs["val_fn"] == development["rows"] == 2400
+        )  # every non-test row once
         assert attrs["val_tp"] + attrs["val_fn"] == development["positives"]
         assert trial.value == attrs["val_f1"]
-        assert {k: len(v) for k, v in attrs["cv_folds"].items()} == {k: 5 for k in ("f1", "precision", "recall", "average_precision", "flag_rate")}
+        assert {k: len(v) for k, v in attrs["cv_folds"].items()} == {
+            k: 5 for k in ("f1", "precision", "recall", "average_precision", "flag_rate")
+        }
         assert attrs["cv_f1_sd"] == pytest.approx(np.std(attrs["cv_folds"]["f1"]), abs=1e-4)
 
 
@@ -140,15 +151,20 @@ def test_cross_validated_export_reproduces_refits_and_brackets(cross_validated):
 def test_refit_train_is_refused_for_cross_validated_studies(cross_validated, tmp_path):
     """Check that --refit train on a cross-validated study (no one trial model) is an ExportError that says why."""
     config, _ = cross_validated
-    with pytest.raises(ExportError, match=r"--refit train .* cross-validates \(5 fold models per trial\); use --refit all"):
+    with pytest.raises(
+        ExportError, match=r"--refit train .* cross-validates \(5 fold models per trial\); use --refit all"
+    ):
         export_best(config.storage, config.study, tmp_path / "x", refit="train")
 
 
-@pytest.mark.parametrize("name, kind, files", [
-    ("digits", "arrays", ["best.json", "model.keras"]),
-    ("sequences", "arrays", ["best.json", "model.keras"]),
-    ("tabular", "table", ["best.json", "model.keras", "preprocessor.json"]),
-])
+@pytest.mark.parametrize(
+    "name, kind, files",
+    [
+        ("digits", "arrays", ["best.json", "model.keras"]),
+        ("sequences", "arrays", ["best.json", "model.keras"]),
+        ("tabular", "table", ["best.json", "model.keras", "preprocessor.json"]),
+    ],
+)
 def test_user_model_bundle_holds_the_model_and_every_param(user_studies, name, kind, files):
     """Check that a user model's bundle holds model.keras (preprocessor.json for tables only) and best.json with the
     class weight, threshold, every param (fixed ones too), the builder, the input shape, the kind of data and the
@@ -156,7 +172,11 @@ def test_user_model_bundle_holds_the_model_and_every_param(user_studies, name, k
     config, result = user_studies[name]
     assert sorted(p.name for p in result.out_dir.iterdir()) == files
     best = result.best
-    assert best["model"]["kind"] == "user" and best["model"]["builder"] == config.model and best["model"]["data_kind"] == kind
+    assert (
+        best["model"]["kind"] == "user"
+        and best["model"]["builder"] == config.model
+        and best["model"]["data_kind"] == kind
+    )
     assert tuple(best["model"]["input_shape"]) == load_dataset(config).input_shape
     assert set(best["params"]) >= {"minority_weight", "threshold"} | {spec.name for spec in config.space}
     assert best["class_weight"] == {"0": 1.0, "1": best["params"]["minority_weight"]}
@@ -190,16 +210,20 @@ def test_user_bundle_predicts_npz_and_tables_through_the_cli(user_studies, examp
 
     from sweep.cli import app
 
-    for name, data, rows in (("digits", example_files["digits.npz"], len(np.load(example_files["digits.npz"])["y"])),
-                             ("tabular", example_files["tabular.csv"], len(pd.read_csv(example_files["tabular.csv"])))):
+    for name, data, rows in (
+        ("digits", example_files["digits.npz"], len(np.load(example_files["digits.npz"])["y"])),
+        ("tabular", example_files["tabular.csv"], len(pd.read_csv(example_files["tabular.csv"]))),
+    ):
         out = tmp_path / f"{name}.csv"
-        result = CliRunner().invoke(app, ["predict", str(user_studies[name][1].out_dir), "--data", data, "--out", str(out)])
+        result = CliRunner().invoke(
+            app, ["predict", str(user_studies[name][1].out_dir), "--data", data, "--out", str(out)]
+        )
         assert result.exit_code == 0, result.stderr
         scored = pd.read_csv(out)
         assert len(scored) == rows and scored["probability"].between(0, 1).all()
 
 
-CUSTOM_LAYER = '''
+CUSTOM_LAYER = """
 import keras
 
 
@@ -210,8 +234,9 @@ class Doubled(keras.layers.Layer):
 
 
 def build(params, input_shape):
-    return keras.Sequential([keras.Input(input_shape), keras.layers.Flatten(), Doubled(), keras.layers.Dense(1, activation="sigmoid")])
-'''
+    return keras.Sequential([keras.Input(input_shape), keras.layers.Flatten(), Doubled(), \
+keras.layers.Dense(1, activation="sigmoid")])
+"""
 
 
 def test_custom_layers_load_only_from_a_named_module_and_lambda_is_refused(example_files, tmp_path, monkeypatch):
@@ -226,7 +251,9 @@ def test_custom_layers_load_only_from_a_named_module_and_lambda_is_refused(examp
     package.mkdir()
     (package / "__init__.py").write_text(CUSTOM_LAYER)
     monkeypatch.chdir(tmp_path)
-    config = user_model_values(example_files["digits.npz"], f"sqlite:///{tmp_path / 'c.db'}", "mylayers:build", {}, trials=1, epochs=1)
+    config = user_model_values(
+        example_files["digits.npz"], f"sqlite:///{tmp_path / 'c.db'}", "mylayers:build", {}, trials=1, epochs=1
+    )
     run_sweep(config)
     bundle = export_best(config.storage, config.study, tmp_path / "bundle").out_dir
     x = np.load(example_files["digits.npz"])["x"][:7]
@@ -239,8 +266,14 @@ def test_custom_layers_load_only_from_a_named_module_and_lambda_is_refused(examp
     assert len(predict(bundle, x, custom_objects=["mylayers"])) == 7
     with pytest.raises(DataError, match=r"--custom-objects no_such_layers: .*not importable"):
         load_bundle(bundle, ["no_such_layers"])
-    lambda_model = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Lambda(lambda v: v * 2), keras.layers.Flatten(),
-                                     keras.layers.Dense(1, activation="sigmoid")])
+    lambda_model = keras.Sequential(
+        [
+            keras.Input((8, 8, 1)),
+            keras.layers.Lambda(lambda v: v * 2),
+            keras.layers.Flatten(),
+            keras.layers.Dense(1, activation="sigmoid"),
+        ]
+    )
     lambda_model.save(bundle / "model.keras")
     with pytest.raises(DataError, match=r"holds code \(a Lambda layer\) that Keras' safe mode refuses to run"):
         load_bundle(bundle, ["mylayers"])
@@ -251,22 +284,40 @@ import keras
 
 
 def build(params, input_shape):
-    return keras.Sequential([keras.Input(input_shape), keras.layers.Flatten(), keras.layers.Lambda(lambda v: v * 2, name="doubled"),
+    return keras.Sequential([keras.Input(input_shape), keras.layers.Flatten(), \
+keras.layers.Lambda(lambda v: v * 2, name="doubled"),
                              keras.layers.Dense(1, activation="sigmoid")])
 """
 
 
-def test_a_lambda_model_is_warned_of_at_run_and_refused_at_export_before_anything_is_written(example_files, tmp_path, caplog):
-    """Check that a builder with a Lambda layer gets a one-line warning before its trials train, and export refuses it in
-    one line (safe mode could not load the bundle) and writes nothing."""
+def test_a_lambda_model_is_warned_of_at_run_and_refused_at_export_before_anything_is_written(
+    example_files, tmp_path, caplog
+):
+    """Check that a builder with a Lambda layer gets a one-line warning before its trials train, and export refuses it
+    in one line (safe mode could not load the bundle) and writes nothing."""
     (tmp_path / "lambdas.py").write_text(LAMBDA_BUILDER)
-    config = user_model_values(example_files["digits.npz"], f"sqlite:///{tmp_path / 'l.db'}", f"{tmp_path / 'lambdas.py'}:build", {}, trials=1, epochs=1)
+    config = user_model_values(
+        example_files["digits.npz"],
+        f"sqlite:///{tmp_path / 'l.db'}",
+        f"{tmp_path / 'lambdas.py'}:build",
+        {},
+        trials=1,
+        epochs=1,
+    )
     with caplog.at_level("WARNING", logger="sweep.model"):
         run_sweep(config)
     warned = [r.getMessage() for r in caplog.records if r.name == "sweep.model"]
-    assert len(warned) == 1 and re.search(r"^warning: the model from .*lambdas.py:build holds Lambda layer\(s\) 'doubled': its trials train, but sweep export refuses", warned[0])
+    assert len(warned) == 1 and re.search(
+        r"^warning: the model from .*lambdas.py:build holds Lambda layer\(s\) 'doubled': its trials train, but sweep "
+        r"export refuses",
+        warned[0],
+    )
     assert optuna.load_study(study_name=config.study, storage=config.storage).best_trial.state.name == "COMPLETE"
-    with pytest.raises(ExportError, match=r"holds Lambda layer\(s\) 'doubled': refusing to write a bundle whose model.keras Keras' safe mode cannot load; replace each Lambda"):
+    with pytest.raises(
+        ExportError,
+        match=r"holds Lambda layer\(s\) 'doubled': refusing to write a bundle whose model.keras Keras' safe mode "
+        r"cannot load; replace each Lambda",
+    ):
         export_best(config.storage, config.study, tmp_path / "bundle")
     assert not (tmp_path / "bundle").exists()
 
@@ -307,21 +358,32 @@ def test_bundle_round_trips_score_calibrated_probability_and_decision_without_pi
     best = json.loads((result.out_dir / "best.json").read_text())
     calibration = Calibration.from_dict(best["calibration"])
     assert calibration == bundle.calibration == found.calibration
-    assert np.allclose(scored["score"], keras.saving.load_model(result.out_dir / "model.keras").predict(found.test.X, verbose=0).ravel(), atol=1e-6)
+    assert np.allclose(
+        scored["score"],
+        keras.saving.load_model(result.out_dir / "model.keras").predict(found.test.X, verbose=0).ravel(),
+        atol=1e-6,
+    )
     assert np.array_equal(scored["probability"], calibration(scored["score"].to_numpy()))
-    assert np.array_equal(bundle.predict_proba(rows), scored["probability"]) and np.array_equal(bundle.score(rows), scored["score"])
+    assert np.array_equal(bundle.predict_proba(rows), scored["probability"]) and np.array_equal(
+        bundle.score(rows), scored["score"]
+    )
     assert np.array_equal(scored["decision"], (scored["score"] >= best["threshold"]).astype(int))
     assert np.array_equal(bundle.predict(rows), scored["decision"])
-    assert best["threshold_probability"] == calibration(np.array([best["threshold"]]))[0] == bundle.threshold_probability
+    assert (
+        best["threshold_probability"] == calibration(np.array([best["threshold"]]))[0] == bundle.threshold_probability
+    )
     assert best["calibration"]["class_weight"] == best["class_weight"]["1"]
     assert set(best["outputs"]) == {"probability", "score", "decision"}
 
 
-@pytest.mark.parametrize("name, fitted_on", [
-    ("holdout", r"trial #\d+'s scores on the validation part \(480 rows, 41 positives\)"),
-    ("cv", r"trial #\d+'s pooled out-of-fold scores \(5 folds, 2400 rows, 204 positives\)"),
-    ("sequences", r"trial #\d+'s pooled out-of-fold scores \(3 folds, "),
-])
+@pytest.mark.parametrize(
+    "name, fitted_on",
+    [
+        ("holdout", r"trial #\d+'s scores on the validation part \(480 rows, 41 positives\)"),
+        ("cv", r"trial #\d+'s pooled out-of-fold scores \(5 folds, 2400 rows, 204 positives\)"),
+        ("sequences", r"trial #\d+'s pooled out-of-fold scores \(3 folds, "),
+    ],
+)
 def test_calibration_is_fitted_on_the_trials_pooled_validation_scores(request, name, fitted_on):
     """Check that the bundle's calibration is the one fitted on the retrained trial's pooled validation scores (the
     validation part, or out-of-fold with --cv), never on test rows, and best.json says which rows they were."""

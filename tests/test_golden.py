@@ -17,7 +17,12 @@ GOLDEN = Path(__file__).with_name("golden")
 # Values and scores are float32 training on the same CPU kind; a tolerance absorbs summation order, not behaviour.
 TOLERANCE = 1e-4
 # Each scenario's export: the default, fold models, and greedy ensembles of builtin and of user models.
-SCENARIOS = {"seed-population": "auto", "table-population-cv": "greedy:3", "table-per-trial-cv": "folds", "digits-user-model": "greedy:2"}
+SCENARIOS = {
+    "seed-population": "auto",
+    "table-population-cv": "greedy:3",
+    "table-per-trial-cv": "folds",
+    "digits-user-model": "greedy:2",
+}
 
 
 def scenario_of(name: str, folder: Path):
@@ -37,13 +42,31 @@ def scenario_of(name: str, folder: Path):
         frame.loc[frame.index % 7 == 0, "f1"] = np.nan
         frame.to_csv(folder / "table.csv", index=False)
         population = 3 if name == "table-population-cv" else 1
-        values = dict(data=str(folder / "table.csv"), target="label", trials=5, epochs=3, population=population, cv=3, seed=1, pruner="none")
+        values = dict(
+            data=str(folder / "table.csv"),
+            target="label",
+            trials=5,
+            epochs=3,
+            population=population,
+            cv=3,
+            seed=1,
+            pruner="none",
+        )
         return resolve_config(values | dict(storage=storage, study=name), env={}), frame.drop(columns="label").head(40)
     x, y = digits_arrays()
     np.savez(folder / "digits.npz", x=x, y=y)
     space = {"filters": "2:4", "dropout": "0.1"}
     config = user_model_values(
-        str(folder / "digits.npz"), storage, "digits_cnn", space, study=name, trials=3, cv=3, epochs=8, minority_weight="10:60", threshold_search="tuned"
+        str(folder / "digits.npz"),
+        storage,
+        "digits_cnn",
+        space,
+        study=name,
+        trials=3,
+        cv=3,
+        epochs=8,
+        minority_weight="10:60",
+        threshold_search="tuned",
     )
     return config, x[:40]
 
@@ -62,9 +85,7 @@ def golden_outputs(name: str, folder: Path) -> dict:
     bundle = load_bundle(exported.out_dir)
     best = exported.best
     return {
-        "trials": [
-            {"number": t.number, "state": t.state.name, "value": t.value, "params": t.params} for t in trials
-        ],
+        "trials": [{"number": t.number, "state": t.state.name, "value": t.value, "params": t.params} for t in trials],
         "bundle": {
             "trial": best["trial"],
             "threshold": best["threshold"],

@@ -74,32 +74,44 @@ PACKAGES = {
     "sweep": lambda tmp_path: (PACKAGE_DIR, "sweep", None),
     # a -> b at module level, b -> a inside a function ("from pkg import a"): a cycle.
     "function-level cycle": lambda tmp_path: (
-        _write_package(tmp_path, {
-            "__init__.py": "",
-            "a.py": "import pkg.b\n",
-            "b.py": "def late():\n    from pkg import a\n    return a\n",
-        }),
-        "pkg", {"pkg.a", "pkg.b"},
+        _write_package(
+            tmp_path,
+            {
+                "__init__.py": "",
+                "a.py": "import pkg.b\n",
+                "b.py": "def late():\n    from pkg import a\n    return a\n",
+            },
+        ),
+        "pkg",
+        {"pkg.a", "pkg.b"},
     ),
     # a -> b -> c -> a through `from pkg.x import name`, one of them under TYPE_CHECKING, another relative.
     "three-module cycle": lambda tmp_path: (
-        _write_package(tmp_path, {
-            "__init__.py": "_HOMES = {'f': 'pkg.a'}\n",
-            "a.py": "from pkg.b import g\n",
-            "b.py": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from pkg.c import h\ng = 1\n",
-            "c.py": "from .a import f\nh = 2\n",
-        }),
-        "pkg", {"pkg.a", "pkg.b", "pkg.c"},
+        _write_package(
+            tmp_path,
+            {
+                "__init__.py": "_HOMES = {'f': 'pkg.a'}\n",
+                "a.py": "from pkg.b import g\n",
+                "b.py": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from pkg.c import h\ng = 1\n",
+                "c.py": "from .a import f\nh = 2\n",
+            },
+        ),
+        "pkg",
+        {"pkg.a", "pkg.b", "pkg.c"},
     ),
     # a -> b and a -> c -> b, and a name imported from the package: no cycle.
     "no cycle": lambda tmp_path: (
-        _write_package(tmp_path, {
-            "__init__.py": "",
-            "a.py": "import pkg.b\nfrom pkg import c\nfrom pkg import VERSION\n",
-            "b.py": "import os\n",
-            "c.py": "def f():\n    from pkg.b import os\n",
-        }),
-        "pkg", None,
+        _write_package(
+            tmp_path,
+            {
+                "__init__.py": "",
+                "a.py": "import pkg.b\nfrom pkg import c\nfrom pkg import VERSION\n",
+                "b.py": "import os\n",
+                "c.py": "def f():\n    from pkg.b import os\n",
+            },
+        ),
+        "pkg",
+        None,
     ),
 }
 
@@ -117,10 +129,16 @@ def test_import_graph_has_no_cycle(package, tmp_path):
 
 
 def test_graph_reads_every_kind_of_import(tmp_path):
-    """Check that module-level, function-level, `from pkg import module` and relative imports are edges, and names are not modules."""
-    folder = _write_package(tmp_path, {
-        "__init__.py": "",
-        "a.py": "import pkg.b\nfrom pkg import c, NAME\n\n\ndef f():\n    from .d import x\n",
-        "b.py": "", "c.py": "", "d.py": "",
-    })
+    """Check that module-level, function-level, `from pkg import module` and relative imports are edges, and names are
+    not modules."""
+    folder = _write_package(
+        tmp_path,
+        {
+            "__init__.py": "",
+            "a.py": "import pkg.b\nfrom pkg import c, NAME\n\n\ndef f():\n    from .d import x\n",
+            "b.py": "",
+            "c.py": "",
+            "d.py": "",
+        },
+    )
     assert import_graph(folder, "pkg")["pkg.a"] == {"pkg.b", "pkg.c", "pkg.d", "pkg"}

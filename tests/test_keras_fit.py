@@ -16,11 +16,14 @@ from sweep.trial import trial_function
 from tests.conftest import user_model_values
 
 
-@pytest.mark.parametrize("name, searched, fixed", [
-    ("digits", {"minority_weight", "filters", "threshold"}, {"dropout": 0.1}),
-    ("sequences", {"minority_weight", "filters", "activation", "threshold"}, {}),
-    ("tabular", {"minority_weight", "dropout", "threshold"}, {"units": 4, "depth": 2}),
-])
+@pytest.mark.parametrize(
+    "name, searched, fixed",
+    [
+        ("digits", {"minority_weight", "filters", "threshold"}, {"dropout": 0.1}),
+        ("sequences", {"minority_weight", "filters", "activation", "threshold"}, {}),
+        ("tabular", {"minority_weight", "dropout", "threshold"}, {"units": 4, "depth": 2}),
+    ],
+)
 def test_every_trial_stores_its_params_device_and_builder(user_studies, name, searched, fixed):
     """Check that each trial of a user model has sweep's and the space's params as Optuna params, the fixed values
     and the builder in its attributes, no hidden_width it did not search, and its device."""
@@ -31,14 +34,17 @@ def test_every_trial_stores_its_params_device_and_builder(user_studies, name, se
     for trial in trials:
         assert set(trial.params) == searched
         assert trial.user_attrs["model"] == config.model and trial.user_attrs["device"] == "cpu"
-        assert trial.user_attrs["model_params"] == {k: v for k, v in trial.params.items() if k not in ("minority_weight", "threshold")} | fixed
+        assert (
+            trial.user_attrs["model_params"]
+            == {k: v for k, v in trial.params.items() if k not in ("minority_weight", "threshold")} | fixed
+        )
         assert trial.user_attrs["compiled_by"] == "sweep" and trial.user_attrs["epochs_run"] == config.epochs
 
 
 def test_cross_validated_user_model_is_judged_on_pooled_out_of_fold_scores(user_studies):
     """Check that a --cv 3 user-model trial's value is the objective of its three fold models' pooled out-of-fold
     scores: retrained, the pooled scores give the stored value and every non-test row is scored once."""
-    from sweep.trial import refit_user_trial
+    from sweep.models import model_kind
 
     config, _ = user_studies["sequences"]
     study = optuna.load_study(study_name=config.study, storage=config.storage)
@@ -48,9 +54,8 @@ def test_cross_validated_user_model_is_judged_on_pooled_out_of_fold_scores(user_
     assert np.array_equal(slots, np.arange(len(dataset.development.y)))
     best = study.best_trial
     assert len(best.user_attrs["cv_folds"]["f1"]) == 3
-    _, found, pooled = refit_user_trial(dataset, best, config)
+    pooled = model_kind(config).retrain(dataset, [best])[best.number].pooled
     assert pooled.shape == (len(dataset.development.y),)
-    assert found["f1"] == pytest.approx(best.value, abs=1e-9)
     assert metrics(dataset.validation.y, pooled, best.params["threshold"])["f1"] == pytest.approx(best.value, abs=1e-9)
 
 
@@ -69,7 +74,9 @@ def test_resumed_user_study_keeps_its_trials_and_refuses_another_space(user_stud
     more = dataclasses.replace(config, storage=f"sqlite:///{copy}", trials=config.trials + 1)
     result = run_sweep(more)
     assert result.finished == config.trials + 1 and result.ran_now == 1
-    other = user_model_values(config.data, more.storage, "digits_cnn", {"filters": "2:8", "dropout": "0.1"}, study="digits", trials=9)
+    other = user_model_values(
+        config.data, more.storage, "digits_cnn", {"filters": "2:8", "dropout": "0.1"}, study="digits", trials=9
+    )
     with pytest.raises(StorageError, match=r"was swept with space = .*'filters': '2:4'.*not .*'filters': '2:8'"):
         run_sweep(other)
     assert len(optuna.load_study(study_name="digits", storage=more.storage).trials) == config.trials + 1
@@ -109,7 +116,9 @@ def test_pruner_stops_a_user_model_in_the_middle_of_fit(example_files, sqlite_ur
 def test_stop_request_ends_fit_at_the_next_batch_and_fails_the_trial(example_files, sqlite_url):
     """Check that a stop request (SIGTERM's flag) in the middle of a long fit ends it before its epochs are done and
     leaves the trial FAIL with the reason, never RUNNING."""
-    config = user_model_values(example_files["digits.npz"], sqlite_url, "digits_cnn", {"filters": "2"}, epochs=200, batch_size=16)
+    config = user_model_values(
+        example_files["digits.npz"], sqlite_url, "digits_cnn", {"filters": "2"}, epochs=200, batch_size=16
+    )
     study, objective = _one_trial(config)
     timer = threading.Timer(2.0, stopping.request, args=("SIGTERM",))
     timer.start()
@@ -133,11 +142,17 @@ def test_a_builder_that_fails_for_some_params_fails_those_trials_only(example_fi
         "def build(params, input_shape):\n"
         "    if params['filters'] > 4:\n"
         "        raise ValueError(f\"{params['filters']} filters are too many for 8 x 8 images\")\n"
-        "    return keras.Sequential([keras.Input(input_shape), keras.layers.Conv2D(params['filters'], 3), keras.layers.Flatten(),\n"
+        "    return keras.Sequential([keras.Input(input_shape), keras.layers.Conv2D(params['filters'], 3), "
+        "keras.layers.Flatten(),\n"
         "                             keras.layers.Dense(1, activation='sigmoid')])\n"
     )
     config = user_model_values(
-        example_files["digits.npz"], f"sqlite:///{tmp_path / 's.db'}", f"{builder}:build", {"filters": "2,8"}, trials=3, epochs=1,
+        example_files["digits.npz"],
+        f"sqlite:///{tmp_path / 's.db'}",
+        f"{builder}:build",
+        {"filters": "2,8"},
+        trials=3,
+        epochs=1,
     )
     result = run_sweep(config)
     study = optuna.load_study(study_name=config.study, storage=config.storage)
@@ -152,8 +167,14 @@ def test_same_seed_gives_the_same_user_model_trial(example_files, tmp_path):
     and batches)."""
     values = []
     for run in range(2):
-        config = user_model_values(example_files["digits.npz"], f"sqlite:///{tmp_path / f'{run}.db'}", "digits_cnn",
-                                   {"filters": "2:3", "dropout": "0.0:0.5"}, trials=2, epochs=1)
+        config = user_model_values(
+            example_files["digits.npz"],
+            f"sqlite:///{tmp_path / f'{run}.db'}",
+            "digits_cnn",
+            {"filters": "2:3", "dropout": "0.0:0.5"},
+            trials=2,
+            epochs=1,
+        )
         run_sweep(config)
         study = optuna.load_study(study_name=config.study, storage=config.storage)
         values.append([(t.params, t.value, t.user_attrs["val_average_precision"]) for t in study.trials])
@@ -197,7 +218,8 @@ def _stuck_builder(monkeypatch, tmp_path, seconds: float) -> str:
         "    calls = int(CALLS.read_text()) + 1 if CALLS.exists() else 1\n"
         "    CALLS.write_text(str(calls))\n"
         f"    if calls == 2:\n        time.sleep({seconds})\n"
-        "    return keras.Sequential([keras.Input(input_shape), keras.layers.Conv2D(params['filters'], 3), keras.layers.Flatten(),\n"
+        "    return keras.Sequential([keras.Input(input_shape), keras.layers.Conv2D(params['filters'], 3), "
+        "keras.layers.Flatten(),\n"
         "                             keras.layers.Dense(1, activation='sigmoid')])\n"
     )
     return f"{builder}:build"
@@ -206,16 +228,23 @@ def _stuck_builder(monkeypatch, tmp_path, seconds: float) -> str:
 @pytest.mark.parametrize(
     "make_model, reason",
     [
-        (lambda monkeypatch, tmp_path: _slow_batches(monkeypatch, tmp_path, 0.5),
-         r"^stopped after \d+\.\d s: longer than --trial-timeout 3 \(epoch 1 of 1\)$"),
-        # Stuck in the builder: the watchdog fails the trial grace_period (2 s) past the limit and SIGALRM ends the sleep.
-        (lambda monkeypatch, tmp_path: _stuck_builder(monkeypatch, tmp_path, 120),
-         r"^stopped after \d+\.\d s: longer than --trial-timeout 3 and stuck in one call for more than its grace_period of 2 s "
-         r"\(before its first epoch\); failed by the watchdog$"),
+        (
+            lambda monkeypatch, tmp_path: _slow_batches(monkeypatch, tmp_path, 0.5),
+            r"^stopped after \d+\.\d s: longer than --trial-timeout 3 \(epoch 1 of 1\)$",
+        ),
+        # Stuck in the builder: the watchdog fails the trial grace_period (2 s) past the limit and SIGALRM ends the
+        # sleep.
+        (
+            lambda monkeypatch, tmp_path: _stuck_builder(monkeypatch, tmp_path, 120),
+            r"^stopped after \d+\.\d s: longer than --trial-timeout 3 and stuck in one call for more than its "
+            r"grace_period of 2 s \(before its first epoch\); failed by the watchdog$",
+        ),
     ],
     ids=["slow-batches", "stuck-builder"],
 )
-def test_a_user_model_past_trial_timeout_fails_and_the_sweep_reaches_its_budget(example_files, tmp_path, monkeypatch, make_model, reason):
+def test_a_user_model_past_trial_timeout_fails_and_the_sweep_reaches_its_budget(
+    example_files, tmp_path, monkeypatch, make_model, reason
+):
     """Check that a user-model trial running past --trial-timeout (slow batches, or a builder stuck in a sleep) ends
     FAIL with the reason, stopped in the middle of fit or of its builder, and the sweep reaches its budget."""
     import re
@@ -223,8 +252,15 @@ def test_a_user_model_past_trial_timeout_fails_and_the_sweep_reaches_its_budget(
 
     model = make_model(monkeypatch, tmp_path)
     config = user_model_values(
-        example_files["digits.npz"], f"sqlite:///{tmp_path / 's.db'}", model, {"filters": "2"}, trials=2, epochs=1,
-        trial_timeout=3, heartbeat_interval=1, grace_period=2,
+        example_files["digits.npz"],
+        f"sqlite:///{tmp_path / 's.db'}",
+        model,
+        {"filters": "2"},
+        trials=2,
+        epochs=1,
+        trial_timeout=3,
+        heartbeat_interval=1,
+        grace_period=2,
     )
     started = time.monotonic()
     result = run_sweep(config)
@@ -243,5 +279,7 @@ def test_user_model_trials_leave_no_train_step_in_tensorflows_gradient_registry(
     from sweep.optuna_private import custom_gradient_names
 
     before = custom_gradient_names()
-    run_sweep(user_model_values(example_files["digits.npz"], sqlite_url, "digits_cnn", {"filters": "2"}, trials=2, epochs=1))
+    run_sweep(
+        user_model_values(example_files["digits.npz"], sqlite_url, "digits_cnn", {"filters": "2"}, trials=2, epochs=1)
+    )
     assert custom_gradient_names() == before

@@ -12,13 +12,13 @@ from optuna.trial import TrialState
 
 from sweep.data import load_dataset
 from sweep.export import export_best
-from sweep.metrics import parse_goal
+from sweep.metrics import metrics, parse_goal
+from sweep.models.builtin import BuiltinNetwork
 from sweep.optuna_private import set_attr_of_finished_trial, storage_of, trial_id
 from sweep.results import view_study
-from sweep.rounds import population_description, population_round, refit_member
+from sweep.rounds import population_description, population_round
 from sweep.runner import run_sweep
 from sweep.storage import open_storage
-
 from tests.conftest import tiny_values
 from tests.test_results import single_study
 
@@ -39,7 +39,9 @@ def test_a_member_stores_the_same_few_numbers_whatever_the_population_size(tiny_
     for size in sizes:
         trials = _round(tiny_config, size, f"k{size}")
         attrs = [t.user_attrs["population"] for t in trials]
-        assert [a["member"] for a in attrs] == list(range(size)) and {a["first_trial"] for a in attrs} == {trials[0].number}
+        assert [a["member"] for a in attrs] == list(range(size)) and {a["first_trial"] for a in attrs} == {
+            trials[0].number
+        }
         assert [len(a.get("members", [])) for a in attrs] == [size] + [0] * (size - 1)
         assert [m["trial"] for m in attrs[0]["members"]] == [t.number for t in trials]
         other_sizes.append(max(len(json.dumps(a)) for a in attrs[1:]))
@@ -52,7 +54,9 @@ def _to_old_layout(study: optuna.Study) -> None:
     firsts = {t.number: t.user_attrs["population"] for t in trials if "members" in t.user_attrs["population"]}
     for trial in trials:
         own = trial.user_attrs["population"]
-        old = {key: value for key, value in firsts[own["first_trial"]].items() if key != "first_trial"} | {"member": own["member"]}
+        old = {key: value for key, value in firsts[own["first_trial"]].items() if key != "first_trial"} | {
+            "member": own["member"]
+        }
         set_attr_of_finished_trial(storage_of(study), trial_id(trial), "population", old)
 
 
@@ -60,7 +64,15 @@ def _to_old_layout(study: optuna.Study) -> None:
 def population_study(tmp_path_factory, tiny_csv):
     """A study of one population of 3 complete trials (3 epochs) in the new layout, as (config, study file)."""
     folder = tmp_path_factory.mktemp("population")
-    config = tiny_values(tiny_csv, f"sqlite:///{folder / 'population.db'}", study="population", trials=3, population=3, epochs=3, pruner="none")
+    config = tiny_values(
+        tiny_csv,
+        f"sqlite:///{folder / 'population.db'}",
+        study="population",
+        trials=3,
+        population=3,
+        epochs=3,
+        pruner="none",
+    )
     run_sweep(config)
     return config, folder / "population.db"
 
@@ -80,11 +92,14 @@ def test_every_member_is_retrained_and_exported_from_either_layout(population_st
         study = optuna.load_study(study_name=config.study, storage=storage)
     trials = study.trials
     assert [t.state for t in trials] == [TrialState.COMPLETE] * 3
-    assert [("members" in t.user_attrs["population"]) for t in trials] == ([True] * 3 if layout == "old" else [True, False, False])
+    assert [("members" in t.user_attrs["population"]) for t in trials] == (
+        [True] * 3 if layout == "old" else [True, False, False]
+    )
     dataset = load_dataset(config)
     for trial in trials:
         assert population_description(trial, study)["member"] == trial.user_attrs["population"]["member"]
-        _, validation, _ = refit_member(dataset, trial, study)
+        retrained = BuiltinNetwork(config).retrain(dataset, [trial], study)[trial.number]
+        validation = metrics(dataset.validation.y, retrained.pooled, trial.params["threshold"])
         assert validation["f1"] == pytest.approx(trial.user_attrs["val_f1"], abs=1e-6)
         assert validation["precision"] == pytest.approx(trial.user_attrs["val_precision"], abs=1e-6)
     if layout == "new":
@@ -96,7 +111,8 @@ def test_every_member_is_retrained_and_exported_from_either_layout(population_st
 
 @pytest.mark.parametrize("top", [1, 3, 10])
 def test_show_reads_the_same_rows_from_a_database_as_from_memory(sqlite_url, top):
-    """Check that `show`'s table and failures from a SQLite study (bounded queries) equal those of the same trials in memory."""
+    """Check that `show`'s table and failures from a SQLite study (bounded queries) equal those of the same trials in
+    memory."""
     in_memory = view_study(single_study(), sqlite_url, top=top)
     stored = view_study(single_study(open_storage(sqlite_url)), sqlite_url, top=top)
     assert stored.trials == in_memory.trials and stored.failures == in_memory.failures
@@ -113,9 +129,14 @@ def test_summary_and_study_note_count_every_state_in_one_read(sqlite_url, in_dat
     study = single_study(open_storage(sqlite_url) if in_database else None)
     study.ask()  # one RUNNING trial
     summary = summarize(study, sqlite_url)
-    assert (summary.finished, summary.failed, summary.running) == (6, 2, 1) == (
-        count_trials(study, (TrialState.COMPLETE, TrialState.PRUNED)), count_trials(study, (TrialState.FAIL,)),
-        count_trials(study, (TrialState.RUNNING,)),
+    assert (
+        (summary.finished, summary.failed, summary.running)
+        == (6, 2, 1)
+        == (
+            count_trials(study, (TrialState.COMPLETE, TrialState.PRUNED)),
+            count_trials(study, (TrialState.FAIL,)),
+            count_trials(study, (TrialState.RUNNING,)),
+        )
     )
     assert summary.best.number == 2
     note = study_note(study)

@@ -3,7 +3,13 @@
 import numpy as np
 import pytest
 from sklearn.metrics import (
-    average_precision_score, confusion_matrix, f1_score, fbeta_score, precision_score, recall_score, roc_auc_score,
+    average_precision_score,
+    confusion_matrix,
+    f1_score,
+    fbeta_score,
+    precision_score,
+    recall_score,
+    roc_auc_score,
 )
 
 from sweep.errors import ConfigError
@@ -121,9 +127,9 @@ def test_flagging_everything_is_not_a_win():
     found = metrics(y, np.ones(1000), 0.5)
     assert found["recall"] == 1.0 and found["flag_rate"] == 1.0
     assert found["f1"] < 0.02
-    assert parse_goal("cost:miss=10,false_alarm=1").value(found) > parse_goal(
-        "cost:miss=10,false_alarm=1"
-    ).value(metrics(y, np.zeros(1000), 0.5))
+    assert parse_goal("cost:miss=10,false_alarm=1").value(found) > parse_goal("cost:miss=10,false_alarm=1").value(
+        metrics(y, np.zeros(1000), 0.5)
+    )
 
 
 @pytest.mark.parametrize(

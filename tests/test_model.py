@@ -21,7 +21,7 @@ def test_layers_and_widths(width, layers):
     assert model.count_params() == 5 * width + width + (layers - 1) * (width * width + width) + width + 1
 
 
-MYLAYERS = '''
+MYLAYERS = """
 import keras
 
 
@@ -29,9 +29,9 @@ import keras
 class Doubled(keras.layers.Layer):
     def call(self, x):
         return 2.0 * x
-'''
+"""
 
-MODELS = '''
+MODELS = """
 import keras
 import mylayers  # a module beside this file, as `python models.py` would find it
 
@@ -40,7 +40,7 @@ def build(params, input_shape):
     if params["fail"] == 1:
         raise ValueError("this configuration cannot be built")
     return keras.Sequential([keras.Input(input_shape), mylayers.Doubled(), keras.layers.Dense(1, activation="sigmoid")])
-'''
+"""
 
 
 def test_a_model_file_imports_a_module_beside_it_in_run_export_and_predict(tiny_csv, tmp_path, monkeypatch):
@@ -59,9 +59,36 @@ def test_a_model_file_imports_a_module_beside_it_in_run_export_and_predict(tiny_
     sweep = str(Path(sys.executable).with_name("sweep"))
     storage = f"sqlite:///{tmp_path / 'user.db'}"
     ran = subprocess.run(
-        [sweep, "run", "--data", tiny_csv, "--target", "label", "--model", "studies/models.py:build", "--param", "fail=0,1",
-         "--trials", "6", "--epochs", "1", "--cv", "0", "--pruner", "none", "--workers", "2", "--study", "beside", "--storage", storage],
-        capture_output=True, text=True, timeout=300, cwd=tmp_path,
+        [
+            sweep,
+            "run",
+            "--data",
+            tiny_csv,
+            "--target",
+            "label",
+            "--model",
+            "studies/models.py:build",
+            "--param",
+            "fail=0,1",
+            "--trials",
+            "6",
+            "--epochs",
+            "1",
+            "--cv",
+            "0",
+            "--pruner",
+            "none",
+            "--workers",
+            "2",
+            "--study",
+            "beside",
+            "--storage",
+            storage,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
     )
     assert ran.returncode == 0, ran.stderr[-3000:]
     failed = optuna.load_study(study_name="beside", storage=storage).get_trials(states=(optuna.trial.TrialState.FAIL,))
@@ -78,7 +105,10 @@ def test_a_model_file_imports_a_module_beside_it_in_run_export_and_predict(tiny_
     pd.read_csv(tiny_csv).drop(columns="label").head(9).to_csv(elsewhere / "rows.csv", index=False)
     predicted = subprocess.run(
         [sweep, "predict", str(tmp_path / "bundle"), "--data", "rows.csv", "--custom-objects", "mylayers"],
-        capture_output=True, text=True, timeout=300, cwd=elsewhere,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=elsewhere,
     )
     assert predicted.returncode == 0, predicted.stderr[-3000:]
     assert len(predicted.stdout.strip().splitlines()) == 1 + 9

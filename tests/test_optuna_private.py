@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import ast
 import importlib
-from collections import Counter
 import inspect
 import time
 import warnings
+from collections import Counter
 from pathlib import Path
 
 import optuna
@@ -17,8 +17,22 @@ from optuna.trial import TrialState
 
 from sweep import optuna_private
 from sweep.optuna_private import (
-    TrialCounts, attach_artifact, best_complete_trials, count_trials, heartbeat_enabled, last_trials, running_trials_never_stamped, heartbeat_interval,
-    record_heartbeat, set_attr_of_finished_trial, set_param, set_user_attrs, state_counts, storage_of, trial_by_number, trial_id,
+    TrialCounts,
+    attach_artifact,
+    best_complete_trials,
+    count_trials,
+    heartbeat_enabled,
+    heartbeat_interval,
+    last_trials,
+    record_heartbeat,
+    running_trials_never_stamped,
+    set_attr_of_finished_trial,
+    set_param,
+    set_user_attrs,
+    state_counts,
+    storage_of,
+    trial_by_number,
+    trial_id,
 )
 
 PACKAGE = Path(optuna_private.__file__).parent
@@ -28,7 +42,9 @@ def rdb_study(tmp_path: Path, heartbeat: int | None = None, grace: int | None = 
     """A study on a fresh SQLite file, with heartbeats when `heartbeat` is given."""
     with warnings.catch_warnings():  # the heartbeat arguments are "experimental" in Optuna 5
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'private.db'}", heartbeat_interval=heartbeat, grace_period=grace)
+        storage = optuna.storages.RDBStorage(
+            f"sqlite:///{tmp_path / 'private.db'}", heartbeat_interval=heartbeat, grace_period=grace
+        )
     return optuna.create_study(storage=storage, study_name="private")
 
 
@@ -70,7 +86,9 @@ def _heartbeat_methods(_tmp_path: Path) -> None:
 def _cached_backend(tmp_path: Path) -> None:
     cached = importlib.import_module("optuna.storages._cached_storage")._CachedStorage
     storage = rdb_study(tmp_path)._storage
-    assert isinstance(storage, cached), f"create_study on an RDBStorage gives a {type(storage).__name__}, not a _CachedStorage"
+    assert isinstance(storage, cached), (
+        f"create_study on an RDBStorage gives a {type(storage).__name__}, not a _CachedStorage"
+    )
     assert isinstance(storage._backend, optuna.storages.RDBStorage), "_CachedStorage._backend is not the RDBStorage"
 
 
@@ -108,13 +126,17 @@ def _scoped_session_helper(_tmp_path: Path) -> None:
 def _cached_frozen_trial(tmp_path: Path) -> None:
     trial = ask(rdb_study(tmp_path))
     trial.set_user_attr("k", 1)
-    assert trial._cached_frozen_trial.user_attrs == {"k": 1}, "Trial._cached_frozen_trial no longer mirrors user attributes"
+    assert trial._cached_frozen_trial.user_attrs == {"k": 1}, (
+        "Trial._cached_frozen_trial no longer mirrors user attributes"
+    )
 
 
 def _value_model(_tmp_path: Path) -> None:
     model = importlib.import_module("optuna.storages._rdb.models").TrialValueModel
     columns = {column.name for column in model.__table__.columns}
-    assert {"trial_id", "objective", "value", "value_type"} <= columns, f"TrialValueModel's columns are {sorted(columns)}"
+    assert {"trial_id", "objective", "value", "value_type"} <= columns, (
+        f"TrialValueModel's columns are {sorted(columns)}"
+    )
     kinds = {kind.name for kind in model.TrialValueType}
     assert {"INF_NEG", "FINITE", "INF_POS"} <= kinds, f"TrialValueModel.TrialValueType is {sorted(kinds)}"
 
@@ -131,13 +153,19 @@ def _cached_storage_calls(_tmp_path: Path) -> None:
 
     source = inspect.getsource(importlib.import_module("optuna.storages._cached_storage")._CachedStorage)
     private = {name for name in re.findall(r"self\._backend\.(\w+)", source) if name.startswith("_")}
-    assert private <= set(optuna_private.CACHED_STORAGE_CALLS), f"_CachedStorage also calls {sorted(private - set(optuna_private.CACHED_STORAGE_CALLS))}"
-    assert all(callable(getattr(optuna.storages.RDBStorage, name, None)) for name in optuna_private.CACHED_STORAGE_CALLS)
+    assert private <= set(optuna_private.CACHED_STORAGE_CALLS), (
+        f"_CachedStorage also calls {sorted(private - set(optuna_private.CACHED_STORAGE_CALLS))}"
+    )
+    assert all(
+        callable(getattr(optuna.storages.RDBStorage, name, None)) for name in optuna_private.CACHED_STORAGE_CALLS
+    )
 
 
 def _study_id(tmp_path: Path) -> None:
     study = rdb_study(tmp_path)
-    assert study._study_id == study._storage.get_study_id_from_name("private"), "Study._study_id is not the storage's id"
+    assert study._study_id == study._storage.get_study_id_from_name("private"), (
+        "Study._study_id is not the storage's id"
+    )
 
 
 # Each private name optuna_private uses (as its docstring lists it) and the check of its shape.
@@ -149,8 +177,12 @@ PRIVATE_NAMES = {
     "_CachedStorage._backend": _cached_backend,
     "RDBStorage.scoped_session": _scoped_session,
     "optuna.storages._rdb.models.TrialUserAttributeModel": _user_attribute_model,
-    "optuna.storages._rdb.models.TrialSystemAttributeModel": _model_columns("TrialSystemAttributeModel", {"trial_id", "key", "value_json"}),
-    "optuna.storages._rdb.models.TrialModel": _model_columns("TrialModel", {"trial_id", "study_id", "number", "state", "datetime_start"}),
+    "optuna.storages._rdb.models.TrialSystemAttributeModel": _model_columns(
+        "TrialSystemAttributeModel", {"trial_id", "key", "value_json"}
+    ),
+    "optuna.storages._rdb.models.TrialModel": _model_columns(
+        "TrialModel", {"trial_id", "study_id", "number", "state", "datetime_start"}
+    ),
     "optuna.storages._rdb.models.TrialHeartbeatModel": _model_columns("TrialHeartbeatModel", {"trial_id", "heartbeat"}),
     "optuna.storages._rdb.models.TrialValueModel": _value_model,
     "optuna.storages._rdb.storage._create_scoped_session": _scoped_session_helper,
@@ -163,7 +195,8 @@ PRIVATE_NAMES = {
 
 @pytest.mark.parametrize("name", PRIVATE_NAMES)
 def test_private_name_has_the_shape_we_use(name, tmp_path):
-    """Check that a private Optuna name sweep.optuna_private relies on still exists with the expected signature or fields."""
+    """Check that a private Optuna name sweep.optuna_private relies on still exists with the expected signature or
+    fields."""
     try:
         PRIVATE_NAMES[name](tmp_path)
     except (AssertionError, AttributeError, ImportError, TypeError) as exc:
@@ -185,8 +218,8 @@ def test_docstring_names_the_checked_version():
 
 
 def test_heartbeat_is_recorded_and_seen_by_the_stale_check(tmp_path):
-    """Check that a trial stamped by record_heartbeat is failed by Optuna's stale-trial check once the grace period has passed,
-    while a trial never stamped is not."""
+    """Check that a trial stamped by record_heartbeat is failed by Optuna's stale-trial check once the grace period has
+    passed, while a trial never stamped is not."""
     study = rdb_study(tmp_path, heartbeat=1, grace=1)
     storage = storage_of(study)
     assert heartbeat_enabled(storage) and heartbeat_interval(storage) == 1
@@ -208,7 +241,8 @@ def test_heartbeat_is_off_without_an_interval(tmp_path):
 
 @pytest.mark.parametrize("through", ["study's cached storage", "plain RDBStorage"])
 def test_attribute_of_a_finished_trial_is_written(tmp_path, through):
-    """Check that set_attr_of_finished_trial adds and replaces user attributes of a finished trial, seen by a fresh read."""
+    """Check that set_attr_of_finished_trial adds and replaces user attributes of a finished trial, seen by a fresh
+    read."""
     study = rdb_study(tmp_path)
     trial = ask(study)
     trial.set_user_attr("fail_reason", "first reason")
@@ -246,7 +280,9 @@ def test_a_param_known_after_training_is_recorded_as_a_sampled_one(tmp_path, in_
     set_param(trial, "threshold", 0.42, distribution)
     assert trial.params == {"threshold": 0.42} and trial.distributions == {"threshold": distribution}
     study.tell(trial, 1.0)
-    assert study.trials[0].params == {"threshold": 0.42} and study.trials[0].distributions == {"threshold": distribution}
+    assert study.trials[0].params == {"threshold": 0.42} and study.trials[0].distributions == {
+        "threshold": distribution
+    }
 
 
 def test_user_attributes_fall_back_to_optuna_without_a_database():
@@ -307,7 +343,9 @@ def test_writes_and_counts_on_postgres(postgres_url, unique_name, tmp_path):
         attach_artifact(storage_of(study), trial_id(frozen), store, str(figure), "image/png")
         reread = optuna.load_study(study_name=unique_name, storage=postgres_url)
         assert reread.trials[1].user_attrs == {"a": 2, "b": [2.5]}
-        assert [m.filename for m in optuna.artifacts.get_all_artifact_meta(reread.trials[1], storage=reread._storage)] == ["f.png"]
+        assert [
+            m.filename for m in optuna.artifacts.get_all_artifact_meta(reread.trials[1], storage=reread._storage)
+        ] == ["f.png"]
         assert count_trials(reread, (TrialState.COMPLETE, TrialState.RUNNING)) == 2
         assert count_trials(reread, (TrialState.RUNNING,), below_number=running.number + 1) == 1
     finally:
@@ -325,16 +363,24 @@ def _ranked_study(study: optuna.Study) -> optuna.Study:
             state, value = TrialState.PRUNED, 5.0
         else:
             state = TrialState.COMPLETE
-        study.add_trial(optuna.trial.create_trial(
-            state=state, value=value if state == TrialState.COMPLETE else None, params={"x": number / 20}, distributions=distributions,
-            user_attrs={"number": number}, intermediate_values={1: value} if state == TrialState.PRUNED else None,
-        ))
+        study.add_trial(
+            optuna.trial.create_trial(
+                state=state,
+                value=value if state == TrialState.COMPLETE else None,
+                params={"x": number / 20},
+                distributions=distributions,
+                user_attrs={"number": number},
+                intermediate_values={1: value} if state == TrialState.PRUNED else None,
+            )
+        )
     return study
 
 
 def _expected_best(study: optuna.Study, count: int) -> list[int]:
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    return [t.number for t in sorted(complete, key=lambda t: t.value, reverse=study.direction.name == "MAXIMIZE")[:count]]
+    return [
+        t.number for t in sorted(complete, key=lambda t: t.value, reverse=study.direction.name == "MAXIMIZE")[:count]
+    ]
 
 
 def _check_bounded_reads(study: optuna.Study) -> None:
@@ -342,12 +388,22 @@ def _check_bounded_reads(study: optuna.Study) -> None:
     for count in (0, 1, 2, 3, 6, 50):
         assert [t.number for t in best_complete_trials(study, count)] == _expected_best(study, count), count
         failed = [t.number for t in study.get_trials(states=(TrialState.FAIL,))]
-        assert [t.number for t in last_trials(study, (TrialState.FAIL,), count)] == (failed[-count:] if count else []), count
+        assert [t.number for t in last_trials(study, (TrialState.FAIL,), count)] == (
+            failed[-count:] if count else []
+        ), count
     covering = (TrialState.COMPLETE, TrialState.PRUNED)
-    assert [t.number for t in last_trials(study, covering, 4)] == [t.number for t in study.get_trials(states=covering)][-4:]
+    assert [t.number for t in last_trials(study, covering, 4)] == [t.number for t in study.get_trials(states=covering)][
+        -4:
+    ]
     for trial in study.trials:
         read = trial_by_number(study, trial.number)
-        assert (read.number, read.state, read.value, read.params, read.user_attrs) == (trial.number, trial.state, trial.value, trial.params, trial.user_attrs)
+        assert (read.number, read.state, read.value, read.params, read.user_attrs) == (
+            trial.number,
+            trial.state,
+            trial.value,
+            trial.params,
+            trial.user_attrs,
+        )
     with pytest.raises(KeyError):
         trial_by_number(study, len(study.trials) + 5)
 
@@ -382,8 +438,14 @@ def test_bounded_reads_on_postgres(postgres_url, unique_name):
                 pass
 
 
-STATE_SETS = [(TrialState.COMPLETE, TrialState.PRUNED), (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING),
-              (TrialState.RUNNING,), (TrialState.FAIL,), (TrialState.WAITING,), tuple(TrialState)]
+STATE_SETS = [
+    (TrialState.COMPLETE, TrialState.PRUNED),
+    (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING),
+    (TrialState.RUNNING,),
+    (TrialState.FAIL,),
+    (TrialState.WAITING,),
+    tuple(TrialState),
+]
 
 
 def _check_counts(study: optuna.Study, counts: TrialCounts) -> None:
@@ -446,7 +508,8 @@ def test_trial_counts_never_keep_past_a_trial_still_being_created(tmp_path):
 
 
 def test_trial_counts_on_postgres(postgres_url, unique_name):
-    """Check that TrialCounts agrees with count_trials, and state_counts with the trials, on a real Postgres study through every step."""
+    """Check that TrialCounts agrees with count_trials, and state_counts with the trials, on a real Postgres study
+    through every step."""
     try:
         _exercise_counts(optuna.create_study(storage=postgres_url, study_name=unique_name))
     finally:
@@ -474,9 +537,19 @@ def _private_uses(path: Path) -> list[str]:
         if isinstance(node, ast.Attribute) and node.attr.startswith("_") and not node.attr.startswith("__"):
             if not (isinstance(node.value, ast.Name) and node.value.id in ("self", "cls")):
                 found.append(f"{path.name}:{node.lineno} {ast.unparse(node)}")
-        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "getattr" and len(node.args) > 1:
+        elif (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Name)
+            and node.func.id == "getattr"
+            and len(node.args) > 1
+        ):
             name = node.args[1]
-            if isinstance(name, ast.Constant) and isinstance(name.value, str) and name.value.startswith("_") and not name.value.startswith("__"):
+            if (
+                isinstance(name, ast.Constant)
+                and isinstance(name.value, str)
+                and name.value.startswith("_")
+                and not name.value.startswith("__")
+            ):
                 found.append(f"{path.name}:{node.lineno} {ast.unparse(node)}")
         elif isinstance(node, (ast.Import, ast.ImportFrom)):
             modules = [alias.name for alias in node.names] if isinstance(node, ast.Import) else [node.module or ""]
@@ -487,8 +560,11 @@ def _private_uses(path: Path) -> list[str]:
 
 
 def test_no_other_module_uses_a_private_name():
-    """Check that private (underscore) names of other objects, Optuna's above all, are used only in sweep/optuna_private.py."""
-    found = [use for path in sorted(PACKAGE.glob("*.py")) if path.name != "optuna_private.py" for use in _private_uses(path)]
+    """Check that private (underscore) names of other objects, Optuna's above all, are used only in
+    sweep/optuna_private.py."""
+    found = [
+        use for path in sorted(PACKAGE.glob("*.py")) if path.name != "optuna_private.py" for use in _private_uses(path)
+    ]
     assert not found, f"private names outside sweep/optuna_private.py (put Optuna's behind a function there): {found}"
 
 
@@ -500,5 +576,8 @@ def test_the_scan_finds_private_uses(tmp_path):
         "def f(study, self):\n    getattr(study, '_backend')\n    self._fine = 1\n    return study._storage\n"
     )
     assert sorted(use.split(" ", 1)[1] for use in _private_uses(module)) == [
-        "getattr(study, '_backend')", "import of optuna.storages._heartbeat", "import of optuna.storages._rdb", "study._storage",
+        "getattr(study, '_backend')",
+        "import of optuna.storages._heartbeat",
+        "import of optuna.storages._rdb",
+        "study._storage",
     ]

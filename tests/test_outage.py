@@ -18,9 +18,9 @@ from pathlib import Path
 import optuna
 import pytest
 import sqlalchemy
+from conftest import find_pgbouncer, free_port, running_pgbouncer, trial_states
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from conftest import find_pgbouncer, free_port, running_pgbouncer, trial_states
 from sweep import outage
 from sweep.errors import StorageUnreachable
 
@@ -43,7 +43,9 @@ class FakeTime:
 
 
 def refused() -> OperationalError:
-    return OperationalError("SELECT 1", {}, Exception('connection to server at "127.0.0.1", port 5432 failed: Connection refused'))
+    return OperationalError(
+        "SELECT 1", {}, Exception('connection to server at "127.0.0.1", port 5432 failed: Connection refused')
+    )
 
 
 def failing(times: int, error=refused):
@@ -84,14 +86,21 @@ def test_past_the_limit_one_error_then_no_more_waiting(caplog):
     fake = FakeTime()
     watcher = outage.Outage(limit=10, clock=fake.clock, sleep=fake.sleep)
     with caplog.at_level(logging.WARNING, logger="sweep"):
-        with pytest.raises(StorageUnreachable, match=r"storage db unreachable for 10 s, longer than outage_limit = 10 s \(Exception: .*Connection refused\); nothing stored is lost.*run the same command again"):
+        with pytest.raises(
+            StorageUnreachable,
+            match=r"storage db unreachable for 10 s, longer than outage_limit = 10 s \(Exception: .*Connection "
+            r"refused\); nothing stored is lost.*run the same command again",
+        ):
             watcher.call(failing(1000), what="db")
         waits = len(fake.sleeps)
         with pytest.raises(StorageUnreachable):
             watcher.call(failing(1000))
         assert len(fake.sleeps) == waits and sum(fake.sleeps) == 10
         assert watcher.call(failing(0)) == "ok"
-    assert [line.split(" (")[0] for line in outage_lines(caplog)] == ["storage db unreachable", "storage db reachable again after 10 s; going on"]
+    assert [line.split(" (")[0] for line in outage_lines(caplog)] == [
+        "storage db unreachable",
+        "storage db reachable again after 10 s; going on",
+    ]
 
 
 def _sqlite_error(text: str):
@@ -115,18 +124,43 @@ def _wrapped_by_optuna():
     "error, waited",
     [
         (refused, True),
-        (lambda: DBAPIError("SELECT 1", {}, Exception("server closed the connection unexpectedly"), connection_invalidated=True), True),
+        (
+            lambda: DBAPIError(
+                "SELECT 1", {}, Exception("server closed the connection unexpectedly"), connection_invalidated=True
+            ),
+            True,
+        ),
         (lambda: OperationalError("SELECT 1", {}, Exception("the database system is starting up")), True),
         (_wrapped_by_optuna, True),
         (_sqlite_error("database is locked"), True),
-        (lambda: sqlalchemy.exc.PendingRollbackError("Can't reconnect until invalid transaction is rolled back."), True),
+        (
+            lambda: sqlalchemy.exc.PendingRollbackError("Can't reconnect until invalid transaction is rolled back."),
+            True,
+        ),
         (lambda: OperationalError("x", {}, Exception('password authentication failed for user "sweeper"')), False),
         (lambda: OperationalError("x", {}, Exception('database "sweeps" does not exist')), False),
-        (lambda: OperationalError("x", {}, Exception("failed to resolve host 'db.example': [Errno -2] Name or service not known")), False),
+        (
+            lambda: OperationalError(
+                "x", {}, Exception("failed to resolve host 'db.example': [Errno -2] Name or service not known")
+            ),
+            False,
+        ),
         (_sqlite_error("unable to open database file"), False),
         (lambda: ValueError("not a database error"), False),
     ],
-    ids=["refused", "dropped", "starting up", "wrapped by Optuna", "sqlite locked", "lazy load after a drop", "password", "no database", "no host", "sqlite file", "other"],
+    ids=[
+        "refused",
+        "dropped",
+        "starting up",
+        "wrapped by Optuna",
+        "sqlite locked",
+        "lazy load after a drop",
+        "password",
+        "no database",
+        "no host",
+        "sqlite file",
+        "other",
+    ],
 )
 def test_only_a_lost_server_is_waited_for(error, waited):
     """Check which errors are an outage (waited for) and which are bad input or bugs (raised at once, no wait)."""
@@ -140,19 +174,29 @@ def test_only_a_lost_server_is_waited_for(error, waited):
         assert fake.sleeps == []
 
 
-@pytest.mark.parametrize("error, shown", [("server closed the connection unexpectedly", False), ("too many SQL variables", True)])
+@pytest.mark.parametrize(
+    "error, shown", [("server closed the connection unexpectedly", False), ("too many SQL variables", True)]
+)
 def test_optunas_fallback_warning_is_dropped_for_a_lost_server_only(error, shown):
     """Check that Optuna's "Caught an error from sqlalchemy ... Falling back" warning is dropped when the server went
     away (the outage has its own line) and kept for what it is meant for (SQLite's limit on query variables)."""
-    record = logging.LogRecord("optuna.storages._rdb.storage", logging.WARNING, __file__, 1,
-                               f"Caught an error from sqlalchemy: {error}. Falling back to a slower alternative.", None, None)
+    record = logging.LogRecord(
+        "optuna.storages._rdb.storage",
+        logging.WARNING,
+        __file__,
+        1,
+        f"Caught an error from sqlalchemy: {error}. Falling back to a slower alternative.",
+        None,
+        None,
+    )
     outage.quiet_optuna_fallback()
     handler = logging.getLogger("optuna").handlers[0]
     assert bool(handler.filter(record)) == shown
 
 
 def test_no_trial_is_stale_until_live_workers_could_stamp_again():
-    """Check that stale checks are held back during an outage and for grace_period plus the longest wait after it, only."""
+    """Check that stale checks are held back during an outage and for grace_period plus the longest wait after it,
+    only."""
     fake = FakeTime()
     watcher = outage.Outage(limit=60, clock=fake.clock, sleep=fake.sleep)
     assert not watcher.settling(2)
@@ -190,14 +234,22 @@ def test_a_storage_unreachable_at_start_is_waited_for_then_one_line(tmp_path):
     outage_limit (SWEEP_OUTAGE_LIMIT) with one line, then ends with one error line and exit 2."""
     url = f"postgresql+psycopg://u:pw123@127.0.0.1:{free_port()}/x"
     started = time.monotonic()
-    done = subprocess.run([SWEEP, "studies", "--storage", url], capture_output=True, text=True, timeout=120,
-                          env={**os.environ, "SWEEP_OUTAGE_LIMIT": "2"}, cwd=tmp_path)
+    done = subprocess.run(
+        [SWEEP, "studies", "--storage", url],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "SWEEP_OUTAGE_LIMIT": "2"},
+        cwd=tmp_path,
+    )
     assert done.returncode == 2, done.stderr
     assert time.monotonic() - started >= 2
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 2, lines
     assert "unreachable" in lines[0] and "waiting for it up to 2 s" in lines[0]
-    assert re.match(r"error: cannot open storage postgresql\+psycopg://u:\*\*\*@.*still unreachable after 2 s", lines[1]), lines[1]
+    assert re.match(
+        r"error: cannot open storage postgresql\+psycopg://u:\*\*\*@.*still unreachable after 2 s", lines[1]
+    ), lines[1]
     assert "pw123" not in done.stderr
 
 
@@ -205,9 +257,35 @@ def test_a_storage_unreachable_at_start_is_waited_for_then_one_line(tmp_path):
 def sweep_command(csv: str, url: str, *extra: str) -> list[str]:
     """2 workers, one trial at a time, 60 epochs of the tiny table (about a second a trial), heartbeats every second."""
     return [
-        SWEEP, "run", "--data", csv, "--target", "label", "--storage", url, "--study", "outage", "--workers", "2",
-        "--population", "1", "--pruner", "none", "--epochs", "60", "--cv", "0", "--batch-size", "64", "--hidden-width", "1:8",
-        "--heartbeat-interval", str(HEARTBEAT), "--grace-period", str(GRACE), *extra,
+        SWEEP,
+        "run",
+        "--data",
+        csv,
+        "--target",
+        "label",
+        "--storage",
+        url,
+        "--study",
+        "outage",
+        "--workers",
+        "2",
+        "--population",
+        "1",
+        "--pruner",
+        "none",
+        "--epochs",
+        "60",
+        "--cv",
+        "0",
+        "--batch-size",
+        "64",
+        "--hidden-width",
+        "1:8",
+        "--heartbeat-interval",
+        str(HEARTBEAT),
+        "--grace-period",
+        str(GRACE),
+        *extra,
     ]
 
 
@@ -243,7 +321,13 @@ def test_a_sweep_rides_out_a_database_restart(private_postgres, tiny_csv, tmp_pa
         pytest.skip("pgbouncer not installed (Debian package pgbouncer)")
     direct = contextlib.nullcontext((private_postgres.url,))
     with running_pgbouncer(private_postgres.url, tmp_path, 10, 20) if route == "pgbouncer" else direct as (url, *_):
-        sweep = subprocess.Popen(sweep_command(tiny_csv, url, "--trials", "8"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+        sweep = subprocess.Popen(
+            sweep_command(tiny_csv, url, "--trials", "8"),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=tmp_path,
+        )
         try:
             before = stop_when_trials_finished(private_postgres, private_postgres.url, sweep, 2)
             time.sleep(5)
@@ -270,7 +354,9 @@ def test_an_outage_past_the_limit_is_one_line_exit_2_and_loses_nothing(private_p
     complete before the outage are all still there; and (slow) that the same command, once the server is back,
     resumes the study to its budget."""
     command = sweep_command(tiny_csv, private_postgres.url, "--trials", "6")
-    sweep = subprocess.Popen([*command, "--outage-limit", "3"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+    sweep = subprocess.Popen(
+        [*command, "--outage-limit", "3"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path
+    )
     try:
         before = stop_when_trials_finished(private_postgres, private_postgres.url, sweep, 2)
         _out, err = sweep.communicate(timeout=120)
@@ -280,8 +366,11 @@ def test_an_outage_past_the_limit_is_one_line_exit_2_and_loses_nothing(private_p
     assert sweep.returncode == 2, err[-3000:]
     errors = [line for line in err.splitlines() if line.startswith("error")]
     assert len(errors) == 1, err[-3000:]
-    assert re.match(r"error: storage postgresql\+psycopg://postgres@127\.0\.0\.1:\d+/postgres unreachable for \d+ s, longer than "
-                    r"outage_limit = 3 s \(.*\); nothing stored is lost", errors[0]), errors[0]
+    assert re.match(
+        r"error: storage postgresql\+psycopg://postgres@127\.0\.0\.1:\d+/postgres unreachable for \d+ s, longer than "
+        r"outage_limit = 3 s \(.*\); nothing stored is lost",
+        errors[0],
+    ), errors[0]
     assert all(len(lines) <= 2 for lines in lines_by_process(err, ("unreachable",)).values()), err
     assert "Traceback" not in err
     private_postgres.start()
@@ -291,4 +380,6 @@ def test_an_outage_past_the_limit_is_one_line_exit_2_and_loses_nothing(private_p
         again = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=tmp_path)
         assert again.returncode == 0, again.stderr[-3000:]
         final = trial_states(private_postgres.url)
-        assert sum(state in ("COMPLETE", "PRUNED") for state in final.values()) == 6 and "RUNNING" not in final.values(), final
+        assert (
+            sum(state in ("COMPLETE", "PRUNED") for state in final.values()) == 6 and "RUNNING" not in final.values()
+        ), final

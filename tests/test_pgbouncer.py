@@ -20,9 +20,9 @@ from pathlib import Path
 import optuna
 import pytest
 import sqlalchemy
+from conftest import find_pgbouncer, running_pgbouncer
 from optuna.trial import TrialState
 
-from conftest import find_pgbouncer, running_pgbouncer
 from sweep.storage import open_storage
 
 HEARTBEAT, GRACE = 1, 2
@@ -54,7 +54,11 @@ def bouncer(postgres_url, tmp_path):
     """A PgBouncer (transaction pooling, SERVER_POOL server connections) in front of the test Postgres."""
     pgbouncer_binary()
     tag = f"bouncer-{uuid.uuid4().hex[:8]}"
-    with running_pgbouncer(postgres_url, tmp_path, SERVER_POOL, QUERY_WAIT, application_name=tag) as (url, version, log):
+    with running_pgbouncer(postgres_url, tmp_path, SERVER_POOL, QUERY_WAIT, application_name=tag) as (
+        url,
+        version,
+        log,
+    ):
         yield Bouncer(url=url, tag=tag, version=version, log=log)
 
 
@@ -63,7 +67,9 @@ def server_connections(postgres_url: str, tag: str) -> int:
     engine = sqlalchemy.create_engine(postgres_url, poolclass=sqlalchemy.pool.NullPool)
     try:
         with engine.connect() as connection:
-            return connection.execute(sqlalchemy.text("select count(*) from pg_stat_activity where application_name = :t"), {"t": tag}).scalar()
+            return connection.execute(
+                sqlalchemy.text("select count(*) from pg_stat_activity where application_name = :t"), {"t": tag}
+            ).scalar()
     finally:
         engine.dispose()
 
@@ -124,19 +130,25 @@ study.optimize(objective, n_trials=3)
 def test_killed_client_is_failed_as_stale_and_retried_through_pgbouncer(bouncer, postgres_url, unique_name, tmp_path):
     """Check that a worker process SIGKILLed mid-trial behind PgBouncer (after 2 trials, its heartbeat thread
     stamping through the pooler) leaves a trial that a surviving worker, also behind PgBouncer, fails as stale
-    after the grace period with sweep's fail_reason, and retries with the same params to COMPLETE; nothing stays RUNNING."""
+    after the grace period with sweep's fail_reason, and retries with the same params to COMPLETE; nothing stays
+    RUNNING."""
     storage = open_storage(bouncer.url, HEARTBEAT, GRACE)
     optuna.create_study(storage=storage, study_name=unique_name, direction="maximize")
     marker = tmp_path / "hanging"
     victim = subprocess.Popen(
         [sys.executable, "-c", VICTIM, bouncer.url, unique_name, str(HEARTBEAT), str(GRACE), str(marker)],
-        cwd=Path(__file__).resolve().parents[1], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+        cwd=Path(__file__).resolve().parents[1],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
     try:
         deadline = time.time() + 90
         while not marker.exists() and victim.poll() is None and time.time() < deadline:
             time.sleep(0.1)
-        assert marker.exists(), f"the victim never reached its third trial: {victim.communicate(timeout=10)[0].decode()[-2000:]}"
+        assert marker.exists(), (
+            f"the victim never reached its third trial: {victim.communicate(timeout=10)[0].decode()[-2000:]}"
+        )
         time.sleep(HEARTBEAT + 0.5)  # at least one heartbeat of the hanging trial went through the pooler
         os.kill(victim.pid, signal.SIGKILL)
         victim.wait(timeout=10)
@@ -201,12 +213,21 @@ def test_why_prepared_statements_are_off(bouncer):
     import psycopg
 
     if bouncer.version >= (1, 21):
-        pytest.skip(f"PgBouncer {'.'.join(map(str, bouncer.version))} may track prepared statements (max_prepared_statements)")
-    conninfo = sqlalchemy.engine.make_url(bouncer.url).difference_update_query(["pgbouncer"]).set(drivername="postgresql").render_as_string(hide_password=False)
+        pytest.skip(
+            f"PgBouncer {'.'.join(map(str, bouncer.version))} may track prepared statements (max_prepared_statements)"
+        )
+    conninfo = (
+        sqlalchemy.engine.make_url(bouncer.url)
+        .difference_update_query(["pgbouncer"])
+        .set(drivername="postgresql")
+        .render_as_string(hide_password=False)
+    )
 
     def run(prepare_threshold) -> str:
-        with psycopg.connect(conninfo, autocommit=True, prepare_threshold=prepare_threshold) as first, \
-                psycopg.connect(conninfo, autocommit=True, prepare_threshold=prepare_threshold) as second:
+        with (
+            psycopg.connect(conninfo, autocommit=True, prepare_threshold=prepare_threshold) as first,
+            psycopg.connect(conninfo, autocommit=True, prepare_threshold=prepare_threshold) as second,
+        ):
             try:
                 for _ in range(8):  # autocommit: each statement is its own transaction, on any server connection
                     first.execute("select 1 + %s", (1,)).fetchone()

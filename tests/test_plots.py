@@ -31,12 +31,17 @@ def synthetic_study(directions: list[str]) -> optuna.Study:
     """Six complete trials over weight, width and threshold, with one value per direction."""
     study = optuna.create_study(study_name="s", directions=directions)
     distributions = {
-        "minority_weight": FloatDistribution(1, 1000, log=True), "hidden_width": IntDistribution(1, 64, log=True),
+        "minority_weight": FloatDistribution(1, 1000, log=True),
+        "hidden_width": IntDistribution(1, 64, log=True),
         "threshold": FloatDistribution(0.01, 0.99),
     }
     rng = np.random.default_rng(1)
     for _ in range(6):
-        params = {"minority_weight": float(rng.uniform(1, 1000)), "hidden_width": int(rng.integers(1, 64)), "threshold": float(rng.uniform(0.01, 0.99))}
+        params = {
+            "minority_weight": float(rng.uniform(1, 1000)),
+            "hidden_width": int(rng.integers(1, 64)),
+            "threshold": float(rng.uniform(0.01, 0.99)),
+        }
         values = [float(v) for v in rng.random(len(directions))]
         study.add_trial(create_trial(values=values, params=params, distributions=distributions))
     return study
@@ -67,7 +72,10 @@ def test_matplotlib_is_imported_only_to_draw():
     import subprocess
     import sys
 
-    script = "import sys, sweep.plots, sweep.dashboard, sweep.report; print(any(m.split('.')[0] == 'matplotlib' for m in sys.modules))"
+    script = (
+        "import sys, sweep.plots, sweep.dashboard, sweep.report; print(any(m.split('.')[0] == 'matplotlib' for m "
+        "in sys.modules))"
+    )
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "False"

@@ -54,7 +54,11 @@ def test_later_populations_reuse_the_compiled_epoch_and_match_a_fresh_start(tiny
         others = [Member(1 + 3 * k, 2.0 + k, 100 + k) for k in range(size)]
         train_population(X, y, others, 2, 64, 0.003, 9)[0].scores(tiny_dataset.holdout.X)
     again, _, _, _ = train_population(X, y, MEMBERS, 3, 64, 0.01, 7)
-    assert (program.run_epoch.experimental_get_tracing_count(), _block_scorer().experimental_get_tracing_count()) == traces == (1, 1)
+    assert (
+        (program.run_epoch.experimental_get_tracing_count(), _block_scorer().experimental_get_tracing_count())
+        == traces
+        == (1, 1)
+    )
     assert np.array_equal(first_scores, again.scores(tiny_dataset.holdout.X))
 
 
@@ -77,7 +81,9 @@ def test_members_with_their_own_learning_rates_learn_as_alone(tiny_dataset):
     together, _, _, _ = train_population(X, y, members, 3, 64, 0.001, 7)
     scores = together.scores(tiny_dataset.holdout.X)
     for k, member in enumerate(members):
-        alone, _, _, _ = train_population(X, y, [Member(member.hidden_width, member.minority_weight, member.seed)], 3, 64, member.learning_rate, 7)
+        alone, _, _, _ = train_population(
+            X, y, [Member(member.hidden_width, member.minority_weight, member.seed)], 3, 64, member.learning_rate, 7
+        )
         assert np.allclose(scores[k], alone.scores(tiny_dataset.holdout.X)[0], atol=1e-4)
         assert np.allclose(together.member_model(k)(tiny_dataset.holdout.X).numpy().ravel(), scores[k], atol=1e-5)
 
@@ -91,8 +97,10 @@ def test_held_out_rows_teach_a_fold_model_nothing(tiny_dataset):
     members = [MEMBERS[1], MEMBERS[1]]
     flipped = y.copy()
     flipped[: len(y) // 2] = 1 - flipped[: len(y) // 2]
-    runs = [train_population(X, labels, members, 2, 64, 0.01, 5, keep=keep, member_fold=np.array([0, 1]))[0]
-            for labels in (y, flipped)]
+    runs = [
+        train_population(X, labels, members, 2, 64, 0.01, 5, keep=keep, member_fold=np.array([0, 1]))[0]
+        for labels in (y, flipped)
+    ]
     before, after = (run.scores(tiny_dataset.holdout.X) for run in runs)
     assert np.allclose(before[0], after[0], atol=1e-6)
     assert not np.allclose(before[1], after[1], atol=1e-3)
@@ -134,14 +142,19 @@ def test_default_config_trains_automatic_populations(tiny_config):
 
 
 def test_population_of_three_is_three_ordinary_trials(tiny_config, tmp_path):
-    """Check that a population of 3 gives each trial its own params, value and user attributes in SQLite, and exports like a single trial."""
+    """Check that a population of 3 gives each trial its own params, value and user attributes in SQLite, and exports
+    like a single trial."""
     config = tiny_config(trials=3, population=3, epochs=3, pruner="none")
     result = run_sweep(config)
     study = optuna.load_study(study_name=config.study, storage=config.storage)
     assert result.finished == 3 and [t.state for t in study.trials] == [TrialState.COMPLETE] * 3
     assert len({tuple(t.params[name] for name in PARAM_NAMES) for t in study.trials}) == 3
     populations = [t.user_attrs["population"] for t in study.trials]
-    assert {p["id"] for p in populations} == {populations[0]["id"]} and sorted(p["member"] for p in populations) == [0, 1, 2]
+    assert {p["id"] for p in populations} == {populations[0]["id"]} and sorted(p["member"] for p in populations) == [
+        0,
+        1,
+        2,
+    ]
     for trial in study.trials:
         assert {"val_f1", "val_flag_rate", "val_tp", "train_seconds", "device", "threads"} <= set(trial.user_attrs)
         assert sorted(trial.intermediate_values) == [1, 2, 3] and trial.user_attrs["epochs_run"] == 3
@@ -172,12 +185,36 @@ def test_pruning_one_member_leaves_the_others_running(tiny_config, tiny_dataset)
 
 
 def test_killed_population_worker_leaves_no_trial_running(tiny_csv, tmp_path):
-    """Check that SIGKILL mid-population leaves no trial RUNNING once the grace period has passed and the next run completes the study."""
+    """Check that SIGKILL mid-population leaves no trial RUNNING once the grace period has passed and the next run
+    completes the study."""
     storage = f"sqlite:///{tmp_path / 'population.db'}"
     command = [
-        SWEEP, "worker", "--data", tiny_csv, "--target", "label", "--storage", storage, "--study", "pop", "--trials", "6",
-        "--population", "3", "--epochs", "2000", "--batch-size", "32", "--pruner", "none",
-        "--heartbeat-interval", "1", "--grace-period", "3", "--cv", "0",
+        SWEEP,
+        "worker",
+        "--data",
+        tiny_csv,
+        "--target",
+        "label",
+        "--storage",
+        storage,
+        "--study",
+        "pop",
+        "--trials",
+        "6",
+        "--population",
+        "3",
+        "--epochs",
+        "2000",
+        "--batch-size",
+        "32",
+        "--pruner",
+        "none",
+        "--heartbeat-interval",
+        "1",
+        "--grace-period",
+        "3",
+        "--cv",
+        "0",
     ]
     worker = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:

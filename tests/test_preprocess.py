@@ -13,13 +13,15 @@ from sweep.preprocess import MISSING_LEVEL, OTHER_LEVEL, Preprocessor
 def mixed_table(rows: int = 400, seed: int = 0) -> pd.DataFrame:
     """Every kind of column: numbers with gaps, text with gaps and a rare level, booleans with gaps, a category."""
     rng = np.random.default_rng(seed)
-    frame = pd.DataFrame({
-        "amount": rng.normal(100, 20, rows),
-        "count": rng.integers(0, 10, rows),
-        "color": rng.choice(["red", "blue", "green"], rows).astype(object),
-        "member": rng.random(rows) < 0.4,
-        "plan": pd.Categorical(rng.choice(["basic", "pro"], rows)),
-    })
+    frame = pd.DataFrame(
+        {
+            "amount": rng.normal(100, 20, rows),
+            "count": rng.integers(0, 10, rows),
+            "color": rng.choice(["red", "blue", "green"], rows).astype(object),
+            "member": rng.random(rows) < 0.4,
+            "plan": pd.Categorical(rng.choice(["basic", "pro"], rows)),
+        }
+    )
     frame.loc[rng.random(rows) < 0.1, "amount"] = np.nan
     frame.loc[rng.random(rows) < 0.1, "color"] = None
     frame.loc[:2, "color"] = "violet"  # 3 rows: rare at min_level_count 5
@@ -83,10 +85,19 @@ def test_transform_equals_scikit_learns_pipeline(fitted):
         return frame.astype(object).where(frame.notna(), MISSING_LEVEL).astype(str)
 
     pipeline = make_pipeline(
-        ColumnTransformer([
-            ("numbers", SimpleImputer(strategy="median", add_indicator=True), ["amount", "count"]),
-            ("levels", make_pipeline(FunctionTransformer(as_text), OneHotEncoder(handle_unknown="infrequent_if_exist", min_frequency=5, sparse_output=False)), ["color", "member", "plan"]),
-        ]),
+        ColumnTransformer(
+            [
+                ("numbers", SimpleImputer(strategy="median", add_indicator=True), ["amount", "count"]),
+                (
+                    "levels",
+                    make_pipeline(
+                        FunctionTransformer(as_text),
+                        OneHotEncoder(handle_unknown="infrequent_if_exist", min_frequency=5, sparse_output=False),
+                    ),
+                    ["color", "member", "plan"],
+                ),
+            ]
+        ),
         StandardScaler(),
     )
     pipeline.fit(mixed_table())
@@ -102,11 +113,14 @@ def test_transform_equals_scikit_learns_pipeline(fitted):
     assert np.allclose(fitted.transform(new, "new.csv"), expected, atol=1e-5)
 
 
-@pytest.mark.parametrize("values", [
-    [3.0, 1.0, np.nan, 2.0, 10.0],  # four present values: the median averages the middle two
-    [3.0, 1.0, np.nan, 2.0, np.nan, 7.0, 5.0],
-    [4.0, 1.0, 2.0, 8.0],  # no gap: no indicator
-])
+@pytest.mark.parametrize(
+    "values",
+    [
+        [3.0, 1.0, np.nan, 2.0, 10.0],  # four present values: the median averages the middle two
+        [3.0, 1.0, np.nan, 2.0, np.nan, 7.0, 5.0],
+        [4.0, 1.0, 2.0, 8.0],  # no gap: no indicator
+    ],
+)
 def test_medians_and_indicators_are_simple_imputers(values):
     """Check that each numeric column's median and missing indicator are SimpleImputer(strategy="median",
     add_indicator=True)'s, whose results the preprocessor computes with np.nanmedian."""
@@ -146,8 +160,12 @@ def test_useless_columns_are_dropped_with_a_reason(change, dropped, why):
 @pytest.mark.parametrize(
     "table, columns, options, match",
     [
-        (pd.DataFrame({"a": [np.nan] * 50, "b": [1.0] * 50}), ("a", "b"), {},
-         r"no usable feature column in 't.csv' \(a: entirely missing .*; b: constant"),
+        (
+            pd.DataFrame({"a": [np.nan] * 50, "b": [1.0] * 50}),
+            ("a", "b"),
+            {},
+            r"no usable feature column in 't.csv' \(a: entirely missing .*; b: constant",
+        ),
     ],
 )
 def test_refusals(table, columns, options, match):
@@ -173,7 +191,12 @@ def test_a_column_with_more_levels_than_max_levels_keeps_the_most_frequent():
     table = pd.DataFrame({"state": levels})
     fitted = Preprocessor.fit(table, ("state",), "t.csv", max_levels=10)
     assert len(fitted.levels[0]) == 10 and fitted.has_other == (True,) and {"s7", "s3"} <= set(fitted.levels[0])
-    assert "30 levels seen at least 5 times; the 10 most frequent are kept and the other 20 go to '(other)'" in fitted.grouped["state"]
-    reference = OneHotEncoder(handle_unknown="infrequent_if_exist", min_frequency=5, max_categories=11).fit(table[["state"]].to_numpy())
+    assert (
+        "30 levels seen at least 5 times; the 10 most frequent are kept and the other 20 go to '(other)'"
+        in fitted.grouped["state"]
+    )
+    reference = OneHotEncoder(handle_unknown="infrequent_if_exist", min_frequency=5, max_categories=11).fit(
+        table[["state"]].to_numpy()
+    )
     new = pd.DataFrame({"state": ["s7", "s21", "never seen"]})
     assert np.array_equal(fitted.encode(new, "new.csv"), reference.transform(new[["state"]].to_numpy()).toarray())

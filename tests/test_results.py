@@ -7,12 +7,21 @@ from optuna.trial import TrialState, create_trial
 
 from sweep.metrics import parse_pick
 from sweep.results import (
-    BUDGET_STATES, best_trial, count_trials, format_value, format_values, is_new_best, studies_table, summarize, view_study,
+    BUDGET_STATES,
+    best_trial,
+    count_trials,
+    format_value,
+    format_values,
+    is_new_best,
+    studies_table,
+    summarize,
+    view_study,
 )
 from sweep.storage import open_storage
 
 DISTRIBUTIONS = {
-    "minority_weight": FloatDistribution(1, 1000, log=True), "hidden_width": IntDistribution(1, 64, log=True),
+    "minority_weight": FloatDistribution(1, 1000, log=True),
+    "hidden_width": IntDistribution(1, 64, log=True),
     "threshold": FloatDistribution(0.01, 0.99),
 }
 
@@ -21,8 +30,12 @@ def finished(value=None, state=TrialState.COMPLETE, **attrs) -> optuna.trial.Fro
     """A finished trial as a sweep stores it: its params, value(s) and val_* user attributes."""
     values = value if isinstance(value, list) else None
     return create_trial(
-        state=state, value=None if values is not None else value, values=values, distributions=DISTRIBUTIONS,
-        params={"minority_weight": 10.0, "hidden_width": 4, "threshold": 0.5}, user_attrs=attrs,
+        state=state,
+        value=None if values is not None else value,
+        values=values,
+        distributions=DISTRIBUTIONS,
+        params={"minority_weight": 10.0, "hidden_width": 4, "threshold": 0.5},
+        user_attrs=attrs,
     )
 
 
@@ -30,7 +43,9 @@ def single_study(storage=None, name="single") -> optuna.Study:
     """Five complete trials (values 0.1 .. 0.5), one pruned and two failed."""
     study = optuna.create_study(storage=storage, study_name=name, direction="maximize")
     for value in (0.3, 0.1, 0.5, 0.2, 0.4):
-        study.add_trial(finished(value, val_precision=value / 2, val_recall=value * 2, val_flag_rate=0.1, train_seconds=1.5))
+        study.add_trial(
+            finished(value, val_precision=value / 2, val_recall=value * 2, val_flag_rate=0.1, train_seconds=1.5)
+        )
     study.add_trial(finished(0.05, TrialState.PRUNED))
     study.add_trial(finished(state=TrialState.FAIL, fail_reason="loss became nan"))
     study.add_trial(finished(state=TrialState.FAIL))
@@ -62,7 +77,8 @@ def test_counts_and_summary():
     [(None, 0.4), ("recall", 0.2), ("precision:recall>=0.5", 0.4), ("recall:precision>=0.95", None)],
 )
 def test_best_trial_picks_from_the_pareto_front(pick, expected_f1):
-    """Check that a multi-objective study's best trial is the front trial the pick rule chooses, or None when none meets its bound."""
+    """Check that a multi-objective study's best trial is the front trial the pick rule chooses, or None when none meets
+    its bound."""
     chosen = best_trial(pareto_study(), parse_pick(pick) if pick else None)
     assert (chosen.user_attrs["val_f1"] if chosen else None) == expected_f1
 
@@ -104,7 +120,9 @@ def test_new_bests_agree_with_the_study_and_query_only_for_candidates(monkeypatc
     assert new_bests(trial, 0.8) is is_new_best(trial, 0.8) is False
 
 
-@pytest.mark.parametrize("value, digits, shown", [(None, 4, "-"), (0.123456, 4, "0.1235"), (0.123456, 3, "0.123"), (12, 4, "12")])
+@pytest.mark.parametrize(
+    "value, digits, shown", [(None, 4, "-"), (0.123456, 4, "0.1235"), (0.123456, 3, "0.123"), (12, 4, "12")]
+)
 def test_format_value(value, digits, shown):
     """Check that table cells show floats to the given significant digits and a missing value as '-'."""
     assert format_value(value, digits) == shown

@@ -22,7 +22,8 @@ class _FinishesBetweenLooks:
 
 
 def test_a_report_error_is_never_lost_between_looks():
-    """Check that a population report job that fails while still_open looks at it raises at the next look instead of vanishing."""
+    """Check that a population report job that fails while still_open looks at it raises at the next look instead of
+    vanishing."""
     members = MemberTrials(optuna.create_study(), [], [])
     try:
         members.reports._pending = [_FinishesBetweenLooks()]
@@ -84,13 +85,17 @@ def test_open_members_get_heartbeats(tmp_path):
     time.sleep(2.5)  # SQLite stamps whole seconds: past the 1 s grace period for sure
     optuna.storages.fail_stale_trials(study)
     trials = {t.number: t for t in optuna.load_study(study_name="beat", storage=url).trials}
-    assert (trials[stamped.number].state, trials[told_now.number].state) == (optuna.trial.TrialState.FAIL, optuna.trial.TrialState.COMPLETE)
+    assert (trials[stamped.number].state, trials[told_now.number].state) == (
+        optuna.trial.TrialState.FAIL,
+        optuna.trial.TrialState.COMPLETE,
+    )
     assert trials[stamped.number].user_attrs["fail_reason"].startswith("worker lost: no heartbeat")
 
 
 def test_a_failure_while_setting_up_members_ends_every_member(tiny_config, monkeypatch):
     """Check that an error after the members' heartbeats started but before training (here: suggesting the second
-    member's parameters) ends every member FAIL with the reason and stops the heartbeat thread, so none stays RUNNING."""
+    member's parameters) ends every member FAIL with the reason and stops the heartbeat thread, so none stays
+    RUNNING."""
     import threading
 
     import sweep.rounds
@@ -102,11 +107,11 @@ def test_a_failure_while_setting_up_members_ends_every_member(tiny_config, monke
     study = optuna.create_study(storage=open_storage(config.storage, 1, 2), direction="maximize")
     calls = []
 
-    def failing_suggest(trial, config):
+    def failing_suggest(trial, config, own_params):
         calls.append(trial.number)
         if len(calls) == 2:
             raise RuntimeError("storage went away")
-        return real_suggest(trial, config)
+        return real_suggest(trial, config, own_params)
 
     real_suggest = sweep.rounds.suggest
     monkeypatch.setattr(sweep.rounds, "suggest", failing_suggest)
@@ -155,16 +160,26 @@ def _stuck_first_round(monkeypatch, seconds: float) -> None:
 @pytest.mark.parametrize(
     "slow_down, reason",
     [
-        (lambda monkeypatch: _slow_epochs(monkeypatch, 2.5, calls=1), r"^stopped after \d+\.\d s: longer than --trial-timeout 2 \(epoch 2 of 3\)$"),
-        # Stuck in one call: the watchdog fails every member grace_period (2 s) past the limit and SIGALRM ends the sleep.
-        (lambda monkeypatch: _stuck_first_round(monkeypatch, 120), r"^stopped after \d+\.\d s: longer than --trial-timeout 2 and stuck in one call "
-         r"for more than its grace_period of 2 s \(before its first epoch\); failed by the watchdog$"),
+        (
+            lambda monkeypatch: _slow_epochs(monkeypatch, 2.5, calls=1),
+            r"^stopped after \d+\.\d s: longer than --trial-timeout 2 \(epoch 2 of 3\)$",
+        ),
+        # Stuck in one call: the watchdog fails every member grace_period (2 s) past the limit and SIGALRM ends the
+        # sleep.
+        (
+            lambda monkeypatch: _stuck_first_round(monkeypatch, 120),
+            r"^stopped after \d+\.\d s: longer than --trial-timeout 2 and stuck in one call "
+            r"for more than its grace_period of 2 s \(before its first epoch\); failed by the watchdog$",
+        ),
     ],
     ids=["late-epoch", "stuck-call"],
 )
-def test_members_past_trial_timeout_fail_together_and_the_sweep_reaches_its_budget(tiny_config, monkeypatch, slow_down, reason):
+def test_members_past_trial_timeout_fail_together_and_the_sweep_reaches_its_budget(
+    tiny_config, monkeypatch, slow_down, reason
+):
     """Check that a population round running past --trial-timeout (a late epoch, or stuck in one call) ends every member
-    FAIL with the reason (they started and trained together), and the worker goes on to its budget of finished trials."""
+    FAIL with the reason (they started and trained together), and the worker goes on to its budget of finished
+    trials."""
     import re
     import time
 
@@ -202,6 +217,8 @@ def test_the_run_timeout_stops_a_long_population_round_within_an_epoch(tiny_conf
     study = optuna.load_study(study_name=config.study, storage=config.storage)
     assert [t.state for t in study.trials] == [optuna.trial.TrialState.FAIL] * size
     for trial in study.trials:
-        found = re.match(r"^stopped at the run's --timeout 2 s \(epoch (\d+) of 200\)$", trial.user_attrs["fail_reason"])
+        found = re.match(
+            r"^stopped at the run's --timeout 2 s \(epoch (\d+) of 200\)$", trial.user_attrs["fail_reason"]
+        )
         assert found and int(found[1]) < 200 and trial.user_attrs["run_timeout"] is True
     assert result.finished == 0 and result.stop_reason is None

@@ -10,7 +10,6 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from sweep import runner
 from sweep.config import parse_pruner
 from sweep.errors import StorageError
 from sweep.results import BUDGET_STATES
@@ -62,11 +61,19 @@ def test_study_bookkeeping(tiny_config):
     ],
 )
 def test_resume_refuses_an_incompatible_study(tiny_config, tmp_path, key, match):
-    """Check that resuming with another objective, other data or another split is an error that leaves the study untouched."""
+    """Check that resuming with another objective, other data or another split is an error that leaves the study
+    untouched."""
     run_sweep(tiny_config(trials=1))
     other_table = tmp_path / "other.csv"
     make_table(seed=5).to_csv(other_table, index=False)
-    change = {"objective": "ap", "data": str(other_table), "seed": 3, "validation_fraction": 0.3, "cv": 3, "drop": "f1"}[key]
+    change = {
+        "objective": "ap",
+        "data": str(other_table),
+        "seed": 3,
+        "validation_fraction": 0.3,
+        "cv": 3,
+        "drop": "f1",
+    }[key]
     with pytest.raises(StorageError, match=match):
         run_sweep(tiny_config(trials=3, **{key: change}))
     assert len(optuna.load_study(study_name="tiny", storage=tiny_config().storage).trials) == 1
@@ -83,8 +90,13 @@ def test_pruned_trials_count_towards_the_budget(tiny_config):
 
 @pytest.mark.parametrize(
     "spec, kind",
-    [("none", "NopPruner"), ("median", "MedianPruner"), ("hyperband", "HyperbandPruner"),
-     ("successive_halving", "SuccessiveHalvingPruner"), ("percentile:25", "PercentilePruner")],
+    [
+        ("none", "NopPruner"),
+        ("median", "MedianPruner"),
+        ("hyperband", "HyperbandPruner"),
+        ("successive_halving", "SuccessiveHalvingPruner"),
+        ("percentile:25", "PercentilePruner"),
+    ],
 )
 def test_pruner_specs(spec, kind):
     """Check that each --pruner spec builds the matching Optuna pruner."""
@@ -113,9 +125,13 @@ def _resident_mb() -> float:
 
 
 def test_memory_stays_flat_across_trials(tiny_config):
-    """Check that resident memory grows by at most 1 MB a trial after the first 10 (the 200-trial run is in benchmarks)."""
+    """Check that resident memory grows by at most 1 MB a trial after the first 10 (the 200-trial run is in
+    benchmarks)."""
     marks = {}
-    run_sweep(tiny_config(trials=30, epochs=1, pruner="none", population=1), callbacks=[lambda study, _t: marks.setdefault(len(study.trials), _resident_mb())])
+    run_sweep(
+        tiny_config(trials=30, epochs=1, pruner="none", population=1),
+        callbacks=[lambda study, _t: marks.setdefault(len(study.trials), _resident_mb())],
+    )
     assert marks[30] - marks[10] <= 20, marks
 
 
@@ -130,13 +146,18 @@ def _cleanup(storage: str, name: str) -> None:
         optuna.delete_study(study_name=name, storage=storage)
 
 
-@pytest.mark.parametrize("backend, population", [("sqlite", 1), pytest.param("postgres", 1, marks=pytest.mark.slow), ("postgres", 3)])
+@pytest.mark.parametrize(
+    "backend, population", [("sqlite", 1), pytest.param("postgres", 1, marks=pytest.mark.slow), ("postgres", 3)]
+)
 def test_three_workers_fill_the_budget_exactly(tiny_config, backend, population, request, tmp_path, unique_name):
-    """Check that 3 worker processes (of single trials or populations) end with exactly the requested finished trials, none duplicated or lost."""
+    """Check that 3 worker processes (of single trials or populations) end with exactly the requested finished trials,
+    none duplicated or lost."""
     from sweep.runner import run_workers
 
     storage = _storage_for(backend, request, tmp_path)
-    config = tiny_config(storage=storage, study=unique_name, trials=9, epochs=15, workers=3, pruner="none", population=population)
+    config = tiny_config(
+        storage=storage, study=unique_name, trials=9, epochs=15, workers=3, pruner="none", population=population
+    )
     try:
         result = run_workers(config)
         study = optuna.load_study(study_name=unique_name, storage=storage)
@@ -154,9 +175,32 @@ def test_three_workers_fill_the_budget_exactly(tiny_config, backend, population,
 
 def _worker_command(csv: str, storage: str, study: str, trials: int, epochs: int, population: int = 0) -> list[str]:
     return [
-        SWEEP, "worker", "--data", csv, "--target", "label", "--storage", storage, "--study", study,
-        "--trials", str(trials), "--epochs", str(epochs), "--pruner", "none", "--batch-size", "32",
-        "--heartbeat-interval", "1", "--grace-period", "3", "--population", str(population), "--cv", "0",
+        SWEEP,
+        "worker",
+        "--data",
+        csv,
+        "--target",
+        "label",
+        "--storage",
+        storage,
+        "--study",
+        study,
+        "--trials",
+        str(trials),
+        "--epochs",
+        str(epochs),
+        "--pruner",
+        "none",
+        "--batch-size",
+        "32",
+        "--heartbeat-interval",
+        "1",
+        "--grace-period",
+        "3",
+        "--population",
+        str(population),
+        "--cv",
+        "0",
     ]
 
 
@@ -172,14 +216,17 @@ def _wait_for(condition, timeout: float = 120.0, step: float = 0.05):
 
 @pytest.mark.parametrize("backend", [pytest.param("sqlite", marks=pytest.mark.slow), "postgres"])
 def test_killed_worker_trial_is_failed_and_retried(tiny_csv, backend, request, tmp_path, unique_name):
-    """Check that SIGKILL of one of two workers mid-trial leaves its trial FAIL, retried, and the budget reached intact."""
+    """Check that SIGKILL of one of two workers mid-trial leaves its trial FAIL, retried, and the budget reached
+    intact."""
     storage = _storage_for(backend, request, tmp_path)
-    # 300 epochs of the tiny table take seconds (each epoch's report a storage round trip): long enough to be killed mid-trial.
+    # 300 epochs of the tiny table take seconds (each epoch's report a storage round trip): long enough to be killed
+    # mid-trial.
     epochs = 300
     command = _worker_command(tiny_csv, storage, unique_name, trials=6, epochs=epochs, population=1)
     victim = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     survivor = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
+
         def victim_running_after_a_completion():
             try:
                 trials = optuna.load_study(study_name=unique_name, storage=storage).trials
@@ -187,12 +234,20 @@ def test_killed_worker_trial_is_failed_and_retried(tiny_csv, backend, request, t
                 return None
             if not any(t.state == TrialState.COMPLETE for t in trials):
                 return None
-            # Fewer than half its epochs reported: most of the trial is still ahead, so the kill lands mid-trial. Counted
-            # in epochs, not by the clock: a loaded machine's poll of the storage can take longer than a wall-clock window.
-            mine = [t for t in trials if t.state == TrialState.RUNNING and t.user_attrs.get("worker", "").endswith(f":{victim.pid}")
-                    and len(t.intermediate_values) < epochs // 2]
+            # Fewer than half its epochs reported: most of the trial is still ahead, so the kill lands mid-trial.
+            # Counted in epochs, not by the clock: a loaded machine's poll of the storage can take longer than a
+            # wall-clock window.
+            mine = [
+                t
+                for t in trials
+                if t.state == TrialState.RUNNING
+                and t.user_attrs.get("worker", "").endswith(f":{victim.pid}")
+                and len(t.intermediate_values) < epochs // 2
+            ]
             if not mine and victim.poll() is not None:
-                raise AssertionError(f"the victim worker exited ({victim.returncode}) before it could be killed mid-trial")
+                raise AssertionError(
+                    f"the victim worker exited ({victim.returncode}) before it could be killed mid-trial"
+                )
             return (mine[0], trials) if mine else None
 
         _wait_for(victim_running_after_a_completion, step=0.02)
@@ -201,7 +256,11 @@ def test_killed_worker_trial_is_failed_and_retried(tiny_csv, backend, request, t
         # Read what the kill left, not what was seen just before it: the trial seen running may have
         # finished in between. A dead worker's trial stays RUNNING until its heartbeat lapses.
         before = optuna.load_study(study_name=unique_name, storage=storage).trials
-        orphaned = [t for t in before if t.state == TrialState.RUNNING and t.user_attrs.get("worker", "").endswith(f":{victim.pid}")]
+        orphaned = [
+            t
+            for t in before
+            if t.state == TrialState.RUNNING and t.user_attrs.get("worker", "").endswith(f":{victim.pid}")
+        ]
         assert len(orphaned) == 1, "the victim was not mid-trial when killed"
         killed = orphaned[0]
         completed_before = {t.number: (t.value, t.params) for t in before if t.state == TrialState.COMPLETE}
@@ -214,7 +273,11 @@ def test_killed_worker_trial_is_failed_and_retried(tiny_csv, backend, request, t
         assert len(study.get_trials(states=BUDGET_STATES)) == 6
         assert not study.get_trials(states=(TrialState.RUNNING,))
         for number, (value, params) in completed_before.items():
-            assert (trials[number].state, trials[number].value, trials[number].params) == (TrialState.COMPLETE, value, params)
+            assert (trials[number].state, trials[number].value, trials[number].params) == (
+                TrialState.COMPLETE,
+                value,
+                params,
+            )
     finally:
         for process in (victim, survivor):
             if process.poll() is None:
@@ -223,13 +286,19 @@ def test_killed_worker_trial_is_failed_and_retried(tiny_csv, backend, request, t
 
 
 def test_sweep_survives_dropped_postgres_connections(tiny_csv, postgres_url, unique_name):
-    """Check that terminating the worker's Postgres connections (pg_terminate_backend) costs at most a trial each, not the sweep."""
+    """Check that terminating the worker's Postgres connections (pg_terminate_backend) costs at most a trial each, not
+    the sweep."""
     import sqlalchemy
 
     drops = 3
     tag = f"sweep-{unique_name}"
     url = postgres_url + ("&" if "?" in postgres_url else "?") + f"application_name={tag}"
-    worker = subprocess.Popen(_worker_command(tiny_csv, url, unique_name, trials=8, epochs=30, population=1), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    worker = subprocess.Popen(
+        _worker_command(tiny_csv, url, unique_name, trials=8, epochs=30, population=1),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     engine = sqlalchemy.create_engine(postgres_url)
 
     def trials_made():
@@ -243,10 +312,12 @@ def test_sweep_survives_dropped_postgres_connections(tiny_csv, postgres_url, uni
         # the next drop: the claim is about a running sweep, and the wait keeps the test's pace the machine's.
         seen = 0
         for _ in range(drops):
-            seen = _wait_for(lambda: (n := trials_made()) > seen and worker.poll() is None and n, step=0.2)
+            seen = _wait_for(lambda seen=seen: (n := trials_made()) > seen and worker.poll() is None and n, step=0.2)
             with engine.connect() as connection:
                 terminated += connection.execute(
-                    sqlalchemy.text("select count(pg_terminate_backend(pid)) from pg_stat_activity where application_name = :tag"),
+                    sqlalchemy.text(
+                        "select count(pg_terminate_backend(pid)) from pg_stat_activity where application_name = :tag"
+                    ),
                     {"tag": tag},
                 ).scalar()
                 connection.commit()
@@ -264,15 +335,20 @@ def test_sweep_survives_dropped_postgres_connections(tiny_csv, postgres_url, uni
         _cleanup(postgres_url, unique_name)
 
 
-@pytest.mark.parametrize("signum, population", [pytest.param(signal.SIGTERM, 1, marks=pytest.mark.slow), (signal.SIGINT, 1), (signal.SIGTERM, 3)])
+@pytest.mark.parametrize(
+    "signum, population",
+    [pytest.param(signal.SIGTERM, 1, marks=pytest.mark.slow), (signal.SIGINT, 1), (signal.SIGTERM, 3)],
+)
 def test_interrupted_worker_fails_its_trial_and_the_next_run_resumes(tiny_csv, tmp_path, signum, population):
-    """Check that SIGTERM/SIGINT stop a worker with exit 130, its running trials FAIL (not RUNNING), and a rerun completes the study."""
+    """Check that SIGTERM/SIGINT stop a worker with exit 130, its running trials FAIL (not RUNNING), and a rerun
+    completes the study."""
     storage = f"sqlite:///{tmp_path / 'stop.db'}"
     # 200 epochs of the tiny table take about a second (each a storage round trip): the signal, sent as soon as a
     # trial is RUNNING, arrives while it runs.
     command = _worker_command(tiny_csv, storage, "stop", trials=4, epochs=200, population=population)
     worker = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
+
         def running():
             try:
                 trials = optuna.load_study(study_name="stop", storage=storage).trials
@@ -285,7 +361,11 @@ def test_interrupted_worker_fails_its_trial_and_the_next_run_resumes(tiny_csv, t
         _, stderr = worker.communicate(timeout=60)
         assert worker.returncode == 130, stderr
         study = optuna.load_study(study_name="stop", storage=storage)
-        stopped = [t for t in study.trials if t.user_attrs.get("fail_reason") == f"interrupted by {signal.Signals(signum).name}"]
+        stopped = [
+            t
+            for t in study.trials
+            if t.user_attrs.get("fail_reason") == f"interrupted by {signal.Signals(signum).name}"
+        ]
         assert len(stopped) == population and all(t.state == TrialState.FAIL for t in stopped)
         assert not study.get_trials(states=(TrialState.RUNNING,))
     finally:
@@ -297,7 +377,8 @@ def test_interrupted_worker_fails_its_trial_and_the_next_run_resumes(tiny_csv, t
 
 
 def test_pareto_sweep_and_pick(tiny_config, tmp_path):
-    """Check that a pareto sweep stores two named objectives, no intermediate values, and that a pick rule chooses within the front."""
+    """Check that a pareto sweep stores two named objectives, no intermediate values, and that a pick rule chooses
+    within the front."""
     from sweep.export import export_best
     from sweep.metrics import parse_pick
     from sweep.results import best_trial
@@ -319,7 +400,10 @@ def test_pareto_sweep_and_pick(tiny_config, tmp_path):
         assert bundle["objective"]["picked_by"] == "best recall with flag_rate <= 0.3"
     else:
         assert chosen is None
-    assert best_trial(study, parse_pick("recall:flag_rate<=0")) is None or min(t.user_attrs["val_flag_rate"] for t in front) == 0
+    assert (
+        best_trial(study, parse_pick("recall:flag_rate<=0")) is None
+        or min(t.user_attrs["val_flag_rate"] for t in front) == 0
+    )
 
 
 @pytest.mark.parametrize("total", [1, 3, 5, 8])
@@ -349,7 +433,8 @@ def test_budget_admits_exactly_the_trials_the_rule_allows(tmp_path, total):
 
 def test_a_trial_that_never_got_a_heartbeat_does_not_hold_the_budget(tiny_config):
     """Check that a RUNNING trial left without any heartbeat (its worker lost the database as it started it) is
-    failed with its reason once the grace period has passed, so the sweep fills its budget instead of waiting for ever."""
+    failed with its reason once the grace period has passed, so the sweep fills its budget instead of waiting for
+    ever."""
     config = tiny_config(trials=2, population=1, heartbeat_interval=1, grace_period=2)
     run_sweep(config)
     orphan = optuna.load_study(study_name=config.study, storage=config.storage).ask()  # RUNNING, never stamped
@@ -357,4 +442,6 @@ def test_a_trial_that_never_got_a_heartbeat_does_not_hold_the_budget(tiny_config
     study = optuna.load_study(study_name=config.study, storage=config.storage)
     left = study.trials[orphan.number]
     assert result.finished == 3, "the sweep waited for the orphan until its timeout"
-    assert left.state == TrialState.FAIL and left.user_attrs["fail_reason"].startswith("worker lost: the trial never got a heartbeat")
+    assert left.state == TrialState.FAIL and left.user_attrs["fail_reason"].startswith(
+        "worker lost: the trial never got a heartbeat"
+    )

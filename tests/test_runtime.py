@@ -24,7 +24,8 @@ FAKE_GPUS = ["/physical_device:GPU:0", "/physical_device:GPU:1"]
     ],
 )
 def test_worker_i_uses_gpu_i_mod_n(requested, worker, gpus, expected):
-    """Check that worker i gets GPU i mod n under auto/gpu, a fixed GPU under gpu:N, and the CPU without GPUs or under cpu."""
+    """Check that worker i gets GPU i mod n under auto/gpu, a fixed GPU under gpu:N, and the CPU without GPUs or under
+    cpu."""
     assert choose_device(parse_device(requested), worker, gpus) == expected
 
 

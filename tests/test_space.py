@@ -4,7 +4,7 @@ import optuna
 import pytest
 
 from sweep.config import resolve_config
-from sweep.space import PARAM_NAMES, TrialParams, suggest
+from sweep.space import PARAM_NAMES, TrialParams, suggest, suggest_width
 
 
 @pytest.mark.parametrize("weights, widths, thresholds", [("1:1000", "1:64", "0.01:0.99"), ("5:5", "3:7", "0.4:0.6")])
@@ -14,7 +14,7 @@ def test_suggest_stays_in_range_with_log_scales(weights, widths, thresholds):
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
     for _ in range(20):
         trial = study.ask()
-        params = suggest(trial, config)
+        params = suggest(trial, config, suggest_width)
         assert config.minority_weight[0] <= params.minority_weight <= config.minority_weight[1]
         assert config.hidden_width[0] <= params.hidden_width <= config.hidden_width[1]
         assert config.threshold[0] <= params.threshold <= config.threshold[1]
@@ -37,7 +37,7 @@ def test_learning_rate_is_searched_only_when_given_a_range(rate, searched):
     config = resolve_config({"learning_rate": rate}, env={})
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
     trial = study.ask()
-    params = suggest(trial, config)
+    params = suggest(trial, config, suggest_width)
     if searched:
         assert 0.0003 <= params.learning_rate <= 0.03 and trial.distributions["learning_rate"].log
     else:

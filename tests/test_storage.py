@@ -37,7 +37,10 @@ def test_sqlite_creates_its_folder(tmp_path):
     [
         ("nonsense", r"storage URL 'nonsense' is not a database URL"),
         ("nosuchdb://x/y", r"cannot open storage nosuchdb://x/y"),
-        ("postgresql+psycopg://u:hunter2@127.0.0.1:1/none", r"cannot open storage postgresql\+psycopg://u:\*\*\*@127.0.0.1:1/none"),
+        (
+            "postgresql+psycopg://u:hunter2@127.0.0.1:1/none",
+            r"cannot open storage postgresql\+psycopg://u:\*\*\*@127.0.0.1:1/none",
+        ),
         ("sqlite:////proc/forbidden/x.db", r"cannot (create the folder|open storage)"),
     ],
 )
@@ -77,7 +80,10 @@ def test_postgres_round_trip(postgres_url, unique_name):
     [
         ("sqlite:///x.db?pgbouncer=1", r"pgbouncer=1 is for Postgres URLs behind PgBouncer, not sqlite"),
         ("postgresql+psycopg://u@127.0.0.1:1/db?pgbouncer=maybe", r"option pgbouncer='maybe' is not 1 or 0"),
-        ("postgresql+psycopg://u:p%40ss@127.0.0.1:1/none?pgbouncer=1", r"cannot open storage postgresql\+psycopg://u:\*\*\*@127.0.0.1:1/none\?pgbouncer=1"),
+        (
+            "postgresql+psycopg://u:p%40ss@127.0.0.1:1/none?pgbouncer=1",
+            r"cannot open storage postgresql\+psycopg://u:\*\*\*@127.0.0.1:1/none\?pgbouncer=1",
+        ),
     ],
 )
 def test_pgbouncer_option_errors(url, match, monkeypatch):
@@ -96,7 +102,9 @@ def test_pgbouncer_option_off_is_dropped(tmp_path):
     optuna.create_study(storage=storage, study_name="s")
 
 
-@pytest.mark.parametrize("option, threshold", [("", 5), ("pgbouncer=1", None), ("pgbouncer=true", None), ("pgbouncer=0", 5)])
+@pytest.mark.parametrize(
+    "option, threshold", [("", 5), ("pgbouncer=1", None), ("pgbouncer=true", None), ("pgbouncer=0", 5)]
+)
 def test_pgbouncer_option_turns_off_prepared_statements(postgres_url, option, threshold):
     """Check that ?pgbouncer=1 gives psycopg connections no server-side prepared statements (prepare_threshold None;
     psycopg's default is 5), keeps pre-ping and the pool cap, and is not passed on to the driver."""
@@ -110,7 +118,9 @@ def test_pgbouncer_option_turns_off_prepared_statements(postgres_url, option, th
         storage.engine.dispose()
 
 
-@pytest.mark.parametrize("current, fix", [("v3.0.0.a", "run `optuna storage upgrade` on Postgres directly"), ("v99.0.0.z", "update optuna")])
+@pytest.mark.parametrize(
+    "current, fix", [("v3.0.0.a", "run `optuna storage upgrade` on Postgres directly"), ("v99.0.0.z", "update optuna")]
+)
 def test_pgbouncer_schema_check_refuses_other_versions(current, fix):
     """Check that the schema check open_storage runs behind PgBouncer (in place of Optuna's, which nests two
     connections) refuses tables of another Optuna schema version, saying how to fix it."""

@@ -24,7 +24,9 @@ def settings(**kw):
 def test_loss_goes_down_and_epochs_are_reported(problem):
     """Check that the weighted loss falls over the epochs and on_epoch sees every epoch in order."""
     losses = []
-    _, result = train_model(*problem, 4, {0: 1.0, 1: 5.0}, settings(), on_epoch=lambda e, loss, _model: losses.append((e, loss)))
+    _, result = train_model(
+        *problem, 4, {0: 1.0, 1: 5.0}, settings(), on_epoch=lambda e, loss, _model: losses.append((e, loss))
+    )
     assert [e for e, _ in losses] == list(range(1, 7))
     assert losses[-1][1] < losses[0][1]
     assert result.epochs_run == 6 and result.device.endswith("CPU:0") and result.seconds > 0
@@ -56,7 +58,8 @@ def test_non_finite_loss_fails_the_trial(problem):
 
 @pytest.mark.parametrize("hidden_layers, class_weight", [(1, {0: 1.0, 1: 5.0}), (2, {0: 0.5, 1: 40.0})])
 def test_epoch_program_is_keras_fit(problem, hidden_layers, class_weight):
-    """Check that the compiled epoch's weights after 3 epochs equal Keras fit(class_weight=...) with Adam from the same start.
+    """Check that the compiled epoch's weights after 3 epochs equal Keras fit(class_weight=...) with Adam from the same
+    start.
 
     One batch of all rows makes the shuffle order irrelevant, so the two must agree to float32 round-off.
     """

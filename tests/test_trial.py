@@ -7,8 +7,9 @@ from optuna.trial import TrialState
 from sweep.data import load_dataset
 from sweep.errors import TrialFailed
 from sweep.metrics import parse_goal
+from sweep.models import model_kind
 from sweep.storage import open_storage
-from sweep.trial import sized_to_table, trial_function
+from sweep.trial import trial_function
 
 VALIDATION_ATTRS = ("precision", "recall", "f1", "average_precision", "roc_auc", "flag_rate", "tp", "fp", "tn", "fn")
 
@@ -75,47 +76,49 @@ def _slow_first_epoch(monkeypatch, seconds: float) -> None:
     """The first trial's first epoch ends `seconds` late (a sleep before its per-epoch report)."""
     import time
 
-    import sweep.trial
+    from sweep.trial import TrialHooks
 
-    real, calls = sweep.trial.fit_and_score, []
+    real, calls = TrialHooks.side_by_side, []
 
-    def fit_and_score(dataset, params, settings, on_epoch=None):
-        calls.append(1)
+    def side_by_side(hooks, epoch, pooled):
+        calls.append(epoch)
+        if len(calls) == 1:  # the first trial's first epoch
+            time.sleep(seconds)
+        real(hooks, epoch, pooled)
 
-        def late(epoch, loss, pooled):
-            if len(calls) == 1 and epoch == 1:
-                time.sleep(seconds)
-            on_epoch(epoch, loss, pooled)
-
-        return real(dataset, params, settings, late)
-
-    monkeypatch.setattr(sweep.trial, "fit_and_score", fit_and_score)
+    monkeypatch.setattr(TrialHooks, "side_by_side", side_by_side)
 
 
 def _stuck_first_trial(monkeypatch, seconds: float) -> None:
     """The first trial is stuck in one call for `seconds` (it never reaches an epoch's end)."""
     import time
 
-    import sweep.trial
+    from sweep.models.builtin import BuiltinNetwork
 
-    real, calls = sweep.trial.fit_and_score, []
+    real, calls = BuiltinNetwork.train_folds, []
 
-    def fit_and_score(*args, **kwargs):
+    def train_folds(*args, **kwargs):
         calls.append(1)
         if len(calls) == 1:
             time.sleep(seconds)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(sweep.trial, "fit_and_score", fit_and_score)
+    monkeypatch.setattr(BuiltinNetwork, "train_folds", train_folds)
 
 
 @pytest.mark.parametrize(
     "slow_down, reason",
     [
-        (lambda monkeypatch: _slow_first_epoch(monkeypatch, 2.5), r"^stopped after \d+\.\d s: longer than --trial-timeout 2 \(epoch 1 of 2\)$"),
+        (
+            lambda monkeypatch: _slow_first_epoch(monkeypatch, 2.5),
+            r"^stopped after \d+\.\d s: longer than --trial-timeout 2 \(epoch 1 of 2\)$",
+        ),
         # Stuck in one call: the watchdog fails it grace_period (2 s) past the limit and SIGALRM ends the sleep.
-        (lambda monkeypatch: _stuck_first_trial(monkeypatch, 120), r"^stopped after \d+\.\d s: longer than --trial-timeout 2 and stuck in one call "
-         r"for more than its grace_period of 2 s \(before its first epoch\); failed by the watchdog$"),
+        (
+            lambda monkeypatch: _stuck_first_trial(monkeypatch, 120),
+            r"^stopped after \d+\.\d s: longer than --trial-timeout 2 and stuck in one call "
+            r"for more than its grace_period of 2 s \(before its first epoch\); failed by the watchdog$",
+        ),
     ],
     ids=["late-epoch", "stuck-call"],
 )
@@ -161,18 +164,26 @@ def test_a_watchdog_off_the_main_thread_fails_the_trial_but_cannot_interrupt_it(
     thread.start()
     thread.join(timeout=30)
     assert len(failed) == 1 and failed[0][0] < outcome["woke"]
-    assert "longer than --trial-timeout 0.2 and stuck in one call for more than its grace_period of 0.3 s" in failed[0][1]
+    assert (
+        "longer than --trial-timeout 0.2 and stuck in one call for more than its grace_period of 0.3 s" in failed[0][1]
+    )
     assert outcome["claimed"] is False
     assert not [t for t in threading.enumerate() if t.name == "trial-watchdog"]
 
 
-@pytest.mark.parametrize("overrides, expected_epochs", [
-    ({}, 2),  # min_steps 0: exactly --epochs
-    ({"min_steps": 100}, 4),  # the tiny table's 1,920 training rows at batch 64 are 30 steps an epoch: ceil(100 / 30)
-    ({"min_steps": 1000}, 34),  # ceil(1000 / 30)
-    ({"min_steps": 1000, "epochs": 50}, 50),  # enough steps already: the epochs stay
-    ({"min_steps": 1000, "cv": 3}, 40),  # each of 3 fold models learns from 1,600 rows: 25 steps, ceil(1000 / 25)
-])
+@pytest.mark.parametrize(
+    "overrides, expected_epochs",
+    [
+        ({}, 2),  # min_steps 0: exactly --epochs
+        (
+            {"min_steps": 100},
+            4,
+        ),  # the tiny table's 1,920 training rows at batch 64 are 30 steps an epoch: ceil(100 / 30)
+        ({"min_steps": 1000}, 34),  # ceil(1000 / 30)
+        ({"min_steps": 1000, "epochs": 50}, 50),  # enough steps already: the epochs stay
+        ({"min_steps": 1000, "cv": 3}, 40),  # each of 3 fold models learns from 1,600 rows: 25 steps, ceil(1000 / 25)
+    ],
+)
 def test_min_steps_raises_the_epochs_of_a_small_table(tiny_config, overrides, expected_epochs):
     """Check that min_steps raises a builtin sweep's epochs until each fold model takes that many Adam steps,
     and leaves them where they already suffice."""
@@ -180,15 +191,22 @@ def test_min_steps_raises_the_epochs_of_a_small_table(tiny_config, overrides, ex
     dataset = load_dataset(config)
     rows = min(len(fold.training_rows(len(dataset.validation.y_fit))) for fold in dataset.validation.folds)
     steps = -(-rows // config.batch_size)
-    assert sized_to_table(config, dataset).epochs == max(config.epochs, -(-config.min_steps // steps)) == expected_epochs
+    assert (
+        model_kind(config).sized(dataset).epochs == max(config.epochs, -(-config.min_steps // steps)) == expected_epochs
+    )
 
 
-@pytest.mark.parametrize("kind, overrides", [
-    ("builtin", {"population": 1, "objective": "cost:miss=20,false_alarm=1"}),
-    ("builtin", {"population": 2, "cv": 3}),
-    ("user", {"cv": 3}),
-])
-def test_a_tuned_threshold_is_the_best_on_the_trials_own_scores_and_stored_as_its_param(tiny_csv, tmp_path, kind, overrides):
+@pytest.mark.parametrize(
+    "kind, overrides",
+    [
+        ("builtin", {"population": 1, "objective": "cost:miss=20,false_alarm=1"}),
+        ("builtin", {"population": 2, "cv": 3}),
+        ("user", {"cv": 3}),
+    ],
+)
+def test_a_tuned_threshold_is_the_best_on_the_trials_own_scores_and_stored_as_its_param(
+    tiny_csv, tmp_path, kind, overrides
+):
     """Check that with threshold_search tuned no threshold is sampled: each complete trial's threshold param is the one
     that scores best by the objective on its pooled validation scores, within the range, its value is the objective
     there, and export retrains it to the same value."""
@@ -199,8 +217,16 @@ def test_a_tuned_threshold_is_the_best_on_the_trials_own_scores_and_stored_as_it
 
     storage = f"sqlite:///{tmp_path / 't.db'}"
     if kind == "user":
-        config = user_model_values(tiny_csv, storage, "tabular_mlp", {"units": "4", "depth": "1", "dropout": "0.0"},
-                                   threshold_search="tuned", trials=2, target="label", **overrides)
+        config = user_model_values(
+            tiny_csv,
+            storage,
+            "tabular_mlp",
+            {"units": "4", "depth": "1", "dropout": "0.0"},
+            threshold_search="tuned",
+            trials=2,
+            target="label",
+            **overrides,
+        )
     else:
         config = tiny_values(tiny_csv, storage, trials=4, epochs=4, threshold_search="tuned", **overrides)
     run_sweep(config)

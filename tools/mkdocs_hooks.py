@@ -64,7 +64,9 @@ def options_markdown(path: str) -> str:
     for param in command.params:
         if param.param_type_name == "argument":
             name = param.name.upper() + ("..." if param.nargs == -1 else "")
-            rows.append(f"| `{name}` | argument | {'required' if param.required else '-'} | {_cell(getattr(param, 'help', '') or '')} |")
+            rows.append(
+                f"| `{name}` | argument | {'required' if param.required else '-'} | {_cell(getattr(param, 'help', '') or '')} |"
+            )
             continue
         names = ", ".join(f"`{opt}`" for opt in [*param.opts, *param.secondary_opts])
         rows.append(f"| {names} | {_cell(_value(param))} | {_cell(_default(param))} | {_cell(param.help or '')} |")
@@ -74,6 +76,7 @@ def options_markdown(path: str) -> str:
 
 def render_cli_markers(markdown: str) -> str:
     """Replace every `<!-- cli-options: ... -->` marker with its generated table, indented as the marker is."""
+
     def table(match: re.Match) -> str:
         indent = match.group(1)
         return "\n".join(indent + line for line in options_markdown(match.group(2)).split("\n"))

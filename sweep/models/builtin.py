@@ -1,0 +1,146 @@
+"""The builtin network behind the seam: Dense(width, relu) x layers -> Dense(1, sigmoid), trained by compiled
+epochs (sweep.train) with a trial's fold models side by side, or in populations of several trials (sweep.rounds),
+which are this kind's own business."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from sweep.models import ModelKind, Practice, Refit, TrainedFolds, check_scores
+from sweep.space import TrialParams, suggest, suggest_width
+from sweep.train import TrainSettings, score, train_model, train_models
+
+if TYPE_CHECKING:
+    import optuna
+
+    from sweep.config import SweepConfig
+    from sweep.data import Dataset
+
+# The tutorial's three fixed networks (DESIGN.md): name, hidden width, hidden layers, class weights.
+TUTORIAL_NETWORKS = (
+    ("tutorial: no weights", 2, 2, {0: 1.0, 1: 1.0}),
+    ("tutorial: balanced weights", 2, 1, "balanced"),
+    ("tutorial: manual 1:200", 2, 1, {0: 1.0, 1: 200.0}),
+)
+TUTORIAL_FIT = {"epochs": 50, "batch_size": 100, "learning_rate": 0.001}
+
+
+class BuiltinNetwork(ModelKind):
+    """sweep's own network: its width and the minority weight are searched; trials may train in populations."""
+
+    populations = True
+    network_words = "same network"
+
+    def __init__(self, config: SweepConfig) -> None:
+        super().__init__(config)
+        self._populations: dict = {}  # population id -> every member retrained at once (an ensemble reads several)
+
+    def suggest(self, trial: optuna.Trial) -> TrialParams:
+        return suggest(trial, self.config, suggest_width)
+
+    def params(self, trial) -> TrialParams:
+        return TrialParams.from_dict(trial.params)
+
+    def sized(self, dataset: Dataset) -> SweepConfig:
+        """The config with its epochs raised so each fold model takes at least `min_steps` Adam steps: 50 epochs of
+        batch 100 are 150 steps on 300 training rows, too few to fit a weighted network. A resolved study stores
+        the raised epochs, so every worker, the export's retrain and its refit train as the trials did."""
+        config = self.config
+        if config.min_steps <= 0:
+            return config
+        plan = dataset.validation
+        rows = min(len(fold.training_rows(len(plan.y_fit))) for fold in plan.folds)
+        steps_per_epoch = max(1, -(-rows // config.batch_size))
+        needed = -(-config.min_steps // steps_per_epoch)
+        return config if needed <= config.epochs else dataclasses.replace(config, epochs=needed)
+
+    def train_folds(self, dataset, params, settings, hooks=None, clock=None) -> TrainedFolds:
+        """The fold models trained side by side from the trial's start; `hooks.side_by_side` hears each epoch with
+        the pooled validation scores (the clock is the hooks' to check: an epoch is one compiled call)."""
+        plan = dataset.validation
+
+        def report(epoch: int, _loss: float, models) -> None:
+            hooks.side_by_side(epoch, plan.pool(_fold_scores(plan, models)))
+
+        keeps = [fold.keep for fold in plan.folds]
+        models, result = train_models(
+            plan.X_fit, plan.y_fit, params.hidden_width, params.class_weight, settings, keeps, hooks and report
+        )
+        fold_scores = _fold_scores(plan, models)
+        pooled = plan.pool(fold_scores)
+        check_scores(pooled)
+        return TrainedFolds(models, pooled, fold_scores, result.seconds, result.epochs_run)
+
+    def retrain(self, dataset, trials, study=None) -> dict[int, TrainedFolds]:
+        """A trial trained alone is trained again alone; one trained in a population is sliced out of its
+        population trained again (once per population, for every member asked for)."""
+        from sweep.rounds import retrain_population_members
+
+        found = {}
+        for trial in trials:
+            if "population" not in trial.user_attrs:
+                settings = TrainSettings(**trial.user_attrs["train_settings"])
+                found[trial.number] = self.train_folds(dataset, self.params(trial), settings)
+                continue
+            key = trial.user_attrs["population"]["id"]
+            if key not in self._populations:
+                self._populations[key] = retrain_population_members(dataset, trial, study)
+            models, pooled = self._populations[key][trial.number]
+            found[trial.number] = TrainedFolds(models, pooled)
+        return found
+
+    def fit(self, X, y, params, class_weight, settings):
+        return train_model(X, y, params.hidden_width, class_weight, settings)[0]
+
+    def refit(self, dataset: Dataset, refits: list[Refit]) -> list:
+        """One-hidden-layer networks side by side as one population (the first refit's seed shuffles the rows);
+        deeper ones one after another."""
+        if refits[0].settings.hidden_layers > 1:
+            return super().refit(dataset, refits)
+        from sweep.population import Member, train_population
+        from sweep.rounds import member_network
+
+        X, y = dataset.development.X, dataset.development.y
+        first = refits[0].settings
+        members = [
+            Member(r.params.hidden_width, r.params.minority_weight, r.settings.seed, r.settings.learning_rate)
+            for r in refits
+        ]
+        population, _, _, _ = train_population(
+            X, y, members, first.epochs, first.batch_size, first.learning_rate, first.seed
+        )
+        return [member_network(population, index) for index in range(len(refits))]
+
+    def refit_words(self, settings: TrainSettings) -> str:
+        return "side by side as one population" if settings.hidden_layers == 1 else "one after another"
+
+    def practice(self, params, settings, y) -> list[Practice]:
+        """The tutorial's three fixed networks, its epochs and batch size (not the trial's)."""
+        from sweep.metrics import balanced_class_weight
+
+        rows = []
+        for name, width, layers, weights in TUTORIAL_NETWORKS:
+            fixed = TrialParams(1.0, width, 0.5)
+            tutorial = TrainSettings(**TUTORIAL_FIT, hidden_layers=layers, seed=settings.seed)
+            rows.append(Practice(name, fixed, tutorial, balanced_class_weight(y) if weights == "balanced" else weights))
+        return rows
+
+    def score(self, model, X: np.ndarray) -> np.ndarray:
+        return score(model, X)
+
+    def describe(self, model, compiled_by):
+        return {"kind": "builtin"}
+
+    def hidden_layers(self, settings: TrainSettings) -> int:
+        return settings.hidden_layers
+
+    def keras_model(self, model):
+        return model.to_keras() if hasattr(model, "to_keras") else model
+
+
+def _fold_scores(plan, models) -> list[np.ndarray]:
+    """Each fold model's scores on its own validation rows."""
+    return [score(model, fold.X_val) for model, fold in zip(models, plan.folds)]
