@@ -158,7 +158,7 @@ def filled_trials(study, config, start_number: int, count: int, population: int,
     from optuna.trial import TrialState
 
     from sweep.rounds import population_rate
-    from sweep.trial import trial_seed
+    from sweep.space import trial_seed
 
     rng = np.random.default_rng(seed)
     real = [t for t in study.trials if t.state == TrialState.COMPLETE]

@@ -17,8 +17,11 @@ from typing import TYPE_CHECKING, Any
 
 from sweep.errors import ConfigError
 from sweep.metrics import Goal, parse_goal
-from sweep.outage import DEFAULT_LIMIT as DEFAULT_OUTAGE_LIMIT
 from sweep.space import ParamSpec, merge_spaces, parse_space, space_to_dict
+
+# Seconds every process waits for an unreachable storage (sweep.outage); a managed Postgres restarts or fails over
+# in 30-60 s.
+DEFAULT_OUTAGE_LIMIT = 180.0
 
 DEFAULT_STORAGE = "sqlite:///studies/sweeps.db"
 PRUNER_SYNTAX = "none | median | percentile:P | hyperband | successive_halving"

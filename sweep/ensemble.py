@@ -74,7 +74,7 @@ def automatic_ensemble(choice: EnsembleChoice) -> EnsembleChoice:
 def member_seeds(seed: int, count: int) -> list[int]:
     """`count` training seeds derived from a trial's seed: the trial's own first (so member 0 starts where the
     single refit does), then distinct ones drawn deterministically from it."""
-    from sweep.trial import trial_seed
+    from sweep.space import trial_seed
 
     return [seed] + [trial_seed(seed, k) for k in range(1, count)]
 

@@ -35,6 +35,7 @@ from sweep.ensemble import (
 from sweep.errors import DataError, ExportError, StorageError
 from sweep.metrics import BOOTSTRAP_RESAMPLES, bootstrap_intervals, metrics, parse_goal
 from sweep.models import ModelKind, Refit, model_kind
+from sweep.optuna_private import trial_by_number
 from sweep.preprocess import Preprocessor
 from sweep.results import best_trial
 from sweep.runtime import tensorflow
@@ -144,6 +145,10 @@ class Chosen:
     params: TrialParams
     settings: TrainSettings
 
+    def trial_of(self, number: int):
+        """Another trial of the study, by number (one trial read)."""
+        return trial_by_number(self.study, number)
+
 
 def retrain_best(
     storage_url: str,
@@ -237,7 +242,7 @@ def _ship(chosen: Chosen, choice: EnsembleChoice, refit: str) -> Retrained:
     that it decides as the judged models did."""
     dataset, best, kind, params, settings = chosen.dataset, chosen.trial, chosen.kind, chosen.params, chosen.settings
     judged = refit in ("judged", "train")  # ship the models the threshold was chosen on: no refit
-    retrained = kind.retrain(dataset, [best], chosen.study)[best.number]
+    retrained = kind.retrain(dataset, [best], chosen.trial_of)[best.number]
     pooled = retrained.pooled
     calibration = fit_calibration(
         pooled, dataset.validation.y, params.minority_weight, fitted_on=_fitted_on(dataset, best)
@@ -288,7 +293,7 @@ def _greedy(chosen: Chosen, retrained, size: int, judged: bool) -> tuple:
     candidates = greedy_candidates(study, goal, size)
     trials = {t.number: t for t in [best] + candidates}
     others = [t for t in candidates if t.number != best.number]  # the best trial is retrained already
-    found = kind.retrain(dataset, others, study) | {best.number: retrained}
+    found = kind.retrain(dataset, others, chosen.trial_of) | {best.number: retrained}
     pooled = {best.number: retrained.pooled} | {n: f.pooled for n, f in found.items() if n != best.number}
     y = dataset.validation.y
     selected, threshold, value = greedy_selection(goal, y, pooled, chosen.config.threshold)

@@ -204,7 +204,7 @@ def train_user_models(
     fold scores, TrainResult (epochs run per fold model), compiled_by). on_epoch(fold, epoch, loss, fold scores)
     runs after every epoch. With a clock (sweep.trial.TrialClock, started with the trial: every fold model's time
     counts), fit stops at the first batch or epoch end past its limit (TrialTimedOut)."""
-    from sweep.optuna_private import custom_gradient_names, forget_custom_gradients
+    from sweep.runtime import custom_gradient_names, forget_custom_gradients
 
     builder = load_builder(spec)
     X_tensor = as_tensor(X)

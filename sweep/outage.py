@@ -24,9 +24,9 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from sweep import stopping
+from sweep.config import DEFAULT_OUTAGE_LIMIT
 from sweep.errors import StorageUnreachable, filter_optuna_log
 
-DEFAULT_LIMIT = 180.0  # seconds; a managed Postgres restarts or fails over in 30-60 s
 FIRST_WAIT, LONGEST_WAIT = 0.5, 5.0  # seconds between tries: doubling from the first to the longest
 
 # Parts of a driver's message that mean the URL or the account is wrong, not that the server is away.
@@ -99,7 +99,7 @@ class Outage:
 
     def __init__(
         self,
-        limit: float = DEFAULT_LIMIT,
+        limit: float = DEFAULT_OUTAGE_LIMIT,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:

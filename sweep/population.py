@@ -15,11 +15,24 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from sweep.runtime import detect_device, tensorflow
-from sweep.train import FusedAdam, compiled_epoch, initial_layers, open_variable, per_thread, unload_rows
+from sweep.train import (
+    FusedAdam,
+    Network,
+    TrainSettings,
+    compiled_epoch,
+    initial_layers,
+    open_variable,
+    per_thread,
+    unload_rows,
+)
+
+if TYPE_CHECKING:
+    from sweep.data import Dataset, Validation
 
 # Rows scored per step by Population.scores: keeps the (sum(widths), rows) hidden block in cache.
 SCORE_CHUNK = 4096
@@ -306,3 +319,84 @@ def train_population(
             population.release()
             unload_rows(program.rows)
     return population, epochs_run, time.perf_counter() - started, device
+
+
+# Populations of fold models and trained again for export (sweep.models.builtin).
+
+
+def population_scores(population, plan: Validation, size: int) -> tuple[np.ndarray, list[np.ndarray]]:
+    """(size, pooled rows) validation scores of a population's trials and each fold's (size, fold rows) block;
+    the models of fold f are population members f*size .. (f+1)*size - 1."""
+    blocks = [population.block_scores(fold.X_val, f * size, size) for f, fold in enumerate(plan.folds)]
+    return plan.pool(blocks), blocks
+
+
+def fold_subnets(members: list, plan: Validation) -> tuple[list, np.ndarray | None, np.ndarray | None]:
+    """The population's networks for `members` under `plan`: one per member and fold (fold-major), the
+    (rows, folds) keep matrix and each network's fold (None for a single validation split)."""
+    folds = len(plan.folds)
+    subnets = [member for _ in range(folds) for member in members]
+    if plan.kind == "holdout":
+        return subnets, None, None
+    keep = np.column_stack([fold.keep for fold in plan.folds])
+    return subnets, keep, np.repeat(np.arange(folds), len(members))
+
+
+def population_description(trial, trial_of: Callable | None = None) -> dict:
+    """What retraining population member `trial` needs: its `population` attribute with the population's
+    members, shuffle seed and rate. Those are on the trial itself for the first member, and for every member
+    of a study swept before they were stored once (every member held them all); otherwise they are read from
+    the population's first trial, `trial_of(number)` (one trial read, not the study's trials)."""
+    described = trial.user_attrs["population"]
+    if "members" in described:
+        return described
+    if trial_of is None:
+        raise ValueError(
+            f"trial #{trial.number} points to its population's trial #{described['first_trial']}: pass its study"
+        )
+    first = trial_of(described["first_trial"]).user_attrs["population"]
+    return first | {"member": described["member"]}
+
+
+def retrain_population_members(dataset: Dataset, trial, trial_of: Callable | None = None) -> dict:
+    """Every trial of population member `trial`'s population, from one retraining of it: {trial number: (its
+    fold networks in the plan's order, its pooled validation scores)}; what an ensemble of several trials needs."""
+    population, _, size = _retrained_population(dataset, trial, trial_of)
+    pooled = population_scores(population, dataset.validation, size)[0]
+    described = population_description(trial, trial_of)["members"]
+    folds = len(dataset.validation.folds)
+    return {
+        entry["trial"]: ([member_network(population, f * size + index) for f in range(folds)], pooled[index])
+        for index, entry in enumerate(described)
+    }
+
+
+def member_network(population, index: int):
+    """Network `index` of a trained population (member k of fold f is f * size + k) as a plain Network."""
+    units = slice(int(population.offsets[index]), int(population.offsets[index + 1]))
+    v = population.weights()
+    return Network(((v["W1"][:, units], v["b1"][units]), (v["w2"][units, None], v["b2"][index : index + 1])))
+
+
+def _retrained_population(dataset: Dataset, trial, trial_of: Callable | None) -> tuple:
+    """Population member `trial`'s population trained again from its stored description: (population, the
+    trial's index in it, its size)."""
+    settings = TrainSettings(**trial.user_attrs["train_settings"])
+    plan = dataset.validation
+    described = population_description(trial, trial_of)
+    members = [
+        Member(m["hidden_width"], m["minority_weight"], m["seed"], m.get("learning_rate")) for m in described["members"]
+    ]
+    subnets, keep, member_fold = fold_subnets(members, plan)
+    population, _, _, _ = train_population(
+        plan.X_fit,
+        plan.y_fit,
+        subnets,
+        settings.epochs,
+        settings.batch_size,
+        described.get("learning_rate", settings.learning_rate),
+        described["shuffle_seed"],
+        keep=keep,
+        member_fold=member_fold,
+    )
+    return population, described["member"], len(members)

@@ -21,11 +21,10 @@ from sweep.optuna_private import (
     record_heartbeat,
     set_user_attrs,
     storage_of,
-    trial_by_number,
     trial_id,
 )
-from sweep.space import suggest, suggest_width
-from sweep.train import TrainSettings
+from sweep.population import fold_subnets, population_scores
+from sweep.space import suggest, suggest_width, trial_seed
 from sweep.trial import (
     ReportThread,
     TrialClock,
@@ -36,19 +35,11 @@ from sweep.trial import (
     report_epoch,
     setup_attrs,
     train_settings,
-    trial_seed,
 )
 
 if TYPE_CHECKING:
     from sweep.config import SweepConfig
-    from sweep.data import Dataset, Validation
-
-
-def population_scores(population, plan: Validation, size: int) -> tuple[np.ndarray, list[np.ndarray]]:
-    """(size, pooled rows) validation scores of a population's trials and each fold's (size, fold rows) block;
-    the models of fold f are population members f*size .. (f+1)*size - 1."""
-    blocks = [population.block_scores(fold.X_val, f * size, size) for f, fold in enumerate(plan.folds)]
-    return plan.pool(blocks), blocks
+    from sweep.data import Dataset
 
 
 def population_rate(config: SweepConfig) -> float:
@@ -57,17 +48,6 @@ def population_rate(config: SweepConfig) -> float:
     if isinstance(config.learning_rate, tuple):
         return float(np.sqrt(config.learning_rate[0] * config.learning_rate[1]))
     return float(config.learning_rate)
-
-
-def fold_subnets(members: list, plan: Validation) -> tuple[list, np.ndarray | None, np.ndarray | None]:
-    """The population's networks for `members` under `plan`: one per member and fold (fold-major), the
-    (rows, folds) keep matrix and each network's fold (None for a single validation split)."""
-    folds = len(plan.folds)
-    subnets = [member for _ in range(folds) for member in members]
-    if plan.kind == "holdout":
-        return subnets, None, None
-    keep = np.column_stack([fold.keep for fold in plan.folds])
-    return subnets, keep, np.repeat(np.arange(folds), len(members))
 
 
 def population_attrs(
@@ -83,70 +63,6 @@ def population_attrs(
         head | {"member": index, "first_trial": first} | (described if index == 0 else {})
         for index in range(len(members))
     ]
-
-
-def population_description(trial, study: optuna.Study | None = None) -> dict:
-    """What retraining population member `trial` needs: its `population` attribute with the population's
-    members, shuffle seed and rate. Those are on the trial itself for the first member, and for every member
-    of a study swept before they were stored once (every member held them all); otherwise they are read from
-    the population's first trial in `study` (one trial read, not the study's trials)."""
-    described = trial.user_attrs["population"]
-    if "members" in described:
-        return described
-    if study is None:
-        raise ValueError(
-            f"trial #{trial.number} points to its population's trial #{described['first_trial']}: pass its study"
-        )
-    first = trial_by_number(study, described["first_trial"]).user_attrs["population"]
-    return first | {"member": described["member"]}
-
-
-def retrain_population_members(dataset: Dataset, trial, study: optuna.Study | None = None) -> dict:
-    """Every trial of population member `trial`'s population, from one retraining of it: {trial number: (its
-    fold networks in the plan's order, its pooled validation scores)}; what an ensemble of several trials needs."""
-    population, _, size = _retrained_population(dataset, trial, study)
-    pooled = population_scores(population, dataset.validation, size)[0]
-    described = population_description(trial, study)["members"]
-    folds = len(dataset.validation.folds)
-    return {
-        entry["trial"]: ([member_network(population, f * size + index) for f in range(folds)], pooled[index])
-        for index, entry in enumerate(described)
-    }
-
-
-def member_network(population, index: int):
-    """Network `index` of a trained population (member k of fold f is f * size + k) as a plain Network."""
-    from sweep.train import Network
-
-    units = slice(int(population.offsets[index]), int(population.offsets[index + 1]))
-    v = population.weights()
-    return Network(((v["W1"][:, units], v["b1"][units]), (v["w2"][units, None], v["b2"][index : index + 1])))
-
-
-def _retrained_population(dataset: Dataset, trial, study: optuna.Study | None) -> tuple:
-    """Population member `trial`'s population trained again from its stored description: (population, the
-    trial's index in it, its size)."""
-    from sweep.population import Member, train_population
-
-    settings = TrainSettings(**trial.user_attrs["train_settings"])
-    plan = dataset.validation
-    described = population_description(trial, study)
-    members = [
-        Member(m["hidden_width"], m["minority_weight"], m["seed"], m.get("learning_rate")) for m in described["members"]
-    ]
-    subnets, keep, member_fold = fold_subnets(members, plan)
-    population, _, _, _ = train_population(
-        plan.X_fit,
-        plan.y_fit,
-        subnets,
-        settings.epochs,
-        settings.batch_size,
-        described.get("learning_rate", settings.learning_rate),
-        described["shuffle_seed"],
-        keep=keep,
-        member_fold=member_fold,
-    )
-    return population, described["member"], len(members)
 
 
 def population_round(

@@ -165,3 +165,31 @@ def set_placement(**attrs: object) -> None:
 def placement() -> dict[str, object]:
     """The user attributes set_placement recorded (empty outside a cluster task)."""
     return dict(_placement)
+
+
+# TensorFlow 2.21: `tensorflow.python.framework.ops._gradient_registry` (a `Registry` whose `_registry` dict maps
+# op-type names to gradient functions). Keras' TensorFlow optimizer sums gradients through a `tf.custom_gradient`,
+# and each trace of a fit's train step registers a `CustomGradient-N` entry there for ever, holding that step's
+# graph: about 3 MB a user-model trial that clear_session never frees (docs/benchmarks/user-model.md).
+CUSTOM_GRADIENT_PREFIX = "CustomGradient-"
+
+
+def _gradient_entries() -> dict:
+    from tensorflow.python.framework import ops
+
+    return ops._gradient_registry._registry
+
+
+def custom_gradient_names() -> set[str]:
+    """The CustomGradient-N names now in TensorFlow's global gradient registry."""
+    return {name for name in _gradient_entries() if name.startswith(CUSTOM_GRADIENT_PREFIX)}
+
+
+def forget_custom_gradients(keep: set[str]) -> int:
+    """Remove the CustomGradient-N entries registered since `keep` was read (a finished trial's train steps, which
+    nothing will differentiate again); returns how many were removed."""
+    entries = _gradient_entries()
+    added = [name for name in list(entries) if name.startswith(CUSTOM_GRADIENT_PREFIX) and name not in keep]
+    for name in added:
+        del entries[name]
+    return len(added)

@@ -233,7 +233,7 @@ def fixed_params(config: SweepConfig) -> dict:  # noqa: F821
 def suggest(trial: optuna.Trial, config: SweepConfig, own_params) -> TrialParams:  # noqa: F821
     """Draw one point: log-scale weight, the model's own params (`own_params(trial, config)` gives its width or None
     and what its builder is called with: suggest_width or suggest_model_space), linear threshold (unless it is
-    tuned after training: record_tuned_threshold), within the configured ranges, and a log-scale learning rate when
+    tuned after training: sweep.trial.record_tuned_threshold), within the configured ranges, and a log-scale learning rate when
     the config gives a range for it. The order of the draws is the order of a seeded sampler's random numbers."""
     searched_rate = isinstance(config.learning_rate, tuple)
     weight = trial.suggest_float("minority_weight", *config.minority_weight, log=True)
@@ -254,14 +254,9 @@ def suggest_model_space(trial: optuna.Trial, config: SweepConfig) -> tuple[int |
     return (int(model_params["hidden_width"]) if "hidden_width" in model_params else None), model_params
 
 
-def record_tuned_threshold(trial: optuna.Trial, config: SweepConfig, threshold: float) -> None:  # noqa: F821
-    """Store a threshold tuned on the trial's own scores as its "threshold" param, with the distribution a sampled one
-    has, so the dashboard, `sweep show`, the sampler and export read it as they read a sampled one."""
-    import optuna
-
-    from sweep.optuna_private import set_param
-
-    set_param(trial, "threshold", float(threshold), optuna.distributions.FloatDistribution(*config.threshold))
+def trial_seed(base_seed: int, trial_number: int) -> int:
+    """A distinct, reproducible training seed per trial."""
+    return (base_seed * 1_000_003 + trial_number) % (2**31 - 1)
 
 
 def typical_params(config: SweepConfig) -> dict:  # noqa: F821

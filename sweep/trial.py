@@ -21,19 +21,14 @@ from sweep import stopping
 from sweep.errors import OverBudget, TrialFailed, TrialTimedOut
 from sweep.metrics import Goal, choose_threshold, metrics
 from sweep.models import model_kind
-from sweep.optuna_private import set_user_attrs, storage_of, trial_id
+from sweep.optuna_private import set_param, set_user_attrs, storage_of, trial_id
 from sweep.runtime import device_label, placement, thread_settings
-from sweep.space import TrialParams, record_tuned_threshold
+from sweep.space import TrialParams, trial_seed
 from sweep.train import TrainSettings
 
 if TYPE_CHECKING:
     from sweep.config import SweepConfig
     from sweep.data import Dataset, Validation
-
-
-def trial_seed(base_seed: int, trial_number: int) -> int:
-    """A distinct, reproducible training seed per trial."""
-    return (base_seed * 1_000_003 + trial_number) % (2**31 - 1)
 
 
 def train_settings(config: SweepConfig, seed: int, params: TrialParams) -> TrainSettings:
@@ -278,6 +273,12 @@ def report_epoch(
 
 
 FOLD_METRICS = ("f1", "precision", "recall", "average_precision", "flag_rate")
+
+
+def record_tuned_threshold(trial: optuna.Trial, config: SweepConfig, threshold: float) -> None:
+    """Store a threshold tuned on the trial's own scores as its "threshold" param, with the distribution a sampled one
+    has, so the dashboard, `sweep show`, the sampler and export read it as they read a sampled one."""
+    set_param(trial, "threshold", float(threshold), optuna.distributions.FloatDistribution(*config.threshold))
 
 
 def judged_threshold(

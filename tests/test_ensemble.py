@@ -57,14 +57,14 @@ def _best(config):
 def _members_alone(config, dataset, best: dict, kind: str) -> list:
     """The bundle's members trained again from best.json alone, with the library's primitives (not sweep.ensemble)."""
     from sweep.models import model_kind
-    from sweep.population import Member, train_population
-    from sweep.rounds import member_network
+    from sweep.optuna_private import trial_by_number
+    from sweep.population import Member, member_network, train_population
 
     study = optuna.load_study(study_name=config.study, storage=config.storage)
     trial = study.best_trial
     seam = model_kind(config)
     if kind == "folds":
-        return seam.retrain(dataset, [trial], study)[trial.number].models
+        return seam.retrain(dataset, [trial], lambda n: trial_by_number(study, n))[trial.number].models
     X, y = dataset.development.X, dataset.development.y
     settings = TrainSettings(**trial.user_attrs["train_settings"])
     if config.model != "builtin":  # each member fitted alone, one after another

@@ -14,9 +14,10 @@ from sweep.data import load_dataset
 from sweep.export import export_best
 from sweep.metrics import metrics, parse_goal
 from sweep.models.builtin import BuiltinNetwork
-from sweep.optuna_private import set_attr_of_finished_trial, storage_of, trial_id
+from sweep.optuna_private import set_attr_of_finished_trial, storage_of, trial_by_number, trial_id
+from sweep.population import population_description
 from sweep.results import view_study
-from sweep.rounds import population_description, population_round
+from sweep.rounds import population_round
 from sweep.runner import run_sweep
 from sweep.storage import open_storage
 from tests.conftest import tiny_values
@@ -97,8 +98,11 @@ def test_every_member_is_retrained_and_exported_from_either_layout(population_st
     )
     dataset = load_dataset(config)
     for trial in trials:
-        assert population_description(trial, study)["member"] == trial.user_attrs["population"]["member"]
-        retrained = BuiltinNetwork(config).retrain(dataset, [trial], study)[trial.number]
+        assert (
+            population_description(trial, lambda n: trial_by_number(study, n))["member"]
+            == trial.user_attrs["population"]["member"]
+        )
+        retrained = BuiltinNetwork(config).retrain(dataset, [trial], lambda n: trial_by_number(study, n))[trial.number]
         validation = metrics(dataset.validation.y, retrained.pooled, trial.params["threshold"])
         assert validation["f1"] == pytest.approx(trial.user_attrs["val_f1"], abs=1e-6)
         assert validation["precision"] == pytest.approx(trial.user_attrs["val_precision"], abs=1e-6)

@@ -48,7 +48,7 @@ def test_population_rate_is_the_fixed_rate_or_the_middle_of_the_range(tiny_confi
 def test_fold_subnets_lay_out_one_network_per_member_and_fold(tiny_config, cv, folds):
     """Check that a round trains one network per member and fold, fold-major, with each fold's keep column."""
     from sweep.data import load_dataset
-    from sweep.rounds import fold_subnets
+    from sweep.population import fold_subnets
 
     plan = load_dataset(tiny_config(cv=cv)).validation
     members = ["a", "b"]

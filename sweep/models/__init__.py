@@ -106,8 +106,9 @@ class ModelKind(ABC):
         a `clock` (sweep.trial.TrialClock) stops training past --trial-timeout where the kind can stop mid-epoch."""
 
     @abstractmethod
-    def retrain(self, dataset: Dataset, trials: list, study: optuna.Study | None = None) -> dict[int, TrainedFolds]:
-        """Stored trials trained again from their stored settings: {trial number: its fold models and scores}."""
+    def retrain(self, dataset: Dataset, trials: list, trial_of=None) -> dict[int, TrainedFolds]:
+        """Stored trials trained again from their stored settings: {trial number: its fold models and scores}.
+        `trial_of(number)` reads another trial of the study (a population is described on its first member)."""
 
     @abstractmethod
     def fit(self, X: np.ndarray, y: np.ndarray, params: TrialParams, class_weight: dict, settings: TrainSettings):

@@ -74,10 +74,10 @@ class BuiltinNetwork(ModelKind):
         check_scores(pooled)
         return TrainedFolds(models, pooled, fold_scores, result.seconds, result.epochs_run)
 
-    def retrain(self, dataset, trials, study=None) -> dict[int, TrainedFolds]:
+    def retrain(self, dataset, trials, trial_of=None) -> dict[int, TrainedFolds]:
         """A trial trained alone is trained again alone; one trained in a population is sliced out of its
         population trained again (once per population, for every member asked for)."""
-        from sweep.rounds import retrain_population_members
+        from sweep.population import retrain_population_members
 
         found = {}
         for trial in trials:
@@ -87,7 +87,7 @@ class BuiltinNetwork(ModelKind):
                 continue
             key = trial.user_attrs["population"]["id"]
             if key not in self._populations:
-                self._populations[key] = retrain_population_members(dataset, trial, study)
+                self._populations[key] = retrain_population_members(dataset, trial, trial_of)
             models, pooled = self._populations[key][trial.number]
             found[trial.number] = TrainedFolds(models, pooled)
         return found
@@ -100,8 +100,7 @@ class BuiltinNetwork(ModelKind):
         deeper ones one after another."""
         if refits[0].settings.hidden_layers > 1:
             return super().refit(dataset, refits)
-        from sweep.population import Member, train_population
-        from sweep.rounds import member_network
+        from sweep.population import Member, member_network, train_population
 
         X, y = dataset.development.X, dataset.development.y
         first = refits[0].settings

@@ -66,7 +66,7 @@ class UserModel(ModelKind):
         check_scores(pooled)
         return TrainedFolds(models, pooled, fold_scores, result.seconds, result.epochs_run, compiled_by)
 
-    def retrain(self, dataset, trials, study=None) -> dict[int, TrainedFolds]:
+    def retrain(self, dataset, trials, trial_of=None) -> dict[int, TrainedFolds]:
         return {
             t.number: self.train_folds(dataset, self.params(t), TrainSettings(**t.user_attrs["train_settings"]))
             for t in trials
