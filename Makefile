@@ -40,7 +40,7 @@ docs-build: $(DOCS_STAMP)
 
 # The data of the "Your own model" examples (studies/digits-cnn.toml, sequences-conv1d.toml, tabular-dropout.toml).
 examples: install
-	$(BIN)/python -m sweep.examples studies/data
+	$(BIN)/python -m sweep.data.examples studies/data
 
 clean:
 	rm -rf $(VENV) studies/*.db studies/artifacts studies/data exports site

@@ -11,7 +11,7 @@ What is measured, for each study:
   50 epochs unless --trials/--epochs say otherwise; --reference-cv adds the same with 5-fold trials), and of
   sklearn-bundled tables from benchmarks/tables.py (the defaults but --trials/--epochs; these are small, so the
   automatic rule cross-validates their trials with 5 folds);
-- the model: what `sweep export` does, in process (sweep.export.retrain_best): the best trial retrained from its
+- the model: what `sweep export` does, in process (sweep.handover.retrain.retrain_best): the best trial retrained from its
   seed, whose pooled validation scores (out-of-fold for cross-validated trials, the validation part otherwise)
   are the only rows any calibration is fitted on, and the configuration refit on all non-test rows, whose test
   scores are calibrated and judged;
@@ -38,7 +38,7 @@ sys.path.insert(0, str(HERE))
 from common import machine  # noqa: E402
 from tables import BUILDERS, write_table  # noqa: E402
 
-from sweep.calibration import METHODS, fit_calibration, probability_scores  # noqa: E402
+from sweep.handover.calibration import METHODS, fit_calibration, probability_scores  # noqa: E402
 
 QUICK = {"trials": 6, "epochs": 5, "tables": ["digits_8"]}
 OUTPUTS = ("constant", "raw", "corrected", "corrected + isotonic", "corrected + Platt")
@@ -71,9 +71,9 @@ def rows_of(label: str, detail: str, y_test: np.ndarray, found: dict[str, np.nda
 def study_rows(label: str, values: dict, work: Path) -> tuple[list[str], dict]:
     """Sweep, retrain as export does, and the rows of every output; plus a summary for the verdict."""
     from sweep.config import resolve_config
-    from sweep.export import retrain_best
-    from sweep.runner import run_sweep
-    from sweep.train import score
+    from sweep.handover.retrain import retrain_best
+    from sweep.models.network import score
+    from sweep.study.runner import run_sweep
 
     storage = f"sqlite:///{work / 'calibration.db'}"
     values = dict(values)
@@ -101,7 +101,7 @@ def weight_rows(weights: list[float], epochs: int) -> tuple[list[str], list[dict
     calibrated on the validation part, judged on test rows."""
     from sweep.config import resolve_config
     from sweep.data import load_dataset
-    from sweep.train import TrainSettings, score, train_model
+    from sweep.models.network import TrainSettings, score, train_model
 
     config = resolve_config({"cv": 0}, config_file=HERE.parent / "studies" / "reference.toml", env={})
     dataset = load_dataset(config)

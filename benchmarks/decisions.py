@@ -84,8 +84,8 @@ def measure(found, prefix: str, rank: bool) -> dict:
 
 
 def run_one(table: str, seed: int, args, work: Path) -> dict:
-    from sweep.export import retrain_best
-    from sweep.runner import run_sweep
+    from sweep.handover.retrain import retrain_best
+    from sweep.study.runner import run_sweep
 
     csv = write_table(table, work)
     storage = f"sqlite:///{work / f'{table}-{seed}.db'}"

@@ -36,7 +36,7 @@ CHOICES = ("single", "seeds:5", "folds", "greedy:5")
 TABLES = ("breast_cancer", "diabetes", "cars_europe", "seattle_snow", "digits_3_rare", "synthetic")
 QUICK = {"repeats": 2, "trials": 6, "epochs": 10, "tables": ["cars_europe", "synthetic"]}
 ROOT = Path(__file__).resolve().parent.parent
-# A user's own model: the example's TOML under studies/ (its data made by sweep.examples.write_examples).
+# A user's own model: the example's TOML under studies/ (its data made by sweep.data.examples.write_examples).
 USER_MODELS = {
     "digits_cnn": "digits-cnn.toml",
     "sequences_conv1d": "sequences-conv1d.toml",
@@ -80,8 +80,8 @@ def run_one(
     """One sweep of table `name` with seed `repeat` (config keys `extra` on top of the benchmark's), exported each
     way in `choices`; one result per choice, tagged with `label` (what `extra` varies)."""
     from sweep.config import resolve_config
-    from sweep.export import export_best
-    from sweep.runner import run_sweep
+    from sweep.handover.export import export_best
+    from sweep.study.runner import run_sweep
 
     study = f"{name}-s{repeat}{label}"
     if frame is None:  # a user's own model (USER_MODELS): its example's data, builder, space and epochs
@@ -155,7 +155,7 @@ def user_model_config(name: str, work: Path) -> dict:
     """The config keys of a user-model example (studies/<toml>) but its study and trials, its data written under
     `work`."""
     from sweep.config import read_config_file
-    from sweep.examples import write_examples
+    from sweep.data.examples import write_examples
 
     values = read_config_file(ROOT / "studies" / USER_MODELS[name])
     data = work / Path(values["data"]).name

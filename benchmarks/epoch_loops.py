@@ -3,7 +3,7 @@
     python benchmarks/epoch_loops.py [--epochs 5] [--repeats 3] [--intra-op-threads N] [--inter-op-threads M]
 
 Rows: the tutorial-style `model.fit`; `fit` with `steps_per_execution` covering the epoch; the Keras model
-and optimizer called inside one tf.function per epoch; and sweep.train's fused loop (raw ops, one
+and optimizer called inside one tf.function per epoch; and sweep.models.network's fused loop (raw ops, one
 ResourceApplyAdam per variable). Prints a markdown table: median and spread over repeats of seconds per
 epoch, excluding the first (tracing) call of each loop.
 """
@@ -19,8 +19,8 @@ import numpy as np
 
 from sweep.config import SweepConfig
 from sweep.data import load_dataset
+from sweep.models.network import TrainSettings, train_model
 from sweep.runtime import configure_threads, tensorflow, thread_settings
-from sweep.train import TrainSettings, train_model
 
 CLASS_WEIGHT = {0: 1.0, 1: 50.0}
 
@@ -28,7 +28,7 @@ CLASS_WEIGHT = {0: 1.0, 1: 50.0}
 def keras_fit(dataset, epochs: int, steps_per_execution: int) -> float:
     import keras
 
-    from sweep.model import build_model
+    from sweep.models.builder import build_model
 
     keras.utils.set_random_seed(0)
     model = build_model(2, 2, 1)
@@ -43,7 +43,7 @@ def keras_in_function(dataset, epochs: int) -> float:
     """The first loop this project had: Keras model call, Keras loss and Keras Adam inside one tf.function."""
     import keras
 
-    from sweep.model import build_model
+    from sweep.models.builder import build_model
 
     tf = tensorflow()
     keras.utils.set_random_seed(0)
@@ -93,7 +93,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--intra-op-threads", type=int, default=0)
     parser.add_argument("--inter-op-threads", type=int, default=0)
-    parser.add_argument("--only-fused", action="store_true", help="time only sweep.train (for thread comparisons)")
+    parser.add_argument(
+        "--only-fused", action="store_true", help="time only sweep.models.network (for thread comparisons)"
+    )
     args = parser.parse_args()
     configure_threads(args.intra_op_threads, args.inter_op_threads)
     tf = tensorflow()
@@ -102,10 +104,10 @@ def main() -> None:
         "model.fit (tutorial style)": lambda: keras_fit(dataset, args.epochs, 1),
         "model.fit, steps_per_execution=640": lambda: keras_fit(dataset, args.epochs, 640),
         "Keras model + optimizer in one tf.function": lambda: keras_in_function(dataset, args.epochs),
-        "sweep.train fused loop (raw ops, ResourceApplyAdam)": lambda: fused(dataset, args.epochs),
+        "sweep.models.network fused loop (raw ops, ResourceApplyAdam)": lambda: fused(dataset, args.epochs),
     }
     if args.only_fused:
-        loops = {name: run for name, run in loops.items() if name.startswith("sweep.train")}
+        loops = {name: run for name, run in loops.items() if name.startswith("sweep.models.network")}
     # Interleave the loops over repeats so a slow patch of the machine hits all of them alike.
     results = {name: [] for name in loops}
     for _ in range(args.repeats):

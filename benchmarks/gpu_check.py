@@ -73,7 +73,7 @@ def runs(folder: str, args) -> list[tuple[str, str, list[str]]]:
     """(path, study name stem, flags) of the two paths; each runs once per device."""
     import numpy as np
 
-    from sweep.examples import digits_arrays
+    from sweep.data.examples import digits_arrays
 
     x, y = digits_arrays()
     digits = f"{folder}/digits.npz"

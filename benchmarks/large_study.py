@@ -30,10 +30,10 @@ made next to the one --postgres names, dropped at the end unless --keep), holdin
      of the rest: Optuna's stale-trial check (`fail_stale_trials`, which study.optimize runs before every
      trial of a storage with heartbeats) and our trial counts (the budget checks); run end: after the last
      trial until run_sweep returns (the study note, the summary);
-   - `sweep show` (sweep.results.view_study as the CLI calls it), `sweep studies` (studies_table),
+   - `sweep show` (sweep.reading.results.view_study as the CLI calls it), `sweep studies` (studies_table),
      `sweep export` of the best trial (export_best: retraining its population of --population, refit,
      test metrics, bundle);
-   - the dashboard: sweep.dashboard.dashboard_app (optuna_dashboard.wsgi on the storage, as `sweep
+   - the dashboard: sweep.reading.dashboard.dashboard_app (optuna_dashboard.wsgi on the storage, as `sweep
      dashboard` serves it) called in-process as a WSGI app: GET /api/studies, then
      /api/studies/<id>?after=0 (every trial; the response's size is printed too).
 Prints markdown tables (paste them into docs/benchmarks.md); --json writes the numbers, --compare prints
@@ -157,8 +157,8 @@ def filled_trials(study, config, start_number: int, count: int, population: int,
     import numpy as np
     from optuna.trial import TrialState
 
-    from sweep.rounds import population_rate
     from sweep.space import trial_seed
+    from sweep.study.rounds import population_rate
 
     rng = np.random.default_rng(seed)
     real = [t for t in study.trials if t.state == TrialState.COMPLETE]
@@ -346,7 +346,7 @@ def build(url: str, folder: Path, size: int, population: int, layout: str) -> di
     import optuna
     import sqlalchemy
 
-    from sweep.runner import run_sweep
+    from sweep.study.runner import run_sweep
 
     started = time.perf_counter()
     run_sweep(sweep_config(folder, url, trials=population, population=population))
@@ -388,9 +388,9 @@ def op_start(url: str, folder: Path) -> dict:
     from lean_trials import Clock
     from optuna.trial import TrialState
 
-    from sweep.results import BUDGET_STATES, count_trials
-    from sweep.runner import run_sweep
-    from sweep.storage import load_study, open_storage
+    from sweep.study.runner import run_sweep
+    from sweep.study.storage import load_study, open_storage
+    from sweep.study.summary import BUDGET_STATES, count_trials
 
     finished = count_trials(load_study(open_storage(url), STUDY), BUDGET_STATES)
     config = sweep_config(folder, url, trials=finished + 1 + EXTRA_TRIALS, epochs=1, population=1)
@@ -398,12 +398,12 @@ def op_start(url: str, folder: Path) -> dict:
     clock.install()
     import optuna
 
-    import sweep.optuna_private
+    import sweep.study.optuna_private
 
     optuna.storages.fail_stale_trials = clock.timed("stale check", optuna.storages.fail_stale_trials)
-    sweep.optuna_private.count_trials = clock.timed("counts", sweep.optuna_private.count_trials)
-    if hasattr(sweep.optuna_private, "TrialCounts"):  # after the change: the budget's counts go through it
-        counts = sweep.optuna_private.TrialCounts
+    sweep.study.optuna_private.count_trials = clock.timed("counts", sweep.study.optuna_private.count_trials)
+    if hasattr(sweep.study.optuna_private, "TrialCounts"):  # after the change: the budget's counts go through it
+        counts = sweep.study.optuna_private.TrialCounts
         counts.__call__ = clock.timed("counts", counts.__call__)
     stamps = []
     started = time.perf_counter()
@@ -427,8 +427,8 @@ def op_start(url: str, folder: Path) -> dict:
 
 
 def op_show(url: str, folder: Path) -> dict:
-    from sweep.results import view_study
-    from sweep.storage import load_study, open_storage
+    from sweep.reading.results import view_study
+    from sweep.study.storage import load_study, open_storage
 
     started = time.perf_counter()
     view = view_study(load_study(open_storage(url), STUDY), url)
@@ -441,8 +441,8 @@ def op_show(url: str, folder: Path) -> dict:
 
 
 def op_studies(url: str, folder: Path) -> dict:
-    from sweep.results import studies_table
-    from sweep.storage import open_storage
+    from sweep.reading.results import studies_table
+    from sweep.study.storage import open_storage
 
     started = time.perf_counter()
     table = studies_table(open_storage(url), url)
@@ -450,7 +450,7 @@ def op_studies(url: str, folder: Path) -> dict:
 
 
 def op_export(url: str, folder: Path) -> dict:
-    from sweep.export import export_best
+    from sweep.handover.export import export_best
 
     started = time.perf_counter()
     result = export_best(url, STUDY, folder / "bundle", force=True)
@@ -465,7 +465,7 @@ def op_export(url: str, folder: Path) -> dict:
 def op_dashboard(url: str, folder: Path) -> dict:
     import wsgiref.util
 
-    from sweep.dashboard import dashboard_app
+    from sweep.reading.dashboard import dashboard_app
 
     app = dashboard_app(url)
 

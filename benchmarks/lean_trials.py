@@ -35,13 +35,13 @@ import optuna.study._tell  # noqa: E402
 from common import machine  # noqa: E402
 from trial_speed import tutorial_fit_trial  # noqa: E402
 
-import sweep.population  # noqa: E402
-import sweep.train  # noqa: E402
+import sweep.models.network  # noqa: E402
+import sweep.models.population  # noqa: E402
 from sweep.config import SweepConfig, resolve_config  # noqa: E402
 from sweep.data import load_dataset  # noqa: E402
 from sweep.metrics import balanced_class_weight  # noqa: E402
-from sweep.runner import run_sweep  # noqa: E402
 from sweep.runtime import tensorflow  # noqa: E402
+from sweep.study.runner import run_sweep  # noqa: E402
 
 SINGLE_TRIALS = {10: 8, 50: 4}  # trials per single-trial run, by epochs (enough to spread the study's creation)
 POPULATION = 64
@@ -72,12 +72,12 @@ class Clock:
     def install(self) -> None:
         """Time every compiled epoch (single trials and populations), every call into TPE, and Optuna's ask and
         tell (private names of Optuna's modules: this is a benchmark, not the package)."""
-        original = sweep.train.compiled_epoch
+        original = sweep.models.network.compiled_epoch
 
         def timed_compiled_epoch(*args, **kwargs):
             return self.timed("epochs", original(*args, **kwargs))
 
-        sweep.train.compiled_epoch = sweep.population.compiled_epoch = timed_compiled_epoch
+        sweep.models.network.compiled_epoch = sweep.models.population.compiled_epoch = timed_compiled_epoch
         for name in (
             "infer_relative_search_space",
             "sample_relative",

@@ -41,7 +41,7 @@ INTERCEPT = -5.6  # about 2% positives with these weights
 FOOTPRINT = """
 import numpy as np, optuna, pandas, pyarrow.parquet, sklearn.model_selection
 from sweep.runtime import tensorflow
-from sweep.population import Member, train_population
+from sweep.models.population import Member, train_population
 tensorflow()
 rng = np.random.default_rng(0)
 X, y = rng.standard_normal((1000, 10)).astype(np.float32), (rng.random(1000) < 0.05).astype(np.int8)

@@ -10,7 +10,7 @@
 2. Equal learning: 8 fixed (width, minority weight) members, trained as one population and each alone
    with the single-trial trainer, once per seed; validation average precision mean ± sd over seeds.
 3. Cost per member-epoch against K (training only, widths drawn log-uniform from the default 1-64 range):
-   where a bigger population stops paying, which sets sweep.population.UNITS_PER_POPULATION.
+   where a bigger population stops paying, which sets sweep.models.population.UNITS_PER_POPULATION.
 Prints markdown tables (paste them into docs/benchmarks.md).
 """
 
@@ -35,10 +35,10 @@ from sweep.metrics import (
     average_precision,  # noqa: E402
     balanced_class_weight,  # noqa: E402
 )
-from sweep.population import Member, train_population  # noqa: E402
-from sweep.runner import run_sweep  # noqa: E402
+from sweep.models.network import TrainSettings, score, train_model  # noqa: E402
+from sweep.models.population import Member, train_population  # noqa: E402
 from sweep.runtime import configure_threads, tensorflow  # noqa: E402
-from sweep.train import TrainSettings, score, train_model  # noqa: E402
+from sweep.study.runner import run_sweep  # noqa: E402
 
 POPULATIONS = (8, 32, 64)
 # Members of the equal-learning table: narrow to wide, mild to extreme minority weights.

@@ -21,8 +21,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import machine  # noqa: E402
 
 from sweep.config import resolve_config  # noqa: E402
-from sweep.export import export_best  # noqa: E402
-from sweep.runner import run_sweep  # noqa: E402
+from sweep.handover.export import export_best  # noqa: E402
+from sweep.study.runner import run_sweep  # noqa: E402
 
 
 def main() -> None:

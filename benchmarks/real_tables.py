@@ -26,7 +26,7 @@ package is missing is skipped with a note. For each table and split seed:
   same `sweep.metrics.bootstrap_intervals` (1,000 stratified resamples, seed 0);
 - "network balanced+tuned" (unless --no-balanced-tuned): the sweep's best network with sklearn's balanced class
   weights and a threshold tuned for the goal on the study's own validation plan, refit on all non-test rows
-  (`sweep.report.network_balanced_tuned`, run in this process after each mode's first export).
+  (`sweep.reading.report.network_balanced_tuned`, run in this process after each mode's first export).
 
 Prints one markdown row per (table, method) and a summary: whether cross-validated trials reach the single
 split's test F1; per method, how often the shipped decision collapses (flags no test row, or over three times
@@ -332,12 +332,12 @@ NOTES: list[str] = []  # one-line notes for the output, e.g. a method row that c
 
 def balanced_tuned_row(best: dict | None, mode: str, name: str, test, y_test, base: Row) -> Row | None:
     """The study's best network with balanced class weights and a threshold tuned for the goal on the study's own
-    validation plan (sweep.report.network_balanced_tuned), scored on our test rows; None where it cannot be made."""
+    validation plan (sweep.reading.report.network_balanced_tuned), scored on our test rows; None where it cannot be made."""
     try:
         from sweep.models import model_kind
-        from sweep.report import network_balanced_tuned
+        from sweep.reading.report import network_balanced_tuned
     except ImportError:
-        note = f"{BALANCED}: sweep.report.network_balanced_tuned not available"
+        note = f"{BALANCED}: sweep.reading.report.network_balanced_tuned not available"
         if note not in NOTES:
             NOTES.append(note)
             print(note, file=sys.stderr, flush=True)
@@ -349,8 +349,8 @@ def balanced_tuned_row(best: dict | None, mode: str, name: str, test, y_test, ba
     from sweep.config import config_from_dict
     from sweep.data import load_dataset
     from sweep.metrics import parse_goal
+    from sweep.models.network import TrainSettings
     from sweep.space import TrialParams
-    from sweep.train import TrainSettings
 
     started = time.perf_counter()
     try:

@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import machine  # noqa: E402
 
 from sweep.config import resolve_config  # noqa: E402
-from sweep.runner import run_workers  # noqa: E402
+from sweep.study.runner import run_workers  # noqa: E402
 
 
 def main() -> None:

@@ -9,12 +9,12 @@ not what real workers ask): the budget check, ask (TPE, multivariate, as the swe
 params (sweep.space.suggest), the heartbeat stamp, the five set-up user attributes, 50 epochs of
 report + should_prune (MedianPruner; the trial is never stopped, so every trial costs the same), the 12
 result attributes, tell (the budget check one COUNT, each group of attributes one transaction, as sweep
-does them: sweep.optuna_private.count_trials and set_user_attrs). The study's budget is `--trials` for
+does them: sweep.study.optuna_private.count_trials and set_user_attrs). The study's budget is `--trials` for
 every N (so with many clients most of them race for the last places, as workers do at the end of a
 sweep); a run stops at the budget or after `--seconds`. Errors (e.g. "too many clients" past Postgres'
 max_connections) are counted, the client waits 0.5 s and goes on.
 
-Modes: `pool` is sweep.storage.open_storage (SQLAlchemy's QueuePool, pre-ping, heartbeats), `nullpool`
+Modes: `pool` is sweep.study.storage.open_storage (SQLAlchemy's QueuePool, pre-ping, heartbeats), `nullpool`
 the same with NullPool (a connection per storage call, none held idle), `proxy` Optuna's gRPC storage
 proxy (one server process holding the database connections; clients speak gRPC and record no heartbeat),
 `bouncer` open_storage through a local PgBouncer (the `pgbouncer` binary, Debian's package) in transaction
@@ -57,11 +57,11 @@ from common import machine  # noqa: E402
 
 from sweep.config import resolve_config  # noqa: E402
 from sweep.metrics import metrics  # noqa: E402
-from sweep.optuna_private import heartbeat_enabled, record_heartbeat, set_user_attrs, storage_of, trial_id  # noqa: E402
-from sweep.results import BUDGET_STATES, count_trials  # noqa: E402
-from sweep.runner import Budget, make_pruner  # noqa: E402
 from sweep.space import suggest  # noqa: E402
-from sweep.storage import open_storage  # noqa: E402
+from sweep.study.optuna_private import heartbeat_enabled, record_heartbeat, set_user_attrs, storage_of, trial_id  # noqa: E402
+from sweep.study.runner import Budget, make_pruner  # noqa: E402
+from sweep.study.storage import open_storage  # noqa: E402
+from sweep.study.summary import BUDGET_STATES, count_trials  # noqa: E402
 
 EPOCHS = 50
 HEARTBEAT, GRACE = 10, 30  # the sweep's defaults

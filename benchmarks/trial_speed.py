@@ -1,4 +1,4 @@
-"""Per-trial cost and learning quality of the tutorial-style `fit` against sweep.train, and memory over many trials.
+"""Per-trial cost and learning quality of the tutorial-style `fit` against sweep.models.network, and memory over many trials.
 
     python benchmarks/trial_speed.py [--seeds 5] [--memory-trials 200]
 
@@ -27,8 +27,8 @@ from common import machine, mean_sd, resident_mb  # noqa: E402
 from sweep.config import SweepConfig, resolve_config  # noqa: E402
 from sweep.data import load_dataset  # noqa: E402
 from sweep.metrics import balanced_class_weight  # noqa: E402
+from sweep.models.network import TrainSettings, score, train_model  # noqa: E402
 from sweep.runtime import tensorflow  # noqa: E402
-from sweep.train import TrainSettings, score, train_model  # noqa: E402
 
 
 def best_f1(y, scores) -> float:
@@ -48,7 +48,7 @@ def quality(dataset, scores) -> tuple[float, float]:
 def tutorial_fit_trial(dataset, class_weight, seed: int, epochs: int = 50):
     import keras
 
-    from sweep.model import build_model
+    from sweep.models.builder import build_model
 
     started = time.perf_counter()
     keras.utils.set_random_seed(seed)
@@ -69,10 +69,10 @@ def sweep_trial(dataset, class_weight, seed: int):
 def speed_and_quality(seeds: int) -> None:
     dataset = load_dataset(SweepConfig())
     weights = balanced_class_weight(dataset.train.y)
-    runs = {"tutorial-style model.fit": [], "sweep.train": []}
+    runs = {"tutorial-style model.fit": [], "sweep.models.network": []}
     for seed in range(seeds):  # interleaved, so both paths see the same machine
         runs["tutorial-style model.fit"].append(tutorial_fit_trial(dataset, weights, seed))
-        runs["sweep.train"].append(sweep_trial(dataset, weights, seed))
+        runs["sweep.models.network"].append(sweep_trial(dataset, weights, seed))
     fit_median = statistics.median(s for s, _ in runs["tutorial-style model.fit"])
     print(
         f"\n### Seconds per trial and quality ({seeds} seeds, class weight {{0: {weights[0]:.4f}, 1: "
@@ -90,7 +90,7 @@ def speed_and_quality(seeds: int) -> None:
 
 
 def memory(trials: int) -> None:
-    from sweep.runner import run_sweep
+    from sweep.study.runner import run_sweep
 
     marks = {}
 

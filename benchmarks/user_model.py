@@ -1,6 +1,6 @@
 """Your own Keras model (`--model PATH.py:FUNCTION`): what sweep's bookkeeping costs per trial, whether memory
 stays flat over a sweep, and what the exported model gains on the test rows, on the digits example
-(sweep.examples.digits_arrays(): digit 8 against the rest, eights subsampled to 3% of the rows) with
+(sweep.data.examples.digits_arrays(): digit 8 against the rest, eights subsampled to 3% of the rows) with
 studies/models.py:digits_cnn.
 
     python benchmarks/user_model.py [--rounds 3] [--trials 5] [--memory-trials 30] [--quality-trials 24]
@@ -18,7 +18,7 @@ studies/models.py:digits_cnn.
 3. Quality: the digits-cnn.toml sweep (`--quality-trials` x `--quality-epochs`), exported with export_best
    (refit on all non-test rows), against the same CNN (the best trial's params) refit on the same rows with
    scikit-learn's "balanced" class weights and a threshold tuned for the objective on the study's own validation
-   (sweep.report.network_balanced_tuned), with balanced weights read at 0.5 and with none at 0.5, on the same test
+   (sweep.reading.report.network_balanced_tuned), with balanced weights read at 0.5 and with none at 0.5, on the same test
    rows: 95% stratified bootstrap intervals and paired F1 differences. Repeated with `--large-test` as test share.
 Prints markdown tables (paste them into docs/benchmarks.md).
 """
@@ -38,13 +38,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import numpy as np  # noqa: E402
 from common import machine, resident_mb  # noqa: E402
 
-import sweep.keras_fit as keras_fit  # noqa: E402
-import sweep.trial as trial_module  # noqa: E402
+import sweep.models.keras_fit as keras_fit  # noqa: E402
+import sweep.study.trial as trial_module  # noqa: E402
 from sweep.config import resolve_config  # noqa: E402
 from sweep.data import load_dataset  # noqa: E402
-from sweep.examples import digits_arrays  # noqa: E402
-from sweep.runner import run_sweep  # noqa: E402
+from sweep.data.examples import digits_arrays  # noqa: E402
 from sweep.runtime import tensorflow  # noqa: E402
+from sweep.study.runner import run_sweep  # noqa: E402
 
 BUILDER = f"{ROOT / 'studies' / 'models.py'}:digits_cnn"
 TOML = ROOT / "studies" / "digits-cnn.toml"
@@ -65,15 +65,15 @@ class Parts:
         import optuna.study._optimize
         import optuna.study._tell
 
-        import sweep.dashboard
-        import sweep.runner
+        import sweep.reading.dashboard
+        import sweep.study.runner
 
         for module, attribute, label in (
             (keras_fit, "fit_user_model", "fit_user_model"),
             (keras_fit, "build_user_model", "build_user_model"),
             (keras_fit, "score_rows", "score_rows"),
             (trial_module, "report_epoch", "report_epoch"),
-            (sweep.dashboard, "trial_figures", "figures"),
+            (sweep.reading.dashboard, "trial_figures", "figures"),
             (optuna.study.Study, "ask", "ask/tell"),
         ):
             setattr(module, attribute, self._timed(label, getattr(module, attribute)))
@@ -136,10 +136,10 @@ def bare_fit(
     X, y, input_shape, class_weight: dict, seed: int, learning_rate: float, build_optimizer: bool = False
 ) -> tuple[float, float, float]:
     """The tutorial's way: build, compile, fit on numpy rows; returns (build + compile s, total s, total CPU s). With
-    `build_optimizer`, the optimizer's variables are made before fit, as sweep.keras_fit does (no second trace)."""
+    `build_optimizer`, the optimizer's variables are made before fit, as sweep.models.keras_fit does (no second trace)."""
     import keras
 
-    from sweep.model import load_builder
+    from sweep.models.builder import load_builder
 
     builder = load_builder(BUILDER)
     keras.backend.clear_session(free_memory=False)  # not timed: a bare fit in its own script needs none
@@ -158,13 +158,13 @@ class NoFigures:
     """Diagnostic only: a sweep that draws no figures for new bests (what the dashboard shows)."""
 
     def __enter__(self):
-        from sweep.dashboard import FigureWorker
+        from sweep.study.figures import FigureWorker
 
         self.saved = FigureWorker.submit_if_best
         FigureWorker.submit_if_best = lambda *args, **kwargs: None
 
     def __exit__(self, *exc):
-        from sweep.dashboard import FigureWorker
+        from sweep.study.figures import FigureWorker
 
         FigureWorker.submit_if_best = self.saved
 
@@ -405,12 +405,13 @@ def _cell(value: float, interval) -> str:
 def quality(
     folder: str, data: str, trials: int, epochs: int, seeds: int, test_fraction: float, cv: int | None = None
 ) -> None:
-    from sweep.export import export_best, load_bundle
+    from sweep.handover.bundle import load_bundle
+    from sweep.handover.export import export_best
     from sweep.metrics import balanced_class_weight, bootstrap_intervals, metrics, paired_f1_difference
     from sweep.models import model_kind
-    from sweep.report import network_balanced_tuned
+    from sweep.models.network import TrainSettings, score
+    from sweep.reading.report import network_balanced_tuned
     from sweep.space import TrialParams
-    from sweep.train import TrainSettings, score
 
     name = f"quality-{int(round(test_fraction * 100))}-cv{cv}"
     config = quality_config(folder, data, name, trials, epochs, test_fraction, cv)
@@ -485,7 +486,7 @@ def quality(
         f"validation F1 {best['validation']['value']:.3f} (reproduced: {exported.reproduced}); export (retrain + refit "
         f"on {len(dev.y)} non-test rows) {export_seconds:.0f} s; the variants {variant_seconds:.0f} s. Refit seed of "
         f"the export: {settings.seed}; variants use it first, then the next {seeds - 1} seeds. The tuned variant "
-        f"(sweep.report.network_balanced_tuned) chooses its threshold for {config.objective} on the validation scores "
+        f"(sweep.reading.report.network_balanced_tuned) chooses its threshold for {config.objective} on the validation scores "
         f"of the same CNN with balanced weights ({judged}), then refits it on the non-test rows; each seed at its own "
         "threshold.\n"
     )

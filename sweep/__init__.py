@@ -18,15 +18,15 @@ _HOMES = {
     "StorageUnreachable": "sweep.errors",
     "SweepError": "sweep.errors",
     "TrialFailed": "sweep.errors",
-    "export_best": "sweep.export",
-    "predict": "sweep.export",
-    "SweepResult": "sweep.results",
-    "run_sweep": "sweep.runner",
-    "run_workers": "sweep.runner",
+    "export_best": "sweep.handover.export",
+    "predict": "sweep.handover.bundle",
+    "SweepResult": "sweep.study.summary",
+    "run_sweep": "sweep.study.runner",
+    "run_workers": "sweep.study.runner",
     "Sweep": "sweep.api",
     "load": "sweep.api",
-    "Bundle": "sweep.export",
-    "load_bundle": "sweep.export",
+    "Bundle": "sweep.handover.bundle",
+    "load_bundle": "sweep.handover.bundle",
 }
 __all__ = sorted(_HOMES)
 

@@ -10,10 +10,11 @@ from typing import Any
 import numpy as np
 
 from sweep.config import DEFAULT_STORAGE, SweepConfig, resolve_config
-from sweep.ensemble import DEFAULT_ENSEMBLE
 from sweep.errors import ConfigError
-from sweep.export import Bundle, export_best, load_bundle
-from sweep.results import SweepResult
+from sweep.handover.bundle import Bundle, load_bundle
+from sweep.handover.ensemble import DEFAULT_ENSEMBLE
+from sweep.handover.export import export_best
+from sweep.study.summary import SweepResult
 
 
 class Sweep:
@@ -35,7 +36,7 @@ class Sweep:
         space: dict | None = None,
         **settings: Any,
     ) -> None:
-        from sweep.model import register_builder
+        from sweep.models.builder import register_builder
 
         self._memory: dict = {}
         if x is not None or y is not None:
@@ -62,7 +63,7 @@ class Sweep:
     def run(self) -> SweepResult:
         """Run (or resume) the study until it holds config.trials finished trials; returns its summary."""
         from sweep.data import load_dataset
-        from sweep.runner import run_sweep, run_workers
+        from sweep.study.runner import run_sweep, run_workers
 
         if not self._memory:
             return run_workers(self.config)
@@ -71,7 +72,7 @@ class Sweep:
     @property
     def study(self):
         """The Optuna study (for study.trials_dataframe(), Optuna's plots, ...)."""
-        from sweep.storage import load_study, open_storage
+        from sweep.study.storage import load_study, open_storage
 
         return load_study(open_storage(self.config.storage), self.config.study)
 

@@ -37,8 +37,8 @@ StorageOption = Annotated[
 def _storage_url(storage: str | None) -> str:
     """The storage URL from --storage, SWEEP_STORAGE or the default; sets this process's outage limit
     (SWEEP_OUTAGE_LIMIT) as well, so show, export, report and the dashboard ride out an outage as a run does."""
-    from sweep import outage
     from sweep.config import resolve_config
+    from sweep.study import outage
 
     config = resolve_config({"storage": storage})
     outage.configure(config.outage_limit)
@@ -296,11 +296,11 @@ def run(
     flags = {k: v for k, v in locals().items() if k not in ("config", "param")} | {"space": param or None}
     from sweep import stopping
     from sweep.config import resolve_config
-    from sweep.runner import run_workers
+    from sweep.study.runner import run_workers
 
     resolved = resolve_config(flags, config_file=config)
     if resolved.cluster:  # the only way to Dask: without --cluster nothing of it is imported
-        from sweep.cluster import run_cluster as run_workers
+        from sweep.study.cluster import run_cluster as run_workers
     with stopping.graceful():  # Ctrl-C, `kill`, `docker stop`: the running trial ends FAIL at its next epoch
         summary = _run_with_progress(resolved, run_workers)
     _print_run_summary(resolved, summary)
@@ -320,7 +320,8 @@ def _run_with_progress(config, run_workers):
     """Run the sweep with a progress bar (trials done, best value, elapsed) that appears once checks have passed."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from sweep.results import BUDGET_STATES, best_trial, count_trials, format_values
+    from sweep.reading.results import format_values
+    from sweep.study.summary import BUDGET_STATES, best_trial, count_trials
 
     columns = (
         TextColumn("[bold]{task.description}"),
@@ -353,7 +354,8 @@ def _run_with_progress(config, run_workers):
 
 
 def _print_run_summary(config, summary) -> None:
-    from sweep.results import format_value, format_values
+    from sweep.reading.results import format_values
+    from sweep.study.summary import format_value
 
     out.print(
         f"Study [bold]{summary.study_name}[/] in {summary.storage}: {summary.finished} finished trials "
@@ -387,8 +389,8 @@ def _print_run_summary(config, summary) -> None:
 @reports_errors
 def studies(storage: StorageOption = None) -> None:
     """List the studies in the storage with their trial counts and best values."""
-    from sweep.results import studies_table
-    from sweep.storage import open_storage
+    from sweep.reading.results import studies_table
+    from sweep.study.storage import open_storage
 
     url = _storage_url(storage)
     out.print(_rich_table(studies_table(open_storage(url), url)))
@@ -412,8 +414,8 @@ def show(
 ) -> None:
     """Print the best trial of a study and its top trials (the Pareto front, for a multi-objective study)."""
     from sweep.metrics import parse_pick
-    from sweep.results import format_values, view_study
-    from sweep.storage import load_study, open_storage
+    from sweep.reading.results import format_values, view_study
+    from sweep.study.storage import load_study, open_storage
 
     url = _storage_url(storage)
     rule = parse_pick(pick)
@@ -462,10 +464,10 @@ def export(
 ) -> None:
     """Retrain the best trial (checking its stored value), refit it (or the ensemble --ensemble names), check that it
     flags what the judged models flagged, score it once on the held-out test part and write a bundle to --out."""
-    from sweep.ensemble import DEFAULT_ENSEMBLE
-    from sweep.export import export_best
+    from sweep.handover.ensemble import DEFAULT_ENSEMBLE
+    from sweep.handover.export import export_best
     from sweep.metrics import parse_pick
-    from sweep.results import format_value
+    from sweep.study.summary import format_value
 
     result = export_best(
         _storage_url(storage),
@@ -573,7 +575,7 @@ def report(
 ) -> None:
     """Compare each study's best configuration with the tutorial's fixed weights on the held-out test rows."""
     from sweep.metrics import parse_pick
-    from sweep.report import write_report
+    from sweep.reading.report import write_report
 
     written = write_report(
         _storage_url(storage), study, out_dir, seeds=tuple(range(seeds)), force=force, pick=parse_pick(pick)
@@ -605,7 +607,7 @@ def predict(
 ) -> None:
     """Score rows with an exported bundle: one output row per input row, in order, columns probability (calibrated),
     decision (score >= the exported threshold) and score (the network's raw output)."""
-    from sweep.export import predict as predict_rows
+    from sweep.handover.bundle import predict as predict_rows
 
     scored = predict_rows(bundle, data, custom_objects or ())
     if out_file is None:
@@ -649,16 +651,9 @@ def dashboard(
     only; --allow-remote serves others behind basic auth (put a TLS reverse proxy in front) or --read-only."""
     import os
 
-    from sweep.dashboard import (
-        access_summary,
-        check_host,
-        check_protected,
-        dashboard_app,
-        make_server,
-        read_credentials,
-        serve,
-    )
-    from sweep.storage import mask_url
+    from sweep.reading.dashboard import dashboard_app, make_server, serve
+    from sweep.reading.guard import access_summary, check_host, check_protected, read_credentials
+    from sweep.study.storage import mask_url
 
     check_host(host, allow_remote)
     credentials = read_credentials(os.environ, credentials_file)

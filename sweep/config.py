@@ -19,7 +19,7 @@ from sweep.errors import ConfigError
 from sweep.metrics import Goal, parse_goal
 from sweep.space import ParamSpec, merge_spaces, parse_space, space_to_dict
 
-# Seconds every process waits for an unreachable storage (sweep.outage); a managed Postgres restarts or fails over
+# Seconds every process waits for an unreachable storage (sweep.study.outage); a managed Postgres restarts or fails over
 # in 30-60 s.
 DEFAULT_OUTAGE_LIMIT = 180.0
 
@@ -74,7 +74,7 @@ class SweepConfig:
     trials: int = 30
     timeout: float | None = None
     trial_timeout: float | None = (
-        None  # seconds of wall time one trial may take (sweep.trial.TrialClock); None: no limit
+        None  # seconds of wall time one trial may take (sweep.study.trial.TrialClock); None: no limit
     )
     epochs: int = 50
     min_steps: int = (
@@ -88,7 +88,7 @@ class SweepConfig:
     hidden_width: tuple[int, int] = (1, 64)
     threshold: tuple[float, float] = (0.01, 0.99)
     threshold_search: str = (
-        "sampled"  # "tuned": each trial's threshold chosen on its own validation scores (sweep.trial)
+        "sampled"  # "tuned": each trial's threshold chosen on its own validation scores (sweep.study.trial)
     )
     hidden_layers: int = 1
     validation_fraction: float = 0.2
@@ -101,15 +101,17 @@ class SweepConfig:
     device: str = "auto"  # parsed: device_spec
     heartbeat_interval: int = 10
     grace_period: int = 30
-    outage_limit: float = DEFAULT_OUTAGE_LIMIT  # seconds every process waits for an unreachable storage (sweep.outage)
+    outage_limit: float = (
+        DEFAULT_OUTAGE_LIMIT  # seconds every process waits for an unreachable storage (sweep.study.outage)
+    )
     cv: int | None = None  # folds per trial; 0 = one validation split; None = automatic (data.choose_folds)
     cv_repeats: int = 1
     features: tuple[str, ...] = ()  # input columns to use (empty = every column but the target)
     drop: tuple[str, ...] = ()
     min_level_count: int = 5
     max_levels: int = 50
-    cluster: str | None = None  # Dask scheduler address or local:N (sweep.cluster); None: no Dask at all
-    model: str = "builtin"  # or a user's builder (sweep.model.load_builder)
+    cluster: str | None = None  # Dask scheduler address or local:N (sweep.study.cluster); None: no Dask at all
+    model: str = "builtin"  # or a user's builder (sweep.models.builder.load_builder)
     space: tuple[ParamSpec, ...] = ()  # a user model's own searched parameters ([space], --param)
 
     @property

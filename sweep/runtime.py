@@ -152,7 +152,7 @@ def device_label() -> str:
 
 
 # Where a cluster placed this worker (Dask worker address, GPU resource, CUDA_VISIBLE_DEVICES), set by
-# sweep.cluster for the duration of a task; every trial records it next to its device.
+# sweep.study.cluster for the duration of a task; every trial records it next to its device.
 _placement: dict[str, object] = {}
 
 

@@ -52,7 +52,7 @@ class ParamSpec:
         return self.choices[0]
 
     def typical(self):
-        """A value for the check before any trial (sweep.model.check_builder): the range's (geometric) middle,
+        """A value for the check before any trial (sweep.models.builder.check_builder): the range's (geometric) middle,
         the first choice, the fixed value."""
         if self.kind in ("float", "int"):
             middle = math.sqrt(self.low * self.high) if self.log else (self.low + self.high) / 2
@@ -233,7 +233,7 @@ def fixed_params(config: SweepConfig) -> dict:  # noqa: F821
 def suggest(trial: optuna.Trial, config: SweepConfig, own_params) -> TrialParams:  # noqa: F821
     """Draw one point: log-scale weight, the model's own params (`own_params(trial, config)` gives its width or None
     and what its builder is called with: suggest_width or suggest_model_space), linear threshold (unless it is
-    tuned after training: sweep.trial.record_tuned_threshold), within the configured ranges, and a log-scale learning rate when
+    tuned after training: sweep.study.trial.record_tuned_threshold), within the configured ranges, and a log-scale learning rate when
     the config gives a range for it. The order of the draws is the order of a seeded sampler's random numbers."""
     searched_rate = isinstance(config.learning_rate, tuple)
     weight = trial.suggest_float("minority_weight", *config.minority_weight, log=True)
@@ -260,7 +260,7 @@ def trial_seed(base_seed: int, trial_number: int) -> int:
 
 
 def typical_params(config: SweepConfig) -> dict:  # noqa: F821
-    """What a user model's builder is called with by the check before any trial (sweep.model.check_builder)."""
+    """What a user model's builder is called with by the check before any trial (sweep.models.builder.check_builder)."""
     params = {spec.name: spec.typical() for spec in config.space}
     if isinstance(config.learning_rate, tuple):
         params["learning_rate"] = math.sqrt(config.learning_rate[0] * config.learning_rate[1])

@@ -74,15 +74,15 @@ def tiny_config(tiny_csv, sqlite_url):
 def lenient_decision_check(monkeypatch):
     """Export's decision check always passes: for tests of what a kind ships, on tiny data whose few-epoch refits may
     flag otherwise than the judged models (tests/test_decision.py tests the check itself)."""
-    monkeypatch.setattr("sweep.decision.FLAG_RATE_TOLERANCE", float("inf"))
-    monkeypatch.setattr("sweep.decision.FLAG_COUNT_SLACK", float("inf"))
+    monkeypatch.setattr("sweep.handover.decision.FLAG_RATE_TOLERANCE", float("inf"))
+    monkeypatch.setattr("sweep.handover.decision.FLAG_COUNT_SLACK", float("inf"))
 
 
 @pytest.fixture(scope="session")
 def cross_validated(tmp_path_factory, tiny_csv):
     """A 3-trial study with 5-fold cross-validated trials on the tiny table, exported (shared: it trains 15 models)."""
-    from sweep.export import export_best
-    from sweep.runner import run_sweep
+    from sweep.handover.export import export_best
+    from sweep.study.runner import run_sweep
 
     folder = tmp_path_factory.mktemp("cv")
     config = tiny_values(tiny_csv, f"sqlite:///{folder / 'cv.db'}", study="cv", trials=3, cv=5)
@@ -143,8 +143,8 @@ def _forget_modules_from_temp_folders(tmp_path_factory):
 
 @pytest.fixture(autouse=True)
 def _fresh_outage(monkeypatch):
-    """Each test starts with this process's storage reachable and the default outage limit (sweep.outage)."""
-    from sweep import outage
+    """Each test starts with this process's storage reachable and the default outage limit (sweep.study.outage)."""
+    from sweep.study import outage
 
     monkeypatch.setattr(outage, "_process", outage.Outage())
 
@@ -218,7 +218,7 @@ def user_model_values(data: str, storage: str, model: str, space: dict, **overri
 @pytest.fixture(scope="session")
 def example_files(tmp_path_factory):
     """Small versions of the example data: digits images (.npz), sensor sequences (.npz), a table with gaps (.csv)."""
-    from sweep.examples import digits_arrays, sequence_arrays, tabular_frame
+    from sweep.data.examples import digits_arrays, sequence_arrays, tabular_frame
 
     folder = tmp_path_factory.mktemp("examples")
     x, y = digits_arrays()
@@ -234,8 +234,8 @@ def user_studies(tmp_path_factory, example_files):
     """The three example models swept and exported, shared by the tests that read them (each trains a few Keras
     models): a Conv2D on digits (one split), a Conv1D on sequences (3-fold cross-validated), a tabular MLP with a
     searched dropout. Returns {name: (config, ExportResult)}."""
-    from sweep.export import export_best
-    from sweep.runner import run_sweep
+    from sweep.handover.export import export_best
+    from sweep.study.runner import run_sweep
 
     folder = tmp_path_factory.mktemp("user-studies")
     storage = f"sqlite:///{folder / 'user.db'}"

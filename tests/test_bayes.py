@@ -1,4 +1,4 @@
-"""Tests for sweep.bayes: the exact replay of make_classification and the Bayes-optimal posterior as a ceiling."""
+"""Tests for sweep.reading.bayes: the exact replay of make_classification and the Bayes-optimal posterior as a ceiling."""
 
 import numpy as np
 import pytest
@@ -8,8 +8,8 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import average_precision_score
 from sklearn.model_selection import train_test_split
 
-from sweep.bayes import generator_parameters, posterior, replay, sample_generator
 from sweep.data import SEED_RECIPE, SEED_SPLIT_STATE, SEED_TEST_SIZE
+from sweep.reading.bayes import generator_parameters, posterior, replay, sample_generator
 
 COMMON = dict(n_redundant=0, n_clusters_per_class=1)
 RECIPES = {

@@ -8,12 +8,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
+import sweep.data.preprocess as preprocess
 import sweep.metrics as metrics
-import sweep.preprocess as preprocess
 from sweep.config import resolve_config
 from sweep.data import _labels, load_dataset
+from sweep.data.preprocess import Preprocessor
 from sweep.errors import DataError
-from sweep.preprocess import Preprocessor
 
 
 def mixed_table(rows: int = 3000, seed: int = 0) -> pd.DataFrame:

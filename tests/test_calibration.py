@@ -1,4 +1,4 @@
-"""Tests for sweep.calibration: the class-weight prior correction, the fitted monotone maps, their JSON form, and a
+"""Tests for sweep.handover.calibration: the class-weight prior correction, the fitted monotone maps, their JSON form, and a
 bundle's calibrated probability on data where the answer is known."""
 
 import json
@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from sweep.calibration import METHOD, METHODS, Calibration, brier, fit_calibration, log_loss, prior_correction
+from sweep.handover.calibration import METHOD, METHODS, Calibration, brier, fit_calibration, log_loss, prior_correction
 
 
 def _sigmoid(z):
@@ -107,8 +107,9 @@ def test_calibrated_mean_is_near_the_positive_rate_where_the_raw_mean_is_far_abo
     """Check that with a large minority weight on the tiny table, the exported bundle's mean calibrated probability on
     the test rows is near their positive rate while the raw score's mean is far above it, and the Brier score falls."""
     from sweep.data import load_dataset
-    from sweep.export import export_best, load_bundle
-    from sweep.runner import run_sweep
+    from sweep.handover.bundle import load_bundle
+    from sweep.handover.export import export_best
+    from sweep.study.runner import run_sweep
 
     config = tiny_config(minority_weight="150:300", trials=2, epochs=3, cv=cv, study=f"heavy-{cv}")
     run_sweep(config)

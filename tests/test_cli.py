@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 
 from sweep.cli import app
 from sweep.space import PARAM_NAMES
-from sweep.storage import open_storage
+from sweep.study.storage import open_storage
 from tests.conftest import make_table
 from tests.test_trial import VALIDATION_ATTRS
 
@@ -517,7 +517,7 @@ def test_bad_run_input_is_one_line_exit_2_and_stores_nothing(tmp_path, monkeypat
 @pytest.fixture
 def small_study(tiny_config):
     """A finished 2-trial study on the tiny table."""
-    from sweep.runner import run_sweep
+    from sweep.study.runner import run_sweep
 
     config = tiny_config()
     run_sweep(config)
@@ -570,12 +570,12 @@ def test_export_force_overwrites(small_study, tmp_path):
 
 def test_unexpected_errors_exit_1_without_traceback(small_study, monkeypatch):
     """Check that an unexpected failure prints one line and exits 1, and --debug shows the traceback."""
-    import sweep.runner
+    import sweep.study.runner
 
     def explode(*_args, **_kwargs):
         raise RuntimeError("disk on fire")
 
-    monkeypatch.setattr(sweep.runner, "run_sweep", explode)
+    monkeypatch.setattr(sweep.study.runner, "run_sweep", explode)
     quiet = invoke("run", "--storage", small_study.storage, "--data", small_study.data, "--target", "label")
     assert quiet.exit_code == 1 and "RuntimeError: disk on fire" in quiet.stderr and "Traceback" not in quiet.stderr
     loud = invoke("--debug", "run", "--storage", small_study.storage, "--data", small_study.data, "--target", "label")
@@ -711,7 +711,7 @@ def test_dashboard_page_renders_the_study_in_chromium(small_study, chromium, tmp
 def test_dashboard_shows_population_trials_like_single_ones(tiny_config):
     """Check that optuna-dashboard serves a population trial with the same fields, user attributes (plus `population`)
     and learning curve as a single trial."""
-    from sweep.runner import run_sweep
+    from sweep.study.runner import run_sweep
 
     run_sweep(tiny_config(study="single", trials=2, epochs=3, population=1, pruner="none"))
     run_sweep(tiny_config(study="stacked", trials=2, epochs=3, population=2, pruner="none"))

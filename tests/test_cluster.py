@@ -1,4 +1,4 @@
-"""Tests for sweep.cluster: worker loops placed by a real Dask scheduler and worker processes on 127.0.0.1.
+"""Tests for sweep.study.cluster: worker loops placed by a real Dask scheduler and worker processes on 127.0.0.1.
 
 The cluster tests skip with a reason when Dask is not installed, and fail instead when SWEEP_REQUIRE_CLUSTER=1
 (CI installs the cluster extra). Everything binds to 127.0.0.1; a test stops only the processes it started.
@@ -22,7 +22,7 @@ from typer.testing import CliRunner
 from sweep.cli import app
 from sweep.config import resolve_config
 from sweep.errors import ConfigError
-from sweep.results import BUDGET_STATES
+from sweep.study.summary import BUDGET_STATES
 from tests.test_runner import _wait_for
 
 BIN = Path(sys.executable).parent
@@ -66,13 +66,13 @@ def test_cluster_spec(value, expected):
 
 
 def test_nothing_of_dask_is_imported_without_cluster(tmp_path):
-    """Check that every sweep module (sweep.cluster included) and a `sweep run` without --cluster import no Dask
+    """Check that every sweep module (sweep.study.cluster included) and a `sweep run` without --cluster import no Dask
     module."""
     import pkgutil
 
     import sweep
 
-    modules = [f"sweep.{info.name}" for info in pkgutil.iter_modules(sweep.__path__)]
+    modules = [info.name for info in pkgutil.walk_packages(sweep.__path__, "sweep.")]
     script = (
         f"import importlib, sys; [importlib.import_module(m) for m in {modules!r}]; "
         "from typer.testing import CliRunner; from sweep.cli import app; "
@@ -83,7 +83,7 @@ def test_nothing_of_dask_is_imported_without_cluster(tmp_path):
     )
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
-    assert "sweep.cluster" in modules and done.stdout.strip().splitlines()[-1] == "[]"
+    assert "sweep.study.cluster" in modules and done.stdout.strip().splitlines()[-1] == "[]"
 
 
 def _free_port() -> int:
@@ -117,7 +117,7 @@ def _free_port() -> int:
 def test_bad_cluster_input_is_one_line_and_exit_2(tiny_csv, tmp_path, monkeypatch, case, flags, match):
     """Check that a missing Dask, an unreachable scheduler or --workers with --cluster is one line on stderr and exit 2,
     with no study created."""
-    from sweep import cluster
+    from sweep.study import cluster
 
     if case == "dask missing":
         monkeypatch.setitem(sys.modules, "distributed", None)  # `import distributed` now raises ImportError

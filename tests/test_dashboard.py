@@ -1,4 +1,4 @@
-"""Tests for sweep.dashboard: the figures attached to best trials, the study note, where artifacts live, and serving
+"""Tests for sweep.reading.dashboard: the figures attached to best trials, the study note, where artifacts live, and serving
 the dashboard (loopback only unless --allow-remote, basic auth, read-only) with real servers on 127.0.0.1."""
 
 import base64
@@ -16,19 +16,18 @@ from pathlib import Path
 import optuna
 import pytest
 
-from sweep.dashboard import (
+from sweep.errors import ConfigError
+from sweep.reading.guard import (
     CREDENTIALS_ENV,
     BasicAuth,
     Credentials,
     ReadOnly,
-    artifact_dir,
     check_host,
     is_loopback,
     read_credentials,
-    study_note,
 )
-from sweep.errors import ConfigError
-from sweep.runner import run_sweep
+from sweep.study.figures import artifact_dir, study_note
+from sweep.study.runner import run_sweep
 
 
 @pytest.mark.parametrize(
@@ -373,7 +372,7 @@ def test_dashboard_paths_import_no_tensorflow(small_study_url):
     """Check that building the dashboard app from the CLI module imports neither TensorFlow nor Keras (it starts
     fast)."""
     code = (
-        "import sys; import sweep.cli; from sweep.dashboard import Credentials, dashboard_app; "
+        "import sys; import sweep.cli; from sweep.reading.dashboard import Credentials, dashboard_app; "
         f"dashboard_app({small_study_url!r}, Credentials('u', 'p'), read_only=True); "
         "print(sorted(m for m in ('tensorflow', 'keras') if m in sys.modules))"
     )

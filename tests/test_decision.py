@@ -1,4 +1,4 @@
-"""Tests for sweep.decision: the judged threshold carried over to the shipped models, and the check that they flag
+"""Tests for sweep.handover.decision: the judged threshold carried over to the shipped models, and the check that they flag
 what the judged models flagged."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import pytest
 from typer.testing import CliRunner
 
 from sweep.cli import app
-from sweep.decision import FLAG_RATE_TOLERANCE, check_decision, flag_rate
-from sweep.export import load_bundle
+from sweep.handover.bundle import load_bundle
+from sweep.handover.decision import FLAG_RATE_TOLERANCE, check_decision, flag_rate
 from tests.conftest import tiny_values
 
 SCORES = np.random.default_rng(0).uniform(size=1000)
@@ -41,7 +41,7 @@ def test_check_compares_flag_rates_at_the_threshold(threshold, shipped, passed):
 @pytest.fixture(scope="module")
 def greedy_study(tiny_csv, tmp_path_factory):
     """A 4-trial study with one validation split on the tiny table (its default export is a greedy ensemble)."""
-    from sweep.runner import run_sweep
+    from sweep.study.runner import run_sweep
 
     folder = tmp_path_factory.mktemp("decision")
     config = tiny_values(tiny_csv, f"sqlite:///{folder / 'd.db'}", study="decision", trials=4, epochs=4)
@@ -57,7 +57,7 @@ def test_a_refit_that_loses_its_range_gives_way_to_the_judged_models(greedy_stud
     and its printout."""
     from sweep.data import load_dataset
     from sweep.models.builtin import BuiltinNetwork
-    from sweep.train import Network
+    from sweep.models.network import Network
 
     def lose_range(network):
         *hidden, (kernel, bias) = network.layers
@@ -93,7 +93,7 @@ def test_a_refit_that_loses_its_range_gives_way_to_the_judged_models(greedy_stud
 def test_judged_greedy_ships_the_models_its_threshold_was_chosen_on(greedy_study, tmp_path):
     """Check that --refit judged with a greedy ensemble ships each chosen trial's own model, whose averaged
     validation scores reproduce the ensemble's validation value at its threshold exactly."""
-    from sweep.export import export_best
+    from sweep.handover.export import export_best
 
     best = export_best(
         greedy_study.storage, greedy_study.study, tmp_path / "j", refit="judged", ensemble="greedy:3"
@@ -111,7 +111,7 @@ def test_judged_greedy_ships_the_models_its_threshold_was_chosen_on(greedy_study
 def test_judged_greedy_of_a_cross_validated_study_ships_every_chosen_fold_model(cross_validated, tmp_path):
     """Check that --refit judged with a greedy ensemble of a cross-validated study ships each chosen trial's fold
     models (each counted as often as its trial was chosen), with a threshold that passes its check."""
-    from sweep.export import export_best
+    from sweep.handover.export import export_best
 
     config, _ = cross_validated
     best = export_best(config.storage, config.study, tmp_path / "j", refit="judged", ensemble="greedy:3").best

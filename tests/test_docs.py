@@ -368,7 +368,7 @@ def run_commands(block: Block) -> list[str]:
     from typer.testing import CliRunner
 
     from sweep.cli import app
-    from sweep.examples import write_examples
+    from sweep.data.examples import write_examples
 
     outputs = []
     for line in block.body.splitlines():
@@ -376,7 +376,7 @@ def run_commands(block: Block) -> list[str]:
         if not words:
             continue
         if words == ["make", "examples"]:
-            assert "-m sweep.examples studies/data" in (ROOT / "Makefile").read_text()
+            assert "-m sweep.data.examples studies/data" in (ROOT / "Makefile").read_text()
             write_examples("studies/data")
             outputs.append("")
             continue

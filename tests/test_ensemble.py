@@ -1,4 +1,4 @@
-"""Tests for sweep.ensemble and `--ensemble`: what an export bundle holds (one refit, refit seeds, fold models, a
+"""Tests for sweep.handover.ensemble and `--ensemble`: what an export bundle holds (one refit, refit seeds, fold models, a
 greedy ensemble), saved as one safe-mode Keras model whose scores are the average of its members'."""
 
 from __future__ import annotations
@@ -14,12 +14,13 @@ from typer.testing import CliRunner
 
 from sweep.cli import app
 from sweep.data import load_dataset
-from sweep.ensemble import EnsembleChoice, automatic_ensemble, greedy_selection, member_seeds, parse_ensemble
 from sweep.errors import ExportError
-from sweep.export import export_best, load_bundle
+from sweep.handover.bundle import load_bundle
+from sweep.handover.ensemble import EnsembleChoice, automatic_ensemble, greedy_selection, member_seeds, parse_ensemble
+from sweep.handover.export import export_best
 from sweep.metrics import choose_threshold, parse_goal, threshold_metrics
+from sweep.models.network import TrainSettings, score, train_model
 from sweep.space import TrialParams
-from sweep.train import TrainSettings, score, train_model
 from tests.conftest import tiny_values, user_model_values
 
 
@@ -27,7 +28,7 @@ from tests.conftest import tiny_values, user_model_values
 def studies(tiny_csv, tmp_path_factory):
     """Three small studies on the tiny table: one validation split (trials alone), 3-fold cross-validated
     populations of 2, and a user's Keras MLP cross-validated with 3 folds."""
-    from sweep.runner import run_sweep
+    from sweep.study.runner import run_sweep
 
     folder = tmp_path_factory.mktemp("ensembles")
     storage = f"sqlite:///{folder / 'e.db'}"
@@ -55,10 +56,10 @@ def _best(config):
 
 
 def _members_alone(config, dataset, best: dict, kind: str) -> list:
-    """The bundle's members trained again from best.json alone, with the library's primitives (not sweep.ensemble)."""
+    """The bundle's members trained again from best.json alone, with the library's primitives (not sweep.handover.ensemble)."""
     from sweep.models import model_kind
-    from sweep.optuna_private import trial_by_number
-    from sweep.population import Member, member_network, train_population
+    from sweep.models.population import Member, member_network, train_population
+    from sweep.study.optuna_private import trial_by_number
 
     study = optuna.load_study(study_name=config.study, storage=config.storage)
     trial = study.best_trial

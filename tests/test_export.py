@@ -1,4 +1,4 @@
-"""Tests for sweep.export: the bundle reproduces the best trial, and predict() scores new tables with it."""
+"""Tests for sweep.handover.export: the bundle reproduces the best trial, and predict() scores new tables with it."""
 
 import json
 import re
@@ -10,9 +10,10 @@ import pytest
 
 from sweep.data import load_dataset
 from sweep.errors import DataError, ExportError
-from sweep.export import export_best, load_bundle, predict
-from sweep.runner import run_sweep
-from sweep.storage import open_storage
+from sweep.handover.bundle import load_bundle, predict
+from sweep.handover.export import export_best
+from sweep.study.runner import run_sweep
+from sweep.study.storage import open_storage
 from tests.conftest import tiny_values, user_model_values
 
 
@@ -191,7 +192,7 @@ def test_user_bundle_reloads_in_safe_mode_and_predicts_what_the_trained_model_di
     probabilities of the model export trained (retrained from the same seed), and predict uses them in order."""
     import keras
 
-    from sweep.export import retrain_best
+    from sweep.handover.retrain import retrain_best
 
     config, result = user_studies[name]
     found = retrain_best(config.storage, config.study)
@@ -244,8 +245,8 @@ def test_custom_layers_load_only_from_a_named_module_and_lambda_is_refused(examp
     line otherwise), and a model with a Lambda layer is refused by safe mode in one line."""
     import keras
 
-    from sweep.export import export_best
-    from sweep.runner import run_sweep
+    from sweep.handover.export import export_best
+    from sweep.study.runner import run_sweep
 
     package = tmp_path / "mylayers"
     package.mkdir()
@@ -304,9 +305,9 @@ def test_a_lambda_model_is_warned_of_at_run_and_refused_at_export_before_anythin
         trials=1,
         epochs=1,
     )
-    with caplog.at_level("WARNING", logger="sweep.model"):
+    with caplog.at_level("WARNING", logger="sweep.models.builder"):
         run_sweep(config)
-    warned = [r.getMessage() for r in caplog.records if r.name == "sweep.model"]
+    warned = [r.getMessage() for r in caplog.records if r.name == "sweep.models.builder"]
     assert len(warned) == 1 and re.search(
         r"^warning: the model from .*lambdas.py:build holds Lambda layer\(s\) 'doubled': its trials train, but sweep "
         r"export refuses",
@@ -340,8 +341,8 @@ def test_bundle_round_trips_score_calibrated_probability_and_decision_without_pi
 
     import keras
 
-    from sweep.calibration import Calibration
-    from sweep.export import retrain_best
+    from sweep.handover.calibration import Calibration
+    from sweep.handover.retrain import retrain_best
 
     config, result = _bundle_of(request, name)
     found = retrain_best(config.storage, config.study, ensemble="single")
@@ -387,8 +388,8 @@ def test_bundle_round_trips_score_calibrated_probability_and_decision_without_pi
 def test_calibration_is_fitted_on_the_trials_pooled_validation_scores(request, name, fitted_on):
     """Check that the bundle's calibration is the one fitted on the retrained trial's pooled validation scores (the
     validation part, or out-of-fold with --cv), never on test rows, and best.json says which rows they were."""
-    from sweep.calibration import fit_calibration
-    from sweep.export import retrain_best
+    from sweep.handover.calibration import fit_calibration
+    from sweep.handover.retrain import retrain_best
 
     config, result = _bundle_of(request, name)
     found = retrain_best(config.storage, config.study, ensemble="single")
@@ -416,7 +417,7 @@ def test_a_bundle_without_a_calibration_gets_the_prior_correction(exported, tmp_
     score with its class weight, and a damaged calibration is a DataError saying to export again."""
     import shutil
 
-    from sweep.calibration import prior_correction
+    from sweep.handover.calibration import prior_correction
 
     _, result = exported
     old = tmp_path / "old"

@@ -31,7 +31,7 @@ def scenario_of(name: str, folder: Path):
     digits arrays, 3 folds."""
     from sweep.config import resolve_config
     from sweep.data import seed_frame
-    from sweep.examples import digits_arrays
+    from sweep.data.examples import digits_arrays
 
     storage = f"sqlite:///{folder / 'golden.db'}"
     if name == "seed-population":
@@ -75,8 +75,9 @@ def golden_outputs(name: str, folder: Path) -> dict:
     """Run the scenario's sweep, export it as SCENARIOS says and score 40 rows with the bundle."""
     import optuna
 
-    from sweep.export import export_best, load_bundle
-    from sweep.runner import run_sweep
+    from sweep.handover.bundle import load_bundle
+    from sweep.handover.export import export_best
+    from sweep.study.runner import run_sweep
 
     config, rows = scenario_of(name, folder)
     run_sweep(config)

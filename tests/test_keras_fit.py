@@ -1,4 +1,4 @@
-"""Tests for sweep.keras_fit and the user-model trial: real Keras fit of the example models on tiny data, the
+"""Tests for sweep.models.keras_fit and the user-model trial: real Keras fit of the example models on tiny data, the
 params stored on every trial, pooled out-of-fold values, the pruner and a stop request in the middle of fit."""
 
 import threading
@@ -11,8 +11,8 @@ from optuna.trial import TrialState
 from sweep import stopping
 from sweep.data import load_dataset
 from sweep.metrics import metrics
-from sweep.runner import prepare_study, run_sweep
-from sweep.trial import trial_function
+from sweep.study.runner import prepare_study, run_sweep
+from sweep.study.trial import trial_function
 from tests.conftest import user_model_values
 
 
@@ -186,10 +186,10 @@ def _slow_batches(monkeypatch, tmp_path, seconds: float) -> str:
     per-batch check); returns its model spec."""
     import time
 
-    import sweep.keras_fit
+    import sweep.models.keras_fit
     from tests.conftest import MODELS_FILE
 
-    real, fits = sweep.keras_fit._fit_callback, []
+    real, fits = sweep.models.keras_fit._fit_callback, []
 
     def fit_callback(on_epoch, state, over=None):
         fits.append(1)
@@ -204,7 +204,7 @@ def _slow_batches(monkeypatch, tmp_path, seconds: float) -> str:
         callback.on_train_batch_end = on_train_batch_end
         return callback
 
-    monkeypatch.setattr(sweep.keras_fit, "_fit_callback", fit_callback)
+    monkeypatch.setattr(sweep.models.keras_fit, "_fit_callback", fit_callback)
     return f"{MODELS_FILE}:digits_cnn"
 
 

@@ -11,15 +11,15 @@ import pytest
 from optuna.trial import TrialState
 
 from sweep.data import load_dataset
-from sweep.export import export_best
+from sweep.handover.export import export_best
 from sweep.metrics import metrics, parse_goal
 from sweep.models.builtin import BuiltinNetwork
-from sweep.optuna_private import set_attr_of_finished_trial, storage_of, trial_by_number, trial_id
-from sweep.population import population_description
-from sweep.results import view_study
-from sweep.rounds import population_round
-from sweep.runner import run_sweep
-from sweep.storage import open_storage
+from sweep.models.population import population_description
+from sweep.reading.results import view_study
+from sweep.study.optuna_private import set_attr_of_finished_trial, storage_of, trial_by_number, trial_id
+from sweep.study.rounds import population_round
+from sweep.study.runner import run_sweep
+from sweep.study.storage import open_storage
 from tests.conftest import tiny_values
 from tests.test_results import single_study
 
@@ -127,8 +127,8 @@ def test_show_reads_the_same_rows_from_a_database_as_from_memory(sqlite_url, top
 def test_summary_and_study_note_count_every_state_in_one_read(sqlite_url, in_database):
     """Check that the summary (`show`, `studies`, a run's end) and the dashboard's study note give the counts and best
     trial that counting each state gives, from a SQLite study and from memory."""
-    from sweep.dashboard import study_note
-    from sweep.results import count_trials, summarize
+    from sweep.study.figures import study_note
+    from sweep.study.summary import count_trials, summarize
 
     study = single_study(open_storage(sqlite_url) if in_database else None)
     study.ask()  # one RUNNING trial

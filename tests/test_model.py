@@ -1,4 +1,4 @@
-"""Tests for sweep.model: the network's shape for one set of parameters; a user's model file and its neighbours."""
+"""Tests for sweep.models.builder: the network's shape for one set of parameters; a user's model file and its neighbours."""
 
 import subprocess
 import sys
@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from sweep.model import build_model
+from sweep.models.builder import build_model
 from sweep.runtime import tensorflow
 
 
@@ -50,7 +50,7 @@ def test_a_model_file_imports_a_module_beside_it_in_run_export_and_predict(tiny_
     import optuna
     import pandas as pd
 
-    from sweep.export import export_best
+    from sweep.handover.export import export_best
 
     studies = tmp_path / "studies"
     studies.mkdir()

@@ -1,4 +1,4 @@
-"""Tests for sweep.outage and the storage that rides out an outage: the waiting and its lines (a fake clock), which
+"""Tests for sweep.study.outage and the storage that rides out an outage: the waiting and its lines (a fake clock), which
 errors count as an outage, SQLite's lock, and a real Postgres of the test's own stopped in the middle of a sweep."""
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ import sqlalchemy
 from conftest import find_pgbouncer, free_port, running_pgbouncer, trial_states
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from sweep import outage
 from sweep.errors import StorageUnreachable
+from sweep.study import outage
 
 SWEEP = str(Path(sys.executable).with_name("sweep"))
 HEARTBEAT, GRACE = 1, 2  # the outages below last longer than GRACE: every running trial's heartbeat lapses
@@ -209,7 +209,7 @@ def test_no_trial_is_stale_until_live_workers_could_stamp_again():
 def test_sqlite_lock_is_ridden_out(tmp_path, monkeypatch, caplog):
     """Check that a study's write that meets a SQLite file locked by another process for longer than the busy timeout
     waits (one line), and goes through once the lock is released (one line)."""
-    from sweep import storage as storage_module
+    from sweep.study import storage as storage_module
 
     monkeypatch.setattr(storage_module, "SQLITE_TIMEOUT_SECONDS", 0.1)
     path = tmp_path / "locked.db"

@@ -23,7 +23,7 @@ import sqlalchemy
 from conftest import find_pgbouncer, running_pgbouncer
 from optuna.trial import TrialState
 
-from sweep.storage import open_storage
+from sweep.study.storage import open_storage
 
 HEARTBEAT, GRACE = 1, 2
 SERVER_POOL = 2  # server connections PgBouncer may open: fewer than the clients the tests run at once
@@ -108,7 +108,7 @@ def test_trials_through_pgbouncer(bouncer, postgres_url, unique_name):
 VICTIM = """
 import sys, time, warnings
 import optuna
-from sweep.storage import open_storage
+from sweep.study.storage import open_storage
 
 url, name, heartbeat, grace, marker = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
 warnings.simplefilter("ignore")

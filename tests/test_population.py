@@ -1,4 +1,4 @@
-"""Tests for sweep.population and population rounds: members train independently, are told as single trials,
+"""Tests for sweep.models.population and population rounds: members train independently, are told as single trials,
 are pruned one by one, export as plain Keras models, and never stay RUNNING after their worker dies."""
 
 import signal
@@ -13,13 +13,13 @@ import pytest
 from optuna.trial import TrialState
 
 from sweep.data import load_dataset
-from sweep.export import export_best
+from sweep.handover.export import export_best
 from sweep.metrics import parse_goal
-from sweep.population import Member, automatic_population, train_population
-from sweep.rounds import population_round
-from sweep.runner import run_sweep
+from sweep.models.population import Member, automatic_population, train_population
 from sweep.space import PARAM_NAMES
-from sweep.storage import open_storage
+from sweep.study.rounds import population_round
+from sweep.study.runner import run_sweep
+from sweep.study.storage import open_storage
 
 SWEEP = str(Path(sys.executable).with_name("sweep"))
 MEMBERS = [Member(2, 1.0, 11), Member(5, 20.0, 12), Member(9, 300.0, 13)]
@@ -43,7 +43,7 @@ def test_a_member_learns_the_same_alone_and_in_a_population(tiny_dataset):
 def test_later_populations_reuse_the_compiled_epoch_and_match_a_fresh_start(tiny_dataset):
     """Check that populations of other sizes, widths and rates reuse one traced epoch and one scorer, and that a
     population trained after others learns what it learned first (nothing of the earlier ones leaks)."""
-    from sweep.population import _block_scorer, population_program
+    from sweep.models.population import _block_scorer, population_program
 
     X, y = tiny_dataset.train.X, tiny_dataset.train.y
     first, _, _, _ = train_population(X, y, MEMBERS, 3, 64, 0.01, 7)

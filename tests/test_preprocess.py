@@ -1,4 +1,4 @@
-"""Tests for sweep.preprocess: every encoding rule, the refusals, JSON round trips and agreement with scikit-learn."""
+"""Tests for sweep.data.preprocess: every encoding rule, the refusals, JSON round trips and agreement with scikit-learn."""
 
 import json
 
@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from sweep.data.preprocess import MISSING_LEVEL, OTHER_LEVEL, Preprocessor
 from sweep.errors import DataError
-from sweep.preprocess import MISSING_LEVEL, OTHER_LEVEL, Preprocessor
 
 
 def mixed_table(rows: int = 400, seed: int = 0) -> pd.DataFrame:

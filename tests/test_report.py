@@ -1,4 +1,4 @@
-"""Tests for sweep.report: the tutorial's fixed-weight rows, the balanced network with a tuned threshold, the sweep's
+"""Tests for sweep.reading.report: the tutorial's fixed-weight rows, the balanced network with a tuned threshold, the sweep's
 row and the markdown table."""
 
 import re
@@ -9,16 +9,16 @@ import pytest
 from sweep.data import Split, load_dataset
 from sweep.metrics import balanced_class_weight, parse_goal
 from sweep.models import model_kind
-from sweep.report import (
+from sweep.models.network import TrainSettings
+from sweep.reading.report import (
     REPORTED,
     logistic_reference_row,
     markdown_table,
     network_balanced_tuned,
     practice_rows,
 )
-from sweep.runner import run_sweep
 from sweep.space import TrialParams
-from sweep.train import TrainSettings
+from sweep.study.runner import run_sweep
 from tests.conftest import user_model_values
 
 
@@ -49,7 +49,7 @@ def test_rows_are_scored_on_the_test_part(tiny_config):
 def test_report_on_two_studies_puts_them_side_by_side(tiny_config, tmp_path):
     """Check that `write_report` on two studies writes report.md/html with a side-by-side table, each study's rows and
     non-empty figures."""
-    from sweep.report import write_report
+    from sweep.reading.report import write_report
 
     for name, objective in (("f1-study", "f1"), ("cost-study", "cost:miss=20,false_alarm=1")):
         run_sweep(tiny_config(study=name, objective=objective, trials=3))
@@ -90,7 +90,7 @@ def test_seed_report_has_the_ceiling_and_opens_in_chromium(tmp_path, chromium):
     """Check that a seed-data report has the four comparison rows plus the Bayes ceiling, and its HTML renders in
     Chromium without errors."""
     from sweep.config import resolve_config
-    from sweep.report import write_report
+    from sweep.reading.report import write_report
 
     config = resolve_config(
         {"storage": f"sqlite:///{tmp_path / 's.db'}", "trials": 2, "epochs": 2, "study": "seed"}, env={}
@@ -111,7 +111,7 @@ def test_seed_report_has_the_ceiling_and_opens_in_chromium(tmp_path, chromium):
 def test_report_of_a_user_model_compares_it_with_itself_unweighted_and_balanced(user_studies, tmp_path):
     """Check that a user model's report puts the exported model beside the same model trained unweighted and with
     balanced weights read at 0.5 or at a threshold tuned on validation, and the logistic reference on flattened rows."""
-    from sweep.report import write_report
+    from sweep.reading.report import write_report
 
     config, _ = user_studies["digits"]
     folder = write_report(config.storage, [config.study], tmp_path / "report", seeds=(0,))
@@ -147,9 +147,9 @@ def balanced_case(request, tiny_config, example_files, sqlite_url):
 def test_balanced_tuned_network_trains_every_model_with_balanced_weights(balanced_case, monkeypatch):
     """Check that network_balanced_tuned trains its validation and refit models with sklearn's balanced weights of the
     non-test labels, not the trial's weight."""
-    import sweep.keras_fit
     import sweep.models.builtin
-    import sweep.train
+    import sweep.models.keras_fit
+    import sweep.models.network
 
     dataset, config, params, settings = balanced_case
     seen = []
@@ -164,11 +164,11 @@ def test_balanced_tuned_network_trains_every_model_with_balanced_weights(balance
         monkeypatch.setattr(module, name, wrapper)
 
     if config.model != "builtin":
-        spy(sweep.keras_fit, "fit_user_model", 3)  # every fold model's fit and the refit
+        spy(sweep.models.keras_fit, "fit_user_model", 3)  # every fold model's fit and the refit
         expected_fits = len(dataset.validation.folds) + 1
     else:
         spy(sweep.models.builtin, "train_models", 3)  # the validation models (train_folds)
-        spy(sweep.train, "train_models", 3)  # the refit (train_model)
+        spy(sweep.models.network, "train_models", 3)  # the refit (train_model)
         expected_fits = 2
     network_balanced_tuned(model_kind(config), dataset, params, settings, parse_goal("f1"))
     assert len(seen) == expected_fits

@@ -1,4 +1,4 @@
-"""Tests for sweep.results: counts, the best trial and Pareto pick, and the tables `show` and `studies` print."""
+"""Tests for sweep.reading.results: counts, the best trial and Pareto pick, and the tables `show` and `studies` print."""
 
 import optuna
 import pytest
@@ -6,18 +6,9 @@ from optuna.distributions import FloatDistribution, IntDistribution
 from optuna.trial import TrialState, create_trial
 
 from sweep.metrics import parse_pick
-from sweep.results import (
-    BUDGET_STATES,
-    best_trial,
-    count_trials,
-    format_value,
-    format_values,
-    is_new_best,
-    studies_table,
-    summarize,
-    view_study,
-)
-from sweep.storage import open_storage
+from sweep.reading.results import format_values, studies_table, view_study
+from sweep.study.storage import open_storage
+from sweep.study.summary import BUDGET_STATES, best_trial, count_trials, format_value, is_new_best, summarize
 
 DISTRIBUTIONS = {
     "minority_weight": FloatDistribution(1, 1000, log=True),
@@ -100,7 +91,7 @@ def test_is_new_best(value, new_best):
 def test_new_bests_agree_with_the_study_and_query_only_for_candidates(monkeypatch):
     """Check that NewBests answers as is_new_best does for a run of values, also when another worker finished a
     better trial in between, and reads the study's best only for values that beat the best it last read."""
-    from sweep.results import NewBests
+    from sweep.study.summary import NewBests
 
     study = single_study()
     reads = []

@@ -1,10 +1,10 @@
-"""Tests for sweep.rounds: a population round's member trials and their reporter thread."""
+"""Tests for sweep.study.rounds: a population round's member trials and their reporter thread."""
 
 import numpy as np
 import optuna
 import pytest
 
-from sweep.rounds import MemberTrials
+from sweep.study.rounds import MemberTrials
 
 
 class _FinishesBetweenLooks:
@@ -38,7 +38,7 @@ def test_a_report_error_is_never_lost_between_looks():
 @pytest.mark.parametrize("learning_rate, expected", [(0.001, 0.001), ((1e-4, 1e-2), 1e-3)])
 def test_population_rate_is_the_fixed_rate_or_the_middle_of_the_range(tiny_config, learning_rate, expected):
     """Check that a population steps with the fixed learning rate, or the geometric middle of a searched range."""
-    from sweep.rounds import population_rate
+    from sweep.study.rounds import population_rate
 
     rate = ":".join(map(str, learning_rate)) if isinstance(learning_rate, tuple) else learning_rate
     assert population_rate(tiny_config(learning_rate=rate)) == pytest.approx(expected)
@@ -48,7 +48,7 @@ def test_population_rate_is_the_fixed_rate_or_the_middle_of_the_range(tiny_confi
 def test_fold_subnets_lay_out_one_network_per_member_and_fold(tiny_config, cv, folds):
     """Check that a round trains one network per member and fold, fold-major, with each fold's keep column."""
     from sweep.data import load_dataset
-    from sweep.population import fold_subnets
+    from sweep.models.population import fold_subnets
 
     plan = load_dataset(tiny_config(cv=cv)).validation
     members = ["a", "b"]
@@ -67,7 +67,7 @@ def test_open_members_get_heartbeats(tmp_path):
     import time
     import warnings
 
-    from sweep.storage import open_storage
+    from sweep.study.storage import open_storage
 
     url = f"sqlite:///{tmp_path / 'beat.db'}"
     study = optuna.create_study(storage=open_storage(url, heartbeat_interval=1, grace_period=1), study_name="beat")
@@ -98,10 +98,10 @@ def test_a_failure_while_setting_up_members_ends_every_member(tiny_config, monke
     RUNNING."""
     import threading
 
-    import sweep.rounds
+    import sweep.study.rounds
     from sweep.data import load_dataset
     from sweep.metrics import parse_goal
-    from sweep.storage import open_storage
+    from sweep.study.storage import open_storage
 
     config = tiny_config(heartbeat_interval=1, grace_period=2)
     study = optuna.create_study(storage=open_storage(config.storage, 1, 2), direction="maximize")
@@ -113,10 +113,10 @@ def test_a_failure_while_setting_up_members_ends_every_member(tiny_config, monke
             raise RuntimeError("storage went away")
         return real_suggest(trial, config, own_params)
 
-    real_suggest = sweep.rounds.suggest
-    monkeypatch.setattr(sweep.rounds, "suggest", failing_suggest)
+    real_suggest = sweep.study.rounds.suggest
+    monkeypatch.setattr(sweep.study.rounds, "suggest", failing_suggest)
     with pytest.raises(RuntimeError, match="storage went away"):
-        sweep.rounds.population_round(study, config, load_dataset(config), parse_goal("f1"), 3)
+        sweep.study.rounds.population_round(study, config, load_dataset(config), parse_goal("f1"), 3)
     assert [t.state for t in study.trials] == [optuna.trial.TrialState.FAIL] * 3
     assert all("storage went away" in t.user_attrs["fail_reason"] for t in study.trials)
     assert not [thread for thread in threading.enumerate() if thread.name == "population-heartbeat"]
@@ -127,9 +127,9 @@ def _slow_epochs(monkeypatch, seconds: float, calls: int | None = None) -> None:
     per-epoch scoring, which runs right after the boundary's checks."""
     import time
 
-    import sweep.rounds
+    import sweep.study.rounds
 
-    real, seen = sweep.rounds.population_scores, []
+    real, seen = sweep.study.rounds.population_scores, []
 
     def population_scores(*args):
         seen.append(1)
@@ -137,16 +137,16 @@ def _slow_epochs(monkeypatch, seconds: float, calls: int | None = None) -> None:
             time.sleep(seconds)
         return real(*args)
 
-    monkeypatch.setattr(sweep.rounds, "population_scores", population_scores)
+    monkeypatch.setattr(sweep.study.rounds, "population_scores", population_scores)
 
 
 def _stuck_first_round(monkeypatch, seconds: float) -> None:
     """The first round is stuck in one call for `seconds` before it trains (it never reaches an epoch's end)."""
     import time
 
-    import sweep.population
+    import sweep.models.population
 
-    real, calls = sweep.population.train_population, []
+    real, calls = sweep.models.population.train_population, []
 
     def train_population(*args, **kwargs):
         calls.append(1)
@@ -154,7 +154,7 @@ def _stuck_first_round(monkeypatch, seconds: float) -> None:
             time.sleep(seconds)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(sweep.population, "train_population", train_population)
+    monkeypatch.setattr(sweep.models.population, "train_population", train_population)
 
 
 @pytest.mark.parametrize(
@@ -183,7 +183,7 @@ def test_members_past_trial_timeout_fail_together_and_the_sweep_reaches_its_budg
     import re
     import time
 
-    from sweep.runner import run_sweep
+    from sweep.study.runner import run_sweep
 
     slow_down(monkeypatch)  # the first round only
     config = tiny_config(trials=4, population=2, epochs=3, trial_timeout=2, heartbeat_interval=1, grace_period=2)
@@ -205,7 +205,7 @@ def test_the_run_timeout_stops_a_long_population_round_within_an_epoch(tiny_conf
     import re
     import time
 
-    from sweep.runner import MAX_CONSECUTIVE_FAILURES, run_sweep
+    from sweep.study.runner import MAX_CONSECUTIVE_FAILURES, run_sweep
 
     _slow_epochs(monkeypatch, 0.2)  # 200 epochs: a round of at least 40 s
     size = MAX_CONSECUTIVE_FAILURES + 2

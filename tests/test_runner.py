@@ -1,4 +1,4 @@
-"""Tests for sweep.runner: study creation, resume semantics of --trials and compatibility checks."""
+"""Tests for sweep.study.runner: study creation, resume semantics of --trials and compatibility checks."""
 
 import signal
 import subprocess
@@ -12,9 +12,9 @@ from optuna.trial import TrialState
 
 from sweep.config import parse_pruner
 from sweep.errors import StorageError
-from sweep.results import BUDGET_STATES
-from sweep.runner import make_pruner, run_sweep
 from sweep.space import PARAM_NAMES
+from sweep.study.runner import make_pruner, run_sweep
+from sweep.study.summary import BUDGET_STATES
 from tests.conftest import make_table
 
 SWEEP = str(Path(sys.executable).with_name("sweep"))
@@ -152,7 +152,7 @@ def _cleanup(storage: str, name: str) -> None:
 def test_three_workers_fill_the_budget_exactly(tiny_config, backend, population, request, tmp_path, unique_name):
     """Check that 3 worker processes (of single trials or populations) end with exactly the requested finished trials,
     none duplicated or lost."""
-    from sweep.runner import run_workers
+    from sweep.study.runner import run_workers
 
     storage = _storage_for(backend, request, tmp_path)
     config = tiny_config(
@@ -379,9 +379,9 @@ def test_interrupted_worker_fails_its_trial_and_the_next_run_resumes(tiny_csv, t
 def test_pareto_sweep_and_pick(tiny_config, tmp_path):
     """Check that a pareto sweep stores two named objectives, no intermediate values, and that a pick rule chooses
     within the front."""
-    from sweep.export import export_best
+    from sweep.handover.export import export_best
     from sweep.metrics import parse_pick
-    from sweep.results import best_trial
+    from sweep.study.summary import best_trial
 
     config = tiny_config(objective="pareto:recall,flag_rate", trials=6)
     result = run_sweep(config)
@@ -410,7 +410,7 @@ def test_pareto_sweep_and_pick(tiny_config, tmp_path):
 def test_budget_admits_exactly_the_trials_the_rule_allows(tmp_path, total):
     """Check that Budget.admits (a shortcut below the budget, one COUNT query above it) admits a trial exactly
     when fewer than `total` earlier trials are finished or running, whatever the states of the earlier trials."""
-    from sweep.runner import Budget
+    from sweep.study.runner import Budget
 
     study = optuna.create_study(storage=f"sqlite:///{tmp_path / 'budget.db'}")
     outcomes = [1.0, "fail", "running", 2.0, "pruned", "fail", "running", 3.0]

@@ -1,13 +1,13 @@
-"""Tests for sweep.storage: URLs, masking, SQLite folders and a real Postgres."""
+"""Tests for sweep.study.storage: URLs, masking, SQLite folders and a real Postgres."""
 
 import re
 
 import optuna
 import pytest
 
-from sweep import outage
 from sweep.errors import StorageError
-from sweep.storage import load_study, mask_url, open_storage
+from sweep.study import outage
+from sweep.study.storage import load_study, mask_url, open_storage
 
 
 @pytest.mark.parametrize(
@@ -124,7 +124,7 @@ def test_pgbouncer_option_turns_off_prepared_statements(postgres_url, option, th
 def test_pgbouncer_schema_check_refuses_other_versions(current, fix):
     """Check that the schema check open_storage runs behind PgBouncer (in place of Optuna's, which nests two
     connections) refuses tables of another Optuna schema version, saying how to fix it."""
-    from sweep.storage import _check_schema_version
+    from sweep.study.storage import _check_schema_version
 
     class Tables:
         get_current_version = staticmethod(lambda: current)

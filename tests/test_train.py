@@ -1,10 +1,10 @@
-"""Tests for sweep.train: learning, determinism, weighting and non-finite losses."""
+"""Tests for sweep.models.network: learning, determinism, weighting and non-finite losses."""
 
 import numpy as np
 import pytest
 
 from sweep.errors import TrialFailed
-from sweep.train import TrainSettings, score, train_model
+from sweep.models.network import TrainSettings, score, train_model
 from tests.conftest import make_table
 
 
@@ -65,8 +65,8 @@ def test_epoch_program_is_keras_fit(problem, hidden_layers, class_weight):
     """
     import keras
 
-    from sweep.model import build_model
-    from sweep.train import epoch_program
+    from sweep.models.builder import build_model
+    from sweep.models.network import epoch_program
 
     X, y = problem
     keras.utils.set_random_seed(0)
@@ -87,7 +87,7 @@ def test_epoch_program_is_keras_fit(problem, hidden_layers, class_weight):
 def test_later_trials_reuse_the_compiled_epoch(problem):
     """Check that trials of other widths, seeds, weights and learning rates reuse one traced epoch, and that a
     trial trained after others equals the same trial trained first in a fresh program (no state leaks)."""
-    from sweep.train import epoch_program
+    from sweep.models.network import epoch_program
 
     program = epoch_program("/CPU:0", 2, 1, 50)
     first = score(train_model(*problem, 4, {0: 1.0, 1: 5.0}, settings())[0], problem[0])
@@ -109,7 +109,7 @@ def test_network_matches_its_keras_model(problem):
 def test_fold_models_learn_nothing_from_held_out_rows(problem):
     """Check that fold models trained side by side ignore the labels of the rows held out from them: flipping those
     labels leaves the fold model unchanged and changes the model that trains on every row."""
-    from sweep.train import train_models
+    from sweep.models.network import train_models
 
     X, y = problem
     keep = np.ones(len(y), dtype=np.float32)

@@ -1,4 +1,4 @@
-"""Tests for sweep.trial: one trial's value and user attributes, and failures with reasons."""
+"""Tests for sweep.study.trial: one trial's value and user attributes, and failures with reasons."""
 
 import optuna
 import pytest
@@ -8,8 +8,8 @@ from sweep.data import load_dataset
 from sweep.errors import TrialFailed
 from sweep.metrics import parse_goal
 from sweep.models import model_kind
-from sweep.storage import open_storage
-from sweep.trial import trial_function
+from sweep.study.storage import open_storage
+from sweep.study.trial import trial_function
 
 VALIDATION_ATTRS = ("precision", "recall", "f1", "average_precision", "roc_auc", "flag_rate", "tp", "fp", "tn", "fn")
 
@@ -76,7 +76,7 @@ def _slow_first_epoch(monkeypatch, seconds: float) -> None:
     """The first trial's first epoch ends `seconds` late (a sleep before its per-epoch report)."""
     import time
 
-    from sweep.trial import TrialHooks
+    from sweep.study.trial import TrialHooks
 
     real, calls = TrialHooks.side_by_side, []
 
@@ -128,7 +128,7 @@ def test_a_trial_past_trial_timeout_fails_and_the_sweep_reaches_its_budget(tiny_
     import re
     import time
 
-    from sweep.runner import run_sweep
+    from sweep.study.runner import run_sweep
 
     slow_down(monkeypatch)
     config = tiny_config(trials=2, population=1, trial_timeout=2, heartbeat_interval=1, grace_period=2)
@@ -149,7 +149,7 @@ def test_a_watchdog_off_the_main_thread_fails_the_trial_but_cannot_interrupt_it(
     import threading
     import time
 
-    from sweep.trial import TrialClock, Watchdog
+    from sweep.study.trial import TrialClock, Watchdog
 
     failed: list[tuple[float, str]] = []
     outcome: dict = {}
@@ -210,9 +210,9 @@ def test_a_tuned_threshold_is_the_best_on_the_trials_own_scores_and_stored_as_it
     """Check that with threshold_search tuned no threshold is sampled: each complete trial's threshold param is the one
     that scores best by the objective on its pooled validation scores, within the range, its value is the objective
     there, and export retrains it to the same value."""
-    from sweep.export import retrain_best
+    from sweep.handover.retrain import retrain_best
     from sweep.metrics import choose_threshold, metrics
-    from sweep.runner import run_sweep
+    from sweep.study.runner import run_sweep
     from tests.conftest import tiny_values, user_model_values
 
     storage = f"sqlite:///{tmp_path / 't.db'}"

@@ -1,5 +1,5 @@
 """The builtin network behind the seam: Dense(width, relu) x layers -> Dense(1, sigmoid), trained by compiled
-epochs (sweep.train) with a trial's fold models side by side, or in populations of several trials (sweep.rounds),
+epochs (sweep.models.network) with a trial's fold models side by side, or in populations of several trials (sweep.study.rounds),
 which are this kind's own business."""
 
 from __future__ import annotations
@@ -9,9 +9,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from sweep.models import ModelKind, Practice, Refit, TrainedFolds, check_scores
+from sweep.models.network import TrainSettings, score, train_model, train_models
+from sweep.models.seam import ModelKind, Practice, Refit, TrainedFolds, check_scores
 from sweep.space import TrialParams, suggest, suggest_width
-from sweep.train import TrainSettings, score, train_model, train_models
 
 if TYPE_CHECKING:
     import optuna
@@ -77,7 +77,7 @@ class BuiltinNetwork(ModelKind):
     def retrain(self, dataset, trials, trial_of=None) -> dict[int, TrainedFolds]:
         """A trial trained alone is trained again alone; one trained in a population is sliced out of its
         population trained again (once per population, for every member asked for)."""
-        from sweep.population import retrain_population_members
+        from sweep.models.population import retrain_population_members
 
         found = {}
         for trial in trials:
@@ -100,7 +100,7 @@ class BuiltinNetwork(ModelKind):
         deeper ones one after another."""
         if refits[0].settings.hidden_layers > 1:
             return super().refit(dataset, refits)
-        from sweep.population import Member, member_network, train_population
+        from sweep.models.population import Member, member_network, train_population
 
         X, y = dataset.development.X, dataset.development.y
         first = refits[0].settings

@@ -1,14 +1,14 @@
 """A user's own Keras model behind the seam (`--model PATH.py:FUNCTION`): built by the user's builder with the
-trial's params, trained through Keras' fit (sweep.keras_fit) one fold model after another."""
+trial's params, trained through Keras' fit (sweep.models.keras_fit) one fold model after another."""
 
 from __future__ import annotations
 
 import dataclasses
 from typing import TYPE_CHECKING
 
-from sweep.models import ModelKind, Practice, TrainedFolds, check_scores
+from sweep.models.network import TrainSettings
+from sweep.models.seam import ModelKind, Practice, TrainedFolds, check_scores
 from sweep.space import TrialParams, fixed_params, suggest, suggest_model_space
-from sweep.train import TrainSettings
 
 if TYPE_CHECKING:
     import optuna
@@ -21,7 +21,7 @@ class UserModel(ModelKind):
 
     def check(self, dataset) -> None:
         """The builder loads, takes typical params and returns a usable model for the data's input shape."""
-        from sweep.model import check_builder
+        from sweep.models.builder import check_builder
         from sweep.space import typical_params
 
         config = self.config
@@ -47,7 +47,7 @@ class UserModel(ModelKind):
     def train_folds(self, dataset, params, settings, hooks=None, clock=None) -> TrainedFolds:
         """The fold models through Keras fit one after another; `hooks.one_fold` hears each fold model's epochs
         (it may raise to prune), and fit stops at the first batch past the clock's limit (TrialTimedOut)."""
-        from sweep.keras_fit import train_user_models
+        from sweep.models.keras_fit import train_user_models
 
         plan = dataset.validation
         on_epoch = None if hooks is None else (lambda fold, epoch, _loss, scores: hooks.one_fold(fold, epoch, scores))
@@ -74,8 +74,8 @@ class UserModel(ModelKind):
 
     def fit(self, X, y, params, class_weight, settings):
         from sweep.data import Fold
-        from sweep.keras_fit import fit_user_model
-        from sweep.model import load_builder
+        from sweep.models.builder import load_builder
+        from sweep.models.keras_fit import fit_user_model
 
         spec = self.config.model
         everything = Fold.everything(len(y), X)
@@ -105,7 +105,7 @@ class UserModel(ModelKind):
         }
 
     def refusal(self, model) -> str | None:
-        from sweep.model import lambda_layers, lambda_refusal
+        from sweep.models.builder import lambda_layers, lambda_refusal
 
         names = lambda_layers(model)
         return lambda_refusal(self.config.model, names, "refusing to write") if names else None

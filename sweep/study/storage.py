@@ -9,9 +9,9 @@ from pathlib import Path
 
 import optuna
 
-from sweep import outage
 from sweep.errors import StorageError, StorageUnreachable
-from sweep.optuna_private import (
+from sweep.study import outage
+from sweep.study.optuna_private import (
     CACHED_STORAGE_CALLS,
     rdb_stale_trial_ids,
     set_attr_of_finished_trial,
@@ -59,7 +59,7 @@ def open_storage(
     A Postgres URL ending in ?pgbouncer=1 points at PgBouncer in transaction pooling mode: the option is
     removed, psycopg prepares no statements and the schema check takes one connection at a time (below).
 
-    A server that cannot be reached is waited for up to the process's outage_limit (sweep.outage), here and in
+    A server that cannot be reached is waited for up to the process's outage_limit (sweep.study.outage), here and in
     every call of the storage returned (RidingStorage); a wrong URL, password or database fails at once.
     """
     from sqlalchemy.engine import make_url
@@ -147,7 +147,7 @@ _LOCAL_METHODS = {
 
 
 class RidingStorage(optuna.storages.RDBStorage):
-    """Optuna's RDB storage whose every call rides out an outage of its server (sweep.outage): it waits and tries
+    """Optuna's RDB storage whose every call rides out an outage of its server (sweep.study.outage): it waits and tries
     again, with one line per outage for the process, up to outage_limit, then raises StorageUnreachable.
 
     Two calls differ. A heartbeat that cannot be stamped past the limit is skipped (its thread must not die; the
@@ -246,7 +246,7 @@ class RetryStaleTrialWithReason(optuna.storages.RetryHeartbeatStaleTrialCallback
     """Optuna's retry of a trial whose heartbeat lapsed, after recording why it failed (user attr fail_reason).
 
     Optuna fails the stale trial before calling this, and its API refuses attributes on a finished trial, so
-    the attribute is written through the storage itself (sweep.optuna_private.set_attr_of_finished_trial).
+    the attribute is written through the storage itself (sweep.study.optuna_private.set_attr_of_finished_trial).
     """
 
     def __init__(self, grace_period: int | None, max_retry: int) -> None:

@@ -15,8 +15,8 @@ from sweep.data import Dataset
 from sweep.errors import TrialFailed
 from sweep.metrics import balanced_class_weight, bootstrap_intervals, metrics, paired_f1_difference
 from sweep.plots import reliability_figure, study_figures
-from sweep.results import describe_params
 from sweep.space import TrialParams
+from sweep.study.summary import describe_params
 
 REPORTED = ("precision", "recall", "f1", "average_precision", "flag_rate")
 
@@ -104,7 +104,7 @@ def balanced_tuned_row(found, count: int = 1) -> Row:
     with balanced weights and a threshold tuned on validation scores for the study's objective, once per seed
     (`count` seeds derived from the trial's own, that seed first), each seed read at its own threshold: mean ± sd
     over seeds; the paired comparison uses the first seed's model and threshold."""
-    from sweep.ensemble import member_seeds
+    from sweep.handover.ensemble import member_seeds
 
     y_test, runs, thresholds, first = found.dataset.test.y, [], [], None
     for seed in member_seeds(found.settings.seed, count):
@@ -254,7 +254,7 @@ def study_report(storage_url: str, study_name: str, folder: Path, seeds=(0, 1, 2
     """Retrain the study's best trial with its seed and compare it on the test rows with the tutorial's
     fixed weights, the same network with balanced weights and a threshold tuned on validation (balanced_tuned_row),
     the simple logistic reference and (for the seed data) the Bayes-optimal ceiling."""
-    from sweep.export import refit_rows, retrain_best
+    from sweep.handover.retrain import refit_rows, retrain_best
 
     found = retrain_best(storage_url, study_name, pick)
     study, best, dataset = found.study, found.trial, found.dataset
@@ -334,7 +334,7 @@ def calibration_section(found, best_scores: np.ndarray, folder: Path) -> tuple[d
     """Brier score and log loss (with bootstrap intervals) on the test rows of the sweep model's raw score, its
     calibrated probability (what `sweep predict` gives) and the non-test positive rate predicted everywhere, and
     the reliability figure of the first two."""
-    from sweep.calibration import probability_scores
+    from sweep.handover.calibration import probability_scores
 
     y, seed = found.dataset.test.y, found.settings.seed
     outputs = {
@@ -372,7 +372,7 @@ PROBABILITY_HEADER = ("output", "mean", "Brier score [95% interval]", "log loss 
 def bayes_ceiling_row(dataset: Dataset) -> Row:
     """The seed generator's Bayes-optimal classifier on the test rows, at the F1-optimal threshold of the
     generator itself (found on a million fresh rows drawn from it, so no split of the data chooses it)."""
-    from sweep.bayes import generator_parameters, posterior, sample_generator
+    from sweep.reading.bayes import generator_parameters, posterior, sample_generator
 
     params = generator_parameters()
     fresh_X, fresh_y = sample_generator(params, 1_000_000)

@@ -13,7 +13,7 @@ import numpy as np
 from sweep.errors import ExportError
 from sweep.metrics import choose_threshold
 from sweep.models import Refit
-from sweep.train import TrainSettings
+from sweep.models.network import TrainSettings
 
 ENSEMBLE_SYNTAX = "auto | single | seeds:K (K >= 2) | folds | greedy:N (N >= 2)"
 UNSIZED_KINDS = ("auto", "single", "folds")  # written without a ":N"
@@ -85,7 +85,7 @@ class Ensemble:
     replacement; every other kind counts each once), with what best.json says of each member."""
 
     kind: str
-    models: tuple  # sweep.train.Network or keras.Model each, all taking the same rows
+    models: tuple  # sweep.models.network.Network or keras.Model each, all taking the same rows
     counts: tuple[int, ...]
     members: tuple[dict, ...]  # {"trial", "seed", "fitted_on", ...} per model
     how_chosen: str
@@ -97,7 +97,7 @@ class Ensemble:
 
     def scores(self, X: np.ndarray) -> np.ndarray:
         """The members' scores of each row averaged with their weights (a single model's own scores, as they are)."""
-        from sweep.train import score
+        from sweep.models.network import score
 
         if len(self.models) == 1:
             return score(self.models[0], X)

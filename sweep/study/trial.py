@@ -1,6 +1,6 @@
 """One trial: space -> model/train -> metrics on the validation rows (one split, or pooled out-of-fold scores
 of cross-validated fold models); writes the trial's user attributes. Also the pieces a population round
-(sweep.rounds) shares with a single trial: seeds, settings, score checks, per-epoch reports and results."""
+(sweep.study.rounds) shares with a single trial: seeds, settings, score checks, per-epoch reports and results."""
 
 from __future__ import annotations
 
@@ -21,10 +21,10 @@ from sweep import stopping
 from sweep.errors import OverBudget, TrialFailed, TrialTimedOut
 from sweep.metrics import Goal, choose_threshold, metrics
 from sweep.models import model_kind
-from sweep.optuna_private import set_param, set_user_attrs, storage_of, trial_id
+from sweep.models.network import TrainSettings
 from sweep.runtime import device_label, placement, thread_settings
 from sweep.space import TrialParams, trial_seed
-from sweep.train import TrainSettings
+from sweep.study.optuna_private import set_param, set_user_attrs, storage_of, trial_id
 
 if TYPE_CHECKING:
     from sweep.config import SweepConfig
@@ -93,7 +93,7 @@ def _seconds(seconds: float) -> str:
 
 
 # The watchdog whose trial the main thread is running (read by the SIGALRM handler), and how many trials this
-# process's watchdogs have failed since the runner last looked (sweep.runner: told_after_watchdog).
+# process's watchdogs have failed since the runner last looked (sweep.study.runner: told_after_watchdog).
 _alarmed: list = [None]
 _abandoned: list[int] = []
 
@@ -247,7 +247,7 @@ def setup_attrs(params: TrialParams, settings: TrainSettings, model: str = "buil
         "class_weight": {"0": 1.0, "1": params.minority_weight},
         "device": device_label(),
         "threads": thread_settings(),
-        **placement(),  # where a cluster placed this worker (sweep.cluster)
+        **placement(),  # where a cluster placed this worker (sweep.study.cluster)
     }
 
 

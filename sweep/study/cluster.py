@@ -34,13 +34,14 @@ from dataclasses import dataclass
 
 import optuna
 
-from sweep import outage, stopping
+from sweep import stopping
 from sweep.config import SweepConfig
 from sweep.data import load_dataset
 from sweep.errors import ConfigError, StorageUnreachable, SweepError
-from sweep.results import BUDGET_STATES, SweepResult, count_trials, summarize
-from sweep.runner import prepare_study, run_sweep
 from sweep.runtime import set_placement
+from sweep.study import outage
+from sweep.study.runner import prepare_study, run_sweep
+from sweep.study.summary import BUDGET_STATES, SweepResult, count_trials, summarize
 
 INSTALL_HINT = "pip install -e '.[cluster]' (or pip install 'dask[distributed]')"
 # Seconds to reach a scheduler, and to wait for its first worker.

@@ -12,7 +12,7 @@ there, naming it, rather than in a running sweep.
 - `optuna.storages._heartbeat.is_heartbeat_enabled(storage)`, and the methods `record_heartbeat(trial_id)`
   and `get_heartbeat_interval()` of `optuna.storages._heartbeat.BaseHeartbeat` (public methods of a class in
   a private module): Optuna stamps heartbeats only for trials run by `study.optimize`; a population's trials
-  come from `study.ask()`, so sweep.rounds stamps them itself, or a live population would look dead and a
+  come from `study.ask()`, so sweep.study.rounds stamps them itself, or a live population would look dead and a
   dead one would never go stale.
 - `_CachedStorage._backend` (`optuna.storages._cached_storage`): the `RDBStorage` inside the cache that
   `create_study`/`load_study` wrap around it.
@@ -36,9 +36,9 @@ there, naming it, rather than in a running sweep.
   budget and makes the other workers wait for it for ever; such trials are found by one query.
 - `RDBStorage._create_new_trial`, `RDBStorage._set_trial_param`, `RDBStorage._get_best_trial_id` and
   `RDBStorage._get_trials`: `_CachedStorage` calls these private methods of the storage inside it, not the public
-  ones (CACHED_STORAGE_CALLS); sweep.storage.RidingStorage rides out an outage in each, as in every public method.
+  ones (CACHED_STORAGE_CALLS); sweep.study.storage.RidingStorage rides out an outage in each, as in every public method.
 - `BaseHeartbeat._get_stale_trial_ids(study_id)` (RDBStorage's, which Optuna's `fail_stale_trials` calls before
-  every trial of `study.optimize`): sweep.storage.RidingStorage holds the stale check back while the storage is
+  every trial of `study.optimize`): sweep.study.storage.RidingStorage holds the stale check back while the storage is
   away or has just come back (every heartbeat stopped during the outage), and otherwise asks RDBStorage's own.
 - `Study._study_id` and `optuna.storages._rdb.models.TrialModel` (columns `study_id`, `number`, `state`): the
   budget check counts a study's finished and running trials in one indexed COUNT query, where the public
@@ -54,8 +54,8 @@ there, naming it, rather than in a running sweep.
   grows with the study (20-25 ms a query at 100,000 trials), so `TrialCounts` keeps the counts of the trials
   before the oldest open one (finished for good) and counts only the trials from that one on.
 
-Each function here that opens a session of its own rides out a storage outage (sweep.outage.rides_out) as the
-storage's own methods do (sweep.storage.RidingStorage).
+Each function here that opens a session of its own rides out a storage outage (sweep.study.outage.rides_out) as the
+storage's own methods do (sweep.study.storage.RidingStorage).
 """
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ import json
 import threading
 from typing import TYPE_CHECKING, Any
 
-from sweep.outage import rides_out
+from sweep.study.outage import rides_out
 
 if TYPE_CHECKING:
     import optuna

@@ -16,9 +16,9 @@ import numpy as np
 from sweep import stopping
 from sweep.data import Fold
 from sweep.errors import TrialFailed, TrialTimedOut
-from sweep.model import build_user_model, load_builder
+from sweep.models.builder import build_user_model, load_builder
+from sweep.models.network import TrainResult, TrainSettings
 from sweep.runtime import device_label, tensorflow
-from sweep.train import TrainResult, TrainSettings
 
 # Rows scored per predict batch: scoring has no gradients, so larger batches than training's are cheap.
 SCORE_BATCH = 1024
@@ -202,7 +202,7 @@ def train_user_models(
 ):
     """Train a trial's fold models one after another and score each one's validation rows; returns (models,
     fold scores, TrainResult (epochs run per fold model), compiled_by). on_epoch(fold, epoch, loss, fold scores)
-    runs after every epoch. With a clock (sweep.trial.TrialClock, started with the trial: every fold model's time
+    runs after every epoch. With a clock (sweep.study.trial.TrialClock, started with the trial: every fold model's time
     counts), fit stops at the first batch or epoch end past its limit (TrialTimedOut)."""
     from sweep.runtime import custom_gradient_names, forget_custom_gradients
 

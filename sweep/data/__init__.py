@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from sweep.data.preprocess import Preprocessor, check_identifiers
 from sweep.errors import DataError
-from sweep.preprocess import Preprocessor, check_identifiers
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -1,5 +1,5 @@
 """The example data sets of studies/*.toml, made from what scikit-learn ships or seeded noise (nothing is
-downloaded): `python -m sweep.examples studies/data` writes them. See docs/guides/own-model.md."""
+downloaded): `python -m sweep.data.examples studies/data` writes them. See docs/guides/own-model.md."""
 
 from __future__ import annotations
 

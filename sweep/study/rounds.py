@@ -1,5 +1,5 @@
-"""A population round: ask K trials, train them together as one population (sweep.population), then report,
-prune and tell each as a single trial would be (sweep.trial); and a population trial's retraining for export."""
+"""A population round: ask K trials, train them together as one population (sweep.models.population), then report,
+prune and tell each as a single trial would be (sweep.study.trial); and a population trial's retraining for export."""
 
 from __future__ import annotations
 
@@ -15,7 +15,9 @@ from sweep import stopping
 from sweep.errors import TrialFailed, TrialTimedOut
 from sweep.metrics import Goal
 from sweep.models import check_scores
-from sweep.optuna_private import (
+from sweep.models.population import fold_subnets, population_scores
+from sweep.space import suggest, suggest_width, trial_seed
+from sweep.study.optuna_private import (
     heartbeat_enabled,
     heartbeat_interval,
     record_heartbeat,
@@ -23,9 +25,7 @@ from sweep.optuna_private import (
     storage_of,
     trial_id,
 )
-from sweep.population import fold_subnets, population_scores
-from sweep.space import suggest, suggest_width, trial_seed
-from sweep.trial import (
+from sweep.study.trial import (
     ReportThread,
     TrialClock,
     Watchdog,
@@ -85,7 +85,7 @@ def population_round(
     --trial-timeout every member still open ends FAIL with the reason (each has run exactly that long), as it
     does, with run_timeout set, at the first epoch's end (but the last) past `deadline` (time.monotonic() of
     the run's --timeout); they leave training there as pruned members do. A round stuck in one call is
-    failed by its watchdog (sweep.trial.Watchdog).
+    failed by its watchdog (sweep.study.trial.Watchdog).
     """
     told = []
     with warnings.catch_warnings():  # heartbeats for asked trials are recorded by MemberTrials, by hand
@@ -144,7 +144,7 @@ class PopulationRound:
     def _train(self) -> tuple:
         """Draw the members' params, record what retrains them, and train them as one population: (population,
         epochs each member ran, seconds)."""
-        from sweep.population import Member, train_population
+        from sweep.models.population import Member, train_population
 
         config, trials, plan = self.config, self.trials, self.plan
         self.params = [suggest(trial, config, suggest_width) for trial in trials]

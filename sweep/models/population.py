@@ -19,8 +19,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from sweep.runtime import detect_device, tensorflow
-from sweep.train import (
+from sweep.models.network import (
     FusedAdam,
     Network,
     TrainSettings,
@@ -30,6 +29,7 @@ from sweep.train import (
     per_thread,
     unload_rows,
 )
+from sweep.runtime import detect_device, tensorflow
 
 if TYPE_CHECKING:
     from sweep.data import Dataset, Validation
@@ -145,7 +145,7 @@ class Population:
 
     def member_model(self, k: int):
         """Member k as a plain Keras model of its own width (weights sliced out of the population)."""
-        from sweep.model import build_model
+        from sweep.models.builder import build_model
 
         units = slice(self.offsets[k], self.offsets[k + 1])
         v = self.weights()
@@ -217,7 +217,7 @@ class PopulationProgram:
 
         def batch_gradients(xb, yb, kb=None):
             """Each member's weighted loss and the gradients of their active sum, back-propagated by hand
-            as in sweep.train.EpochProgram: (sigmoid - label) * weight / rows per member and row, gathered
+            as in sweep.models.network.EpochProgram: (sigmoid - label) * weight / rows per member and row, gathered
             to each member's hidden units, through ReluGrad; times the members' rate scales when scaled."""
             rows = tf.cast(tf.shape(xb)[0], tf.float32)
             W1, b1, w2, b2 = used_weights(*variables, s["unit_scale"], s["member_scale"], scaled)

@@ -62,7 +62,7 @@ class Network:
 
     def to_keras(self):
         """The same network as a Keras model (what `build_model` makes), with these weights."""
-        from sweep.model import build_model
+        from sweep.models.builder import build_model
 
         model = build_model(int(self.layers[0][0].shape[0]), self.hidden_width, len(self.layers) - 1)
         model.set_weights([array for pair in self.layers for array in pair])
@@ -74,7 +74,7 @@ def initial_layers(
 ) -> list[tuple[np.ndarray, np.ndarray]]:
     """Keras' Dense defaults (Glorot-uniform kernels, zero biases), drawn from numpy seeded by the trial.
 
-    The same draws, in the same order, as a population member with this seed (sweep.population), so a trial
+    The same draws, in the same order, as a population member with this seed (sweep.models.population), so a trial
     starts where it would start inside a population.
     """
     rng = np.random.default_rng(seed)

@@ -12,19 +12,20 @@ from collections.abc import Callable, Sequence
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from sweep import outage, stopping
+from sweep import stopping
 from sweep.config import PrunerSpec, SweepConfig
-from sweep.dashboard import FigureWorker, artifact_store, save_study_note
 from sweep.data import Dataset, load_dataset
 from sweep.errors import StorageError, StorageUnreachable, TrialFailed
 from sweep.metrics import parse_goal
 from sweep.models import model_kind
-from sweep.optuna_private import TrialCounts, running_trials_never_stamped, set_attr_of_finished_trial, storage_of
-from sweep.results import BUDGET_STATES, SweepResult, count_trials, summarize
-from sweep.rounds import population_round
 from sweep.runtime import configure_threads, select_device
-from sweep.storage import mask_url, open_storage
-from sweep.trial import told_after_watchdog, trial_function
+from sweep.study import outage
+from sweep.study.figures import FigureWorker, artifact_store, save_study_note
+from sweep.study.optuna_private import TrialCounts, running_trials_never_stamped, set_attr_of_finished_trial, storage_of
+from sweep.study.rounds import population_round
+from sweep.study.storage import mask_url, open_storage
+from sweep.study.summary import BUDGET_STATES, SweepResult, count_trials, summarize
+from sweep.study.trial import told_after_watchdog, trial_function
 
 # A run stops (and says so) after this many failed trials in a row: something is wrong beyond one trial.
 MAX_CONSECUTIVE_FAILURES = 10
@@ -208,7 +209,7 @@ def fail_stale_trials(study: optuna.Study, grace_period: float) -> None:
     """Optuna's fail_stale_trials (marked experimental in Optuna 5) without its warning; then fail the RUNNING
     trials that never got a first heartbeat within `grace_period`, which Optuna never takes for stale (they
     would hold a place in the budget for ever). Neither while the storage is away or has just come back (see
-    sweep.storage.RidingStorage): the live workers' heartbeats stopped during the outage too."""
+    sweep.study.storage.RidingStorage): the live workers' heartbeats stopped during the outage too."""
     if outage.process().settling(grace_period):
         return
     with warnings.catch_warnings():
@@ -247,7 +248,7 @@ def run_sweep(
     Data, config and storage are checked before any trial starts (then `on_start` is called); a failing trial
     is recorded as FAIL with user attr fail_reason and the sweep goes on. Several processes may run this on
     one study at once (see run_workers). A storage outage is waited for up to config.outage_limit (every storage
-    call rides it out, sweep.outage); past it StorageUnreachable is raised.
+    call rides it out, sweep.study.outage); past it StorageUnreachable is raised.
     """
     outage.configure(config.outage_limit)
     goal = config.goal
@@ -326,7 +327,7 @@ def trials_per_round(config: SweepConfig, fold_models: int = 1) -> int:
         return 1  # a user's model trains through Keras fit, one trial at a time
     if config.population:
         return config.population
-    from sweep.population import automatic_population
+    from sweep.models.population import automatic_population
     from sweep.runtime import detect_device
 
     chosen = automatic_population(

@@ -1,0 +1,149 @@
+"""What optuna-dashboard shows beyond Optuna's own pages, written while a study runs: PNG figures of each new best
+trial (precision-recall curve with the chosen threshold, confusion matrix) in Optuna's artifact store, drawn off
+the training path, and a markdown study note."""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import optuna
+
+from sweep.errors import StorageUnreachable
+from sweep.plots import trial_figures
+from sweep.study.optuna_private import attach_artifact, storage_of, trial_id
+from sweep.study.summary import NewBests, describe_params, tally
+
+
+def artifact_dir(storage_url: str) -> Path:
+    """Where a study's artifacts live: beside a SQLite file (studies/artifacts), else ./studies/artifacts."""
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(storage_url)
+    if parsed.get_backend_name() == "sqlite" and parsed.database and parsed.database != ":memory:":
+        return Path(parsed.database).parent / "artifacts"
+    return Path("studies") / "artifacts"
+
+
+def artifact_store(storage_url: str) -> optuna.artifacts.FileSystemArtifactStore:
+    folder = artifact_dir(storage_url)
+    folder.mkdir(parents=True, exist_ok=True)
+    return optuna.artifacts.FileSystemArtifactStore(folder)
+
+
+class FigureWorker:
+    """Draws new best trials' figures (sweep.plots.trial_figures) and lists them on the trial in the artifact
+    store, on one background thread: drawing takes about 0.2 s a trial, which the next trial does not wait
+    for. A trial that has finished by then still gets them (optuna_private.attach_artifact).
+
+    A best that a newer best superseded before its turn is skipped: drawing it would show a trial that is no
+    longer the best, and on this thread it slows training (matplotlib holds the GIL the training loop needs
+    between epochs; drawing every best cost a fresh sweep's single trials about 15%). The last best always
+    gets its figures: `close()` waits for them. A figure that fails is logged and never fails the sweep."""
+
+    def __init__(self, store) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.store = store
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="trial-figures")
+        self._jobs: list = []
+        self._latest = 0  # the newest submission: an older one still queued is skipped
+        self.is_new_best = NewBests()
+
+    def submit_if_best(
+        self, trial: optuna.Trial, value: float, y_true: np.ndarray, scores: np.ndarray, threshold: float
+    ) -> None:
+        """Queue the trial's figures when `value` is a new best of the study (the trial is still running)."""
+        if self.is_new_best(trial, value):
+            self.submit(trial, y_true, scores, threshold)
+
+    def submit(self, trial: optuna.Trial, y_true: np.ndarray, scores: np.ndarray, threshold: float) -> None:
+        self._latest += 1
+        storage, number = storage_of(trial.study), trial.number
+        arguments = (self._latest, storage, trial_id(trial), number, np.array(y_true), np.array(scores), threshold)
+        self._jobs.append(self._pool.submit(self._attach, *arguments))
+
+    def _attach(self, submission: int, storage, trial_key: int, number: int, y_true, scores, threshold: float) -> None:
+        if submission != self._latest:
+            return
+        with tempfile.TemporaryDirectory() as folder:
+            for path in trial_figures(y_true, scores, threshold, Path(folder), f"trial #{number}"):
+                attach_artifact(storage, trial_key, self.store, str(path), "image/png")
+
+    def close(self) -> None:
+        """Wait for every queued figure (log the ones that failed); the worker takes no more."""
+        self._pool.shutdown(wait=True)
+        for job in self._jobs:  # a storage that stayed away is said once, by the run
+            if job.exception() is not None and not isinstance(job.exception(), StorageUnreachable):
+                logging.getLogger("sweep").warning("could not attach a trial's figures: %s", job.exception())
+        self._jobs = []
+
+
+def study_note(study: optuna.Study) -> str:
+    """Markdown for the dashboard's study note: data, protocol, objective and the current best."""
+    attrs = study.user_attrs
+    data, objective, config = attrs.get("data", {}), attrs.get("objective", {}), attrs.get("config", {})
+    counted = tally(study)
+    splits = data.get("splits", {})
+    rows = "\n".join(
+        f"| {name} | {part['rows']} | {part['positives']} | {part['positives'] / max(part['rows'], 1):.2%} |"
+        for name, part in splits.items()
+    )
+    lines = [
+        f"# {study.study_name}",
+        f"**Data**: `{data.get('source', '?')}` (fingerprint `{data.get('fingerprint', '?')}`), features "
+        f"{', '.join(data.get('features', [])) or 'arrays of rows ' + 'x'.join(map(str, data.get('input_shape', [])))}"
+        f", positive label `{data.get('positive_label', '?')}`.",
+        "",
+        "| part | rows | positives | share |",
+        "|---|---|---|---|",
+        rows,
+        "",
+        f"**Protocol**: {_judged(data.get('validation', {}))} *test* is used only by `sweep export` and "
+        f"`sweep report`, whose model learns from all non-test rows. {config.get('epochs', '?')} epochs, batch "
+        f"{config.get('batch_size', '?')}, pruner `{config.get('pruner', '?')}`, seed {config.get('seed', '?')}.",
+        "",
+        f"**Objective**: `{objective.get('spec', '?')}` ({objective.get('name', '?')}, "
+        f"{objective.get('direction', '?')}).",
+        f"**Trials**: {counted.finished} finished, {counted.failed} failed.",
+    ]
+    best = counted.best
+    if best is not None:
+        a = best.user_attrs
+        values = ", ".join(f"{v:.4g}" for v in best.values)
+        how = (
+            f" (Pareto front of {len(study.best_trials)} trials; picked by best F1)"
+            if len(study.directions) > 1
+            else ""
+        )
+        lines += [
+            "",
+            f"**Best so far**{how}: trial #{best.number}, {objective.get('name', 'value')} = {values}: "
+            f"{describe_params(best.params)}; validation precision {a.get('val_precision', float('nan')):.3f}, "
+            f"recall {a.get('val_recall', float('nan')):.3f}, **flag rate {a.get('val_flag_rate', float('nan')):.2%}**"
+            + (f"; F1 across folds {a['cv_folds']['f1']} (sd {a['cv_f1_sd']:.3f})." if "cv_folds" in a else "."),
+            "",
+            f"Export it with `sweep export {study.study_name} --out exports/{study.study_name}`.",
+        ]
+    return "\n".join(lines)
+
+
+def _judged(validation: dict) -> str:
+    """How trials are judged, in a sentence for the study note."""
+    if validation.get("kind") == "cv":
+        repeats = validation.get("repeats", 1)
+        again = f", {repeats} times over" if repeats > 1 else ""
+        return (
+            f"each trial trains {validation.get('folds')} fold models on the *development* rows (all non-test rows), "
+            f"each holding out its fold{again}, and is scored on their pooled out-of-fold predictions (objective and "
+            "pruning; per-fold values in `cv_folds`);"
+        )
+    return "each trial trains on *train* and is scored on *validation* (objective and pruning);"
+
+
+def save_study_note(study: optuna.Study) -> None:
+    import optuna_dashboard
+
+    optuna_dashboard.save_note(study, study_note(study))
