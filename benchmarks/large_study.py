@@ -401,9 +401,9 @@ def op_start(url: str, folder: Path) -> dict:
     import sweep.study.optuna_private
 
     optuna.storages.fail_stale_trials = clock.timed("stale check", optuna.storages.fail_stale_trials)
-    sweep.study.optuna_private.count_trials = clock.timed("counts", sweep.study.optuna_private.count_trials)
+    sweep.study.queries.count_trials = clock.timed("counts", sweep.study.queries.count_trials)
     if hasattr(sweep.study.optuna_private, "TrialCounts"):  # after the change: the budget's counts go through it
-        counts = sweep.study.optuna_private.TrialCounts
+        counts = sweep.study.queries.TrialCounts
         counts.__call__ = clock.timed("counts", counts.__call__)
     stamps = []
     started = time.perf_counter()

@@ -9,7 +9,7 @@ not what real workers ask): the budget check, ask (TPE, multivariate, as the swe
 params (sweep.space.suggest), the heartbeat stamp, the five set-up user attributes, 50 epochs of
 report + should_prune (MedianPruner; the trial is never stopped, so every trial costs the same), the 12
 result attributes, tell (the budget check one COUNT, each group of attributes one transaction, as sweep
-does them: sweep.study.optuna_private.count_trials and set_user_attrs). The study's budget is `--trials` for
+does them: sweep.study.queries.count_trials and set_user_attrs). The study's budget is `--trials` for
 every N (so with many clients most of them race for the last places, as workers do at the end of a
 sweep); a run stops at the budget or after `--seconds`. Errors (e.g. "too many clients" past Postgres'
 max_connections) are counted, the client waits 0.5 s and goes on.

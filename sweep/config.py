@@ -74,7 +74,7 @@ class SweepConfig:
     trials: int = 30
     timeout: float | None = None
     trial_timeout: float | None = (
-        None  # seconds of wall time one trial may take (sweep.study.trial.TrialClock); None: no limit
+        None  # seconds of wall time one trial may take (sweep.study.watchdog.TrialClock); None: no limit
     )
     epochs: int = 50
     min_steps: int = (

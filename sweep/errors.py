@@ -42,7 +42,7 @@ class OverBudget(TrialFailed):
 
 
 class TrialTimedOut(TrialFailed):
-    """A trial ran longer than --trial-timeout (sweep.study.trial.TrialClock); it ends FAIL with the reason and the sweep goes
+    """A trial ran longer than --trial-timeout (sweep.study.watchdog.TrialClock); it ends FAIL with the reason and the sweep goes
     on."""
 
 

@@ -17,22 +17,24 @@ from optuna.trial import TrialState
 
 from sweep.study import optuna_private
 from sweep.study.optuna_private import (
-    TrialCounts,
     attach_artifact,
-    best_complete_trials,
-    count_trials,
     heartbeat_enabled,
     heartbeat_interval,
-    last_trials,
     record_heartbeat,
-    running_trials_never_stamped,
     set_attr_of_finished_trial,
     set_param,
     set_user_attrs,
-    state_counts,
     storage_of,
     trial_by_number,
     trial_id,
+)
+from sweep.study.queries import (
+    TrialCounts,
+    best_complete_trials,
+    count_trials,
+    last_trials,
+    running_trials_never_stamped,
+    state_counts,
 )
 
 PACKAGE = Path(optuna_private.__file__).parent.parent

@@ -149,7 +149,7 @@ def test_a_watchdog_off_the_main_thread_fails_the_trial_but_cannot_interrupt_it(
     import threading
     import time
 
-    from sweep.study.trial import TrialClock, Watchdog
+    from sweep.study.watchdog import TrialClock, Watchdog
 
     failed: list[tuple[float, str]] = []
     outcome: dict = {}

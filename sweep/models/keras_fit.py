@@ -202,7 +202,7 @@ def train_user_models(
 ):
     """Train a trial's fold models one after another and score each one's validation rows; returns (models,
     fold scores, TrainResult (epochs run per fold model), compiled_by). on_epoch(fold, epoch, loss, fold scores)
-    runs after every epoch. With a clock (sweep.study.trial.TrialClock, started with the trial: every fold model's time
+    runs after every epoch. With a clock (sweep.study.watchdog.TrialClock, started with the trial: every fold model's time
     counts), fit stops at the first batch or epoch end past its limit (TrialTimedOut)."""
     from sweep.runtime import custom_gradient_names, forget_custom_gradients
 

@@ -9,7 +9,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from sweep.metrics import Pick
-from sweep.study import optuna_private
+from sweep.study import queries
 from sweep.study.summary import SweepResult, best_trial, format_value, summarize
 
 # Failed trials whose reasons `sweep show` lists (the most recent ones).
@@ -58,8 +58,8 @@ def view_study(study: optuna.Study, storage_url: str, top: int = 10, pick: Pick 
     if multi:
         complete = sorted(study.best_trials, key=lambda t: t.values)
         title = f"Pareto front: {len(complete)} trials (validation)"
-    else:  # the best few only: one ordered query, not every trial of the study (sweep.study.optuna_private)
-        complete = optuna_private.best_complete_trials(study, top)
+    else:  # the best few only: one ordered query, not every trial of the study (sweep.study.queries)
+        complete = queries.best_complete_trials(study, top)
         title = f"top {len(complete)} trials (validation)"
     folds = study.user_attrs.get("data", {}).get("validation", {}).get("kind") == "cv"
     params = param_columns(complete) if complete else ["minority_weight", "hidden_width", "threshold"]
@@ -80,7 +80,7 @@ def view_study(study: optuna.Study, storage_url: str, top: int = 10, pick: Pick 
                 format_value(a.get("train_seconds"), 3),
             )
         )
-    failed = optuna_private.last_trials(study, (TrialState.FAIL,), SHOWN_FAILURES)
+    failed = queries.last_trials(study, (TrialState.FAIL,), SHOWN_FAILURES)
     failures = tuple((t.number, t.user_attrs.get("fail_reason", "no reason recorded")) for t in failed)
     chosen = best_trial(study, pick) if multi else summary.best  # pick chooses on a Pareto front only
     return StudyView(summary, multi, chosen, Table(tuple(columns), tuple(rows), title), failures)

@@ -1,5 +1,5 @@
-"""Every use of a private Optuna name (and one of TensorFlow's, at the end), each behind one small function, and
-nothing else.
+"""Every use of a private Optuna name, each behind one small function, and nothing else (TensorFlow's one private
+name lives in sweep.runtime; the queries built on these functions in sweep.study.queries).
 
 Checked against Optuna 5.1.0. tests/test_optuna_private.py checks that each name below still exists with the
 shape used here and exercises each function on a real SQLite study, so a new Optuna that changes one fails
@@ -61,7 +61,8 @@ storage's own methods do (sweep.study.storage.RidingStorage).
 from __future__ import annotations
 
 import json
-import threading
+from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from sweep.study.outage import rides_out
@@ -115,6 +116,48 @@ def _rdb(storage: optuna.storages.BaseStorage):
 
     rdb = getattr(storage, "_backend", storage)
     return rdb if isinstance(rdb, optuna.storages.RDBStorage) else None
+
+
+@dataclass(frozen=True)
+class Rdb:
+    """An open session of a study's RDB storage, Optuna's table models and the study's id in them."""
+
+    session: Any
+    models: Any  # optuna.storages._rdb.models
+    study_id: int
+
+    @property
+    def started_utc(self):
+        """TrialModel's start time column (`_datetime_start_utc`)."""
+        return self.models.TrialModel._datetime_start_utc
+
+
+@contextmanager
+def rdb_session(study: optuna.Study):
+    """An Rdb for a query of the study's RDB storage (closed after it), or None for another storage: the one
+    place the query layer (sweep.study.queries) opens a session."""
+    rdb = _rdb(study._storage)
+    if rdb is None:
+        yield None
+        return
+    from optuna.storages._rdb import models
+
+    session = rdb.scoped_session()
+    try:
+        yield Rdb(session, models, study._study_id)
+    finally:
+        session.close()
+
+
+def heartbeats_of(study: optuna.Study) -> bool:
+    """Whether the study's storage is a database that records heartbeats."""
+    rdb = _rdb(study._storage)
+    return rdb is not None and rdb.get_heartbeat_interval() is not None
+
+
+def read_trials(study: optuna.Study, ids: list[int]) -> list:
+    """The trials with these storage ids, each read alone, in order."""
+    return [study._storage.get_trial(trial_key) for trial_key in ids]
 
 
 def rdb_stale_trial_ids(storage: optuna.storages.RDBStorage, study_id: int) -> list[int]:
@@ -208,218 +251,7 @@ def attach_artifact(storage: optuna.storages.BaseStorage, trial_id: int, store, 
     return artifact_id
 
 
-@rides_out
-def count_trials(study: optuna.Study, states, below_number: int | None = None) -> int:
-    """How many of the study's trials are in `states` (and numbered below `below_number`): one COUNT query
-    on an RDB storage, whatever the study's size; other storages read the trials."""
-    rdb = _rdb(study._storage)
-    if rdb is None:
-        return sum(
-            1
-            for t in study.get_trials(deepcopy=False, states=tuple(states))
-            if below_number is None or t.number < below_number
-        )
-    from optuna.storages._rdb import models
-    from sqlalchemy import func
-
-    session = rdb.scoped_session()
-    try:
-        query = session.query(func.count(models.TrialModel.trial_id)).filter(
-            models.TrialModel.study_id == study._study_id, models.TrialModel.state.in_(tuple(states))
-        )
-        if below_number is not None:
-            query = query.filter(models.TrialModel.number < below_number)
-        return int(query.scalar())
-    finally:
-        session.close()
-
-
-class TrialCounts:
-    """count_trials for a worker's repeated checks of one study's budget, whose cost follows the study's open
-    and recently finished trials, not its size. A trial before the study's oldest open (RUNNING or WAITING)
-    trial has finished for good, so the counts of those trials are kept and each check counts, in one query
-    over a range of the primary key, only the trials from the oldest open one on (a second query moves that
-    point on). Exact as count_trials is: kept counts only grow over trials numbered without a gap (a trial
-    another worker is still creating is never skipped). Other storages count with count_trials."""
-
-    OPEN = ("RUNNING", "WAITING")
-
-    def __init__(self, study: optuna.Study) -> None:
-        self.study = study
-        self._from_id = 0  # the study's trials with a smaller id have finished and are counted in _kept
-        self._kept: dict = {}  # TrialState -> how many of them
-        self._kept_total = 0  # so they are numbered 0 .. _kept_total - 1
-        self._lock = threading.Lock()
-
-    @rides_out
-    def __call__(self, states, below_number: int | None = None) -> int:
-        rdb = _rdb(self.study._storage)
-        if rdb is None:
-            return count_trials(self.study, states, below_number)
-        from optuna.storages._rdb import models
-        from optuna.trial import TrialState
-        from sqlalchemy import case, func
-
-        trial, states = models.TrialModel, tuple(states)
-        open_states = tuple(TrialState[name] for name in self.OPEN)
-        with self._lock:
-            session = rdb.scoped_session()
-            try:
-                since = (trial.study_id == self.study._study_id, trial.trial_id >= self._from_id)
-                first_open, last = (
-                    session.query(
-                        func.min(case((trial.state.in_(open_states), trial.trial_id))), func.max(trial.trial_id)
-                    )
-                    .filter(*since)
-                    .one()
-                )
-                if last is not None:
-                    end = last + 1 if first_open is None else first_open
-                    rows = (
-                        session.query(trial.state, func.count(trial.trial_id), func.max(trial.number))
-                        .filter(*since, trial.trial_id < end)
-                        .group_by(trial.state)
-                        .all()
-                    )
-                    added = sum(count for _, count, _ in rows)
-                    if added and max(number for _, _, number in rows) == self._kept_total + added - 1:
-                        for state, count, _ in rows:
-                            self._kept[state] = self._kept.get(state, 0) + count
-                        self._kept_total, self._from_id = self._kept_total + added, end
-                if below_number is not None and below_number < self._kept_total:
-                    return count_trials(self.study, states, below_number)  # below the kept trials: count them all
-                query = session.query(func.count(trial.trial_id)).filter(
-                    trial.study_id == self.study._study_id, trial.trial_id >= self._from_id, trial.state.in_(states)
-                )
-                if below_number is not None:
-                    query = query.filter(trial.number < below_number)
-                return sum(self._kept.get(state, 0) for state in states) + int(query.scalar())
-            finally:
-                session.close()
-
-
-@rides_out
-def state_counts(study: optuna.Study) -> dict:
-    """How many of the study's trials are in each state (states without a trial left out): one GROUP BY query
-    on an RDB storage, where a count per state is a query each; other storages read the trials."""
-    from collections import Counter
-
-    rdb = _rdb(study._storage)
-    if rdb is None:
-        return dict(Counter(t.state for t in study.get_trials(deepcopy=False)))
-    from optuna.storages._rdb import models
-    from sqlalchemy import func
-
-    trial = models.TrialModel
-    session = rdb.scoped_session()
-    try:
-        rows = (
-            session.query(trial.state, func.count(trial.trial_id))
-            .filter(trial.study_id == study._study_id)
-            .group_by(trial.state)
-            .all()
-        )
-        return {state: int(count) for state, count in rows}
-    finally:
-        session.close()
-
-
-@rides_out
-def running_trials_never_stamped(study: optuna.Study, older_than_seconds: float) -> list[int]:
-    """Ids of the study's RUNNING trials that started more than `older_than_seconds` ago and never got a
-    heartbeat (one query; empty for a storage without heartbeats or not in a database)."""
-    import datetime
-
-    rdb = _rdb(study._storage)
-    if rdb is None or rdb.get_heartbeat_interval() is None:
-        return []
-    from optuna.storages._rdb import models
-    from optuna.trial import TrialState
-
-    started_before = datetime.datetime.now(datetime.UTC).replace(tzinfo=None) - datetime.timedelta(
-        seconds=older_than_seconds
-    )
-    trial, heartbeat = models.TrialModel, models.TrialHeartbeatModel
-    session = rdb.scoped_session()
-    try:
-        rows = (
-            session.query(trial.trial_id)
-            .outerjoin(heartbeat, heartbeat.trial_id == trial.trial_id)
-            .filter(trial.study_id == study._study_id, trial.state == TrialState.RUNNING, heartbeat.trial_id.is_(None))
-            .filter(trial._datetime_start_utc < started_before)
-            .all()
-        )
-        return [row[0] for row in rows]
-    finally:
-        session.close()
-
-
 def trial_by_number(study: optuna.Study, number: int) -> optuna.trial.FrozenTrial:
     """The study's trial numbered `number`, read alone (study.trials would read every trial); KeyError if none."""
     storage = study._storage
     return storage.get_trial(storage.get_trial_id_from_study_id_trial_number(study._study_id, number))
-
-
-@rides_out
-def best_complete_trials(study: optuna.Study, count: int) -> list[optuna.trial.FrozenTrial]:
-    """A single-objective study's best `count` COMPLETE trials, best first, ties in trial order: one ordered
-    query with a LIMIT on an RDB storage (infinite values ordered as Optuna's best_trial orders them), then
-    each trial read alone; other storages sort the study's trials."""
-    from optuna.study import StudyDirection
-    from optuna.trial import TrialState
-
-    maximize = study.direction == StudyDirection.MAXIMIZE
-    rdb = _rdb(study._storage)
-    if rdb is None:
-        complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-        return sorted(complete, key=lambda t: t.value, reverse=maximize)[:count]
-    from optuna.storages._rdb import models
-    from sqlalchemy import case
-
-    trial, value = models.TrialModel, models.TrialValueModel
-    kind = value.TrialValueType
-    rank = case(
-        (value.value_type == kind.INF_NEG, -1),
-        (value.value_type == kind.FINITE, 0),
-        (value.value_type == kind.INF_POS, 1),
-    )
-    order = (rank.desc(), value.value.desc()) if maximize else (rank.asc(), value.value.asc())
-    session = rdb.scoped_session()
-    try:
-        ids = [
-            row[0]
-            for row in session.query(trial.trial_id)
-            .join(value, value.trial_id == trial.trial_id)
-            .filter(trial.study_id == study._study_id, trial.state == TrialState.COMPLETE, value.objective == 0)
-            .order_by(*order, trial.number.asc())
-            .limit(count)
-            .all()
-        ]
-    finally:
-        session.close()
-    return [study._storage.get_trial(trial_key) for trial_key in ids]
-
-
-@rides_out
-def last_trials(study: optuna.Study, states, count: int) -> list[optuna.trial.FrozenTrial]:
-    """The study's `count` highest-numbered trials in `states`, in trial order: one query with a LIMIT on an
-    RDB storage, then each trial read alone; other storages read the trials."""
-    rdb = _rdb(study._storage)
-    if rdb is None:
-        return study.get_trials(deepcopy=False, states=tuple(states))[-count:] if count > 0 else []
-    from optuna.storages._rdb import models
-
-    trial = models.TrialModel
-    session = rdb.scoped_session()
-    try:
-        ids = [
-            row[0]
-            for row in session.query(trial.trial_id)
-            .filter(trial.study_id == study._study_id, trial.state.in_(tuple(states)))
-            .order_by(trial.number.desc())
-            .limit(count)
-            .all()
-        ]
-    finally:
-        session.close()
-    return [study._storage.get_trial(trial_key) for trial_key in reversed(ids)]

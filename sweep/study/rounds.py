@@ -25,17 +25,9 @@ from sweep.study.optuna_private import (
     storage_of,
     trial_id,
 )
-from sweep.study.trial import (
-    ReportThread,
-    TrialClock,
-    Watchdog,
-    judged_threshold,
-    mark_over_budget,
-    record_result,
-    report_epoch,
-    setup_attrs,
-    train_settings,
-)
+from sweep.study.reports import ReportThread, report_epoch
+from sweep.study.trial import judged_threshold, mark_over_budget, record_result, setup_attrs, train_settings
+from sweep.study.watchdog import TrialClock, Watchdog
 
 if TYPE_CHECKING:
     from sweep.config import SweepConfig
@@ -85,7 +77,7 @@ def population_round(
     --trial-timeout every member still open ends FAIL with the reason (each has run exactly that long), as it
     does, with run_timeout set, at the first epoch's end (but the last) past `deadline` (time.monotonic() of
     the run's --timeout); they leave training there as pruned members do. A round stuck in one call is
-    failed by its watchdog (sweep.study.trial.Watchdog).
+    failed by its watchdog (sweep.study.watchdog.Watchdog).
     """
     told = []
     with warnings.catch_warnings():  # heartbeats for asked trials are recorded by MemberTrials, by hand

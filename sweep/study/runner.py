@@ -21,11 +21,13 @@ from sweep.models import model_kind
 from sweep.runtime import configure_threads, select_device
 from sweep.study import outage
 from sweep.study.figures import FigureWorker, artifact_store, save_study_note
-from sweep.study.optuna_private import TrialCounts, running_trials_never_stamped, set_attr_of_finished_trial, storage_of
+from sweep.study.optuna_private import set_attr_of_finished_trial, storage_of
+from sweep.study.queries import TrialCounts, running_trials_never_stamped
 from sweep.study.rounds import population_round
 from sweep.study.storage import mask_url, open_storage
 from sweep.study.summary import BUDGET_STATES, SweepResult, count_trials, summarize
-from sweep.study.trial import told_after_watchdog, trial_function
+from sweep.study.trial import trial_function
+from sweep.study.watchdog import told_after_watchdog
 
 # A run stops (and says so) after this many failed trials in a row: something is wrong beyond one trial.
 MAX_CONSECUTIVE_FAILURES = 10
@@ -173,7 +175,7 @@ class Budget:
     A worker stops once the budget is covered; a trial is admitted only if fewer than `total` trials that
     were created before it are finished or running, so concurrent workers end with exactly `total`
     finished trials (a running trial that later fails frees its place for the workers still going). Its
-    counts (optuna_private.TrialCounts) cost what the trials open or finished since the last check cost, not
+    counts (sweep.study.queries.TrialCounts) cost what the trials open or finished since the last check cost, not
     what the study's size does.
     """
 

@@ -10,7 +10,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from sweep.metrics import Pick
-from sweep.study import optuna_private
+from sweep.study import queries
 from sweep.study.storage import mask_url
 
 # Trials that count towards --trials: finished with a value, or stopped early by a pruner.
@@ -36,7 +36,7 @@ class SweepResult:
 def count_trials(study: optuna.Study, states: Sequence[TrialState], below_number: int | None = None) -> int:
     """How many trials of the study are in `states` (and numbered below `below_number`), read from the
     storage now: one COUNT query, so its cost does not grow with the study."""
-    return optuna_private.count_trials(study, states, below_number)
+    return queries.count_trials(study, states, below_number)
 
 
 def best_trial(study: optuna.Study, pick: Pick | None = None, complete: int | None = None) -> FrozenTrial | None:
@@ -100,7 +100,7 @@ class Tally:
 
 
 def tally(study: optuna.Study) -> Tally:
-    counts = optuna_private.state_counts(study)
+    counts = queries.state_counts(study)
     return Tally(
         finished=sum(counts.get(state, 0) for state in BUDGET_STATES),
         failed=counts.get(TrialState.FAIL, 0),
