@@ -13,30 +13,35 @@ from __future__ import annotations
 import argparse
 import platform
 import statistics
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
-from sweep.config import SweepConfig
-from sweep.data import load_dataset
-from sweep.models.network import TrainSettings, train_model
-from sweep.runtime import configure_threads, tensorflow, thread_settings
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import tutorial_fit  # noqa: E402
+
+from sweep.config import SweepConfig  # noqa: E402
+from sweep.data import load_dataset  # noqa: E402
+from sweep.models.network import TrainSettings, train_model  # noqa: E402
+from sweep.runtime import configure_threads, tensorflow, thread_settings  # noqa: E402
 
 CLASS_WEIGHT = {0: 1.0, 1: 50.0}
 
 
 def keras_fit(dataset, epochs: int, steps_per_execution: int) -> float:
-    import keras
-
-    from sweep.models.builder import build_model
-
-    keras.utils.set_random_seed(0)
-    model = build_model(2, 2, 1)
-    model.compile(optimizer="adam", loss="binary_crossentropy", steps_per_execution=steps_per_execution)
-    model.fit(dataset.train.X, dataset.train.y, epochs=1, batch_size=100, class_weight=CLASS_WEIGHT, verbose=0)
-    started = time.perf_counter()
-    model.fit(dataset.train.X, dataset.train.y, epochs=epochs, batch_size=100, class_weight=CLASS_WEIGHT, verbose=0)
-    return (time.perf_counter() - started) / epochs
+    """common.tutorial_fit after one untimed (tracing) epoch: seconds per epoch of the timed fit."""
+    fit = tutorial_fit(
+        dataset.train.X,
+        dataset.train.y,
+        CLASS_WEIGHT,
+        seed=0,
+        epochs=epochs,
+        steps_per_execution=steps_per_execution,
+        warm_up_epochs=1,
+    )
+    return fit.seconds / epochs
 
 
 def keras_in_function(dataset, epochs: int) -> float:

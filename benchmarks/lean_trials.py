@@ -32,8 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import optuna  # noqa: E402
 import optuna.study._optimize  # noqa: E402  (the Clock times Optuna's tell)
 import optuna.study._tell  # noqa: E402
-from common import machine  # noqa: E402
-from trial_speed import tutorial_fit_trial  # noqa: E402
+from common import machine, sqlite_storage, study_config, timed_sweep, tutorial_fit  # noqa: E402
 
 import sweep.models.network  # noqa: E402
 import sweep.models.population  # noqa: E402
@@ -41,7 +40,7 @@ from sweep.config import SweepConfig, resolve_config  # noqa: E402
 from sweep.data import load_dataset  # noqa: E402
 from sweep.metrics import balanced_class_weight  # noqa: E402
 from sweep.runtime import tensorflow  # noqa: E402
-from sweep.study.runner import run_sweep  # noqa: E402
+from sweep.study.runner import run_sweep  # noqa: E402  (prefill's one untimed trial)
 
 SINGLE_TRIALS = {10: 8, 50: 4}  # trials per single-trial run, by epochs (enough to spread the study's creation)
 POPULATION = 64
@@ -95,24 +94,8 @@ class Clock:
 
 
 def sweep_config(folder: str, name: str, trials: int, epochs: int, population: int) -> SweepConfig:
-    values = {
-        "storage": f"sqlite:///{folder}/{name}.db",
-        "study": name,
-        "trials": trials,
-        "epochs": epochs,
-        "population": population,
-        "pruner": "none",
-        "batch_size": 100,
-    }
-    return resolve_config(values, env={})
-
-
-def timed_sweep(config: SweepConfig, clock: Clock) -> tuple[float, dict, int]:
-    """Run the sweep whole; returns (seconds, the clock's parts, trials run)."""
-    clock.reset()
-    started = time.perf_counter()
-    result = run_sweep(config)
-    return time.perf_counter() - started, dict(clock.seconds), result.ran_now
+    values = {"trials": trials, "epochs": epochs, "population": population, "pruner": "none", "batch_size": 100}
+    return study_config(sqlite_storage(folder, name), name, values)
 
 
 def speed(epoch_counts: list[int], repeats: int, clock: Clock) -> None:
@@ -122,15 +105,15 @@ def speed(epoch_counts: list[int], repeats: int, clock: Clock) -> None:
         runs: dict[str, list[float]] = defaultdict(list)
         for repeat in range(repeats):  # interleaved, so every path sees the same machine
             with tempfile.TemporaryDirectory() as folder:
-                runs["tutorial-style model.fit"].append(tutorial_fit_trial(dataset, weights, repeat, epochs)[0])
+                baseline = tutorial_fit(dataset.train.X, dataset.train.y, weights, seed=repeat, epochs=epochs)
+                runs["tutorial-style model.fit"].append(baseline.seconds)
                 for label, trials, population in (
                     ("sweep run, single trials", SINGLE_TRIALS[epochs], 1),
                     (f"sweep run, population of {POPULATION}", POPULATION, POPULATION),
                 ):
-                    seconds, _, ran = timed_sweep(
-                        sweep_config(folder, f"p{population}-r{repeat}", trials, epochs, population), clock
-                    )
-                    runs[label].append(seconds / ran)
+                    config = sweep_config(folder, f"p{population}-r{repeat}", trials, epochs, population)
+                    clock.reset()
+                    runs[label].append(timed_sweep(config).per_trial)
         fit = statistics.median(runs["tutorial-style model.fit"])
         print(f"\n### {epochs} epochs: seconds per trial ({repeats} interleaved repeats)\n")
         print("| path | trials per run | s/trial median | min-max | vs tutorial fit |")
@@ -186,11 +169,12 @@ def steady_state(config: SweepConfig, clock: Clock, start_trials: int) -> tuple[
     opening the study, Optuna's first read of its trials into its cache, the first trial or round)."""
     stamps = []
     clock.reset()
-    started = time.perf_counter()
-    run_sweep(config, callbacks=[lambda _study, _trial: stamps.append((time.perf_counter(), dict(clock.seconds)))])
+    timing = timed_sweep(
+        config, callbacks=[lambda _study, _trial: stamps.append((time.perf_counter(), dict(clock.seconds)))]
+    )
     (first, at_first), (last, at_last) = stamps[start_trials - 1], stamps[-1]
     parts = {name: at_last.get(name, 0.0) - at_first.get(name, 0.0) for name in at_last}
-    return last - first, parts, len(stamps) - start_trials, first - started
+    return last - first, parts, len(stamps) - start_trials, first - timing.started
 
 
 def bookkeeping(big: int, epochs: int, clock: Clock) -> None:

@@ -26,10 +26,9 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import machine, mean_sd  # noqa: E402
-from trial_speed import tutorial_fit_trial  # noqa: E402
+from common import machine, mean_sd, sqlite_storage, study_config, timed_sweep, tutorial_fit  # noqa: E402
 
-from sweep.config import SweepConfig, resolve_config  # noqa: E402
+from sweep.config import SweepConfig  # noqa: E402
 from sweep.data import load_dataset  # noqa: E402
 from sweep.metrics import (
     average_precision,  # noqa: E402
@@ -38,7 +37,6 @@ from sweep.metrics import (
 from sweep.models.network import TrainSettings, score, train_model  # noqa: E402
 from sweep.models.population import Member, train_population  # noqa: E402
 from sweep.runtime import configure_threads, tensorflow  # noqa: E402
-from sweep.study.runner import run_sweep  # noqa: E402
 
 POPULATIONS = (8, 32, 64)
 # Members of the equal-learning table: narrow to wide, mild to extreme minority weights.
@@ -47,22 +45,10 @@ EQUAL_LEARNING_MEMBERS = [(1, 3.0), (2, 30.0), (4, 100.0), (8, 10.0), (8, 300.0)
 
 def sweep_seconds(folder: str, trials: int, population: int, repeat: int) -> float:
     """Wall time of a fresh SQLite study run to `trials` finished trials (study creation included)."""
-    config = resolve_config(
-        {
-            "storage": f"sqlite:///{folder}/p{population}-{repeat}.db",
-            "study": "speed",
-            "trials": trials,
-            "population": population,
-            "pruner": "none",
-            "seed": repeat,
-        },
-        env={},
-    )
-    started = time.perf_counter()
-    result = run_sweep(config)
-    seconds = time.perf_counter() - started
-    assert result.finished == trials, f"{result.finished} of {trials} trials finished"
-    return seconds
+    values = {"trials": trials, "population": population, "pruner": "none", "seed": repeat}
+    timing = timed_sweep(study_config(sqlite_storage(folder, f"p{population}-{repeat}"), "speed", values))
+    assert timing.result.finished == trials, f"{timing.result.finished} of {trials} trials finished"
+    return timing.seconds
 
 
 def trials_per_hour(repeats: int, single_trials: int, tutorial_trials: int) -> None:
@@ -75,7 +61,8 @@ def trials_per_hour(repeats: int, single_trials: int, tutorial_trials: int) -> N
             for trials, population in runs:
                 if population is None:
                     name = "tutorial-style model.fit"
-                    seconds = sum(tutorial_fit_trial(dataset, weights, repeat * 10 + i)[0] for i in range(trials))
+                    X, y = dataset.train.X, dataset.train.y
+                    seconds = sum(tutorial_fit(X, y, weights, seed=repeat * 10 + i).seconds for i in range(trials))
                 else:
                     name = "sweep, single trials" if population == 1 else f"sweep, population of {population}"
                     seconds = sweep_seconds(folder, trials, population, repeat)

@@ -12,17 +12,14 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import optuna
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import machine  # noqa: E402
+from common import machine, sqlite_storage, study_config, timed_sweep  # noqa: E402
 
-from sweep.config import resolve_config  # noqa: E402
 from sweep.handover.export import export_best  # noqa: E402
-from sweep.study.runner import run_sweep  # noqa: E402
 
 
 def main() -> None:
@@ -37,19 +34,10 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as folder:
         for pruner in ("none", "median"):
-            config = resolve_config(
-                {
-                    "storage": f"sqlite:///{folder}/pruning.db",
-                    "study": pruner,
-                    "pruner": pruner,
-                    "trials": args.trials,
-                    "seed": args.seed,
-                },
-                env={},
-            )
-            started = time.perf_counter()
-            result = run_sweep(config)
-            seconds = time.perf_counter() - started
+            values = {"pruner": pruner, "trials": args.trials, "seed": args.seed}
+            config = study_config(sqlite_storage(folder, "pruning"), pruner, values)
+            timing = timed_sweep(config)
+            result, seconds = timing.result, timing.seconds
             study = optuna.load_study(study_name=pruner, storage=config.storage)
             pruned = sum(t.state == optuna.trial.TrialState.PRUNED for t in study.trials)
             epochs = sum(t.user_attrs.get("epochs_run", 0) for t in study.trials)

@@ -13,17 +13,13 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
-import time
 import uuid
 from pathlib import Path
 
 import optuna
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import machine  # noqa: E402
-
-from sweep.config import resolve_config  # noqa: E402
-from sweep.study.runner import run_workers  # noqa: E402
+from common import machine, sqlite_storage, study_config, timed_sweep  # noqa: E402
 
 
 def main() -> None:
@@ -38,24 +34,13 @@ def main() -> None:
     print("| storage | workers | wall time (s) | trials per hour | speed-up vs 1 worker |")
     print("|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as folder:
-        for backend, url in (("SQLite", f"sqlite:///{folder}/scaling.db"), ("Postgres", args.postgres)):
+        for backend, url in (("SQLite", sqlite_storage(folder, "scaling")), ("Postgres", args.postgres)):
             single = None
             for workers in args.workers:
                 name = f"scaling-{uuid.uuid4().hex[:8]}"
-                config = resolve_config(
-                    {
-                        "storage": url,
-                        "study": name,
-                        "trials": args.trials,
-                        "epochs": args.epochs,
-                        "workers": workers,
-                        "pruner": "none",
-                    },
-                    env={},
-                )
-                started = time.perf_counter()
-                result = run_workers(config)
-                seconds = time.perf_counter() - started
+                values = {"trials": args.trials, "epochs": args.epochs, "workers": workers, "pruner": "none"}
+                timing = timed_sweep(study_config(url, name, values), workers=True)
+                result, seconds = timing.result, timing.seconds
                 assert result.finished == args.trials, result
                 per_hour = args.trials / seconds * 3600
                 single = single or per_hour

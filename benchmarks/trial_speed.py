@@ -22,9 +22,9 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import machine, mean_sd, resident_mb  # noqa: E402
+from common import machine, mean_sd, resident_mb, sqlite_storage, study_config, timed_sweep, tutorial_fit  # noqa: E402
 
-from sweep.config import SweepConfig, resolve_config  # noqa: E402
+from sweep.config import SweepConfig  # noqa: E402
 from sweep.data import load_dataset  # noqa: E402
 from sweep.metrics import balanced_class_weight  # noqa: E402
 from sweep.models.network import TrainSettings, score, train_model  # noqa: E402
@@ -45,18 +45,10 @@ def quality(dataset, scores) -> tuple[float, float]:
     return float(average_precision_score(dataset.holdout.y, scores)), best_f1(dataset.holdout.y, scores)
 
 
-def tutorial_fit_trial(dataset, class_weight, seed: int, epochs: int = 50):
-    import keras
-
-    from sweep.models.builder import build_model
-
-    started = time.perf_counter()
-    keras.utils.set_random_seed(seed)
-    model = build_model(2, 2, 1)
-    model.compile(optimizer="adam", loss="binary_crossentropy")
-    model.fit(dataset.train.X, dataset.train.y, epochs=epochs, batch_size=100, class_weight=class_weight, verbose=0)
-    seconds = time.perf_counter() - started
-    return seconds, quality(dataset, model.predict(dataset.holdout.X, verbose=0).ravel())
+def tutorial_fit_trial(dataset, class_weight, seed: int):
+    """common.tutorial_fit on the reference case (width 2, batch 100, 50 epochs), then its validation quality."""
+    fit = tutorial_fit(dataset.train.X, dataset.train.y, class_weight, seed=seed)
+    return fit.seconds, quality(dataset, fit.model.predict(dataset.holdout.X, verbose=0).ravel())
 
 
 def sweep_trial(dataset, class_weight, seed: int):
@@ -90,8 +82,6 @@ def speed_and_quality(seeds: int) -> None:
 
 
 def memory(trials: int) -> None:
-    from sweep.study.runner import run_sweep
-
     marks = {}
 
     def record(study, trial) -> None:
@@ -100,19 +90,10 @@ def memory(trials: int) -> None:
             marks[done] = resident_mb()
 
     with tempfile.TemporaryDirectory() as folder:
-        config = resolve_config(
-            {
-                "storage": f"sqlite:///{folder}/memory.db",
-                "trials": trials,
-                "epochs": 2,
-                "pruner": "none",
-                "study": "memory",
-            },
-            env={},
+        config = study_config(
+            sqlite_storage(folder, "memory"), "memory", {"trials": trials, "epochs": 2, "pruner": "none"}
         )
-        started = time.perf_counter()
-        run_sweep(config, callbacks=[record])
-        seconds = time.perf_counter() - started
+        seconds = timed_sweep(config, callbacks=[record]).seconds
     print(f"\n### Resident memory over {trials} trials (2 epochs each, reference data, {seconds:.0f} s)\n")
     print("| trials done | RSS (MB) | growth since trial 10 (MB) |")
     print("|---|---|---|")

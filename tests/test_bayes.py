@@ -8,7 +8,8 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import average_precision_score
 from sklearn.model_selection import train_test_split
 
-from sweep.data import SEED_RECIPE, SEED_SPLIT_STATE, SEED_TEST_SIZE
+from sweep.data import SEED_SPLIT_STATE, SEED_TEST_SIZE
+from sweep.data.readers import SEED_RECIPE
 from sweep.reading.bayes import generator_parameters, posterior, replay, sample_generator
 
 COMMON = dict(n_redundant=0, n_clusters_per_class=1)

@@ -106,7 +106,7 @@ def test_cross_validated_tables_encode_development_at_once(parquet_table):
 
 def test_read_parquet_gives_pandas_frame(parquet_table):
     """Check that the frame read with a block per column is pd.read_parquet's (values, dtypes, order)."""
-    from sweep.data import read_parquet
+    from sweep.data.readers import read_parquet
 
     got, expected = read_parquet(parquet_table), pd.read_parquet(parquet_table)
     assert got.equals(expected) and list(got.dtypes) == list(expected.dtypes)

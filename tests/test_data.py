@@ -5,7 +5,8 @@ import pandas as pd
 import pytest
 
 from sweep.config import resolve_config
-from sweep.data import AUTO_CV_BELOW, AUTO_FOLDS, choose_folds, load_dataset
+from sweep.data import load_dataset
+from sweep.data.folds import AUTO_CV_BELOW, AUTO_FOLDS, choose_folds
 from sweep.errors import DataError
 from tests.conftest import make_table
 

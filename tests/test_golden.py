@@ -30,8 +30,8 @@ def scenario_of(name: str, folder: Path):
     reference data in population rounds; a table with gaps, one trial at a time on 3 folds; a user's Conv2D on the
     digits arrays, 3 folds."""
     from sweep.config import resolve_config
-    from sweep.data import seed_frame
     from sweep.data.examples import digits_arrays
+    from sweep.data.readers import seed_frame
 
     storage = f"sqlite:///{folder / 'golden.db'}"
     if name == "seed-population":

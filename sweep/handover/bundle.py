@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from sweep.data import ARRAY_SUFFIX, check_inputs, read_arrays, read_table
 from sweep.data.preprocess import Preprocessor
+from sweep.data.readers import ARRAY_SUFFIX, check_inputs, read_arrays, read_table
 from sweep.errors import DataError
 from sweep.handover.calibration import Calibration
 from sweep.models.network import score

@@ -14,7 +14,7 @@ from collections.abc import Callable
 import numpy as np
 
 from sweep import stopping
-from sweep.data import Fold
+from sweep.data.folds import Fold
 from sweep.errors import TrialFailed, TrialTimedOut
 from sweep.models.builder import build_user_model, load_builder
 from sweep.models.network import TrainResult, TrainSettings

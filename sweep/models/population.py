@@ -32,7 +32,8 @@ from sweep.models.network import (
 from sweep.runtime import detect_device, tensorflow
 
 if TYPE_CHECKING:
-    from sweep.data import Dataset, Validation
+    from sweep.data import Dataset
+    from sweep.data.folds import Validation
 
 # Rows scored per step by Population.scores: keeps the (sum(widths), rows) hidden block in cache.
 SCORE_CHUNK = 4096

@@ -15,7 +15,8 @@ if TYPE_CHECKING:
     import optuna
 
     from sweep.config import SweepConfig
-    from sweep.data import Dataset, Validation
+    from sweep.data import Dataset
+    from sweep.data.folds import Validation
     from sweep.models.network import TrainSettings
     from sweep.space import TrialParams
 

@@ -13,7 +13,7 @@ from sweep.space import TrialParams, fixed_params, suggest, suggest_model_space
 if TYPE_CHECKING:
     import optuna
 
-    from sweep.data import Validation
+    from sweep.data.folds import Validation
 
 
 class UserModel(ModelKind):
@@ -73,7 +73,7 @@ class UserModel(ModelKind):
         }
 
     def fit(self, X, y, params, class_weight, settings):
-        from sweep.data import Fold
+        from sweep.data.folds import Fold
         from sweep.models.builder import load_builder
         from sweep.models.keras_fit import fit_user_model
 

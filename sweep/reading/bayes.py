@@ -59,7 +59,7 @@ class GeneratorParameters:
 def generator_parameters(recipe: dict | None = None) -> GeneratorParameters:
     """Return the generator's parameters for a recipe (the project's SEED_RECIPE by default), without the data."""
     if recipe is None:
-        from sweep.data import SEED_RECIPE
+        from sweep.data.readers import SEED_RECIPE
 
         recipe = SEED_RECIPE
     return replay(recipe)[0]

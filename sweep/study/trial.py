@@ -25,7 +25,8 @@ from sweep.study.watchdog import Watchdog, watch_trial
 
 if TYPE_CHECKING:
     from sweep.config import SweepConfig
-    from sweep.data import Dataset, Validation
+    from sweep.data import Dataset
+    from sweep.data.folds import Validation
 
 
 def train_settings(config: SweepConfig, seed: int, params: TrialParams) -> TrainSettings:
