@@ -68,7 +68,7 @@ def mean_sd(values) -> str:
 
 @dataclass
 class FitTime:
-    """What tutorial_fit measured: the fitted model, seconds to the compiled model, the timed region's wall and CPU s."""
+    """What tutorial_fit measured: the fitted model, seconds to compile it, and the timed region's wall and CPU s."""
 
     model: Any
     built: float  # seed, build, compile (and optimizer.build): from the start to the compiled model

@@ -1,4 +1,4 @@
-"""Per-trial cost and learning quality of the tutorial-style `fit` against sweep.models.network, and memory over many trials.
+"""Per-trial cost and learning quality of tutorial-style `fit` against sweep.models.network; memory over many trials.
 
     python benchmarks/trial_speed.py [--seeds 5] [--memory-trials 200]
 

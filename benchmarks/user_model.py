@@ -18,8 +18,9 @@ studies/models.py:digits_cnn.
 3. Quality: the digits-cnn.toml sweep (`--quality-trials` x `--quality-epochs`), exported with export_best
    (refit on all non-test rows), against the same CNN (the best trial's params) refit on the same rows with
    scikit-learn's "balanced" class weights and a threshold tuned for the objective on the study's own validation
-   (sweep.reading.report.network_balanced_tuned), with balanced weights read at 0.5 and with none at 0.5, on the same test
-   rows: 95% stratified bootstrap intervals and paired F1 differences. Repeated with `--large-test` as test share.
+   (sweep.reading.report.network_balanced_tuned), with balanced weights read at 0.5 and with none at 0.5, on the
+   same test rows: 95% stratified bootstrap intervals and paired F1 differences. Repeated with `--large-test` as
+   test share.
 Prints markdown tables (paste them into docs/benchmarks.md).
 """
 
@@ -36,11 +37,18 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import numpy as np  # noqa: E402
-from common import machine, resident_mb  # noqa: E402
+from common import (  # noqa: E402
+    FitTime,
+    machine,
+    resident_mb,
+    sqlite_storage,
+    study_config,
+    timed_sweep,
+    tutorial_fit,
+)
 
 import sweep.models.keras_fit as keras_fit  # noqa: E402
 import sweep.study.trial as trial_module  # noqa: E402
-from sweep.config import resolve_config  # noqa: E402
 from sweep.data import load_dataset  # noqa: E402
 from sweep.data.examples import digits_arrays  # noqa: E402
 from sweep.runtime import tensorflow  # noqa: E402
@@ -65,15 +73,14 @@ class Parts:
         import optuna.study._optimize
         import optuna.study._tell
 
-        import sweep.reading.dashboard
-        import sweep.study.runner
+        import sweep.study.figures
 
         for module, attribute, label in (
             (keras_fit, "fit_user_model", "fit_user_model"),
             (keras_fit, "build_user_model", "build_user_model"),
             (keras_fit, "score_rows", "score_rows"),
             (trial_module, "report_epoch", "report_epoch"),
-            (sweep.reading.dashboard, "trial_figures", "figures"),
+            (sweep.study.figures, "trial_figures", "figures"),
             (optuna.study.Study, "ask", "ask/tell"),
         ):
             setattr(module, attribute, self._timed(label, getattr(module, attribute)))
@@ -113,45 +120,42 @@ def digits_file(folder: str) -> str:
 
 
 def overhead_config(folder: str, data: str, name: str, trials: int):
-    return resolve_config(
-        {
-            "data": data,
-            "model": BUILDER,
-            "space": [f"{k}={v}" for k, v in FIXED.items()],
-            "storage": f"sqlite:///{folder}/{name}.db",
-            "study": name,
-            "trials": trials,
-            "epochs": EPOCHS,
-            "batch_size": BATCH,
-            "pruner": "none",
-            "cv": 0,
-            "minority_weight": [1.0, 100.0],
-            "threshold": [0.05, 0.95],
-        },
-        env={},
-    )
+    values = {
+        "data": data,
+        "model": BUILDER,
+        "space": [f"{k}={v}" for k, v in FIXED.items()],
+        "trials": trials,
+        "epochs": EPOCHS,
+        "batch_size": BATCH,
+        "pruner": "none",
+        "cv": 0,
+        "minority_weight": [1.0, 100.0],
+        "threshold": [0.05, 0.95],
+    }
+    return study_config(sqlite_storage(folder, name), name, values)
 
 
 def bare_fit(
     X, y, input_shape, class_weight: dict, seed: int, learning_rate: float, build_optimizer: bool = False
-) -> tuple[float, float, float]:
-    """The tutorial's way: build, compile, fit on numpy rows; returns (build + compile s, total s, total CPU s). With
-    `build_optimizer`, the optimizer's variables are made before fit, as sweep.models.keras_fit does (no second trace)."""
+) -> FitTime:
+    """common.tutorial_fit of the digits CNN (FIXED params, EPOCHS, BATCH) after an untimed clear_session."""
     import keras
 
     from sweep.models.builder import load_builder
 
     builder = load_builder(BUILDER)
     keras.backend.clear_session(free_memory=False)  # not timed: a bare fit in its own script needs none
-    started, cpu = time.perf_counter(), time.process_time()
-    keras.utils.set_random_seed(seed)
-    model = builder(dict(FIXED), tuple(input_shape))
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate=learning_rate), loss="binary_crossentropy")
-    if build_optimizer:
-        model.optimizer.build(model.trainable_variables)
-    built = time.perf_counter() - started
-    model.fit(X, y, epochs=EPOCHS, batch_size=BATCH, class_weight=class_weight, verbose=0)
-    return built, time.perf_counter() - started, time.process_time() - cpu
+    return tutorial_fit(
+        X,
+        y,
+        class_weight,
+        seed=seed,
+        epochs=EPOCHS,
+        batch_size=BATCH,
+        build=lambda: builder(dict(FIXED), tuple(input_shape)),
+        learning_rate=learning_rate,
+        build_optimizer=build_optimizer,
+    )
 
 
 class NoFigures:
@@ -169,16 +173,15 @@ class NoFigures:
         FigureWorker.submit_if_best = self.saved
 
 
-def timed_sweep(config, parts: Parts) -> dict:
-    """One whole run_sweep: wall and CPU seconds per trial, and its parts per trial."""
+def sweep_parts(config, parts: Parts) -> dict:
+    """One whole run_sweep (common.timed_sweep): wall and CPU seconds per trial, and its parts per trial."""
     import optuna
 
     parts.reset()
-    started_wall, started, cpu = time.time(), time.perf_counter(), time.process_time()
-    result = run_sweep(config)
-    seconds, cpu_seconds, ran = time.perf_counter() - started, time.process_time() - cpu, result.ran_now
+    timing = timed_sweep(config)
+    seconds, cpu_seconds, ran = timing.seconds, timing.cpu, timing.result.ran_now
     study = optuna.load_study(study_name=config.study, storage=config.storage)
-    first_start = min(t.datetime_start.timestamp() for t in study.trials) - started_wall
+    first_start = min(t.datetime_start.timestamp() for t in study.trials) - timing.started_wall
     p, calls = dict(parts.seconds), dict(parts.calls)
     found = {
         "seconds": seconds / ran,
@@ -220,23 +223,20 @@ def overhead(folder: str, data: str, rounds: int, trials: int, parts: Parts) -> 
 
     sweeps, quiet, bare, builds, bare_cpu, prebuilt, prebuilt_cpu = [], [], [], [], [], [], []
     for repeat in range(rounds):  # interleaved: every path sees the same machine
-        swept = timed_sweep(overhead_config(folder, data, f"r{repeat}", trials), parts)
+        swept = sweep_parts(overhead_config(folder, data, f"r{repeat}", trials), parts)
         sweeps.append(swept)
         for trial in swept["trials"]:  # the bare fits: each sweep trial's class weight and seed
             weights = {int(k): float(v) for k, v in trial.user_attrs["class_weight"].items()}
-            built, total, cpu = bare_fit(
-                X_fit, y_fit, dataset.input_shape, weights, trial.user_attrs["train_settings"]["seed"], 0.001
-            )
-            bare.append(total)
-            builds.append(built)
-            bare_cpu.append(cpu)
-            _, total, cpu = bare_fit(
-                X_fit, y_fit, dataset.input_shape, weights, trial.user_attrs["train_settings"]["seed"], 0.001, True
-            )
-            prebuilt.append(total)
-            prebuilt_cpu.append(cpu)
+            seed = trial.user_attrs["train_settings"]["seed"]
+            tutorial = bare_fit(X_fit, y_fit, dataset.input_shape, weights, seed, 0.001)
+            bare.append(tutorial.seconds)
+            builds.append(tutorial.built)
+            bare_cpu.append(tutorial.cpu)
+            like_sweep = bare_fit(X_fit, y_fit, dataset.input_shape, weights, seed, 0.001, True)
+            prebuilt.append(like_sweep.seconds)
+            prebuilt_cpu.append(like_sweep.cpu)
         with NoFigures():
-            quiet.append(timed_sweep(overhead_config(folder, data, f"q{repeat}", trials), parts))
+            quiet.append(sweep_parts(overhead_config(folder, data, f"q{repeat}", trials), parts))
 
     def med(runs, key):
         return statistics.median(run[key] for run in runs)
@@ -321,20 +321,8 @@ def overhead(folder: str, data: str, rounds: int, trials: int, parts: Parts) -> 
 def memory(folder: str, data: str, trials: int) -> None:
     import gc
 
-    config = resolve_config(
-        {
-            "data": data,
-            "model": BUILDER,
-            "storage": f"sqlite:///{folder}/memory.db",
-            "study": "memory",
-            "trials": trials,
-            "epochs": EPOCHS,
-            "pruner": "none",
-            "cv": 0,
-        },
-        config_file=TOML,
-        env={},
-    )
+    values = {"data": data, "model": BUILDER, "trials": trials, "epochs": EPOCHS, "pruner": "none", "cv": 0}
+    config = study_config(sqlite_storage(folder, "memory"), "memory", values, config_file=TOML)
     from tensorflow.python.eager import context
     from tensorflow.python.framework import ops
 
@@ -349,9 +337,7 @@ def memory(folder: str, data: str, trials: int) -> None:
         functions.append(len(context.context().list_function_names()))
         gradients.append(sum(name.startswith("CustomGradient") for name in ops._gradient_registry._registry))
 
-    started = time.perf_counter()
-    run_sweep(config, callbacks=[record])
-    seconds = time.perf_counter() - started
+    seconds = timed_sweep(config, callbacks=[record]).seconds
     print(
         f"\n### 2. Memory: resident MB after each trial, one {trials}-trial sweep (digits-cnn.toml space, {EPOCHS} "
         f"epochs, pruner none; {seconds:.0f} s)\n"
@@ -386,16 +372,8 @@ def memory(folder: str, data: str, trials: int) -> None:
 def quality_config(
     folder: str, data: str, name: str, trials: int, epochs: int, test_fraction: float, cv: int | None = None
 ):
-    values = {
-        "data": data,
-        "model": BUILDER,
-        "storage": f"sqlite:///{folder}/{name}.db",
-        "study": name,
-        "trials": trials,
-        "epochs": epochs,
-        "test_fraction": test_fraction,
-    }
-    return resolve_config(values | ({} if cv is None else {"cv": cv}), config_file=TOML, env={})
+    values = {"data": data, "model": BUILDER, "trials": trials, "epochs": epochs, "test_fraction": test_fraction}
+    return study_config(sqlite_storage(folder, name), name, values | ({} if cv is None else {"cv": cv}), TOML)
 
 
 def _cell(value: float, interval) -> str:
@@ -415,9 +393,8 @@ def quality(
 
     name = f"quality-{int(round(test_fraction * 100))}-cv{cv}"
     config = quality_config(folder, data, name, trials, epochs, test_fraction, cv)
-    started = time.perf_counter()
-    result = run_sweep(config)
-    swept = time.perf_counter() - started
+    timing = timed_sweep(config)
+    result, swept = timing.result, timing.seconds
     started = time.perf_counter()
     exported = export_best(config.storage, config.study, f"{folder}/{name}-bundle")
     export_seconds = time.perf_counter() - started
@@ -486,9 +463,9 @@ def quality(
         f"validation F1 {best['validation']['value']:.3f} (reproduced: {exported.reproduced}); export (retrain + refit "
         f"on {len(dev.y)} non-test rows) {export_seconds:.0f} s; the variants {variant_seconds:.0f} s. Refit seed of "
         f"the export: {settings.seed}; variants use it first, then the next {seeds - 1} seeds. The tuned variant "
-        f"(sweep.reading.report.network_balanced_tuned) chooses its threshold for {config.objective} on the validation scores "
-        f"of the same CNN with balanced weights ({judged}), then refits it on the non-test rows; each seed at its own "
-        "threshold.\n"
+        f"(sweep.reading.report.network_balanced_tuned) chooses its threshold for {config.objective} on the validation "
+        f"scores of the same CNN with balanced weights ({judged}), then refits it on the non-test rows; each seed at "
+        "its own threshold.\n"
     )
     print(
         "One model each (the export; each variant at the export's seed), 95% stratified bootstrap intervals (1000 "

@@ -467,7 +467,6 @@ def export(
     from sweep.handover.ensemble import DEFAULT_ENSEMBLE
     from sweep.handover.export import export_best
     from sweep.metrics import parse_pick
-    from sweep.study.summary import format_value
 
     result = export_best(
         _storage_url(storage),
@@ -478,14 +477,26 @@ def export(
         refit=refit,
         ensemble=DEFAULT_ENSEMBLE if ensemble is None else ensemble,
     )
+    _print_export(result, study)
+
+
+def _print_export(result, study: str) -> None:
+    """What `sweep export` prints: what was exported and chosen, how it was checked, and its test metrics."""
     best = result.best
-    test, intervals = best["test"]["metrics"], best["test"]["intervals"]
-
-    def shown(name: str, label: str) -> str:
-        low, high = intervals[name]
-        return f"{label} {format_value(test[name], 3)} [{format_value(low, 3)}, {format_value(high, 3)}]"
-
     out.print(f"Exported trial #{best['trial']} of {study} to {result.out_dir}", highlight=False)
+    _print_choice(best)
+    _print_checks(best)
+    _print_test(result)
+    if not result.reproduced:
+        err.print(
+            "warning: the retrained model does not reproduce the stored validation value exactly "
+            "(different machine or device?); best.json records both",
+            highlight=False,
+        )
+
+
+def _print_choice(best: dict) -> None:
+    """The exported weight, threshold and params (a greedy ensemble's members), and its validation value."""
     own = {k: v for k, v in best["params"].items() if k not in ("minority_weight", "threshold")}
     ensemble = best["ensemble"]
     if ensemble["kind"] == "greedy":  # the best trial's weight and width, the ensemble's own threshold
@@ -513,6 +524,11 @@ def export(
         f"(retrained: {best['validation']['reproduced_value']})",
         highlight=False,
     )
+
+
+def _print_checks(best: dict) -> None:
+    """What the model learned from, the ensemble, and the decision check (and its fallback)."""
+    ensemble = best["ensemble"]
     out.print(
         f"  model refit on {best['refit']['rows']} ({best['refit']['counts']['rows']} rows, {best['refit']['epochs']} "
         "epochs)",
@@ -530,6 +546,19 @@ def export(
     )
     if decision["fallback"]:
         err.print(f"fallback: {decision['fallback']}", highlight=False, markup=False)
+
+
+def _print_test(result) -> None:
+    """The test metrics with their intervals, and what the probability column means."""
+    from sweep.study.summary import format_value
+
+    best = result.best
+    test, intervals = best["test"]["metrics"], best["test"]["intervals"]
+
+    def shown(name: str, label: str) -> str:
+        low, high = intervals[name]
+        return f"{label} {format_value(test[name], 3)} [{format_value(low, 3)}, {format_value(high, 3)}]"
+
     out.print(
         "  test (95% bootstrap intervals): "
         + ", ".join(
@@ -553,12 +582,6 @@ def export(
         highlight=False,
         markup=False,
     )
-    if not result.reproduced:
-        err.print(
-            "warning: the retrained model does not reproduce the stored validation value exactly "
-            "(different machine or device?); best.json records both",
-            highlight=False,
-        )
 
 
 @app.command()

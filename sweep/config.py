@@ -137,7 +137,8 @@ class SweepConfig:
         object.__setattr__(self, "space", parse_space(self.space, "space"))
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-able dict (ranges as lists, the space as name -> spec text), e.g. for the study's user attributes."""
+        """Plain JSON-able dict (ranges as lists, the space as name -> spec text), e.g. for the study's user
+        attributes."""
         plain = {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items() if k != "space"}
         return plain | {"space": space_to_dict(self.space)}
 
@@ -193,7 +194,8 @@ def _as_columns(key: str, value: Any, source: str) -> tuple[str, ...]:
     parts = value.split(",") if isinstance(value, str) else value
     if not isinstance(parts, (list, tuple)) or not all(isinstance(p, str) for p in parts):
         raise ConfigError(
-            f"{key} = {value!r} (from {source}) is invalid: expected column names COL,COL (or a TOML list); fix it in {source}"
+            f"{key} = {value!r} (from {source}) is invalid: expected column names COL,COL (or a TOML list); "
+            f"fix it in {source}"
         )
     return tuple(p.strip() for p in parts if p.strip())
 
@@ -456,12 +458,14 @@ def resolve_config(
     _check_model_keys(config, values)
     if config.population > 1 and config.hidden_layers > 1:
         raise ConfigError(
-            f"population = {config.population} trains one-hidden-layer networks, but hidden_layers = {config.hidden_layers}; "
+            f"population = {config.population} trains one-hidden-layer networks, "
+            f"but hidden_layers = {config.hidden_layers}; "
             "use population = 1 for deeper networks"
         )
     if config.threshold_search == "tuned" and config.goal.is_multi:
         raise ConfigError(
-            f"threshold_search = tuned chooses each trial's threshold for one objective, but objective = {config.objective!r} "
+            "threshold_search = tuned chooses each trial's threshold for one objective, "
+            f"but objective = {config.objective!r} "
             "has several; use threshold_search = sampled"
         )
     if config.cv == 0 and config.cv_repeats > 1:
@@ -471,7 +475,8 @@ def resolve_config(
         )
     if config.grace_period <= config.heartbeat_interval:
         raise ConfigError(
-            f"grace_period = {config.grace_period} must be longer than heartbeat_interval = {config.heartbeat_interval} "
+            f"grace_period = {config.grace_period} must be longer than "
+            f"heartbeat_interval = {config.heartbeat_interval} "
             "(a live worker would be declared dead); raise grace_period"
         )
     if config.data not in ("seed", "memory"):
@@ -488,7 +493,8 @@ def _check_model_keys(config: SweepConfig, given: Mapping[str, Any]) -> None:
     if not config.user_model:
         if config.space:
             raise ConfigError(
-                f"param {config.space[0].name} (a [space] / --param entry) is a parameter of your own model, but model = builtin; "
+                f"param {config.space[0].name} (a [space] / --param entry) is a parameter of your own model, "
+                "but model = builtin; "
                 "pass --model PATH.py:FUNCTION, or drop the [space] / --param entries"
             )
         return

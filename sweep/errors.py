@@ -22,7 +22,8 @@ class StorageError(SweepError):
 
 
 class StorageUnreachable(StorageError):
-    """The storage stayed unreachable longer than outage_limit (sweep.study.outage); nothing stored is lost (exit code 2)."""
+    """The storage stayed unreachable longer than outage_limit (sweep.study.outage); nothing stored is lost
+    (exit code 2)."""
 
     def __init__(self, message: str, *, what: str = "", seconds: float = 0.0, reason: str = "") -> None:
         super().__init__(message)
@@ -42,8 +43,8 @@ class OverBudget(TrialFailed):
 
 
 class TrialTimedOut(TrialFailed):
-    """A trial ran longer than --trial-timeout (sweep.study.watchdog.TrialClock); it ends FAIL with the reason and the sweep goes
-    on."""
+    """A trial ran longer than --trial-timeout (sweep.study.watchdog.TrialClock); it ends FAIL with the reason and the
+    sweep goes on."""
 
 
 def _expected_failure(record) -> bool:

@@ -195,9 +195,10 @@ def _count_metrics(tp: int, flagged: int, positives: int, rows: int) -> dict:
 def ranking_metrics(y_true: np.ndarray, scores: np.ndarray) -> dict[str, float]:
     """sklearn's average precision and ROC AUC from one sort (NaN when only one class is present).
 
-    By hand rather than average_precision_score and roc_auc_score: every trial computes both on the
-    validation rows, where sklearn's input checks and its two sorts cost about 8 ms for 16,000 rows against
-    2 ms here (tests check both agree, ties included). Both step at each distinct score, highest first.
+    By hand rather than average_precision_score and roc_auc_score: every trial computes both on the validation rows,
+    where sklearn's input checks and its two sorts cost several times this one sort
+    (docs/benchmarks/trial-speed.md#section-11; tests check both agree, ties included). Both step at each distinct
+    score, highest first.
     """
     y = np.asarray(y_true).astype(np.float64).ravel()
     positives = y.sum()
@@ -293,8 +294,8 @@ BOOTSTRAP_RESAMPLES = 1000
 _BOOTSTRAP_CHUNK = 50
 # Multiplicities (resamples x rows) held at once: past this many, fewer resamples a block (_count_blocks), so a
 # test part of millions of rows needs no (1000 x rows) array. Scoring a block makes several copies of it (sorted,
-# cumulative sums), so this bounds the bootstrap's memory: 2**20 (8 MB a copy) took an export of 1M rows from
-# 1,470 to 1,047 MB at its peak against 2**24, in the same time (docs/benchmarks.md section 15).
+# cumulative sums), so this bounds the bootstrap's memory: 2**20 (8 MB a copy) keeps a big export's peak below that
+# of larger blocks, in the same time (docs/benchmarks/memory.md#section-15).
 _BOOTSTRAP_CELLS = 2**20
 
 
@@ -313,7 +314,7 @@ def _count_blocks(y: np.ndarray, resamples: int, seed: int, block: int | None = 
 
     A resample is each class's rows drawn with replacement as integers and counted (np.bincount): the multinomial
     with equal shares that Generator.multinomial draws, at O(rows) a resample where multinomial makes a binomial
-    draw per row (43 of a 67-second export at 200,000 test rows)."""
+    draw per row, most of a big export's time (docs/benchmarks/memory.md)."""
     if block is None:
         block = max(1, min(_BOOTSTRAP_CHUNK, _BOOTSTRAP_CELLS // max(len(y), 1)))
     classes = [np.flatnonzero(y == label) for label in (0, 1)]

@@ -44,8 +44,8 @@ def available_cores() -> int:
 
 
 def automatic_threads() -> dict[str, int]:
-    """Defaults measured for these tiny networks (docs/benchmarks.md): ops are too small to split, so one
-    thread per op; a second inter-op thread overlaps the validation scoring with nothing useful."""
+    """Defaults for these tiny networks (docs/benchmarks/trial-speed.md#section-3): ops are too small to split, so
+    one thread per op; a second inter-op thread overlaps the validation scoring with nothing useful."""
     return {"intra_op": 1, "inter_op": 1}
 
 
@@ -83,9 +83,9 @@ def tensorflow():
         _apply_threads(tf)
         tf.get_logger().setLevel("ERROR")
         tf.config.list_physical_devices("GPU")  # probes CUDA now, while stderr is silenced
-    # TensorFlow's import leaves about 420,000 objects that live as long as the process; every full garbage
-    # collection walked them all (0.22-0.3 s, now and then in the middle of a sweep). Frozen, collections
-    # skip them; what is made later is collected as before.
+    # TensorFlow's import leaves hundreds of thousands of objects that live as long as the process; every full garbage
+    # collection would walk them all, a pause in the middle of a sweep (docs/benchmarks/trial-speed.md#section-11).
+    # Frozen, collections skip them; what is made later is collected as usual.
     gc.freeze()
     return tf
 
@@ -170,7 +170,7 @@ def placement() -> dict[str, object]:
 # TensorFlow 2.21: `tensorflow.python.framework.ops._gradient_registry` (a `Registry` whose `_registry` dict maps
 # op-type names to gradient functions). Keras' TensorFlow optimizer sums gradients through a `tf.custom_gradient`,
 # and each trace of a fit's train step registers a `CustomGradient-N` entry there for ever, holding that step's
-# graph: about 3 MB a user-model trial that clear_session never frees (docs/benchmarks/user-model.md).
+# graph: memory every user-model trial adds that clear_session never frees (docs/benchmarks/user-model.md#memory).
 CUSTOM_GRADIENT_PREFIX = "CustomGradient-"
 
 

@@ -231,10 +231,10 @@ def fixed_params(config: SweepConfig) -> dict:  # noqa: F821
 
 
 def suggest(trial: optuna.Trial, config: SweepConfig, own_params) -> TrialParams:  # noqa: F821
-    """Draw one point: log-scale weight, the model's own params (`own_params(trial, config)` gives its width or None
-    and what its builder is called with: suggest_width or suggest_model_space), linear threshold (unless it is
-    tuned after training: sweep.study.trial.record_tuned_threshold), within the configured ranges, and a log-scale learning rate when
-    the config gives a range for it. The order of the draws is the order of a seeded sampler's random numbers."""
+    """Draw one point: log-scale weight, the model's own params (`own_params(trial, config)` gives its width or None and
+    what its builder is called with: suggest_width or suggest_model_space), linear threshold (unless it is tuned after
+    training: sweep.study.trial.record_tuned_threshold), within the configured ranges, and a log-scale learning rate
+    when the config gives a range for it. The order of the draws is the order of a seeded sampler's random numbers."""
     searched_rate = isinstance(config.learning_rate, tuple)
     weight = trial.suggest_float("minority_weight", *config.minority_weight, log=True)
     width, model_params = own_params(trial, config)

@@ -1,4 +1,5 @@
-"""Tests for sweep.reading.bayes: the exact replay of make_classification and the Bayes-optimal posterior as a ceiling."""
+"""Tests for sweep.reading.bayes: the exact replay of make_classification and the Bayes-optimal posterior as a
+ceiling."""
 
 import numpy as np
 import pytest

@@ -1,6 +1,6 @@
 """Tests for big tables in bounded memory: block-wise encoding equal to the whole-table one, parts encoded on first
 use, the raw table released while trials run and read again, labels without per-row text, bootstrap draws in
-blocks, and a bound on what loading a table allocates (docs/benchmarks.md, section 15)."""
+blocks, and a bound on what loading a table allocates (docs/benchmarks/memory.md#section-15)."""
 
 import tracemalloc
 
@@ -154,7 +154,7 @@ def test_bootstrap_blocks_draw_the_same_multiplicities(monkeypatch, positives, c
 def test_loading_a_table_allocates_less_than_two_float32_matrices(monkeypatch):
     """Check that loading a numeric table in memory (200,000 rows, 10 float32 columns, blocks of 8,192 rows as a
     big table's are small beside it) allocates at its peak less than twice its float32 feature matrix beyond the
-    table itself (1.4 measured; the train and validation parts are 0.8 of it): no float64 copy of the table, no
+    table itself (the train and validation parts alone are 0.8 of it): no float64 copy of the table, no
     copy of its rows per part (numpy's allocations, as tracemalloc sees them)."""
     monkeypatch.setattr(preprocess, "CHUNK_ROWS", 8192)
     rows, width = 200_000, 10

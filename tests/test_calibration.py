@@ -1,5 +1,5 @@
-"""Tests for sweep.handover.calibration: the class-weight prior correction, the fitted monotone maps, their JSON form, and a
-bundle's calibrated probability on data where the answer is known."""
+"""Tests for sweep.handover.calibration: the class-weight prior correction, the fitted monotone maps, their JSON form,
+and a bundle's calibrated probability on data where the answer is known."""
 
 import json
 

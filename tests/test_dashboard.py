@@ -1,5 +1,5 @@
-"""Tests for sweep.reading.dashboard: the figures attached to best trials, the study note, where artifacts live, and serving
-the dashboard (loopback only unless --allow-remote, basic auth, read-only) with real servers on 127.0.0.1."""
+"""Tests for sweep.reading.dashboard: the figures attached to best trials, the study note, where artifacts live, and
+serving the dashboard (loopback only unless --allow-remote, basic auth, read-only) with real servers on 127.0.0.1."""
 
 import base64
 import contextlib

@@ -1,5 +1,5 @@
-"""Tests for sweep.handover.decision: the judged threshold carried over to the shipped models, and the check that they flag
-what the judged models flagged."""
+"""Tests for sweep.handover.decision: the judged threshold carried over to the shipped models, and the check that they
+flag what the judged models flagged."""
 
 from __future__ import annotations
 

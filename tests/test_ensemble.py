@@ -1,5 +1,5 @@
-"""Tests for sweep.handover.ensemble and `--ensemble`: what an export bundle holds (one refit, refit seeds, fold models, a
-greedy ensemble), saved as one safe-mode Keras model whose scores are the average of its members'."""
+"""Tests for sweep.handover.ensemble and `--ensemble`: what an export bundle holds (one refit, refit seeds, fold models,
+a greedy ensemble), saved as one safe-mode Keras model whose scores are the average of its members'."""
 
 from __future__ import annotations
 
@@ -56,7 +56,8 @@ def _best(config):
 
 
 def _members_alone(config, dataset, best: dict, kind: str) -> list:
-    """The bundle's members trained again from best.json alone, with the library's primitives (not sweep.handover.ensemble)."""
+    """The bundle's members trained again from best.json alone, with the library's primitives (not
+    sweep.handover.ensemble)."""
     from sweep.models import model_kind
     from sweep.models.population import Member, member_network, train_population
     from sweep.study.optuna_private import trial_by_number
@@ -140,7 +141,7 @@ def test_each_ensemble_kind_round_trips_as_the_average_of_its_members(
 
 def test_single_is_the_one_refit_export_of_before(studies, tmp_path):
     """Check that --ensemble single ships one plain network refit on all non-test rows with the trial's seed: the
-    test scores of the export before ensembles existed."""
+    test scores of that one network trained directly."""
     config = studies["holdout"]
     best = export_best(config.storage, config.study, tmp_path / "bundle", ensemble="single").best
     trial = _best(config)

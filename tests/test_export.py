@@ -413,7 +413,7 @@ def test_best_json_reports_brier_and_log_loss_of_raw_and_calibrated_output(expor
 
 
 def test_a_bundle_without_a_calibration_gets_the_prior_correction(exported, tmp_path):
-    """Check that a bundle exported before calibrations (no "calibration" in best.json) predicts the prior-corrected
+    """Check that a bundle exported by an earlier version (no "calibration" in best.json) predicts the prior-corrected
     score with its class weight, and a damaged calibration is a DataError saying to export again."""
     import shutil
 

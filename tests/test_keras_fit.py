@@ -274,8 +274,8 @@ def test_a_user_model_past_trial_timeout_fails_and_the_sweep_reaches_its_budget(
 
 
 def test_user_model_trials_leave_no_train_step_in_tensorflows_gradient_registry(example_files, sqlite_url):
-    """Check that a sweep of user-model trials leaves TensorFlow's global gradient registry as it found it (each
-    fit's train step registers a custom gradient holding its graph, about 3 MB a trial kept for ever)."""
+    """Check that a sweep of user-model trials leaves TensorFlow's global gradient registry as it found it (each fit's
+    train step registers a custom gradient holding its graph, kept for ever: docs/benchmarks/user-model.md#memory)."""
     from sweep.runtime import custom_gradient_names
 
     before = custom_gradient_names()

@@ -1,5 +1,6 @@
-"""Tests for what must not grow with a study: a population's member list stored once (and old studies, whose
-every member holds it, still retrained), and `sweep show` reading the few trials it prints, not every trial."""
+"""Tests for what must not grow with a study: a population's member list stored once (and studies stored by an earlier
+version, whose every member holds it, still retrained), and `sweep show` reading the few trials it prints, not every
+trial."""
 
 from __future__ import annotations
 
@@ -50,7 +51,7 @@ def test_a_member_stores_the_same_few_numbers_whatever_the_population_size(tiny_
 
 
 def _to_old_layout(study: optuna.Study) -> None:
-    """Rewrite a study's population attributes as sweeps stored them before: every member the whole description."""
+    """Rewrite a study's population attributes as an earlier version stored them: every member the whole description."""
     trials = study.get_trials(deepcopy=False)
     firsts = {t.number: t.user_attrs["population"] for t in trials if "members" in t.user_attrs["population"]}
     for trial in trials:

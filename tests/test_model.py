@@ -1,4 +1,5 @@
-"""Tests for sweep.models.builder: the network's shape for one set of parameters; a user's model file and its neighbours."""
+"""Tests for sweep.models.builder: the network's shape for one set of parameters; a user's model file and its
+neighbours."""
 
 import subprocess
 import sys

@@ -205,8 +205,9 @@ def test_private_name_has_the_shape_we_use(name, tmp_path):
         PRIVATE_NAMES[name](tmp_path)
     except (AssertionError, AttributeError, ImportError, TypeError) as exc:
         pytest.fail(
-            f"Optuna {optuna.__version__} changed the private name {name} (sweep.study.optuna_private was checked against "
-            f"{optuna_private.CHECKED_WITH}): {type(exc).__name__}: {exc}; update sweep/study/optuna_private.py"
+            f"Optuna {optuna.__version__} changed the private name {name} "
+            f"(sweep.study.optuna_private was checked against {optuna_private.CHECKED_WITH}): "
+            f"{type(exc).__name__}: {exc}; update sweep/study/optuna_private.py"
         )
 
 

@@ -1,5 +1,6 @@
-"""Tests for sweep.study.outage and the storage that rides out an outage: the waiting and its lines (a fake clock), which
-errors count as an outage, SQLite's lock, and a real Postgres of the test's own stopped in the middle of a sweep."""
+"""Tests for sweep.study.outage and the storage that rides out an outage: the waiting and its lines (a fake clock),
+which errors count as an outage, SQLite's lock, and a real Postgres of the test's own stopped in the middle of a
+sweep."""
 
 from __future__ import annotations
 

@@ -73,8 +73,8 @@ def test_matplotlib_is_imported_only_to_draw():
     import sys
 
     script = (
-        "import sys, sweep.plots, sweep.reading.dashboard, sweep.reading.report; print(any(m.split('.')[0] == 'matplotlib' for m "
-        "in sys.modules))"
+        "import sys, sweep.plots, sweep.reading.dashboard, sweep.reading.report; "
+        "print(any(m.split('.')[0] == 'matplotlib' for m in sys.modules))"
     )
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr

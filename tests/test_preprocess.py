@@ -1,4 +1,5 @@
-"""Tests for sweep.data.preprocess: every encoding rule, the refusals, JSON round trips and agreement with scikit-learn."""
+"""Tests for sweep.data.preprocess: every encoding rule, the refusals, JSON round trips and agreement with
+scikit-learn."""
 
 import json
 

@@ -1,5 +1,5 @@
-"""Tests for sweep.reading.report: the tutorial's fixed-weight rows, the balanced network with a tuned threshold, the sweep's
-row and the markdown table."""
+"""Tests for sweep.reading.report: the tutorial's fixed-weight rows, the balanced network with a tuned threshold, the
+sweep's row and the markdown table."""
 
 import re
 

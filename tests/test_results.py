@@ -1,4 +1,5 @@
-"""Tests for sweep.reading.results: counts, the best trial and Pareto pick, and the tables `show` and `studies` print."""
+"""Tests for sweep.reading.results: counts, the best trial and Pareto pick, and the tables `show` and `studies`
+print."""
 
 import optuna
 import pytest

@@ -125,8 +125,8 @@ def _resident_mb() -> float:
 
 
 def test_memory_stays_flat_across_trials(tiny_config):
-    """Check that resident memory grows by at most 1 MB a trial after the first 10 (the 200-trial run is in
-    benchmarks)."""
+    """Check that resident memory grows by at most 1 MB a trial after the first 10 (a longer run is in
+    docs/benchmarks/memory.md#section-4)."""
     marks = {}
     run_sweep(
         tiny_config(trials=30, epochs=1, pruner="none", population=1),

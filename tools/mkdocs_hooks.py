@@ -1,9 +1,10 @@
 """MkDocs hooks of the documentation site (mkdocs.yml `hooks:`): the CLI reference's option tables are generated
 from the Typer app in sweep/cli.py when the site is built, so they cannot drift from `sweep --help`.
 
-A page asks for one with a marker on a line of its own (indented inside a block, the table is too): `<!-- cli-options: sweep -->` (the global options) or
-`<!-- cli-options: sweep run -->` (one command's arguments and options). tests/test_docs.py renders the pages
-through the same function and checks that every option of every command appears.
+A page asks for one with a marker on a line of its own (indented inside a block, the table is too):
+`<!-- cli-options: sweep -->` (the global options) or `<!-- cli-options: sweep run -->` (one command's arguments and
+options). tests/test_docs.py renders the pages through the same function and checks that every option of every command
+appears.
 """
 
 from __future__ import annotations
@@ -65,7 +66,8 @@ def options_markdown(path: str) -> str:
         if param.param_type_name == "argument":
             name = param.name.upper() + ("..." if param.nargs == -1 else "")
             rows.append(
-                f"| `{name}` | argument | {'required' if param.required else '-'} | {_cell(getattr(param, 'help', '') or '')} |"
+                f"| `{name}` | argument | {'required' if param.required else '-'} | "
+                f"{_cell(getattr(param, 'help', '') or '')} |"
             )
             continue
         names = ", ".join(f"`{opt}`" for opt in [*param.opts, *param.secondary_opts])

@@ -183,7 +183,8 @@ class Dataset:
 
 
 def fingerprint(frame: pd.DataFrame, y: np.ndarray, positive_label: str) -> str:
-    """Short content hash of the feature columns (names and values) and labels: a resumed study must see the same data."""
+    """Short content hash of the feature columns (names and values) and labels: a resumed study must see the same
+    data."""
     import pandas as pd
 
     digest = hashlib.sha256()

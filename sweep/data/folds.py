@@ -1,4 +1,5 @@
-"""Split off the test rows (stratified) and lay out how trials are validated: one validation split, or stratified folds of all non-test rows, each fold model's rows and where its scores are pooled."""
+"""Split off the test rows (stratified) and lay out how trials are validated: one validation split, or stratified folds
+of all non-test rows, each fold model's rows and where its scores are pooled."""
 
 from __future__ import annotations
 
@@ -81,9 +82,9 @@ def stratified_split(y: np.ndarray, test_fraction: float, seed: int) -> tuple[np
     """train_test_split(np.arange(len(y)), test_size=test_fraction, stratify=y, random_state=seed): the same rows
     in the same order (a test compares them), as int32 positions.
 
-    StratifiedShuffleSplit's own steps with arrays where it gathers each part's rows in Python lists, whose
-    objects cost 1.6 times a 10-column table's float32 features at 10 million rows. Anything unusual (a class
-    of fewer than 2 rows, a part smaller than the number of classes) goes to scikit-learn itself."""
+    StratifiedShuffleSplit's own steps with arrays where it gathers each part's rows in Python lists, whose objects cost
+    more memory than a big table's float32 features (docs/benchmarks/memory.md#section-15). Anything unusual (a class of
+    fewer than 2 rows, a part smaller than the number of classes) goes to scikit-learn itself."""
     from math import ceil
 
     from sklearn.model_selection import train_test_split
@@ -129,7 +130,8 @@ def choose_folds(config: SweepConfig, dev_positives: int) -> int:
     if config.cv is not None:
         if config.cv > dev_positives:
             raise DataError(
-                f"--cv {config.cv} needs at least {config.cv} positive rows outside the test part, found {dev_positives}; "
+                f"--cv {config.cv} needs at least {config.cv} positive rows outside the test part, "
+                f"found {dev_positives}; "
                 "use fewer folds or --cv 0"
             )
         return config.cv

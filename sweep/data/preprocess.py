@@ -26,7 +26,7 @@ OTHER_LEVEL = "(other)"
 ID_MIN_ROWS = 20
 ID_UNIQUE_SHARE = 0.9
 # Rows encoded at a time by fit and transform: their float64 temporaries stay a block's size (a few MB) however
-# long the table is, and the float32 output is the only array of every row (docs/benchmarks.md, section 15).
+# long the table is, and the float32 output is the only array of every row (docs/benchmarks/memory.md#section-15).
 CHUNK_ROWS = 65_536
 
 
@@ -160,8 +160,8 @@ class Preprocessor:
         for column in numeric:
             values = as_numbers(column_rows(frame, column, rows), column, source)
             # SimpleImputer(strategy="median", add_indicator=True)'s median and indicator (a test compares them),
-            # by np.nanmedian: SimpleImputer sorts a masked array, 1.45 s a column of 8 million rows, 29 s of a
-            # 10-column table's export, where np.nanmedian's partition takes a fraction of it.
+            # by np.nanmedian: SimpleImputer sorts a masked array, a large share of a big table's export, where
+            # np.nanmedian's partition takes a fraction of that time (docs/benchmarks/memory.md).
             medians.append(float(np.nanmedian(values)))
             if np.isnan(values).any():
                 indicators.append(column)

@@ -1,4 +1,5 @@
-"""Read what a study learns from: the seed recipe, a CSV/Parquet table or .npz arrays; check their labels (two classes, which is positive), inputs and columns."""
+"""Read what a study learns from: the seed recipe, a CSV/Parquet table or .npz arrays; check their labels (two classes,
+which is positive), inputs and columns."""
 
 from __future__ import annotations
 
@@ -64,7 +65,8 @@ def read_arrays(path: str | Path, need_labels: bool = True) -> tuple[np.ndarray,
             missing = [name for name in (("x", "y") if need_labels else ("x",)) if name not in names]
             if missing:
                 raise DataError(
-                    f"{str(path)!r} has no array {missing[0]!r} (it holds: {', '.join(names) or 'nothing'}); expected x (N rows "
+                    f"{str(path)!r} has no array {missing[0]!r} (it holds: {', '.join(names) or 'nothing'}); "
+                    "expected x (N rows "
                     "of any shape) and y (N labels); save with np.savez(path, x=x, y=y)"
                 )
             return stored["x"], stored["y"] if "y" in names else None
@@ -81,7 +83,8 @@ def read_arrays(path: str | Path, need_labels: bool = True) -> tuple[np.ndarray,
 
 
 def check_arrays(x, raw_labels, positive_label: str | None, source: str) -> tuple[np.ndarray, np.ndarray, str]:
-    """Float32 inputs and 0/1 labels (1 = the positive class) of arrays x and y, or one DataError saying what is wrong."""
+    """Float32 inputs and 0/1 labels (1 = the positive class) of arrays x and y, or one DataError saying what is
+    wrong."""
     import pandas as pd
 
     x, raw_labels = check_inputs(x, source), np.asarray(raw_labels)
@@ -112,7 +115,8 @@ def check_inputs(x, source: str) -> np.ndarray:
     x = np.asarray(x)
     if x.ndim < 2 or len(x) == 0:
         raise DataError(
-            f"x in {source!r} has shape {x.shape}; expected N rows of at least one value each (N x F, N x T x F, N x H x W x C)"
+            f"x in {source!r} has shape {x.shape}; expected N rows of at least one value each "
+            "(N x F, N x T x F, N x H x W x C)"
         )
     if not (np.issubdtype(x.dtype, np.number) or x.dtype == bool):
         raise DataError(f"x in {source!r} has dtype {x.dtype}; expected numbers (float or int)")
@@ -121,7 +125,8 @@ def check_inputs(x, source: str) -> np.ndarray:
     if not finite.all():
         bad = np.flatnonzero(~finite)
         raise DataError(
-            f"x in {source!r} has NaN or infinite values in {len(bad)} rows (first: row {bad[0]}); fill or drop those rows"
+            f"x in {source!r} has NaN or infinite values in {len(bad)} rows (first: row {bad[0]}); "
+            "fill or drop those rows"
         )
     return x
 
@@ -234,7 +239,8 @@ def _labels(frame, target: str | None, positive_label: str | None, source: str) 
     classes = sorted(set(texts))
     if len(classes) != 2:
         raise DataError(
-            f"target column {target!r} in {source!r} has {len(classes)} class{'' if len(classes) == 1 else 'es'} ({', '.join(classes[:5])}); "
+            f"target column {target!r} in {source!r} has {len(classes)} class{'' if len(classes) == 1 else 'es'} "
+            f"({', '.join(classes[:5])}); "
             "expected exactly two (binary classification)"
         )
 

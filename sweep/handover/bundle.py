@@ -20,12 +20,12 @@ BUNDLE_FILES = ("best.json", "model.keras", "preprocessor.json")  # an arrays bu
 
 # What each column of `sweep predict` (and best.json's "outputs") means.
 OUTPUTS = {
-    "probability": "calibrated P(positive): the score's odds divided by the class weight, then the monotone map fitted on "
-    "the trial's pooled validation scores (best.json 'calibration')",
+    "probability": "calibrated P(positive): the score's odds divided by the class weight, then the monotone map "
+    "fitted on the trial's pooled validation scores (best.json 'calibration')",
     "score": "the network's raw output (an ensemble's: the average of its members'), inflated by the class weight; the "
     "threshold was searched on this scale",
-    "decision": "1 when score >= threshold (the threshold chosen on the judged models' pooled validation scores, checked "
-    "on the shipped models: best.json 'decision'; threshold_probability is its calibrated value)",
+    "decision": "1 when score >= threshold (the threshold chosen on the judged models' pooled validation scores, "
+    "checked on the shipped models: best.json 'decision'; threshold_probability is its calibrated value)",
 }
 
 
@@ -74,7 +74,8 @@ class Bundle:
         if self.preprocessor is not None:
             if not isinstance(data, pd.DataFrame):
                 raise DataError(
-                    f"this bundle's model was trained on a table; pass a DataFrame (or a CSV/Parquet file) with columns "
+                    "this bundle's model was trained on a table; pass a DataFrame (or a CSV/Parquet file) "
+                    "with columns "
                     f"{', '.join(self.preprocessor.columns)}, not a {type(data).__name__}"
                 )
             return self.preprocessor.transform(data, source)
@@ -83,7 +84,8 @@ class Bundle:
         x = np.asarray(data)
         if tuple(x.shape[1:]) != self.input_shape:
             raise DataError(
-                f"{source!r} holds rows of shape {tuple(x.shape[1:])} (x is {x.shape}); this bundle's model takes rows of shape "
+                f"{source!r} holds rows of shape {tuple(x.shape[1:])} (x is {x.shape}); "
+                "this bundle's model takes rows of shape "
                 f"{self.input_shape}: pass x of shape (N, {', '.join(map(str, self.input_shape))})"
             )
         return check_inputs(x, source)
@@ -103,8 +105,8 @@ class Bundle:
 
 
 def calibration_of(best: dict) -> Calibration:
-    """A bundle's calibration, from best.json; a bundle exported before calibrations gets the prior correction
-    alone with its class weight."""
+    """A bundle's calibration, from best.json; a bundle exported by an earlier version (no calibration in best.json)
+    gets the prior correction alone with its class weight."""
     if "calibration" in best:
         return Calibration.from_dict(best["calibration"])
     return Calibration("prior", float(best["class_weight"]["1"]))
@@ -156,7 +158,8 @@ def load_bundle(bundle_dir: str | Path, custom_objects=()) -> Bundle:
     missing = [name for name in needed if not (bundle_dir / name).is_file()]
     if missing:
         raise DataError(
-            f"{str(bundle_dir)!r} is not a whole export bundle (missing {', '.join(missing)}); pass the --out directory of `sweep export`"
+            f"{str(bundle_dir)!r} is not a whole export bundle (missing {', '.join(missing)}); "
+            "pass the --out directory of `sweep export`"
         )
     preprocessor = Preprocessor.from_dict(json.loads((bundle_dir / "preprocessor.json").read_text())) if table else None
     import_custom_objects(custom_objects, beside=best.get("config", {}).get("model", "builtin"))
@@ -173,15 +176,19 @@ def _load_error(path: Path, exc: Exception) -> str:
     text = " ".join(str(exc).split())
     if "safe_mode" in text or "Lambda" in text:
         return (
-            f"{str(path)!r} holds code (a Lambda layer) that Keras' safe mode refuses to run; rebuild the model without "
-            "Lambda layers (a registered custom layer instead) and export again"
+            f"{str(path)!r} holds code (a Lambda layer) that Keras' safe mode refuses to run; "
+            "rebuild the model without Lambda layers (a registered custom layer instead) and export again"
         )
     if "Could not locate" in text or "custom_objects" in text or "Unknown layer" in text:
         return (
-            f"{str(path)!r} uses a custom class Keras cannot find ({text[:160]}); pass --custom-objects MODULE, the importable "
-            "module that registers it with keras.saving.register_keras_serializable"
+            f"{str(path)!r} uses a custom class Keras cannot find ({text[:160]}); "
+            "pass --custom-objects MODULE, the importable module that registers it with "
+            "keras.saving.register_keras_serializable"
         )
-    return f"{str(path)!r} cannot be loaded ({type(exc).__name__}: {text[:160]}); the file is damaged or not a Keras model: export again"
+    return (
+        f"{str(path)!r} cannot be loaded ({type(exc).__name__}: {text[:160]}); "
+        "the file is damaged or not a Keras model: export again"
+    )
 
 
 def predict(bundle_dir: str | Path, data, custom_objects=()):

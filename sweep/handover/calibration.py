@@ -7,10 +7,10 @@ correction q = p / (p + w (1 - p)) divides the odds by w exactly. What is left (
 miscalibration) is fitted on validation scores: Platt scaling, a logistic regression on logit(q) with Platt's
 smoothed targets (the default, METHOD), isotonic regression on q, or nothing ("prior").
 
-METHOD was chosen by measurement (benchmarks/calibration.py, docs/benchmarks.md section 14): over 18 studies
-Platt had the lowest mean Brier score and log loss and never a log loss worse than predicting the positive rate
-everywhere; isotonic's steps at probability 0 cost it log loss (1.7 times the constant's on one small table);
-the correction alone was as good on the reference data but worse on small tables.
+METHOD is Platt scaling by measurement (benchmarks/calibration.py, docs/benchmarks/calibration.md#section-14):
+it has the lowest mean Brier score and log loss and never a log loss worse than predicting the positive rate
+everywhere; isotonic's steps at probability 0 cost it log loss on small tables; the correction alone is as good
+on the reference data but worse on small tables.
 
 Everything is stored as JSON numbers (Platt's slope and intercept; isotonic's knots, applied with np.interp and
 clipped at the ends as sklearn's IsotonicRegression(out_of_bounds="clip") predicts), so loading runs no code.
@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 METHODS = ("isotonic", "platt", "prior")
-# Chosen by benchmarks/calibration.py (docs/benchmarks.md, section 14).
+# Chosen by benchmarks/calibration.py (docs/benchmarks/calibration.md#section-14).
 METHOD = "platt"
 # Scores are clipped this far inside (0, 1) before a logit, and probabilities before a log loss.
 EPS = 1e-12

@@ -18,7 +18,7 @@ from sweep.models.network import TrainSettings
 ENSEMBLE_SYNTAX = "auto | single | seeds:K (K >= 2) | folds | greedy:N (N >= 2)"
 UNSIZED_KINDS = ("auto", "single", "folds")  # written without a ":N"
 # What `sweep export` ships when --ensemble is not given: `auto` (automatic_ensemble), one refit, by measurement on real
-# tables held apart from the choice (docs/benchmarks.md, "What export ships").
+# tables held apart from the choice (docs/benchmarks/export.md).
 DEFAULT_ENSEMBLE = "auto"
 # Rounds of greedy selection with replacement: AutoGluon's default ensemble size.
 GREEDY_STEPS = 25
@@ -176,7 +176,8 @@ def seed_ensemble(dataset, kind, trial: int, params, settings, count: int) -> En
         tuple(models),
         (1,) * count,
         members,
-        f"trial #{trial}'s configuration refit on all non-test rows with {count} seeds (its own first, then derived from it), "
+        f"trial #{trial}'s configuration refit on all non-test rows with {count} seeds "
+        "(its own first, then derived from it), "
         f"trained {how}, averaged",
     )
 
@@ -241,9 +242,11 @@ def greedy_ensemble(
         for r in refits
     )
     how = (
-        f"greedy ensemble selection with replacement (Caruana et al. 2004), {GREEDY_STEPS} rounds over the {size} best complete "
-        f"trials' pooled validation scores, by {goal.name} at a threshold re-chosen on the ensemble's own pooled scores "
-        f"({threshold:.4g}, value {value:.4g}); each chosen configuration refit on all non-test rows with its trial's seed"
+        f"greedy ensemble selection with replacement (Caruana et al. 2004), {GREEDY_STEPS} rounds "
+        f"over the {size} best complete trials' pooled validation scores, by {goal.name} "
+        "at a threshold re-chosen on the ensemble's own pooled scores "
+        f"({threshold:.4g}, value {value:.4g}); "
+        "each chosen configuration refit on all non-test rows with its trial's seed"
     )
     return Ensemble("greedy", tuple(models), tuple(chosen[n] for n in numbers), members, how)
 
@@ -277,8 +280,10 @@ def judged_greedy_ensemble(
             )
     folds = "its own model" if plan.kind == "holdout" else f"its {len(plan.folds)} fold models"
     how = (
-        f"greedy ensemble selection with replacement (Caruana et al. 2004), {GREEDY_STEPS} rounds over the {size} best complete "
-        f"trials' pooled validation scores, by {goal.name} at a threshold re-chosen on the ensemble's own pooled scores "
-        f"({threshold:.4g}, value {value:.4g}); each chosen trial shipped as {folds}, the models that threshold was chosen on"
+        f"greedy ensemble selection with replacement (Caruana et al. 2004), {GREEDY_STEPS} rounds "
+        f"over the {size} best complete trials' pooled validation scores, by {goal.name} "
+        "at a threshold re-chosen on the ensemble's own pooled scores "
+        f"({threshold:.4g}, value {value:.4g}); "
+        f"each chosen trial shipped as {folds}, the models that threshold was chosen on"
     )
     return Ensemble("greedy", tuple(models), tuple(counts), tuple(members), how)

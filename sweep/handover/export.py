@@ -58,7 +58,8 @@ def _check_out_dir(out_dir: Path, force: bool) -> None:
         raise ExportError(f"export path {str(out_dir)!r} is a file; pass --out a directory")
     if out_dir.is_dir() and any(out_dir.iterdir()) and not force:
         raise ExportError(
-            f"export directory {str(out_dir)!r} exists and is not empty; choose another --out or pass --force to overwrite"
+            f"export directory {str(out_dir)!r} exists and is not empty; "
+            "choose another --out or pass --force to overwrite"
         )
 
 
@@ -79,9 +80,9 @@ def export_best(
 ) -> ExportResult:
     """Retrain the study's best trial with its own seed and check it reproduces the stored validation value,
     make what the bundle holds (`ensemble`: one refit on all non-test rows, K refit seeds, the trial's fold models
-    or a greedy ensemble; sweep.handover.ensemble), check that it flags what the judged models flagged on the non-test rows
-    (the judged models ship where it does not: sweep.handover.decision), evaluate it once on the held-out test part (with
-    bootstrap intervals), and write the bundle to `out_dir`. `data`: see retrain_best."""
+    or a greedy ensemble; sweep.handover.ensemble), check that it flags what the judged models flagged on the non-test
+    rows (the judged models ship where it does not: sweep.handover.decision), evaluate it once on the held-out test part
+    (with bootstrap intervals), and write the bundle to `out_dir`. `data`: see retrain_best."""
     out_dir = Path(out_dir)
     parse_ensemble(ensemble)
     _check_out_dir(out_dir, force)

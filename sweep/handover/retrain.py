@@ -1,6 +1,7 @@
 """What a bundle ships, made from a study's chosen trial: that trial retrained from its stored settings (its value
-checked), then one refit on all non-test rows, refit seeds, its fold models or a greedy ensemble (sweep.handover.ensemble),
-with its calibration and the check that the shipped models decide as the judged ones did (sweep.handover.decision)."""
+checked), then one refit on all non-test rows, refit seeds, its fold models or a greedy ensemble
+(sweep.handover.ensemble), with its calibration and the check that the shipped models decide as the judged ones did
+(sweep.handover.decision)."""
 
 from __future__ import annotations
 
@@ -101,10 +102,10 @@ def retrain_best(
     """Load the study, choose its best trial (a Pareto-front trial by `pick` when multi-objective), check the
     data is unchanged, retrain that trial deterministically from its stored settings (to check its value),
     and then make what the bundle holds (`ensemble`, sweep.handover.ensemble): for "single" and refit "all", its
-    configuration trained on all non-test rows; for refit "judged", the models the threshold was chosen on. Refits
-    that do not flag what the judged models flagged at the threshold (sweep.handover.decision) give way to the judged models,
-    with the reason in `fallback`. `data` (frame= or arrays=) is the Python API's data in memory, for a study made
-    from it."""
+    configuration trained on all non-test rows; for refit "judged", the models the threshold was chosen on. Refits that
+    do not flag what the judged models flagged at the threshold (sweep.handover.decision) give way to the judged models,
+    with the reason in `fallback`. `data` (frame= or arrays=) is the Python API's data in memory, for a study made from
+    it."""
     choice = _checked_choice(parse_ensemble(ensemble), refit)
     chosen = _chosen(storage_url, study_name, pick, data, choice, refit)
     choice = automatic_ensemble(choice)
@@ -133,7 +134,8 @@ def _checked_choice(choice: EnsembleChoice, refit: str) -> EnsembleChoice:
         )
     if refit == "judged" and choice.kind == "seeds":
         raise ExportError(
-            f"--refit judged ships the models that were judged, but --ensemble {choice} refits new seeds; use --refit all"
+            f"--refit judged ships the models that were judged, but --ensemble {choice} refits new seeds; "
+            "use --refit all"
         )
     return choice
 

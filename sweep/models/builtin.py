@@ -1,6 +1,6 @@
-"""The builtin network behind the seam: Dense(width, relu) x layers -> Dense(1, sigmoid), trained by compiled
-epochs (sweep.models.network) with a trial's fold models side by side, or in populations of several trials (sweep.study.rounds),
-which are this kind's own business."""
+"""The builtin network behind the seam: Dense(width, relu) x layers -> Dense(1, sigmoid), trained by compiled epochs
+(sweep.models.network) with a trial's fold models side by side, or in populations of several trials
+(sweep.study.rounds), which are this kind's own business."""
 
 from __future__ import annotations
 

@@ -56,9 +56,9 @@ def batches(X_tensor, y: np.ndarray, rows: np.ndarray, batch_size: int, seed: in
 def score_rows(model, X_tensor, rows: np.ndarray | None, X_val: np.ndarray | None = None) -> np.ndarray:
     """The model's positive-class probability for each row (`rows` of the shared tensor, or X_val), in order.
 
-    Batches of SCORE_BATCH rows go through the model's own predict function (predict_on_batch): the forward
-    pass model.predict runs on the same batches, without predict's per-call tf.data pipeline, iterator and
-    epoch loop, which cost about 30 ms a call (a third of a 10-epoch digits trial: docs/benchmarks.md, 12)."""
+    Batches of SCORE_BATCH rows go through the model's own predict function (predict_on_batch): the forward pass
+    model.predict runs on the same batches, without predict's per-call tf.data pipeline, iterator and epoch loop, whose
+    cost a call is a large share of a small model's trial (docs/benchmarks/user-model.md#section-12)."""
     tf = tensorflow()
     count = len(X_val) if X_val is not None else len(rows)
     index = None if X_val is not None else np.asarray(rows, dtype=np.int64)
@@ -122,10 +122,10 @@ def _fit_callback(
 
 def _build_optimizer(model) -> None:
     """Create the compiled optimizer's variables now, eagerly, as Keras' own symbolic build does
-    (optimizer.build(model.trainable_variables)). Left to fit, they are created inside its first traced train
-    step, where each variable's initialisation adds two cond branch functions to TensorFlow's eager context that
-    clear_session never removes: 24 for the digits CNN's Adam, two thirds of the Python objects a trial left
-    behind (docs/benchmarks.md, 12). Same variables, same zeros: the trained weights are the same bit for bit."""
+    (optimizer.build(model.trainable_variables)). Left to fit, they are created inside its first traced train step,
+    where each variable's initialisation adds two cond branch functions to TensorFlow's eager context that clear_session
+    never removes: most of the Python objects a trial would leave behind (docs/benchmarks/user-model.md#section-12).
+    Same variables, same zeros: the trained weights are the same bit for bit."""
     optimizer = getattr(model, "optimizer", None)
     if optimizer is not None and not getattr(optimizer, "built", True):
         optimizer.build(model.trainable_variables)
@@ -143,8 +143,9 @@ def fit_user_model(
     on_epoch: Callable[[int, float, object], None] | None = None,
     over: Callable[[int], str | None] | None = None,
 ):
-    """Build the trial's model (seeded: the same seed gives the same initial weights, dropout and batches) and
-    fit it with Keras' fit(class_weight=...) on the training rows of X that `rows` names; returns (model, epochs run, final loss).
+    """Build the trial's model (seeded: the same seed gives the same initial weights, dropout and batches) and fit it
+    with Keras' fit(class_weight=...) on the training rows of X that `rows` names; returns (model, epochs run, final
+    loss).
 
     Raises TrialFailed on a NaN loss or an error inside the builder or fit, KeyboardInterrupt on a stop request
     (the trial then ends FAIL with the reason), TrialTimedOut with over's reason once `over(epoch)` (checked at
@@ -183,7 +184,8 @@ def fit_user_model(
         raise TrialTimedOut(state["timed_out"])
     if "nan_epoch" in state:
         raise TrialFailed(
-            f"training loss became NaN or infinite at epoch {state['nan_epoch']} (minority_weight {class_weight[1]:.4g})"
+            f"training loss became NaN or infinite at epoch {state['nan_epoch']} "
+            f"(minority_weight {class_weight[1]:.4g})"
         )
     losses = history.history.get("loss", [math.nan])
     return model, state.get("epochs", settings.epochs), float(losses[-1]), compiled_by
@@ -201,8 +203,8 @@ def train_user_models(
     clock=None,
 ):
     """Train a trial's fold models one after another and score each one's validation rows; returns (models,
-    fold scores, TrainResult (epochs run per fold model), compiled_by). on_epoch(fold, epoch, loss, fold scores)
-    runs after every epoch. With a clock (sweep.study.watchdog.TrialClock, started with the trial: every fold model's time
+    fold scores, TrainResult (epochs run per fold model), compiled_by). on_epoch(fold, epoch, loss, fold scores) runs
+    after every epoch. With a clock (sweep.study.watchdog.TrialClock, started with the trial: every fold model's time
     counts), fit stops at the first batch or epoch end past its limit (TrialTimedOut)."""
     from sweep.runtime import custom_gradient_names, forget_custom_gradients
 

@@ -103,8 +103,9 @@ class ModelKind(ABC):
         hooks: EpochHooks | None = None,
         clock=None,
     ) -> TrainedFolds:
-        """Train a trial's fold models from the start and score their validation rows. `hooks` hears every epoch;
-        a `clock` (sweep.study.watchdog.TrialClock) stops training past --trial-timeout where the kind can stop mid-epoch."""
+        """Train a trial's fold models from the start and score their validation rows. `hooks` hears every epoch; a
+        `clock` (sweep.study.watchdog.TrialClock) stops training past --trial-timeout where the kind can stop
+        mid-epoch."""
 
     @abstractmethod
     def retrain(self, dataset: Dataset, trials: list, trial_of=None) -> dict[int, TrainedFolds]:

@@ -1,1 +1,2 @@
-"""Reading a study: results (`show`, `studies`), the report, the Bayes ceiling of the reference data, and the dashboard with its guard."""
+"""Reading a study: results (`show`, `studies`), the report, the Bayes ceiling of the reference data, and the dashboard
+with its guard."""

@@ -259,61 +259,28 @@ def study_report(storage_url: str, study_name: str, folder: Path, seeds=(0, 1, 2
     found = retrain_best(storage_url, study_name, pick)
     study, best, dataset = found.study, found.trial, found.dataset
     best_scores, threshold = found.ensemble.scores(found.test.X), found.threshold  # what `sweep export` ships
-    shipped = found.ensemble
-    if shipped.kind == "single":
-        label = f"sweep best (trial #{best.number}, trained on {refit_rows(found)}): {describe_params(best.params)}"
-    else:  # the params are the best trial's; the threshold the one the shipped models are read at
-        label = (
-            f"sweep best (trial #{best.number} in a {shipped.kind} ensemble of {len(shipped.models)} model(s); trained on "
-            f"{refit_rows(found)}): {describe_params(best.params | {'threshold': threshold})} (the ensemble's)"
-        )
-    best_row = scored_row(label, dataset.test.y, best_scores, threshold)
-    fixed = practice_rows(found.kind, dataset, found.params, found.settings, seeds)
+    best_row = scored_row(_best_label(found, refit_rows(found)), dataset.test.y, best_scores, threshold)
     intervals = bootstrap_intervals(dataset.test.y, best_scores, threshold, seed=found.settings.seed)
     notes = [
         "Every model here learned from all non-test rows; the tutorial rows (for your own model: the same model, "
         "unweighted and with balanced weights, read at 0.5) are means ± sd over seeds, and their paired comparison "
         "uses the first seed's model."
     ]
-    objective = study.user_attrs["objective"]["spec"]
-    judged = (
-        "the pooled out-of-fold scores of its fold models"
-        if dataset.validation.kind == "cv"
-        else "the validation part's scores of a model trained on the training part"
-    )
-    try:
-        balanced = [balanced_tuned_row(found, len(seeds))]
-        notes.append(
-            f"The balanced-weights row is what a careful user would do without sweep: the best trial's network with "
-            f"scikit-learn's balanced class weights, its threshold chosen for {'F1' if found.goal.is_multi else objective} "
-            f"on {judged} (the trials' own validation), then refit on all non-test rows and read at that threshold; "
-            f"mean ± sd over {len(seeds)} seed(s) (the trial's seed first), each at its own threshold."
-        )
-    except TrialFailed as failure:  # e.g. a network whose every unit died under the balanced weights
-        balanced = []
-        notes.append(
-            f"The best trial's network with balanced weights and a tuned threshold could not be compared: {failure}."
-        )
-    rows = fixed + [best_row] + balanced + [logistic_reference_row(dataset)]
+    balanced = _balanced_rows(found, seeds, notes)
+    rows = practice_rows(found.kind, dataset, found.params, found.settings, seeds) + [best_row] + balanced
+    rows.append(logistic_reference_row(dataset))
     if found.fallback:
         notes.append(f"What export ships: {found.fallback}.")
     if found.goal.is_multi:
         notes.append(f"Multi-objective study: the trial above was picked from the Pareto front by {pick or 'best f1'}.")
     if study.user_attrs["config"]["data"] == "seed":
         rows.append(bayes_ceiling_row(dataset))
-        notes.append(
-            "Bayes-optimal ceiling: the generator's own posterior P(y=1|x) (cluster Gaussians, priors and "
-            "label-flip noise recovered by replaying make_classification), at the threshold that maximises F1 on a "
-            "million fresh rows drawn from that generator. Its average precision is the stable comparison: F1 on 213 "
-            "test positives moves by about ±0.02 from sampling alone, so a fitted model can tie or pass the "
-            "ceiling's F1 on one split by luck."
-        )
-    differences = paired_differences(dataset.test.y, best_row, rows)
+        notes.append(BAYES_NOTE)
     figures = study_figures(study, best_scores, dataset.test.y, threshold, folder)
     probability, reliability = calibration_section(found, best_scores, folder)
     return StudyReport(
         study_name,
-        objective,
+        study.user_attrs["objective"]["spec"],
         best.number,
         tuple(best.values),
         rows,
@@ -321,10 +288,55 @@ def study_report(storage_url: str, study_name: str, folder: Path, seeds=(0, 1, 2
         figures + [reliability],
         notes,
         intervals,
-        differences,
+        paired_differences(dataset.test.y, best_row, rows),
         probability,
         found.calibration.describe(),
     )
+
+
+BAYES_NOTE = (
+    "Bayes-optimal ceiling: the generator's own posterior P(y=1|x) (cluster Gaussians, priors and "
+    "label-flip noise recovered by replaying make_classification), at the threshold that maximises F1 on a "
+    "million fresh rows drawn from that generator. Its average precision is the stable comparison: F1 on 213 "
+    "test positives moves by about ±0.02 from sampling alone, so a fitted model can tie or pass the "
+    "ceiling's F1 on one split by luck."
+)
+
+
+def _best_label(found, trained_on: str) -> str:
+    """The sweep's row: its trial and params, or for an ensemble the threshold its shipped models are read at."""
+    best, shipped = found.trial, found.ensemble
+    if shipped.kind == "single":
+        return f"sweep best (trial #{best.number}, trained on {trained_on}): {describe_params(best.params)}"
+    params = describe_params(best.params | {"threshold": found.threshold})
+    return (
+        f"sweep best (trial #{best.number} in a {shipped.kind} ensemble of {len(shipped.models)} model(s); "
+        f"trained on {trained_on}): {params} (the ensemble's)"
+    )
+
+
+def _balanced_rows(found, seeds, notes: list[str]) -> list[Row]:
+    """The balanced-weights row with a tuned threshold and its note, or none with the reason it could not be made."""
+    objective = found.study.user_attrs["objective"]["spec"]
+    judged = (
+        "the pooled out-of-fold scores of its fold models"
+        if found.dataset.validation.kind == "cv"
+        else "the validation part's scores of a model trained on the training part"
+    )
+    try:
+        balanced = [balanced_tuned_row(found, len(seeds))]
+    except TrialFailed as failure:  # e.g. a network whose every unit died under the balanced weights
+        notes.append(
+            f"The best trial's network with balanced weights and a tuned threshold could not be compared: {failure}."
+        )
+        return []
+    notes.append(
+        f"The balanced-weights row is what a careful user would do without sweep: the best trial's network with "
+        f"scikit-learn's balanced class weights, its threshold chosen for {'F1' if found.goal.is_multi else objective} "
+        f"on {judged} (the trials' own validation), then refit on all non-test rows and read at that threshold; "
+        f"mean ± sd over {len(seeds)} seed(s) (the trial's seed first), each at its own threshold."
+    )
+    return balanced
 
 
 PROBABILITY_OUTPUTS = ("raw score", "calibrated probability", "constant: the non-test positive rate")
@@ -396,7 +408,6 @@ def write_report(
     storage_url: str, study_names: list[str], out_dir: str | Path, seeds=(0, 1, 2), force: bool = False, pick=None
 ) -> Path:
     """Write report.md, a self-contained report.html and the PNG figures for one or more studies to `out_dir`."""
-    import base64
     import shutil
 
     from sweep.errors import ExportError
@@ -412,54 +423,75 @@ def write_report(
     sections = [study_report(storage_url, name, out_dir, seeds, pick) for name in study_names]
     md = ["# Minority-weight sweep report", "", "All metrics on the held-out **test** rows, which no search used.", ""]
     page = [
-        "<h1>Minority-weight sweep report</h1><p>All metrics on the held-out <b>test</b> rows, which no search used.</p>"
+        "<h1>Minority-weight sweep report</h1>"
+        "<p>All metrics on the held-out <b>test</b> rows, which no search used.</p>"
     ]
     if len(sections) > 1:
         md += ["## Studies side by side", "", markdown_table([_named(s) for s in sections]), ""]
         page.append("<h2>Studies side by side</h2>" + html_table([_named(s) for s in sections]))
     for section in sections:
-        shown = ", ".join(f"{v:.4g}" for v in section.best_values)
-        title = f"Study {section.study}: objective {section.objective}, best trial #{section.best_number} (validation {shown})"
-        md += [f"## {title}", "", markdown_table(section.rows), "", intervals_line(section.intervals), ""]
-        md += ["### Is the sweep's model better? (test F1, paired)", "", differences_markdown(section.differences), ""]
-        if section.probability:
-            md += [
-                "### Is `probability` a probability? (test rows; lower is better)",
-                "",
-                f"`probability` is the {section.calibration}.",
-                "",
-            ]
-            md += ["| " + " | ".join(PROBABILITY_HEADER) + " |", "|---|---|---|---|"]
-            md += ["| " + " | ".join(cells) + " |" for cells in probability_rows(section.probability)] + [""]
-        md += [f"- {note}" for note in section.notes] + [""]
-        md += [f"![{figure.stem}]({figure.name})" for figure in section.figures] + [""]
-        page.append(f"<h2>{html.escape(title)}</h2>" + html_table(section.rows))
-        page.append(f"<p>{html.escape(intervals_line(section.intervals))}</p>")
-        page.append("<h3>Is the sweep's model better? (test F1, paired)</h3>" + differences_html(section.differences))
-        if section.probability:
-            head = "".join(f"<th>{html.escape(h)}</th>" for h in PROBABILITY_HEADER)
-            body = "".join(
-                "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>"
-                for cells in probability_rows(section.probability)
-            )
-            page.append(
-                f"<h3>Is <code>probability</code> a probability? (test rows; lower is better)</h3><p>{html.escape('probability is the ' + section.calibration)}.</p>"
-                f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-            )
-        page += [f"<p>{html.escape(note)}</p>" for note in section.notes]
-        for figure in section.figures:
-            encoded = base64.b64encode(figure.read_bytes()).decode()
-            page.append(
-                f'<figure><img alt="{figure.stem}" src="data:image/png;base64,{encoded}"><figcaption>{figure.stem}</figcaption></figure>'
-            )
+        md += _section_markdown(section)
+        page += _section_html(section)
     (out_dir / "report.md").write_text("\n".join(md) + "\n")
-    style = "body{font-family:sans-serif;max-width:1100px;margin:2em auto}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}td:first-child{text-align:left}img{max-width:100%}"
     (out_dir / "report.html").write_text(
-        f"<!doctype html><html><head><meta charset='utf-8'><title>sweep report</title><style>{style}</style></head><body>"
-        + "".join(page)
-        + "</body></html>\n"
+        f"<!doctype html><html><head><meta charset='utf-8'><title>sweep report</title><style>{REPORT_STYLE}</style>"
+        "</head><body>" + "".join(page) + "</body></html>\n"
     )
     return out_dir
+
+
+REPORT_STYLE = (
+    "body{font-family:sans-serif;max-width:1100px;margin:2em auto}table{border-collapse:collapse}"
+    "td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}td:first-child{text-align:left}img{max-width:100%}"
+)
+PROBABILITY_TITLE = "Is `probability` a probability? (test rows; lower is better)"
+
+
+def _section_title(section: StudyReport) -> str:
+    shown = ", ".join(f"{v:.4g}" for v in section.best_values)
+    return (
+        f"Study {section.study}: objective {section.objective}, best trial #{section.best_number} (validation {shown})"
+    )
+
+
+def _section_markdown(section: StudyReport) -> list[str]:
+    """One study's part of report.md."""
+    md = [f"## {_section_title(section)}", "", markdown_table(section.rows), "", intervals_line(section.intervals), ""]
+    md += ["### Is the sweep's model better? (test F1, paired)", "", differences_markdown(section.differences), ""]
+    if section.probability:
+        md += [f"### {PROBABILITY_TITLE}", "", f"`probability` is the {section.calibration}.", ""]
+        md += ["| " + " | ".join(PROBABILITY_HEADER) + " |", "|---|---|---|---|"]
+        md += ["| " + " | ".join(cells) + " |" for cells in probability_rows(section.probability)] + [""]
+    md += [f"- {note}" for note in section.notes] + [""]
+    return md + [f"![{figure.stem}]({figure.name})" for figure in section.figures] + [""]
+
+
+def _section_html(section: StudyReport) -> list[str]:
+    """One study's part of report.html, its figures embedded."""
+    import base64
+
+    page = [f"<h2>{html.escape(_section_title(section))}</h2>" + html_table(section.rows)]
+    page.append(f"<p>{html.escape(intervals_line(section.intervals))}</p>")
+    page.append("<h3>Is the sweep's model better? (test F1, paired)</h3>" + differences_html(section.differences))
+    if section.probability:
+        head = "".join(f"<th>{html.escape(h)}</th>" for h in PROBABILITY_HEADER)
+        body = "".join(
+            "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>"
+            for cells in probability_rows(section.probability)
+        )
+        title = PROBABILITY_TITLE.replace("`probability`", "<code>probability</code>")
+        page.append(
+            f"<h3>{title}</h3><p>{html.escape('probability is the ' + section.calibration)}.</p>"
+            f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+        )
+    page += [f"<p>{html.escape(note)}</p>" for note in section.notes]
+    for figure in section.figures:
+        encoded = base64.b64encode(figure.read_bytes()).decode()
+        page.append(
+            f'<figure><img alt="{figure.stem}" src="data:image/png;base64,{encoded}">'
+            f"<figcaption>{figure.stem}</figcaption></figure>"
+        )
+    return page
 
 
 def _named(section: StudyReport) -> Row:

@@ -34,13 +34,14 @@ def artifact_store(storage_url: str) -> optuna.artifacts.FileSystemArtifactStore
 
 
 class FigureWorker:
-    """Draws new best trials' figures (sweep.plots.trial_figures) and lists them on the trial in the artifact
-    store, on one background thread: drawing takes about 0.2 s a trial, which the next trial does not wait
-    for. A trial that has finished by then still gets them (optuna_private.attach_artifact).
+    """Draws new best trials' figures (sweep.plots.trial_figures) and lists them on the trial in the artifact store, on
+    one background thread: drawing takes a noticeable share of a trial's time, which the next trial does not wait for
+    (docs/benchmarks/trial-speed.md#section-11). A trial that has finished by then still gets them
+    (optuna_private.attach_artifact).
 
     A best that a newer best superseded before its turn is skipped: drawing it would show a trial that is no
     longer the best, and on this thread it slows training (matplotlib holds the GIL the training loop needs
-    between epochs; drawing every best cost a fresh sweep's single trials about 15%). The last best always
+    between epochs; drawing every best would slow a fresh sweep's single trials noticeably). The last best always
     gets its figures: `close()` waits for them. A figure that fails is logged and never fails the sweep."""
 
     def __init__(self, store) -> None:

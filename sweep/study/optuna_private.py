@@ -26,8 +26,8 @@ there, naming it, rather than in a running sweep.
 - `optuna.storages._rdb.storage._create_scoped_session(scoped_session, ignore_integrity_error)` (commit or
   roll back, Optuna's errors on failure), `TrialModel` and `TrialUserAttributeModel`, and
   `Trial._cached_frozen_trial`: `Trial.set_user_attr` commits one transaction of several queries per key
-  (about 0.5-1 ms each on SQLite, more over a network); a trial's 15-20 attributes are written in one
-  transaction of three statements instead, after the running-trial check Optuna applies, and the trial's
+  (a round trip each, more over a network: docs/benchmarks/trial-speed.md#section-11); a trial's attributes are
+  written in one transaction of three statements instead, after the running-trial check Optuna applies, and the trial's
   own copy is updated as `set_user_attr` updates it. `set_param` updates the same copy's `params` and
   `distributions` as `Trial._suggest` does, after the public `BaseStorage.set_trial_param`.
 - `optuna.storages._rdb.models.TrialHeartbeatModel` (column `trial_id`) and `TrialModel`'s `datetime_start`
@@ -44,14 +44,15 @@ there, naming it, rather than in a running sweep.
   budget check counts a study's finished and running trials in one indexed COUNT query, where the public
   `get_trials` reads every trial, a cost that grows with the study.
 - `optuna.storages._rdb.models.TrialValueModel` (columns `trial_id`, `objective`, `value`, `value_type`, and its
-  `TrialValueType`): `sweep show` lists a study's best few trials and its last failed ones; the public API reads
-  every trial for that (50-100 s at 100,000 trials), so the few trial ids are found by one ordered query with a
-  LIMIT (the best by value as Optuna's own `best_trial` orders them, the last by number) and each trial is then
-  read alone through the storage's public `get_trial`; a population member finds its population's first
-  trial by number the same way (`get_trial_id_from_study_id_trial_number`, public, on `Study._storage`).
+  `TrialValueType`): `sweep show` lists a study's best few trials and its last failed ones; the public API reads every
+  trial for that (a cost that grows with the study: docs/benchmarks/large-studies.md#section-16), so the few trial ids
+  are found by one ordered query with a LIMIT (the best by value as Optuna's own `best_trial` orders them, the last by
+  number) and each trial is then read alone through the storage's public `get_trial`; a population member finds its
+  population's first trial by number the same way (`get_trial_id_from_study_id_trial_number`, public, on
+  `Study._storage`).
 - `TrialModel`'s `trial_id` (the primary key; Optuna numbers a study's trials in its order, under a lock on
   the study's row): a worker checks its budget before and after every trial; COUNT over the study's trials
-  grows with the study (20-25 ms a query at 100,000 trials), so `TrialCounts` keeps the counts of the trials
+  grows with the study (docs/benchmarks/large-studies.md#section-16), so `TrialCounts` keeps the counts of the trials
   before the oldest open one (finished for good) and counts only the trials from that one on.
 
 Each function here that opens a session of its own rides out a storage outage (sweep.study.outage.rides_out) as the

@@ -53,7 +53,7 @@ class ReportThread:
     def raise_errors(self, wait: bool = False) -> None:
         """Raise the first error of a finished job; with `wait`, wait for every queued job first."""
         waiting = []
-        for job in self._pending:  # one look per job: a job that finished between two looks was once lost
+        for job in self._pending:  # one look per job, so a job that finishes between two looks is not lost
             if wait or job.done():
                 job.result()
             else:
@@ -70,8 +70,8 @@ class ReportThread:
 
 
 class EpochReports:
-    """A single trial's per-epoch reports (about 3 ms of storage round trips an epoch on SQLite) on a
-    ReportThread, as a population's are. A pruner's verdict is acted on at the next epoch boundary, or when
+    """A single trial's per-epoch reports (storage round trips every epoch: docs/benchmarks/trial-speed.md#section-11)
+    on a ReportThread, as a population's are. A pruner's verdict is acted on at the next epoch boundary, or when
     training ends; the trial is told PRUNED at the epoch the pruner chose, and nothing is reported after it."""
 
     def __init__(

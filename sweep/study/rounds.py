@@ -250,10 +250,10 @@ class MemberTrials:
     """The running trials of a population, ended (told) one by one, with a heartbeat thread and a one-thread
     reporter.
 
-    Per-epoch reporting is storage round trips (about 2 ms per member on SQLite) while TensorFlow trains
-    with one thread and releases the GIL, so the reporter thread overlaps the two on a second core. Its
-    jobs run in epoch order; a member it prunes leaves training at the next epoch boundary it sees (its
-    trial is told PRUNED at the epoch the pruner chose; the extra epoch it trained is never used).
+    Per-epoch reporting is storage round trips for every member (docs/benchmarks/population.md#section-8) while
+    TensorFlow trains with one thread and releases the GIL, so the reporter thread overlaps the two on a second core.
+    Its jobs run in epoch order; a member it prunes leaves training at the next epoch boundary it sees (its trial is
+    told PRUNED at the epoch the pruner chose; the extra epoch it trained is never used).
     """
 
     def __init__(self, study: optuna.Study, trials: list, told: list) -> None:

@@ -253,7 +253,6 @@ def run_sweep(
     call rides it out, sweep.study.outage); past it StorageUnreachable is raised.
     """
     outage.configure(config.outage_limit)
-    goal = config.goal
     configure_threads(config.intra_op_threads, config.inter_op_threads)
     select_device(config.device_spec, worker_index)
     dataset = dataset if dataset is not None else load_dataset(config)
@@ -261,66 +260,91 @@ def run_sweep(
     study = prepare_study(config, dataset, worker_index)
     dataset.release_rows()  # trials need only the encoded search parts, not the raw table (nor the test part)
     before = count_trials(study, tuple(TrialState))
-    failures = _StopAfterFailures()
-    budget = Budget(config.trials)
-    figures = FigureWorker(artifact_store(config.storage))
+    loop = _SweepLoop(study, config, dataset, callbacks)
     if on_start is not None:
         on_start(study)
-    deadline = None if config.timeout is None else time.monotonic() + config.timeout
-    population = trials_per_round(config, len(dataset.validation.folds))
     try:
-        while failures.in_a_row < MAX_CONSECUTIVE_FAILURES:
+        loop.run()
+    finally:
+        loop.figures.close()  # the last best trial's figures are attached before the run returns
+    save_study_note(study)
+    ran_now = count_trials(study, tuple(TrialState)) - before
+    return summarize(study, config.storage, ran_now=ran_now, stop_reason=loop.stop_reason())
+
+
+class _SweepLoop:
+    """One process's trials of a study until its budget is met, its --timeout passes or too many fail in a row: a
+    trial at a time through study.optimize, or population rounds."""
+
+    def __init__(self, study: optuna.Study, config: SweepConfig, dataset: Dataset, callbacks) -> None:
+        self.study, self.config, self.dataset, self.callbacks = study, config, dataset, callbacks
+        self.failures = _StopAfterFailures()
+        self.budget = Budget(config.trials)
+        self.figures = FigureWorker(artifact_store(config.storage))
+        self.deadline = None if config.timeout is None else time.monotonic() + config.timeout
+        self.population = trials_per_round(config, len(dataset.validation.folds))
+
+    def run(self) -> None:
+        while self.failures.in_a_row < MAX_CONSECUTIVE_FAILURES:
             stopping.check()
             try:
-                remaining = None if deadline is None else deadline - time.monotonic()
-                finished = budget.count(study, BUDGET_STATES)
-                if finished >= config.trials or (remaining is not None and remaining <= 0):
-                    break
-                if finished + budget.count(study, (TrialState.RUNNING,)) >= config.trials:
-                    # Other workers' trials cover the rest of the budget: wait for them to finish, or for their
-                    # heartbeats to lapse (a dead worker), in which case their trials are failed and retried here.
-                    time.sleep(config.heartbeat_interval)
-                    fail_stale_trials(study, config.grace_period)
-                    continue
-                if population > 1:
-                    # Optuna's TPE defaults to constant_liar in version 5, so trials asked together spread out.
-                    fail_stale_trials(study, config.grace_period)
-                    running = budget.count(study, (TrialState.RUNNING,))
-                    size = min(population, config.trials - finished - running)
-                    for told in population_round(
-                        study, config, dataset, goal, size, admit=budget.admits, figures=figures, deadline=deadline
-                    ):
-                        failures.observe(told)
-                        for callback in callbacks:
-                            callback(study, told)
-                    continue
-                study.optimize(
-                    trial_function(config, dataset, goal, admit=budget.admits, figures=figures),
-                    timeout=remaining,
-                    catch=(TrialFailed,),
-                    callbacks=[budget, failures, *callbacks],
-                    # A full collection cost 0.25 s a trial (TensorFlow's object graph); memory stays flat without it.
-                    gc_after_trial=False,
-                )
+                if not self._step():
+                    return
             except Exception as exc:
                 unreachable = outage.unreachable_in(exc)  # Optuna may raise another error on top of it
                 if unreachable is not None:
                     raise unreachable from None
                 if not (told_after_watchdog(exc) or ended_elsewhere(exc)):  # a trial that is over and recorded: go on
                     raise
-    finally:
-        figures.close()  # the last best trial's figures are attached before the run returns
-    stop_reason = None
-    if failures.in_a_row >= MAX_CONSECUTIVE_FAILURES:
-        stop_reason = f"stopped after {failures.in_a_row} failed trials in a row; last reason: {failures.last_reason}"
 
-    def finish() -> SweepResult:
-        save_study_note(study)
-        return summarize(
-            study, config.storage, ran_now=count_trials(study, tuple(TrialState)) - before, stop_reason=stop_reason
+    def stop_reason(self) -> str | None:
+        failures = self.failures
+        if failures.in_a_row < MAX_CONSECUTIVE_FAILURES:
+            return None
+        return f"stopped after {failures.in_a_row} failed trials in a row; last reason: {failures.last_reason}"
+
+    def _step(self) -> bool:
+        """Run the next trial or round, or wait for other workers' trials; False once the budget or time is up."""
+        study, config, budget = self.study, self.config, self.budget
+        remaining = None if self.deadline is None else self.deadline - time.monotonic()
+        finished = budget.count(study, BUDGET_STATES)
+        if finished >= config.trials or (remaining is not None and remaining <= 0):
+            return False
+        if finished + budget.count(study, (TrialState.RUNNING,)) >= config.trials:
+            # Other workers' trials cover the rest of the budget: wait for them to finish, or for their
+            # heartbeats to lapse (a dead worker), in which case their trials are failed and retried here.
+            time.sleep(config.heartbeat_interval)
+            fail_stale_trials(study, config.grace_period)
+            return True
+        if self.population > 1:
+            self._round(finished)
+            return True
+        study.optimize(
+            trial_function(config, self.dataset, config.goal, admit=budget.admits, figures=self.figures),
+            timeout=remaining,
+            catch=(TrialFailed,),
+            callbacks=[budget, self.failures, *self.callbacks],
+            # A full collection after each trial walks TensorFlow's object graph for nothing: memory stays flat
+            # without it (docs/benchmarks/trial-speed.md).
+            gc_after_trial=False,
         )
+        return True
 
-    return finish()
+    def _round(self, finished: int) -> None:
+        """One population round of the trials the budget still has room for."""
+        study, config = self.study, self.config
+        # Optuna's TPE defaults to constant_liar in version 5, so trials asked together spread out.
+        fail_stale_trials(study, config.grace_period)
+        running = self.budget.count(study, (TrialState.RUNNING,))
+        size = min(self.population, config.trials - finished - running)
+        told_trials = population_round(
+            study, config, self.dataset, config.goal, size, admit=self.budget.admits, figures=self.figures,
+            deadline=self.deadline,
+        )  # fmt: skip
+        for told in told_trials:
+            self.failures.observe(told)
+            for callback in self.callbacks:
+                callback(study, told)
 
 
 def trials_per_round(config: SweepConfig, fold_models: int = 1) -> int:

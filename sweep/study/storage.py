@@ -47,6 +47,47 @@ def _hide_secret(text: str, url: str) -> str:
     return text.replace(str(password), "***") if password else text
 
 
+def _engine_kwargs(parsed, pgbouncer: bool, hint: str) -> dict:
+    """SQLAlchemy engine settings for the storage at `parsed`: SQLite's lock timeout (its folder made), or a
+    Postgres pool that pings, is bounded, and prepares no statements behind PgBouncer."""
+    engine_kwargs: dict = {}
+    if parsed.get_backend_name() == "sqlite":
+        engine_kwargs["connect_args"] = {"timeout": SQLITE_TIMEOUT_SECONDS}
+        if parsed.database and parsed.database != ":memory:":
+            try:
+                Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StorageError(
+                    f"cannot create the folder of SQLite file {parsed.database!r} ({exc.strerror}); {hint}"
+                ) from None
+    else:
+        # Optuna turns on pool_pre_ping only for MySQL; a dropped Postgres connection must not kill a worker.
+        engine_kwargs["pool_pre_ping"] = True
+        # At most POOL_SIZE connections per process, one per thread that talks to the database (the loop, a
+        # heartbeat, a population's reporter and heartbeat): a loop holds 2 when measured, never more than 4,
+        # so the server's max_connections bounds the workers predictably (benchmarks/storage_load.py).
+        engine_kwargs.update(pool_size=POOL_SIZE, max_overflow=0)
+        if pgbouncer and parsed.get_driver_name() == "psycopg":
+            # Behind PgBouncer's transaction pooling each transaction may run on another server connection, so a
+            # statement psycopg 3 prepared on one (it does after 5 runs of a query) is missing or duplicated on the
+            # next ("prepared statement "_pg3_0" already exists"). Off; PgBouncer < 1.21 cannot track them at all.
+            engine_kwargs["connect_args"] = {"prepare_threshold": None}
+    return engine_kwargs
+
+
+def _heartbeat_kwargs(heartbeat_interval: int | None, grace_period: int | None) -> dict:
+    """RDBStorage's heartbeat settings, with the callback that retries a stale trial and records why."""
+    heartbeat: dict = {}
+    if heartbeat_interval:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            retry = RetryStaleTrialWithReason(grace_period, max_retry=2)
+        heartbeat = dict(
+            heartbeat_interval=heartbeat_interval, grace_period=grace_period, heartbeat_stale_trial_callback=retry
+        )
+    return heartbeat
+
+
 def open_storage(
     url: str, heartbeat_interval: int | None = None, grace_period: int | None = None
 ) -> optuna.storages.RDBStorage:
@@ -75,36 +116,8 @@ def open_storage(
     if PGBOUNCER_OPTION in parsed.query:  # ours, not the driver's: libpq would refuse it
         parsed = parsed.difference_update_query([PGBOUNCER_OPTION])
         url = parsed.render_as_string(hide_password=False)
-    engine_kwargs: dict = {}
-    if parsed.get_backend_name() == "sqlite":
-        engine_kwargs["connect_args"] = {"timeout": SQLITE_TIMEOUT_SECONDS}
-        if parsed.database and parsed.database != ":memory:":
-            try:
-                Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                raise StorageError(
-                    f"cannot create the folder of SQLite file {parsed.database!r} ({exc.strerror}); {hint}"
-                ) from None
-    else:
-        # Optuna turns on pool_pre_ping only for MySQL; a dropped Postgres connection must not kill a worker.
-        engine_kwargs["pool_pre_ping"] = True
-        # At most POOL_SIZE connections per process, one per thread that talks to the database (the loop, a
-        # heartbeat, a population's reporter and heartbeat): a loop holds 2 when measured, never more than 4,
-        # so the server's max_connections bounds the workers predictably (benchmarks/storage_load.py).
-        engine_kwargs.update(pool_size=POOL_SIZE, max_overflow=0)
-        if pgbouncer and parsed.get_driver_name() == "psycopg":
-            # Behind PgBouncer's transaction pooling each transaction may run on another server connection, so a
-            # statement psycopg 3 prepared on one (it does after 5 runs of a query) is missing or duplicated on the
-            # next ("prepared statement "_pg3_0" already exists"). Off; PgBouncer < 1.21 cannot track them at all.
-            engine_kwargs["connect_args"] = {"prepare_threshold": None}
-    heartbeat: dict = {}
-    if heartbeat_interval:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            retry = RetryStaleTrialWithReason(grace_period, max_retry=2)
-        heartbeat = dict(
-            heartbeat_interval=heartbeat_interval, grace_period=grace_period, heartbeat_stale_trial_callback=retry
-        )
+    engine_kwargs = _engine_kwargs(parsed, pgbouncer, hint)
+    heartbeat = _heartbeat_kwargs(heartbeat_interval, grace_period)
 
     def connect() -> RidingStorage:
         with warnings.catch_warnings():  # the heartbeat and its retry callback are "experimental" in Optuna 5

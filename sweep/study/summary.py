@@ -68,8 +68,8 @@ def is_new_best(trial: optuna.Trial, value: float) -> bool:
 class NewBests:
     """is_new_best for one process's trials of one study, querying the storage only when a value beats the best
     this process last read: the study's best only improves, so a value that does not beat a best read earlier
-    beats no complete trial now. Exact, and the query (it sorts the study's values: 8 ms at 20,000 trials)
-    runs about once per new best instead of once per trial."""
+    beats no complete trial now. Exact, and the query (it sorts the study's values, a cost that grows with the
+    study: docs/benchmarks/trial-speed.md#section-11) runs about once per new best instead of once per trial."""
 
     def __init__(self) -> None:
         self.best_read: float | None = None

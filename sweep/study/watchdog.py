@@ -161,8 +161,10 @@ class Watchdog:
             if self._claimed:
                 return
             reason = (
-                f"stopped after {_seconds(self.clock.elapsed())} s: longer than --trial-timeout {self.clock.limit:g} and "
-                f"stuck in one call for more than its grace_period of {self.grace:g} s ({self.clock.where}); failed by the watchdog"
+                f"stopped after {_seconds(self.clock.elapsed())} s: "
+                f"longer than --trial-timeout {self.clock.limit:g} and "
+                f"stuck in one call for more than its grace_period of {self.grace:g} s ({self.clock.where}); "
+                "failed by the watchdog"
             )
             try:
                 self.fail(reason)
