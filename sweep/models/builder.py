@@ -52,8 +52,8 @@ def load_builder(spec: str) -> Callable:
     target, _, name = spec.rpartition(":")
     if target == "memory":
         raise BuilderError(
-            f"model {spec!r} was a Python function handed to sweep.api in another process; call the Python API with the "
-            "same function again (export and predict included), or name an importable builder, PATH.py:FUNCTION"
+            f"model {spec!r} was a Python function handed to sweep.api in another process; call the Python API with "
+            "the same function again (export and predict included), or name an importable builder, PATH.py:FUNCTION"
         )
     module = import_user_file(target) if target.endswith(".py") else import_user_module(target)
     function = getattr(module, name, None)
@@ -64,12 +64,13 @@ def load_builder(spec: str) -> Callable:
             if callable(v) and not n.startswith("_") and getattr(v, "__module__", None) == module.__name__
         )
         raise BuilderError(
-            f"model {spec!r}: {target!r} has no function {name!r} (it defines: {', '.join(found) or 'nothing callable'}); "
-            "fix the name after ':'"
+            f"model {spec!r}: {target!r} has no function {name!r} "
+            f"(it defines: {', '.join(found) or 'nothing callable'}); fix the name after ':'"
         )
     if not callable(function):
         raise BuilderError(
-            f"model {spec!r}: {name!r} in {target!r} is a {type(function).__name__}, not a function; name the builder function"
+            f"model {spec!r}: {name!r} in {target!r} is a {type(function).__name__}, not a function; "
+            "name the builder function"
         )
     return function
 
@@ -127,8 +128,8 @@ def import_user_module(name: str):
     except ModuleNotFoundError as exc:
         if exc.name and name.startswith(exc.name):
             raise BuilderError(
-                f"model module {name!r} is not importable (no module {exc.name!r}); install it, run from the folder that "
-                "holds it, or pass a file: --model PATH.py:FUNCTION"
+                f"model module {name!r} is not importable (no module {exc.name!r}); install it, run from the folder "
+                "that holds it, or pass a file: --model PATH.py:FUNCTION"
             ) from None
         raise BuilderError(
             f"model module {name!r} failed to import ({_first_line(exc)}); fix the import in that module"
@@ -162,15 +163,16 @@ def build_user_model(
         )
     if len(model.outputs if hasattr(model, "outputs") and model.outputs is not None else [None]) != 1:
         raise TrialFailed(
-            f"model builder {spec} returned a model with {len(model.outputs)} outputs; expected one, the positive class's probability"
+            f"model builder {spec} returned a model with {len(model.outputs)} outputs; expected one, the positive "
+            "class's probability"
         )
     outputs = getattr(model, "outputs", None)
     if not probe and outputs:
         shape = tuple(outputs[0].shape)
         if shape[1:] not in ((), (1,)):
             raise TrialFailed(
-                f"model from {spec} outputs shape {(None, *shape[1:])} per batch; expected (None, 1) or (None,): one sigmoid "
-                "unit, the positive class's probability (a two-unit softmax: use Dense(1, activation='sigmoid'))"
+                f"model from {spec} outputs shape {(None, *shape[1:])} per batch; expected (None, 1) or (None,): "
+                "one sigmoid unit, the positive class's probability (a two-unit softmax: use Dense(1, activation='sigmoid'))"
             )
         return _compiled(model, learning_rate)
     try:
@@ -181,13 +183,13 @@ def build_user_model(
         ) from None
     if probe.shape not in ((2,), (2, 1)):
         raise TrialFailed(
-            f"model from {spec} outputs shape {(None, *probe.shape[1:])} per batch; expected (None, 1) or (None,): one sigmoid "
-            "unit, the positive class's probability (a two-unit softmax: use Dense(1, activation='sigmoid'))"
+            f"model from {spec} outputs shape {(None, *probe.shape[1:])} per batch; expected (None, 1) or (None,): "
+            "one sigmoid unit, the positive class's probability (a two-unit softmax: use Dense(1, activation='sigmoid'))"
         )
     if not np.all((probe >= 0) & (probe <= 1)):
         raise TrialFailed(
-            f"model from {spec} outputs {float(probe.ravel()[0]):.4g}, outside [0, 1]; expected a probability: end with a "
-            "sigmoid (Dense(1, activation='sigmoid'))"
+            f"model from {spec} outputs {float(probe.ravel()[0]):.4g}, outside [0, 1]; expected a probability: end "
+            "with a sigmoid (Dense(1, activation='sigmoid'))"
         )
     return _compiled(model, learning_rate)
 

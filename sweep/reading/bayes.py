@@ -125,18 +125,7 @@ def replay(recipe: dict) -> tuple[GeneratorParameters, np.ndarray, np.ndarray, n
     # before any cluster's transform.
     X[:, :n_informative] = generator.standard_normal(size=(n_samples, n_informative))
 
-    # Per cluster k: A = 2 * generator.uniform(size=(n_informative, n_informative)) - 1; X_k = X_k @ A + centroid.
-    # A row is z @ A with z ~ N(0, I), so the cluster's covariance is A.T @ A and its mean the centroid.
-    informative_covariances = []
-    stop = 0
-    for k, centroid in enumerate(centroids):
-        start, stop = stop, stop + cluster_sizes[k]
-        cluster[start:stop] = k % n_classes
-        X_k = X[start:stop, :n_informative]
-        transform = 2 * generator.uniform(size=(n_informative, n_informative)) - 1
-        X_k[...] = np.dot(X_k, transform)
-        X_k += centroid
-        informative_covariances.append(transform.T @ transform)
+    informative_covariances = _place_clusters(X, cluster, centroids, cluster_sizes, n_informative, generator)
 
     # X[:, -n_random:] = generator.standard_normal(size=(n_samples, n_random)): independent N(0, 1) noise columns.
     n_random = n_features - n_informative
@@ -163,18 +152,41 @@ def replay(recipe: dict) -> tuple[GeneratorParameters, np.ndarray, np.ndarray, n
         generator.shuffle(column_order)
         X = X[:, column_order]
 
+    params = _parameters(centroids, informative_covariances, cluster_sizes, column_order, n_features, flip_y)
+    return params, X, y, cluster
+
+
+def _place_clusters(X, cluster, centroids, cluster_sizes, n_informative: int, generator) -> list[np.ndarray]:
+    """Per cluster k: A = 2 * generator.uniform(size=(n_informative, n_informative)) - 1; X_k = X_k @ A + centroid.
+    A row is z @ A with z ~ N(0, I), so the cluster's covariance is A.T @ A (returned) and its mean the centroid."""
+    n_classes = len(cluster_sizes)
+    informative_covariances = []
+    stop = 0
+    for k, centroid in enumerate(centroids):
+        start, stop = stop, stop + cluster_sizes[k]
+        cluster[start:stop] = k % n_classes
+        X_k = X[start:stop, :n_informative]
+        transform = 2 * generator.uniform(size=(n_informative, n_informative)) - 1
+        X_k[...] = np.dot(X_k, transform)
+        X_k += centroid
+        informative_covariances.append(transform.T @ transform)
+    return informative_covariances
+
+
+def _parameters(centroids, informative_covariances, cluster_sizes, column_order, n_features: int, flip_y: float):
+    """The generator's per-class means, covariances and priors, in the final column order."""
+    n_classes, n_informative = centroids.shape
     means = np.zeros((n_classes, n_features))
     means[:, :n_informative] = centroids
     covariances = np.tile(np.eye(n_features), (n_classes, 1, 1))
     covariances[:, :n_informative, :n_informative] = informative_covariances
-    params = GeneratorParameters(
+    return GeneratorParameters(
         means=means[:, column_order],
         covariances=covariances[:, column_order][:, :, column_order],
-        priors=np.asarray(cluster_sizes, dtype=float) / n_samples,
+        priors=np.asarray(cluster_sizes, dtype=float) / sum(cluster_sizes),
         flip_y=flip_y,
         n_classes=n_classes,
     )
-    return params, X, y, cluster
 
 
 def _supported_settings(recipe: dict) -> dict:

@@ -187,11 +187,13 @@ def differences_markdown(differences: list[Difference]) -> str:
 
 def differences_html(differences: list[Difference]) -> str:
     body = "".join(
-        f"<tr><td>{html.escape(d.name)}</td><td>{d.difference:+.3f}</td><td>[{d.low:+.3f}, {d.high:+.3f}]</td><td>{d.verdict}</td></tr>"
+        f"<tr><td>{html.escape(d.name)}</td><td>{d.difference:+.3f}</td>"
+        f"<td>[{d.low:+.3f}, {d.high:+.3f}]</td><td>{d.verdict}</td></tr>"
         for d in differences
     )
     return (
-        "<table><thead><tr><th>compared with</th><th>F1 difference (sweep - row)</th><th>95% paired bootstrap interval</th>"
+        "<table><thead><tr><th>compared with</th><th>F1 difference (sweep - row)</th>"
+        "<th>95% paired bootstrap interval</th>"
         f"<th>verdict</th></tr></thead><tbody>{body}</tbody></table>"
     )
 

@@ -126,8 +126,9 @@ def _check_compatible(study: optuna.Study, config: SweepConfig, dataset: Dataset
     for key in MODEL_KEYS:
         if key in stored_config and stored_config[key] != current[key]:
             raise StorageError(
-                f"study {config.study!r} was swept with {key} = {stored_config[key]!r}, not {current[key]!r}; resume it with "
-                f"the same {'--model' if key == 'model' else '[space] / --param entries'} or use a new --study name"
+                f"study {config.study!r} was swept with {key} = {stored_config[key]!r}, not {current[key]!r}; "
+                f"resume it with the same {'--model' if key == 'model' else '[space] / --param entries'} "
+                "or use a new --study name"
             )
     if stored_config and stored_config.get("model", "builtin") != config.model:  # a study stored before the key
         raise StorageError(
