@@ -172,7 +172,8 @@ def build_user_model(
         if shape[1:] not in ((), (1,)):
             raise TrialFailed(
                 f"model from {spec} outputs shape {(None, *shape[1:])} per batch; expected (None, 1) or (None,): "
-                "one sigmoid unit, the positive class's probability (a two-unit softmax: use Dense(1, activation='sigmoid'))"
+                "one sigmoid unit, the positive class's probability "
+                "(a two-unit softmax: use Dense(1, activation='sigmoid'))"
             )
         return _compiled(model, learning_rate)
     try:
@@ -184,7 +185,8 @@ def build_user_model(
     if probe.shape not in ((2,), (2, 1)):
         raise TrialFailed(
             f"model from {spec} outputs shape {(None, *probe.shape[1:])} per batch; expected (None, 1) or (None,): "
-            "one sigmoid unit, the positive class's probability (a two-unit softmax: use Dense(1, activation='sigmoid'))"
+            "one sigmoid unit, the positive class's probability "
+            "(a two-unit softmax: use Dense(1, activation='sigmoid'))"
         )
     if not np.all((probe >= 0) & (probe <= 1)):
         raise TrialFailed(
