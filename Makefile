@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test test-slow examples docs docs-build clean
+.PHONY: install run test test-slow lint examples docs docs-build clean
 
 install: $(STAMP)
 
@@ -24,6 +24,11 @@ test: install
 
 test-slow: install
 	$(BIN)/python -m pytest -n auto -m slow
+
+# Ruff (pyproject.toml [tool.ruff]): the formatter's layout and the linter's rules, as CI checks them.
+lint: install
+	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
 
 # The documentation site (mkdocs.yml, docs/): served with live reload, or built as CI builds it (broken links fail).
 DOCS_STAMP := $(VENV)/.installed-docs
