@@ -11,8 +11,9 @@ import pytest
 import sweep.data.preprocess as preprocess
 import sweep.metrics as metrics
 from sweep.config import resolve_config
-from sweep.data import _labels, load_dataset
+from sweep.data import load_dataset
 from sweep.data.preprocess import Preprocessor
+from sweep.data.readers import labels_of
 from sweep.errors import DataError
 
 
@@ -128,7 +129,7 @@ def test_read_parquet_gives_pandas_frame(parquet_table):
 def test_labels_equal_their_text_rule(values, positive):
     """Check that labels read through their distinct values equal the per-row text rule (astype(str))."""
     frame = pd.DataFrame({"label": values, "x": np.arange(len(values))})
-    y, chosen = _labels(frame, "label", positive, "t.csv")
+    y, chosen = labels_of(frame, "label", positive, "t.csv")
     text = frame["label"].astype(str)
     classes = sorted(text.unique())
     if positive is None:

@@ -17,24 +17,24 @@ import numpy as np
 from sweep.data.folds import (
     Fold,
     Validation,
-    _positions,
-    _row_numbers,
     choose_folds,
+    row_numbers,
+    row_positions,
     stratified_split,
 )
 from sweep.data.preprocess import Preprocessor, check_identifiers
 from sweep.data.readers import (
     ARRAY_SUFFIX,
     SEED_FEATURES,
-    _check_minority,
-    _labels,
-    _release_arrow_memory,
     check_arrays,
     check_inputs,
+    check_minority,
     label_counts,
+    labels_of,
     pd_frame,
     read_arrays,
     read_table,
+    release_arrow_memory,
     seed_frame,
     select_columns,
 )
@@ -82,7 +82,7 @@ class TableRows:
     def release(self) -> None:
         if self.reread is not None:
             self.frame = None
-            _release_arrow_memory()
+            release_arrow_memory()
 
 
 @dataclass(frozen=True)
@@ -223,16 +223,16 @@ def load_dataset(config: SweepConfig, frame: pd.DataFrame | None = None, arrays:
     elif config.data == "seed":
         frame, y = seed_frame()
         # The tutorial's exact (unstratified) test split, so our test rows are its test rows.
-        rest, test = train_test_split(_row_numbers(len(y)), test_size=SEED_TEST_SIZE, random_state=SEED_SPLIT_STATE)
+        rest, test = train_test_split(row_numbers(len(y)), test_size=SEED_TEST_SIZE, random_state=SEED_SPLIT_STATE)
         return _assemble(config, "seed", frame, y, "1", list(SEED_FEATURES), rest, test, lambda: seed_frame()[0])
     else:
         table = frame if frame is not None else read_table(config.data)
         source = "a table in memory" if frame is not None else config.data
-        y, positive = _labels(table, config.target, config.positive_label, source)
+        y, positive = labels_of(table, config.target, config.positive_label, source)
         features = select_columns(table, config.target, config.features, config.drop, source)
         check_identifiers(table, features, source)
         read = functools.partial(_table_frame, frame, config.data, features)
-    _check_minority(y, source)
+    check_minority(y, source)
     rest, test = stratified_split(y, config.test_fraction, config.seed)
     return _assemble(config, source, table[features], y, positive, features, rest, test, read)
 
@@ -312,7 +312,7 @@ def _assemble(config, source, frame, y, positive, features, rest, test, read=Non
     from sklearn.model_selection import RepeatedStratifiedKFold
 
     y = np.asarray(y, dtype=np.int8)
-    rest, test = _positions(rest), _positions(test)
+    rest, test = row_positions(rest), row_positions(test)
     dev_y = y[rest]
     folds = choose_folds(config, int(dev_y.sum()))
     fit = functools.partial(Preprocessor.fit, frame, features, source, config.min_level_count, config.max_levels)

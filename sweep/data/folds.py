@@ -93,13 +93,13 @@ def stratified_split(y: np.ndarray, test_fraction: float, seed: int) -> tuple[np
     try:  # scikit-learn's own helper (a private name): where a release drops it, scikit-learn splits itself
         from sklearn.utils.extmath import _approximate_mode
     except ImportError:
-        return tuple(train_test_split(_row_numbers(len(y)), test_size=test_fraction, stratify=y, random_state=seed))
+        return tuple(train_test_split(row_numbers(len(y)), test_size=test_fraction, stratify=y, random_state=seed))
     n_test = ceil(test_fraction * len(y))
     n_train = len(y) - n_test
     classes, y_indices, class_counts = np.unique(y, return_inverse=True, return_counts=True)
     if not 0 < test_fraction < 1 or class_counts.min() < 2 or min(n_train, n_test) < len(classes):
-        return tuple(train_test_split(_row_numbers(len(y)), test_size=test_fraction, stratify=y, random_state=seed))
-    class_indices = np.split(_positions(np.argsort(y_indices, kind="stable")), np.cumsum(class_counts)[:-1])
+        return tuple(train_test_split(row_numbers(len(y)), test_size=test_fraction, stratify=y, random_state=seed))
+    class_indices = np.split(row_positions(np.argsort(y_indices, kind="stable")), np.cumsum(class_counts)[:-1])
     del y_indices
     rng = check_random_state(seed)
     n_i = _approximate_mode(class_counts, n_train, rng)
@@ -113,12 +113,12 @@ def stratified_split(y: np.ndarray, test_fraction: float, seed: int) -> tuple[np
     return rng.permutation(np.concatenate(train)), rng.permutation(np.concatenate(test))
 
 
-def _row_numbers(count: int) -> np.ndarray:
+def row_numbers(count: int) -> np.ndarray:
     """0 .. count - 1 to split, as int32 when they fit: the parts' positions come out int32 too (the same rows)."""
     return np.arange(count, dtype=np.int32 if count < np.iinfo(np.int32).max else np.int64)
 
 
-def _positions(rows: np.ndarray) -> np.ndarray:
+def row_positions(rows: np.ndarray) -> np.ndarray:
     """Row positions as int32 when they fit (half the memory of int64)."""
     rows = np.asarray(rows)
     return rows.astype(np.int32, copy=False) if len(rows) and rows.max() < np.iinfo(np.int32).max else rows

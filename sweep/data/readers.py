@@ -106,7 +106,7 @@ def check_arrays(x, raw_labels, positive_label: str | None, source: str) -> tupl
         )
     positive = _positive_label(labels.value_counts, classes, positive_label, "y", source)
     y = (labels == positive).to_numpy(dtype=np.int8)
-    _check_minority(y, source)
+    check_minority(y, source)
     return x, y, positive
 
 
@@ -159,7 +159,7 @@ def select_columns(table: pd.DataFrame, target: str, features, drop, source: str
     return chosen
 
 
-def _check_minority(y: np.ndarray, source: str) -> None:
+def check_minority(y: np.ndarray, source: str) -> None:
     minority = int(min(y.sum(), len(y) - y.sum()))
     if minority < MIN_MINORITY_ROWS:
         raise DataError(
@@ -193,7 +193,7 @@ def read_table(path: str | Path) -> pd.DataFrame:
     return frame
 
 
-def _release_arrow_memory() -> None:
+def release_arrow_memory() -> None:
     """Hand memory Arrow freed back to the system (its allocator keeps it for later Arrow allocations)."""
     import sys
 
@@ -210,10 +210,10 @@ def read_parquet(path: Path) -> pd.DataFrame:
     try:
         return pd.read_parquet(path, to_pandas_kwargs={"split_blocks": True})
     finally:
-        _release_arrow_memory()
+        release_arrow_memory()
 
 
-def _labels(frame, target: str | None, positive_label: str | None, source: str) -> tuple[np.ndarray, str]:
+def labels_of(frame, target: str | None, positive_label: str | None, source: str) -> tuple[np.ndarray, str]:
     """0/1 labels from the target column (1 = the positive class) and the positive label's text."""
     import pandas as pd
 
