@@ -11,8 +11,8 @@ What is measured, for each study:
   50 epochs unless --trials/--epochs say otherwise; --reference-cv adds the same with 5-fold trials), and of
   sklearn-bundled tables from benchmarks/tables.py (the defaults but --trials/--epochs; these are small, so the
   automatic rule cross-validates their trials with 5 folds);
-- the model: what `sweep export` does, in process (sweep.handover.retrain.retrain_best): the best trial retrained from its
-  seed, whose pooled validation scores (out-of-fold for cross-validated trials, the validation part otherwise)
+- the model: what `sweep export` does, in process (sweep.handover.retrain.retrain_best): the best trial retrained
+  from its seed, whose pooled validation scores (out-of-fold for cross-validated trials, the validation part otherwise)
   are the only rows any calibration is fitted on, and the configuration refit on all non-test rows, whose test
   scores are calibrated and judged;
 - each output on the test rows: mean, Brier score and log loss (probabilities clipped to [1e-12, 1 - 1e-12]),

@@ -94,7 +94,7 @@ def tutorial_fit(
     """The baseline every sweep timing is compared with, timed: the tutorial's way (seed, build, compile with Adam and
     binary cross-entropy, `model.fit` on numpy rows with class weights, nothing of Optuna's).
 
-    The model is `build()`, or the tutorial's Dense layers (sweep.models.builder.build_model, `width` hidden units);
+    The model is `build()`, or the tutorial's Dense layers (sweep.models.network.build_model, `width` hidden units);
     Adam is Keras's "adam" (rate 0.001) unless `learning_rate` is given. With `build_optimizer` the optimizer's
     variables are made before fit, as sweep.models.keras_fit does (no second trace). The timed region runs from the
     seed to the end of fit; with `warm_up_epochs`, an untimed first fit of that many epochs traces the step first and
@@ -102,7 +102,7 @@ def tutorial_fit(
     """
     import keras
 
-    from sweep.models.builder import build_model
+    from sweep.models.network import build_model
 
     started, cpu = time.perf_counter(), time.process_time()
     keras.utils.set_random_seed(seed)

@@ -48,7 +48,7 @@ def keras_in_function(dataset, epochs: int) -> float:
     """The first loop this project had: Keras model call, Keras loss and Keras Adam inside one tf.function."""
     import keras
 
-    from sweep.models.builder import build_model
+    from sweep.models.network import build_model
 
     tf = tensorflow()
     keras.utils.set_random_seed(0)

@@ -14,8 +14,8 @@ then retried; not counting the trials a worker started after the budget was fill
 still RUNNING; finished trials (must be the budget); wall time and the extra over the baseline;
 how long after the server was back the last process said it was going on; the most lines any one process printed
 about the outage, and how many of the processes (driver and workers) saw it. The last table measures several workers on
-one SQLite file (`--sqlite-workers`, default 4): "database is locked" errors (each is waited for, sweep.study.outage, with a
-line), trials and wall time, against the same run on Postgres and one worker on SQLite.
+one SQLite file (`--sqlite-workers`, default 4): "database is locked" errors (each is waited for, sweep.study.outage,
+with a line), trials and wall time, against the same run on Postgres and one worker on SQLite.
 
 Postgres and PgBouncer come from the test helpers (tests/conftest.py: PrivatePostgres, running_pgbouncer).
 """

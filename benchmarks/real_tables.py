@@ -332,7 +332,8 @@ NOTES: list[str] = []  # one-line notes for the output, e.g. a method row that c
 
 def balanced_tuned_row(best: dict | None, mode: str, name: str, test, y_test, base: Row) -> Row | None:
     """The study's best network with balanced class weights and a threshold tuned for the goal on the study's own
-    validation plan (sweep.reading.report.network_balanced_tuned), scored on our test rows; None where it cannot be made."""
+    validation plan (sweep.reading.report.network_balanced_tuned), scored on our test rows; None where it cannot be
+    made."""
     try:
         from sweep.models import model_kind
         from sweep.reading.report import network_balanced_tuned

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from sweep.models.builder import build_model
+from sweep.models.network import build_model
 from sweep.runtime import tensorflow
 
 

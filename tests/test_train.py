@@ -65,8 +65,7 @@ def test_epoch_program_is_keras_fit(problem, hidden_layers, class_weight):
     """
     import keras
 
-    from sweep.models.builder import build_model
-    from sweep.models.network import epoch_program
+    from sweep.models.network import build_model, epoch_program
 
     X, y = problem
     keras.utils.set_random_seed(0)

@@ -1,5 +1,6 @@
-"""The builtin network, and the hook for a user's own Keras model: load the builder named by config.model,
-call it with a trial's params and the input shape, and check that what it returns is a model sweep can train."""
+"""A user's own Keras model: load the builder named by config.model (a file beside its own modules, an importable
+module, or a function handed to the Python API), call it with a trial's params and the input shape, and check that
+what it returns is a model sweep can train."""
 
 from __future__ import annotations
 
@@ -18,16 +19,6 @@ logger = logging.getLogger(__name__)
 
 # Builders handed to the Python API (sweep.api) by object, under config.model = "memory:NAME".
 _IN_MEMORY: dict[str, Callable] = {}
-
-
-def build_model(n_features: int, hidden_width: int, hidden_layers: int = 1):
-    """The tutorial's weighted network, widened to `hidden_width` and deepened to `hidden_layers`."""
-    import keras
-
-    layers = [keras.Input(shape=(n_features,))]
-    layers += [keras.layers.Dense(hidden_width, activation="relu") for _ in range(hidden_layers)]
-    layers.append(keras.layers.Dense(1, activation="sigmoid"))
-    return keras.Sequential(layers)
 
 
 class BuilderError(ConfigError):
@@ -149,7 +140,7 @@ def build_user_model(
 
     With `probe`, two rows go through the model to check its output's shape and range; without it (every trial
     after check_builder's), a model whose symbolic output shape is known is checked by that shape alone, which
-    saves a forward pass (12-16 ms a trial, docs/benchmarks.md section 12)."""
+    saves a forward pass every trial (docs/benchmarks/user-model.md#section-12)."""
     import keras
 
     try:

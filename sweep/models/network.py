@@ -1,8 +1,8 @@
 """Train one trial's network: the tutorial's fit (weighted BCE, Adam, shuffled mini-batches), compiled per epoch.
 
 The compiled epoch is traced once per process and shape family (features, depth, batch size), not once per
-trial: its variables have an open width, and each trial loads its own start into them. Tracing cost about
-0.2 s per trial and the Keras session clearing it needed another 0.5 s (docs/benchmarks.md, section 11).
+trial: its variables have an open width, and each trial loads its own start into them, so no trial pays for a trace
+or for clearing Keras' session (docs/benchmarks/trial-speed.md#section-11).
 """
 
 from __future__ import annotations
@@ -62,11 +62,19 @@ class Network:
 
     def to_keras(self):
         """The same network as a Keras model (what `build_model` makes), with these weights."""
-        from sweep.models.builder import build_model
-
         model = build_model(int(self.layers[0][0].shape[0]), self.hidden_width, len(self.layers) - 1)
         model.set_weights([array for pair in self.layers for array in pair])
         return model
+
+
+def build_model(n_features: int, hidden_width: int, hidden_layers: int = 1):
+    """The tutorial's weighted network, widened to `hidden_width` and deepened to `hidden_layers`."""
+    import keras
+
+    layers = [keras.Input(shape=(n_features,))]
+    layers += [keras.layers.Dense(hidden_width, activation="relu") for _ in range(hidden_layers)]
+    layers.append(keras.layers.Dense(1, activation="sigmoid"))
+    return keras.Sequential(layers)
 
 
 def initial_layers(
@@ -214,7 +222,7 @@ class EpochProgram:
     widths and row counts: traced on its first call, reused by every later trial of the same family.
 
     The maths of Keras' fit with class_weight and Adam, written with raw ops because per-op overhead, not
-    arithmetic, is the cost of these tiny networks (docs/benchmarks.md):
+    arithmetic, is the cost of these tiny networks (docs/benchmarks/trial-speed.md#section-3):
     - rows shuffled every epoch (stateless, seeded by the epoch), consecutive mini-batches of `batch`;
     - Dense = matmul + bias, relu between, the loss from the last layer's logits with
       sigmoid_cross_entropy_with_logits: what keras.losses.binary_crossentropy computes for a sigmoid
@@ -313,7 +321,7 @@ def compiled_epoch(rows: list, batch: int, adam: FusedAdam, batch_gradients, tra
 
         def step(index, total):
             # Each batch gathers its rows from the variables: a shuffled copy of every row per epoch would
-            # double the memory the rows take (docs/benchmarks.md, section 15).
+            # double the memory the rows take (docs/benchmarks/memory.md#section-15).
             chosen = order[index * batch : (index + 1) * batch]
             gradients, tracked = batch_gradients(*[tf.gather(row, chosen) for row in rows])
             adam.apply(gradients)

@@ -2,10 +2,9 @@
 
 The members' hidden layers sit side by side in one flat hidden layer of sum(widths) units: layer 1 is a
 single (features, sum(widths)) matmul, and a segment sum adds each member's units into its own output
-(segment_sum over the sorted unit owners: 3.5x faster than unsorted_segment_sum on (1,000 units, 4,096
-rows), and every member owns at least one unit, so the output has one row per member). Nothing is padded to the widest
-member: padding cost 0.93 s against 0.33 s per epoch at K = 64 on the reference data when this layout replaced it. The
-loss is the sum of the members' class-weighted losses, so each member's gradient is its own and Adam
+(segment_sum over the sorted unit owners, faster than unsorted_segment_sum, and every member owns at least one
+unit, so the output has one row per member). Nothing is padded to the widest member: padding costs several times
+this layout's epoch when the widths differ (docs/benchmarks/population.md#section-8). The loss is the sum of the members' class-weighted losses, so each member's gradient is its own and Adam
 (element-wise) keeps the members independent. Per-step overhead is paid once for all K members, which is
 where the time of these tiny networks goes.
 """
@@ -37,10 +36,10 @@ if TYPE_CHECKING:
 
 # Rows scored per step by Population.scores: keeps the (sum(widths), rows) hidden block in cache.
 SCORE_CHUNK = 4096
-# Hidden units (summed over members) past which a bigger population stops paying: on the 2-core CPU the
-# cost per unit-epoch falls until about 1,000 units and then stays flat (0.30 ms at 1,174 units, 0.29 ms
-# at 3,537; docs/benchmarks.md, section 8), so more members would only cost TPE rounds. The GPU figure is
-# an assumption, not a measurement (no GPU here): measure it with benchmarks/population.py on one.
+# Hidden units (summed over members) past which a bigger population stops paying: on a CPU the cost per
+# unit-epoch falls until about this many units and then stays flat (docs/benchmarks/population.md#section-8), so
+# more members would only cost TPE rounds. The GPU figure is an assumption, not a measurement: measure it with
+# benchmarks/population.py on one (docs/benchmarks/gpu.md).
 UNITS_PER_POPULATION = {"cpu": 1024, "gpu": 16384}
 # Automatic populations leave TPE at least this many rounds of the budget to learn from.
 MIN_ROUNDS = 4
@@ -146,7 +145,7 @@ class Population:
 
     def member_model(self, k: int):
         """Member k as a plain Keras model of its own width (weights sliced out of the population)."""
-        from sweep.models.builder import build_model
+        from sweep.models.network import build_model
 
         units = slice(self.offsets[k], self.offsets[k + 1])
         v = self.weights()
@@ -346,7 +345,7 @@ def fold_subnets(members: list, plan: Validation) -> tuple[list, np.ndarray | No
 def population_description(trial, trial_of: Callable | None = None) -> dict:
     """What retraining population member `trial` needs: its `population` attribute with the population's
     members, shuffle seed and rate. Those are on the trial itself for the first member, and for every member
-    of a study swept before they were stored once (every member held them all); otherwise they are read from
+    of a study stored by an earlier version (every member held them all); otherwise they are read from
     the population's first trial, `trial_of(number)` (one trial read, not the study's trials)."""
     described = trial.user_attrs["population"]
     if "members" in described:

@@ -283,8 +283,8 @@ class RetryStaleTrialWithReason(optuna.storages.RetryHeartbeatStaleTrialCallback
 
 def _use_write_ahead_log(engine) -> None:
     """SQLite in WAL mode with synchronous=NORMAL: readers (optuna-dashboard, other workers) no longer wait
-    for writers, and a commit costs no fsync (0.8 ms against 2.1 ms per trial.report, measured here), which
-    matters when a population reports 64 trials per epoch. A commit survives the process being killed; only
+    for writers, and a commit costs no fsync, which matters when a population reports many trials per epoch
+    (docs/benchmarks/storage-load.md). A commit survives the process being killed; only
     an operating-system crash can lose the last ones. WAL needs a local disk, not a network file system."""
     from sqlalchemy import event
 
