@@ -5,8 +5,9 @@ single (features, sum(widths)) matmul, and a segment sum adds each member's unit
 (segment_sum over the sorted unit owners, faster than unsorted_segment_sum, and every member owns at least one
 unit, so the output has one row per member). Nothing is padded to the widest member: padding costs several times
 this layout's epoch when the widths differ (docs/benchmarks/population.md#section-8). The loss is the sum of
-the members' class-weighted losses, so each member's gradient is its own and Adam (element-wise) keeps the members independent. Per-step overhead is paid once for all K members, which is
-where the time of these tiny networks goes.
+the members' class-weighted losses, so each member's gradient is its own and Adam (element-wise) keeps the
+members independent. Per-step overhead is paid once for all K members, which is where the time of these tiny
+networks goes.
 """
 
 from __future__ import annotations
