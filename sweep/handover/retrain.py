@@ -235,8 +235,8 @@ def _greedy(chosen: Chosen, retrained, size: int, judged: bool) -> tuple:
     candidates = greedy_candidates(study, goal, size)
     trials = {t.number: t for t in [best] + candidates}
     others = [t for t in candidates if t.number != best.number]  # the best trial is retrained already
-    found = kind.retrain(dataset, others, chosen.trial_of) | {best.number: retrained}
-    pooled = {best.number: retrained.pooled} | {n: f.pooled for n, f in found.items() if n != best.number}
+    found = {best.number: retrained} | kind.retrain(dataset, others, chosen.trial_of)
+    pooled = {n: f.pooled for n, f in found.items()}  # the best trial first, as greedy selection starts from it
     y = dataset.validation.y
     selected, threshold, value = greedy_selection(goal, y, pooled, chosen.config.threshold)
     if judged:

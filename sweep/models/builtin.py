@@ -127,9 +127,6 @@ class BuiltinNetwork(ModelKind):
             rows.append(Practice(name, fixed, tutorial, balanced_class_weight(y) if weights == "balanced" else weights))
         return rows
 
-    def score(self, model, X: np.ndarray) -> np.ndarray:
-        return score(model, X)
-
     def describe(self, model, compiled_by):
         return {"kind": "builtin"}
 
