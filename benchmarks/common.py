@@ -90,6 +90,7 @@ def tutorial_fit(
     build_optimizer: bool = False,
     steps_per_execution: int = 1,
     warm_up_epochs: int = 0,
+    validation: tuple | None = None,
 ) -> FitTime:
     """The baseline every sweep timing is compared with, timed: the tutorial's way (seed, build, compile with Adam and
     binary cross-entropy, `model.fit` on numpy rows with class weights, nothing of Optuna's).
@@ -98,7 +99,8 @@ def tutorial_fit(
     Adam is Keras's "adam" (rate 0.001) unless `learning_rate` is given. With `build_optimizer` the optimizer's
     variables are made before fit, as sweep.models.keras_fit does (no second trace). The timed region runs from the
     seed to the end of fit; with `warm_up_epochs`, an untimed first fit of that many epochs traces the step first and
-    only the second fit is timed.
+    only the second fit is timed. With `validation` (X_val, y_val), fit scores those rows after every epoch, in one
+    batch, as Keras' validation_data does (the counterpart of a sweep trial's per-epoch scoring).
     """
     import keras
 
@@ -115,7 +117,8 @@ def tutorial_fit(
     if warm_up_epochs:
         model.fit(X, y, epochs=warm_up_epochs, batch_size=batch_size, class_weight=class_weight, verbose=0)
         started, cpu = time.perf_counter(), time.process_time()
-    model.fit(X, y, epochs=epochs, batch_size=batch_size, class_weight=class_weight, verbose=0)
+    validating = {} if validation is None else {"validation_data": validation, "validation_batch_size": 1024}
+    model.fit(X, y, epochs=epochs, batch_size=batch_size, class_weight=class_weight, verbose=0, **validating)
     return FitTime(model, built, time.perf_counter() - started, time.process_time() - cpu)
 
 

@@ -48,7 +48,7 @@ from common import (  # noqa: E402
 )
 
 import sweep.models.keras_fit as keras_fit  # noqa: E402
-import sweep.study.trial as trial_module  # noqa: E402
+import sweep.study.reports as reports_module  # noqa: E402
 from sweep.data import load_dataset  # noqa: E402
 from sweep.data.examples import digits_arrays  # noqa: E402
 from sweep.runtime import tensorflow  # noqa: E402
@@ -79,7 +79,7 @@ class Parts:
             (keras_fit, "fit_user_model", "fit_user_model"),
             (keras_fit, "build_user_model", "build_user_model"),
             (keras_fit, "score_rows", "score_rows"),
-            (trial_module, "report_epoch", "report_epoch"),
+            (reports_module, "report_epoch", "report_epoch"),
             (sweep.study.figures, "trial_figures", "figures"),
             (optuna.study.Study, "ask", "ask/tell"),
         ):
@@ -136,7 +136,14 @@ def overhead_config(folder: str, data: str, name: str, trials: int):
 
 
 def bare_fit(
-    X, y, input_shape, class_weight: dict, seed: int, learning_rate: float, build_optimizer: bool = False
+    X,
+    y,
+    input_shape,
+    class_weight: dict,
+    seed: int,
+    learning_rate: float,
+    build_optimizer: bool = False,
+    validation: tuple | None = None,
 ) -> FitTime:
     """common.tutorial_fit of the digits CNN (FIXED params, EPOCHS, BATCH) after an untimed clear_session."""
     import keras
@@ -155,6 +162,7 @@ def bare_fit(
         build=lambda: builder(dict(FIXED), tuple(input_shape)),
         learning_rate=learning_rate,
         build_optimizer=build_optimizer,
+        validation=validation,
     )
 
 
@@ -187,7 +195,7 @@ def sweep_parts(config, parts: Parts) -> dict:
         "seconds": seconds / ran,
         "cpu": cpu_seconds / ran,
         "trials": sorted(study.trials, key=lambda t: t.number),
-        "training": (p["fit_user_model"] - p.get("score_rows", 0) - p.get("report_epoch", 0)) / ran,
+        "training": (p["fit_user_model"] - p.get("score_rows", 0)) / ran,
         "build": p["build_user_model"] / ran,
         "scoring": p.get("score_rows", 0) / ran,
         "reports": p.get("report_epoch", 0) / ran,
@@ -204,7 +212,6 @@ def sweep_parts(config, parts: Parts) -> dict:
         found["seconds"]
         - found["training"]
         - found["scoring"]
-        - found["reports"]
         - found["clear_session"]
         - found["ask/tell"]
         - found["start"]
@@ -217,11 +224,12 @@ def overhead(folder: str, data: str, rounds: int, trials: int, parts: Parts) -> 
     plan = dataset.validation
     fold = plan.folds[0]
     X_fit, y_fit = plan.X_fit[fold.fit_rows], plan.y_fit[fold.fit_rows]
+    validation = (plan.X_fit[fold.val_rows], plan.y_fit[fold.val_rows])
     # Warm-up (not timed): TensorFlow's first model, first traces and first study in this process.
     run_sweep(overhead_config(folder, data, "warm", 1))
     bare_fit(X_fit, y_fit, dataset.input_shape, {0: 1.0, 1: 10.0}, 0, 0.001)
 
-    sweeps, quiet, bare, builds, bare_cpu, prebuilt, prebuilt_cpu = [], [], [], [], [], [], []
+    sweeps, quiet, bare, builds, bare_cpu, prebuilt, prebuilt_cpu, validated = [], [], [], [], [], [], [], []
     for repeat in range(rounds):  # interleaved: every path sees the same machine
         swept = sweep_parts(overhead_config(folder, data, f"r{repeat}", trials), parts)
         sweeps.append(swept)
@@ -235,6 +243,9 @@ def overhead(folder: str, data: str, rounds: int, trials: int, parts: Parts) -> 
             like_sweep = bare_fit(X_fit, y_fit, dataset.input_shape, weights, seed, 0.001, True)
             prebuilt.append(like_sweep.seconds)
             prebuilt_cpu.append(like_sweep.cpu)
+            validated.append(
+                bare_fit(X_fit, y_fit, dataset.input_shape, weights, seed, 0.001, True, validation).seconds
+            )
         with NoFigures():
             quiet.append(sweep_parts(overhead_config(folder, data, f"q{repeat}", trials), parts))
 
@@ -258,6 +269,11 @@ def overhead(folder: str, data: str, rounds: int, trials: int, parts: Parts) -> 
         f"| the same with `optimizer.build` before fit (as sweep's fit does) | {like:.3f} | "
         f"{min(prebuilt):.3f}-{max(prebuilt):.3f} | {like / fit:.2f}x | {like_cpu:.3f} | {like_cpu / fit_cpu:.2f}x |"
     )
+    checked = statistics.median(validated)
+    print(
+        f"| the same, also scoring the validation rows after every epoch (`validation_data`, one batch), as a sweep "
+        f"trial does | {checked:.3f} | {min(validated):.3f}-{max(validated):.3f} | {checked / fit:.2f}x | - | - |"
+    )
     for label, runs in (
         ("`run_sweep`, whole run / trials", sweeps),
         ("`run_sweep` without new-best figures (diagnostic)", quiet),
@@ -268,10 +284,16 @@ def overhead(folder: str, data: str, rounds: int, trials: int, parts: Parts) -> 
             f"{value / fit:.2f}x | {cpu:.3f} | {cpu / fit_cpu:.2f}x |"
         )
     print(
-        f"\nAgainst the like-for-like bare fit (optimizer built first): sweep {100 * (swept / like - 1):+.1f}% wall, "
-        f"{100 * (med(sweeps, 'cpu') / like_cpu - 1):+.1f}% CPU; bookkeeping is {100 * (swept - like) / swept:.1f}% of "
-        f"sweep's trial; after the run's start {100 * (med(sweeps, 'after_start') / like - 1):+.1f}%; without figures "
-        f"{100 * (med(quiet, 'seconds') / like - 1):+.1f}%."
+        f"\nAgainst the bare fit that also scores its validation rows every epoch: sweep {swept / checked:.3f}x wall; "
+        f"after the run's start {med(sweeps, 'after_start') / checked:.3f}x; without figures "
+        f"{med(quiet, 'seconds') / checked:.3f}x."
+    )
+    after_start = 100 * (med(sweeps, "after_start") / like - 1)
+    print(
+        f"Against the bare fit with the optimizer built first (no validation): sweep {100 * (swept / like - 1):+.1f}% "
+        f"wall, {100 * (med(sweeps, 'cpu') / like_cpu - 1):+.1f}% CPU; bookkeeping is "
+        f"{100 * (swept - like) / swept:.1f}% of sweep's trial; after the run's start {after_start:+.1f}%; "
+        f"without figures {100 * (med(quiet, 'seconds') / like - 1):+.1f}%."
     )
     print(
         f"Against the tutorial's bare fit: {100 * (swept / fit - 1):+.1f}% of its wall time "
@@ -297,7 +319,8 @@ def overhead(folder: str, data: str, rounds: int, trials: int, parts: Parts) -> 
         ),
         (f"per-epoch validation scoring (score_rows, {first['scoring_calls']} calls)", "scoring", "-"),
         (
-            f"per-epoch reports (report_epoch: objective, trial.report, should_prune; {first['report_calls']} calls)",
+            f"per-epoch reports (report_epoch: objective, trial.report, should_prune; {first['report_calls']} calls), "
+            "on a thread (overlaps the rows above)",
             "reports",
             "-",
         ),
@@ -523,7 +546,9 @@ def quality(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--trials", type=int, default=5, help="trials per sweep of part 1")
+    parser.add_argument(
+        "--trials", type=int, default=10, help="trials per sweep of part 1 (they share the run's start)"
+    )
     parser.add_argument("--memory-trials", type=int, default=30)
     parser.add_argument("--quality-trials", type=int, default=24)
     parser.add_argument("--quality-epochs", type=int, default=20)

@@ -1,5 +1,5 @@
 """Every figure, as PNG files: a trial's precision-recall curve and confusion matrix (the dashboard's artifacts
-of each new best trial, and the report's test figures), and a study's optimisation history, weight x threshold
+of the best trial, and the report's test figures), and a study's optimisation history, weight x threshold
 landscape, parameter importances or Pareto front (the report). Matplotlib is imported only when drawing."""
 
 from __future__ import annotations

@@ -616,10 +616,10 @@ def test_dashboard_serves_our_study(small_study):
         assert len(detail["trials"]) == 2 and detail["objective_names"] == ["val_f1"]
         assert any(attr["key"] == "val_flag_rate" for attr in detail["trials"][0]["user_attrs"])
         assert "flag rate" in detail["note"]["body"] and "**Best so far**" in detail["note"]["body"]
-        first = detail["trials"][0]  # the first complete trial is always a new best, so it has figures
-        names = {artifact["filename"]: artifact for artifact in first["artifacts"]}
+        best = max(detail["trials"], key=lambda t: (t.get("values") or [-1.0])[0])  # the best has figures at the end
+        names = {artifact["filename"]: artifact for artifact in best["artifacts"]}
         assert set(names) == {"pr_curve.png", "confusion_matrix.png"}
-        artifact_url = f"http://127.0.0.1:{port}/artifacts/{listed['tiny']['study_id']}/{first['trial_id']}/{names['pr_curve.png']['artifact_id']}"
+        artifact_url = f"http://127.0.0.1:{port}/artifacts/{listed['tiny']['study_id']}/{best['trial_id']}/{names['pr_curve.png']['artifact_id']}"
         with urllib.request.urlopen(artifact_url, timeout=5) as response:
             assert response.read(8) == b"\x89PNG\r\n\x1a\n"
     finally:

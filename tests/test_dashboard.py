@@ -26,7 +26,7 @@ from sweep.reading.guard import (
     is_loopback,
     read_credentials,
 )
-from sweep.study.figures import artifact_dir, study_note
+from sweep.study.figures import FigureWorker, artifact_dir, study_note
 from sweep.study.runner import run_sweep
 
 
@@ -44,7 +44,7 @@ def test_artifacts_live_beside_the_study(url, expected):
 
 
 def test_sweep_attaches_figures_to_best_trials_and_writes_a_note(tiny_config):
-    """Check that every new best trial carries its two figures and the study note names the best and its flag rate."""
+    """Check that the best trial carries its two figures and the study note names the best and its flag rate."""
     config = tiny_config(trials=4)
     run_sweep(config)
     study = optuna.load_study(study_name=config.study, storage=config.storage)
@@ -52,6 +52,33 @@ def test_sweep_attaches_figures_to_best_trials_and_writes_a_note(tiny_config):
     assert sorted(a.filename for a in artifacts) == ["confusion_matrix.png", "pr_curve.png"]
     note = study_note(study)
     assert f"trial #{study.best_trial.number}" in note and "flag rate" in note and "test" in note
+
+
+def test_figures_wait_until_a_best_has_settled_and_the_last_is_drawn_at_close(tmp_path):
+    """Check that a best superseded within the settle time gets no figures, one that stayed the best gets them while
+    the run goes on, and close() draws the newest best at once instead of waiting out its settle time."""
+    import numpy as np
+
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path}/f.db", direction="maximize")
+    trials = [study.ask() for _ in range(3)]
+    y, scores = np.array([0, 0, 1, 1]), np.array([0.1, 0.6, 0.4, 0.9])
+    worker = FigureWorker(optuna.artifacts.FileSystemArtifactStore(str(tmp_path)), settle=0.5)
+
+    def drawn(trial) -> list[str]:
+        return sorted(m.filename for m in optuna.artifacts.get_all_artifact_meta(trial, storage=study._storage))
+
+    worker.submit(trials[0], y, scores, 0.5)
+    time.sleep(0.2)  # within the settle time: trial 0 is superseded before it is drawn
+    worker.submit(trials[1], y, scores, 0.5)
+    deadline = time.monotonic() + 30
+    while not drawn(trials[1]) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert drawn(trials[1]) == ["confusion_matrix.png", "pr_curve.png"] and drawn(trials[0]) == []
+    worker.settle = 60.0
+    worker.submit(trials[2], y, scores, 0.5)
+    started = time.monotonic()
+    worker.close()
+    assert time.monotonic() - started < 30 and drawn(trials[2]) == ["confusion_matrix.png", "pr_curve.png"]
 
 
 def test_note_and_show_describe_cross_validated_trials(cross_validated):

@@ -102,8 +102,9 @@ def _one_trial(config, pruner=None):
 
 @pytest.mark.parametrize("cv, step", [(0, 2), (2, 5)])
 def test_pruner_stops_a_user_model_in_the_middle_of_fit(example_files, sqlite_url, cv, step):
-    """Check that the pruner's verdict after an epoch ends fit there: the trial is PRUNED at that step (fold by fold
-    when cross-validated: step = fold * epochs + epoch), with its per-epoch values reported before."""
+    """Check that the pruner's verdict after an epoch (given on the report thread) ends fit by the next epoch: the
+    trial is PRUNED at that step (fold by fold when cross-validated: step = fold * epochs + epoch), with its per-epoch
+    values reported before and none after."""
     config = user_model_values(example_files["digits.npz"], sqlite_url, "digits_cnn", {"filters": "2"}, epochs=4, cv=cv)
     study, objective = _one_trial(config, PruneFromStep(step))
     study.optimize(objective, n_trials=1, catch=())

@@ -53,29 +53,45 @@ def batches(X_tensor, y: np.ndarray, rows: np.ndarray, batch_size: int, seed: in
     return data.prefetch(2)
 
 
-def score_rows(model, X_tensor, rows: np.ndarray | None, X_val: np.ndarray | None = None) -> np.ndarray:
-    """The model's positive-class probability for each row (`rows` of the shared tensor, or X_val), in order.
+# Validation rows up to this many bytes are gathered from the shared tensor once per fold model rather than at every
+# epoch's scoring: gathering cost more than a small model's forward pass (docs/benchmarks/user-model.md#overhead).
+GATHER_ONCE_BYTES = 64 * 2**20
 
-    Batches of SCORE_BATCH rows go through the model's own predict function (predict_on_batch): the forward pass
-    model.predict runs on the same batches, without predict's per-call tf.data pipeline, iterator and epoch loop, whose
-    cost a call is a large share of a small model's trial (docs/benchmarks/user-model.md#section-12)."""
-    tf = tensorflow()
-    count = len(X_val) if X_val is not None else len(rows)
-    index = None if X_val is not None else np.asarray(rows, dtype=np.int64)
-    parts = []
-    for start in range(0, count, SCORE_BATCH):
-        if X_val is not None:
-            batch = X_val[start : start + SCORE_BATCH]
-        else:
-            with tf.device("/CPU:0"):  # gathered where the shared tensor lives; the batch goes to the device
-                batch = tf.gather(X_tensor, index[start : start + SCORE_BATCH])
-        parts.append(np.asarray(model.predict_on_batch(batch), dtype=np.float64).reshape(-1))
+
+class ValidationInput:
+    """A fold model's validation rows as predict batches of SCORE_BATCH rows: the fold's own X_val, or rows of the
+    shared tensor, gathered once when they are small (GATHER_ONCE_BYTES) and batch by batch at every scoring when
+    they are not, so that no fold model holds a copy of a large part of the data."""
+
+    def __init__(self, X_tensor, fold: Fold) -> None:
+        self.X_tensor, self.X_val = X_tensor, fold.X_val if fold.val_rows is None else None
+        self.rows = None if fold.val_rows is None else np.asarray(fold.val_rows, dtype=np.int64)
+        row_bytes = X_tensor.shape[1:].num_elements() * X_tensor.dtype.size
+        self._gathered = None
+        if self.rows is not None and len(self.rows) * row_bytes <= GATHER_ONCE_BYTES:
+            self._gathered = [self._gather(start) for start in range(0, len(self.rows), SCORE_BATCH)]
+
+    def _gather(self, start: int):
+        tf = tensorflow()
+        with tf.device("/CPU:0"):  # gathered where the shared tensor lives; the batch goes to the device
+            return tf.gather(self.X_tensor, self.rows[start : start + SCORE_BATCH])
+
+    def batches(self):
+        if self.X_val is not None:
+            return (self.X_val[start : start + SCORE_BATCH] for start in range(0, len(self.X_val), SCORE_BATCH))
+        if self._gathered is not None:
+            return iter(self._gathered)
+        return (self._gather(start) for start in range(0, len(self.rows), SCORE_BATCH))
+
+
+def score_rows(model, inputs: ValidationInput) -> np.ndarray:
+    """The model's positive-class probability for each validation row, in order.
+
+    Each batch goes through the model's own predict function (predict_on_batch): the forward pass model.predict runs on
+    the same batches, without predict's per-call tf.data pipeline, iterator and epoch loop, whose cost a call is a large
+    share of a small model's trial (docs/benchmarks/user-model.md#section-12)."""
+    parts = [np.asarray(model.predict_on_batch(batch), dtype=np.float64).reshape(-1) for batch in inputs.batches()]
     return np.concatenate(parts) if parts else np.empty(0)
-
-
-def _validation_scores(model, X_tensor, fold: Fold) -> np.ndarray:
-    """A fold model's scores on its validation rows: rows of the shared tensor, or the fold's own X_val."""
-    return score_rows(model, X_tensor, fold.val_rows, fold.X_val if fold.val_rows is None else None)
 
 
 def _fit_callback(
@@ -225,11 +241,12 @@ def _train_folds(builder, spec, params, class_weight, settings, X, y, folds, on_
     models, fold_scores, ran, loss, compiled_by = [], [], 0, math.nan, "sweep"
     for index, fold in enumerate(folds):
         last: dict = {}  # the scores of the last epoch's report, which are the fold model's final scores
+        inputs = ValidationInput(X_tensor, fold)
         report = None
         if on_epoch is not None:
 
-            def report(epoch, epoch_loss, model, index=index, fold=fold, last=last):
-                last["scores"], last["epoch"] = _validation_scores(model, X_tensor, fold), epoch
+            def report(epoch, epoch_loss, model, index=index, inputs=inputs, last=last):
+                last["scores"], last["epoch"] = score_rows(model, inputs), epoch
                 on_epoch(index, epoch, epoch_loss, last["scores"])
 
         over = (
@@ -242,6 +259,6 @@ def _train_folds(builder, spec, params, class_weight, settings, X, y, folds, on_
         )
         models.append(model)
         final = last.get("scores") if last.get("epoch") == ran else None
-        fold_scores.append(final if final is not None else _validation_scores(model, X_tensor, fold))
+        fold_scores.append(final if final is not None else score_rows(model, inputs))
     result = TrainResult(ran, time.perf_counter() - started, loss, device_label())
     return models, fold_scores, result, compiled_by

@@ -1,4 +1,4 @@
-"""What optuna-dashboard shows beyond Optuna's own pages, written while a study runs: PNG figures of each new best
+"""What optuna-dashboard shows beyond Optuna's own pages, written while a study runs: PNG figures of the best
 trial (precision-recall curve with the chosen threshold, confusion matrix) in Optuna's artifact store, drawn off
 the training path, and a markdown study note."""
 
@@ -33,24 +33,31 @@ def artifact_store(storage_url: str) -> optuna.artifacts.FileSystemArtifactStore
     return optuna.artifacts.FileSystemArtifactStore(folder)
 
 
+# A new best's figures are drawn once it has stayed the best this long, or when the run ends: most bests of a
+# fresh sweep are superseded within seconds, and every pair drawn competes with training for the CPU
+# (docs/benchmarks/user-model.md#overhead).
+SETTLE_SECONDS = 10.0
+
+
 class FigureWorker:
-    """Draws new best trials' figures (sweep.plots.trial_figures) and lists them on the trial in the artifact store, on
-    one background thread: drawing takes a noticeable share of a trial's time, which the next trial does not wait for
-    (docs/benchmarks/trial-speed.md#section-11). A trial that has finished by then still gets them
-    (optuna_private.attach_artifact).
+    """Draws the best trial's figures (sweep.plots.trial_figures) and lists them on the trial in the artifact store,
+    on one background thread that the next trial does not wait for (docs/benchmarks/trial-speed.md#section-11).
+    A trial that has finished by then still gets them (optuna_private.attach_artifact).
 
-    A best that a newer best superseded before its turn is skipped: drawing it would show a trial that is no
-    longer the best, and on this thread it slows training (matplotlib holds the GIL the training loop needs
-    between epochs; drawing every best would slow a fresh sweep's single trials noticeably). The last best always
-    gets its figures: `close()` waits for them. A figure that fails is logged and never fails the sweep."""
+    A new best is drawn once it has stayed the best for `settle` seconds; one that a newer best superseded before
+    then is skipped, since drawing it would show a trial that is no longer the best, and on this thread it slows
+    training (matplotlib holds the GIL the training loop needs between epochs). The last best always gets its
+    figures: `close()` draws it at once and waits. A figure that fails is logged and never fails the sweep."""
 
-    def __init__(self, store) -> None:
+    def __init__(self, store, settle: float = SETTLE_SECONDS) -> None:
+        import threading
         from concurrent.futures import ThreadPoolExecutor
 
-        self.store = store
+        self.store, self.settle = store, settle
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="trial-figures")
         self._jobs: list = []
-        self._latest = 0  # the newest submission: an older one still queued is skipped
+        self._latest = 0  # the newest submission: an older one is skipped
+        self._closing = threading.Event()
         self.is_new_best = NewBests()
 
     def submit_if_best(
@@ -61,12 +68,20 @@ class FigureWorker:
             self.submit(trial, y_true, scores, threshold)
 
     def submit(self, trial: optuna.Trial, y_true: np.ndarray, scores: np.ndarray, threshold: float) -> None:
+        import time
+
         self._latest += 1
         storage, number = storage_of(trial.study), trial.number
-        arguments = (self._latest, storage, trial_id(trial), number, np.array(y_true), np.array(scores), threshold)
+        due = time.monotonic() + self.settle
+        arguments = (self._latest, due, storage, trial_id(trial), number, np.array(y_true), np.array(scores), threshold)
         self._jobs.append(self._pool.submit(self._attach, *arguments))
 
-    def _attach(self, submission: int, storage, trial_key: int, number: int, y_true, scores, threshold: float) -> None:
+    def _attach(
+        self, submission: int, due: float, storage, trial_key: int, number: int, y_true, scores, threshold: float
+    ) -> None:
+        import time
+
+        self._closing.wait(max(0.0, due - time.monotonic()))
         if submission != self._latest:
             return
         with tempfile.TemporaryDirectory() as folder:
@@ -74,7 +89,8 @@ class FigureWorker:
                 attach_artifact(storage, trial_key, self.store, str(path), "image/png")
 
     def close(self) -> None:
-        """Wait for every queued figure (log the ones that failed); the worker takes no more."""
+        """Draw the last best now and wait for it (log the figures that failed); the worker takes no more."""
+        self._closing.set()
         self._pool.shutdown(wait=True)
         for job in self._jobs:  # a storage that stayed away is said once, by the run
             if job.exception() is not None and not isinstance(job.exception(), StorageUnreachable):

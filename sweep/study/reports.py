@@ -30,8 +30,8 @@ def report_epoch(
     if np.isnan(value):
         return None
     trial.report(value, epoch)
-    if not trial.should_prune():
-        return None
+    if isinstance(trial.study.pruner, optuna.pruners.NopPruner) or not trial.should_prune():
+        return None  # should_prune reads the trial back from storage, which a pruner that never prunes does not need
     set_user_attrs(trial, {"pruned_at_epoch": epoch, "epochs_run": epoch})
     return value
 
@@ -81,15 +81,18 @@ class EpochReports:
         self._thread = ReportThread("trial-reports")
         self._pruned: str | None = None  # the pruner's verdict, once it has given one
 
-    def submit(self, epoch: int, pooled: np.ndarray) -> None:
-        self._thread.submit(self._report, epoch, pooled)
+    def submit(self, step: int, scores: np.ndarray, y_true: np.ndarray | None = None, where: str | None = None) -> None:
+        """Report `scores` (of `y_true`'s rows; the pooled rows by default) at `step`, on the thread; `where` names
+        the step in the pruned trial's reason."""
+        y_true = self.y_true if y_true is None else y_true
+        self._thread.submit(self._report, step, scores, y_true, where or f"epoch {step}")
 
-    def _report(self, epoch: int, pooled: np.ndarray) -> None:
+    def _report(self, step: int, scores: np.ndarray, y_true: np.ndarray, where: str) -> None:
         if self._pruned is not None:
             return
-        value = report_epoch(self.trial, self.goal, self.y_true, pooled, self.threshold, epoch, self.bounds)
+        value = report_epoch(self.trial, self.goal, y_true, scores, self.threshold, step, self.bounds)
         if value is not None:
-            self._pruned = f"pruned at epoch {epoch} with {self.goal.name} = {value:.4g}"
+            self._pruned = f"pruned at {where} with {self.goal.name} = {value:.4g}"
 
     def raise_if_pruned(self, wait: bool = False) -> None:
         """Raise the first error of a finished report, then TrialPruned if the pruner stopped the trial;

@@ -20,7 +20,7 @@ from sweep.models.network import TrainSettings
 from sweep.runtime import device_label, placement, thread_settings
 from sweep.space import TrialParams, trial_seed
 from sweep.study.optuna_private import set_param, set_user_attrs
-from sweep.study.reports import EpochReports, report_epoch
+from sweep.study.reports import EpochReports
 from sweep.study.watchdog import Watchdog, watch_trial
 
 if TYPE_CHECKING:
@@ -95,9 +95,10 @@ def record_result(
     epochs_run: int,
     figures,
     fold_scores=None,
+    extra: dict | None = None,
 ):
-    """Store a finished trial's pooled validation metrics (and, cross-validated, each fold's) and timing in
-    one write, and hand a new best's figures to `figures` (a FigureWorker, or None); return its value."""
+    """Store a finished trial's pooled validation metrics (and, cross-validated, each fold's), timing and `extra`
+    attributes in one write, and hand a new best's figures to `figures` (a FigureWorker, or None); return its value."""
     plan = dataset.validation
     found = metrics(plan.y, scores, threshold)
     attrs = {f"val_{key}": value for key, value in found.items()}
@@ -105,7 +106,7 @@ def record_result(
         per_fold = [metrics(plan.y[fold.slots], s, threshold) for fold, s in zip(plan.folds, fold_scores)]
         attrs["cv_folds"] = {k: [round(float(m[k]), 4) for m in per_fold] for k in FOLD_METRICS}
         attrs["cv_f1_sd"] = round(float(np.std([m["f1"] for m in per_fold])), 4)
-    attrs |= {"train_seconds": round(seconds, 3), "epochs_run": int(epochs_run)}
+    attrs |= {"train_seconds": round(seconds, 3), "epochs_run": int(epochs_run)} | (extra or {})
     set_user_attrs(trial, attrs)
     value = goal.value(found)
     if figures is not None and not goal.is_multi:
@@ -116,8 +117,9 @@ def record_result(
 class TrialHooks:
     """A single trial's EpochHooks (sweep.models): after an epoch of fold models trained side by side, the clock, a
     stop request and the pruner's last verdict are checked and the pooled objective is reported on a thread; after
-    an epoch of one fold model trained alone, its objective is reported at step fold * epochs + epoch and the
-    pruner's verdict is acted on at once (in the middle of fit)."""
+    an epoch of one fold model trained alone, the pruner's last verdict is acted on (in the middle of fit) and the
+    fold's objective is reported on the thread at step fold * epochs + epoch. Either way a verdict stops training
+    one epoch after the epoch it was given at, and the trial is told PRUNED at that epoch's value."""
 
     def __init__(self, trial: optuna.Trial, config: SweepConfig, goal: Goal, plan: Validation, params, clock) -> None:
         self.trial, self.config, self.goal, self.plan, self.params, self.clock = (
@@ -137,21 +139,18 @@ class TrialHooks:
         self.reports.submit(epoch, pooled)
 
     def one_fold(self, fold: int, epoch: int, scores: np.ndarray) -> None:
-        plan, params = self.plan, self.params
-        step = fold * self.config.epochs + epoch
-        y_fold = plan.y[plan.folds[fold].slots]
-        value = report_epoch(self.trial, self.goal, y_fold, scores, params.threshold, step, self.config.threshold)
-        if value is not None:
-            where = f"fold model {fold + 1}, epoch {epoch}" if plan.kind == "cv" else f"epoch {epoch}"
-            raise optuna.TrialPruned(f"pruned at {where} with {self.goal.name} = {value:.4g}")
+        self.reports.raise_if_pruned()
+        plan = self.plan
+        where = f"fold model {fold + 1}, epoch {epoch}" if plan.kind == "cv" else f"epoch {epoch}"
+        self.reports.submit(fold * self.config.epochs + epoch, scores, plan.y[plan.folds[fold].slots], where)
 
 
 def trial_function(config: SweepConfig, dataset: Dataset, goal: Goal, admit=None, figures=None):
     """The function Optuna calls per trial; failures are recorded with a reason in user attr fail_reason.
 
     `admit(trial)` (optional) says whether the trial is still within the study's budget; when it is not,
-    the trial ends FAIL with over_budget set and nothing is trained. With a FigureWorker, each new best
-    trial gets its figures attached (what optuna-dashboard shows), drawn while the next trial runs.
+    the trial ends FAIL with over_budget set and nothing is trained. With a FigureWorker, a new best trial gets its
+    figures attached (what optuna-dashboard shows) once it has stayed the best a while, drawn while trials run on.
     """
     kind = model_kind(config)
     plan = dataset.validation
@@ -172,8 +171,6 @@ def trial_function(config: SweepConfig, dataset: Dataset, goal: Goal, admit=None
             )
             if not watchdog.claim():
                 raise TrialTimedOut(watchdog.reason)
-            if trained.compiled_by is not None:
-                trial.set_user_attr("compiled_by", trained.compiled_by)
             threshold = judged_threshold(trial, config, goal, plan.y, trained.pooled, params)
             return record_result(
                 trial,
@@ -185,6 +182,7 @@ def trial_function(config: SweepConfig, dataset: Dataset, goal: Goal, admit=None
                 trained.epochs_run,
                 figures,
                 trained.fold_scores,
+                {} if trained.compiled_by is None else {"compiled_by": trained.compiled_by},
             )
 
     return run_trial
