@@ -158,16 +158,19 @@ def _stuck_first_round(monkeypatch, seconds: float) -> None:
 
 
 @pytest.mark.parametrize(
-    "slow_down, reason",
+    "slow_down, grace, reason",
     [
+        # A late epoch: a grace_period of 10 s keeps the watchdog out of it however loaded the machine is.
         (
             lambda monkeypatch: _slow_epochs(monkeypatch, 2.5, calls=1),
+            10,
             r"^stopped after \d+\.\d s: longer than --trial-timeout 2 \(epoch 2 of 3\)$",
         ),
         # Stuck in one call: the watchdog fails every member grace_period (2 s) past the limit and SIGALRM ends the
         # sleep.
         (
             lambda monkeypatch: _stuck_first_round(monkeypatch, 120),
+            2,
             r"^stopped after \d+\.\d s: longer than --trial-timeout 2 and stuck in one call "
             r"for more than its grace_period of 2 s \(before its first epoch\); failed by the watchdog$",
         ),
@@ -175,7 +178,7 @@ def _stuck_first_round(monkeypatch, seconds: float) -> None:
     ids=["late-epoch", "stuck-call"],
 )
 def test_members_past_trial_timeout_fail_together_and_the_sweep_reaches_its_budget(
-    tiny_config, monkeypatch, slow_down, reason
+    tiny_config, monkeypatch, slow_down, grace, reason
 ):
     """Check that a population round running past --trial-timeout (a late epoch, or stuck in one call) ends every member
     FAIL with the reason (they started and trained together), and the worker goes on to its budget of finished
@@ -186,7 +189,7 @@ def test_members_past_trial_timeout_fail_together_and_the_sweep_reaches_its_budg
     from sweep.study.runner import run_sweep
 
     slow_down(monkeypatch)  # the first round only
-    config = tiny_config(trials=4, population=2, epochs=3, trial_timeout=2, heartbeat_interval=1, grace_period=2)
+    config = tiny_config(trials=4, population=2, epochs=3, trial_timeout=2, heartbeat_interval=1, grace_period=grace)
     started = time.monotonic()
     result = run_sweep(config)
     study = optuna.load_study(study_name=config.study, storage=config.storage)
