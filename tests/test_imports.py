@@ -69,6 +69,7 @@ LAYERS = {
         "sweep.config",
         "sweep.space",
         "sweep.metrics",
+        "sweep.multiclass",
         "sweep.plots",
         "sweep.runtime",
         "sweep.stopping",

@@ -1,0 +1,253 @@
+"""Targets of three or more classes: a weight for each class, the decision rule that turns K class probabilities
+into one class (argmax after per-class offsets), and the objectives both are chosen for (issue 25's groundwork;
+binary targets never come here and keep their threshold).
+
+The decision rule is the multi-class threshold. Post-hoc logit adjustment (Menon et al., ICLR 2021) predicts
+argmax_y log p_y - tau * log prior_y; free offsets move each class's cut on its own, found exactly, one class at a
+time, on validation or out-of-fold probabilities."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from sweep.errors import ConfigError
+
+CLASS_OBJECTIVE_SYNTAX = (
+    "macro_f1 | balanced_accuracy | f1:CLASS | recall_at_precision:MIN_PRECISION:CLASS, each optionally followed "
+    "by ',min_recall=FLOOR' (a floor on every class's recall)"
+)
+# Logit-adjustment strengths tried when choosing a rule: 0 is plain argmax, 1 is Bayes-optimal for the balanced
+# error when the probabilities are calibrated.
+TAUS = (0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0)
+_FLOOR = 1e-12  # log of a probability is taken of at least this
+
+
+def class_counts(y: np.ndarray, classes: int) -> np.ndarray:
+    """Rows of each class 0..classes-1 in the integer labels y."""
+    return np.bincount(np.asarray(y, dtype=np.int64).ravel(), minlength=classes)[:classes]
+
+
+def power_weights(counts: np.ndarray, exponent: float) -> dict[int, float]:
+    """w_c = (n_max / n_c) ** exponent: 0 weighs every class alike, 1 makes each class weigh as much as the largest
+    in the loss; one searched number for any number of classes."""
+    counts = np.asarray(counts, dtype=np.float64)
+    return {c: float(w) for c, w in enumerate((counts.max() / counts) ** exponent)}
+
+
+def effective_number_weights(counts: np.ndarray, beta: float) -> dict[int, float]:
+    """Cui et al. (CVPR 2019): w_c proportional to (1 - beta) / (1 - beta ** n_c), scaled so that the largest class
+    weighs 1; beta -> 0 weighs every class alike, beta -> 1 approaches inverse frequency."""
+    counts = np.asarray(counts, dtype=np.float64)
+    raw = (1.0 - beta) / (1.0 - np.power(beta, counts))
+    return {c: float(w) for c, w in enumerate(raw / raw[np.argmax(counts)])}
+
+
+def balanced_weights(counts: np.ndarray) -> dict[int, float]:
+    """scikit-learn's compute_class_weight("balanced"): n / (k * n_c), the comparison row's weights."""
+    counts = np.asarray(counts, dtype=np.float64)
+    return {c: float(w) for c, w in enumerate(counts.sum() / (len(counts) * counts))}
+
+
+def prior_corrected(probabilities: np.ndarray, weights: dict[int, float]) -> np.ndarray:
+    """Undo the class weights' tilt of a weighted model's probabilities: divide each class's output by its weight,
+    then renormalise each row (the binary prior correction, for K classes)."""
+    divided = np.asarray(probabilities, dtype=np.float64) / np.array([weights[c] for c in range(len(weights))])
+    return divided / divided.sum(axis=1, keepdims=True)
+
+
+@dataclass(frozen=True)
+class DecisionRule:
+    """argmax over classes of log p_c + offsets[c]: plain argmax (all zero), logit adjustment (-tau * log prior)
+    or free offsets."""
+
+    offsets: tuple[float, ...]
+    kind: str = "argmax"  # "argmax", "logit_adjusted" or "offsets"
+    tau: float | None = None
+
+    def decide(self, probabilities: np.ndarray) -> np.ndarray:
+        """The class of each row of (rows, K) probabilities."""
+        logits = np.log(np.clip(np.asarray(probabilities, dtype=np.float64), _FLOOR, 1.0))
+        return np.argmax(logits + np.asarray(self.offsets), axis=1)
+
+    def record(self) -> dict:
+        """best.json's `decision_rule`."""
+        found = {"kind": self.kind, "offsets": [round(float(o), 6) for o in self.offsets]}
+        return found | ({} if self.tau is None else {"tau": self.tau})
+
+    @classmethod
+    def from_record(cls, record: dict) -> DecisionRule:
+        return cls(tuple(float(o) for o in record["offsets"]), record["kind"], record.get("tau"))
+
+    @classmethod
+    def logit_adjusted(cls, priors: np.ndarray, tau: float) -> DecisionRule:
+        offsets = tuple(float(o) for o in -tau * np.log(np.clip(priors, _FLOOR, 1.0)))
+        return cls(offsets, "argmax" if tau == 0 else "logit_adjusted", None if tau == 0 else tau)
+
+
+@dataclass(frozen=True)
+class ClassGoal:
+    """A parsed multi-class objective (CLASS_OBJECTIVE_SYNTAX); always maximised. Values in [0, 1] meet every
+    constraint; a value below 0 is how far the worst constraint falls short, so a sampler is still led towards it."""
+
+    kind: str  # "macro_f1", "balanced_accuracy", "f1" or "recall_at_precision"
+    target: int | None = None  # the class of interest, for f1 and recall_at_precision
+    min_precision: float = 0.0
+    min_recall: float = 0.0
+    text: str = field(default="", compare=False)
+
+    def value_of_counts(self, tp: np.ndarray, predicted: np.ndarray, actual: np.ndarray) -> np.ndarray:
+        """The objective from per-class counts, arrays of shape (..., K): true positives, rows predicted as each class
+        and rows of each class; vectorised, so a whole sweep of offsets is one call."""
+        tp, predicted, actual = (np.asarray(a, dtype=np.float64) for a in (tp, predicted, actual))
+        recall = np.divide(tp, actual, out=np.zeros_like(tp), where=actual > 0)
+        precision = np.divide(tp, predicted, out=np.zeros_like(tp), where=predicted > 0)
+        f1 = np.divide(2 * tp, predicted + actual, out=np.zeros_like(tp), where=predicted + actual > 0)
+        if self.kind == "macro_f1":
+            value = f1.mean(axis=-1)
+        elif self.kind == "balanced_accuracy":
+            value = recall.mean(axis=-1)
+        elif self.kind == "f1":
+            value = f1[..., self.target]
+        else:
+            shortfall = self.min_precision - precision[..., self.target]
+            value = np.where(shortfall <= 0, recall[..., self.target], -shortfall)
+        if self.min_recall > 0:
+            worst = (self.min_recall - recall).max(axis=-1)
+            value = np.where(worst > 0, np.minimum(value, -worst), value)
+        return value
+
+    def value(self, y: np.ndarray, predicted: np.ndarray, classes: int) -> float:
+        return float(self.value_of_counts(*confusion_counts(y, predicted, classes)))
+
+
+def confusion_counts(y: np.ndarray, predicted: np.ndarray, classes: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per class: true positives, rows predicted as it, rows of it."""
+    y, predicted = np.asarray(y, dtype=np.int64).ravel(), np.asarray(predicted, dtype=np.int64).ravel()
+    tp = np.bincount(y[y == predicted], minlength=classes)[:classes]
+    return tp, class_counts(predicted, classes), class_counts(y, classes)
+
+
+def per_class_metrics(y: np.ndarray, predicted: np.ndarray, names: list[str]) -> dict[str, dict[str, float]]:
+    """Each class's recall, precision and flag rate (the share of rows predicted as it), by class name: what a
+    trial stores for the dashboard."""
+    tp, flagged, actual = confusion_counts(y, predicted, len(names))
+    rows = max(len(np.asarray(y).ravel()), 1)
+    return {
+        name: {
+            "recall": float(tp[c] / actual[c]) if actual[c] else 0.0,
+            "precision": float(tp[c] / flagged[c]) if flagged[c] else 0.0,
+            "flag_rate": float(flagged[c] / rows),
+        }
+        for c, name in enumerate(names)
+    }
+
+
+def _bad_class_objective(spec: str, source: str, why: str) -> ConfigError:
+    return ConfigError(f"objective {spec!r} (from {source}) is invalid: {why}; expected {CLASS_OBJECTIVE_SYNTAX}")
+
+
+def _fraction(text: str, spec: str, source: str, what: str) -> float:
+    try:
+        number = float(text)
+    except ValueError:
+        raise _bad_class_objective(spec, source, f"{what} {text!r} is not a number") from None
+    if not 0 < number < 1:
+        raise _bad_class_objective(spec, source, f"{what} must be between 0 and 1, got {text}")
+    return number
+
+
+def _class_index(name: str, names: list[str], spec: str, source: str) -> int:
+    if name not in names:
+        raise ConfigError(
+            f"objective {spec!r} (from {source}) names class {name!r}, which the target does not have (its classes: "
+            f"{', '.join(map(repr, names))}); name one of them"
+        )
+    return names.index(name)
+
+
+def parse_class_goal(spec: str, names: list[str], source: str = "--objective") -> ClassGoal:
+    """Parse CLASS_OBJECTIVE_SYNTAX against the target's class names; errors say what was received and what is
+    expected."""
+    given = spec.strip()
+    main, _, extra = given.partition(",")
+    min_recall = 0.0
+    if extra:
+        key, _, floor = extra.partition("=")
+        if key.strip() != "min_recall":
+            raise _bad_class_objective(spec, source, f"unknown option {extra!r}")
+        min_recall = _fraction(floor.strip(), spec, source, "min_recall")
+    kind, _, argument = main.partition(":")
+    kind = kind.strip().lower()
+    if kind in ("macro_f1", "balanced_accuracy") and not argument:
+        return ClassGoal(kind, min_recall=min_recall, text=given)
+    if kind == "f1" and argument:
+        return ClassGoal("f1", _class_index(argument, names, spec, source), min_recall=min_recall, text=given)
+    if kind == "recall_at_precision" and ":" in argument:
+        floor, _, name = argument.partition(":")
+        precision = _fraction(floor, spec, source, "minimum precision")
+        target = _class_index(name, names, spec, source)
+        return ClassGoal("recall_at_precision", target, precision, min_recall, text=given)
+    raise _bad_class_objective(spec, source, f"unknown objective {main!r}")
+
+
+def choose_rule(
+    goal: ClassGoal, y: np.ndarray, probabilities: np.ndarray, priors: np.ndarray, free: bool = False, passes: int = 3
+) -> tuple[DecisionRule, float]:
+    """The decision rule that maximises `goal` on (y, probabilities): the best logit adjustment of TAUS (the first,
+    so the simplest, on ties); with `free`, then each class's offset in turn set to its exact best given the others
+    (the largest class's stays, since only differences matter), for up to `passes` rounds while the value rises."""
+    y = np.asarray(y, dtype=np.int64).ravel()
+    classes = probabilities.shape[1]
+    best, best_value = None, -np.inf
+    for tau in TAUS:
+        rule = DecisionRule.logit_adjusted(priors, tau)
+        value = goal.value(y, rule.decide(probabilities), classes)
+        if value > best_value:
+            best, best_value = rule, value
+    if not free:
+        return best, best_value
+    logp = np.log(np.clip(np.asarray(probabilities, dtype=np.float64), _FLOOR, 1.0))
+    offsets = np.array(best.offsets)
+    kept = int(np.argmax(class_counts(y, classes)))
+    for _ in range(passes):
+        improved = False
+        for c in (c for c in range(classes) if c != kept):
+            offset, value = _best_offset(goal, y, logp, offsets, c)
+            if value > best_value + 1e-12:
+                offsets[c], best_value, improved = offset, value, True
+        if not improved:
+            break
+    return DecisionRule(tuple(float(o) for o in offsets), "offsets"), best_value
+
+
+def _best_offset(goal: ClassGoal, y: np.ndarray, logp: np.ndarray, offsets: np.ndarray, c: int) -> tuple[float, float]:
+    """Class c's offset that maximises `goal` with the other offsets fixed, and its value. Row i goes to c exactly when
+    the offset passes b_i = (its best other class's adjusted logit) - log p_ic, so sorting the b_i gives every
+    distinct decision; their counts come from cumulative sums, all at once."""
+    classes = logp.shape[1]
+    others = logp + offsets
+    others[:, c] = -np.inf
+    other_class = np.argmax(others, axis=1)
+    cuts = others[np.arange(len(y)), other_class] - logp[:, c]
+    order = np.argsort(cuts, kind="stable")
+    cuts, y_sorted, other_sorted = cuts[order], y[order], other_class[order]
+    one_hot = np.eye(classes)[other_sorted]  # the class each row takes while c's offset is below its cut
+    hits = one_hot * (y_sorted == other_sorted)[:, None]
+    # State j: the first j rows (lowest cuts) go to c, the rest to their other class.
+    tail_predicted = np.vstack([np.cumsum(one_hot[::-1], axis=0)[::-1], np.zeros((1, classes))])
+    tail_tp = np.vstack([np.cumsum(hits[::-1], axis=0)[::-1], np.zeros((1, classes))])
+    taken = np.arange(len(y) + 1, dtype=np.float64)
+    taken_tp = np.concatenate([[0.0], np.cumsum(y_sorted == c)])
+    predicted, tp = tail_predicted.copy(), tail_tp.copy()
+    predicted[:, c] += taken
+    tp[:, c] += taken_tp
+    values = goal.value_of_counts(tp, predicted, np.broadcast_to(class_counts(y, classes), tp.shape))
+    # Only states between distinct cuts are reachable; a tie of cuts moves its rows together.
+    reachable = np.concatenate([[True], cuts[1:] > cuts[:-1], [True]])
+    values = np.where(reachable, values, -np.inf)
+    j = int(np.argmax(values))
+    low = cuts[j - 1] if j > 0 else cuts[0] - 1.0
+    high = cuts[j] if j < len(cuts) else cuts[-1] + 1.0
+    return float((low + high) / 2), float(values[j])
