@@ -94,7 +94,7 @@ def export_best(
     if out_dir.is_dir() and force:
         shutil.rmtree(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    found.kind.keras_model(found.model).save(out_dir / "model.keras")  # an ensemble: one Keras model already
+    found.model.save(out_dir / "model.keras")
     if found.preprocessor is not None:
         (out_dir / "preprocessor.json").write_text(json.dumps(found.preprocessor.to_dict(), indent=2) + "\n")
     (out_dir / "best.json").write_text(json.dumps(bundle, indent=2) + "\n")

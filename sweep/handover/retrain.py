@@ -58,7 +58,7 @@ class Retrained:
     validation_scores: np.ndarray  # the retrained trial's pooled validation scores (out-of-fold for cv)
     refit: str
     ensemble: Ensemble  # what the bundle holds
-    model: object  # what the bundle saves: the ensemble's Keras model, or its one member
+    model: object  # what the bundle saves: the shipped models as one Keras model
     threshold: float  # the decision threshold (the trial's; a greedy ensemble's re-chosen one)
     calibration: Calibration  # raw score -> probability, fitted on validation scores
     preprocessor: object  # encodes rows for `model` (None: arrays go to the model as they are)
@@ -210,7 +210,7 @@ def _ship(chosen: Chosen, choice: EnsembleChoice, refit: str) -> Retrained:
         model = kind.refit(dataset, [Refit(best.number, params, settings)])[0]
         shipped = single_model(model, best.number, settings.seed, f"all non-test rows ({fit_counts['rows']} rows)")
     input_shape = dataset.input_shape if judged else dataset.development.X.shape[1:]
-    model = shipped.models[0] if len(shipped.models) == 1 else shipped.keras_model(input_shape, kind)
+    model = shipped.keras_model(input_shape, kind)
     if judged or keep_folds:  # the judged models themselves: the threshold was chosen on exactly these scores
         check = check_decision(judged_scores, judged_scores, threshold, "their own validation rows")
     else:

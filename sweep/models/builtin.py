@@ -134,7 +134,7 @@ class BuiltinNetwork(ModelKind):
         return settings.hidden_layers
 
     def keras_model(self, model):
-        return model.to_keras() if hasattr(model, "to_keras") else model
+        return model.to_keras()
 
 
 def _fold_scores(plan, models) -> list[np.ndarray]:
