@@ -195,17 +195,18 @@ def parse_class_goal(spec: str, names: list[str], source: str = "--objective") -
 def choose_rule(
     goal: ClassGoal, y: np.ndarray, probabilities: np.ndarray, priors: np.ndarray, free: bool = False, passes: int = 3
 ) -> tuple[DecisionRule, float]:
-    """The decision rule that maximises `goal` on (y, probabilities): the best logit adjustment of TAUS (the first,
-    so the simplest, on ties); with `free`, then each class's offset in turn set to its exact best given the others
-    (the largest class's stays, since only differences matter), for up to `passes` rounds while the value rises."""
+    """The decision rule that maximises `goal` on (y, probabilities): the best logit adjustment of TAUS, the one
+    nearest tau = 1 on ties (a few rare rows often leave several tied, and tau = 1 is the adjustment theory
+    recommends); with `free`, then each class's offset in turn set to its exact best given the others (the largest
+    class's stays, since only differences matter), for up to `passes` rounds while the value rises."""
     y = np.asarray(y, dtype=np.int64).ravel()
     classes = probabilities.shape[1]
-    best, best_value = None, -np.inf
-    for tau in TAUS:
-        rule = DecisionRule.logit_adjusted(priors, tau)
-        value = goal.value(y, rule.decide(probabilities), classes)
-        if value > best_value:
-            best, best_value = rule, value
+    values = {
+        tau: goal.value(y, DecisionRule.logit_adjusted(priors, tau).decide(probabilities), classes) for tau in TAUS
+    }
+    best_value = max(values.values())
+    tau = min((t for t, v in values.items() if v >= best_value - 1e-12), key=lambda t: abs(t - 1.0))
+    best = DecisionRule.logit_adjusted(priors, tau)
     if not free:
         return best, best_value
     logp = np.log(np.clip(np.asarray(probabilities, dtype=np.float64), _FLOOR, 1.0))

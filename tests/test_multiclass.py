@@ -167,6 +167,15 @@ def test_chosen_rules_beat_argmax_and_free_offsets_never_lose():
         assert goal.value(y, rule.decide(probabilities), 3) == pytest.approx(value)
 
 
+def test_tied_adjustments_choose_the_one_nearest_tau_1():
+    """Check that when every logit adjustment scores the same on the rows it is chosen on (probabilities that
+    separate the classes perfectly), the rule chosen is tau = 1, not plain argmax."""
+    y = np.array([0, 0, 0, 0, 0, 0, 1, 1, 2])
+    probabilities = np.eye(3)[y] * 0.98 + 0.01
+    rule, value = choose_rule(parse_class_goal("macro_f1", NAMES), y, probabilities, np.array([0.7, 0.2, 0.1]))
+    assert value == pytest.approx(1.0) and rule.kind == "logit_adjusted" and rule.tau == 1.0
+
+
 def test_per_class_metrics_name_each_class():
     """Check each class's recall, precision and flag rate, by name."""
     y = np.array([0, 0, 0, 0, 1, 1, 2, 2])
