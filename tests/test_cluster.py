@@ -298,6 +298,7 @@ def _cleanup(storage: str, study: str) -> None:
         optuna.delete_study(study_name=study, storage=storage)
 
 
+@pytest.mark.slow  # a Dask cluster started, interrupted and started again
 def test_ctrl_c_on_the_driver_stops_every_worker_and_a_rerun_resumes(
     dask_processes, tiny_csv, postgres_url, unique_name
 ):

@@ -44,6 +44,7 @@ def build(params, input_shape):
 """
 
 
+@pytest.mark.slow  # three CLI processes importing TensorFlow each: the longest of the fast suite
 def test_a_model_file_imports_a_module_beside_it_in_run_export_and_predict(tiny_csv, tmp_path, monkeypatch):
     """Check that --model studies/models.py:build finds `import mylayers` beside it (a registered custom layer) when run
     from another folder with 2 workers, then in export and in `predict --custom-objects mylayers` from a third folder;
