@@ -368,12 +368,20 @@ def _print_run_summary(config, summary) -> None:
         return
     attrs = best.user_attrs
     out.print(f"Best trial #{best.number}: {summary.metric_name} = {format_values(best)} (validation)", highlight=False)
+    if "decision_rule" in attrs:  # several classes: each one's recall and share of the decisions
+        classes = [key.split(":", 1)[1] for key in attrs if key.startswith("val_recall:")]
+        shown = ", ".join(
+            f"{c} {format_value(attrs[f'val_recall:{c}'], 3)} ({format_value(attrs[f'val_flag_rate:{c}'], 3)})"
+            for c in classes
+        )
+        result = f"macro-F1 {format_value(attrs.get('val_macro_f1'), 3)}; recall (flag rate) {shown}"
+    else:
+        result = (
+            f"precision {format_value(attrs.get('val_precision'), 3)}, recall "
+            f"{format_value(attrs.get('val_recall'), 3)}, flag rate {format_value(attrs.get('val_flag_rate'), 3)}"
+        )
     out.print(
-        "  "
-        + ", ".join(f"{k}={format_value(v)}" for k, v in best.params.items())
-        + f"  -> precision {format_value(attrs.get('val_precision'), 3)}, recall "
-        f"{format_value(attrs.get('val_recall'), 3)}, flag rate {format_value(attrs.get('val_flag_rate'), 3)}",
-        highlight=False,
+        "  " + ", ".join(f"{k}={format_value(v)}" for k, v in best.params.items()) + f"  -> {result}", highlight=False
     )
     storage_flag = f" --storage '{summary.storage}'"
     out.print("Next:", highlight=False)
@@ -484,9 +492,12 @@ def _print_export(result, study: str) -> None:
     """What `sweep export` prints: what was exported and chosen, how it was checked, and its test metrics."""
     best = result.best
     out.print(f"Exported trial #{best['trial']} of {study} to {result.out_dir}", highlight=False)
-    _print_choice(best)
-    _print_checks(best)
-    _print_test(result)
+    if result.classes:
+        _print_class_export(best)
+    else:
+        _print_choice(best)
+        _print_checks(best)
+        _print_test(result)
     if not result.reproduced:
         err.print(
             "warning: the retrained model does not reproduce the stored validation value exactly "
@@ -524,6 +535,47 @@ def _print_choice(best: dict) -> None:
         f"(retrained: {best['validation']['reproduced_value']})",
         highlight=False,
     )
+
+
+def _print_class_export(best: dict) -> None:
+    """`sweep export`'s lines for a target of several classes: the weights and rule, what was refit and checked, and
+    the test metrics with the rule's gain over argmax."""
+    from sweep.study.summary import format_value
+
+    rule, test, decision = best["decision_rule"], best["test"], best["decision"]
+    weights = ", ".join(f"{name} {best['class_weight'][str(c)]:.3g}" for c, name in enumerate(best["classes"]))
+    tau = f" tau {rule['tau']}" if "tau" in rule else ""
+    out.print(f"  class_weight {weights}; decision rule {rule['kind']}{tau}", highlight=False, markup=False)
+    out.print(
+        f"  validation {','.join(best['objective']['names'])} = {best['validation']['value']} "
+        f"(retrained: {best['validation']['reproduced_value']})",
+        highlight=False,
+    )
+    out.print(
+        f"  model refit on {best['refit']['rows']}; decision check "
+        f"{'passed' if decision['passed'] else 'failed'}: each class's share of decisions, judged "
+        f"{decision['judged_flag_rates']}, shipped {decision['shipped_flag_rates']}",
+        highlight=False,
+        markup=False,
+    )
+    if decision["fallback"]:
+        err.print(f"fallback: {decision['fallback']}", highlight=False, markup=False)
+
+    def shown(name: str, label: str) -> str:
+        low, high = test["intervals"][name]
+        return f"{label} {format_value(test['metrics'][name], 3)} [{format_value(low, 3)}, {format_value(high, 3)}]"
+
+    gain = test["rule_gain"]
+    out.print(
+        "  test (95% bootstrap intervals): "
+        + ", ".join(shown(name, name.replace("_", " ")) for name in ("macro_f1", "balanced_accuracy"))
+        + f"; the rule's gain over argmax, macro-F1 {gain['macro_f1']:+.3f} "
+        f"[{gain['interval'][0]:+.3f}, {gain['interval'][1]:+.3f}]",
+        highlight=False,
+        markup=False,
+    )
+    recalls = ", ".join(f"{name} {test['metrics'][f'recall:{name}']:.3f}" for name in best["classes"])
+    out.print(f"  test recall per class: {recalls}", highlight=False, markup=False)
 
 
 def _print_checks(best: dict) -> None:
@@ -637,7 +689,11 @@ def predict(
         scored.to_csv(sys.stdout, index=False)
         return
     scored.to_csv(out_file, index=False)
-    out.print(f"Wrote {len(scored)} rows ({int(scored['decision'].sum())} flagged) to {out_file}", highlight=False)
+    if "probability" in scored:
+        out.print(f"Wrote {len(scored)} rows ({int(scored['decision'].sum())} flagged) to {out_file}", highlight=False)
+        return
+    decided = ", ".join(f"{name} {n}" for name, n in scored["decision"].value_counts().sort_index().items())
+    out.print(f"Wrote {len(scored)} rows (decided: {decided}) to {out_file}", highlight=False)
 
 
 @app.command()

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from sweep.errors import ConfigError
+from sweep.multiclass import class_goal_name, is_class_objective, parse_class_goal
 
 OBJECTIVE_SYNTAX = (
     "f1 | fbeta:BETA | ap | recall_at_precision:MIN_PRECISION | cost:miss=COST,false_alarm=COST"
@@ -40,6 +41,11 @@ class Goal:
         return self.kind == "pareto"
 
     @property
+    def for_classes(self) -> bool:
+        """An objective of a target with three or more classes (sweep.multiclass.ClassGoal, bound to its classes)."""
+        return self.kind == "classes"
+
+    @property
     def directions(self) -> list[str]:
         if self.is_multi:
             return ["minimize" if m in LOWER_IS_BETTER else "maximize" for m in self.pareto]
@@ -61,6 +67,8 @@ class Goal:
             return f"val_cost_per_row(miss={self.miss_cost:g},false_alarm={self.false_alarm_cost:g})"
         if self.kind == "pareto":
             return "pareto(" + ",".join(self.pareto) + ")"
+        if self.kind == "classes":
+            return class_goal_name(self.text)
         return {"f1": "val_f1", "ap": "val_average_precision"}[self.kind]
 
     @property
@@ -108,10 +116,14 @@ def _positive_number(text: str, spec: str, source: str, what: str) -> float:
 
 
 def parse_goal(spec: str, source: str = "--objective") -> Goal:
-    """Parse the objective syntax (OBJECTIVE_SYNTAX); errors say what was received and what is expected."""
+    """Parse the objective syntax (OBJECTIVE_SYNTAX, or a multi-class objective, checked against the target's classes
+    once the data is read); errors say what was received and what is expected."""
     given = spec.strip()
     text = given.lower()
     kind, _, argument = text.partition(":")
+    if is_class_objective(given):
+        parse_class_goal(given, None, source)
+        return Goal("classes", text=given)
     if kind == "f1" and not argument:
         return Goal("f1", text=given)
     if kind in ("ap", "average_precision") and not argument:

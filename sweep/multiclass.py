@@ -36,6 +36,14 @@ def power_weights(counts: np.ndarray, exponent: float) -> dict[int, float]:
     return {c: float(w) for c, w in enumerate((counts.max() / counts) ** exponent)}
 
 
+def rarest_weighted(counts, rarest_weight: float) -> dict[int, float]:
+    """power_weights whose exponent gives the rarest class `rarest_weight`: the binary minority weight's scale (the
+    largest class weighs 1) carried to any number of classes, the classes between on a power law of their counts."""
+    counts = np.asarray(counts, dtype=np.float64)
+    spread = np.log(counts.max() / counts.min())
+    return power_weights(counts, float(np.log(rarest_weight) / spread) if spread > 0 else 0.0)
+
+
 def effective_number_weights(counts: np.ndarray, beta: float) -> dict[int, float]:
     """Cui et al. (CVPR 2019): w_c proportional to (1 - beta) / (1 - beta ** n_c), scaled so that the largest class
     weighs 1; beta -> 0 weighs every class alike, beta -> 1 approaches inverse frequency."""
@@ -97,6 +105,11 @@ class ClassGoal:
     min_recall: float = 0.0
     text: str = field(default="", compare=False)
 
+    @property
+    def name(self) -> str:
+        """The metric name the dashboard shows (plain f1 on several classes is macro-F1: val_macro_f1)."""
+        return class_goal_name("macro_f1" if self.text.strip().lower() == "f1" else self.text or self.kind)
+
     def value_of_counts(self, tp: np.ndarray, predicted: np.ndarray, actual: np.ndarray) -> np.ndarray:
         """The objective from per-class counts, arrays of shape (..., K): true positives, rows predicted as each class
         and rows of each class; vectorised, so a whole sweep of offsets is one call."""
@@ -144,6 +157,67 @@ def per_class_metrics(y: np.ndarray, predicted: np.ndarray, names: list[str]) ->
     }
 
 
+def bind_class_goal(goal, classes: tuple[str, ...]) -> ClassGoal | None:
+    """The objective of a study whose target has `classes` (three or more names; () for a binary target): a parsed
+    --objective (sweep.metrics.Goal) bound to the class names, or None for a binary target. Plain f1 on several classes
+    is macro-F1; any other binary objective, or a class objective on a binary target, is one line."""
+    if not classes:
+        if goal.for_classes:
+            raise ConfigError(
+                f"objective {goal.text!r} is for a target of three or more classes, but the target has two; use a "
+                "binary objective (f1, fbeta:BETA, ap, recall_at_precision:P, cost:..., pareto:...)"
+            )
+        return None
+    if goal.for_classes:
+        return parse_class_goal(goal.text, list(classes))
+    if goal.kind == "f1":
+        return ClassGoal("macro_f1", text="f1")
+    raise ConfigError(
+        f"objective {goal.text!r} is for a binary target, but the target has {len(classes)} classes "
+        f"({', '.join(classes[:5])}); expected {CLASS_OBJECTIVE_SYNTAX}"
+    )
+
+
+def effective_priors(counts, weights: dict[int, float]) -> np.ndarray:
+    """The class priors a model trained with `weights` on rows of `counts` learns: n_c * w_c, normalised. Logit
+    adjustment by these undoes both the data's imbalance and the weights' tilt (tau = 1)."""
+    mass = np.asarray(counts, dtype=np.float64) * np.array([weights[c] for c in range(len(counts))])
+    return mass / mass.sum()
+
+
+@dataclass(frozen=True)
+class ClassJudge:
+    """A trial's judge for three or more classes: its objective and the priors its rule adjusts by. What a trial's
+    per-epoch reports and its result ask of an objective (sweep.metrics.Goal's is_multi, name, uses_threshold and
+    value_of_scores), with the best logit adjustment chosen on the scores in place of a threshold."""
+
+    goal: ClassGoal
+    priors: np.ndarray
+    name: str
+    is_multi = False
+    uses_threshold = False
+
+    def choose(self, y: np.ndarray, probabilities: np.ndarray) -> tuple[DecisionRule, float]:
+        return choose_rule(self.goal, y, probabilities, self.priors)
+
+    def value_of_scores(self, y: np.ndarray, probabilities: np.ndarray, _threshold=None) -> float:
+        return self.choose(y, probabilities)[1]
+
+
+def class_metrics(y: np.ndarray, predicted: np.ndarray, names: tuple[str, ...]) -> dict[str, float]:
+    """Flat metrics of decisions on several classes, as a trial stores them (the dashboard lists flat attributes):
+    macro-F1, balanced accuracy, accuracy, and each class's recall, precision and flag rate."""
+    tp, flagged, actual = confusion_counts(y, predicted, len(names))
+    found = {
+        "macro_f1": float(ClassGoal("macro_f1").value_of_counts(tp, flagged, actual)),
+        "balanced_accuracy": float(ClassGoal("balanced_accuracy").value_of_counts(tp, flagged, actual)),
+        "accuracy": float(tp.sum() / max(actual.sum(), 1)),
+    }
+    for name, values in per_class_metrics(y, predicted, list(names)).items():
+        found |= {f"{metric}:{name}": round(value, 6) for metric, value in values.items()}
+    return found
+
+
 def _bad_class_objective(spec: str, source: str, why: str) -> ConfigError:
     return ConfigError(f"objective {spec!r} (from {source}) is invalid: {why}; expected {CLASS_OBJECTIVE_SYNTAX}")
 
@@ -158,7 +232,10 @@ def _fraction(text: str, spec: str, source: str, what: str) -> float:
     return number
 
 
-def _class_index(name: str, names: list[str], spec: str, source: str) -> int:
+def _class_index(name: str, names: list[str] | None, spec: str, source: str) -> int:
+    """The named class's number; -1 while the target's classes are not known yet (a config read before its data)."""
+    if names is None:
+        return -1
     if name not in names:
         raise ConfigError(
             f"objective {spec!r} (from {source}) names class {name!r}, which the target does not have (its classes: "
@@ -167,9 +244,30 @@ def _class_index(name: str, names: list[str], spec: str, source: str) -> int:
     return names.index(name)
 
 
-def parse_class_goal(spec: str, names: list[str], source: str = "--objective") -> ClassGoal:
-    """Parse CLASS_OBJECTIVE_SYNTAX against the target's class names; errors say what was received and what is
-    expected."""
+def is_class_objective(spec: str) -> bool:
+    """Whether an --objective is one of CLASS_OBJECTIVE_SYNTAX (not a binary objective's)."""
+    main, _, extra = spec.strip().partition(",")
+    kind, _, argument = main.partition(":")
+    kind = kind.strip().lower()
+    return (
+        kind in ("macro_f1", "balanced_accuracy")
+        or (kind == "f1" and bool(argument))
+        or (kind == "recall_at_precision" and ":" in argument)
+        or extra.strip().startswith("min_recall")
+    )
+
+
+def class_goal_name(spec: str) -> str:
+    """The metric name the dashboard shows for a multi-class objective, e.g. val_macro_f1, val_f1:fraud."""
+    main, _, extra = spec.strip().partition(",")
+    kind, _, argument = main.partition(":")
+    name = f"val_{kind.strip().lower()}" + (f":{argument.strip()}" if argument else "")
+    return name + (f"({extra.strip()})" if extra else "")
+
+
+def parse_class_goal(spec: str, names: list[str] | None, source: str = "--objective") -> ClassGoal:
+    """Parse CLASS_OBJECTIVE_SYNTAX against the target's class names (None: its syntax only); errors say what was
+    received and what is expected."""
     given = spec.strip()
     main, _, extra = given.partition(",")
     min_recall = 0.0

@@ -202,26 +202,38 @@ class TrialParams:
     threshold: float | None  # None until a tuned threshold is chosen on the trial's scores (threshold_search "tuned")
     learning_rate: float | None = None  # None when the rate is fixed by the config
     model_params: dict = field(default_factory=dict, hash=False, compare=True)
+    class_counts: tuple[int, ...] = ()  # three or more classes: each class's non-test rows (what weighs them)
 
     @property
     def class_weight(self) -> dict[int, float]:
-        """As Keras' fit(class_weight=...) expects it."""
+        """As Keras' fit(class_weight=...) expects it: the majority 1.0 and the minority minority_weight; for three or
+        more classes, the rarest class minority_weight and the others on a power law of their counts
+        (sweep.multiclass.rarest_weighted)."""
+        if self.class_counts:
+            from sweep.multiclass import rarest_weighted
+
+            return rarest_weighted(self.class_counts, self.minority_weight)
         return {0: 1.0, 1: float(self.minority_weight)}
 
     @classmethod
-    def from_dict(cls, params: dict, fixed: dict | None = None, user_model: bool = False) -> TrialParams:
+    def from_dict(
+        cls, params: dict, fixed: dict | None = None, user_model: bool = False, class_counts: tuple[int, ...] = ()
+    ) -> TrialParams:
         """From a trial's Optuna params; `fixed` adds a user space's fixed values; with a user model every param
-        but sweep's own goes to model_params (hidden_width too, when its space searched it)."""
+        but sweep's own goes to model_params (hidden_width too, when its space searched it). A trial of several
+        classes has no threshold (its decision rule is chosen on its scores)."""
         rate = params.get("learning_rate")
         width = params.get("hidden_width")
         own = {"minority_weight", "threshold"}
         model_params = {k: v for k, v in params.items() if k not in own} | dict(fixed or {}) if user_model else {}
+        threshold = params.get("threshold")
         return cls(
             float(params["minority_weight"]),
             None if width is None else int(width),
-            float(params["threshold"]),
+            None if threshold is None else float(threshold),
             None if rate is None else float(rate),
             model_params,
+            tuple(class_counts),
         )
 
 
@@ -230,17 +242,24 @@ def fixed_params(config: SweepConfig) -> dict:  # noqa: F821
     return {spec.name: spec.choices[0] for spec in config.space if spec.kind == "fixed"}
 
 
-def suggest(trial: optuna.Trial, config: SweepConfig, own_params) -> TrialParams:  # noqa: F821
+def suggest(
+    trial: optuna.Trial,
+    config: SweepConfig,  # noqa: F821
+    own_params,
+    class_counts: tuple[int, ...] = (),
+) -> TrialParams:
     """Draw one point: log-scale weight, the model's own params (`own_params(trial, config)` gives its width or None and
     what its builder is called with: suggest_width or suggest_model_space), linear threshold (unless it is tuned after
-    training: sweep.study.trial.record_tuned_threshold), within the configured ranges, and a log-scale learning rate
-    when the config gives a range for it. The order of the draws is the order of a seeded sampler's random numbers."""
+    training: sweep.study.trial.record_tuned_threshold, or the target has several classes, whose decision rule is
+    chosen on the trial's scores), within the configured ranges, and a log-scale learning rate when the config gives a
+    range for it. The order of the draws is the order of a seeded sampler's random numbers."""
     searched_rate = isinstance(config.learning_rate, tuple)
     weight = trial.suggest_float("minority_weight", *config.minority_weight, log=True)
     width, model_params = own_params(trial, config)
-    threshold = trial.suggest_float("threshold", *config.threshold) if config.threshold_search == "sampled" else None
+    sampled = config.threshold_search == "sampled" and not class_counts
+    threshold = trial.suggest_float("threshold", *config.threshold) if sampled else None
     rate = trial.suggest_float("learning_rate", *config.learning_rate, log=True) if searched_rate else None
-    return TrialParams(weight, width, threshold, rate, model_params)
+    return TrialParams(weight, width, threshold, rate, model_params, tuple(class_counts))
 
 
 def suggest_width(trial: optuna.Trial, config: SweepConfig) -> tuple[int, dict]:  # noqa: F821

@@ -129,7 +129,7 @@ def test_read_parquet_gives_pandas_frame(parquet_table):
 def test_labels_equal_their_text_rule(values, positive):
     """Check that labels read through their distinct values equal the per-row text rule (astype(str))."""
     frame = pd.DataFrame({"label": values, "x": np.arange(len(values))})
-    y, chosen = labels_of(frame, "label", positive, "t.csv")
+    y, chosen, _ = labels_of(frame, "label", positive, "t.csv")
     text = frame["label"].astype(str)
     classes = sorted(text.unique())
     if positive is None:

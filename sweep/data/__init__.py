@@ -109,6 +109,19 @@ class Dataset:
     holdout: Split | None = None
     kind: str = "table"  # "table" (encoded by the preprocessors) or "arrays" (rows as given, any shape)
     parts: dict = field(default_factory=dict, compare=False, repr=False)  # "development"/"test" Splits, once made
+    classes: tuple[str, ...] = ()  # three or more classes: their names, by class number; () for a binary target
+
+    @property
+    def class_counts(self) -> tuple[int, ...]:
+        """Rows of each class among the non-test rows, by class number; () for a binary target."""
+        if not self.classes:
+            return ()
+        counts = np.bincount(np.asarray(self._part_labels("development"), dtype=np.int64), minlength=len(self.classes))
+        return tuple(int(n) for n in counts)
+
+    def counts(self, y: np.ndarray) -> dict:
+        """Rows and class counts of labels `y` of this dataset (by class name for three or more classes)."""
+        return label_counts(y, self.classes)
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -149,9 +162,9 @@ class Dataset:
 
     def summary(self) -> dict:
         """Split sizes and class counts, stored on the study and in the export bundle (no part is encoded for it)."""
-        parts = {name: label_counts(self._part_labels(name)) for name in ("development", "test")}
+        parts = {name: self.counts(self._part_labels(name)) for name in ("development", "test")}
         if self.train is not None:
-            parts = {"train": self.train.counts(), "validation": self.holdout.counts(), **parts}
+            parts = {"train": self.counts(self.train.y), "validation": self.counts(self.holdout.y), **parts}
         if self.kind == "arrays":
             columns = {"kind": "arrays", "input_shape": list(self.input_shape)}
         else:
@@ -167,6 +180,7 @@ class Dataset:
             "fingerprint": self.fingerprint,
             **columns,
             "positive_label": self.positive_label,
+            **({"classes": list(self.classes)} if self.classes else {}),
             "validation": self.validation.describe(),
             "splits": parts,
         }
@@ -182,13 +196,13 @@ class Dataset:
         return Split(preprocessor.transform(rows.table(), self.source, rows.test), rows.y[rows.test])
 
 
-def fingerprint(frame: pd.DataFrame, y: np.ndarray, positive_label: str) -> str:
+def fingerprint(frame: pd.DataFrame, y: np.ndarray, positive_label: str, classes: tuple[str, ...] = ()) -> str:
     """Short content hash of the feature columns (names and values) and labels: a resumed study must see the same
     data."""
     import pandas as pd
 
     digest = hashlib.sha256()
-    digest.update(json.dumps([list(map(str, frame.columns)), positive_label]).encode())
+    digest.update(json.dumps([list(map(str, frame.columns)), positive_label or list(classes)]).encode())
     digest.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
     digest.update(np.ascontiguousarray(y, dtype=np.int8).tobytes())
     return digest.hexdigest()[:16]
@@ -208,9 +222,9 @@ def load_dataset(config: SweepConfig, frame: pd.DataFrame | None = None, arrays:
     if arrays is not None or Path(config.data).suffix.lower() == ARRAY_SUFFIX:
         source = "arrays in memory" if arrays is not None else config.data
         x, raw_labels = arrays if arrays is not None else read_arrays(config.data)
-        x, y, positive = check_arrays(x, raw_labels, config.positive_label, source)
+        x, y, positive, classes = check_arrays(x, raw_labels, config.positive_label, source)
         if config.arrays_as_given:
-            return _assemble_arrays(config, source, x, y, positive)
+            return _assemble_arrays(config, source, x, y, positive, classes)
         if x.ndim != 2:
             raise DataError(
                 f"{source!r} holds x of shape {x.shape}, but the builtin network takes rows of features (N x F); pass "
@@ -228,13 +242,13 @@ def load_dataset(config: SweepConfig, frame: pd.DataFrame | None = None, arrays:
     else:
         table = frame if frame is not None else read_table(config.data)
         source = "a table in memory" if frame is not None else config.data
-        y, positive = labels_of(table, config.target, config.positive_label, source)
+        y, positive, classes = labels_of(table, config.target, config.positive_label, source)
         features = select_columns(table, config.target, config.features, config.drop, source)
         check_identifiers(table, features, source)
         read = functools.partial(_table_frame, frame, config.data, features)
-    check_minority(y, source)
+    check_minority(y, source, classes)
     rest, test = stratified_split(y, config.test_fraction, config.seed)
-    return _assemble(config, source, table[features], y, positive, features, rest, test, read)
+    return _assemble(config, source, table[features], y, positive, features, rest, test, read, classes)
 
 
 def _table_frame(frame, path: str, features: list[str]) -> pd.DataFrame:
@@ -247,22 +261,24 @@ def _arrays_frame(x, path: str, source: str) -> pd.DataFrame:
     return pd_frame(check_inputs(x if x is not None else read_arrays(path)[0], source))
 
 
-def array_fingerprint(x: np.ndarray, y: np.ndarray, positive_label: str) -> str:
+def array_fingerprint(x: np.ndarray, y: np.ndarray, positive_label: str, classes: tuple[str, ...] = ()) -> str:
     """Short content hash of arrays (shape and values) and labels: a resumed study must see the same data."""
     digest = hashlib.sha256()
-    digest.update(json.dumps([list(x.shape), positive_label]).encode())
+    digest.update(json.dumps([list(x.shape), positive_label or list(classes)]).encode())
     digest.update(np.ascontiguousarray(x).data)
     digest.update(np.ascontiguousarray(y, dtype=np.int8).tobytes())
     return digest.hexdigest()[:16]
 
 
-def _assemble_arrays(config: SweepConfig, source: str, x: np.ndarray, y: np.ndarray, positive: str) -> Dataset:
+def _assemble_arrays(
+    config: SweepConfig, source: str, x: np.ndarray, y: np.ndarray, positive: str, classes: tuple[str, ...] = ()
+) -> Dataset:
     """Arrays for a user model: the rows reordered once (non-test first), so the non-test and test parts are views
     of one array and every fold names its rows (Fold.fit_rows / val_rows) instead of copying them. The rows go to
     the model as they are (scale them in the model, e.g. keras.layers.Rescaling or Normalization)."""
     from sklearn.model_selection import RepeatedStratifiedKFold, train_test_split
 
-    digest = array_fingerprint(x, y, positive)
+    digest = array_fingerprint(x, y, positive, classes)
     rest, test = train_test_split(
         np.arange(len(y)), test_size=config.test_fraction, stratify=y, random_state=config.seed
     )
@@ -271,7 +287,7 @@ def _assemble_arrays(config: SweepConfig, source: str, x: np.ndarray, y: np.ndar
     n_dev = len(rest)
     development, test_part = Split(x[:n_dev], y[:n_dev]), Split(x[n_dev:], y[n_dev:])
     dev_y = development.y
-    folds = choose_folds(config, int(dev_y.sum()))
+    folds = choose_folds(config, *rarest_class(dev_y, classes))
     if folds == 0:
         train_rows, val_rows = train_test_split(
             np.arange(n_dev), test_size=config.validation_fraction, stratify=dev_y, random_state=config.seed
@@ -302,10 +318,20 @@ def _assemble_arrays(config: SweepConfig, source: str, x: np.ndarray, y: np.ndar
         holdout,
         kind="arrays",
         parts={"development": development, "test": test_part},
+        classes=classes,
     )
 
 
-def _assemble(config, source, frame, y, positive, features, rest, test, read=None) -> Dataset:
+def rarest_class(y: np.ndarray, classes: tuple[str, ...]) -> tuple[int, str | None]:
+    """The rows of the class that limits the folds, and its name: the positives of a binary target (None), else the
+    rarest class."""
+    if not classes:
+        return int(y.sum()), None
+    counts = np.bincount(np.asarray(y, dtype=np.int64), minlength=len(classes))
+    return int(counts.min()), classes[int(np.argmin(counts))]
+
+
+def _assemble(config, source, frame, y, positive, features, rest, test, read=None, classes=()) -> Dataset:
     """Fit the encodings and build the validation plan (holdout or folds). Only what the search trains and is
     judged on is encoded here; the development part (one validation split) and the test part are encoded from
     the raw rows when first used (Dataset.rows), and `read()` gives those rows again once released."""
@@ -314,11 +340,13 @@ def _assemble(config, source, frame, y, positive, features, rest, test, read=Non
     y = np.asarray(y, dtype=np.int8)
     rest, test = row_positions(rest), row_positions(test)
     dev_y = y[rest]
-    folds = choose_folds(config, int(dev_y.sum()))
+    folds = choose_folds(config, *rarest_class(dev_y, classes))
     fit = functools.partial(Preprocessor.fit, frame, features, source, config.min_level_count, config.max_levels)
     final = fit(rows=rest)
-    digest = fingerprint(frame, y, positive)
-    rows = TableRows(frame, y, rest, test, None if read is None else _checked(read, digest, y, positive, source))
+    digest = fingerprint(frame, y, positive, classes)
+    rows = TableRows(
+        frame, y, rest, test, None if read is None else _checked(read, digest, y, positive, source, classes)
+    )
     if folds == 0:
         train_rows, val_rows = (rest[part] for part in stratified_split(dev_y, config.validation_fraction, config.seed))
         search = fit(rows=train_rows)
@@ -326,7 +354,9 @@ def _assemble(config, source, frame, y, positive, features, rest, test, read=Non
         holdout = Split(search.transform(frame, source, val_rows), y[val_rows])
         del train_rows, val_rows
         plan = Validation("holdout", train.X, train.y, (Fold(None, holdout.X, np.arange(len(holdout.y))),), holdout.y)
-        return Dataset(source, tuple(features), positive, digest, search, plan, final, rows, train, holdout)
+        return Dataset(
+            source, tuple(features), positive, digest, search, plan, final, rows, train, holdout, classes=classes
+        )
     # Cross-validation: the encoding is fitted once on all non-test rows. It learns no labels (medians, levels,
     # means), and one feature space lets every fold model of a population train in one compiled model.
     development = Split(final.transform(frame, source, rest), dev_y)
@@ -341,18 +371,27 @@ def _assemble(config, source, frame, y, positive, features, rest, test, read=Non
         "cv", development.X, dev_y, tuple(fold_list), np.tile(dev_y, config.cv_repeats), folds, config.cv_repeats
     )
     return Dataset(
-        source, tuple(features), positive, digest, final, plan, final, rows, parts={"development": development}
+        source,
+        tuple(features),
+        positive,
+        digest,
+        final,
+        plan,
+        final,
+        rows,
+        parts={"development": development},
+        classes=classes,
     )
 
 
 def _checked(
-    read: Callable[[], pd.DataFrame], digest: str, y: np.ndarray, positive: str, source: str
+    read: Callable[[], pd.DataFrame], digest: str, y: np.ndarray, positive: str, source: str, classes=()
 ) -> Callable[[], pd.DataFrame]:
     """`read`, refusing rows that are not the ones the dataset was made from (another fingerprint)."""
 
     def reread() -> pd.DataFrame:
         frame = read()
-        found = fingerprint(frame, y, positive)
+        found = fingerprint(frame, y, positive, classes)
         if found != digest:
             raise DataError(
                 f"{source!r} changed while it was in use (fingerprint {found}, loaded as {digest}); "

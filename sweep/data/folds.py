@@ -61,8 +61,11 @@ class Validation:
     n_splits: int = 1
     repeats: int = 1
 
-    def pool(self, fold_scores) -> np.ndarray:
-        """Place each fold model's validation scores at its rows: (..., n_pooled) from [(..., n_fold_rows)]."""
+    def pool(self, fold_scores, rows_first: bool = False) -> np.ndarray:
+        """Place each fold model's validation scores at its rows: (..., n_pooled) from [(..., n_fold_rows)];
+        `rows_first`: (n_pooled, classes) from [(n_fold_rows, classes)]."""
+        if rows_first:
+            return self.pool([np.asarray(scores).T for scores in fold_scores]).T
         first = np.asarray(fold_scores[0])
         if self.kind == "holdout":  # one fold whose slots are every row in order: nothing to place
             return first.astype(np.float64)
@@ -124,15 +127,17 @@ def row_positions(rows: np.ndarray) -> np.ndarray:
     return rows.astype(np.int32, copy=False) if len(rows) and rows.max() < np.iinfo(np.int32).max else rows
 
 
-def choose_folds(config: SweepConfig, dev_positives: int) -> int:
+def choose_folds(config: SweepConfig, dev_positives: int, rarest: str | None = None) -> int:
     """Folds per trial: config.cv when set (0 = one validation split), else automatic: cross-validate
-    (AUTO_FOLDS folds) when a single validation part would hold fewer than AUTO_CV_BELOW positives."""
+    (AUTO_FOLDS folds) when a single validation part would hold fewer than AUTO_CV_BELOW positives (of a target of
+    several classes: rows of its `rarest` class)."""
     if config.cv is not None:
         if config.cv > dev_positives:
-            raise DataError(
-                f"--cv {config.cv} needs at least {config.cv} positive rows outside the test part, "
-                f"found {dev_positives}; "
-                "use fewer folds or --cv 0"
+            found = (
+                f"positive rows outside the test part, found {dev_positives}"
+                if rarest is None
+                else f"rows of every class outside the test part; class {rarest!r} has {dev_positives}"
             )
+            raise DataError(f"--cv {config.cv} needs at least {config.cv} {found}; use fewer folds or --cv 0")
         return config.cv
     return AUTO_FOLDS if dev_positives * config.validation_fraction < AUTO_CV_BELOW else 0

@@ -1,5 +1,5 @@
-"""Read what a study learns from: the seed recipe, a CSV/Parquet table or .npz arrays; check their labels (two classes,
-which is positive), inputs and columns."""
+"""Read what a study learns from: the seed recipe, a CSV/Parquet table or .npz arrays; check their labels (two classes
+and which is positive, or three or more classes), inputs and columns."""
 
 from __future__ import annotations
 
@@ -15,6 +15,8 @@ if TYPE_CHECKING:
 
 # A stratified three-way split needs a few minority rows in every part.
 MIN_MINORITY_ROWS = 10
+# Labels are stored as int8 class numbers; past this many classes a target is more likely an identifier.
+MAX_CLASSES = 100
 
 
 # The tutorial's recipe (see DESIGN.md): 100,000 rows, ~1% positives, test = its exact 20,000 rows.
@@ -41,9 +43,41 @@ TABLE_SUFFIXES = {".csv": "CSV", ".parquet": "Parquet", ".pq": "Parquet"}
 ARRAY_SUFFIX = ".npz"
 
 
-def label_counts(y: np.ndarray) -> dict[str, int]:
+def label_counts(y: np.ndarray, names: tuple[str, ...] = ()) -> dict:
+    """Rows, negatives and positives of 0/1 labels; of class numbers (`names` given), rows and each class's rows."""
+    if names:
+        counts = np.bincount(np.asarray(y, dtype=np.int64), minlength=len(names))
+        return {"rows": int(len(y)), "classes": {name: int(n) for name, n in zip(names, counts)}}
     positives = int(y.sum())
     return {"rows": int(len(y)), "negatives": int(len(y) - positives), "positives": positives}
+
+
+def class_order(classes) -> list[str]:
+    """Class names in their stored order (class number = position): by value when all are numbers, else as text."""
+    try:
+        return sorted(classes, key=float)
+    except ValueError:
+        return sorted(classes)
+
+
+def class_numbers(
+    texts: np.ndarray, codes: np.ndarray, positive_label: str | None, target: str, source: str
+) -> tuple[np.ndarray, tuple[str, ...]]:
+    """Labels of three or more classes as int8 class numbers (codes index the distinct label `texts`) and the class
+    names in number order, or one DataError."""
+    names = class_order(set(texts))
+    if len(names) > MAX_CLASSES:
+        raise DataError(
+            f"{target} in {source!r} has {len(names)} classes ({', '.join(names[:5])}, ...); expected at most "
+            f"{MAX_CLASSES}: pass the label column as --target, not an identifier"
+        )
+    if positive_label is not None:
+        raise DataError(
+            f"--positive-label {positive_label!r} picks the positive of two classes, but {target} in {source!r} has "
+            f"{len(names)} ({', '.join(names[:5])}); drop --positive-label, every class is learned"
+        )
+    number = {name: index for index, name in enumerate(names)}
+    return np.array([number[t] for t in texts], dtype=np.int8)[codes], tuple(names)
 
 
 def pd_frame(x: np.ndarray) -> pd.DataFrame:
@@ -82,9 +116,11 @@ def read_arrays(path: str | Path, need_labels: bool = True) -> tuple[np.ndarray,
         raise DataError(f"could not read {str(path)!r} as .npz ({type(exc).__name__}: {exc}); check the file") from None
 
 
-def check_arrays(x, raw_labels, positive_label: str | None, source: str) -> tuple[np.ndarray, np.ndarray, str]:
-    """Float32 inputs and 0/1 labels (1 = the positive class) of arrays x and y, or one DataError saying what is
-    wrong."""
+def check_arrays(
+    x, raw_labels, positive_label: str | None, source: str
+) -> tuple[np.ndarray, np.ndarray, str, tuple[str, ...]]:
+    """Float32 inputs and labels of arrays x and y: 0/1 (1 = the positive class) with the positive label's text, or
+    class numbers with the class names (three or more classes); or one DataError saying what is wrong."""
     import pandas as pd
 
     x, raw_labels = check_inputs(x, source), np.asarray(raw_labels)
@@ -99,15 +135,17 @@ def check_arrays(x, raw_labels, positive_label: str | None, source: str) -> tupl
     if pd.Series(raw_labels).isna().any():
         raise DataError(f"y in {source!r} has missing labels; fill or drop those rows")
     classes = sorted(labels.unique())
-    if len(classes) != 2:
-        raise DataError(
-            f"y in {source!r} has {len(classes)} class{'' if len(classes) == 1 else 'es'} ({', '.join(classes[:5])}); "
-            "expected exactly two (binary classification)"
-        )
+    if len(classes) < 2:
+        raise DataError(f"y in {source!r} has 1 class ({classes[0]}); expected two or more")
+    if len(classes) > 2:
+        codes, texts = pd.factorize(labels)
+        y, names = class_numbers(np.asarray(texts, dtype=object), codes, positive_label, "y", source)
+        check_minority(y, source, names)
+        return x, y, "", names
     positive = _positive_label(labels.value_counts, classes, positive_label, "y", source)
     y = (labels == positive).to_numpy(dtype=np.int8)
     check_minority(y, source)
-    return x, y, positive
+    return x, y, positive, ()
 
 
 def check_inputs(x, source: str) -> np.ndarray:
@@ -159,7 +197,17 @@ def select_columns(table: pd.DataFrame, target: str, features, drop, source: str
     return chosen
 
 
-def check_minority(y: np.ndarray, source: str) -> None:
+def check_minority(y: np.ndarray, source: str, names: tuple[str, ...] = ()) -> None:
+    """Refuse labels whose rarest class has too few rows to appear in every part of the split."""
+    if names:
+        counts = np.bincount(np.asarray(y, dtype=np.int64), minlength=len(names))
+        rarest = int(np.argmin(counts))
+        if counts[rarest] < MIN_MINORITY_ROWS:
+            raise DataError(
+                f"class {names[rarest]!r} has {counts[rarest]} rows in {source!r}; the train/validation/test split "
+                f"needs at least {MIN_MINORITY_ROWS} of every class; add rows of that class or merge it into another"
+            )
+        return
     minority = int(min(y.sum(), len(y) - y.sum()))
     if minority < MIN_MINORITY_ROWS:
         raise DataError(
@@ -213,8 +261,11 @@ def read_parquet(path: Path) -> pd.DataFrame:
         release_arrow_memory()
 
 
-def labels_of(frame, target: str | None, positive_label: str | None, source: str) -> tuple[np.ndarray, str]:
-    """0/1 labels from the target column (1 = the positive class) and the positive label's text."""
+def labels_of(
+    frame, target: str | None, positive_label: str | None, source: str
+) -> tuple[np.ndarray, str, tuple[str, ...]]:
+    """Labels from the target column: 0/1 (1 = the positive class) with the positive label's text and no class names,
+    or (three or more classes) class numbers with "" and the class names."""
     import pandas as pd
 
     if target is None:
@@ -237,20 +288,22 @@ def labels_of(frame, target: str | None, positive_label: str | None, source: str
     codes, distinct = pd.factorize(labels)
     texts = pd.Series(distinct).astype(str).to_numpy(dtype=object)
     classes = sorted(set(texts))
-    if len(classes) != 2:
+    if len(classes) < 2:
         raise DataError(
-            f"target column {target!r} in {source!r} has {len(classes)} class{'' if len(classes) == 1 else 'es'} "
-            f"({', '.join(classes[:5])}); "
-            "expected exactly two (binary classification)"
+            f"target column {target!r} in {source!r} has 1 class ({classes[0]}); expected two or more: "
+            "pass the label column as --target"
         )
+    if len(frame.columns) == 1:
+        raise DataError(f"data file {source!r} has only the target column {target!r}; expected feature columns too")
+    if len(classes) > 2:
+        y, names = class_numbers(texts, codes, positive_label, f"target column {target!r}", source)
+        return y, "", names
 
     def counts():
         return pd.Series(np.bincount(codes, minlength=len(texts)), index=texts).groupby(level=0).sum()
 
     positive = _positive_label(counts, classes, positive_label, target, source)
-    if len(frame.columns) == 1:
-        raise DataError(f"data file {source!r} has only the target column {target!r}; expected feature columns too")
-    return (texts == positive).astype(np.int8)[codes], positive
+    return (texts == positive).astype(np.int8)[codes], positive, ()
 
 
 def _positive_label(label_counts, classes, requested, target, source) -> str:

@@ -14,6 +14,7 @@ from sweep.data.readers import ARRAY_SUFFIX, check_inputs, read_arrays, read_tab
 from sweep.errors import DataError
 from sweep.handover.calibration import Calibration
 from sweep.models.network import score
+from sweep.multiclass import DecisionRule, prior_corrected
 from sweep.runtime import tensorflow
 
 BUNDLE_FILES = ("best.json", "model.keras", "preprocessor.json")  # an arrays bundle has no preprocessor.json
@@ -43,8 +44,18 @@ class Bundle:
     calibration: Calibration | None = None  # None: read from best.json
 
     def __post_init__(self) -> None:
-        if self.calibration is None:
+        if self.calibration is None and not self.classes:
             object.__setattr__(self, "calibration", calibration_of(self.best))
+
+    @property
+    def classes(self) -> list[str]:
+        """A bundle of three or more classes: their names, by class number (its decision is one of them); else []."""
+        return self.best.get("classes", [])
+
+    @property
+    def rule(self) -> DecisionRule:
+        """A bundle of several classes: its decision rule (argmax after per-class offsets)."""
+        return DecisionRule.from_record(self.best["decision_rule"])
 
     @property
     def threshold(self) -> float:
@@ -96,12 +107,28 @@ class Bundle:
         return score(self.model, self.rows(data)).astype(np.float64)
 
     def predict_proba(self, data) -> np.ndarray:
-        """The calibrated positive-class probability for each row, in order: the bundle's calibration of score()."""
-        return self.calibration(self.score(data))
+        """The calibrated positive-class probability for each row, in order: the bundle's calibration of score(); for
+        several classes, (rows, classes) probabilities that sum to 1 (the class weights' tilt undone)."""
+        return self.predict_proba_of(self.score(data))
+
+    def predict_proba_of(self, raw: np.ndarray) -> np.ndarray:
+        """predict_proba of raw scores already computed."""
+        if self.classes:
+            weights = {int(c): float(w) for c, w in self.best["calibration"]["class_weight"].items()}
+            return prior_corrected(raw, weights)
+        return self.calibration(raw)
+
+    def decide(self, raw: np.ndarray) -> np.ndarray:
+        """The decisions of raw scores: 1 when score >= the threshold; for several classes, each row's class name under
+        the exported rule."""
+        if self.classes:
+            return np.asarray(self.classes, dtype=object)[self.rule.decide(raw)]
+        return (raw >= self.threshold).astype(np.int8)
 
     def predict(self, data) -> np.ndarray:
-        """0/1 decisions, one per row, in order: 1 when score() >= the exported threshold."""
-        return (self.score(data) >= self.threshold).astype(np.int8)
+        """Decisions, one per row, in order: 0/1, 1 when score() >= the exported threshold; for several classes, the
+        class names the exported decision rule gives."""
+        return self.decide(self.score(data))
 
 
 def calibration_of(best: dict) -> Calibration:
@@ -143,9 +170,12 @@ def load_bundle(bundle_dir: str | Path, custom_objects=()) -> Bundle:
         )
     try:
         best = json.loads((bundle_dir / "best.json").read_text())
-        threshold = float(best["threshold"])
         table = best.get("model", {}).get("data_kind", "table") == "table"
-        calibration = calibration_of(best)
+        if "classes" in best:
+            DecisionRule.from_record(best["decision_rule"])
+            threshold, calibration = 0.5, None  # no threshold: the decision rule decides
+        else:
+            threshold, calibration = float(best["threshold"]), calibration_of(best)
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise DataError(
             f"{str(bundle_dir / 'best.json')!r} is damaged ({type(exc).__name__}: {exc}); export the study again"
@@ -193,13 +223,21 @@ def _load_error(path: Path, exc: Exception) -> str:
 
 def predict(bundle_dir: str | Path, data, custom_objects=()):
     """Score rows with a bundle: one output row per input row, in order, columns probability (calibrated), decision
-    (score >= threshold) and score (the network's raw output); see OUTPUTS. A table (a CSV/Parquet path or a
-    DataFrame) may have missing values and levels the model never saw (encoded as the preprocessing says); arrays
-    (an .npz path holding x, or an array) must have the model's row shape."""
+    (score >= threshold) and score (the network's raw output), see OUTPUTS; for several classes, probability_<class>,
+    decision (a class name) and score_<class>, see sweep.handover.classes.CLASS_OUTPUTS. A table (a CSV/Parquet path or
+    a DataFrame) may have missing values and levels the model never saw (encoded as the preprocessing says); arrays (an
+    .npz path holding x, or an array) must have the model's row shape."""
     import pandas as pd
 
     bundle = load_bundle(bundle_dir, custom_objects)
     raw = bundle.score(data)
-    decision = (raw >= bundle.threshold).astype(np.int8)
     index = data.index if isinstance(data, pd.DataFrame) else None
-    return pd.DataFrame({"probability": bundle.calibration(raw), "decision": decision, "score": raw}, index=index)
+    if bundle.classes:
+        probabilities = bundle.predict_proba_of(raw)
+        columns = {f"probability_{name}": probabilities[:, c] for c, name in enumerate(bundle.classes)}
+        columns["decision"] = bundle.decide(raw)
+        columns |= {f"score_{name}": raw[:, c] for c, name in enumerate(bundle.classes)}
+        return pd.DataFrame(columns, index=index)
+    return pd.DataFrame(
+        {"probability": bundle.calibration(raw), "decision": bundle.decide(raw), "score": raw}, index=index
+    )

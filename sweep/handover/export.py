@@ -16,6 +16,7 @@ import numpy as np
 from sweep.errors import ExportError
 from sweep.handover.bundle import OUTPUTS
 from sweep.handover.calibration import Calibration, probability_scores
+from sweep.handover.classes import CLASS_OUTPUTS, ClassRetrained, class_test_record
 from sweep.handover.ensemble import (
     DEFAULT_ENSEMBLE,
     parse_ensemble,
@@ -39,8 +40,16 @@ class ExportResult:
         return self.best["validation"]["reproduced"]
 
     @property
-    def calibration(self) -> Calibration:
+    def calibration(self) -> Calibration | None:
+        """The binary bundle's calibration (None for several classes: their probabilities are prior-corrected)."""
+        if self.classes:
+            return None
         return Calibration.from_dict(self.best["calibration"])
+
+    @property
+    def classes(self) -> list[str]:
+        """The target's class names for a bundle of three or more classes, else []."""
+        return self.best.get("classes", [])
 
 
 def _versions() -> dict[str, str]:
@@ -87,10 +96,14 @@ def export_best(
     parse_ensemble(ensemble)
     _check_out_dir(out_dir, force)
     found = retrain_best(storage_url, study_name, pick, refit, data, ensemble)
-    refusal = found.kind.refusal(found.model)
+    kind = found.chosen.kind if isinstance(found, ClassRetrained) else found.kind
+    refusal = kind.refusal(found.model)
     if refusal is not None:
         raise ExportError(refusal)
-    bundle = bundle_record(found, storage_url, pick)
+    if isinstance(found, ClassRetrained):
+        bundle = class_bundle_record(found, storage_url)
+    else:
+        bundle = bundle_record(found, storage_url, pick)
     if out_dir.is_dir() and force:
         shutil.rmtree(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -140,6 +153,67 @@ def bundle_record(found: Retrained, storage_url: str, pick=None) -> dict:
         "test": _test_record(found),
         "data": found.dataset.summary(),
         "config": found.study.user_attrs["config"],
+        "features": list(found.preprocessor.columns) if found.preprocessor is not None else None,
+        "versions": _versions(),
+        "exported_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+
+
+def class_bundle_record(found: ClassRetrained, storage_url: str) -> dict:
+    """best.json of a target of several classes: as bundle_record's, with every class's weight, the decision rule in
+    place of a threshold, per-class metrics and the rule's gain over argmax on the test rows."""
+    chosen = found.chosen
+    best, params, settings, dataset = chosen.trial, chosen.params, chosen.settings, chosen.dataset
+    stored_value = best.value
+    reproduced = bool(np.isclose(found.reproduced_value, stored_value, rtol=0, atol=REPRODUCE_TOLERANCE))
+    return {
+        "study": chosen.study.study_name,
+        "storage": mask_url(storage_url),
+        "trial": best.number,
+        "objective": {
+            "spec": chosen.study.user_attrs["objective"]["spec"],
+            "names": [found.judge.name],
+            "directions": chosen.goal.directions,
+            "picked_by": None,
+        },
+        "classes": list(dataset.classes),
+        "params": dict(best.params) | params.model_params,
+        "class_weight": {str(c): w for c, w in found.class_weight.items()},
+        "decision_rule": found.rule.record(),
+        "threshold": None,
+        "decision": found.check.record()
+        | {"fallback": found.fallback, "failed_check": found.failed_check.record() if found.failed_check else None},
+        "calibration": {
+            "method": "prior",
+            "class_weight": {str(c): w for c, w in found.class_weight.items()},
+            "what": "each class's output divided by its weight, each row renormalised",
+        },
+        "outputs": CLASS_OUTPUTS,
+        "hidden_width": params.hidden_width,
+        "hidden_layers": chosen.kind.hidden_layers(settings),
+        "model": chosen.kind.describe(found.model, best.user_attrs.get("compiled_by"))
+        | {"input_shape": list(found.test.X.shape[1:]), "data_kind": dataset.kind},
+        "train_settings": best.user_attrs["train_settings"],
+        "seed": settings.seed,
+        "ensemble": found.ensemble.record(),
+        "refit": {
+            "rows": found.ensemble.members[0]["fitted_on"]
+            if len(found.ensemble.members) == 1
+            else "each fold model: the non-test rows outside its fold",
+            "choice": found.refit,
+            "counts": found.fit_counts,
+            "epochs": settings.epochs,
+        },
+        "validation": {
+            "judged_by": dataset.validation.describe(),
+            "value": stored_value,
+            "reproduced_value": found.reproduced_value,
+            "reproduced": reproduced,
+            "metrics": found.validation,
+        },
+        "test": class_test_record(found),
+        "data": dataset.summary(),
+        "config": chosen.study.user_attrs["config"],
         "features": list(found.preprocessor.columns) if found.preprocessor is not None else None,
         "versions": _versions(),
         "exported_at": datetime.now(UTC).isoformat(timespec="seconds"),

@@ -109,6 +109,10 @@ def retrain_best(
     choice = _checked_choice(parse_ensemble(ensemble), refit)
     chosen = _chosen(storage_url, study_name, pick, data, choice, refit)
     choice = automatic_ensemble(choice)
+    if chosen.dataset.classes:
+        from sweep.handover.classes import retrain_classes
+
+        return retrain_classes(chosen, choice, refit)
     found = _ship(chosen, choice, refit)
     if found.check.passed:
         return found
@@ -174,7 +178,7 @@ def _chosen(storage_url: str, study_name: str, pick, data: dict | None, choice: 
             f"--refit train exports the model a trial trained on the training part, but study {study_name!r} "
             f"cross-validates ({dataset.validation.n_splits} fold models per trial); use --refit all"
         )
-    kind = model_kind(config)
+    kind = model_kind(config, dataset)
     settings = TrainSettings(**best.user_attrs["train_settings"])
     return Chosen(study, best, config, goal, dataset, kind, kind.params(best), settings)
 

@@ -132,11 +132,18 @@ def import_user_module(name: str):
 
 
 def build_user_model(
-    builder: Callable, params: dict, input_shape: tuple, learning_rate: float, spec: str, probe: bool = True
+    builder: Callable,
+    params: dict,
+    input_shape: tuple,
+    learning_rate: float,
+    spec: str,
+    probe: bool = True,
+    classes: int = 1,
 ):
-    """Call the builder for one trial and check what it returns; compile it (binary cross-entropy, Adam at the
-    trial's rate) unless the builder compiled it itself. Returns (model, compiled_by). A builder that raises or
-    returns an unusable model raises TrialFailed with the reason (check_builder makes that exit 2 up front).
+    """Call the builder for one trial and check what it returns; compile it (binary cross-entropy, or sparse categorical
+    cross-entropy for `classes` > 1 units, Adam at the trial's rate) unless the builder compiled it itself. Returns
+    (model, compiled_by). A builder that raises or returns an unusable model raises TrialFailed with the reason
+    (check_builder makes that exit 2 up front).
 
     With `probe`, two rows go through the model to check its output's shape and range; without it (every trial
     after check_builder's), a model whose symbolic output shape is known is checked by that shape alone, which
@@ -152,59 +159,66 @@ def build_user_model(
             f"model builder {spec} returned a {type(model).__name__}, not a keras.Model; return the model "
             "(keras.Sequential, functional or subclassed)"
         )
+    expected = _expected_output(classes)
     if len(model.outputs if hasattr(model, "outputs") and model.outputs is not None else [None]) != 1:
         raise TrialFailed(
-            f"model builder {spec} returned a model with {len(model.outputs)} outputs; expected one, the positive "
-            "class's probability"
+            f"model builder {spec} returned a model with {len(model.outputs)} outputs; expected one, {expected}"
         )
     outputs = getattr(model, "outputs", None)
+    shapes = ((), (1,)) if classes == 1 else ((classes,),)
     if not probe and outputs:
         shape = tuple(outputs[0].shape)
-        if shape[1:] not in ((), (1,)):
-            raise TrialFailed(
-                f"model from {spec} outputs shape {(None, *shape[1:])} per batch; expected (None, 1) or (None,): "
-                "one sigmoid unit, the positive class's probability "
-                "(a two-unit softmax: use Dense(1, activation='sigmoid'))"
-            )
-        return _compiled(model, learning_rate)
+        if shape[1:] not in shapes:
+            raise TrialFailed(f"model from {spec} outputs shape {(None, *shape[1:])} per batch; expected {expected}")
+        return _compiled(model, learning_rate, classes)
     try:
         probe = np.asarray(model(np.zeros((2, *input_shape), dtype=np.float32), training=False))
     except Exception as exc:
         raise TrialFailed(
             f"model from {spec} cannot take rows of shape {tuple(input_shape)}: {_first_line(exc)}"
         ) from None
-    if probe.shape not in ((2,), (2, 1)):
+    if probe.shape[1:] not in shapes:
+        raise TrialFailed(f"model from {spec} outputs shape {(None, *probe.shape[1:])} per batch; expected {expected}")
+    if not np.all((probe >= 0) & (probe <= 1)) or (classes > 1 and not np.allclose(probe.sum(axis=1), 1, atol=1e-3)):
         raise TrialFailed(
-            f"model from {spec} outputs shape {(None, *probe.shape[1:])} per batch; expected (None, 1) or (None,): "
-            "one sigmoid unit, the positive class's probability "
+            f"model from {spec} outputs {float(probe.ravel()[0]):.4g}, not a probability; expected {expected}"
+        )
+    return _compiled(model, learning_rate, classes)
+
+
+def _expected_output(classes: int) -> str:
+    """What a user's model must output, in words (with the layer that does it)."""
+    if classes == 1:
+        return (
+            "(None, 1) or (None,): one sigmoid unit, the positive class's probability, Dense(1, activation='sigmoid') "
             "(a two-unit softmax: use Dense(1, activation='sigmoid'))"
         )
-    if not np.all((probe >= 0) & (probe <= 1)):
-        raise TrialFailed(
-            f"model from {spec} outputs {float(probe.ravel()[0]):.4g}, outside [0, 1]; expected a probability: end "
-            "with a sigmoid (Dense(1, activation='sigmoid'))"
-        )
-    return _compiled(model, learning_rate)
+    return (
+        f"(None, {classes}): one probability per class of the target's {classes}, "
+        f"Dense({classes}, activation='softmax')"
+    )
 
 
-def _compiled(model, learning_rate: float) -> tuple:
-    """The model compiled by its builder ("user"), or compiled here ("sweep"): binary cross-entropy, Adam."""
+def _compiled(model, learning_rate: float, classes: int = 1) -> tuple:
+    """The model compiled by its builder ("user"), or compiled here ("sweep"): binary cross-entropy (sparse categorical
+    cross-entropy for several classes), Adam."""
     import keras
 
     if getattr(model, "compiled", False):
         return model, "user"
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate=learning_rate), loss="binary_crossentropy")
+    loss = "binary_crossentropy" if classes == 1 else "sparse_categorical_crossentropy"
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate=learning_rate), loss=loss)
     return model, "sweep"
 
 
-def check_builder(spec: str, params: dict, input_shape: tuple, learning_rate: float) -> None:
+def check_builder(spec: str, params: dict, input_shape: tuple, learning_rate: float, classes: int = 1) -> None:
     """Before any trial: the builder loads, accepts typical params and returns a usable model, else one line, exit 2."""
     from sweep.runtime import tensorflow
 
     tensorflow()
     builder = load_builder(spec)
     try:
-        model, _ = build_user_model(builder, params, input_shape, learning_rate, spec)
+        model, _ = build_user_model(builder, params, input_shape, learning_rate, spec, classes=classes)
         if lambdas := lambda_layers(model):
             logger.warning(
                 "warning: %s", lambda_refusal(spec, lambdas, "its trials train, but sweep export refuses to write")

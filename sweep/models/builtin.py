@@ -31,18 +31,22 @@ TUTORIAL_FIT = {"epochs": 50, "batch_size": 100, "learning_rate": 0.001}
 class BuiltinNetwork(ModelKind):
     """sweep's own network: its width and the minority weight are searched; trials may train in populations."""
 
-    populations = True
     network_words = "same network"
 
-    def __init__(self, config: SweepConfig) -> None:
-        super().__init__(config)
+    @property
+    def populations(self) -> bool:
+        """Two-class networks train in populations; a softmax network of several classes trains one trial at a time."""
+        return not self.class_counts
+
+    def __init__(self, config: SweepConfig, class_counts: tuple[int, ...] = ()) -> None:
+        super().__init__(config, class_counts)
         self._populations: dict = {}  # population id -> every member retrained at once (an ensemble reads several)
 
     def suggest(self, trial: optuna.Trial) -> TrialParams:
-        return suggest(trial, self.config, suggest_width)
+        return suggest(trial, self.config, suggest_width, self.class_counts)
 
     def params(self, trial) -> TrialParams:
-        return TrialParams.from_dict(trial.params)
+        return TrialParams.from_dict(trial.params, class_counts=self.class_counts)
 
     def sized(self, dataset: Dataset) -> SweepConfig:
         """The config with its epochs raised so each fold model takes at least `min_steps` Adam steps: 50 epochs of
@@ -61,16 +65,17 @@ class BuiltinNetwork(ModelKind):
         """The fold models trained side by side from the trial's start; `hooks.side_by_side` hears each epoch with
         the pooled validation scores (the clock is the hooks' to check: an epoch is one compiled call)."""
         plan = dataset.validation
+        rows_first = self.classes > 1
 
         def report(epoch: int, _loss: float, models) -> None:
-            hooks.side_by_side(epoch, plan.pool(_fold_scores(plan, models)))
+            hooks.side_by_side(epoch, plan.pool(_fold_scores(plan, models), rows_first))
 
         keeps = [fold.keep for fold in plan.folds]
         models, result = train_models(
             plan.X_fit, plan.y_fit, params.hidden_width, params.class_weight, settings, keeps, hooks and report
         )
         fold_scores = _fold_scores(plan, models)
-        pooled = plan.pool(fold_scores)
+        pooled = plan.pool(fold_scores, rows_first)
         check_scores(pooled)
         return TrainedFolds(models, pooled, fold_scores, result.seconds, result.epochs_run)
 
@@ -97,8 +102,8 @@ class BuiltinNetwork(ModelKind):
 
     def refit(self, dataset: Dataset, refits: list[Refit]) -> list:
         """One-hidden-layer networks side by side as one population (the first refit's seed shuffles the rows);
-        deeper ones one after another."""
-        if refits[0].settings.hidden_layers > 1:
+        deeper ones, and softmax networks of several classes, one after another."""
+        if refits[0].settings.hidden_layers > 1 or self.class_counts:
             return super().refit(dataset, refits)
         from sweep.models.population import Member, member_network, train_population
 
@@ -114,7 +119,8 @@ class BuiltinNetwork(ModelKind):
         return [member_network(population, index) for index in range(len(refits))]
 
     def refit_words(self, settings: TrainSettings) -> str:
-        return "side by side as one population" if settings.hidden_layers == 1 else "one after another"
+        alone = settings.hidden_layers > 1 or self.class_counts
+        return "one after another" if alone else "side by side as one population"
 
     def practice(self, params, settings, y) -> list[Practice]:
         """The tutorial's three fixed networks, its epochs and batch size (not the trial's)."""

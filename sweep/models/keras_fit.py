@@ -85,13 +85,17 @@ class ValidationInput:
 
 
 def score_rows(model, inputs: ValidationInput) -> np.ndarray:
-    """The model's positive-class probability for each validation row, in order.
+    """The model's positive-class probability for each validation row, in order ((rows, classes) probabilities for
+    several classes).
 
     Each batch goes through the model's own predict function (predict_on_batch): the forward pass model.predict runs on
     the same batches, without predict's per-call tf.data pipeline, iterator and epoch loop, whose cost a call is a large
     share of a small model's trial (docs/benchmarks/user-model.md#section-12)."""
-    parts = [np.asarray(model.predict_on_batch(batch), dtype=np.float64).reshape(-1) for batch in inputs.batches()]
-    return np.concatenate(parts) if parts else np.empty(0)
+    parts = [np.asarray(model.predict_on_batch(batch), dtype=np.float64) for batch in inputs.batches()]
+    if not parts:
+        return np.empty(0)
+    scores = np.concatenate([part.reshape(len(part), -1) for part in parts])
+    return scores.ravel() if scores.shape[1] == 1 else scores
 
 
 def _fit_callback(
@@ -169,7 +173,10 @@ def fit_user_model(
     import keras
 
     keras.utils.set_random_seed(settings.seed)
-    model, compiled_by = build_user_model(builder, params, X.shape[1:], settings.learning_rate, spec, probe=False)
+    classes = len(class_weight) if len(class_weight) > 2 else 1
+    model, compiled_by = build_user_model(
+        builder, params, X.shape[1:], settings.learning_rate, spec, probe=False, classes=classes
+    )
     state: dict = {"compiled_by": compiled_by}
     rank = len(model.outputs[0].shape) if getattr(model, "outputs", None) else 2
     data = batches(as_tensor(X), y, rows.training_rows(len(y)), settings.batch_size, settings.seed, rank)
@@ -199,9 +206,9 @@ def fit_user_model(
     if "timed_out" in state:
         raise TrialTimedOut(state["timed_out"])
     if "nan_epoch" in state:
+        weight = class_weight[1] if len(class_weight) == 2 else max(class_weight.values())  # the rarest class's
         raise TrialFailed(
-            f"training loss became NaN or infinite at epoch {state['nan_epoch']} "
-            f"(minority_weight {class_weight[1]:.4g})"
+            f"training loss became NaN or infinite at epoch {state['nan_epoch']} (minority_weight {weight:.4g})"
         )
     losses = history.history.get("loss", [math.nan])
     return model, state.get("epochs", settings.epochs), float(losses[-1]), compiled_by

@@ -1,8 +1,9 @@
-"""Train one trial's network: the tutorial's fit (weighted BCE, Adam, shuffled mini-batches), compiled per epoch.
+"""Train one trial's network: the tutorial's fit (weighted BCE, Adam, shuffled mini-batches), compiled per epoch; a
+target of three or more classes trains a softmax head on weighted categorical cross-entropy the same way.
 
-The compiled epoch is traced once per process and shape family (features, depth, batch size), not once per
-trial: its variables have an open width, and each trial loads its own start into them, so no trial pays for a trace
-or for clearing Keras' session (docs/benchmarks/trial-speed.md#section-11).
+The compiled epoch is traced once per process and shape family (features, depth, batch size, sigmoid or softmax),
+not once per trial: its variables have an open width (and class count), and each trial loads its own start into them,
+so no trial pays for a trace or for clearing Keras' session (docs/benchmarks/trial-speed.md#section-11).
 """
 
 from __future__ import annotations
@@ -39,7 +40,8 @@ class TrainResult:
 
 @dataclass(frozen=True)
 class Network:
-    """A trained Dense network as numpy arrays: Dense(width, relu) x layers -> Dense(1, sigmoid).
+    """A trained Dense network as numpy arrays: Dense(width, relu) x layers -> Dense(1, sigmoid), or Dense(K, softmax)
+    for K classes.
 
     Scoring it needs no Keras and no graph (a few small matmuls); `to_keras()` builds the Keras model that
     export saves and `sweep predict` loads.
@@ -48,45 +50,56 @@ class Network:
     layers: tuple  # ((kernel, bias), ...), float32
 
     def scores(self, X: np.ndarray) -> np.ndarray:
-        """Predicted probability of the positive class for each row, in row order."""
+        """Predicted probability of the positive class for each row, in row order; for K classes, (rows, K)
+        probabilities of every class (a softmax taken in float64, so no row overflows)."""
         x = np.asarray(X, dtype=np.float32)
         for kernel, bias in self.layers[:-1]:
             x = np.maximum(x @ kernel + bias, 0)
         kernel, bias = self.layers[-1]
-        logits = (x @ kernel + bias).ravel()
-        return (1.0 / (1.0 + np.exp(-logits.astype(np.float64)))).astype(np.float32)
+        if self.outputs == 1:
+            logits = (x @ kernel + bias).ravel()
+            return (1.0 / (1.0 + np.exp(-logits.astype(np.float64)))).astype(np.float32)
+        logits = (x @ kernel + bias).astype(np.float64)
+        exps = np.exp(logits - logits.max(axis=1, keepdims=True))
+        return (exps / exps.sum(axis=1, keepdims=True)).astype(np.float32)
 
     @property
     def hidden_width(self) -> int:
         return int(self.layers[0][0].shape[1])
 
+    @property
+    def outputs(self) -> int:
+        """Units of the last layer: 1 (a sigmoid) for two classes, K (a softmax) for K classes."""
+        return int(self.layers[-1][0].shape[1])
+
     def to_keras(self):
         """The same network as a Keras model (what `build_model` makes), with these weights."""
-        model = build_model(int(self.layers[0][0].shape[0]), self.hidden_width, len(self.layers) - 1)
+        model = build_model(int(self.layers[0][0].shape[0]), self.hidden_width, len(self.layers) - 1, self.outputs)
         model.set_weights([array for pair in self.layers for array in pair])
         return model
 
 
-def build_model(n_features: int, hidden_width: int, hidden_layers: int = 1):
-    """The tutorial's weighted network, widened to `hidden_width` and deepened to `hidden_layers`."""
+def build_model(n_features: int, hidden_width: int, hidden_layers: int = 1, outputs: int = 1):
+    """The tutorial's weighted network, widened to `hidden_width` and deepened to `hidden_layers`; `outputs` > 1
+    ends it in a softmax over that many classes instead of the sigmoid."""
     import keras
 
     layers = [keras.Input(shape=(n_features,))]
     layers += [keras.layers.Dense(hidden_width, activation="relu") for _ in range(hidden_layers)]
-    layers.append(keras.layers.Dense(1, activation="sigmoid"))
+    layers.append(keras.layers.Dense(outputs, activation="sigmoid" if outputs == 1 else "softmax"))
     return keras.Sequential(layers)
 
 
 def initial_layers(
-    n_features: int, hidden_width: int, hidden_layers: int, seed: int
+    n_features: int, hidden_width: int, hidden_layers: int, seed: int, outputs: int = 1
 ) -> list[tuple[np.ndarray, np.ndarray]]:
     """Keras' Dense defaults (Glorot-uniform kernels, zero biases), drawn from numpy seeded by the trial.
 
     The same draws, in the same order, as a population member with this seed (sweep.models.population), so a trial
-    starts where it would start inside a population.
+    starts where it would start inside a population; `outputs` is the last layer's width.
     """
     rng = np.random.default_rng(seed)
-    sizes = [n_features] + [hidden_width] * hidden_layers + [1]
+    sizes = [n_features] + [hidden_width] * hidden_layers + [outputs]
     layers = []
     for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
         limit = np.sqrt(6 / (fan_in + fan_out))
@@ -109,6 +122,20 @@ def train_model(
     return networks[0], result
 
 
+def output_units(class_weight: dict[int, float]) -> int:
+    """The last layer's width for these class weights: one sigmoid unit for two classes, one softmax unit per class
+    for three or more."""
+    return len(class_weight) if len(class_weight) > 2 else 1
+
+
+def label_weights(y: np.ndarray, class_weight: dict[int, float]) -> np.ndarray:
+    """Each row's weight, its label's class weight: what Keras' fit makes of class_weight."""
+    if len(class_weight) <= 2:
+        return np.where(np.asarray(y) == 1, class_weight[1], class_weight[0])
+    per_class = np.array([class_weight[c] for c in range(len(class_weight))], dtype=np.float64)
+    return per_class[np.asarray(y, dtype=np.int64)]
+
+
 def train_models(
     X: np.ndarray,
     y: np.ndarray,
@@ -128,17 +155,19 @@ def train_models(
 
     Same mathematics as model.fit(X, y, class_weight=..., batch_size=..., epochs=..., shuffle=True) with
     binary cross-entropy and Adam (see EpochProgram); what differs is that each epoch is one compiled call
-    with no Python per step, which makes a trial cost a second instead of a minute.
+    with no Python per step, which makes a trial cost a second instead of a minute. A class_weight of K >= 3
+    classes (labels 0..K-1) makes the last layer a softmax of K trained on categorical cross-entropy.
     """
     tf = tensorflow()
     device = detect_device()
     started = time.perf_counter()
-    start = initial_layers(X.shape[1], hidden_width, settings.hidden_layers, settings.seed)
-    weights = np.where(np.asarray(y) == 1, class_weight[1], class_weight[0])
+    outputs = output_units(class_weight)
+    start = initial_layers(X.shape[1], hidden_width, settings.hidden_layers, settings.seed, outputs)
+    weights = label_weights(y, class_weight)
     with tf.device(device):
         programs = []
         for slot, keep in enumerate(keeps):
-            program = epoch_program(device, X.shape[1], settings.hidden_layers, settings.batch_size, slot)
+            program = epoch_program(device, X.shape[1], settings.hidden_layers, settings.batch_size, slot, outputs)
             program.load(X, y, weights if keep is None else weights * keep, start, settings.learning_rate)
             programs.append(program)
         loss = float("nan")
@@ -226,12 +255,14 @@ class EpochProgram:
     - rows shuffled every epoch (stateless, seeded by the epoch), consecutive mini-batches of `batch`;
     - Dense = matmul + bias, relu between, the loss from the last layer's logits with
       sigmoid_cross_entropy_with_logits: what keras.losses.binary_crossentropy computes for a sigmoid
-      output (it recovers the logits);
+      output (it recovers the logits); with `softmax`, softmax cross-entropy on one-hot label rows, what
+      keras.losses.sparse_categorical_crossentropy computes for a softmax output (the class count is open too);
     - the batch loss is sum(weight * loss) / rows in the batch, Keras' "sum_over_batch_size";
     - Adam with Keras' defaults as one fused ResourceApplyAdam per variable (FusedAdam).
     """
 
-    def __init__(self, hidden_layers: int, batch: int) -> None:
+    def __init__(self, hidden_layers: int, batch: int, softmax: bool = False) -> None:
+        self.softmax = softmax
         self.layers = [
             (open_variable(2, trainable=True), open_variable(1, trainable=True)) for _ in range(hidden_layers + 1)
         ]
@@ -240,21 +271,29 @@ class EpochProgram:
         self.adam = FusedAdam(self.variables)
         self.run_epoch = compiled_epoch(list(self.rows.values()), batch, self.adam, self._batch_gradients)
 
+    def _output_loss(self, logits, yb, scale):
+        """The batch's weighted loss and its gradient with respect to the logits: (sigmoid - label) or
+        (softmax - one-hot label), times weight / rows. For a softmax, one fused op gives both the per-row
+        loss (logsumexp(logits) - logit of the label) and softmax - one-hot."""
+        tf = tensorflow()
+        if not self.softmax:
+            loss = tf.reduce_sum((tf.nn.softplus(logits) - logits * yb) * scale)
+            return loss, (tf.sigmoid(logits) - yb) * scale
+        row_losses, backprop = tf.raw_ops.SoftmaxCrossEntropyWithLogits(features=logits, labels=yb)
+        return tf.reduce_sum(row_losses * scale[:, 0]), backprop * scale
+
     def _batch_gradients(self, xb, yb, wb):
-        """The batch's weighted loss and its gradients, back-propagated by hand: the gradient of
-        sigmoid cross-entropy with logits is (sigmoid - label) * weight / rows, and ReluGrad passes it
-        through each hidden layer. A GradientTape builds the same numbers from about twice the ops, and
-        ops, not arithmetic, are the cost here (a quarter of the epoch; tests/test_train.py checks the
-        weights against Keras' fit)."""
+        """The batch's weighted loss and its gradients, back-propagated by hand: the gradient at the logits
+        (_output_loss), passed through each hidden layer by ReluGrad. A GradientTape builds the same numbers
+        from about twice the ops, and ops, not arithmetic, are the cost here (a quarter of the epoch;
+        tests/test_train.py checks the weights against Keras' fit)."""
         tf = tensorflow()
         scale = wb / tf.cast(tf.shape(xb)[0], tf.float32)
         inputs = [xb]
         for kernel, bias in self.layers[:-1]:
             inputs.append(tf.nn.relu(tf.matmul(inputs[-1], kernel) + bias))
         kernel, bias = self.layers[-1]
-        logits = tf.matmul(inputs[-1], kernel) + bias
-        loss = tf.reduce_sum((tf.nn.softplus(logits) - logits * yb) * scale)
-        upstream = (tf.sigmoid(logits) - yb) * scale
+        loss, upstream = self._output_loss(tf.matmul(inputs[-1], kernel) + bias, yb, scale)
         gradients = []
         for layer in reversed(range(len(self.layers))):
             gradients[:0] = [tf.matmul(inputs[layer], upstream, transpose_a=True), tf.reduce_sum(upstream, 0)]
@@ -264,9 +303,14 @@ class EpochProgram:
         return gradients, loss
 
     def load(self, X: np.ndarray, y: np.ndarray, row_weights: np.ndarray, start, learning_rate: float) -> None:
-        """Set the rows, their weights and the network's starting weights; reset Adam."""
+        """Set the rows, their weights and the network's starting weights; reset Adam. A softmax program holds
+        each label as a one-hot row as wide as the start's last layer (fewer ops per batch than class indices)."""
+        if self.softmax:
+            labels = np.eye(start[-1][0].shape[1], dtype=np.float32)[np.asarray(y, dtype=np.int64)]
+        else:
+            labels = np.asarray(y, dtype=np.float32).reshape(-1, 1)
         self.rows["features"].assign(np.asarray(X, dtype=np.float32))
-        self.rows["labels"].assign(np.asarray(y, dtype=np.float32).reshape(-1, 1))
+        self.rows["labels"].assign(labels)
         self.rows["weights"].assign(np.asarray(row_weights, dtype=np.float32).reshape(-1, 1))
         for (kernel, bias), (kernel_start, bias_start) in zip(self.layers, start):
             kernel.assign(kernel_start)
@@ -294,11 +338,16 @@ def per_thread(key: tuple, make: Callable[[], object]):
     return cache[key]
 
 
-def epoch_program(device: str, n_features: int, hidden_layers: int, batch: int, slot: int = 0) -> EpochProgram:
+def epoch_program(
+    device: str, n_features: int, hidden_layers: int, batch: int, slot: int = 0, outputs: int = 1
+) -> EpochProgram:
     """The compiled epoch for this family, made (and traced) once per process and thread; `slot` tells apart
-    the networks one trial trains side by side (its fold models)."""
+    the networks one trial trains side by side (its fold models). A sigmoid (outputs 1) and a softmax (outputs
+    > 1, any number of classes) are two families: they never share a trace."""
+    softmax = outputs > 1
     return per_thread(
-        ("epoch", device, n_features, hidden_layers, batch, slot), lambda: EpochProgram(hidden_layers, batch)
+        ("epoch", device, n_features, hidden_layers, batch, slot, "softmax" if softmax else "sigmoid"),
+        lambda: EpochProgram(hidden_layers, batch, softmax),
     )
 
 
@@ -335,8 +384,12 @@ def compiled_epoch(rows: list, batch: int, adam: FusedAdam, batch_gradients, tra
 
 
 def score(model, X: np.ndarray, chunk: int = 65_536) -> np.ndarray:
-    """Predicted probability of the positive class for each row, in row order (a Network or a Keras model)."""
+    """Predicted probability of the positive class for each row, in row order (a Network or a Keras model); a
+    model with K > 1 output units gives (rows, K) class probabilities."""
     if isinstance(model, Network):
         return model.scores(X)
-    parts = [model(X[i : i + chunk], training=False).numpy().ravel() for i in range(0, len(X), chunk)]
-    return np.concatenate(parts) if parts else np.empty(0)
+    parts = [model(X[i : i + chunk], training=False).numpy() for i in range(0, len(X), chunk)]
+    if not parts:
+        return np.empty(0)
+    scores = np.concatenate([part.reshape(len(part), -1) for part in parts])
+    return scores.ravel() if scores.shape[1] == 1 else scores

@@ -56,8 +56,14 @@ class ModelKind(ABC):
     """What every kind of model does for a study. `name` is stored on trials and in best.json ("builtin", or the
     user's builder PATH.py:FUNCTION)."""
 
-    def __init__(self, config: SweepConfig) -> None:
+    def __init__(self, config: SweepConfig, class_counts: tuple[int, ...] = ()) -> None:
         self.config = config
+        self.class_counts = class_counts  # three or more classes: each one's non-test rows (their weights); () binary
+
+    @property
+    def classes(self) -> int:
+        """Output units of this study's models: 1 (a sigmoid) for a binary target, else one per class (a softmax)."""
+        return len(self.class_counts) or 1
 
     populations = False  # whether several trials may train together as one population (sweep.study.rounds)
     network_words = "your model"  # how the report names this kind's network in its comparison rows
@@ -130,7 +136,8 @@ class ModelKind(ABC):
         """The report's rows of common practice without sweep, read at 0.5: what each trains and with which weights."""
 
     def score(self, model, X: np.ndarray) -> np.ndarray:
-        """The positive class's score of each row of X, in order."""
+        """The positive class's score of each row of X, in order; (rows, classes) class probabilities for three or
+        more classes."""
         from sweep.models.network import score
 
         return score(model, X)

@@ -26,15 +26,15 @@ class UserModel(ModelKind):
 
         config = self.config
         rate = config.learning_rate if not isinstance(config.learning_rate, tuple) else config.learning_rate[0]
-        check_builder(config.model, typical_params(config), dataset.input_shape, rate)
+        check_builder(config.model, typical_params(config), dataset.input_shape, rate, self.classes)
 
     def suggest(self, trial: optuna.Trial) -> TrialParams:
-        params = suggest(trial, self.config, suggest_model_space)
+        params = suggest(trial, self.config, suggest_model_space, self.class_counts)
         rate = {} if params.learning_rate is None else {"learning_rate": params.learning_rate}
         return dataclasses.replace(params, model_params=params.model_params | rate | fixed_params(self.config))
 
     def params(self, trial) -> TrialParams:
-        return TrialParams.from_dict(trial.params, fixed_params(self.config), user_model=True)
+        return TrialParams.from_dict(trial.params, fixed_params(self.config), True, self.class_counts)
 
     def sequential_folds(self, plan: Validation) -> int:
         return len(plan.folds)
@@ -62,7 +62,7 @@ class UserModel(ModelKind):
             on_epoch,
             clock,
         )
-        pooled = plan.pool(fold_scores)
+        pooled = plan.pool(fold_scores, rows_first=self.classes > 1)
         check_scores(pooled)
         return TrainedFolds(models, pooled, fold_scores, result.seconds, result.epochs_run, compiled_by)
 

@@ -104,18 +104,28 @@ def study_note(study: optuna.Study) -> str:
     data, objective, config = attrs.get("data", {}), attrs.get("objective", {}), attrs.get("config", {})
     counted = tally(study)
     splits = data.get("splits", {})
-    rows = "\n".join(
-        f"| {name} | {part['rows']} | {part['positives']} | {part['positives'] / max(part['rows'], 1):.2%} |"
-        for name, part in splits.items()
-    )
+    classes = data.get("classes", [])
+    if classes:
+        header = ["| part | rows | " + " | ".join(classes) + " |", "|---|---|" + "---|" * len(classes)]
+        rows = "\n".join(
+            f"| {name} | {part['rows']} | " + " | ".join(str(part["classes"][c]) for c in classes) + " |"
+            for name, part in splits.items()
+        )
+        labels = f", classes {', '.join(f'`{c}`' for c in classes)}."
+    else:
+        header = ["| part | rows | positives | share |", "|---|---|---|---|"]
+        rows = "\n".join(
+            f"| {name} | {part['rows']} | {part['positives']} | {part['positives'] / max(part['rows'], 1):.2%} |"
+            for name, part in splits.items()
+        )
+        labels = f", positive label `{data.get('positive_label', '?')}`."
     lines = [
         f"# {study.study_name}",
         f"**Data**: `{data.get('source', '?')}` (fingerprint `{data.get('fingerprint', '?')}`), features "
         f"{', '.join(data.get('features', [])) or 'arrays of rows ' + 'x'.join(map(str, data.get('input_shape', [])))}"
-        f", positive label `{data.get('positive_label', '?')}`.",
+        + labels,
         "",
-        "| part | rows | positives | share |",
-        "|---|---|---|---|",
+        *header,
         rows,
         "",
         f"**Protocol**: {_judged(data.get('validation', {}))} *test* is used only by `sweep export` and "
@@ -138,13 +148,38 @@ def study_note(study: optuna.Study) -> str:
         lines += [
             "",
             f"**Best so far**{how}: trial #{best.number}, {objective.get('name', 'value')} = {values}: "
-            f"{describe_params(best.params)}; validation precision {a.get('val_precision', float('nan')):.3f}, "
-            f"recall {a.get('val_recall', float('nan')):.3f}, **flag rate {a.get('val_flag_rate', float('nan')):.2%}**"
-            + (f"; F1 across folds {a['cv_folds']['f1']} (sd {a['cv_f1_sd']:.3f})." if "cv_folds" in a else "."),
+            f"{describe_params(best.params)}; " + (_class_words(a, classes) if classes else _binary_words(a)),
             "",
             f"Export it with `sweep export {study.study_name} --out exports/{study.study_name}`.",
         ]
     return "\n".join(lines)
+
+
+def _binary_words(attrs: dict) -> str:
+    """The best trial's validation figures in words: precision, recall, flag rate (and F1 across folds)."""
+    nan = float("nan")
+    words = (
+        f"validation precision {attrs.get('val_precision', nan):.3f}, recall {attrs.get('val_recall', nan):.3f}, "
+        f"**flag rate {attrs.get('val_flag_rate', nan):.2%}**"
+    )
+    folds = f"; F1 across folds {attrs['cv_folds']['f1']} (sd {attrs['cv_f1_sd']:.3f})." if "cv_folds" in attrs else "."
+    return words + folds
+
+
+def _class_words(attrs: dict, classes: list[str]) -> str:
+    """A best trial of several classes in words: macro-F1, balanced accuracy, each class's recall and flag rate."""
+    nan = float("nan")
+    each = ", ".join(
+        f"`{c}` {attrs.get(f'val_recall:{c}', nan):.3f} ({attrs.get(f'val_flag_rate:{c}', nan):.1%} of rows)"
+        for c in classes
+    )
+    rule = attrs.get("decision_rule", {})
+    return (
+        f"validation macro-F1 {attrs.get('val_macro_f1', nan):.3f}, balanced accuracy "
+        f"{attrs.get('val_balanced_accuracy', nan):.3f}; decision rule {rule.get('kind', '?')}"
+        + (f" (tau {rule['tau']})" if "tau" in rule else "")
+        + f"; recall per class (**flag rate**): {each}."
+    )
 
 
 def _judged(validation: dict) -> str:

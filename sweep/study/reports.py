@@ -23,7 +23,7 @@ def report_epoch(
     stopped at (else None)."""
     if goal.is_multi:
         return None  # Optuna cannot prune multi-objective trials, and has no intermediate values for them
-    if threshold is None:
+    if threshold is None and goal.uses_threshold:
         value = choose_threshold(goal, y_true, scores, bounds)[1]
     else:
         value = goal.value_of_scores(y_true, scores, threshold)

@@ -15,9 +15,10 @@ from optuna.trial import FrozenTrial, TrialState
 from sweep import stopping
 from sweep.config import PrunerSpec, SweepConfig
 from sweep.data import Dataset, load_dataset
-from sweep.errors import StorageError, StorageUnreachable, TrialFailed
+from sweep.errors import ConfigError, StorageError, StorageUnreachable, TrialFailed
 from sweep.metrics import parse_goal
 from sweep.models import model_kind
+from sweep.multiclass import bind_class_goal
 from sweep.runtime import configure_threads, select_device
 from sweep.study import outage
 from sweep.study.figures import FigureWorker, artifact_store, save_study_note
@@ -72,7 +73,14 @@ def prepare_study(config: SweepConfig, dataset: Dataset, worker_index: int = 0) 
     """Create the study or resume it; a resumed study must have the same data and objective. A user's model
     builder is checked first (it loads, takes typical params, returns a usable model), before any trial."""
     goal = config.goal
-    kind = model_kind(config)
+    class_goal = bind_class_goal(goal, dataset.classes)  # one that does not fit the target's classes: one line, exit 2
+    names = goal.names if class_goal is None else [class_goal.name]
+    kind = model_kind(config, dataset)
+    if dataset.classes and config.population > 1:
+        raise ConfigError(
+            f"population = {config.population} trains two-class networks side by side, but the target has "
+            f"{len(dataset.classes)} classes, whose trials train one at a time; drop --population"
+        )
     kind.check(dataset)
     storage = open_storage(config.storage, config.heartbeat_interval, config.grace_period)
     existing = config.study in optuna.get_all_study_names(storage)
@@ -97,11 +105,11 @@ def prepare_study(config: SweepConfig, dataset: Dataset, worker_index: int = 0) 
     study.set_user_attr("config", stored_config)
     study.set_user_attr("data", dataset.summary())
     study.set_user_attr(
-        "objective", {"spec": config.objective, "name": goal.name, "direction": ",".join(goal.directions)}
+        "objective", {"spec": config.objective, "name": names[0], "direction": ",".join(goal.directions)}
     )
     with warnings.catch_warnings():  # set_metric_names is "experimental" in Optuna 5 but it is what the dashboard reads
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        study.set_metric_names(goal.names)
+        study.set_metric_names(names)
     return study
 
 
@@ -112,6 +120,14 @@ def _check_compatible(study: optuna.Study, config: SweepConfig, dataset: Dataset
     data = stored.get("data", {})
     stored_config = stored.get("config", {})
     current = config.to_dict()
+    stored_classes = data.get("classes", [])
+    if "fingerprint" in data and stored_classes != list(dataset.classes):
+        was = f"{len(stored_classes)} classes ({', '.join(stored_classes)})" if stored_classes else "a binary target"
+        now = f"{len(dataset.classes)} classes ({', '.join(dataset.classes)})" if dataset.classes else "two classes"
+        raise StorageError(
+            f"study {config.study!r} was swept on {was}, but the target now has {now}; "
+            "resume it with the data it was swept on or use a new --study name"
+        )
     for key in SPLIT_KEYS:
         if key in stored_config and stored_config[key] != current[key]:
             raise StorageError(
@@ -283,7 +299,7 @@ class _SweepLoop:
         self.budget = Budget(config.trials)
         self.figures = FigureWorker(artifact_store(config.storage))
         self.deadline = None if config.timeout is None else time.monotonic() + config.timeout
-        self.population = trials_per_round(config, len(dataset.validation.folds))
+        self.population = trials_per_round(config, dataset)
 
     def run(self) -> None:
         while self.failures.in_a_row < MAX_CONSECUTIVE_FAILURES:
@@ -348,10 +364,11 @@ class _SweepLoop:
                 callback(study, told)
 
 
-def trials_per_round(config: SweepConfig, fold_models: int = 1) -> int:
+def trials_per_round(config: SweepConfig, dataset: Dataset) -> int:
     """Trials trained together: config.population, or the automatic choice when it is 0."""
-    if not model_kind(config).populations:
-        return 1  # a user's model trains through Keras fit, one trial at a time
+    if not model_kind(config, dataset).populations:
+        return 1  # a user's model trains through Keras fit, one trial at a time; a softmax network, alone
+    fold_models = len(dataset.validation.folds)
     if config.population:
         return config.population
     from sweep.models.population import automatic_population

@@ -136,12 +136,12 @@ def format_value(value, digits: int = 4) -> str:
 
 
 def describe_params(params: dict) -> str:
-    """A trial's params in a line: minority weight first, the threshold last, a model's own params between."""
+    """A trial's params in a line: minority weight first (of several classes: the rarest class's), the threshold last
+    (none where a decision rule decides), a model's own params between."""
     between = [
         f"{'width' if k == 'hidden_width' else k} {format_value(v)}"
         for k, v in params.items()
         if k not in ("minority_weight", "threshold")
     ]
-    return ", ".join(
-        [f"minority weight 1:{params['minority_weight']:.4g}", *between, f"threshold {params['threshold']:.3f}"]
-    )
+    threshold = [f"threshold {params['threshold']:.3f}"] if "threshold" in params else []
+    return ", ".join([f"minority weight 1:{params['minority_weight']:.4g}", *between, *threshold])

@@ -17,6 +17,7 @@ from sweep.errors import OverBudget, TrialFailed, TrialTimedOut
 from sweep.metrics import Goal, choose_threshold, metrics
 from sweep.models import model_kind
 from sweep.models.network import TrainSettings
+from sweep.multiclass import ClassJudge, bind_class_goal, class_metrics, effective_priors
 from sweep.runtime import device_label, placement, thread_settings
 from sweep.space import TrialParams, trial_seed
 from sweep.study.optuna_private import set_param, set_user_attrs
@@ -56,7 +57,7 @@ def setup_attrs(params: TrialParams, settings: TrainSettings, model: str = "buil
     return own | {
         "worker": f"{socket.gethostname()}:{os.getpid()}",  # ties a trial to its process
         "train_settings": dataclasses.asdict(settings),
-        "class_weight": {"0": 1.0, "1": params.minority_weight},
+        "class_weight": {str(c): w for c, w in params.class_weight.items()},
         "device": device_label(),
         "threads": thread_settings(),
         **placement(),  # where a cluster placed this worker (sweep.study.cluster)
@@ -152,8 +153,9 @@ def trial_function(config: SweepConfig, dataset: Dataset, goal: Goal, admit=None
     the trial ends FAIL with over_budget set and nothing is trained. With a FigureWorker, a new best trial gets its
     figures attached (what optuna-dashboard shows) once it has stayed the best a while, drawn while trials run on.
     """
-    kind = model_kind(config)
+    kind = model_kind(config, dataset)
     plan = dataset.validation
+    class_goal = bind_class_goal(goal, dataset.classes)
 
     def run_trial(trial: optuna.Trial) -> float:
         if admit is not None and not admit(trial):
@@ -166,11 +168,14 @@ def trial_function(config: SweepConfig, dataset: Dataset, goal: Goal, admit=None
             params = kind.suggest(trial)
             settings = train_settings(config, trial_seed(config.seed, trial.number), params)
             set_user_attrs(trial, setup_attrs(params, settings, kind.name))
-            trained = _train(
-                trial, watchdog, kind, dataset, params, settings, TrialHooks(trial, config, goal, plan, params, clock)
-            )
+            judge = goal if class_goal is None else class_judge(class_goal, dataset, params)
+            hooks = TrialHooks(trial, config, judge, plan, params, clock)
+            trained = _train(trial, watchdog, kind, dataset, params, settings, hooks)
             if not watchdog.claim():
                 raise TrialTimedOut(watchdog.reason)
+            compiled = {} if trained.compiled_by is None else {"compiled_by": trained.compiled_by}
+            if class_goal is not None:
+                return record_class_result(trial, judge, dataset, trained, compiled)
             threshold = judged_threshold(trial, config, goal, plan.y, trained.pooled, params)
             return record_result(
                 trial,
@@ -182,10 +187,28 @@ def trial_function(config: SweepConfig, dataset: Dataset, goal: Goal, admit=None
                 trained.epochs_run,
                 figures,
                 trained.fold_scores,
-                {} if trained.compiled_by is None else {"compiled_by": trained.compiled_by},
+                compiled,
             )
 
     return run_trial
+
+
+def class_judge(class_goal, dataset: Dataset, params: TrialParams) -> ClassJudge:
+    """A trial's judge on a target of three or more classes: its objective, and the priors its weighted model learns
+    (what its logit adjustment corrects)."""
+    return ClassJudge(class_goal, effective_priors(dataset.class_counts, params.class_weight), class_goal.name)
+
+
+def record_class_result(trial, judge: ClassJudge, dataset: Dataset, trained, extra: dict) -> float:
+    """Store a finished trial of several classes in one write: the decision rule chosen on its pooled validation
+    probabilities, the metrics of its decisions (overall and each class's), timing and `extra`; return its value."""
+    plan = dataset.validation
+    rule, value = judge.choose(plan.y, trained.pooled)
+    found = class_metrics(plan.y, rule.decide(trained.pooled), dataset.classes)
+    attrs = {f"val_{key}": value for key, value in found.items()} | {"decision_rule": rule.record()}
+    attrs |= {"train_seconds": round(trained.seconds, 3), "epochs_run": int(trained.epochs_run)} | extra
+    set_user_attrs(trial, attrs)
+    return value
 
 
 def _train(trial, watchdog: Watchdog, kind, dataset: Dataset, params, settings, hooks: TrialHooks):
