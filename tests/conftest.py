@@ -6,6 +6,7 @@ import contextlib
 import os
 import sys
 import uuid
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -483,3 +484,77 @@ def _stop_process(process) -> None:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(timeout=10)
+
+
+USER_MODEL = """
+import keras
+
+
+def build(params, input_shape):
+    hidden = keras.layers.Dense(8, activation="relu")
+    return keras.Sequential([keras.Input(input_shape), hidden, keras.layers.Dense(UNITS, activation="softmax")])
+"""
+
+
+def class_table(rows: int = 900, seed: int = 0) -> pd.DataFrame:
+    """Three classes (75/17/8%) told apart by two numeric features, with a text column and gaps."""
+    rng = np.random.default_rng(seed)
+    y = rng.choice(["low", "mid", "high"], size=rows, p=[0.75, 0.17, 0.08])
+    frame = pd.DataFrame(
+        {
+            "f0": rng.normal(size=rows) + 1.5 * (y == "mid"),
+            "f1": rng.normal(size=rows) + 2.0 * (y == "high"),
+            "kind": rng.choice(["a", "b"], size=rows),
+            "label": y,
+        }
+    )
+    frame.loc[::17, "f0"] = np.nan
+    return frame
+
+
+def class_arrays(rows: int = 800, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Four classes (60/25/10/5%) as arrays of 3 features."""
+    rng = np.random.default_rng(seed)
+    y = rng.choice(4, size=rows, p=[0.6, 0.25, 0.1, 0.05])
+    x = rng.normal(size=(rows, 3)).astype(np.float32)
+    x[:, 0] += y
+    x[:, 1] += 2.0 * (y == 3)
+    return x, y
+
+
+def write_class_model(folder: Path, units: int) -> str:
+    (folder / "model.py").write_text(USER_MODEL.replace("UNITS", str(units)))
+    return f"{folder / 'model.py'}:build"
+
+
+@pytest.fixture(scope="session", params=["table", "arrays"])
+def swept_classes(request, tmp_path_factory):
+    """A 3-class table (the builtin network) or 4-class arrays (a user's model) swept for 3 trials, resumed to 5,
+    exported and predicted: (kind, workdir, storage, data path, classes, run outputs, export output, predictions)."""
+    folder = tmp_path_factory.mktemp(f"classes-{request.param}")
+    storage = f"sqlite:///{folder / 'classes.db'}"
+    if request.param == "table":
+        data = folder / "three.csv"
+        class_table().to_csv(data, index=False)
+        args = ["--data", str(data), "--target", "label", "--hidden-width", "2:16"]
+        classes = ["high", "low", "mid"]
+    else:
+        data = folder / "four.npz"
+        x, y = class_arrays()
+        np.savez(data, x=x, y=y)
+        args = ["--data", str(data), "--model", write_class_model(folder, 4)]
+        classes = ["0", "1", "2", "3"]
+    common = ["--storage", storage, "--study", "classes", "--epochs", "4", *args]
+    from typer.testing import CliRunner
+
+    from sweep.cli import app
+
+    def invoke(*args: str):
+        return CliRunner().invoke(app, list(args), env={"SWEEP_STORAGE": None})
+
+    runs = [invoke("run", *common, "--trials", str(trials)) for trials in (3, 5)]
+    bundle = folder / "bundle"
+    exported = invoke("export", "classes", "--out", str(bundle), "--storage", storage)
+    predicted = folder / "predicted.csv"
+    scored = invoke("predict", str(bundle), "--data", str(data), "--out", str(predicted))
+    return request.param, folder, storage, data, classes, runs, exported, bundle, scored, predicted

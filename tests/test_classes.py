@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
 
 import numpy as np
 import optuna
@@ -17,82 +16,17 @@ from typer.testing import CliRunner
 from sweep.cli import app
 from sweep.handover.classes import ClassCheck, bootstrap_class_metrics, confusion_matrix
 from sweep.multiclass import DecisionRule
-
-USER_MODEL = """
-import keras
-
-
-def build(params, input_shape):
-    hidden = keras.layers.Dense(8, activation="relu")
-    return keras.Sequential([keras.Input(input_shape), hidden, keras.layers.Dense(UNITS, activation="softmax")])
-"""
+from tests.conftest import class_arrays, class_table, write_class_model
 
 
 def invoke(*args: str):
     return CliRunner().invoke(app, list(args), env={"SWEEP_STORAGE": None})
 
 
-def class_table(rows: int = 900, seed: int = 0) -> pd.DataFrame:
-    """Three classes (75/17/8%) told apart by two numeric features, with a text column and gaps."""
-    rng = np.random.default_rng(seed)
-    y = rng.choice(["low", "mid", "high"], size=rows, p=[0.75, 0.17, 0.08])
-    frame = pd.DataFrame(
-        {
-            "f0": rng.normal(size=rows) + 1.5 * (y == "mid"),
-            "f1": rng.normal(size=rows) + 2.0 * (y == "high"),
-            "kind": rng.choice(["a", "b"], size=rows),
-            "label": y,
-        }
-    )
-    frame.loc[::17, "f0"] = np.nan
-    return frame
-
-
-def class_arrays(rows: int = 800, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Four classes (60/25/10/5%) as arrays of 3 features."""
-    rng = np.random.default_rng(seed)
-    y = rng.choice(4, size=rows, p=[0.6, 0.25, 0.1, 0.05])
-    x = rng.normal(size=(rows, 3)).astype(np.float32)
-    x[:, 0] += y
-    x[:, 1] += 2.0 * (y == 3)
-    return x, y
-
-
-def _write_model(folder: Path, units: int) -> str:
-    (folder / "model.py").write_text(USER_MODEL.replace("UNITS", str(units)))
-    return f"{folder / 'model.py'}:build"
-
-
-@pytest.fixture(scope="module", params=["table", "arrays"])
-def swept(request, tmp_path_factory):
-    """A 3-class table (the builtin network) or 4-class arrays (a user's model) swept for 3 trials, resumed to 5,
-    exported and predicted: (kind, workdir, storage, data path, classes, run outputs, export output, predictions)."""
-    folder = tmp_path_factory.mktemp(f"classes-{request.param}")
-    storage = f"sqlite:///{folder / 'classes.db'}"
-    if request.param == "table":
-        data = folder / "three.csv"
-        class_table().to_csv(data, index=False)
-        args = ["--data", str(data), "--target", "label", "--hidden-width", "2:16"]
-        classes = ["high", "low", "mid"]
-    else:
-        data = folder / "four.npz"
-        x, y = class_arrays()
-        np.savez(data, x=x, y=y)
-        args = ["--data", str(data), "--model", _write_model(folder, 4)]
-        classes = ["0", "1", "2", "3"]
-    common = ["--storage", storage, "--study", "classes", "--epochs", "4", *args]
-    runs = [invoke("run", *common, "--trials", str(trials)) for trials in (3, 5)]
-    bundle = folder / "bundle"
-    exported = invoke("export", "classes", "--out", str(bundle), "--storage", storage)
-    predicted = folder / "predicted.csv"
-    scored = invoke("predict", str(bundle), "--data", str(data), "--out", str(predicted))
-    return request.param, folder, storage, data, classes, runs, exported, bundle, scored, predicted
-
-
-def test_a_target_of_several_classes_runs_and_resumes(swept):
+def test_a_target_of_several_classes_runs_and_resumes(swept_classes):
     """Check that a 3-class table and 4-class arrays sweep, resume to the budget, and store every class's weight, the
     decision rule and each class's recall and flag rate on every trial."""
-    _, _, storage, _, classes, runs, *_ = swept
+    _, _, storage, _, classes, runs, *_ = swept_classes
     for run in runs:
         assert run.exit_code == 0, run.output
     assert "recall (flag rate)" in runs[-1].output
@@ -112,10 +46,10 @@ def test_a_target_of_several_classes_runs_and_resumes(swept):
         assert trial.value == pytest.approx(trial.user_attrs["val_macro_f1"])
 
 
-def test_export_ships_every_class_weight_and_the_rule(swept):
+def test_export_ships_every_class_weight_and_the_rule(swept_classes):
     """Check that export reproduces the trial's value and writes every class's weight, the decision rule, per-class
     test metrics with intervals, the confusion matrix and the rule's gain over argmax."""
-    _, _, _, _, classes, _, exported, bundle, *_ = swept
+    _, _, _, _, classes, _, exported, bundle, *_ = swept_classes
     assert exported.exit_code == 0, exported.output
     assert "the rule's gain over argmax" in exported.output
     best = json.loads((bundle / "best.json").read_text())
@@ -133,10 +67,10 @@ def test_export_ships_every_class_weight_and_the_rule(swept):
     assert low <= test["rule_gain"]["macro_f1"] <= high
 
 
-def test_predict_applies_the_exported_rule_exactly(swept):
+def test_predict_applies_the_exported_rule_exactly(swept_classes):
     """Check that predict writes each class's probability and score and that its decision is the exported rule applied
     to the scores, with calibrated probabilities that sum to 1 in every row."""
-    _, _, _, data, classes, _, _, bundle, scored, predicted = swept
+    _, _, _, data, classes, _, _, bundle, scored, predicted = swept_classes
     assert scored.exit_code == 0, scored.output
     rows = pd.read_csv(predicted, dtype={"decision": str})
     best = json.loads((bundle / "best.json").read_text())
@@ -195,7 +129,7 @@ def test_a_user_model_with_the_wrong_units_is_one_line(tmp_path):
     saying the shape expected."""
     x, y = class_arrays(rows=300)
     np.savez(tmp_path / "four.npz", x=x, y=y)
-    model = _write_model(tmp_path, 3)
+    model = write_class_model(tmp_path, 3)
     storage = f"sqlite:///{tmp_path / 's.db'}"
     result = invoke(
         "run", "--data", str(tmp_path / "four.npz"), "--model", model, "--storage", storage, "--trials", "1"

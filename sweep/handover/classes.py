@@ -179,8 +179,11 @@ def class_test_record(found: ClassRetrained) -> dict:
     return {
         "value": found.judge.goal.value(y, decided, len(names)),
         "metrics": class_metrics(y, decided, names),
-        "intervals": _intervals(resamples["rule"], names),
-        "argmax": {"metrics": class_metrics(y, at_argmax, names), "intervals": _intervals(resamples["argmax"], names)},
+        "intervals": class_intervals(resamples["rule"], names),
+        "argmax": {
+            "metrics": class_metrics(y, at_argmax, names),
+            "intervals": class_intervals(resamples["argmax"], names),
+        },
         "rule_gain": {
             "macro_f1": float(_macro_f1_gain(y, decided, at_argmax, names)),
             "interval": [float(v) for v in np.percentile(gain, [2.5, 97.5])],
@@ -230,7 +233,8 @@ def bootstrap_class_metrics(
     return found
 
 
-def _intervals(resampled: dict[str, np.ndarray], names: tuple[str, ...]) -> dict[str, list[float]]:
+def class_intervals(resampled: dict[str, np.ndarray], names: tuple[str, ...]) -> dict[str, list[float]]:
+    """95% percentile intervals of one set of decisions' bootstrapped macro-F1, balanced accuracy and class recalls."""
     bounds = {key: np.percentile(resampled[key], [2.5, 97.5]) for key in ("macro_f1", "balanced_accuracy")}
     recall = np.percentile(resampled["recall"], [2.5, 97.5], axis=0)
     bounds |= {f"recall:{name}": recall[:, c] for c, name in enumerate(names)}

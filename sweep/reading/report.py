@@ -252,13 +252,18 @@ class StudyReport:
     calibration: str = ""  # how the probability is calibrated, in words
 
 
-def study_report(storage_url: str, study_name: str, folder: Path, seeds=(0, 1, 2), pick=None) -> StudyReport:
+def study_report(storage_url: str, study_name: str, folder: Path, seeds=(0, 1, 2), pick=None):
     """Retrain the study's best trial with its seed and compare it on the test rows with the tutorial's
     fixed weights, the same network with balanced weights and a threshold tuned on validation (balanced_tuned_row),
-    the simple logistic reference and (for the seed data) the Bayes-optimal ceiling."""
+    the simple logistic reference and (for the seed data) the Bayes-optimal ceiling: a StudyReport. A study of three or
+    more classes gets its own comparison (sweep.reading.class_report.ClassStudyReport)."""
+    from sweep.handover.classes import ClassRetrained
     from sweep.handover.retrain import refit_rows, retrain_best
+    from sweep.reading.class_report import class_study_report
 
     found = retrain_best(storage_url, study_name, pick)
+    if isinstance(found, ClassRetrained):
+        return class_study_report(found, folder, seeds)
     study, best, dataset = found.study, found.trial, found.dataset
     best_scores, threshold = found.ensemble.scores(found.test.X), found.threshold  # what `sweep export` ships
     best_row = scored_row(_best_label(found, refit_rows(found)), dataset.test.y, best_scores, threshold)
@@ -428,12 +433,13 @@ def write_report(
         "<h1>Minority-weight sweep report</h1>"
         "<p>All metrics on the held-out <b>test</b> rows, which no search used.</p>"
     ]
-    if len(sections) > 1:
-        md += ["## Studies side by side", "", markdown_table([_named(s) for s in sections]), ""]
-        page.append("<h2>Studies side by side</h2>" + html_table([_named(s) for s in sections]))
+    binary = [s for s in sections if isinstance(s, StudyReport)]
+    if len(binary) > 1:
+        md += ["## Studies side by side", "", markdown_table([_named(s) for s in binary]), ""]
+        page.append("<h2>Studies side by side</h2>" + html_table([_named(s) for s in binary]))
     for section in sections:
-        md += _section_markdown(section)
-        page += _section_html(section)
+        md += _section_markdown(section) if isinstance(section, StudyReport) else section.markdown()
+        page += _section_html(section) if isinstance(section, StudyReport) else section.html()
     (out_dir / "report.md").write_text("\n".join(md) + "\n")
     (out_dir / "report.html").write_text(
         f"<!doctype html><html><head><meta charset='utf-8'><title>sweep report</title><style>{REPORT_STYLE}</style>"
