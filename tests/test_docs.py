@@ -47,6 +47,7 @@ EXAMPLES = {
     "exported-config": "test_table_examples_run_as_written",
     "objectives": "test_objectives_example_runs_as_written",
     "own-model": "test_own_model_example_runs_as_written",
+    "classes": "test_classes_example_runs_as_written",
     "digits-cnn-builder": "test_digits_cnn_builder_in_the_guide_is_the_example_source",
     "digits-cnn-toml": "test_digits_cnn_toml_in_the_guide_is_the_example_file",
 }
@@ -472,6 +473,23 @@ def test_own_model_example_runs_as_written(tmp_path, monkeypatch):
     assert "Study digits-cnn in sqlite:///studies/sweeps.db: 2 finished trials" in ran[1]
     scored = pd.read_csv(tmp_path / "digits-scored.csv")
     assert list(scored.columns) == ["probability", "decision", "score"] and len(scored) == 1673
+
+
+def test_classes_example_runs_as_written(tmp_path, monkeypatch):
+    """Check that the guide to several classes runs as written (its 20 trials of 1 epoch): example data, sweep, export,
+    predict and report, with every best.json key of a bundle of several classes in the bundle reference."""
+    monkeypatch.chdir(tmp_path)
+    _clean_environment(monkeypatch, SWEEP_EPOCHS="1", SWEEP_MIN_STEPS="0")
+    ran = run_commands(example("classes"))
+    assert "Study digit-classes in sqlite:///studies/sweeps.db: 20 finished trials" in ran[1]
+    assert "the rule's gain over argmax" in ran[2]
+    scored = pd.read_csv(tmp_path / "digit-classes-scored.csv")
+    assert list(scored.columns[:5]) == [f"probability_{digit}" for digit in range(5)] and len(scored) == 592
+    assert (tmp_path / "reports" / "digit-classes" / "report.md").is_file()
+    best = json.loads((tmp_path / "exports" / "digit-classes" / "best.json").read_text())
+    reference = (DOCS / "reference" / "bundle.md").read_text()
+    missing = [key for key in best if f"`{key}`" not in reference]
+    assert not missing, f"best.json keys missing from docs/reference/bundle.md: {missing}"
 
 
 def test_digits_cnn_builder_in_the_guide_is_the_example_source():

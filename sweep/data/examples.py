@@ -27,6 +27,28 @@ def digits_arrays(seed: int = 0, digit: int = DIGIT, share: float = DIGIT_SHARE)
     return images[rows], labels[rows]
 
 
+# Digits of several classes: 0-4, with 3 and 4 kept at these shares of the rows of each common digit.
+RARE_DIGITS = {3: 0.2, 4: 0.1}
+
+
+def digit_classes_arrays(seed: int = 0, rare: dict[int, float] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's bundled digits 0-4 as rows of 64 pixel values (0-16) and the digit as label, made imbalanced: a
+    seeded subsample keeps each digit of `rare` at that share of a common digit's rows (the target of several classes of
+    docs/guides/classes.md)."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    rare = RARE_DIGITS if rare is None else rare
+    rng = np.random.default_rng(seed)
+    chosen = []
+    for digit in range(5):
+        rows = np.flatnonzero(digits.target == digit)
+        keep = round(rare[digit] * len(rows)) if digit in rare else len(rows)
+        chosen.append(rng.choice(rows, size=keep, replace=False))
+    rows = rng.permutation(np.concatenate(chosen))
+    return digits.data[rows].astype(np.float32), digits.target[rows].astype(np.int8)
+
+
 def sequence_arrays(
     rows: int = 3000, steps: int = 48, positive_share: float = 0.04, seed: int = 0
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -71,11 +93,16 @@ def tabular_frame(rows: int = 4000, seed: int = 0):
 
 
 def write_examples(folder: str | Path) -> list[Path]:
-    """Write digits.npz, sequences.npz and tabular.csv to `folder`; returns their paths."""
+    """Write digits.npz, digit-classes.npz, sequences.npz and tabular.csv to `folder`; returns their paths."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     written = []
-    for name, (x, y) in (("digits.npz", digits_arrays()), ("sequences.npz", sequence_arrays())):
+    arrays = {
+        "digits.npz": digits_arrays(),
+        "digit-classes.npz": digit_classes_arrays(),
+        "sequences.npz": sequence_arrays(),
+    }
+    for name, (x, y) in arrays.items():
         np.savez_compressed(folder / name, x=x, y=y)
         written.append(folder / name)
     tabular_frame().to_csv(folder / "tabular.csv", index=False)

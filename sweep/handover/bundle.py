@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from sweep.data.preprocess import Preprocessor
-from sweep.data.readers import ARRAY_SUFFIX, check_inputs, read_arrays, read_table
+from sweep.data.readers import ARRAY_SUFFIX, check_inputs, pd_frame, read_arrays, read_table
 from sweep.errors import DataError
 from sweep.handover.calibration import Calibration
 from sweep.models.network import score
@@ -71,6 +71,12 @@ class Bundle:
     def input_shape(self) -> tuple[int, ...]:
         return tuple(self.best.get("model", {}).get("input_shape") or (len(self.preprocessor.output_names),))
 
+    @property
+    def from_arrays(self) -> bool:
+        """Whether the builtin network of this bundle learned from arrays (x0, x1, ... encoded as a table's columns)."""
+        source = self.best.get("data", {}).get("source", "")
+        return source == "arrays in memory" or source.lower().endswith(ARRAY_SUFFIX)
+
     def rows(self, data, source: str = "data") -> np.ndarray:
         """The model's input rows for `data` (encoded by the bundle's preprocessing for a table)."""
         import pandas as pd
@@ -83,6 +89,8 @@ class Bundle:
                 else read_table(data)
             )
         if self.preprocessor is not None:
+            if self.from_arrays and not isinstance(data, pd.DataFrame):  # the builtin network's rows of arrays
+                data = pd_frame(check_inputs(data, source))
             if not isinstance(data, pd.DataFrame):
                 raise DataError(
                     "this bundle's model was trained on a table; pass a DataFrame (or a CSV/Parquet file) "
