@@ -44,6 +44,8 @@ def test_a_target_of_several_classes_runs_and_resumes(swept_classes):
             assert 0 <= trial.user_attrs[f"val_recall:{name}"] <= 1
             assert 0 <= trial.user_attrs[f"val_flag_rate:{name}"] <= 1
         assert trial.value == pytest.approx(trial.user_attrs["val_macro_f1"])
+    shown = invoke("show", "classes", "--storage", storage)
+    assert shown.exit_code == 0 and "rule tau" in shown.output and "worst recall" in shown.output
 
 
 def test_export_ships_every_class_weight_and_the_rule(swept_classes):

@@ -60,6 +60,8 @@ class Bundle:
     @property
     def threshold(self) -> float:
         """The chosen threshold, on the raw score's scale: predict() flags score >= threshold."""
+        if self.classes:
+            raise DataError("a bundle of several classes has no threshold: its decision rule decides (Bundle.rule)")
         return float(self.best["threshold"])
 
     @property

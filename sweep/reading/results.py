@@ -16,12 +16,27 @@ from sweep.study.summary import SweepResult, best_trial, format_value, summarize
 SHOWN_FAILURES = 5
 
 
-def param_columns(trials) -> list[str]:
-    """The param columns of a table of trials: minority_weight, the others in the order first seen, threshold."""
+def param_columns(trials, classes: bool = False) -> list[str]:
+    """The param columns of a table of trials: minority_weight, the others in the order first seen, threshold (none
+    for a target of several classes, whose trials have a decision rule instead)."""
     names = {"minority_weight": None}
     for trial in trials:
         names.update(dict.fromkeys(k for k in trial.params if k not in ("minority_weight", "threshold")))
-    return [*names, "threshold"]
+    return [*names] if classes else [*names, "threshold"]
+
+
+# What `sweep show` lists of a trial's validation results: (column, user attribute, digits).
+BINARY_COLUMNS = (("precision", "val_precision", 3), ("recall", "val_recall", 3), ("flag rate", "val_flag_rate", 3))
+CLASS_COLUMNS = (("macro-F1", "val_macro_f1", 3), ("balanced accuracy", "val_balanced_accuracy", 3))
+
+
+def class_cells(attrs: dict, classes: list[str]) -> list[str]:
+    """A trial of several classes in `sweep show`: its rule's tau and the class it recalls worst."""
+    rule = attrs.get("decision_rule", {})
+    recalls = {c: attrs.get(f"val_recall:{c}") for c in classes if attrs.get(f"val_recall:{c}") is not None}
+    worst = min(recalls, key=recalls.get) if recalls else None
+    shown = f"{worst} {format_value(recalls[worst], 3)}" if worst is not None else "-"
+    return [format_value(rule.get("tau", 0.0 if rule.get("kind") == "argmax" else None), 3), shown]
 
 
 def format_values(trial: FrozenTrial) -> str:
@@ -61,10 +76,13 @@ def view_study(study: optuna.Study, storage_url: str, top: int = 10, pick: Pick 
     else:  # the best few only: one ordered query, not every trial of the study (sweep.study.queries)
         complete = queries.best_complete_trials(study, top)
         title = f"top {len(complete)} trials (validation)"
-    folds = study.user_attrs.get("data", {}).get("validation", {}).get("kind") == "cv"
-    params = param_columns(complete) if complete else ["minority_weight", "hidden_width", "threshold"]
-    columns = ["trial", summary.metric_name, *params, "precision", "recall", "flag rate"]
-    columns += [*(["F1 sd over folds"] if folds else []), "seconds"]
+    data = study.user_attrs.get("data", {})
+    folds, classes = data.get("validation", {}).get("kind") == "cv", data.get("classes", [])
+    shown = CLASS_COLUMNS if classes else BINARY_COLUMNS
+    params = param_columns(complete, bool(classes)) if complete else ["minority_weight", "hidden_width", "threshold"]
+    columns = ["trial", summary.metric_name, *params, *(name for name, _, _ in shown)]
+    columns += ["rule tau", "worst recall"] if classes else []
+    columns += [*(["F1 sd over folds"] if folds and not classes else []), "seconds"]
     rows = []
     for trial in complete:
         a = trial.user_attrs
@@ -73,10 +91,9 @@ def view_study(study: optuna.Study, storage_url: str, top: int = 10, pick: Pick 
                 f"#{trial.number}",
                 format_values(trial),
                 *(format_value(trial.params.get(name), 3 if name == "threshold" else 4) for name in params),
-                format_value(a.get("val_precision"), 3),
-                format_value(a.get("val_recall"), 3),
-                format_value(a.get("val_flag_rate"), 3),
-                *([format_value(a.get("cv_f1_sd"), 3)] if folds else []),
+                *(format_value(a.get(key), digits) for _, key, digits in shown),
+                *(class_cells(a, classes) if classes else []),
+                *([format_value(a.get("cv_f1_sd"), 3)] if folds and not classes else []),
                 format_value(a.get("train_seconds"), 3),
             )
         )
