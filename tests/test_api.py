@@ -74,3 +74,21 @@ def test_python_api_refuses_what_it_cannot_do(kwargs, match):
 
     with pytest.raises(sweep.ConfigError, match=match):
         sweep.Sweep(**kwargs)
+
+
+def test_arrays_of_several_classes_sweep_export_and_predict_from_python(tmp_path):
+    """Check that arrays of four classes sweep with the builtin network from Python, and the bundle's predict gives
+    class names by its rule and predict_proba rows that sum to 1."""
+    import sweep
+    from tests.conftest import class_arrays
+
+    x, y = class_arrays(rows=500)
+    study = sweep.Sweep(x=x, y=y, study="four", trials=2, epochs=2, storage=f"sqlite:///{tmp_path / 'f.db'}")
+    assert study.run().finished == 2
+    bundle = study.export(tmp_path / "b")
+    decided = bundle.predict(x[:40])
+    assert set(decided) <= {"0", "1", "2", "3"} and len(decided) == 40
+    assert list(decided) == [bundle.classes[c] for c in bundle.rule.decide(bundle.score(x[:40]))]
+    np.testing.assert_allclose(bundle.predict_proba(x[:40]).sum(axis=1), 1.0)
+    with pytest.raises(sweep.errors.DataError, match="has no threshold"):
+        bundle.threshold
