@@ -91,4 +91,4 @@ def test_arrays_of_several_classes_sweep_export_and_predict_from_python(tmp_path
     assert list(decided) == [bundle.classes[c] for c in bundle.rule.decide(bundle.score(x[:40]))]
     np.testing.assert_allclose(bundle.predict_proba(x[:40]).sum(axis=1), 1.0)
     with pytest.raises(sweep.errors.DataError, match="has no threshold"):
-        bundle.threshold
+        _ = bundle.threshold
