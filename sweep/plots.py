@@ -165,3 +165,23 @@ def reliability_figure(
     axes[0].legend(fontsize=8)
     figure.suptitle(title)
     return _save(figure, path)
+
+
+def class_confusion_figure(y: np.ndarray, decided: np.ndarray, names, path: Path, part: str) -> Path:
+    """The confusion matrix of decisions among several classes on `part` of the data: counts and each true class's
+    share."""
+    matrix = np.bincount(
+        np.asarray(y, dtype=np.int64) * len(names) + np.asarray(decided, dtype=np.int64), minlength=len(names) ** 2
+    ).reshape(len(names), len(names))
+    shares = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
+
+    def draw(axis) -> None:
+        axis.imshow(shares, cmap="Blues", vmin=0, vmax=1)
+        for (row, column), count in np.ndenumerate(matrix):
+            colour = "white" if shares[row, column] > 0.5 else "black"
+            axis.text(column, row, f"{count}\n{shares[row, column]:.0%}", ha="center", va="center", color=colour)
+        axis.set(xticks=range(len(names)), yticks=range(len(names)), xticklabels=names, yticklabels=names)
+        axis.set(xlabel="decided class", ylabel="true class", title=f"confusion matrix ({part})")
+
+    side = 2.2 + 0.9 * len(names)
+    return plot(path, draw, figsize=(side, side))

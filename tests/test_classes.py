@@ -8,6 +8,7 @@ import re
 
 import numpy as np
 import optuna
+import optuna.artifacts
 import pandas as pd
 import pytest
 from optuna.trial import TrialState
@@ -25,7 +26,8 @@ def invoke(*args: str):
 
 def test_a_target_of_several_classes_runs_and_resumes(swept_classes):
     """Check that a 3-class table and 4-class arrays sweep, resume to the budget, and store every class's weight, the
-    decision rule and each class's recall and flag rate on every trial."""
+    decision rule and each class's recall and flag rate on every trial, with the best trial's confusion matrix for the
+    dashboard."""
     _, _, storage, _, classes, runs, *_ = swept_classes
     for run in runs:
         assert run.exit_code == 0, run.output
@@ -44,6 +46,9 @@ def test_a_target_of_several_classes_runs_and_resumes(swept_classes):
             assert 0 <= trial.user_attrs[f"val_recall:{name}"] <= 1
             assert 0 <= trial.user_attrs[f"val_flag_rate:{name}"] <= 1
         assert trial.value == pytest.approx(trial.user_attrs["val_macro_f1"])
+    best = study.best_trial
+    attached = optuna.artifacts.get_all_artifact_meta(best, storage=study._storage)
+    assert [meta.filename for meta in attached] == ["confusion.png"]  # what the dashboard shows of the best trial
     shown = invoke("show", "classes", "--storage", storage)
     assert shown.exit_code == 0 and "rule tau" in shown.output and "worst recall" in shown.output
 

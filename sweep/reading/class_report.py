@@ -12,8 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
-from sweep.handover.classes import ClassRetrained, bootstrap_class_metrics, class_intervals, confusion_matrix
+from sweep.handover.classes import ClassRetrained, bootstrap_class_metrics, class_intervals
 from sweep.multiclass import balanced_weights, class_metrics
+from sweep.plots import class_confusion_figure
 
 SHOWN = ("macro_f1", "balanced_accuracy", "accuracy")
 
@@ -108,7 +109,8 @@ def class_study_report(found: ClassRetrained, folder: Path, seeds=(0, 1, 2)) -> 
     ]
     if found.fallback:
         notes.append(f"What export ships: {found.fallback}.")
-    figure = confusion_figure(y, sweep_row.decisions, names, folder / f"{chosen.study.study_name}_confusion.png")
+    path = folder / f"{chosen.study.study_name}_confusion.png"
+    figure = class_confusion_figure(y, sweep_row.decisions, names, path, "test rows")
     return ClassStudyReport(
         chosen.study.study_name, chosen.study.user_attrs["objective"]["spec"], chosen.trial.number,
         float(chosen.trial.value), names, rows, differences, per_class,
@@ -153,25 +155,6 @@ def _row(name: str, decisions: list[np.ndarray], y: np.ndarray, names: tuple[str
     values = {key: float(np.mean([f[key] for f in found])) for key in SHOWN}
     spread = {key: float(np.std([f[key] for f in found])) for key in SHOWN}
     return ClassRow(name, np.asarray(decisions[0]), values, spread)
-
-
-def confusion_figure(y: np.ndarray, decided: np.ndarray, names: tuple[str, ...], path: Path) -> Path:
-    """The test rows' confusion matrix of the sweep's decisions, counts and each true class's share."""
-    from sweep.plots import plot
-
-    matrix = confusion_matrix(y, decided, len(names))
-    shares = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
-
-    def draw(axis) -> None:
-        axis.imshow(shares, cmap="Blues", vmin=0, vmax=1)
-        for (row, column), count in np.ndenumerate(matrix):
-            colour = "white" if shares[row, column] > 0.5 else "black"
-            axis.text(column, row, f"{count}\n{shares[row, column]:.0%}", ha="center", va="center", color=colour)
-        axis.set(xticks=range(len(names)), yticks=range(len(names)), xticklabels=names, yticklabels=names)
-        axis.set(xlabel="decided class", ylabel="true class", title="confusion matrix (test rows)")
-
-    side = 2.2 + 0.9 * len(names)
-    return plot(path, draw, figsize=(side, side))
 
 
 def _rows_markdown(rows: list[ClassRow]) -> str:

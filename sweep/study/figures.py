@@ -12,7 +12,7 @@ import numpy as np
 import optuna
 
 from sweep.errors import StorageUnreachable
-from sweep.plots import trial_figures
+from sweep.plots import class_confusion_figure, trial_figures
 from sweep.study.optuna_private import attach_artifact, storage_of, trial_id
 from sweep.study.summary import NewBests, describe_params, tally
 
@@ -63,7 +63,8 @@ class FigureWorker:
     def submit_if_best(
         self, trial: optuna.Trial, value: float, y_true: np.ndarray, scores: np.ndarray, threshold: float
     ) -> None:
-        """Queue the trial's figures when `value` is a new best of the study (the trial is still running)."""
+        """Queue the trial's figures when `value` is a new best of the study (the trial is still running); `threshold`
+        is (decision rule, class names) for a target of several classes."""
         if self.is_new_best(trial, value):
             self.submit(trial, y_true, scores, threshold)
 
@@ -85,7 +86,16 @@ class FigureWorker:
         if submission != self._latest:
             return
         with tempfile.TemporaryDirectory() as folder:
-            for path in trial_figures(y_true, scores, threshold, Path(folder), f"trial #{number}"):
+            if isinstance(threshold, tuple):  # several classes: (the trial's decision rule, the class names)
+                rule, names = threshold
+                paths = [
+                    class_confusion_figure(
+                        y_true, rule.decide(scores), names, Path(folder) / "confusion.png", "validation"
+                    )
+                ]
+            else:
+                paths = trial_figures(y_true, scores, threshold, Path(folder), f"trial #{number}")
+            for path in paths:
                 attach_artifact(storage, trial_key, self.store, str(path), "image/png")
 
     def close(self) -> None:

@@ -175,7 +175,7 @@ def trial_function(config: SweepConfig, dataset: Dataset, goal: Goal, admit=None
                 raise TrialTimedOut(watchdog.reason)
             compiled = {} if trained.compiled_by is None else {"compiled_by": trained.compiled_by}
             if class_goal is not None:
-                return record_class_result(trial, judge, dataset, trained, compiled)
+                return record_class_result(trial, judge, dataset, trained, compiled, figures)
             threshold = judged_threshold(trial, config, goal, plan.y, trained.pooled, params)
             return record_result(
                 trial,
@@ -199,15 +199,18 @@ def class_judge(class_goal, dataset: Dataset, params: TrialParams) -> ClassJudge
     return ClassJudge(class_goal, effective_priors(dataset.class_counts, params.class_weight), class_goal.name)
 
 
-def record_class_result(trial, judge: ClassJudge, dataset: Dataset, trained, extra: dict) -> float:
+def record_class_result(trial, judge: ClassJudge, dataset: Dataset, trained, extra: dict, figures=None) -> float:
     """Store a finished trial of several classes in one write: the decision rule chosen on its pooled validation
-    probabilities, the metrics of its decisions (overall and each class's), timing and `extra`; return its value."""
+    probabilities, the metrics of its decisions (overall and each class's), timing and `extra`; hand a new best's
+    confusion matrix to `figures`; return its value."""
     plan = dataset.validation
     rule, value = judge.choose(plan.y, trained.pooled)
     found = class_metrics(plan.y, rule.decide(trained.pooled), dataset.classes)
     attrs = {f"val_{key}": value for key, value in found.items()} | {"decision_rule": rule.record()}
     attrs |= {"train_seconds": round(trained.seconds, 3), "epochs_run": int(trained.epochs_run)} | extra
     set_user_attrs(trial, attrs)
+    if figures is not None:
+        figures.submit_if_best(trial, value, plan.y, trained.pooled, (rule, dataset.classes))
     return value
 
 
