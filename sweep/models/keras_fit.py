@@ -17,7 +17,7 @@ from sweep import stopping
 from sweep.data.folds import Fold
 from sweep.errors import TrialFailed, TrialTimedOut
 from sweep.models.builder import build_user_model, load_builder
-from sweep.models.network import TrainResult, TrainSettings
+from sweep.models.network import TrainResult, TrainSettings, output_units
 from sweep.runtime import device_label, tensorflow
 
 # Rows scored per predict batch: scoring has no gradients, so larger batches than training's are cheap.
@@ -173,10 +173,8 @@ def fit_user_model(
     import keras
 
     keras.utils.set_random_seed(settings.seed)
-    classes = len(class_weight) if len(class_weight) > 2 else 1
-    model, compiled_by = build_user_model(
-        builder, params, X.shape[1:], settings.learning_rate, spec, probe=False, classes=classes
-    )
+    units = output_units(class_weight)
+    model, compiled_by = build_user_model(builder, params, X.shape[1:], settings.learning_rate, spec, False, units)
     state: dict = {"compiled_by": compiled_by}
     rank = len(model.outputs[0].shape) if getattr(model, "outputs", None) else 2
     data = batches(as_tensor(X), y, rows.training_rows(len(y)), settings.batch_size, settings.seed, rank)
