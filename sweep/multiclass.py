@@ -65,6 +65,36 @@ def prior_corrected(probabilities: np.ndarray, weights: dict[int, float]) -> np.
     return divided / divided.sum(axis=1, keepdims=True)
 
 
+# The bounds of a fitted temperature: T > 1 softens the probabilities, T < 1 sharpens them.
+TEMPERATURES = (0.05, 20.0)
+
+
+def fit_temperature(probabilities: np.ndarray, y: np.ndarray) -> float:
+    """The T that minimises the log loss of with_temperature(probabilities, T) on these (pooled validation) rows: the
+    one-number map measured better than the prior correction alone (docs/benchmarks/multiclass.md#probabilities)."""
+    import math
+
+    from scipy.optimize import minimize_scalar
+
+    logs = np.log(np.clip(np.asarray(probabilities, dtype=np.float64), _FLOOR, 1.0))
+    rows, y = np.arange(len(y)), np.asarray(y, dtype=np.int64)
+
+    def loss(log_t: float) -> float:
+        scaled = logs / math.exp(log_t)
+        shifted = scaled - scaled.max(axis=1, keepdims=True)
+        return float((np.log(np.exp(shifted).sum(axis=1)) - shifted[rows, y]).mean())
+
+    found = minimize_scalar(loss, bounds=tuple(math.log(t) for t in TEMPERATURES), method="bounded")
+    return math.exp(found.x)
+
+
+def with_temperature(probabilities: np.ndarray, temperature: float) -> np.ndarray:
+    """p ~ exp(log p / T), each row renormalised; the order of the classes within a row is kept."""
+    logs = np.log(np.clip(np.asarray(probabilities, dtype=np.float64), _FLOOR, 1.0)) / temperature
+    exps = np.exp(logs - logs.max(axis=1, keepdims=True))
+    return exps / exps.sum(axis=1, keepdims=True)
+
+
 @dataclass(frozen=True)
 class DecisionRule:
     """argmax over classes of log p_c + offsets[c]: plain argmax (all zero), logit adjustment (-tau * log prior)

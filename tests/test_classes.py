@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 from sweep.cli import app
 from sweep.handover.classes import ClassCheck, bootstrap_class_metrics, confusion_matrix
-from sweep.multiclass import DecisionRule
+from sweep.multiclass import DecisionRule, prior_corrected, with_temperature
 from tests.conftest import class_arrays, class_table, write_class_model
 
 
@@ -76,7 +76,8 @@ def test_export_ships_every_class_weight_and_the_rule(swept_classes):
 
 def test_predict_applies_the_exported_rule_exactly(swept_classes):
     """Check that predict writes each class's probability and score and that its decision is the exported rule applied
-    to the scores, with calibrated probabilities that sum to 1 in every row."""
+    to the scores, with calibrated probabilities (prior correction, then the fitted temperature) that sum to 1 in every
+    row."""
     _, _, _, data, classes, _, _, bundle, scored, predicted = swept_classes
     assert scored.exit_code == 0, scored.output
     rows = pd.read_csv(predicted, dtype={"decision": str})
@@ -86,6 +87,10 @@ def test_predict_applies_the_exported_rule_exactly(swept_classes):
     rule = DecisionRule.from_record(best["decision_rule"])
     assert list(rows["decision"]) == [classes[c] for c in rule.decide(scores)]
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-9)
+    calibration = best["calibration"]
+    weights = {int(c): w for c, w in calibration["class_weight"].items()}
+    expected = with_temperature(prior_corrected(scores, weights), calibration["temperature"])
+    np.testing.assert_allclose(probabilities, expected, atol=1e-6)
     expected = len(pd.read_csv(data)) if str(data).endswith(".csv") else len(np.load(data)["y"])
     assert len(rows) == expected
 

@@ -183,3 +183,26 @@ def test_per_class_metrics_name_each_class():
     found = per_class_metrics(y, predicted, NAMES)
     assert found["rare"] == {"recall": 1.0, "precision": pytest.approx(2 / 3), "flag_rate": 3 / 8}
     assert found["rarest"] == {"recall": 0.5, "precision": 1.0, "flag_rate": 1 / 8}
+
+
+@pytest.mark.parametrize("sharpen", [3.0, 0.4])
+def test_fitted_temperature_undoes_a_known_distortion(sharpen):
+    """Check that the temperature fitted on probabilities distorted by a known power (over- or under-confident) comes
+    back near that power, lowers their log loss and keeps each row's order and sum."""
+    from sweep.multiclass import fit_temperature, with_temperature
+
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(4000, 4)) * 1.5
+    honest = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    y = np.array([rng.choice(4, p=row) for row in honest])
+    distorted = with_temperature(honest, 1 / sharpen)
+    temperature = fit_temperature(distorted, y)
+    assert temperature == pytest.approx(sharpen, rel=0.15)
+    mended = with_temperature(distorted, temperature)
+
+    def log_loss(p):
+        return -np.mean(np.log(p[np.arange(len(y)), y]))
+
+    assert log_loss(mended) < log_loss(distorted)
+    np.testing.assert_allclose(mended.sum(axis=1), 1.0)
+    np.testing.assert_array_equal(np.argsort(mended, axis=1), np.argsort(distorted, axis=1))

@@ -14,7 +14,7 @@ from sweep.data.readers import ARRAY_SUFFIX, check_inputs, pd_frame, read_arrays
 from sweep.errors import DataError
 from sweep.handover.calibration import Calibration
 from sweep.models.network import score
-from sweep.multiclass import DecisionRule, prior_corrected
+from sweep.multiclass import DecisionRule, prior_corrected, with_temperature
 from sweep.runtime import tensorflow
 
 BUNDLE_FILES = ("best.json", "model.keras", "preprocessor.json")  # an arrays bundle has no preprocessor.json
@@ -124,8 +124,9 @@ class Bundle:
     def predict_proba_of(self, raw: np.ndarray) -> np.ndarray:
         """predict_proba of raw scores already computed."""
         if self.classes:
-            weights = {int(c): float(w) for c, w in self.best["calibration"]["class_weight"].items()}
-            return prior_corrected(raw, weights)
+            calibration = self.best["calibration"]
+            weights = {int(c): float(w) for c, w in calibration["class_weight"].items()}
+            return with_temperature(prior_corrected(raw, weights), float(calibration.get("temperature", 1.0)))
         return self.calibration(raw)
 
     def decide(self, raw: np.ndarray) -> np.ndarray:

@@ -22,13 +22,16 @@ from sweep.multiclass import (
     class_counts,
     class_metrics,
     effective_priors,
+    fit_temperature,
     prior_corrected,
+    with_temperature,
 )
 
 # What each column of `sweep predict` means for a bundle of several classes (best.json's "outputs").
 CLASS_OUTPUTS = {
-    "probability_<class>": "P(class): the network's output divided by the class's weight, each row renormalised to "
-    "sum to 1 (best.json 'calibration')",
+    "probability_<class>": "P(class): the network's output divided by the class's weight, each row renormalised, then "
+    "the temperature fitted on the judged models' pooled validation scores; each row sums to 1 (best.json "
+    "'calibration')",
     "score_<class>": "the network's raw output for the class (an ensemble's: the average of its members'), tilted by "
     "the class weights; the decision rule was chosen on this scale",
     "decision": "the class of argmax(log score_<class> + offset_<class>), the offsets of best.json 'decision_rule' "
@@ -101,6 +104,7 @@ class ClassRetrained:
     test: object  # the test Split encoded by `preprocessor`
     fit_counts: dict
     check: ClassCheck
+    temperature: float  # fitted on the judged models' prior-corrected pooled validation probabilities
     fallback: str | None = None
     failed_check: ClassCheck | None = None
 
@@ -109,8 +113,22 @@ class ClassRetrained:
         return self.chosen.params.class_weight
 
     def probabilities(self, scores: np.ndarray) -> np.ndarray:
-        """The calibrated class probabilities of raw scores: the weights' tilt undone, rows summing to 1."""
-        return prior_corrected(scores, self.class_weight)
+        """The calibrated class probabilities of raw scores: the weights' tilt undone, then the fitted temperature;
+        rows sum to 1."""
+        return with_temperature(prior_corrected(scores, self.class_weight), self.temperature)
+
+    def calibration_record(self) -> dict:
+        """best.json's "calibration" of several classes: what predict_proba applies, and where it was fitted."""
+        plan = self.chosen.dataset.validation
+        pooled = "pooled out-of-fold" if plan.kind == "cv" else "validation"
+        return {
+            "method": "prior+temperature",
+            "class_weight": {str(c): w for c, w in self.class_weight.items()},
+            "temperature": self.temperature,
+            "fitted_on": f"trial #{self.chosen.trial.number}'s {pooled} scores ({len(plan.y)} rows)",
+            "what": "each class's output divided by its weight, each row renormalised; then p ~ exp(log p / "
+            "temperature), renormalised",
+        }
 
 
 def retrain_classes(chosen, choice, refit: str) -> ClassRetrained:
@@ -131,7 +149,11 @@ def retrain_classes(chosen, choice, refit: str) -> ClassRetrained:
     validation = class_metrics(plan.y, rule.decide(retrained.pooled), names)
     judged = refit in ("judged", "train") or choice.kind == "folds"
     judged_rates = flag_rates(rule, retrained.pooled, names)
-    common = dict(chosen=chosen, rule=rule, judge=judge, reproduced_value=value, validation=validation, refit=refit)
+    temperature = fit_temperature(prior_corrected(retrained.pooled, params.class_weight), plan.y)
+    common = dict(
+        chosen=chosen, rule=rule, judge=judge, reproduced_value=value, validation=validation, refit=refit,
+        temperature=temperature,
+    )  # fmt: skip
     if judged:
         if plan.kind == "holdout":
             shipped = single_model(retrained.models[0], best.number, settings.seed, "the trial's training part")
@@ -176,6 +198,7 @@ def class_test_record(found: ClassRetrained) -> dict:
     resamples = bootstrap_class_metrics(y, {"rule": decided, "argmax": at_argmax}, len(names), seed)
     gain = resamples["rule"]["macro_f1"] - resamples["argmax"]["macro_f1"]
     probabilities = found.probabilities(scores)
+    prior_only = prior_corrected(scores, found.class_weight)
     return {
         "value": found.judge.goal.value(y, decided, len(names)),
         "metrics": class_metrics(y, decided, names),
@@ -191,12 +214,21 @@ def class_test_record(found: ClassRetrained) -> dict:
         },
         "confusion": confusion_matrix(y, decided, len(names)).tolist(),
         "probability": {
-            "log_loss": float(-np.mean(np.log(np.clip(probabilities[np.arange(len(y)), y], 1e-12, 1.0)))),
+            "log_loss": _log_loss(y, probabilities),
+            "log_loss_prior_correction_only": _log_loss(y, prior_only),
+            "log_loss_raw_score": _log_loss(y, scores),
             "rows_sum_to_one": bool(np.allclose(probabilities.sum(axis=1), 1.0)),
         },
         "interval_method": f"95% percentile, stratified bootstrap of the test rows, {BOOTSTRAP_RESAMPLES} resamples, "
         f"seed {seed}",
     }
+
+
+def _log_loss(y: np.ndarray, probabilities: np.ndarray) -> float:
+    """Mean negative log probability of each row's own class (rows normalised first, as a raw softmax already is)."""
+    rows = np.asarray(probabilities, dtype=np.float64)
+    rows = rows / rows.sum(axis=1, keepdims=True)
+    return float(-np.mean(np.log(np.clip(rows[np.arange(len(y)), np.asarray(y, dtype=np.int64)], 1e-12, 1.0))))
 
 
 def _macro_f1_gain(y, decided, at_argmax, names) -> float:

@@ -183,11 +183,7 @@ def class_bundle_record(found: ClassRetrained, storage_url: str) -> dict:
         "threshold": None,
         "decision": found.check.record()
         | {"fallback": found.fallback, "failed_check": found.failed_check.record() if found.failed_check else None},
-        "calibration": {
-            "method": "prior",
-            "class_weight": {str(c): w for c, w in found.class_weight.items()},
-            "what": "each class's output divided by its weight, each row renormalised",
-        },
+        "calibration": found.calibration_record(),
         "outputs": CLASS_OUTPUTS,
         "hidden_width": params.hidden_width,
         "hidden_layers": chosen.kind.hidden_layers(settings),
