@@ -112,7 +112,11 @@ def run(
     ] = None,
     storage: StorageOption = None,
     data: Annotated[
-        str | None, typer.Option(help="'seed' (the reference data) or a CSV/Parquet path.", show_default="seed")
+        str | None,
+        typer.Option(
+            help="'seed' (the reference data), 'seed-classes' (four classes) or a CSV/Parquet/.npz path.",
+            show_default="seed",
+        ),
     ] = None,
     target: Annotated[str | None, typer.Option(help="Label column of a data file.")] = None,
     positive_label: Annotated[

@@ -479,7 +479,7 @@ def resolve_config(
             f"heartbeat_interval = {config.heartbeat_interval} "
             "(a live worker would be declared dead); raise grace_period"
         )
-    if config.data not in ("seed", "memory"):
+    if config.data not in ("seed", "seed-classes", "memory"):
         # Resolve the data path now so the stored config still finds it from another working directory.
         values |= {"data": str(Path(config.data).expanduser().resolve())}
     target, _, function = config.model.rpartition(":")

@@ -10,12 +10,13 @@ from sklearn.metrics import average_precision_score
 from sklearn.model_selection import train_test_split
 
 from sweep.data import SEED_SPLIT_STATE, SEED_TEST_SIZE
-from sweep.data.readers import SEED_RECIPE
-from sweep.reading.bayes import generator_parameters, posterior, replay, sample_generator
+from sweep.data.readers import SEED_CLASSES_RECIPE, SEED_RECIPE
+from sweep.reading.bayes import class_posteriors, generator_parameters, posterior, replay, sample_generator
 
 COMMON = dict(n_redundant=0, n_clusters_per_class=1)
 RECIPES = {
     "seed": SEED_RECIPE,
+    "seed-classes": SEED_CLASSES_RECIPE,
     "milder-imbalance": dict(
         n_samples=5000,
         n_features=2,
@@ -101,7 +102,7 @@ def test_replay_regenerates_make_classification(recipe):
     X_expected, y_expected = make_classification(**recipe)
     assert np.array_equal(y, y_expected)
     np.testing.assert_allclose(X, X_expected, rtol=0, atol=1e-12)
-    assert cluster.shape == y.shape and set(np.unique(cluster)) <= {0, 1}
+    assert cluster.shape == y.shape and set(np.unique(cluster)) <= set(range(recipe.get("n_classes", 2)))
 
 
 @pytest.mark.parametrize("recipe", RECIPES.values(), ids=RECIPES.keys())
@@ -151,6 +152,19 @@ def test_posterior_is_calibrated_in_the_large(seed_replay):
     assert posterior(params, X[0]).shape == (1,)
 
 
+def test_class_posteriors_of_four_classes_are_calibrated_in_the_large():
+    """Check that the reference data of several classes has posteriors whose rows sum to 1 and whose column means match
+    each class's share of the labels, and that two classes give the binary posterior in their second column."""
+    params, X, y, _ = replay(SEED_CLASSES_RECIPE)
+    probabilities = class_posteriors(params, X)
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0)
+    for k in range(params.n_classes):
+        p = probabilities[:, k]
+        assert abs(np.sum(y == k) - p.sum()) <= Z_LIMIT * np.sqrt(np.sum(p * (1 - p)))
+    binary, X_binary, _, _ = replay(SEED_RECIPE)
+    np.testing.assert_allclose(class_posteriors(binary, X_binary[:500])[:, 1], posterior(binary, X_binary[:500]))
+
+
 def test_sampled_rows_follow_the_generator():
     """Check that fresh rows drawn from the recovered generator are reproducible and have its share of positive
     labels."""
@@ -195,7 +209,7 @@ def test_posterior_log_loss_is_at_most_qdas(seed_test_scores):
         (dict(n_redundant=1, n_features=3), "n_redundant"),
         (dict(n_repeated=1, n_features=3), "n_repeated"),
         (dict(n_clusters_per_class=2), "n_clusters_per_class"),
-        (dict(n_classes=3), "n_classes"),
+        (dict(n_classes=5), "n_classes"),
         (dict(hypercube=False), "hypercube"),
         (dict(shift=None), "shift"),
         (dict(shift=1.0), "shift"),

@@ -25,6 +25,7 @@ from sweep.data.folds import (
 from sweep.data.preprocess import Preprocessor, check_identifiers
 from sweep.data.readers import (
     ARRAY_SUFFIX,
+    SEED_CLASSES_FEATURES,
     SEED_FEATURES,
     check_arrays,
     check_inputs,
@@ -35,6 +36,7 @@ from sweep.data.readers import (
     read_arrays,
     read_table,
     release_arrow_memory,
+    seed_classes_frame,
     seed_frame,
     select_columns,
 )
@@ -45,6 +47,7 @@ if TYPE_CHECKING:
 
     from sweep.config import SweepConfig
 
+SEED_CLASSES = "seed-classes"  # --data of the reference data of several classes (readers.SEED_CLASSES_RECIPE)
 SEED_TEST_SIZE = 0.2
 SEED_SPLIT_STATE = 42
 
@@ -209,7 +212,8 @@ def fingerprint(frame: pd.DataFrame, y: np.ndarray, positive_label: str, classes
 
 
 def load_dataset(config: SweepConfig, frame: pd.DataFrame | None = None, arrays: tuple | None = None) -> Dataset:
-    """Load the data named by config.data ("seed", a table or an .npz path), choose its columns, split and encode
+    """Load the data named by config.data ("seed", "seed-classes", a table or an .npz path), choose its columns, split
+    and encode
     it. With config.data "memory" (the Python API), `frame` (a table with config.target) or `arrays` (x, y) are
     the data instead of a file."""
     from sklearn.model_selection import train_test_split
@@ -234,6 +238,13 @@ def load_dataset(config: SweepConfig, frame: pd.DataFrame | None = None, arrays:
         features = list(table.columns)
         given = arrays[0] if arrays is not None else None
         read = functools.partial(_arrays_frame, given, config.data, source)
+    elif config.data == SEED_CLASSES:
+        frame, y = seed_classes_frame()
+        classes = tuple(str(c) for c in range(int(y.max()) + 1))
+        rest, test = stratified_split(y, config.test_fraction, config.seed)
+        features = list(SEED_CLASSES_FEATURES)
+        read = lambda: seed_classes_frame()[0]  # noqa: E731
+        return _assemble(config, SEED_CLASSES, frame, y, "", features, rest, test, read, classes)
     elif config.data == "seed":
         frame, y = seed_frame()
         # The tutorial's exact (unstratified) test split, so our test rows are its test rows.

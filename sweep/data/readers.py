@@ -36,6 +36,23 @@ SEED_RECIPE = dict(
 
 SEED_FEATURES = ("feature1", "feature2")  # the tutorial's DataFrame column names; its label column is "target"
 
+# The reference data of several classes (`--data seed-classes`): four Gaussian classes, 80/13/5.5/1.5%, one cluster
+# each, so its Bayes-optimal posterior is known exactly (sweep.reading.bayes) and the report can show a ceiling.
+SEED_CLASSES_RECIPE = dict(
+    n_samples=20_000,
+    n_features=4,
+    n_informative=3,
+    n_redundant=0,
+    n_repeated=0,
+    n_classes=4,
+    n_clusters_per_class=1,
+    weights=[0.8, 0.13, 0.055, 0.015],
+    class_sep=0.6,
+    flip_y=0.01,
+    random_state=0,
+)
+SEED_CLASSES_FEATURES = ("feature1", "feature2", "feature3", "feature4")
+
 
 TABLE_SUFFIXES = {".csv": "CSV", ".parquet": "Parquet", ".pq": "Parquet"}
 
@@ -176,6 +193,15 @@ def seed_frame() -> tuple[pd.DataFrame, np.ndarray]:
 
     X, y = make_classification(**SEED_RECIPE)
     return pd.DataFrame(X, columns=list(SEED_FEATURES)), y
+
+
+def seed_classes_frame() -> tuple[pd.DataFrame, np.ndarray]:
+    """The reference data of several classes: SEED_CLASSES_RECIPE's rows and its class numbers 0-3."""
+    import pandas as pd
+    from sklearn.datasets import make_classification
+
+    X, y = make_classification(**SEED_CLASSES_RECIPE)
+    return pd.DataFrame(X, columns=list(SEED_CLASSES_FEATURES)), y.astype(np.int8)
 
 
 def select_columns(table: pd.DataFrame, target: str, features, drop, source: str) -> list[str]:

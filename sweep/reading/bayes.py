@@ -83,6 +83,23 @@ def posterior(params: GeneratorParameters, X_raw: np.ndarray) -> np.ndarray:
     return (1.0 - params.flip_y) * cluster_1_probability + params.flip_y / params.n_classes
 
 
+def class_posteriors(params: GeneratorParameters, X_raw: np.ndarray) -> np.ndarray:
+    """The Bayes-optimal P(y = k | x) of every class k for raw feature rows, (rows, classes): each class's Gaussian
+    posterior, then the flip noise (a flipped row gets a uniformly random class)."""
+    from scipy.special import softmax
+
+    X_raw = np.atleast_2d(np.asarray(X_raw, dtype=float))
+    with np.errstate(divide="ignore"):
+        log_priors = np.log(params.priors)
+    log_joint = np.column_stack(
+        [
+            np.atleast_1d(multivariate_normal(mean, covariance).logpdf(X_raw)) + log_prior
+            for mean, covariance, log_prior in zip(params.means, params.covariances, log_priors)
+        ]
+    )
+    return (1.0 - params.flip_y) * softmax(log_joint, axis=1) + params.flip_y / params.n_classes
+
+
 def sample_generator(params: GeneratorParameters, rows: int, seed: int = 12345) -> tuple[np.ndarray, np.ndarray]:
     """Fresh rows from the recovered generator (Gaussian clusters, then label flips), for choosing thresholds
     without touching any split of the data."""
@@ -204,8 +221,12 @@ def _supported_settings(recipe: dict) -> dict:
         if not isinstance(settings[name], Integral) or isinstance(settings[name], bool) or settings[name] < 1:
             raise unsupported(name, "a positive integer")
     # Two Gaussian clusters, one per class, on hypercube vertices; no derived columns, no random shift or scale.
+    if (
+        not isinstance(settings["n_classes"], Integral)
+        or not 2 <= settings["n_classes"] <= 2 ** settings["n_informative"]
+    ):
+        raise unsupported("n_classes", f"2 to 2 ** n_informative = {2 ** settings['n_informative']} classes")
     requirements = {
-        "n_classes": (2, "n_classes=2"),
         "n_clusters_per_class": (1, "n_clusters_per_class=1"),
         "n_redundant": (0, "n_redundant=0 (redundant columns make the covariance singular)"),
         "n_repeated": (0, "n_repeated=0 (repeated columns make the covariance singular)"),

@@ -12,11 +12,14 @@ from pathlib import Path
 
 import numpy as np
 
+from sweep.data import SEED_CLASSES
 from sweep.handover.classes import ClassRetrained, bootstrap_class_metrics, class_intervals
 from sweep.multiclass import balanced_weights, class_metrics
 from sweep.plots import class_confusion_figure
 
 SHOWN = ("macro_f1", "balanced_accuracy", "accuracy")
+# Fresh rows of the reference generator the ceiling's rule is chosen on.
+CEILING_ROWS = 200_000
 
 
 @dataclass(frozen=True)
@@ -92,6 +95,7 @@ def class_study_report(found: ClassRetrained, folder: Path, seeds=(0, 1, 2)) -> 
     sweep_row = _row(f"sweep: trial #{chosen.trial.number}, its decision rule", [found.rule.decide(scores)], y, names)
     argmax_row = _row("the same model read at argmax", [np.argmax(scores, axis=1)], y, names)
     rows = [sweep_row, argmax_row, *network_rows(found, seeds), logistic_row(dataset)]
+    ceiling = chosen.study.user_attrs["config"]["data"] == SEED_CLASSES
     resamples = bootstrap_class_metrics(y, {row.name: row.decisions for row in rows}, len(names), chosen.settings.seed)
     test = class_metrics(y, sweep_row.decisions, names)
     differences = []
@@ -109,6 +113,9 @@ def class_study_report(found: ClassRetrained, folder: Path, seeds=(0, 1, 2)) -> 
     ]
     if found.fallback:
         notes.append(f"What export ships: {found.fallback}.")
+    if ceiling:
+        rows.append(bayes_ceiling_row(dataset, chosen.goal))
+        notes.append(CEILING_NOTE)
     path = folder / f"{chosen.study.study_name}_confusion.png"
     figure = class_confusion_figure(y, sweep_row.decisions, names, path, "test rows")
     return ClassStudyReport(
@@ -137,6 +144,30 @@ def network_rows(found: ClassRetrained, seeds) -> list[ClassRow]:
             decided.append(np.argmax(kind.score(model, test.X), axis=1))
         rows.append(_row(f"{kind.network_words}, {name}, argmax", decided, test.y, dataset.classes))
     return rows
+
+
+CEILING_NOTE = (
+    "Bayes-optimal ceiling: the generator's own posterior P(y = k | x) (each class's Gaussian, its prior and the "
+    f"label-flip noise, recovered by replaying make_classification), decided by the logit adjustment chosen for the "
+    f"objective on {CEILING_ROWS:,} fresh rows drawn from that generator; no model fitted to these rows can do better "
+    "than it but by the luck of the test sample."
+)
+
+
+def bayes_ceiling_row(dataset, goal) -> ClassRow:
+    """The reference data's ceiling: its generator's true class posteriors of the test rows, decided by the rule chosen
+    on fresh rows of the generator for the study's objective."""
+    from sweep.data.readers import SEED_CLASSES_RECIPE
+    from sweep.multiclass import bind_class_goal, choose_rule
+    from sweep.reading.bayes import class_posteriors, generator_parameters, sample_generator
+
+    params = generator_parameters(SEED_CLASSES_RECIPE)
+    fresh_x, fresh_y = sample_generator(params, CEILING_ROWS)
+    rule, _ = choose_rule(
+        bind_class_goal(goal, dataset.classes), fresh_y, class_posteriors(params, fresh_x), params.priors
+    )
+    decided = rule.decide(class_posteriors(params, dataset.test_frame.to_numpy()))
+    return _row("Bayes-optimal ceiling", [decided], dataset.test.y, dataset.classes)
 
 
 def logistic_row(dataset) -> ClassRow:
