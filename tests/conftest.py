@@ -542,7 +542,7 @@ def swept_classes(request, tmp_path_factory):
         data = folder / "four.npz"
         x, y = class_arrays()
         np.savez(data, x=x, y=y)
-        args = ["--data", str(data), "--model", write_class_model(folder, 4)]
+        args = ["--data", str(data), "--model", write_class_model(folder, 4), "--cv", "0"]
         classes = ["0", "1", "2", "3"]
     common = ["--storage", storage, "--study", "classes", "--epochs", "4", *args]
     from typer.testing import CliRunner
