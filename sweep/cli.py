@@ -685,7 +685,8 @@ def predict(
     ] = None,
 ) -> None:
     """Score rows with an exported bundle: one output row per input row, in order, columns probability (calibrated),
-    decision (score >= the exported threshold) and score (the network's raw output)."""
+    decision (score >= the exported threshold) and score (the network's raw output); for three or more classes,
+    probability_<class>, decision (the class its decision rule gives) and score_<class>."""
     from sweep.handover.bundle import predict as predict_rows
 
     scored = predict_rows(bundle, data, custom_objects or ())
