@@ -104,7 +104,6 @@ def test_predict_applies_the_exported_rule_exactly(swept_classes):
         ("binary objective", r"objective 'ap' is for a binary target, but the target has 3 classes"),
         ("class objective on two classes", r"objective 'macro_f1' is for a target of three or more classes"),
         ("positive label", r"--positive-label 'mid' picks the positive of two classes"),
-        ("population", r"population = 4 trains two-class networks side by side, but the target has 3 classes"),
     ],
 )
 def test_bad_input_of_several_classes_is_one_line(tmp_path, case, expected):
@@ -123,10 +122,8 @@ def test_bad_input_of_several_classes_is_one_line(tmp_path, case, expected):
     elif case == "class objective on two classes":
         frame["label"] = (frame["label"] == "high").astype(int)
         options = ["--objective", "macro_f1"]
-    elif case == "positive label":
-        options = ["--positive-label", "mid"]
     else:
-        options = ["--population", "4"]
+        options = ["--positive-label", "mid"]
     data = tmp_path / "t.csv"
     frame.to_csv(data, index=False)
     storage = f"sqlite:///{tmp_path / 's.db'}"
@@ -201,3 +198,22 @@ def test_bootstrap_of_several_decisions_is_paired():
     np.testing.assert_allclose(found["argmax"]["balanced_accuracy"], 1 / 3)
     matrix = confusion_matrix(y, guess, 3)
     assert matrix.sum() == 300 and list(matrix.sum(axis=1)) == list(np.bincount(y, minlength=3))
+
+
+def test_a_population_of_several_classes_trains_and_reproduces_at_export(tmp_path):
+    """Check that trials of a 3-class table trained together as one population store every class's weight, and that
+    export retrains the best member from its population to the value stored."""
+    data = tmp_path / "three.csv"
+    class_table().to_csv(data, index=False)
+    storage = f"sqlite:///{tmp_path / 'p.db'}"
+    common = ["--data", str(data), "--target", "label", "--storage", storage, "--study", "together"]
+    ran = invoke("run", *common, "--trials", "3", "--population", "3", "--epochs", "3")
+    assert ran.exit_code == 0, ran.output
+    study = optuna.load_study(study_name="together", storage=storage)
+    members = study.get_trials(states=(TrialState.COMPLETE,))
+    assert len(members) == 3 and {t.user_attrs["population"]["size"] for t in members} == {3}
+    described = members[0].user_attrs["population"]["members"]
+    assert all(len(m["class_weights"]) == 3 for m in described)
+    exported = invoke("export", "together", "--out", str(tmp_path / "b"), "--storage", storage)
+    assert exported.exit_code == 0, exported.output
+    assert json.loads((tmp_path / "b" / "best.json").read_text())["validation"]["reproduced"]

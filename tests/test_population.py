@@ -6,6 +6,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import optuna
@@ -13,9 +14,21 @@ import pytest
 from optuna.trial import TrialState
 
 from sweep.data import load_dataset
+from sweep.data.folds import Fold, Validation
 from sweep.handover.export import export_best
 from sweep.metrics import parse_goal
-from sweep.models.population import Member, automatic_population, train_population
+from sweep.models.network import TrainSettings, initial_layers, train_models
+from sweep.models.population import (
+    Member,
+    Population,
+    automatic_population,
+    described_member,
+    fold_subnets,
+    member_network,
+    population_scores,
+    retrain_population_members,
+    train_population,
+)
 from sweep.space import PARAM_NAMES
 from sweep.study.rounds import population_round
 from sweep.study.runner import run_sweep
@@ -111,6 +124,168 @@ def test_block_scores_are_the_members_scores(tiny_dataset):
     population, _, _, _ = train_population(tiny_dataset.train.X, tiny_dataset.train.y, MEMBERS, 1, 64, 0.01, 3)
     everyone = population.scores(tiny_dataset.holdout.X)
     assert np.allclose(population.block_scores(tiny_dataset.holdout.X, 1, 2), everyone[1:3], atol=1e-6)
+
+
+def labelled(classes: int, rows: int = 240, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Three features of `classes` overlapping blobs (the last class rarest): 0/1 labels for two classes."""
+    rng = np.random.default_rng(seed)
+    shares = 0.5 ** np.arange(classes)
+    y = rng.choice(classes, size=rows, p=shares / shares.sum())
+    X = rng.normal(size=(rows, 3)) + np.eye(3)[y % 3] * (1 + y // 3)[:, None]
+    return X.astype(np.float32), y
+
+
+def members_of(classes: int, seed: int) -> list[Member]:
+    """Two members of other widths and class weights (one seed, so that the rows' shuffle is each one's own)."""
+    if classes == 2:
+        return [Member(3, 4.0, seed), Member(6, 20.0, seed)]
+    return [Member(3, 4.0, seed, class_weights=(1.0, 2.0, 4.0)), Member(6, 20.0, seed, class_weights=(1.0, 3.0, 20.0))]
+
+
+def class_weight_of(member: Member) -> dict[int, float]:
+    """The single network's class_weight for a member."""
+    if member.class_weights is None:
+        return {0: 1.0, 1: member.minority_weight}
+    return dict(enumerate(member.class_weights))
+
+
+def two_folds(X: np.ndarray, y: np.ndarray) -> Validation:
+    """A cross-validation plan of two interleaved folds of every row (fold f judges rows whose index is f mod 2)."""
+    index = np.arange(len(y))
+    folds = tuple(Fold((index % 2 != f).astype(np.float32), X[index % 2 == f], index[index % 2 == f]) for f in (0, 1))
+    return Validation("cv", X, y, folds, y, n_splits=2)
+
+
+@pytest.mark.parametrize("classes", [2, 3], ids=["binary", "three classes"])
+@pytest.mark.parametrize("folds", [False, True], ids=["all rows", "fold models"])
+def test_a_member_trains_like_the_single_network(classes, folds):
+    """Check that each member of a population (sigmoid or softmax, with fold models' keep matrix or not) starts from
+    and learns what sweep.models.network trains alone for its width, class weights and seed, and slices out as that
+    network."""
+    X, y = labelled(classes)
+    members = members_of(classes, 21)
+    plan = two_folds(X, y)
+    subnets, keep, member_fold = fold_subnets(members, plan) if folds else (members, None, None)
+    keeps = [fold.keep for fold in plan.folds] if folds else [None]
+    population, _, _, _ = train_population(X, y, subnets, 3, 32, 0.01, 21, keep=keep, member_fold=member_fold)
+    scores = population.scores(X)
+    assert scores.shape == (len(subnets), len(y)) + ((classes,) if classes > 2 else ())
+    settings = TrainSettings(epochs=3, batch_size=32, learning_rate=0.01, hidden_layers=1, seed=21)
+    for k, member in enumerate(members):
+        alone, _ = train_models(X, y, member.hidden_width, class_weight_of(member), settings, keeps)
+        for f, network in enumerate(alone):
+            index = f * len(members) + k
+            assert np.allclose(scores[index], network.scores(X), atol=1e-5)
+            sliced = member_network(population, index)
+            assert sliced.outputs == network.outputs and np.allclose(sliced.scores(X), scores[index], atol=1e-5)
+
+
+def test_softmax_members_start_as_single_networks_and_score_like_keras():
+    """Check that a softmax member's start is initial_layers(..., outputs=C) of its seed, that its rows of
+    scores are class probabilities (block_scores a block of them) and that member_model predicts them."""
+    X, y = labelled(4)
+    members = [Member(2, 1.0, 5, class_weights=(1.0, 1.0, 2.0, 3.0)), Member(7, 1.0, 6, class_weights=(1.0,) * 4)]
+    start = Population(X.shape[1], members)
+    for k, member in enumerate(members):
+        (kernel_1, _), (kernel_2, _) = initial_layers(X.shape[1], member.hidden_width, 1, member.seed, outputs=4)
+        units = slice(start.offsets[k], start.offsets[k + 1])
+        assert np.array_equal(start.stored["W1"][:, units], kernel_1)
+        assert np.array_equal(start.stored["w2"][units], kernel_2)
+    assert start.stored["b2"].shape == (2, 4)
+    population, _, _, _ = train_population(X, y, members, 2, 64, 0.01, 3)
+    scores = population.scores(X)
+    assert scores.shape == (2, len(y), 4) and np.allclose(scores.sum(axis=2), 1.0, atol=1e-5)
+    assert np.allclose(population.block_scores(X, 1, 1), scores[1:], atol=1e-6)
+    assert population.block_scores(X[:0], 0, 2).shape == (2, 0, 4)
+    for k, member in enumerate(members):
+        model = population.member_model(k)
+        assert model.layers[0].units == member.hidden_width and model.layers[-1].units == 4
+        assert np.allclose(model(X).numpy(), scores[k], atol=1e-5)
+
+
+def test_softmax_members_with_their_own_learning_rates_learn_as_alone():
+    """Check that softmax members with their own rates (w2 scaled per unit, b2 per member) learn what each learns
+    alone at its rate."""
+    X, y = labelled(3)
+    weights = (1.0, 2.0, 6.0)
+    members = [Member(5, 1.0, 1, 0.02, weights), Member(4, 1.0, 2, 0.0003, weights), Member(7, 1.0, 3, 0.001, weights)]
+    together, _, _, _ = train_population(X, y, members, 3, 64, 0.001, 7)
+    scores = together.scores(X)
+    for k, member in enumerate(members):
+        own = Member(member.hidden_width, 1.0, member.seed, None, weights)
+        alone, _, _, _ = train_population(X, y, [own], 3, 64, member.learning_rate, 7)
+        assert np.allclose(scores[k], alone.scores(X)[0], atol=1e-4)
+        assert np.allclose(together.member_model(k)(X).numpy(), scores[k], atol=1e-5)
+
+
+def test_softmax_populations_of_any_class_count_share_one_trace():
+    """Check that softmax populations of 3 and 5 classes and of other sizes reuse one traced epoch and one scorer,
+    none of them the binary population's."""
+    from sweep.models.population import _block_scorer, population_program
+
+    for classes, size in ((3, 2), (5, 1), (3, 4)):
+        X, y = labelled(classes, seed=classes)
+        members = [Member(2 + k, 1.0, k, class_weights=(1.0,) * classes) for k in range(size)]
+        train_population(X, y, members, 1, 64, 0.01, 1)[0].scores(X)
+    program = population_program("/CPU:0", 64, False, False, softmax=True)
+    assert program is not population_program("/CPU:0", 64, False, False)
+    assert program.run_epoch.experimental_get_tracing_count() == 1
+    assert _block_scorer(softmax=True).experimental_get_tracing_count() == 1
+
+
+def test_population_scores_pools_each_class_at_its_rows():
+    """Check that a softmax population's pooled validation scores are (size, rows, C), each member's what
+    Validation.pool makes of its (rows, C) fold blocks; and that a binary population's stay (size, rows)."""
+    X, y = labelled(3)
+    plan = two_folds(X, y)
+    members = members_of(3, 4)
+    subnets, keep, member_fold = fold_subnets(members, plan)
+    population, _, _, _ = train_population(X, y, subnets, 1, 64, 0.01, 4, keep=keep, member_fold=member_fold)
+    pooled, blocks = population_scores(population, plan, len(members))
+    assert pooled.shape == (2, len(y), 3) and [block.shape[1:] for block in blocks] == [(120, 3), (120, 3)]
+    for k in range(len(members)):
+        assert np.array_equal(pooled[k], plan.pool([block[k] for block in blocks], rows_first=True))
+    binary = members_of(2, 4)
+    subnets, keep, member_fold = fold_subnets(binary, plan)
+    population, _, _, _ = train_population(X, y == 2, subnets, 1, 64, 0.01, 4, keep=keep, member_fold=member_fold)
+    assert population_scores(population, plan, len(binary))[0].shape == (2, len(y))
+
+
+def test_retraining_passes_each_members_class_weights_through():
+    """Check that retraining a population from its stored description (class_weights as a list) gives each trial
+    softmax fold networks and the pooled scores the population trained directly has."""
+    X, y = labelled(3)
+    plan = two_folds(X, y)
+    members = members_of(3, 8)
+    subnets, keep, member_fold = fold_subnets(members, plan)
+    trained, _, _, _ = train_population(X, y, subnets, 2, 64, 0.01, 9, keep=keep, member_fold=member_fold)
+    expected = population_scores(trained, plan, len(members))[0]
+    described = [
+        {"trial": 10 + k, "learning_rate": None, "class_weights": list(m.class_weights)}
+        | {name: getattr(m, name) for name in ("hidden_width", "minority_weight", "seed")}
+        for k, m in enumerate(members)
+    ]
+    settings = {"epochs": 2, "batch_size": 64, "learning_rate": 0.01, "hidden_layers": 1, "seed": 8}
+    population = {"members": described, "shuffle_seed": 9, "learning_rate": 0.01, "member": 0}
+    trial = SimpleNamespace(number=10, user_attrs={"train_settings": settings, "population": population})
+    retrained = retrain_population_members(SimpleNamespace(validation=plan), trial)
+    assert sorted(retrained) == [10, 11]
+    for k, number in enumerate((10, 11)):
+        networks, pooled = retrained[number]
+        assert [network.outputs for network in networks] == [3, 3]
+        assert np.array_equal(pooled, expected[k])
+    assert described_member(described[1]) == members[1]
+
+
+def test_a_population_is_all_binary_or_all_of_one_class_count():
+    """Check that mixing sigmoid and softmax members, or softmax members of other class counts, is refused, and that
+    class_weights of fewer than 3 classes are (two classes are a sigmoid member)."""
+    three, four = Member(2, 1.0, 1, class_weights=(1.0, 2.0, 3.0)), Member(2, 1.0, 1, class_weights=(1.0,) * 4)
+    for mixed in ([MEMBERS[0], three], [three, four]):
+        with pytest.raises(ValueError, match="all be two-class or all of the same number of classes"):
+            Population(3, mixed)
+    with pytest.raises(ValueError, match="class_weights of 2 classes"):
+        Member(2, 1.0, 1, class_weights=(1.0, 2.0))
 
 
 @pytest.mark.parametrize(

@@ -107,11 +107,11 @@ def test_a_failure_while_setting_up_members_ends_every_member(tiny_config, monke
     study = optuna.create_study(storage=open_storage(config.storage, 1, 2), direction="maximize")
     calls = []
 
-    def failing_suggest(trial, config, own_params):
+    def failing_suggest(trial, config, own_params, class_counts=()):
         calls.append(trial.number)
         if len(calls) == 2:
             raise RuntimeError("storage went away")
-        return real_suggest(trial, config, own_params)
+        return real_suggest(trial, config, own_params, class_counts)
 
     real_suggest = sweep.study.rounds.suggest
     monkeypatch.setattr(sweep.study.rounds, "suggest", failing_suggest)

@@ -32,11 +32,7 @@ class BuiltinNetwork(ModelKind):
     """sweep's own network: its width and the minority weight are searched; trials may train in populations."""
 
     network_words = "same network"
-
-    @property
-    def populations(self) -> bool:
-        """Two-class networks train in populations; a softmax network of several classes trains one trial at a time."""
-        return not self.class_counts
+    populations = True
 
     def __init__(self, config: SweepConfig, class_counts: tuple[int, ...] = ()) -> None:
         super().__init__(config, class_counts)
@@ -102,15 +98,22 @@ class BuiltinNetwork(ModelKind):
 
     def refit(self, dataset: Dataset, refits: list[Refit]) -> list:
         """One-hidden-layer networks side by side as one population (the first refit's seed shuffles the rows);
-        deeper ones, and softmax networks of several classes, one after another."""
-        if refits[0].settings.hidden_layers > 1 or self.class_counts:
+        deeper ones one after another."""
+        if refits[0].settings.hidden_layers > 1:
             return super().refit(dataset, refits)
         from sweep.models.population import Member, member_network, train_population
 
         X, y = dataset.development.X, dataset.development.y
         first = refits[0].settings
+        classes = range(len(self.class_counts))
         members = [
-            Member(r.params.hidden_width, r.params.minority_weight, r.settings.seed, r.settings.learning_rate)
+            Member(
+                r.params.hidden_width,
+                r.params.minority_weight,
+                r.settings.seed,
+                r.settings.learning_rate,
+                tuple(r.params.class_weight[c] for c in classes) if self.class_counts else None,
+            )
             for r in refits
         ]
         population, _, _, _ = train_population(
@@ -119,8 +122,7 @@ class BuiltinNetwork(ModelKind):
         return [member_network(population, index) for index in range(len(refits))]
 
     def refit_words(self, settings: TrainSettings) -> str:
-        alone = settings.hidden_layers > 1 or self.class_counts
-        return "one after another" if alone else "side by side as one population"
+        return "side by side as one population" if settings.hidden_layers == 1 else "one after another"
 
     def practice(self, params, settings, y) -> list[Practice]:
         """The tutorial's three fixed networks, its epochs and batch size (not the trial's)."""

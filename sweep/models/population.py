@@ -8,6 +8,10 @@ this layout's epoch when the widths differ (docs/benchmarks/population.md#sectio
 the members' class-weighted losses, so each member's gradient is its own and Adam (element-wise) keeps the
 members independent. Per-step overhead is paid once for all K members, which is where the time of these tiny
 networks goes.
+
+Members of a target of C >= 3 classes (`Member.class_weights`) end in a softmax of C like a single network's
+(sweep.models.network): w2 is (S, C), b2 (members, C) and the logits (members, rows, C), classes last so that
+softmax and log-softmax are one kernel each (classes in the middle would add a transpose around each).
 """
 
 from __future__ import annotations
@@ -49,12 +53,44 @@ MAX_POPULATION = 512
 
 @dataclass(frozen=True)
 class Member:
-    """One trial inside a population: its width, class weights and initialisation seed."""
+    """One trial inside a population: its width, class weights and initialisation seed.
+
+    A two-class member weights its positive rows by minority_weight (sigmoid output); one with `class_weights`
+    (C >= 3 weights by class number) ends in a softmax of C and ignores minority_weight in training."""
 
     hidden_width: int
     minority_weight: float
     seed: int
     learning_rate: float | None = None  # None: the population's learning rate
+    class_weights: tuple[float, ...] | None = None  # None: two classes
+
+    def __post_init__(self) -> None:
+        """class_weights as a tuple of floats (a list is accepted); fewer than 3 classes are refused."""
+        if self.class_weights is None:
+            return
+        object.__setattr__(self, "class_weights", tuple(float(w) for w in self.class_weights))
+        if len(self.class_weights) < 3:
+            raise ValueError(
+                f"class_weights of {len(self.class_weights)} classes: a member of two classes is a sigmoid member "
+                "(minority_weight, class_weights None); a softmax member needs 3 or more"
+            )
+
+    @property
+    def outputs(self) -> int:
+        """Units of its last layer: 1 (a sigmoid) for two classes, C (a softmax) for C classes."""
+        return 1 if self.class_weights is None else len(self.class_weights)
+
+
+def population_outputs(members: list[Member]) -> int:
+    """The output units every member shares (1: sigmoid, C: softmax of C); ValueError for a mixed population,
+    whose members could not share one compiled program."""
+    kinds = {member.outputs for member in members} or {1}
+    if len(kinds) > 1:
+        raise ValueError(
+            f"a population's members must all be two-class or all of the same number of classes; got outputs "
+            f"{sorted(kinds)}"
+        )
+    return kinds.pop()
 
 
 def automatic_population(
@@ -74,7 +110,7 @@ def automatic_population(
 
 class Population:
     """K one-hidden-layer networks side by side: W1 (d, S), b1 (S,), w2 (S,), b2 (K,) with S = sum(widths);
-    member k owns hidden units offsets[k]:offsets[k+1].
+    member k owns hidden units offsets[k]:offsets[k+1]. Softmax members of C classes: w2 (S, C), b2 (K, C).
 
     Members with their own learning rates: member k's weights are stored divided by c_k = its rate / the
     population's rate and multiplied by c_k where they are used. Adam's step is (up to its epsilon)
@@ -88,16 +124,18 @@ class Population:
 
     def __init__(self, n_features: int, members: list[Member], learning_rate: float | None = None) -> None:
         self.members = members
+        self.outputs = population_outputs(members)
         widths = [m.hidden_width for m in members]
         self.offsets = np.concatenate([[0], np.cumsum(widths)]).astype(int)
         total = int(self.offsets[-1])
+        classes = () if self.outputs == 1 else (self.outputs,)  # w2 and b2's trailing axis
         W1 = np.zeros((n_features, total), dtype=np.float32)
-        w2 = np.zeros(total, dtype=np.float32)
+        w2 = np.zeros((total, *classes), dtype=np.float32)
         for k, member in enumerate(members):
             # A single network's start for the member's width and seed (Keras' Dense defaults, numpy draws).
-            (kernel_1, _), (kernel_2, _) = initial_layers(n_features, member.hidden_width, 1, member.seed)
+            (kernel_1, _), (kernel_2, _) = initial_layers(n_features, member.hidden_width, 1, member.seed, self.outputs)
             units = slice(self.offsets[k], self.offsets[k + 1])
-            W1[:, units], w2[units] = kernel_1, kernel_2.ravel()
+            W1[:, units], w2[units] = kernel_1, kernel_2.reshape(w2[units].shape)
         rates = np.array([m.learning_rate or learning_rate or 1.0 for m in members], dtype=np.float64)
         self.member_scale = np.ones(len(members), np.float32)
         self.scaled = learning_rate is not None and bool(np.any(rates != learning_rate))
@@ -105,8 +143,9 @@ class Population:
             self.member_scale = (rates / learning_rate).astype(np.float32)
         self.unit_scale = np.repeat(self.member_scale, widths)
         if self.scaled:
-            W1, w2 = W1 / self.unit_scale, w2 / self.unit_scale
-        self.stored = {"W1": W1, "b1": np.zeros(total, np.float32), "w2": w2, "b2": np.zeros(len(members), np.float32)}
+            W1, w2 = W1 / self.unit_scale, w2 / self.unit_scale.reshape(-1, *[1] * len(classes))
+        b2 = np.zeros((len(members), *classes), np.float32)
+        self.stored = {"W1": W1, "b1": np.zeros(total, np.float32), "w2": w2, "b2": b2}
         # Which member each hidden unit belongs to: the segment sum adds a member's units into its output in
         # O(units) work, where a (S, K) indicator matmul costs O(units * K).
         self.owner = np.repeat(np.arange(len(members)), widths).astype(np.int32)
@@ -120,21 +159,18 @@ class Population:
         v = {name: np.asarray(value) for name, value in self.stored.items()}
         if not self.scaled:
             return v
-        return {
-            "W1": v["W1"] * self.unit_scale,
-            "b1": v["b1"] * self.unit_scale,
-            "w2": v["w2"] * self.unit_scale,
-            "b2": v["b2"] * self.member_scale,
-        }
+        used = used_weights(v["W1"], v["b1"], v["w2"], v["b2"], self.unit_scale, self.member_scale, True)
+        return dict(zip(("W1", "b1", "w2", "b2"), used))
 
     def scores(self, X: np.ndarray) -> np.ndarray:
-        """(K, rows) predicted probabilities of the positive class."""
+        """(K, rows) predicted probabilities of the positive class; softmax members: (K, rows, C) of every class."""
         return self.block_scores(X, 0, len(self.members))
 
     def block_scores(self, X: np.ndarray, first: int, count: int) -> np.ndarray:
-        """(count, rows) predicted probabilities of members first .. first + count - 1 only."""
+        """(count, rows) (softmax members: (count, rows, C)) predicted probabilities of members first .. first +
+        count - 1 only."""
         X = np.asarray(X, dtype=np.float32)
-        scorer = _block_scorer()
+        scorer = _block_scorer(self.outputs > 1)
         bounds = [int(self.offsets[first]), int(self.offsets[first + count]), first, count]
         state = [self.stored[name] for name in ("W1", "b1", "w2", "b2")] + [
             self.unit_scale,
@@ -142,40 +178,45 @@ class Population:
             self.owner,
         ]
         parts = [scorer(X[i : i + SCORE_CHUNK], *state, *bounds).numpy() for i in range(0, len(X), SCORE_CHUNK)]
-        return np.concatenate(parts, axis=1) if parts else np.empty((count, 0), np.float32)
+        classes = () if self.outputs == 1 else (self.outputs,)
+        return np.concatenate(parts, axis=1) if parts else np.empty((count, 0, *classes), np.float32)
 
     def member_model(self, k: int):
-        """Member k as a plain Keras model of its own width (weights sliced out of the population)."""
-        from sweep.models.network import build_model
-
-        units = slice(self.offsets[k], self.offsets[k + 1])
-        v = self.weights()
-        model = build_model(v["W1"].shape[0], self.members[k].hidden_width, 1)
-        model.set_weights([v["W1"][:, units], v["b1"][units], v["w2"][units, None], v["b2"][k : k + 1]])
-        return model
+        """Member k as a plain Keras model of its own width (weights sliced out of the population): build_model's,
+        with a softmax of C for softmax members."""
+        return member_network(self, k).to_keras()
 
 
 def used_weights(W1, b1, w2, b2, unit_scale, member_scale, scaled: bool):
-    """The weights members use from the stored ones (TensorFlow): scaled by each member's rate when `scaled`."""
+    """The weights members use from the stored ones (TensorFlow or numpy; also d loss / d stored from d loss /
+    d used): scaled by each member's rate when `scaled`. A softmax's w2 (S, C) and b2 (K, C) scale by row."""
     if not scaled:
         return W1, b1, w2, b2
+    if len(w2.shape) == 2:
+        return W1 * unit_scale, b1 * unit_scale, w2 * unit_scale[:, None], b2 * member_scale[:, None]
     return W1 * unit_scale, b1 * unit_scale, w2 * unit_scale, b2 * member_scale
 
 
 def population_logits(x, W1, b1, w2, b2, owner):
     """(members, rows) logits of every member for rows x (rows, d): one matmul for all hidden units, then each
-    member's units summed into its output (owner: each unit's member, sorted)."""
+    member's units summed into its output (owner: each unit's member, sorted); softmax members: (members, rows, C)."""
     tf = tensorflow()
     hidden = tf.nn.relu(tf.matmul(W1, x, transpose_a=True, transpose_b=True) + b1[:, None])  # (S, rows)
-    return tf.math.segment_sum(hidden * w2[:, None], owner) + b2[:, None]
+    return tf.math.segment_sum(per_class(hidden, w2) * w2[:, None], owner) + b2[:, None]
 
 
-def _block_scorer():
-    """One compiled scorer per process and thread for every population: all shapes open, bounds as tensors."""
-    return per_thread(("population scorer",), _make_block_scorer)
+def per_class(hidden, w2):
+    """hidden (S, rows) as it multiplies w2: as it is for a sigmoid's w2 (S,), (S, rows, 1) for a softmax's (S, C)."""
+    return hidden[:, :, None] if len(w2.shape) == 2 else hidden
 
 
-def _make_block_scorer():
+def _block_scorer(softmax: bool = False):
+    """One compiled scorer per process and thread for every population of sigmoid (or of softmax) members: all
+    shapes open, bounds as tensors."""
+    return per_thread(("population scorer", "softmax" if softmax else "sigmoid"), lambda: _make_block_scorer(softmax))
+
+
+def _make_block_scorer(softmax: bool):
     tf = tensorflow()
 
     def probabilities(x, W1, b1, w2, b2, unit_scale, member_scale, owner, first_unit, last_unit, first, count):
@@ -184,7 +225,7 @@ def _make_block_scorer():
         logits = population_logits(
             x, W1[:, units], b1[units], w2[units], b2[first : first + count], owner[units] - first
         )
-        return tf.sigmoid(logits)
+        return tf.nn.softmax(logits) if softmax else tf.sigmoid(logits)
 
     matrix, vector, index = (
         tf.TensorSpec([None, None], tf.float32),
@@ -192,59 +233,88 @@ def _make_block_scorer():
         tf.TensorSpec([None], tf.int32),
     )
     bound = tf.TensorSpec([], tf.int32)
-    spec = [matrix, matrix, vector, vector, vector, vector, vector, index, bound, bound, bound, bound]
+    output = matrix if softmax else vector  # w2 and b2
+    spec = [matrix, matrix, vector, output, output, vector, vector, index, bound, bound, bound, bound]
     return tf.function(probabilities, input_signature=spec, autograph=False)
 
 
 class PopulationProgram:
     """The compiled epoch of every population of one family (batch size, cross-validated or not, members with
-    their own rates or not), traced once per process: its variables have open shapes and each population
-    loads its own start, rows and settings into them."""
+    their own rates or not, sigmoid or softmax members), traced once per process: its variables have open shapes
+    (a softmax's class count too) and each population loads its own start, rows and settings into them.
 
-    def __init__(self, batch: int, cross_validated: bool, scaled: bool) -> None:
+    A softmax program holds each label as a one-hot row and each member's class weights as a (members, C)
+    setting: one matmul gathers the rows' weights, and softmax - one-hot needs the one-hot rows anyway."""
+
+    def __init__(self, batch: int, cross_validated: bool, scaled: bool, softmax: bool = False) -> None:
         tf = tensorflow()
-        self.weights = {
-            name: open_variable(rank, trainable=True) for name, rank in (("W1", 2), ("b1", 1), ("w2", 1), ("b2", 1))
-        }
-        self.settings = {name: open_variable(1) for name in ("positive", "active", "unit_scale", "member_scale")}
+        self.scaled, self.softmax = scaled, softmax
+        output = 2 if softmax else 1  # rank of w2, b2, the labels and the members' class weights
+        ranks = (("W1", 2), ("b1", 1), ("w2", output), ("b2", output))
+        self.weights = {name: open_variable(rank, trainable=True) for name, rank in ranks}
+        weighting = ("class_weights" if softmax else "positive", output)  # (members, C) or (members,)
+        ranks = (weighting, ("active", 1), ("unit_scale", 1), ("member_scale", 1))
+        self.settings = {name: open_variable(rank) for name, rank in ranks}
         self.settings["owner"] = open_variable(1, "int32")
         self.settings["folds_of"] = open_variable(1, "int32")
-        self.rows = {"features": open_variable(2), "labels": open_variable(1)}
+        self.rows = {"features": open_variable(2), "labels": open_variable(output)}
         if cross_validated:
             self.rows["keep"] = open_variable(2)
-        variables = list(self.weights.values())
-        self.adam = FusedAdam(variables)
-        s = self.settings
-
-        def batch_gradients(xb, yb, kb=None):
-            """Each member's weighted loss and the gradients of their active sum, back-propagated by hand
-            as in sweep.models.network.EpochProgram: (sigmoid - label) * weight / rows per member and row, gathered
-            to each member's hidden units, through ReluGrad; times the members' rate scales when scaled."""
-            rows = tf.cast(tf.shape(xb)[0], tf.float32)
-            W1, b1, w2, b2 = used_weights(*variables, s["unit_scale"], s["member_scale"], scaled)
-            hidden = tf.nn.relu(tf.matmul(W1, xb, transpose_a=True, transpose_b=True) + b1[:, None])  # (units, rows)
-            logits = tf.math.segment_sum(hidden * w2[:, None], s["owner"]) + b2[:, None]
-            weights = yb[None, :] * s["positive"][:, None] + (1.0 - yb[None, :])  # {0: 1.0, 1: minority_weight}
-            if kb is not None:
-                weights = weights * tf.transpose(tf.gather(kb, s["folds_of"], axis=1))  # (members, rows): 0 = held out
-            member_loss = tf.reduce_sum((tf.nn.softplus(logits) - logits * yb[None, :]) * weights, axis=1) / rows
-            upstream = (tf.sigmoid(logits) - yb[None, :]) * weights * (s["active"] / rows)[:, None]  # (members, rows)
-            per_unit = tf.gather(upstream, s["owner"])  # (units, rows)
-            back = tf.raw_ops.ReluGrad(gradients=per_unit * w2[:, None], features=hidden)
-            gradients = [
-                tf.matmul(xb, back, transpose_a=True, transpose_b=True),
-                tf.reduce_sum(back, axis=1),
-                tf.reduce_sum(hidden * per_unit, axis=1),
-                tf.reduce_sum(upstream, axis=1),
-            ]
-            if scaled:  # d loss / d stored = d loss / d used * scale
-                unit, member = s["unit_scale"], s["member_scale"]
-                gradients = [gradients[0] * unit, gradients[1] * unit, gradients[2] * unit, gradients[3] * member]
-            return gradients, member_loss
-
+        self.adam = FusedAdam(list(self.weights.values()))
         self.run_epoch = compiled_epoch(
-            list(self.rows.values()), batch, self.adam, batch_gradients, lambda: tf.zeros(tf.shape(s["positive"]))
+            list(self.rows.values()),
+            batch,
+            self.adam,
+            self._batch_gradients,
+            lambda: tf.zeros(tf.shape(self.settings["active"])),
         )
+
+    def _batch_gradients(self, xb, yb, kb=None):
+        """Each member's weighted loss and the gradients of their active sum, back-propagated by hand
+        as in sweep.models.network.EpochProgram: (sigmoid - label) or (softmax - one-hot) times weight / rows per
+        member and row, gathered to each member's hidden units, through ReluGrad; times the members' rate scales
+        when scaled."""
+        tf = tensorflow()
+        s = self.settings
+        rows = tf.cast(tf.shape(xb)[0], tf.float32)
+        W1, b1, w2, b2 = used_weights(*self.adam.variables, s["unit_scale"], s["member_scale"], self.scaled)
+        hidden = tf.nn.relu(tf.matmul(W1, xb, transpose_a=True, transpose_b=True) + b1[:, None])  # (units, rows)
+        expanded = per_class(hidden, w2)
+        logits = tf.math.segment_sum(expanded * w2[:, None], s["owner"]) + b2[:, None]
+        if self.softmax:
+            weights = tf.matmul(s["class_weights"], yb, transpose_b=True)  # (members, rows): each label's weight
+        else:
+            weights = yb[None, :] * s["positive"][:, None] + (1.0 - yb[None, :])  # {0: 1.0, 1: minority_weight}
+        if kb is not None:
+            weights = weights * tf.transpose(tf.gather(kb, s["folds_of"], axis=1))  # (members, rows): 0 = held out
+        member_loss, upstream = self._output_loss(logits, yb, weights, rows)
+        per_unit = tf.gather(upstream, s["owner"])  # (units, rows) or (units, rows, C)
+        back = per_unit * w2[:, None]
+        if self.softmax:
+            back = tf.reduce_sum(back, axis=2)
+        back = tf.raw_ops.ReluGrad(gradients=back, features=hidden)
+        gradients = [
+            tf.matmul(xb, back, transpose_a=True, transpose_b=True),
+            tf.reduce_sum(back, axis=1),
+            tf.reduce_sum(expanded * per_unit, axis=1),
+            tf.reduce_sum(upstream, axis=1),
+        ]
+        if self.scaled:  # d loss / d stored = d loss / d used * scale
+            gradients = list(used_weights(*gradients, s["unit_scale"], s["member_scale"], True))
+        return gradients, member_loss
+
+    def _output_loss(self, logits, yb, weights, rows):
+        """Each member's loss, sum(weight * loss) / rows, and the gradient of the active members' losses at the
+        logits: (sigmoid - label) or (softmax - one-hot label) times weight * active / rows. A softmax's row loss
+        is -log_softmax at the label, what SoftmaxCrossEntropyWithLogits gives a single network."""
+        tf = tensorflow()
+        active = self.settings["active"] / rows
+        if not self.softmax:
+            member_loss = tf.reduce_sum((tf.nn.softplus(logits) - logits * yb[None, :]) * weights, axis=1) / rows
+            return member_loss, (tf.sigmoid(logits) - yb[None, :]) * weights * active[:, None]
+        row_losses = -tf.reduce_sum(tf.nn.log_softmax(logits) * yb, axis=2)  # (members, rows)
+        member_loss = tf.reduce_sum(row_losses * weights, axis=1) / rows
+        return member_loss, (tf.nn.softmax(logits) - yb) * weights[:, :, None] * active[:, None, None]
 
     def load(self, population: Population, X, y, learning_rate: float, keep=None, member_fold=None) -> None:
         """Load the population's start and settings and the rows; reset Adam; the population's stored weights
@@ -254,26 +324,34 @@ class PopulationProgram:
         population.stored = dict(self.weights)
         size = len(population.members)
         values = {
-            "positive": np.array([m.minority_weight for m in population.members], np.float32),
             "active": np.ones(size, np.float32),
             "unit_scale": population.unit_scale,
             "member_scale": population.member_scale,
             "owner": population.owner,
             "folds_of": np.zeros(size, np.int32) if member_fold is None else np.asarray(member_fold, np.int32),
         }
+        if self.softmax:
+            values["class_weights"] = np.array([m.class_weights for m in population.members], np.float32)
+            labels = np.eye(population.outputs, dtype=np.float32)[np.asarray(y, dtype=np.int64)]
+        else:
+            values["positive"] = np.array([m.minority_weight for m in population.members], np.float32)
+            labels = np.asarray(y, dtype=np.float32)
         for name, value in values.items():
             self.settings[name].assign(value)
         self.rows["features"].assign(np.asarray(X, dtype=np.float32))
-        self.rows["labels"].assign(np.asarray(y, dtype=np.float32))
+        self.rows["labels"].assign(labels)
         if "keep" in self.rows:
             self.rows["keep"].assign(np.asarray(keep, dtype=np.float32))
         self.adam.reset(learning_rate)
 
 
-def population_program(device: str, batch: int, cross_validated: bool, scaled: bool) -> PopulationProgram:
-    """The cached program of this family (made and traced once per process and thread)."""
-    key = ("population", device, batch, cross_validated, scaled)
-    return per_thread(key, lambda: PopulationProgram(batch, cross_validated, scaled))
+def population_program(
+    device: str, batch: int, cross_validated: bool, scaled: bool, softmax: bool = False
+) -> PopulationProgram:
+    """The cached program of this family (made and traced once per process and thread); sigmoid and softmax
+    members (any class count) are two families."""
+    key = ("population", device, batch, cross_validated, scaled, "softmax" if softmax else "sigmoid")
+    return per_thread(key, lambda: PopulationProgram(batch, cross_validated, scaled, softmax))
 
 
 def train_population(
@@ -303,7 +381,7 @@ def train_population(
     size = len(members)
     with tf.device(device):
         population = Population(X.shape[1], members, learning_rate)
-        program = population_program(device, batch, keep is not None, population.scaled)
+        program = population_program(device, batch, keep is not None, population.scaled, population.outputs > 1)
         program.load(population, X, y, learning_rate, keep, member_fold)
         active = program.settings["active"]
         epochs_run = np.zeros(size, dtype=int)
@@ -327,9 +405,13 @@ def train_population(
 
 def population_scores(population, plan: Validation, size: int) -> tuple[np.ndarray, list[np.ndarray]]:
     """(size, pooled rows) validation scores of a population's trials and each fold's (size, fold rows) block;
-    the models of fold f are population members f*size .. (f+1)*size - 1."""
+    the models of fold f are population members f*size .. (f+1)*size - 1. Softmax members: (size, pooled rows, C)
+    and (size, fold rows, C) (the class axis moved out of the way while the rows are pooled)."""
     blocks = [population.block_scores(fold.X_val, f * size, size) for f, fold in enumerate(plan.folds)]
-    return plan.pool(blocks), blocks
+    if np.ndim(blocks[0]) == 2:
+        return plan.pool(blocks), blocks
+    pooled = plan.pool([np.moveaxis(block, 2, 1) for block in blocks])  # (size, C, pooled rows)
+    return np.ascontiguousarray(np.moveaxis(pooled, 1, 2)), blocks
 
 
 def fold_subnets(members: list, plan: Validation) -> tuple[list, np.ndarray | None, np.ndarray | None]:
@@ -373,10 +455,20 @@ def retrain_population_members(dataset: Dataset, trial, trial_of: Callable | Non
 
 
 def member_network(population, index: int):
-    """Network `index` of a trained population (member k of fold f is f * size + k) as a plain Network."""
+    """Network `index` of a trained population (member k of fold f is f * size + k) as a plain Network (a softmax
+    of C outputs for softmax members)."""
     units = slice(int(population.offsets[index]), int(population.offsets[index + 1]))
     v = population.weights()
+    if v["w2"].ndim == 2:
+        return Network(((v["W1"][:, units], v["b1"][units]), (v["w2"][units], v["b2"][index])))
     return Network(((v["W1"][:, units], v["b1"][units]), (v["w2"][units, None], v["b2"][index : index + 1])))
+
+
+def described_member(entry: dict) -> Member:
+    """A Member from its stored description: hidden_width, minority_weight, seed, and the optional learning_rate
+    and class_weights (a list of C weights by class number: a softmax member)."""
+    fields = ("hidden_width", "minority_weight", "seed")
+    return Member(*(entry[name] for name in fields), entry.get("learning_rate"), entry.get("class_weights"))
 
 
 def _retrained_population(dataset: Dataset, trial, trial_of: Callable | None) -> tuple:
@@ -385,9 +477,7 @@ def _retrained_population(dataset: Dataset, trial, trial_of: Callable | None) ->
     settings = TrainSettings(**trial.user_attrs["train_settings"])
     plan = dataset.validation
     described = population_description(trial, trial_of)
-    members = [
-        Member(m["hidden_width"], m["minority_weight"], m["seed"], m.get("learning_rate")) for m in described["members"]
-    ]
+    members = [described_member(m) for m in described["members"]]
     subnets, keep, member_fold = fold_subnets(members, plan)
     population, _, _, _ = train_population(
         plan.X_fit,

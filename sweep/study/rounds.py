@@ -14,8 +14,9 @@ import optuna
 from sweep import stopping
 from sweep.errors import TrialFailed, TrialTimedOut
 from sweep.metrics import Goal
-from sweep.models import check_scores
+from sweep.models import TrainedFolds, check_scores
 from sweep.models.population import fold_subnets, population_scores
+from sweep.multiclass import bind_class_goal
 from sweep.space import suggest, suggest_width, trial_seed
 from sweep.study.optuna_private import (
     heartbeat_enabled,
@@ -26,12 +27,25 @@ from sweep.study.optuna_private import (
     trial_id,
 )
 from sweep.study.reports import ReportThread, report_epoch
-from sweep.study.trial import judged_threshold, mark_over_budget, record_result, setup_attrs, train_settings
+from sweep.study.trial import (
+    class_judge,
+    judged_threshold,
+    mark_over_budget,
+    record_class_result,
+    record_result,
+    setup_attrs,
+    train_settings,
+)
 from sweep.study.watchdog import TrialClock, Watchdog
 
 if TYPE_CHECKING:
     from sweep.config import SweepConfig
     from sweep.data import Dataset
+
+
+def weights(params) -> tuple[float, ...] | None:
+    """A member's weight of every class, by class number, for a target of several classes; None for two."""
+    return tuple(params.class_weight[c] for c in range(len(params.class_counts))) if params.class_counts else None
 
 
 def population_rate(config: SweepConfig) -> float:
@@ -109,6 +123,8 @@ class PopulationRound:
         self.clock = TrialClock(config.trial_timeout, config.epochs)
         self.watchdog = Watchdog(self.clock, config.grace_period, open_trials.fail_open)
         self.params: list = []
+        self.class_goal = bind_class_goal(goal, dataset.classes)  # None for a binary target
+        self.judges: list = []  # each member's judge: the goal, or for several classes its ClassJudge
 
     def run(self, figures) -> None:
         """Set up, train and tell the members; on any failure (KeyboardInterrupt included) no member stays RUNNING."""
@@ -138,11 +154,14 @@ class PopulationRound:
         epochs each member ran, seconds)."""
         from sweep.models.population import Member, train_population
 
-        config, trials, plan = self.config, self.trials, self.plan
-        self.params = [suggest(trial, config, suggest_width) for trial in trials]
+        config, trials, plan, counts = self.config, self.trials, self.plan, self.dataset.class_counts
+        self.params = [suggest(trial, config, suggest_width, counts) for trial in trials]
+        self.judges = [
+            self.goal if self.class_goal is None else class_judge(self.class_goal, self.dataset, p) for p in self.params
+        ]
         shuffle_seed = trial_seed(config.seed, trials[0].number)
         members = [
-            Member(p.hidden_width, p.minority_weight, trial_seed(config.seed, t.number), p.learning_rate)
+            Member(p.hidden_width, p.minority_weight, trial_seed(config.seed, t.number), p.learning_rate, weights(p))
             for t, p in zip(trials, self.params)
         ]
         shared_rate = population_rate(config)
@@ -154,6 +173,7 @@ class PopulationRound:
                 "seed": m.seed,
                 "learning_rate": m.learning_rate,
             }
+            | ({} if m.class_weights is None else {"class_weights": list(m.class_weights)})
             for t, m in zip(trials, members)
         ]
         placed = population_attrs(
@@ -200,9 +220,9 @@ class PopulationRound:
                     trial.set_user_attr("fail_reason", f"training loss became {losses[index]} at epoch {epoch}")
                     open_trials.end(index, state=optuna.trial.TrialState.FAIL)
                     continue
-                threshold = self.params[index].threshold
+                threshold, judge = self.params[index].threshold, self.judges[index]
                 if (
-                    report_epoch(trial, self.goal, self.plan.y, scores[index], threshold, epoch, config.threshold)
+                    report_epoch(trial, judge, self.plan.y, scores[index], threshold, epoch, config.threshold)
                     is not None
                 ):
                     open_trials.end(index, state=optuna.trial.TrialState.PRUNED)
@@ -222,6 +242,10 @@ class PopulationRound:
                 trial.set_user_attr("fail_reason", str(failure))
                 open_trials.end(index, state=optuna.trial.TrialState.FAIL)
                 continue
+            if self.class_goal is not None:
+                trained = TrainedFolds([], scores[index], [], seconds / self.size, epochs_run[index])
+                values[index] = record_class_result(trial, self.judges[index], self.dataset, trained, {})
+                continue
             thresholds[index] = judged_threshold(
                 trial, self.config, self.goal, plan.y, scores[index], self.params[index]
             )
@@ -233,6 +257,9 @@ class PopulationRound:
         # them for each member that was a best so far in telling order would cost seconds for nothing.
         if figures is not None and values and not self.goal.is_multi:
             best = (min if self.goal.direction == "minimize" else max)(values, key=values.get)
+            if self.class_goal is not None:  # several classes: the confusion matrix of its rule's decisions
+                rule = self.judges[best].choose(plan.y, scores[best])[0]
+                thresholds[best] = (rule, self.dataset.classes)
             figures.submit_if_best(open_trials[best], values[best], plan.y, scores[best], thresholds[best])
         for index, value in values.items():
             open_trials.end(index, values=value)

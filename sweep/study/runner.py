@@ -15,7 +15,7 @@ from optuna.trial import FrozenTrial, TrialState
 from sweep import stopping
 from sweep.config import PrunerSpec, SweepConfig
 from sweep.data import Dataset, load_dataset
-from sweep.errors import ConfigError, StorageError, StorageUnreachable, TrialFailed
+from sweep.errors import StorageError, StorageUnreachable, TrialFailed
 from sweep.metrics import parse_goal
 from sweep.models import model_kind
 from sweep.multiclass import bind_class_goal
@@ -76,11 +76,6 @@ def prepare_study(config: SweepConfig, dataset: Dataset, worker_index: int = 0) 
     class_goal = bind_class_goal(goal, dataset.classes)  # one that does not fit the target's classes: one line, exit 2
     names = goal.names if class_goal is None else [class_goal.name]
     kind = model_kind(config, dataset)
-    if dataset.classes and config.population > 1:
-        raise ConfigError(
-            f"population = {config.population} trains two-class networks side by side, but the target has "
-            f"{len(dataset.classes)} classes, whose trials train one at a time; drop --population"
-        )
     kind.check(dataset)
     storage = open_storage(config.storage, config.heartbeat_interval, config.grace_period)
     existing = config.study in optuna.get_all_study_names(storage)
@@ -367,7 +362,7 @@ class _SweepLoop:
 def trials_per_round(config: SweepConfig, dataset: Dataset) -> int:
     """Trials trained together: config.population, or the automatic choice when it is 0."""
     if not model_kind(config, dataset).populations:
-        return 1  # a user's model trains through Keras fit, one trial at a time; a softmax network, alone
+        return 1  # a user's model trains through Keras fit, one trial at a time
     fold_models = len(dataset.validation.folds)
     if config.population:
         return config.population
