@@ -182,6 +182,10 @@ def run(
         ),
     ] = None,
     hidden_layers: Annotated[int | None, typer.Option(help="Hidden layers of the network.", show_default="1")] = None,
+    weight_decay: Annotated[
+        float | None,
+        typer.Option(help="The builtin network's decoupled weight decay on its kernels, as AdamW.", show_default="0"),
+    ] = None,
     validation_fraction: Annotated[
         float | None, typer.Option(help="Share of the non-test rows used for validation.", show_default="0.2")
     ] = None,

@@ -91,6 +91,7 @@ class SweepConfig:
         "sampled"  # "tuned": each trial's threshold chosen on its own validation scores (sweep.study.trial)
     )
     hidden_layers: int = 1
+    weight_decay: float = 0.0  # the builtin network's decoupled weight decay on its kernels (AdamW); 0: plain Adam
     validation_fraction: float = 0.2
     test_fraction: float = 0.2
     pruner: str = "median"  # parsed: pruner_spec
@@ -176,6 +177,12 @@ def _as_float(key: str, value: Any, source: str) -> float:
         raise ConfigError(
             f"{key} = {value!r} (from {source}) is invalid: expected a number; fix it in {source}"
         ) from None
+
+
+def _weight_decay(key: str, value: Any, source: str) -> float:
+    number = _as_float(key, value, source)
+    _expect(0 <= number <= 100, key, value, source, "a decay 0 <= DECAY <= 100 per unit of learning rate (0: none)")
+    return number
 
 
 def _as_range(key: str, value: Any, source: str, cast) -> tuple:
@@ -375,6 +382,7 @@ RULES: dict[str, Rule] = {
     "threshold": _range(_as_float, lambda low, high: 0 < low <= high < 1, "0 < LOW <= HIGH < 1"),
     "threshold_search": _one_of(THRESHOLD_SEARCHES),
     "hidden_layers": _integer(1, 8, "between 1 and 8 hidden layers"),
+    "weight_decay": _weight_decay,
     "validation_fraction": _fraction,
     "test_fraction": _fraction,
     "pruner": lambda _key, value, source: parse_pruner(value, source),
@@ -468,6 +476,12 @@ def resolve_config(
             f"but objective = {config.objective!r} "
             "has several; use threshold_search = sampled"
         )
+    highest_rate = max(config.learning_rate) if isinstance(config.learning_rate, tuple) else config.learning_rate
+    if config.weight_decay * highest_rate >= 0.5:
+        raise ConfigError(
+            f"weight_decay = {config.weight_decay:g} shrinks each kernel by learning_rate x weight_decay = "
+            f"{config.weight_decay * highest_rate:g} per step (at the highest learning rate); keep it below 0.5"
+        )
     if config.cv == 0 and config.cv_repeats > 1:
         raise ConfigError(
             f"cv_repeats = {config.cv_repeats} repeats cross-validation folds, but cv = 0 (one validation split); "
@@ -505,6 +519,7 @@ def _check_model_keys(config: SweepConfig, given: Mapping[str, Any]) -> None:
         )
     for key, hint in (
         ("hidden_layers", "build the layers you want in your model"),
+        ("weight_decay", "give your model's optimizer a weight decay (keras.optimizers.AdamW) and compile it yourself"),
         ("hidden_width", "search it with --param hidden_width=LOW:HIGH:log ([space] hidden_width in TOML)"),
     ):
         if key in given:

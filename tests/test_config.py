@@ -98,6 +98,8 @@ def test_every_field_has_a_cli_flag():
         ({"outage_limit": "soon"}, r"outage_limit = 'soon'.*expected a number"),
         ({"validation_fraction": 1.5}, r"validation_fraction"),
         ({"hidden_layers": 12}, r"hidden_layers.*between 1 and 8"),
+        ({"weight_decay": -1}, r"weight_decay = -1 \(from --weight-decay\).*0 <= DECAY <= 100"),
+        ({"weight_decay": 90, "learning_rate": 0.01}, r"weight_decay = 90 shrinks each kernel by .* 0\.9 per step"),
         ({"pruner": "fast"}, r"pruner = 'fast'.*none \| median"),
         ({"pruner": "percentile:120"}, r"pruner.*0 < P < 100"),
         ({"intra_op_threads": -1}, r"intra_op_threads = -1.*>= 0"),

@@ -78,17 +78,20 @@ def test_non_finite_loss_fails_the_trial(problem):
 
 
 @pytest.mark.parametrize(
-    "hidden_layers, class_weight",
+    "hidden_layers, class_weight, weight_decay",
     [
-        (1, {0: 1.0, 1: 5.0}),
-        (2, {0: 0.5, 1: 40.0}),
-        (1, {0: 1.0, 1: 2.0, 2: 8.0}),
-        (2, {0: 0.5, 1: 1.0, 2: 3.0, 3: 20.0}),
+        (1, {0: 1.0, 1: 5.0}, 0.0),
+        (2, {0: 0.5, 1: 40.0}, 0.0),
+        (1, {0: 1.0, 1: 2.0, 2: 8.0}, 0.0),
+        (2, {0: 0.5, 1: 1.0, 2: 3.0, 3: 20.0}, 0.0),
+        (2, {0: 1.0, 1: 5.0}, 0.5),
+        (1, {0: 1.0, 1: 2.0, 2: 8.0}, 0.5),
     ],
 )
-def test_epoch_program_is_keras_fit(hidden_layers, class_weight):
+def test_epoch_program_is_keras_fit(hidden_layers, class_weight, weight_decay):
     """Check that the compiled epoch's weights after 3 epochs equal Keras fit(class_weight=...) with Adam from the same
-    start: binary cross-entropy on a sigmoid for two classes, sparse categorical cross-entropy on a softmax for more.
+    start (AdamW on the kernels with a weight decay): binary cross-entropy on a sigmoid for two classes, sparse
+    categorical cross-entropy on a softmax for more.
 
     One batch of all rows makes the shuffle order irrelevant, so the two must agree to float32 round-off.
     """
@@ -101,11 +104,16 @@ def test_epoch_program_is_keras_fit(hidden_layers, class_weight):
     keras.utils.set_random_seed(0)
     theirs = build_model(2, 3, hidden_layers, outputs)
     start = theirs.get_weights()
-    program = epoch_program("/CPU:0", 2, hidden_layers, batch=len(y), outputs=outputs)
-    program.load(X, y, label_weights(y, class_weight), list(zip(start[::2], start[1::2])), learning_rate=0.01)
+    program = epoch_program("/CPU:0", 2, hidden_layers, batch=len(y), outputs=outputs, decay=weight_decay > 0)
+    start = list(zip(start[::2], start[1::2]))
+    program.load(X, y, label_weights(y, class_weight), start, learning_rate=0.01, weight_decay=weight_decay)
     our_losses = [float(program(np.array([0, e], dtype=np.int64))) for e in range(3)]
     loss = "binary_crossentropy" if outputs == 1 else "sparse_categorical_crossentropy"
-    theirs.compile(optimizer=keras.optimizers.Adam(learning_rate=0.01), loss=loss)
+    optimizer = keras.optimizers.Adam(learning_rate=0.01)
+    if weight_decay:
+        optimizer = keras.optimizers.AdamW(learning_rate=0.01, weight_decay=weight_decay)
+        optimizer.exclude_from_weight_decay(var_names=["bias"])
+    theirs.compile(optimizer=optimizer, loss=loss)
     history = theirs.fit(X, y, batch_size=len(y), epochs=3, class_weight=class_weight, shuffle=False, verbose=0)
     mine = [array for pair in program.network().layers for array in pair]
     for ours, reference in zip(mine, theirs.get_weights()):

@@ -117,8 +117,9 @@ class BuiltinNetwork(ModelKind):
             for r in refits
         ]
         population, _, _, _ = train_population(
-            X, y, members, first.epochs, first.batch_size, first.learning_rate, first.seed
-        )
+            X, y, members, first.epochs, first.batch_size, first.learning_rate, first.seed,
+            weight_decay=first.weight_decay,
+        )  # fmt: skip
         return [member_network(population, index) for index in range(len(refits))]
 
     def refit_words(self, settings: TrainSettings) -> str:

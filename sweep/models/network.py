@@ -28,6 +28,7 @@ class TrainSettings:
     learning_rate: float
     hidden_layers: int
     seed: int
+    weight_decay: float = 0.0  # decoupled, as AdamW: each kernel shrinks by learning_rate * weight_decay per step
 
 
 @dataclass(frozen=True)
@@ -167,8 +168,12 @@ def train_models(
     with tf.device(device):
         programs = []
         for slot, keep in enumerate(keeps):
-            program = epoch_program(device, X.shape[1], settings.hidden_layers, settings.batch_size, slot, outputs)
-            program.load(X, y, weights if keep is None else weights * keep, start, settings.learning_rate)
+            decay = settings.weight_decay > 0
+            program = epoch_program(
+                device, X.shape[1], settings.hidden_layers, settings.batch_size, slot, outputs, decay
+            )
+            rows_weights = weights if keep is None else weights * keep
+            program.load(X, y, rows_weights, start, settings.learning_rate, settings.weight_decay)
             programs.append(program)
         loss = float("nan")
         epochs_run = 0
@@ -191,23 +196,30 @@ class FusedAdam:
     the update keras.optimizers.Adam.update_step computes, in a fraction of its ops.
 
     The learning rate is a variable, so one compiled epoch serves every rate; `reset` starts a new run.
+
+    `decayed` ({variable index: None, or a function giving a per-element factor}) makes it Keras' AdamW for those
+    variables: before each step, variable -= variable * learning_rate * weight_decay (* the factor). A program
+    without it traces no decay at all, so a run without weight decay is Adam's exactly.
     """
 
-    def __init__(self, variables: list) -> None:
+    def __init__(self, variables: list, decayed: dict | None = None) -> None:
         tf = tensorflow()
         self.variables = variables
         self.moments = [(open_variable(len(v.shape)), open_variable(len(v.shape))) for v in variables]
         self.iterations = tf.Variable(0.0, trainable=False)
         self.learning_rate = tf.Variable(0.001, trainable=False)
+        self.decayed = decayed or {}
+        self.weight_decay = tf.Variable(0.0, trainable=False)
 
-    def reset(self, learning_rate: float) -> None:
-        """Zero the moments (shaped like the variables' current values) and the step count; set the rate."""
+    def reset(self, learning_rate: float, weight_decay: float = 0.0) -> None:
+        """Zero the moments (shaped like the variables' current values) and the step count; set the rate and decay."""
         tf = tensorflow()
         for variable, (m, v) in zip(self.variables, self.moments):
             m.assign(tf.zeros_like(variable))
             v.assign(tf.zeros_like(variable))
         self.iterations.assign(0.0)
         self.learning_rate.assign(learning_rate)
+        self.weight_decay.assign(weight_decay)
 
     def apply(self, gradients) -> None:
         """One step; call inside a tf.function."""
@@ -215,6 +227,11 @@ class FusedAdam:
         self.iterations.assign_add(1.0)
         beta_1_power, beta_2_power = tf.pow(0.9, self.iterations), tf.pow(0.999, self.iterations)
         rate = self.learning_rate.read_value()
+        if self.decayed:
+            shrink = rate * self.weight_decay.read_value()
+            for index, factor in self.decayed.items():
+                variable = self.variables[index]
+                variable.assign_sub(variable * (shrink if factor is None else shrink * factor()))
         for variable, gradient, (m, v) in zip(self.variables, gradients, self.moments):
             tf.raw_ops.ResourceApplyAdam(
                 var=variable.handle,
@@ -261,14 +278,15 @@ class EpochProgram:
     - Adam with Keras' defaults as one fused ResourceApplyAdam per variable (FusedAdam).
     """
 
-    def __init__(self, hidden_layers: int, batch: int, softmax: bool = False) -> None:
+    def __init__(self, hidden_layers: int, batch: int, softmax: bool = False, decay: bool = False) -> None:
         self.softmax = softmax
         self.layers = [
             (open_variable(2, trainable=True), open_variable(1, trainable=True)) for _ in range(hidden_layers + 1)
         ]
         self.variables = [variable for pair in self.layers for variable in pair]
         self.rows = {name: open_variable(2) for name in ("features", "labels", "weights")}
-        self.adam = FusedAdam(self.variables)
+        kernels = {index: None for index in range(0, len(self.variables), 2)} if decay else None
+        self.adam = FusedAdam(self.variables, kernels)
         self.run_epoch = compiled_epoch(list(self.rows.values()), batch, self.adam, self._batch_gradients)
 
     def _output_loss(self, logits, yb, scale):
@@ -302,7 +320,9 @@ class EpochProgram:
                 upstream = tf.raw_ops.ReluGrad(gradients=back, features=inputs[layer])
         return gradients, loss
 
-    def load(self, X: np.ndarray, y: np.ndarray, row_weights: np.ndarray, start, learning_rate: float) -> None:
+    def load(
+        self, X: np.ndarray, y: np.ndarray, row_weights: np.ndarray, start, learning_rate: float, weight_decay=0.0
+    ) -> None:
         """Set the rows, their weights and the network's starting weights; reset Adam. A softmax program holds
         each label as a one-hot row as wide as the start's last layer (fewer ops per batch than class indices)."""
         if self.softmax:
@@ -315,7 +335,7 @@ class EpochProgram:
         for (kernel, bias), (kernel_start, bias_start) in zip(self.layers, start):
             kernel.assign(kernel_start)
             bias.assign(bias_start)
-        self.adam.reset(learning_rate)
+        self.adam.reset(learning_rate, weight_decay)
 
     def __call__(self, shuffle_seed):
         """Train one epoch; returns the mean batch loss."""
@@ -339,15 +359,16 @@ def per_thread(key: tuple, make: Callable[[], object]):
 
 
 def epoch_program(
-    device: str, n_features: int, hidden_layers: int, batch: int, slot: int = 0, outputs: int = 1
+    device: str, n_features: int, hidden_layers: int, batch: int, slot: int = 0, outputs: int = 1, decay: bool = False
 ) -> EpochProgram:
     """The compiled epoch for this family, made (and traced) once per process and thread; `slot` tells apart
     the networks one trial trains side by side (its fold models). A sigmoid (outputs 1) and a softmax (outputs
-    > 1, any number of classes) are two families: they never share a trace."""
+    > 1, any number of classes) are two families, and with and without weight decay two more: they never share a
+    trace."""
     softmax = outputs > 1
     return per_thread(
-        ("epoch", device, n_features, hidden_layers, batch, slot, "softmax" if softmax else "sigmoid"),
-        lambda: EpochProgram(hidden_layers, batch, softmax),
+        ("epoch", device, n_features, hidden_layers, batch, slot, "softmax" if softmax else "sigmoid", decay),
+        lambda: EpochProgram(hidden_layers, batch, softmax, decay),
     )
 
 

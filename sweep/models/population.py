@@ -246,7 +246,9 @@ class PopulationProgram:
     A softmax program holds each label as a one-hot row and each member's class weights as a (members, C)
     setting: one matmul gathers the rows' weights, and softmax - one-hot needs the one-hot rows anyway."""
 
-    def __init__(self, batch: int, cross_validated: bool, scaled: bool, softmax: bool = False) -> None:
+    def __init__(
+        self, batch: int, cross_validated: bool, scaled: bool, softmax: bool = False, decay: bool = False
+    ) -> None:
         tf = tensorflow()
         self.scaled, self.softmax = scaled, softmax
         output = 2 if softmax else 1  # rank of w2, b2, the labels and the members' class weights
@@ -260,7 +262,7 @@ class PopulationProgram:
         self.rows = {"features": open_variable(2), "labels": open_variable(output)}
         if cross_validated:
             self.rows["keep"] = open_variable(2)
-        self.adam = FusedAdam(list(self.weights.values()))
+        self.adam = FusedAdam(list(self.weights.values()), self._decayed(decay, scaled, softmax))
         self.run_epoch = compiled_epoch(
             list(self.rows.values()),
             batch,
@@ -316,7 +318,19 @@ class PopulationProgram:
         member_loss = tf.reduce_sum(row_losses * weights, axis=1) / rows
         return member_loss, (tf.nn.softmax(logits) - yb) * weights[:, :, None] * active[:, None, None]
 
-    def load(self, population: Population, X, y, learning_rate: float, keep=None, member_fold=None) -> None:
+    def _decayed(self, decay: bool, scaled: bool, softmax: bool) -> dict | None:
+        """The kernels W1 and w2 that weight decay shrinks (FusedAdam), none without it. A member with its own rate
+        shrinks its stored weights by its rate scale too, as it would shrink alone at its own rate."""
+        if not decay:
+            return None
+        if not scaled:
+            return {0: None, 2: None}
+        unit = self.settings["unit_scale"]
+        return {0: lambda: unit, 2: (lambda: unit[:, None]) if softmax else (lambda: unit)}
+
+    def load(
+        self, population: Population, X, y, learning_rate: float, keep=None, member_fold=None, weight_decay=0.0
+    ) -> None:
         """Load the population's start and settings and the rows; reset Adam; the population's stored weights
         become this program's variables until it is released."""
         for name, variable in self.weights.items():
@@ -342,16 +356,16 @@ class PopulationProgram:
         self.rows["labels"].assign(labels)
         if "keep" in self.rows:
             self.rows["keep"].assign(np.asarray(keep, dtype=np.float32))
-        self.adam.reset(learning_rate)
+        self.adam.reset(learning_rate, weight_decay)
 
 
 def population_program(
-    device: str, batch: int, cross_validated: bool, scaled: bool, softmax: bool = False
+    device: str, batch: int, cross_validated: bool, scaled: bool, softmax: bool = False, decay: bool = False
 ) -> PopulationProgram:
     """The cached program of this family (made and traced once per process and thread); sigmoid and softmax
-    members (any class count) are two families."""
-    key = ("population", device, batch, cross_validated, scaled, "softmax" if softmax else "sigmoid")
-    return per_thread(key, lambda: PopulationProgram(batch, cross_validated, scaled, softmax))
+    members (any class count) are two families, with and without weight decay two more."""
+    key = ("population", device, batch, cross_validated, scaled, "softmax" if softmax else "sigmoid", decay)
+    return per_thread(key, lambda: PopulationProgram(batch, cross_validated, scaled, softmax, decay))
 
 
 def train_population(
@@ -365,8 +379,10 @@ def train_population(
     on_epoch: Callable[[int, np.ndarray, Population, np.ndarray], np.ndarray] | None = None,
     keep: np.ndarray | None = None,
     member_fold: np.ndarray | None = None,
+    weight_decay: float = 0.0,
 ):
-    """Train the population; returns (population, epochs run per member, seconds, device).
+    """Train the population; returns (population, epochs run per member, seconds, device). `weight_decay` shrinks
+    every member's kernels as AdamW does (sweep.models.network.FusedAdam).
 
     Cross-validated trials: keep (rows, folds) is 1 where a row trains fold f's models and 0 where it is held
     out, and member_fold[k] is member k's fold; a held-out row adds nothing to that member's loss.
@@ -381,8 +397,9 @@ def train_population(
     size = len(members)
     with tf.device(device):
         population = Population(X.shape[1], members, learning_rate)
-        program = population_program(device, batch, keep is not None, population.scaled, population.outputs > 1)
-        program.load(population, X, y, learning_rate, keep, member_fold)
+        softmax, decay = population.outputs > 1, weight_decay > 0
+        program = population_program(device, batch, keep is not None, population.scaled, softmax, decay)
+        program.load(population, X, y, learning_rate, keep, member_fold, weight_decay)
         active = program.settings["active"]
         epochs_run = np.zeros(size, dtype=int)
         try:
@@ -489,5 +506,6 @@ def _retrained_population(dataset: Dataset, trial, trial_of: Callable | None) ->
         described["shuffle_seed"],
         keep=keep,
         member_fold=member_fold,
+        weight_decay=settings.weight_decay,
     )
     return population, described["member"], len(members)

@@ -185,7 +185,7 @@ class PopulationRound:
         subnets, keep, member_fold = fold_subnets(members, plan)
         population, epochs_run, seconds, _ = train_population(
             plan.X_fit, plan.y_fit, subnets, config.epochs, config.batch_size, shared_rate, shuffle_seed,
-            self._on_epoch, keep=keep, member_fold=member_fold,
+            self._on_epoch, keep=keep, member_fold=member_fold, weight_decay=config.weight_decay,
         )  # fmt: skip
         return population, epochs_run, seconds
 

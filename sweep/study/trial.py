@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 def train_settings(config: SweepConfig, seed: int, params: TrialParams) -> TrainSettings:
     """What trains the trial besides its params' weight and width: its learning rate is searched or fixed."""
     rate = params.learning_rate if params.learning_rate is not None else config.learning_rate
-    return TrainSettings(config.epochs, config.batch_size, float(rate), config.hidden_layers, seed)
+    return TrainSettings(config.epochs, config.batch_size, float(rate), config.hidden_layers, seed, config.weight_decay)
 
 
 def stop_if_requested(trial: optuna.Trial) -> None:
