@@ -1,0 +1,81 @@
+"""Two runs of benchmarks/real_tables.py (their --out markdown) compared on the same (table, split) pairs: the test F1
+and AP of one method row in each (the sweep's default export, say, with and without an option), per table and over
+all pairs, with 95% t intervals of the paired differences, and each run's F1 against its logistic reference.
+
+    python benchmarks/paired_runs.py /tmp/option.md /tmp/default.md [--method "sweep default"] [--names option default]
+
+Only pairs present in both runs count; a pair one run lacks is named.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import statistics
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import t_interval  # noqa: E402
+
+ROW = re.compile(
+    r"^\| (?P<table>\S+) \(seed (?P<seed>\d+)\) \|[^|]*\|[^|]*\| (?P<method>[^|]+?) \| (?P<f1>[\d.]+) [^|]*\| "
+    r"(?P<ap>[\d.]+|-)"
+)
+
+
+def read_run(path: Path) -> dict[tuple[str, int, str], tuple[float, float | None]]:
+    """(table, seed, method) -> (test F1, test AP) of every row of a real_tables.py markdown output."""
+    found = {}
+    for line in path.read_text().splitlines():
+        match = ROW.match(line)
+        if match:
+            ap = None if match["ap"] == "-" else float(match["ap"])
+            found[(match["table"], int(match["seed"]), match["method"].strip())] = (float(match["f1"]), ap)
+    return found
+
+
+def shown(differences: list[float]) -> str:
+    if len(differences) < 2:
+        return f"{statistics.fmean(differences):+.3f}" if differences else "-"
+    mean, low, high = t_interval(differences)
+    return f"{mean:+.3f} [{low:+.3f}, {high:+.3f}]"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("first", type=Path)
+    parser.add_argument("second", type=Path)
+    parser.add_argument("--method", default="sweep default")
+    parser.add_argument("--names", nargs=2, default=["first", "second"])
+    args = parser.parse_args()
+    runs = [read_run(args.first), read_run(args.second)]
+    rows = [{(t, s) for (t, s, m) in run if m == args.method} for run in runs]
+    pairs = sorted(rows[0] & rows[1])
+    missing = sorted((rows[0] | rows[1]) - set(pairs))
+    per_table = defaultdict(lambda: defaultdict(list))
+    for table, seed in pairs:
+        (f1_a, ap_a), (f1_b, ap_b) = (run[(table, seed, args.method)] for run in runs)
+        logistic = runs[1][(table, seed, "logistic")][0]
+        for key, value in (("f1", f1_a - f1_b), ("ap", (ap_a or 0) - (ap_b or 0)), ("a_vs_logistic", f1_a - logistic)):
+            per_table[table][key].append(value)
+            per_table["all pairs"][key].append(value)
+        for group in (table, "all pairs"):
+            per_table[group]["a"].append(f1_a)
+            per_table[group]["b"].append(f1_b)
+    first, second = args.names
+    header = f"F1: {first} - {second} | AP: {first} - {second} | F1: {first} - logistic"
+    print(f"| table | pairs | {first} F1 | {second} F1 | {header} |")
+    print("|---|---|---|---|---|---|---|")
+    for table, values in sorted(per_table.items(), key=lambda item: item[0] == "all pairs"):
+        means = [f"{statistics.fmean(values[k]):.3f}" if values[k] else "-" for k in ("a", "b")]
+        differences = " | ".join(shown(values[key]) for key in ("f1", "ap", "a_vs_logistic"))
+        print(f"| {table} | {len(values['f1'])} | {means[0]} | {means[1]} | {differences} |")
+    if missing:
+        print(f"\nPairs in one run only: {', '.join(f'{t} seed {s}' for t, s in missing)}")
+
+
+if __name__ == "__main__":
+    main()
