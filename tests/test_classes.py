@@ -55,7 +55,8 @@ def test_a_target_of_several_classes_runs_and_resumes(swept_classes):
 
 def test_export_ships_every_class_weight_and_the_rule(swept_classes):
     """Check that export reproduces the trial's value and writes every class's weight, the decision rule, per-class
-    test metrics with intervals, the confusion matrix and the rule's gain over argmax."""
+    test metrics with intervals, the confusion matrix and the rule's gain over argmax; an ensemble of seeds is refused
+    in one line."""
     _, _, _, _, classes, _, exported, bundle, *_ = swept_classes
     assert exported.exit_code == 0, exported.output
     assert "the rule's gain over argmax" in exported.output
@@ -72,6 +73,11 @@ def test_export_ships_every_class_weight_and_the_rule(swept_classes):
         assert low <= test["metrics"][f"recall:{name}"] <= high
     low, high = test["rule_gain"]["interval"]
     assert low <= test["rule_gain"]["macro_f1"] <= high
+    storage = swept_classes[2]
+    refused = invoke(
+        "export", "classes", "--out", str(bundle.parent / "seeds"), "--storage", storage, "--ensemble", "seeds:2"
+    )
+    assert refused.exit_code == 2 and "is not offered for a target of several classes" in refused.output
 
 
 def test_predict_applies_the_exported_rule_exactly(swept_classes):
