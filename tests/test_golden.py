@@ -117,7 +117,11 @@ def assert_same(found, expected, where: str = "") -> None:
         assert found == expected, f"{where}: {found!r} != {expected!r}"
 
 
-@pytest.mark.parametrize("name", SCENARIOS)
+@pytest.mark.parametrize(
+    "name",
+    # The user model's scenario trains a Conv2D through Keras fit, half a minute: it runs in `make test-slow`.
+    [pytest.param(name, marks=pytest.mark.slow) if name == "digits-user-model" else name for name in SCENARIOS],
+)
 def test_outputs_match_the_recorded_golden_outputs(name, tmp_path):
     """Check that a scenario's trials (numbers, states, values, params) and its bundle (trial, threshold, weights,
     ensemble, validation and test values, scores, probabilities and decisions of 40 test rows) are as recorded."""
