@@ -81,6 +81,22 @@ def test_an_outage_is_waited_for_with_one_line_each_way(caplog):
     assert lines[1] == "storage db reachable again after 18 s; going on"
 
 
+def test_a_relapse_while_coming_back_is_the_same_outage(caplog):
+    """Check that a storage failing again within RELAPSE_SECONDS of coming back (a restarting database) adds no line,
+    and that one failing again later is a new outage with its own two lines."""
+    fake = FakeTime()
+    watcher = outage.Outage(limit=60, clock=fake.clock, sleep=fake.sleep)
+    with caplog.at_level(logging.WARNING, logger="sweep"):
+        assert watcher.call(failing(3), what="db") == "ok"
+        fake.now += outage.RELAPSE_SECONDS / 2
+        assert watcher.call(failing(2), what="db") == "ok"
+        assert len(outage_lines(caplog)) == 2
+        fake.now += outage.RELAPSE_SECONDS * 2
+        assert watcher.call(failing(2), what="db") == "ok"
+    lines = outage_lines(caplog)
+    assert len(lines) == 4 and "unreachable" in lines[2] and "reachable again" in lines[3], lines
+
+
 def test_past_the_limit_one_error_then_no_more_waiting(caplog):
     """Check that past outage_limit a call raises StorageUnreachable saying what, for how long and that a rerun resumes;
     that a later failing call raises at once (no new wait), and that a call getting through afterwards says so."""

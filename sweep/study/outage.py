@@ -28,6 +28,9 @@ from sweep.config import DEFAULT_OUTAGE_LIMIT
 from sweep.errors import StorageUnreachable, filter_optuna_log
 
 FIRST_WAIT, LONGEST_WAIT = 0.5, 5.0  # seconds between tries: doubling from the first to the longest
+# A storage that fails again this soon after it came back is still coming back (a database restarting answers, then
+# refuses while it recovers): the same outage, waited for without new lines.
+RELAPSE_SECONDS = 30.0
 
 # Parts of a driver's message that mean the URL or the account is wrong, not that the server is away.
 BAD_INPUT = (
@@ -144,8 +147,10 @@ class Outage:
             now = self._clock()
             self.reason = describe(cause)
             if self.since is None:
+                relapse = self.ended is not None and now - self.ended < RELAPSE_SECONDS
                 self.since, self.given_up, self.what, self.count = now, False, what or self.what, self.count + 1
-                self.announced = self.limit > 0  # with no wait, the error that follows says it all
+                # with no wait, the error that follows says it all; a relapse was said when the outage began
+                self.announced = self.limit > 0 and not relapse
                 if self.announced:
                     logger.warning(
                         "storage %s unreachable (%s); waiting for it up to %g s (outage_limit), retrying",
