@@ -476,12 +476,7 @@ def resolve_config(
             f"but objective = {config.objective!r} "
             "has several; use threshold_search = sampled"
         )
-    highest_rate = max(config.learning_rate) if isinstance(config.learning_rate, tuple) else config.learning_rate
-    if config.weight_decay * highest_rate >= 0.5:
-        raise ConfigError(
-            f"weight_decay = {config.weight_decay:g} shrinks each kernel by learning_rate x weight_decay = "
-            f"{config.weight_decay * highest_rate:g} per step (at the highest learning rate); keep it below 0.5"
-        )
+    _check_weight_decay(config)
     if config.cv == 0 and config.cv_repeats > 1:
         raise ConfigError(
             f"cv_repeats = {config.cv_repeats} repeats cross-validation folds, but cv = 0 (one validation split); "
@@ -500,6 +495,16 @@ def resolve_config(
     if target.endswith(".py"):  # the same for a builder's file (export and other workers load it again)
         values |= {"model": f"{Path(target).expanduser().resolve()}:{function}"}
     return SweepConfig(**values)
+
+
+def _check_weight_decay(config: SweepConfig) -> None:
+    """A decay that would shrink a kernel by half or more in one step (at the highest learning rate) is refused."""
+    highest_rate = max(config.learning_rate) if isinstance(config.learning_rate, tuple) else config.learning_rate
+    if config.weight_decay * highest_rate >= 0.5:
+        raise ConfigError(
+            f"weight_decay = {config.weight_decay:g} shrinks each kernel by learning_rate x weight_decay = "
+            f"{config.weight_decay * highest_rate:g} per step (at the highest learning rate); keep it below 0.5"
+        )
 
 
 def _check_model_keys(config: SweepConfig, given: Mapping[str, Any]) -> None:
