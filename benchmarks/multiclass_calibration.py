@@ -43,10 +43,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from common import machine, t_interval  # noqa: E402
 from multiclass_rules import TABLES, encoder, split_rows  # noqa: E402
 
-from sweep.multiclass import class_counts, prior_corrected, rarest_weighted  # noqa: E402
+from sweep.multiclass import (  # noqa: E402  # the temperature map is the package's own
+    class_counts,
+    fit_temperature,
+    prior_corrected,
+    rarest_weighted,
+    with_temperature,
+)
 
 FLOOR = 1e-12  # the least probability whose log is taken (maps and log loss alike)
-TEMPERATURES = (0.05, 20.0)  # the bounds of T
 VECTOR_PENALTY = 1e-3  # L2 on (a - 1) and b, added to the mean validation log loss
 SLOPES, OFFSETS = (0.05, 20.0), (-20.0, 20.0)  # L-BFGS-B bounds of a_c and b_c
 HIDDEN_WIDTH, BATCH, STEPS, MIN_EPOCHS = 16, 100, 3000, 50
@@ -70,27 +75,6 @@ def log_probabilities(probabilities: np.ndarray) -> np.ndarray:
 def mean_log_loss(probabilities: np.ndarray, y: np.ndarray) -> float:
     """Mean over rows of -log p_y (p floored at FLOOR)."""
     return float(-log_probabilities(probabilities)[np.arange(len(y)), y].mean())
-
-
-def fit_temperature(probabilities: np.ndarray, y: np.ndarray) -> float:
-    """The T > 0 that minimises the log loss of apply_temperature(probabilities, T) on these (validation) rows."""
-    from scipy.optimize import minimize_scalar
-
-    logs = log_probabilities(probabilities)
-    rows = np.arange(len(y))
-
-    def loss(log_t: float) -> float:
-        scaled = logs / math.exp(log_t)
-        shifted = scaled - scaled.max(axis=1, keepdims=True)
-        return float((np.log(np.exp(shifted).sum(axis=1)) - shifted[rows, y]).mean())
-
-    found = minimize_scalar(loss, bounds=tuple(math.log(t) for t in TEMPERATURES), method="bounded")
-    return math.exp(found.x)
-
-
-def apply_temperature(probabilities: np.ndarray, temperature: float) -> np.ndarray:
-    """p ~ exp(log p / T), rows renormalised: T > 1 softens, T < 1 sharpens; the order within a row is kept."""
-    return softmax(log_probabilities(probabilities) / temperature)
 
 
 def fit_vector_scaling(probabilities: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -179,7 +163,7 @@ def one_split(X, y: np.ndarray, seed: int, k: int) -> dict[str, dict]:
         outputs = {
             "raw": raw_test.astype(np.float64) / raw_test.astype(np.float64).sum(axis=1, keepdims=True),
             "prior correction": test_p,
-            "+ temperature": apply_temperature(test_p, temperature),
+            "+ temperature": with_temperature(test_p, temperature),
             "+ vector scaling": apply_vector_scaling(test_p, a, b),
         }
         found[label] = {
