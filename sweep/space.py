@@ -215,6 +215,13 @@ class TrialParams:
             return rarest_weighted(self.class_counts, self.minority_weight)
         return {0: 1.0, 1: float(self.minority_weight)}
 
+    @property
+    def class_weights(self) -> tuple[float, ...] | None:
+        """Every class's weight by class number for three or more classes (a softmax population member's); None for
+        two."""
+        weights = self.class_weight
+        return tuple(weights[c] for c in range(len(self.class_counts))) if self.class_counts else None
+
     @classmethod
     def from_dict(
         cls, params: dict, fixed: dict | None = None, user_model: bool = False, class_counts: tuple[int, ...] = ()

@@ -105,17 +105,13 @@ class BuiltinNetwork(ModelKind):
 
         X, y = dataset.development.X, dataset.development.y
         first = refits[0].settings
-        classes = range(len(self.class_counts))
         members = [
             Member(
-                r.params.hidden_width,
-                r.params.minority_weight,
-                r.settings.seed,
-                r.settings.learning_rate,
-                tuple(r.params.class_weight[c] for c in classes) if self.class_counts else None,
+                r.params.hidden_width, r.params.minority_weight, r.settings.seed, r.settings.learning_rate,
+                r.params.class_weights,
             )
             for r in refits
-        ]
+        ]  # fmt: skip
         population, _, _, _ = train_population(
             X, y, members, first.epochs, first.batch_size, first.learning_rate, first.seed,
             weight_decay=first.weight_decay,

@@ -43,11 +43,6 @@ if TYPE_CHECKING:
     from sweep.data import Dataset
 
 
-def weights(params) -> tuple[float, ...] | None:
-    """A member's weight of every class, by class number, for a target of several classes; None for two."""
-    return tuple(params.class_weight[c] for c in range(len(params.class_counts))) if params.class_counts else None
-
-
 def population_rate(config: SweepConfig) -> float:
     """The learning rate a population's Adam steps with: the fixed rate, or the geometric middle of a searched
     range (members then scale it to their own rates; see Population)."""
@@ -161,7 +156,9 @@ class PopulationRound:
         ]
         shuffle_seed = trial_seed(config.seed, trials[0].number)
         members = [
-            Member(p.hidden_width, p.minority_weight, trial_seed(config.seed, t.number), p.learning_rate, weights(p))
+            Member(
+                p.hidden_width, p.minority_weight, trial_seed(config.seed, t.number), p.learning_rate, p.class_weights
+            )
             for t, p in zip(trials, self.params)
         ]
         shared_rate = population_rate(config)
