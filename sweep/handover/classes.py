@@ -199,16 +199,14 @@ def class_test_record(found: ClassRetrained) -> dict:
     gain = resamples["rule"]["macro_f1"] - resamples["argmax"]["macro_f1"]
     probabilities = found.probabilities(scores)
     prior_only = prior_corrected(scores, found.class_weight)
+    metrics, argmax_metrics = class_metrics(y, decided, names), class_metrics(y, at_argmax, names)
     return {
         "value": found.judge.goal.value(y, decided, len(names)),
-        "metrics": class_metrics(y, decided, names),
+        "metrics": metrics,
         "intervals": class_intervals(resamples["rule"], names),
-        "argmax": {
-            "metrics": class_metrics(y, at_argmax, names),
-            "intervals": class_intervals(resamples["argmax"], names),
-        },
+        "argmax": {"metrics": argmax_metrics, "intervals": class_intervals(resamples["argmax"], names)},
         "rule_gain": {
-            "macro_f1": float(_macro_f1_gain(y, decided, at_argmax, names)),
+            "macro_f1": float(metrics["macro_f1"] - argmax_metrics["macro_f1"]),
             "interval": [float(v) for v in np.percentile(gain, [2.5, 97.5])],
             "what": "the shipped model with its decision rule minus the same model read at argmax, macro-F1",
         },
@@ -229,10 +227,6 @@ def _log_loss(y: np.ndarray, probabilities: np.ndarray) -> float:
     rows = np.asarray(probabilities, dtype=np.float64)
     rows = rows / rows.sum(axis=1, keepdims=True)
     return float(-np.mean(np.log(np.clip(rows[np.arange(len(y)), np.asarray(y, dtype=np.int64)], 1e-12, 1.0))))
-
-
-def _macro_f1_gain(y, decided, at_argmax, names) -> float:
-    return class_metrics(y, decided, names)["macro_f1"] - class_metrics(y, at_argmax, names)["macro_f1"]
 
 
 def confusion_matrix(y: np.ndarray, predicted: np.ndarray, classes: int) -> np.ndarray:
