@@ -131,11 +131,11 @@ def network_rows(found: ClassRetrained, seeds) -> list[ClassRow]:
     chosen = found.chosen
     dataset, kind, params = chosen.dataset, chosen.kind, chosen.params
     development, test = dataset.development, dataset.test
-    counts = np.bincount(development.y, minlength=len(dataset.classes))
+    counts = dataset.class_counts
     rows = []
     for name, weights in (
         ("balanced weights", balanced_weights(counts)),
-        ("unweighted", {c: 1.0 for c in range(len(counts))}),
+        ("unweighted", dict.fromkeys(range(len(counts)), 1.0)),
     ):
         decided = []
         for seed in seeds:
