@@ -548,7 +548,6 @@ def _print_choice(best: dict) -> None:
 def _print_class_export(best: dict) -> None:
     """`sweep export`'s lines for a target of several classes: the weights and rule, what was refit and checked, and
     the test metrics with the rule's gain over argmax."""
-    from sweep.study.summary import format_value
 
     rule, test, decision = best["decision_rule"], best["test"], best["decision"]
     weights = ", ".join(f"{name} {best['class_weight'][str(c)]:.3g}" for c, name in enumerate(best["classes"]))
@@ -569,14 +568,9 @@ def _print_class_export(best: dict) -> None:
     if decision["fallback"]:
         err.print(f"fallback: {decision['fallback']}", highlight=False, markup=False)
 
-    def shown(name: str, label: str) -> str:
-        low, high = test["intervals"][name]
-        return f"{label} {format_value(test['metrics'][name], 3)} [{format_value(low, 3)}, {format_value(high, 3)}]"
-
     gain = test["rule_gain"]
     out.print(
-        "  test (95% bootstrap intervals): "
-        + ", ".join(shown(name, name.replace("_", " ")) for name in ("macro_f1", "balanced_accuracy"))
+        _test_figures(test, (("macro_f1", "macro f1"), ("balanced_accuracy", "balanced accuracy")))
         + f"; the rule's gain over argmax, macro-F1 {gain['macro_f1']:+.3f} "
         f"[{gain['interval'][0]:+.3f}, {gain['interval'][1]:+.3f}]",
         highlight=False,
@@ -608,32 +602,29 @@ def _print_checks(best: dict) -> None:
         err.print(f"fallback: {decision['fallback']}", highlight=False, markup=False)
 
 
-def _print_test(result) -> None:
-    """The test metrics with their intervals, and what the probability column means."""
+def _test_figures(test: dict, shown: tuple[tuple[str, str], ...]) -> str:
+    """best.json's test metrics `shown` ((key, label) pairs) with their bootstrap intervals, in one line."""
     from sweep.study.summary import format_value
 
+    def one(name: str, label: str) -> str:
+        low, high = test["intervals"][name]
+        return f"{label} {format_value(test['metrics'][name], 3)} [{format_value(low, 3)}, {format_value(high, 3)}]"
+
+    return "  test (95% bootstrap intervals): " + ", ".join(one(name, label) for name, label in shown)
+
+
+def _print_test(result) -> None:
+    """The test metrics with their intervals, and what the probability column means."""
+
     best = result.best
-    test, intervals = best["test"]["metrics"], best["test"]["intervals"]
-
-    def shown(name: str, label: str) -> str:
-        low, high = intervals[name]
-        return f"{label} {format_value(test[name], 3)} [{format_value(low, 3)}, {format_value(high, 3)}]"
-
-    out.print(
-        "  test (95% bootstrap intervals): "
-        + ", ".join(
-            shown(name, label)
-            for name, label in (
-                ("precision", "precision"),
-                ("recall", "recall"),
-                ("f1", "f1"),
-                ("flag_rate", "flag rate"),
-                ("average_precision", "average precision"),
-            )
-        ),
-        highlight=False,
-        markup=False,
+    shown = (
+        ("precision", "precision"),
+        ("recall", "recall"),
+        ("f1", "f1"),
+        ("flag_rate", "flag rate"),
+        ("average_precision", "average precision"),
     )
+    out.print(_test_figures(best["test"], shown), highlight=False, markup=False)
     raw, calibrated = (best["test"]["probability"][k] for k in ("raw score", "calibrated probability"))
     out.print(
         f"  probability: {result.calibration.describe()}; threshold {best['threshold']:.4g} on the score is "
