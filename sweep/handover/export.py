@@ -139,7 +139,7 @@ def bundle_record(found: Retrained, storage_url: str, pick=None) -> dict:
         "outputs": OUTPUTS,
         "hidden_width": params.hidden_width,
         "hidden_layers": found.kind.hidden_layers(settings),
-        "model": _model_summary(found),
+        "model": _model_summary(found.kind, found.model, found.compiled_by, found.test, found.dataset),
         "train_settings": best.user_attrs["train_settings"],
         "seed": settings.seed,
         "ensemble": found.ensemble.record(),
@@ -187,8 +187,7 @@ def class_bundle_record(found: ClassRetrained, storage_url: str) -> dict:
         "outputs": CLASS_OUTPUTS,
         "hidden_width": params.hidden_width,
         "hidden_layers": chosen.kind.hidden_layers(settings),
-        "model": chosen.kind.describe(found.model, best.user_attrs.get("compiled_by"))
-        | {"input_shape": list(found.test.X.shape[1:]), "data_kind": dataset.kind},
+        "model": _model_summary(chosen.kind, found.model, best.user_attrs.get("compiled_by"), found.test, dataset),
         "train_settings": best.user_attrs["train_settings"],
         "seed": settings.seed,
         "ensemble": found.ensemble.record(),
@@ -252,8 +251,7 @@ def _test_record(found: Retrained) -> dict:
     }
 
 
-def _model_summary(found: Retrained) -> dict:
+def _model_summary(kind, model, compiled_by: str | None, test, dataset) -> dict:
     """What best.json says of the model: its kind (a user's: the builder, who compiled it, its Keras class), the
-    shape of one input row and the kind of data it takes."""
-    shape = {"input_shape": list(found.test.X.shape[1:]), "data_kind": found.dataset.kind}
-    return found.kind.describe(found.model, found.compiled_by) | shape
+    shape of one input row (of the `test` part it was scored on) and the kind of data it takes."""
+    return kind.describe(model, compiled_by) | {"input_shape": list(test.X.shape[1:]), "data_kind": dataset.kind}
