@@ -184,14 +184,14 @@ def load_bundle(bundle_dir: str | Path, custom_objects=()) -> Bundle:
         table = best.get("model", {}).get("data_kind", "table") == "table"
         if "classes" in best:
             DecisionRule.from_record(best["decision_rule"])
-            threshold, calibration = 0.5, None  # no threshold: the decision rule decides
+            threshold, calibration = None, None  # no threshold: the decision rule decides
         else:
             threshold, calibration = float(best["threshold"]), calibration_of(best)
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise DataError(
             f"{str(bundle_dir / 'best.json')!r} is damaged ({type(exc).__name__}: {exc}); export the study again"
         ) from None
-    if not 0 <= threshold <= 1:
+    if threshold is not None and not 0 <= threshold <= 1:
         raise DataError(
             f"{str(bundle_dir / 'best.json')!r} has threshold {threshold}, outside [0, 1]; export the study again"
         )
