@@ -20,11 +20,15 @@ Tables: multiclass_rules.py's six, and digits_rare_12: digits_rare_5 with digit 
 sweep refuses a class of fewer than 10 rows (digits_rare_5 itself is kept, and shows that refusal).
 
     python benchmarks/multiclass_sweep.py --seeds 0 1 2 3 4 5 6 7 8 9 --trials 30
+
+Two settings on the same splits: run one with `--learning-rate 0.001 --save a.json`, the other with `--save b.json
+--against a.json`, which adds the paired difference of the exported models' test metrics between the two runs.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import sys
 import tempfile
@@ -81,7 +85,7 @@ def frame_of(X, labels):
     return frame
 
 
-def sweep_bundle(frame, seed: int, trials: int, folder: str):
+def sweep_bundle(frame, seed: int, trials: int, folder: str, options: dict):
     """Run a fresh study on every row (sweep splits off its own test part) and export it; the bundle loaded back."""
     from sweep.api import Sweep
 
@@ -94,6 +98,7 @@ def sweep_bundle(frame, seed: int, trials: int, folder: str):
         study=f"split-{seed}",
         seed=seed,
         test_fraction=0.2,
+        **options,
     )
     study.run()
     return study.export(f"{folder}/bundle")
@@ -126,7 +131,7 @@ def comparison_decisions(bundle, x_rest, y_rest, x_test, k: int) -> dict[str, np
     return found
 
 
-def one_split(frame, y: np.ndarray, names: list[str], seed: int, trials: int) -> dict:
+def one_split(frame, y: np.ndarray, names: list[str], seed: int, trials: int, options: dict) -> dict:
     """Every row's test macro-F1 and balanced accuracy on one split, and what the sweep chose."""
     from sweep.data.folds import stratified_split
 
@@ -134,7 +139,7 @@ def one_split(frame, y: np.ndarray, names: list[str], seed: int, trials: int) ->
     rest, test = stratified_split(y, 0.2, seed)
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as folder:
-        bundle = sweep_bundle(frame, seed, trials, folder)
+        bundle = sweep_bundle(frame, seed, trials, folder, options)
     seconds = time.perf_counter() - started
     best = bundle.best
     expected = dict(zip(names, class_counts(y[test], k).tolist()))
@@ -152,12 +157,13 @@ def one_split(frame, y: np.ndarray, names: list[str], seed: int, trials: int) ->
         "weight": best["params"]["minority_weight"],
         "width": best["hidden_width"],
         "tau": best["decision_rule"].get("tau") or 0.0,
+        "learning_rate": best["train_settings"]["learning_rate"],
         "folds": best["data"]["validation"].get("folds", 0),
         "fallback": best["decision"]["fallback"] is not None,
     }
 
 
-def run_table(name: str, seeds: list[int], trials: int, failures: list) -> list[dict]:
+def run_table(name: str, seeds: list[int], trials: int, failures: list, options: dict) -> list[dict]:
     """One table's splits; a split sweep refuses or fails on is recorded in `failures` (with its traceback), not run."""
     from sweep.data.readers import class_order
 
@@ -169,7 +175,7 @@ def run_table(name: str, seeds: list[int], trials: int, failures: list) -> list[
     runs = []
     for seed in seeds:
         try:
-            runs.append(one_split(frame, y, names, seed, trials))
+            runs.append(one_split(frame, y, names, seed, trials, options) | {"seed": seed})
         except Exception:
             failures.append((name, seed, traceback.format_exc()))
             print(f"  seed {seed}: failed, {traceback.format_exc().strip().splitlines()[-1]}", flush=True)
@@ -237,6 +243,22 @@ def print_pairs(results: dict[str, list[dict]]) -> None:
             print(f"| {name} | " + " | ".join(cells) + " |")
 
 
+def print_against(results: dict[str, list[dict]], path: str) -> None:
+    """This run's exported model minus another run's (--save of a run with other options), on the same splits."""
+    other = {(name, run["seed"]): run for name, runs in json.loads(Path(path).read_text()).items() for run in runs}
+    both = [
+        (run, other[(name, run["seed"])])
+        for name, runs in results.items()
+        for run in runs
+        if (name, run["seed"]) in other
+    ]
+    print(f"\n### Sweep export, this run minus {path}, paired over {len(both)} (table, split) pairs\n")
+    for key, label in METRICS:
+        print(f"- {label}: {cell([a[SWEEP][key] - b[SWEEP][key] for a, b in both])}")
+    rates = sorted({run.get("learning_rate") for pair in both for run in pair} - {None})
+    print(f"- learning rates of the exported trials (both runs): {', '.join(f'{r:g}' for r in rates)}")
+
+
 def print_failures(failures: list, results: dict[str, list[dict]]) -> None:
     """The recomputation check, then each distinct refusal or failure once: its (table, seed) pairs and traceback."""
     checked = [run["matches_best"] for runs in results.values() for run in runs]
@@ -260,16 +282,24 @@ def main() -> None:
         "--trials", type=int, default=30, help="trials of each study (sweep's default; all else default)"
     )
     parser.add_argument("--tables", nargs="+", choices=list(SWEPT_TABLES), default=list(SWEPT_TABLES))
+    parser.add_argument("--learning-rate", help="the sweep's learning_rate (default: sweep's own default)")
+    parser.add_argument("--save", help="write every split's results to this JSON file")
+    parser.add_argument("--against", help="a --save file of another run on the same splits: print the paired change")
     args = parser.parse_args()
+    options = {} if args.learning_rate is None else {"learning_rate": args.learning_rate}
     print(f"{machine()}, scikit-learn {metadata.version('scikit-learn')}")
     started, cpu = time.perf_counter(), time.process_time()
     failures: list = []
-    results = {name: run_table(name, args.seeds, args.trials, failures) for name in args.tables}
+    results = {name: run_table(name, args.seeds, args.trials, failures, options) for name in args.tables}
     results = {name: runs for name, runs in results.items() if runs}
     print(f"\nRun: {time.perf_counter() - started:.0f} s wall, {time.process_time() - cpu:.0f} s CPU")
     print_means(results, len(args.seeds), args.trials)
     print_pairs(results)
     print_failures(failures, results)
+    if args.save:
+        Path(args.save).write_text(json.dumps(results))
+    if args.against:
+        print_against(results, args.against)
 
 
 if __name__ == "__main__":

@@ -153,7 +153,11 @@ def run(
     batch_size: Annotated[int | None, typer.Option(help="Mini-batch size.", show_default="100")] = None,
     learning_rate: Annotated[
         str | None,
-        typer.Option(help="Adam learning rate, or a range LOW:HIGH to search (log scale).", show_default="0.001"),
+        typer.Option(
+            help="Adam learning rate, a range LOW:HIGH to search (log scale), or auto: the builtin network's rate "
+            "sized to its training steps (0.001 to 0.01; a user's model 0.001).",
+            show_default="auto",
+        ),
     ] = None,
     objective: Annotated[
         str | None,

@@ -27,6 +27,10 @@ DEFAULT_STORAGE = "sqlite:///studies/sweeps.db"
 PRUNER_SYNTAX = "none | median | percentile:P | hyperband | successive_halving"
 DEVICE_SYNTAX = "auto | cpu | gpu | gpu:N"
 ENV_PREFIX = "SWEEP_"
+# learning_rate = auto: the builtin network's rate is sized to its training steps within these bounds
+# (sweep.models.builtin.sized_learning_rate); a user's model trains at the lower one, Keras' Adam default.
+AUTO_RATE = "auto"
+AUTO_RATE_BOUNDS = (0.001, 0.01)
 MODEL_SYNTAX = "builtin, PATH.py:FUNCTION or package.module:FUNCTION (a function (params, input_shape) -> keras.Model)"
 CLUSTER_SYNTAX = "tcp://HOST:PORT (a running Dask scheduler) or local:N (start N local Dask worker processes, 1 to 64)"
 THRESHOLD_SEARCHES = (
@@ -81,7 +85,9 @@ class SweepConfig:
         0  # the builtin network trains at least this many Adam steps per fold model (more epochs on small tables)
     )
     batch_size: int = 100
-    learning_rate: float | tuple[float, float] = 0.001  # a range LOW:HIGH is searched (log scale)
+    learning_rate: float | tuple[float, float] | str = (
+        "auto"  # sized to the training steps (ModelKind.sized); a range LOW:HIGH is searched (log scale)
+    )
     objective: str = "f1"  # parsed: goal
     seed: int = 0
     minority_weight: tuple[float, float] = (1.0, 1000.0)
@@ -296,13 +302,17 @@ def _outage_limit(key: str, value: Any, source: str) -> float:
     return seconds
 
 
-def _learning_rate(key: str, value: Any, source: str) -> float | tuple[float, float]:
+def _learning_rate(key: str, value: Any, source: str) -> float | tuple[float, float] | str:
+    if isinstance(value, str) and value.strip().lower() == AUTO_RATE:
+        return AUTO_RATE
     if isinstance(value, (list, tuple)) or (isinstance(value, str) and ":" in value):
         low, high = _as_range(key, value, source, _as_float)
         _expect(0 < low <= high < 10, key, value, source, "a rate or a range LOW:HIGH with 0 < LOW <= HIGH < 10")
         return (low, high)
     rate = _as_float(key, value, source)
-    _expect(0 < rate < 10, key, value, source, "a number between 0 and 10 (exclusive), or a range LOW:HIGH to search")
+    _expect(
+        0 < rate < 10, key, value, source, "auto, a number between 0 and 10 (exclusive), or a range LOW:HIGH to search"
+    )
     return rate
 
 
@@ -497,9 +507,16 @@ def resolve_config(
     return SweepConfig(**values)
 
 
+def highest_learning_rate(rate: float | tuple[float, float] | str) -> float:
+    """The highest rate a trial may train at: the fixed rate, a searched range's top, or auto's upper bound."""
+    if rate == AUTO_RATE:
+        return AUTO_RATE_BOUNDS[1]
+    return max(rate) if isinstance(rate, tuple) else float(rate)
+
+
 def _check_weight_decay(config: SweepConfig) -> None:
     """A decay that would shrink a kernel by half or more in one step (at the highest learning rate) is refused."""
-    highest_rate = max(config.learning_rate) if isinstance(config.learning_rate, tuple) else config.learning_rate
+    highest_rate = highest_learning_rate(config.learning_rate)
     if config.weight_decay * highest_rate >= 0.5:
         raise ConfigError(
             f"weight_decay = {config.weight_decay:g} shrinks each kernel by learning_rate x weight_decay = "

@@ -34,12 +34,14 @@ def test_trials_is_a_total_and_a_rerun_resumes(tiny_config):
 
 
 def test_study_bookkeeping(tiny_config):
-    """Check that the study stores its resolved config, data fingerprint, split sizes, class counts and metric name."""
-    config = tiny_config(trials=1, objective="fbeta:2")
+    """Check that the study stores its resolved config (the auto learning rate sized), data fingerprint, split sizes,
+    class counts and metric name."""
+    config = tiny_config(trials=1, objective="fbeta:2", learning_rate="auto")
     result = run_sweep(config)
     study = optuna.load_study(study_name="tiny", storage=config.storage)
     attrs = study.user_attrs
     assert attrs["config"]["objective"] == "fbeta:2" and attrs["config"]["hidden_width"] == [1, 8]
+    assert attrs["config"]["learning_rate"] == 0.01 == result.best.user_attrs["train_settings"]["learning_rate"]
     assert len(attrs["data"]["fingerprint"]) == 16
     splits = attrs["data"]["splits"]
     assert sum(splits[part]["rows"] for part in ("train", "validation", "test")) == 3000

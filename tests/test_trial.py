@@ -10,6 +10,7 @@ from sweep.metrics import parse_goal
 from sweep.models import model_kind
 from sweep.study.storage import open_storage
 from sweep.study.trial import trial_function
+from tests.conftest import user_model_values
 
 VALIDATION_ATTRS = ("precision", "recall", "f1", "average_precision", "roc_auc", "flag_rate", "tp", "fp", "tn", "fn")
 
@@ -194,6 +195,37 @@ def test_min_steps_raises_the_epochs_of_a_small_table(tiny_config, overrides, ex
     assert (
         model_kind(config).sized(dataset).epochs == max(config.epochs, -(-config.min_steps // steps)) == expected_epochs
     )
+
+
+@pytest.mark.parametrize(
+    "overrides, expected_rate",
+    [
+        ({"learning_rate": "auto"}, 0.01),  # 2 epochs of 30 steps: far below 2,000 steps, the upper bound
+        ({"learning_rate": "auto", "epochs": 400}, 0.00167),  # 12,000 steps: 20 / 12,000
+        ({"learning_rate": "auto", "epochs": 1000}, 0.001),  # 30,000 steps: the lower bound (as on the reference data)
+        ({"learning_rate": 0.002}, 0.002),  # a given rate is kept
+        ({"learning_rate": "0.0003:0.03"}, (0.0003, 0.03)),  # so is a searched range
+    ],
+)
+def test_auto_learning_rate_is_sized_to_the_training_steps(tiny_config, overrides, expected_rate):
+    """Check that learning_rate = auto gives the builtin network 20 / (its fold models' Adam steps) within
+    [0.001, 0.01], and that a given rate or range is kept."""
+    config = tiny_config(**overrides)
+    assert config.learning_rate == overrides["learning_rate"] or isinstance(config.learning_rate, tuple)
+    assert model_kind(config).sized(load_dataset(config)).learning_rate == pytest.approx(expected_rate)
+
+
+def test_auto_learning_rate_of_a_user_model_is_adams_default(example_files, sqlite_url):
+    """Check that learning_rate = auto trains a user's Keras model at Keras' Adam default, 0.001, whatever the table."""
+    config = user_model_values(
+        example_files["tabular.csv"],
+        sqlite_url,
+        "tabular_mlp",
+        {"dropout": "0.0:0.5", "units": "4", "depth": "2"},
+        target="label",
+    )
+    assert config.learning_rate == "auto"
+    assert model_kind(config).sized(load_dataset(config)).learning_rate == 0.001
 
 
 @pytest.mark.parametrize(

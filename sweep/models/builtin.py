@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from sweep.config import AUTO_RATE, AUTO_RATE_BOUNDS
 from sweep.models.network import TrainSettings, score, train_model, train_models
 from sweep.models.seam import ModelKind, Practice, Refit, TrainedFolds, check_scores
 from sweep.space import TrialParams, suggest, suggest_width
@@ -26,6 +27,17 @@ TUTORIAL_NETWORKS = (
     ("tutorial: manual 1:200", 2, 1, {0: 1.0, 1: 200.0}),
 )
 TUTORIAL_FIT = {"epochs": 50, "batch_size": 100, "learning_rate": 0.001}
+# learning_rate = auto: Adam moves each weight by about the rate per step, so a fold model's steps x rate is how far
+# its weights can travel. The rate gives at least this travel, within AUTO_RATE_BOUNDS: 0.01 up to 2,000 steps, 0.001
+# from 20,000 (docs/benchmarks/real-tables.md#learning-rate).
+RATE_TRAVEL = 20.0
+
+
+def sized_learning_rate(steps: int) -> float:
+    """The auto learning rate of a fold model that takes `steps` Adam steps: RATE_TRAVEL / steps within
+    AUTO_RATE_BOUNDS, to three significant digits."""
+    low, high = AUTO_RATE_BOUNDS
+    return float(f"{min(high, max(low, RATE_TRAVEL / max(1, steps))):.3g}")
 
 
 class BuiltinNetwork(ModelKind):
@@ -45,17 +57,20 @@ class BuiltinNetwork(ModelKind):
         return TrialParams.from_dict(trial.params, class_counts=self.class_counts)
 
     def sized(self, dataset: Dataset) -> SweepConfig:
-        """The config with its epochs raised so each fold model takes at least `min_steps` Adam steps: 50 epochs of
-        batch 100 are 150 steps on 300 training rows, too few to fit a weighted network. A resolved study stores
-        the raised epochs, so every worker, the export's retrain and its refit train as the trials did."""
+        """The config as the trials train on `dataset`: epochs raised so each fold model takes at least `min_steps`
+        Adam steps, and learning_rate = auto sized to the steps (sized_learning_rate). 50 epochs of batch 100 are
+        150 steps on 300 training rows, too few to fit a network at Adam's default rate. A resolved study stores the
+        sized config, and each trial its own settings, so every worker, the export's retrain and its refit train as
+        the trials did."""
         config = self.config
-        if config.min_steps <= 0:
-            return config
         plan = dataset.validation
         rows = min(len(fold.training_rows(len(plan.y_fit))) for fold in plan.folds)
         steps_per_epoch = max(1, -(-rows // config.batch_size))
-        needed = -(-config.min_steps // steps_per_epoch)
-        return config if needed <= config.epochs else dataclasses.replace(config, epochs=needed)
+        epochs = max(config.epochs, -(-config.min_steps // steps_per_epoch))
+        rate = config.learning_rate
+        if rate == AUTO_RATE:
+            rate = sized_learning_rate(epochs * steps_per_epoch)
+        return dataclasses.replace(config, epochs=epochs, learning_rate=rate)
 
     def train_folds(self, dataset, params, settings, hooks=None, clock=None) -> TrainedFolds:
         """The fold models trained side by side from the trial's start; `hooks.side_by_side` hears each epoch with

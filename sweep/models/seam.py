@@ -5,6 +5,7 @@ model is built or trained."""
 
 from __future__ import annotations
 
+import dataclasses
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
@@ -85,8 +86,13 @@ class ModelKind(ABC):
         return None
 
     def sized(self, dataset: Dataset) -> SweepConfig:
-        """The config as this kind trains on `dataset` (the builtin network raises its epochs on small tables)."""
-        return self.config
+        """The config as this kind trains on `dataset`: learning_rate = auto becomes Keras' Adam default (the builtin
+        network sizes its epochs and rate to the table instead)."""
+        from sweep.config import AUTO_RATE, AUTO_RATE_BOUNDS
+
+        if self.config.learning_rate != AUTO_RATE:
+            return self.config
+        return dataclasses.replace(self.config, learning_rate=AUTO_RATE_BOUNDS[0])
 
     def sequential_folds(self, plan: Validation) -> int:
         """How many fold models a trial trains one after another (1: side by side)."""

@@ -25,7 +25,8 @@ class UserModel(ModelKind):
         from sweep.space import typical_params
 
         config = self.config
-        rate = config.learning_rate if not isinstance(config.learning_rate, tuple) else config.learning_rate[0]
+        rate = self.sized(dataset).learning_rate
+        rate = rate[0] if isinstance(rate, tuple) else rate
         check_builder(config.model, typical_params(config), dataset.input_shape, rate, self.classes)
 
     def suggest(self, trial: optuna.Trial) -> TrialParams:

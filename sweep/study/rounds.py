@@ -14,7 +14,7 @@ import optuna
 from sweep import stopping
 from sweep.errors import TrialFailed, TrialTimedOut
 from sweep.metrics import Goal
-from sweep.models import TrainedFolds, check_scores
+from sweep.models import TrainedFolds, check_scores, model_kind
 from sweep.models.population import fold_subnets, population_scores
 from sweep.multiclass import bind_class_goal
 from sweep.space import suggest, suggest_width, trial_seed
@@ -88,6 +88,7 @@ def population_round(
     the run's --timeout); they leave training there as pruned members do. A round stuck in one call is
     failed by its watchdog (sweep.study.watchdog.Watchdog).
     """
+    config = model_kind(config, dataset).sized(dataset)  # as run_sweep trains (a no-op on its sized config)
     told = []
     with warnings.catch_warnings():  # heartbeats for asked trials are recorded by MemberTrials, by hand
         warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used with Study.optimize")

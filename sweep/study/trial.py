@@ -153,6 +153,7 @@ def trial_function(config: SweepConfig, dataset: Dataset, goal: Goal, admit=None
     the trial ends FAIL with over_budget set and nothing is trained. With a FigureWorker, a new best trial gets its
     figures attached (what optuna-dashboard shows) once it has stayed the best a while, drawn while trials run on.
     """
+    config = model_kind(config, dataset).sized(dataset)  # as run_sweep trains (a no-op on its sized config)
     kind = model_kind(config, dataset)
     plan = dataset.validation
     class_goal = bind_class_goal(goal, dataset.classes)
