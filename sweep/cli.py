@@ -185,7 +185,9 @@ def run(
             show_default="sampled",
         ),
     ] = None,
-    hidden_layers: Annotated[int | None, typer.Option(help="Hidden layers of the network.", show_default="1")] = None,
+    hidden_layers: Annotated[
+        int | None, typer.Option(help="Hidden layers of the network (0: a linear network).", show_default="1")
+    ] = None,
     weight_decay: Annotated[
         float | None,
         typer.Option(help="The builtin network's decoupled weight decay on its kernels, as AdamW.", show_default="0"),

@@ -391,7 +391,7 @@ RULES: dict[str, Rule] = {
     "hidden_width": _range(_as_int, lambda low, high: 1 <= low <= high <= 4096, "1 <= LOW <= HIGH <= 4096 units"),
     "threshold": _range(_as_float, lambda low, high: 0 < low <= high < 1, "0 < LOW <= HIGH < 1"),
     "threshold_search": _one_of(THRESHOLD_SEARCHES),
-    "hidden_layers": _integer(1, 8, "between 1 and 8 hidden layers"),
+    "hidden_layers": _integer(0, 8, "between 0 (a linear network) and 8 hidden layers"),
     "weight_decay": _weight_decay,
     "validation_fraction": _fraction,
     "test_fraction": _fraction,
@@ -474,11 +474,11 @@ def resolve_config(
             values[key] = _coerce(key, raw, flag_source)
     config = SweepConfig(**values)  # the parsed specs in `values` are taken as they are
     _check_model_keys(config, values)
-    if config.population > 1 and config.hidden_layers > 1:
+    if config.population > 1 and config.hidden_layers != 1:
         raise ConfigError(
             f"population = {config.population} trains one-hidden-layer networks, "
             f"but hidden_layers = {config.hidden_layers}; "
-            "use population = 1 for deeper networks"
+            "use population = 1 for linear or deeper networks"
         )
     if config.threshold_search == "tuned" and config.goal.is_multi:
         raise ConfigError(

@@ -274,6 +274,11 @@ def suggest_width(trial: optuna.Trial, config: SweepConfig) -> tuple[int, dict]:
     return trial.suggest_int("hidden_width", *config.hidden_width, log=True), {}
 
 
+def no_width(trial: optuna.Trial, config: SweepConfig) -> tuple[None, dict]:  # noqa: F821
+    """A linear network's own params (hidden_layers = 0): none, it has no hidden layer to widen."""
+    return None, {}
+
+
 def suggest_model_space(trial: optuna.Trial, config: SweepConfig) -> tuple[int | None, dict]:  # noqa: F821
     """A user model's own space: every value goes to its builder (a searched hidden_width is also its width)."""
     model_params = {spec.name: spec.suggest(trial) for spec in config.space}

@@ -92,3 +92,25 @@ def test_arrays_of_several_classes_sweep_export_and_predict_from_python(tmp_path
     np.testing.assert_allclose(bundle.predict_proba(x[:40]).sum(axis=1), 1.0)
     with pytest.raises(sweep.errors.DataError, match="has no threshold"):
         _ = bundle.threshold
+
+
+def test_a_linear_network_sweeps_and_exports_without_a_width(tmp_path):
+    """Check that hidden_layers = 0 sweeps the weight and threshold of a network with no hidden layer (no width is
+    searched) and ships it as one sigmoid Dense layer."""
+    import sweep
+    from tests.conftest import make_table
+
+    table = make_table(rows=600)
+    storage = f"sqlite:///{tmp_path / 'f.db'}"
+    study = sweep.Sweep(
+        data=table, target="label", study="linear", trials=3, epochs=2, hidden_layers=0, storage=storage
+    )
+    assert study.run().finished == 3
+    import optuna
+
+    trials = optuna.load_study(study_name="linear", storage=storage).trials
+    assert all("hidden_width" not in t.params and t.user_attrs["train_settings"]["hidden_layers"] == 0 for t in trials)
+    bundle = study.export(tmp_path / "b")
+    assert bundle.best["hidden_layers"] == 0 and bundle.best["hidden_width"] is None
+    assert [layer.activation.__name__ for layer in bundle.model.layers] == ["sigmoid"]
+    assert set(bundle.predict(make_table(rows=50, seed=3))) <= {0, 1}

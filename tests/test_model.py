@@ -11,7 +11,7 @@ from sweep.models.network import build_model
 from sweep.runtime import tensorflow
 
 
-@pytest.mark.parametrize("width, layers", [(1, 1), (2, 1), (16, 3)])
+@pytest.mark.parametrize("width, layers", [(1, 1), (2, 1), (16, 3), (None, 0)])
 def test_layers_and_widths(width, layers):
     """Check that the model has `layers` relu layers of `width` units and one sigmoid output."""
     tensorflow()
@@ -19,7 +19,8 @@ def test_layers_and_widths(width, layers):
     dense = model.layers
     assert [layer.units for layer in dense] == [width] * layers + [1]
     assert [layer.activation.__name__ for layer in dense] == ["relu"] * layers + ["sigmoid"]
-    assert model.count_params() == 5 * width + width + (layers - 1) * (width * width + width) + width + 1
+    hidden = 5 * width + width + (layers - 1) * (width * width + width) + width if layers else 5
+    assert model.count_params() == hidden + 1
 
 
 MYLAYERS = """

@@ -306,6 +306,7 @@ def test_a_population_is_all_binary_or_all_of_one_class_count():
         (100, (1, 64), 1, False, 4, 6),  # each of 4 workers keeps 4 rounds of its share
         (7, (1, 64), 1, False, 1, 1),  # too few trials for 4 rounds of 2: single trials
         (10_000, (1, 64), 2, False, 1, 1),  # deeper networks are never stacked
+        (10_000, (1, 64), 0, False, 1, 1),  # nor linear ones
     ],
 )
 def test_automatic_population(trials, hidden_width, hidden_layers, on_gpu, workers, expected):

@@ -81,6 +81,7 @@ def test_non_finite_loss_fails_the_trial(problem):
     "hidden_layers, class_weight, weight_decay",
     [
         (1, {0: 1.0, 1: 5.0}, 0.0),
+        (0, {0: 1.0, 1: 5.0}, 0.0),
         (2, {0: 0.5, 1: 40.0}, 0.0),
         (1, {0: 1.0, 1: 2.0, 2: 8.0}, 0.0),
         (2, {0: 0.5, 1: 1.0, 2: 3.0, 3: 20.0}, 0.0),

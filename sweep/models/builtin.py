@@ -12,7 +12,7 @@ import numpy as np
 from sweep.config import AUTO_RATE, AUTO_RATE_BOUNDS
 from sweep.models.network import TrainSettings, score, train_model, train_models
 from sweep.models.seam import ModelKind, Practice, Refit, TrainedFolds, check_scores
-from sweep.space import TrialParams, suggest, suggest_width
+from sweep.space import TrialParams, no_width, suggest, suggest_width
 
 if TYPE_CHECKING:
     import optuna
@@ -51,7 +51,7 @@ class BuiltinNetwork(ModelKind):
         self._populations: dict = {}  # population id -> every member retrained at once (an ensemble reads several)
 
     def suggest(self, trial: optuna.Trial) -> TrialParams:
-        return suggest(trial, self.config, suggest_width, self.class_counts)
+        return suggest(trial, self.config, suggest_width if self.config.hidden_layers else no_width, self.class_counts)
 
     def params(self, trial) -> TrialParams:
         return TrialParams.from_dict(trial.params, class_counts=self.class_counts)
@@ -113,8 +113,8 @@ class BuiltinNetwork(ModelKind):
 
     def refit(self, dataset: Dataset, refits: list[Refit]) -> list:
         """One-hidden-layer networks side by side as one population (the first refit's seed shuffles the rows);
-        deeper ones one after another."""
-        if refits[0].settings.hidden_layers > 1:
+        linear and deeper ones one after another."""
+        if refits[0].settings.hidden_layers != 1:
             return super().refit(dataset, refits)
         from sweep.models.population import Member, member_network, train_population
 

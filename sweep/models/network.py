@@ -65,8 +65,9 @@ class Network:
         return (exps / exps.sum(axis=1, keepdims=True)).astype(np.float32)
 
     @property
-    def hidden_width(self) -> int:
-        return int(self.layers[0][0].shape[1])
+    def hidden_width(self) -> int | None:
+        """Units of each hidden layer; None for a linear network (no hidden layer)."""
+        return int(self.layers[0][0].shape[1]) if len(self.layers) > 1 else None
 
     @property
     def outputs(self) -> int:

@@ -98,8 +98,8 @@ def automatic_population(
 ) -> int:
     """K for population = 0: as many trials as fit UNITS_PER_POPULATION at the search space's mean width
     (each trial has `fold_models` networks when cross-validated), but at most a MIN_ROUNDS-th of each
-    worker's share of the budget; 1 (single trials) for deeper networks."""
-    if hidden_layers > 1:
+    worker's share of the budget; 1 (single trials) for linear and deeper networks."""
+    if hidden_layers != 1:
         return 1
     low, high = hidden_width
     mean_width = (high - low) / np.log(high / low) if high > low else float(low)  # mean of a log-uniform width
