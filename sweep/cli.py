@@ -353,6 +353,8 @@ def _run_with_progress(config, run_workers):
         progress.update(task, completed=done, best=format_values(best) if best else "-")
 
     def start(study) -> None:
+        if "depth" in study.user_attrs:
+            err.print(study.user_attrs["depth"]["why"], markup=False, highlight=False)
         for column, why in study.user_attrs.get("data", {}).get("dropped_columns", {}).items():
             err.print(f"warning: column {column!r} is not used: {why}", markup=False, highlight=False)
         for column, why in study.user_attrs.get("data", {}).get("grouped_columns", {}).items():

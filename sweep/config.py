@@ -31,6 +31,9 @@ ENV_PREFIX = "SWEEP_"
 # (sweep.models.builtin.sized_learning_rate); a user's model trains at the lower one, Keras' Adam default.
 AUTO_RATE = "auto"
 AUTO_RATE_BOUNDS = (0.001, 0.01)
+# hidden_layers = auto: the builtin network is linear (0) or has one hidden layer, chosen on the validation rows
+# (sweep.models.builtin.choose_depth).
+AUTO_DEPTH = "auto"
 MODEL_SYNTAX = "builtin, PATH.py:FUNCTION or package.module:FUNCTION (a function (params, input_shape) -> keras.Model)"
 CLUSTER_SYNTAX = "tcp://HOST:PORT (a running Dask scheduler) or local:N (start N local Dask worker processes, 1 to 64)"
 THRESHOLD_SEARCHES = (
@@ -96,7 +99,7 @@ class SweepConfig:
     threshold_search: str = (
         "sampled"  # "tuned": each trial's threshold chosen on its own validation scores (sweep.study.trial)
     )
-    hidden_layers: int = 1
+    hidden_layers: int | str = "auto"  # auto: 0 or 1, whichever ranks the validation rows better (ModelKind.sized)
     weight_decay: float = 0.0  # the builtin network's decoupled weight decay on its kernels (AdamW); 0: plain Adam
     validation_fraction: float = 0.2
     test_fraction: float = 0.2
@@ -316,6 +319,15 @@ def _learning_rate(key: str, value: Any, source: str) -> float | tuple[float, fl
     return rate
 
 
+def _hidden_layers(key: str, value: Any, source: str) -> int | str:
+    expected = "auto, or an integer from 0 (a linear network) to 8 hidden layers"
+    text = str(value).strip().lower()
+    if text == AUTO_DEPTH:
+        return AUTO_DEPTH
+    _expect(not isinstance(value, bool) and text.isdigit(), key, value, source, expected)
+    return _integer(0, 8, expected)(key, value, source)
+
+
 def _one_of(choices: tuple[str, ...]) -> Rule:
     def rule(key: str, value: Any, source: str) -> str:
         text = str(value).strip().lower()
@@ -391,7 +403,7 @@ RULES: dict[str, Rule] = {
     "hidden_width": _range(_as_int, lambda low, high: 1 <= low <= high <= 4096, "1 <= LOW <= HIGH <= 4096 units"),
     "threshold": _range(_as_float, lambda low, high: 0 < low <= high < 1, "0 < LOW <= HIGH < 1"),
     "threshold_search": _one_of(THRESHOLD_SEARCHES),
-    "hidden_layers": _integer(0, 8, "between 0 (a linear network) and 8 hidden layers"),
+    "hidden_layers": _hidden_layers,
     "weight_decay": _weight_decay,
     "validation_fraction": _fraction,
     "test_fraction": _fraction,
@@ -474,7 +486,7 @@ def resolve_config(
             values[key] = _coerce(key, raw, flag_source)
     config = SweepConfig(**values)  # the parsed specs in `values` are taken as they are
     _check_model_keys(config, values)
-    if config.population > 1 and config.hidden_layers != 1:
+    if config.population > 1 and config.hidden_layers not in (1, AUTO_DEPTH):
         raise ConfigError(
             f"population = {config.population} trains one-hidden-layer networks, "
             f"but hidden_layers = {config.hidden_layers}; "

@@ -31,6 +31,7 @@ def test_defaults_match_the_issue():
     assert config.storage == DEFAULT_STORAGE == "sqlite:///studies/sweeps.db"
     assert (config.minority_weight, config.hidden_width, config.threshold) == ((1.0, 1000.0), (1, 64), (0.01, 0.99))
     assert (config.objective, config.data, config.epochs, config.batch_size) == ("f1", "seed", 50, 100)
+    assert (config.learning_rate, config.hidden_layers) == ("auto", "auto")
 
 
 @pytest.mark.parametrize(
@@ -97,7 +98,8 @@ def test_every_field_has_a_cli_flag():
         ({"outage_limit": -5}, r"outage_limit = -5 \(from --outage-limit\).*seconds >= 0"),
         ({"outage_limit": "soon"}, r"outage_limit = 'soon'.*expected a number"),
         ({"validation_fraction": 1.5}, r"validation_fraction"),
-        ({"hidden_layers": 12}, r"hidden_layers.*between 0 \(a linear network\) and 8"),
+        ({"hidden_layers": 12}, r"hidden_layers = 12 .*expected auto, or an integer from 0 \(a linear network\) to 8"),
+        ({"hidden_layers": "deep"}, r"hidden_layers = 'deep' .*expected auto, or an integer from 0"),
         ({"weight_decay": -1}, r"weight_decay = -1 \(from --weight-decay\).*0 <= DECAY <= 100"),
         ({"weight_decay": 90, "learning_rate": 0.01}, r"weight_decay = 90 shrinks each kernel by .* 0\.9 per step"),
         ({"pruner": "fast"}, r"pruner = 'fast'.*none \| median"),

@@ -183,6 +183,7 @@ def test_a_watchdog_off_the_main_thread_fails_the_trial_but_cannot_interrupt_it(
         ({"min_steps": 1000}, 34),  # ceil(1000 / 30)
         ({"min_steps": 1000, "epochs": 50}, 50),  # enough steps already: the epochs stay
         ({"min_steps": 1000, "cv": 3}, 40),  # each of 3 fold models learns from 1,600 rows: 25 steps, ceil(1000 / 25)
+        ({"hidden_layers": 0}, 34),  # a linear network takes at least LINEAR_STEPS = 1,000: ceil(1000 / 30)
     ],
 )
 def test_min_steps_raises_the_epochs_of_a_small_table(tiny_config, overrides, expected_epochs):
@@ -192,9 +193,8 @@ def test_min_steps_raises_the_epochs_of_a_small_table(tiny_config, overrides, ex
     dataset = load_dataset(config)
     rows = min(len(fold.training_rows(len(dataset.validation.y_fit))) for fold in dataset.validation.folds)
     steps = -(-rows // config.batch_size)
-    assert (
-        model_kind(config).sized(dataset).epochs == max(config.epochs, -(-config.min_steps // steps)) == expected_epochs
-    )
+    least = max(config.min_steps, 1000 if config.hidden_layers == 0 else 0)
+    assert model_kind(config).sized(dataset).epochs == max(config.epochs, -(-least // steps)) == expected_epochs
 
 
 @pytest.mark.parametrize(
@@ -203,6 +203,7 @@ def test_min_steps_raises_the_epochs_of_a_small_table(tiny_config, overrides, ex
         ({"learning_rate": "auto"}, 0.01),  # 2 epochs of 30 steps: far below 2,000 steps, the upper bound
         ({"learning_rate": "auto", "epochs": 400}, 0.00167),  # 12,000 steps: 20 / 12,000
         ({"learning_rate": "auto", "epochs": 1000}, 0.001),  # 30,000 steps: the lower bound (as on the reference data)
+        ({"learning_rate": "auto", "hidden_layers": 0}, 0.05),  # a linear network: LINEAR_RATE
         ({"learning_rate": 0.002}, 0.002),  # a given rate is kept
         ({"learning_rate": "0.0003:0.03"}, (0.0003, 0.03)),  # so is a searched range
     ],
@@ -272,3 +273,72 @@ def test_a_tuned_threshold_is_the_best_on_the_trials_own_scores_and_stored_as_it
     assert found.trial.params["threshold"] == pytest.approx(threshold) and found.trial.value == pytest.approx(value)
     assert found.trial.value == pytest.approx(config.goal.value(metrics(y, pooled, found.trial.params["threshold"])))
     assert found.trial.intermediate_values  # per-epoch reports, at each epoch's best threshold
+
+
+def ring_table(rows: int = 600, seed: int = 0):
+    """Positives outside a ring of two features (no straight line ranks them) and eight features of noise."""
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(rows, 10))
+    frame = pd.DataFrame(x, columns=[f"f{i}" for i in range(10)])
+    frame["label"] = (x[:, 0] ** 2 + x[:, 1] ** 2 > 5).astype(int)
+    return frame
+
+
+def line_table(rows: int = 400, seed: int = 0):
+    """Positives on one side of a noisy straight line through 30 features, as few as in the smallest real tables."""
+    import pandas as pd
+    from sklearn.datasets import make_classification
+
+    X, y = make_classification(
+        n_samples=rows, n_features=30, n_informative=10, weights=[0.93], flip_y=0.02, class_sep=1.0, random_state=seed
+    )
+    return pd.DataFrame(X, columns=[f"f{i}" for i in range(30)]).assign(label=y)
+
+
+@pytest.mark.parametrize("table, expected", [(line_table, 0), (ring_table, 1)])
+def test_auto_depth_is_the_better_ranking_on_validation(tmp_path, sqlite_url, table, expected):
+    """Check that hidden_layers = auto resolves to a linear network where a straight line ranks the validation rows
+    better, to one hidden layer where none does, and that a new study stores the choice and its figures."""
+    from sweep.config import resolve_config
+    from sweep.study.runner import prepare_study, sized_for
+
+    path = tmp_path / "table.csv"
+    table().to_csv(path, index=False)
+    config = resolve_config({"data": str(path), "target": "label", "storage": sqlite_url, "epochs": 20}, env={})
+    assert config.hidden_layers == "auto"
+    dataset = load_dataset(config)
+    sized, depth = sized_for(config, dataset)
+    assert sized.hidden_layers == depth["hidden_layers"] == expected
+    assert (depth["linear_ap"] > depth["hidden_ap"]) == (expected == 0)
+    study = prepare_study(sized, dataset, depth=depth)
+    assert study.user_attrs["depth"] == depth and study.user_attrs["config"]["hidden_layers"] == expected
+
+
+@pytest.mark.parametrize("case, why", [("population", "population = 4"), ("classes", "three or more classes")])
+def test_auto_depth_is_one_hidden_layer_without_a_probe(tiny_config, tmp_path, case, why):
+    """Check that hidden_layers = auto is one hidden layer, unmeasured, in populations (which hold one hidden layer)
+    and for three or more classes (the probe ranks one class)."""
+    from sweep.study.runner import sized_for
+    from tests.conftest import class_table
+
+    overrides = {"population": 4}
+    if case == "classes":
+        class_table().to_csv(tmp_path / "classes.csv", index=False)
+        overrides = {"data": str(tmp_path / "classes.csv")}
+    config = tiny_config(hidden_layers="auto", **overrides)
+    sized, depth = sized_for(config, load_dataset(config))
+    assert sized.hidden_layers == 1 and why in depth["why"] and "linear_ap" not in depth
+
+
+def test_a_resumed_auto_depth_keeps_the_depth_its_study_stored(tiny_config):
+    """Check that resuming a study with hidden_layers = auto goes on with the depth the study was created with,
+    without measuring again."""
+    from sweep.study.runner import run_sweep, sized_for
+
+    run_sweep(tiny_config(trials=1, hidden_layers=1))
+    config = tiny_config(hidden_layers="auto")
+    sized, depth = sized_for(config, load_dataset(config))
+    assert sized.hidden_layers == 1 and depth is None

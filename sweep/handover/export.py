@@ -139,6 +139,7 @@ def bundle_record(found: Retrained, storage_url: str, pick=None) -> dict:
         "outputs": OUTPUTS,
         "hidden_width": params.hidden_width,
         "hidden_layers": found.kind.hidden_layers(settings),
+        "depth_choice": found.study.user_attrs.get("depth"),
         "model": _model_summary(found.kind, found.model, found.compiled_by, found.test, found.dataset),
         "train_settings": best.user_attrs["train_settings"],
         "seed": settings.seed,

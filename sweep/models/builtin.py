@@ -5,14 +5,17 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from sweep.config import AUTO_RATE, AUTO_RATE_BOUNDS
+from sweep.config import AUTO_DEPTH, AUTO_RATE, AUTO_RATE_BOUNDS
 from sweep.models.network import TrainSettings, score, train_model, train_models
 from sweep.models.seam import ModelKind, Practice, Refit, TrainedFolds, check_scores
 from sweep.space import TrialParams, no_width, suggest, suggest_width
+
+logger = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     import optuna
@@ -31,6 +34,13 @@ TUTORIAL_FIT = {"epochs": 50, "batch_size": 100, "learning_rate": 0.001}
 # its weights can travel. The rate gives at least this travel, within AUTO_RATE_BOUNDS: 0.01 up to 2,000 steps, 0.001
 # from 20,000 (docs/benchmarks/real-tables.md#learning-rate).
 RATE_TRAVEL = 20.0
+# A linear network (hidden_layers = 0) fits a convex loss: with learning_rate = auto it trains at LINEAR_RATE for at
+# least LINEAR_STEPS Adam steps per fold model, where on the small tables it ranks as well as scikit-learn's logistic
+# regression; hidden_layers = auto compares it with one hidden layer of PROBE_WIDTH units
+# (docs/benchmarks/real-tables.md#depth).
+LINEAR_RATE = 0.05
+LINEAR_STEPS = 1000
+PROBE_WIDTH = 16
 
 
 def sized_learning_rate(steps: int) -> float:
@@ -38,6 +48,43 @@ def sized_learning_rate(steps: int) -> float:
     AUTO_RATE_BOUNDS, to three significant digits."""
     low, high = AUTO_RATE_BOUNDS
     return float(f"{min(high, max(low, RATE_TRAVEL / max(1, steps))):.3g}")
+
+
+def fold_steps_per_epoch(config: SweepConfig, plan) -> int:
+    """Adam steps one epoch takes for the smallest fold model of the validation plan."""
+    rows = min(len(fold.training_rows(len(plan.y_fit))) for fold in plan.folds)
+    return max(1, -(-rows // config.batch_size))
+
+
+def choose_depth(config: SweepConfig, dataset: Dataset, classes: int = 1) -> dict:
+    """hidden_layers = auto: 0 (a linear network) when, trained with balanced class weights on the trials' own
+    validation plan, it ranks the pooled validation rows better (average precision) than a network of one hidden
+    layer of PROBE_WIDTH units; else 1. Only the validation plan's rows are read, never the test rows. One hidden
+    layer without a probe for three or more classes and for population > 1 (populations hold one hidden layer).
+    Returns {"hidden_layers", "why"} and, when probed, each candidate's validation average precision."""
+    if classes > 1 or config.population > 1:
+        why = "three or more classes" if classes > 1 else f"population = {config.population}"
+        return {"hidden_layers": 1, "why": f"hidden_layers = auto: one hidden layer ({why})"}
+    from sklearn.metrics import average_precision_score
+
+    from sweep.metrics import balanced_class_weight
+
+    plan = dataset.validation
+    weights = balanced_class_weight(plan.y_fit)
+    width = min(max(PROBE_WIDTH, config.hidden_width[0]), config.hidden_width[1])
+    ranked = {}
+    for layers in (1, 0):
+        probe = BuiltinNetwork(dataclasses.replace(config, hidden_layers=layers)).sized(dataset)
+        settings = TrainSettings(probe.epochs, probe.batch_size, float(probe.learning_rate), layers, config.seed)
+        models, _ = train_models(plan.X_fit, plan.y_fit, width, weights, settings, [f.keep for f in plan.folds])
+        ranked[layers] = float(average_precision_score(plan.y, plan.pool(_fold_scores(plan, models))))
+    chosen = 0 if ranked[0] > ranked[1] else 1
+    why = (
+        f"hidden_layers = auto: {'a linear network' if chosen == 0 else 'one hidden layer'} (validation average "
+        f"precision with balanced weights: linear {ranked[0]:.3f}, one hidden layer of {width} units {ranked[1]:.3f})"
+    )
+    logger.info(why)
+    return {"hidden_layers": chosen, "why": why, "linear_ap": ranked[0], "hidden_ap": ranked[1], "probe_width": width}
 
 
 class BuiltinNetwork(ModelKind):
@@ -57,19 +104,22 @@ class BuiltinNetwork(ModelKind):
         return TrialParams.from_dict(trial.params, class_counts=self.class_counts)
 
     def sized(self, dataset: Dataset) -> SweepConfig:
-        """The config as the trials train on `dataset`: epochs raised so each fold model takes at least `min_steps`
-        Adam steps, and learning_rate = auto sized to the steps (sized_learning_rate). 50 epochs of batch 100 are
-        150 steps on 300 training rows, too few to fit a network at Adam's default rate. A resolved study stores the
-        sized config, and each trial its own settings, so every worker, the export's retrain and its refit train as
-        the trials did."""
+        """The config as the trials train on `dataset`: hidden_layers = auto resolved (choose_depth); epochs raised so
+        each fold model takes at least `min_steps` Adam steps (a linear network at least LINEAR_STEPS), and
+        learning_rate = auto sized to the steps (sized_learning_rate; LINEAR_RATE for a linear network). 50 epochs of
+        batch 100 are 150 steps on 300 training rows, too few to fit a network at Adam's default rate. A resolved
+        study stores the sized config, and each trial its own settings, so every worker, the export's retrain and its
+        refit train as the trials did."""
         config = self.config
-        plan = dataset.validation
-        rows = min(len(fold.training_rows(len(plan.y_fit))) for fold in plan.folds)
-        steps_per_epoch = max(1, -(-rows // config.batch_size))
-        epochs = max(config.epochs, -(-config.min_steps // steps_per_epoch))
+        if config.hidden_layers == AUTO_DEPTH:
+            self.depth = choose_depth(config, dataset, self.classes)
+            config = dataclasses.replace(config, hidden_layers=self.depth["hidden_layers"])
+        steps_per_epoch = fold_steps_per_epoch(config, dataset.validation)
+        least = max(config.min_steps, LINEAR_STEPS if config.hidden_layers == 0 else 0)
+        epochs = max(config.epochs, -(-least // steps_per_epoch))
         rate = config.learning_rate
         if rate == AUTO_RATE:
-            rate = sized_learning_rate(epochs * steps_per_epoch)
+            rate = LINEAR_RATE if config.hidden_layers == 0 else sized_learning_rate(epochs * steps_per_epoch)
         return dataclasses.replace(config, epochs=epochs, learning_rate=rate)
 
     def train_folds(self, dataset, params, settings, hooks=None, clock=None) -> TrainedFolds:

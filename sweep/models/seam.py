@@ -60,6 +60,7 @@ class ModelKind(ABC):
     def __init__(self, config: SweepConfig, class_counts: tuple[int, ...] = ()) -> None:
         self.config = config
         self.class_counts = class_counts  # three or more classes: each one's non-test rows (their weights); () binary
+        self.depth: dict | None = None  # what sized() made of hidden_layers = auto, and why (stored on the study)
 
     @property
     def classes(self) -> int:
@@ -87,12 +88,16 @@ class ModelKind(ABC):
 
     def sized(self, dataset: Dataset) -> SweepConfig:
         """The config as this kind trains on `dataset`: learning_rate = auto becomes Keras' Adam default (the builtin
-        network sizes its epochs and rate to the table instead)."""
-        from sweep.config import AUTO_RATE, AUTO_RATE_BOUNDS
+        network sizes its epochs and rate to the table instead), and hidden_layers = auto 1, a setting your model's
+        builder decides for itself."""
+        from sweep.config import AUTO_DEPTH, AUTO_RATE, AUTO_RATE_BOUNDS
 
-        if self.config.learning_rate != AUTO_RATE:
-            return self.config
-        return dataclasses.replace(self.config, learning_rate=AUTO_RATE_BOUNDS[0])
+        config = self.config
+        if config.hidden_layers == AUTO_DEPTH:
+            config = dataclasses.replace(config, hidden_layers=1)
+        if config.learning_rate != AUTO_RATE:
+            return config
+        return dataclasses.replace(config, learning_rate=AUTO_RATE_BOUNDS[0])
 
     def sequential_folds(self, plan: Validation) -> int:
         """How many fold models a trial trains one after another (1: side by side)."""

@@ -40,7 +40,7 @@ from sweep.data import load_dataset
 from sweep.errors import ConfigError, StorageUnreachable, SweepError
 from sweep.runtime import set_placement
 from sweep.study import outage
-from sweep.study.runner import prepare_study, run_sweep
+from sweep.study.runner import prepare_study, run_sweep, sized_for
 from sweep.study.summary import BUDGET_STATES, SweepResult, count_trials, summarize
 
 INSTALL_HINT = "pip install -e '.[cluster]' (or pip install 'dask[distributed]')"
@@ -152,7 +152,8 @@ def run_cluster(
     outage.configure(config.outage_limit)
     dataset = load_dataset(config)
     with connect(config.cluster) as client:  # before the study is created: an unreachable scheduler leaves no trace
-        study = prepare_study(config, dataset)
+        config, depth = sized_for(config, dataset)  # resolved once here, so every loop trains the same network
+        study = prepare_study(config, dataset, depth=depth)
         before = count_trials(study, tuple(optuna.trial.TrialState))
         placements = plan(client.scheduler_info(n_workers=-1)["workers"])
         # The automatic population size divides the budget by the loops that share it.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import signal
@@ -13,7 +14,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from sweep import stopping
-from sweep.config import PrunerSpec, SweepConfig
+from sweep.config import AUTO_DEPTH, PrunerSpec, SweepConfig
 from sweep.data import Dataset, load_dataset
 from sweep.errors import StorageError, StorageUnreachable, TrialFailed
 from sweep.metrics import parse_goal
@@ -25,7 +26,7 @@ from sweep.study.figures import FigureWorker, artifact_store, save_study_note
 from sweep.study.optuna_private import set_attr_of_finished_trial, storage_of
 from sweep.study.queries import TrialCounts, running_trials_never_stamped
 from sweep.study.rounds import population_round
-from sweep.study.storage import mask_url, open_storage
+from sweep.study.storage import mask_url, may_hold_studies, open_storage
 from sweep.study.summary import BUDGET_STATES, SweepResult, count_trials, summarize
 from sweep.study.trial import trial_function
 from sweep.study.watchdog import told_after_watchdog
@@ -69,9 +70,26 @@ def make_pruner(spec: PrunerSpec, epochs: int) -> optuna.pruners.BasePruner:
     return optuna.pruners.NopPruner()
 
 
-def prepare_study(config: SweepConfig, dataset: Dataset, worker_index: int = 0) -> optuna.Study:
+def sized_for(config: SweepConfig, dataset: Dataset) -> tuple[SweepConfig, dict | None]:
+    """The config as the trials train on `dataset` (ModelKind.sized), and what it made of hidden_layers = auto
+    (None when nothing was chosen). A study that exists keeps the network depth its config stored, so a resumed
+    hidden_layers = auto goes on with the network its trials trained."""
+    if config.hidden_layers == AUTO_DEPTH and not config.user_model and may_hold_studies(config.storage):
+        storage = open_storage(config.storage, config.heartbeat_interval, config.grace_period)
+        if config.study in optuna.get_all_study_names(storage):
+            stored = optuna.load_study(study_name=config.study, storage=storage).user_attrs.get("config", {})
+            if isinstance(stored.get("hidden_layers"), int):
+                config = dataclasses.replace(config, hidden_layers=stored["hidden_layers"])
+    kind = model_kind(config, dataset)
+    return kind.sized(dataset), kind.depth
+
+
+def prepare_study(
+    config: SweepConfig, dataset: Dataset, worker_index: int = 0, depth: dict | None = None
+) -> optuna.Study:
     """Create the study or resume it; a resumed study must have the same data and objective. A user's model
-    builder is checked first (it loads, takes typical params, returns a usable model), before any trial."""
+    builder is checked first (it loads, takes typical params, returns a usable model), before any trial. A new study
+    stores `depth`, how hidden_layers = auto was resolved (sized_for)."""
     goal = config.goal
     class_goal = bind_class_goal(goal, dataset.classes)  # one that does not fit the target's classes: one line, exit 2
     names = goal.names if class_goal is None else [class_goal.name]
@@ -99,6 +117,8 @@ def prepare_study(config: SweepConfig, dataset: Dataset, worker_index: int = 0) 
     stored_config = config.to_dict() | {"storage": mask_url(config.storage)}
     study.set_user_attr("config", stored_config)
     study.set_user_attr("data", dataset.summary())
+    if depth is not None:
+        study.set_user_attr("depth", depth)
     study.set_user_attr(
         "objective", {"spec": config.objective, "name": names[0], "direction": ",".join(goal.directions)}
     )
@@ -268,8 +288,8 @@ def run_sweep(
     configure_threads(config.intra_op_threads, config.inter_op_threads)
     select_device(config.device_spec, worker_index)
     dataset = dataset if dataset is not None else load_dataset(config)
-    config = model_kind(config).sized(dataset)
-    study = prepare_study(config, dataset, worker_index)
+    config, depth = sized_for(config, dataset)
+    study = prepare_study(config, dataset, worker_index, depth)
     dataset.release_rows()  # trials need only the encoded search parts, not the raw table (nor the test part)
     before = count_trials(study, tuple(TrialState))
     loop = _SweepLoop(study, config, dataset, callbacks)
@@ -424,7 +444,8 @@ def run_workers(
             config, callbacks=[lambda study, _trial: on_progress(study)] if on_progress else (), on_start=on_start
         )
     dataset = load_dataset(config)
-    study = prepare_study(config, dataset)
+    config, depth = sized_for(config, dataset)  # resolved once here, so every worker trains the same network
+    study = prepare_study(config, dataset, depth=depth)
     del dataset  # each worker loads its own; this process only waits for them
     before = count_trials(study, tuple(TrialState))
     if on_start is not None:

@@ -47,6 +47,16 @@ def _hide_secret(text: str, url: str) -> str:
     return text.replace(str(password), "***") if password else text
 
 
+def may_hold_studies(url: str) -> bool:
+    """False for a SQLite file that does not exist yet (opening it would create it), else True."""
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return True
+    return Path(parsed.database).exists()
+
+
 def _engine_kwargs(parsed, pgbouncer: bool, hint: str) -> dict:
     """SQLAlchemy engine settings for the storage at `parsed`: SQLite's lock timeout (its folder made), or a
     Postgres pool that pings, is bounded, and prepares no statements behind PgBouncer."""
