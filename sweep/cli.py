@@ -186,7 +186,12 @@ def run(
         ),
     ] = None,
     hidden_layers: Annotated[
-        int | None, typer.Option(help="Hidden layers of the network (0: a linear network).", show_default="1")
+        str | None,
+        typer.Option(
+            help="Hidden layers of the builtin network, 0 (linear) to 8, or auto: linear or one hidden layer, "
+            "whichever ranks the validation rows better.",
+            show_default="auto",
+        ),
     ] = None,
     weight_decay: Annotated[
         float | None,
