@@ -60,6 +60,12 @@ def t_interval(values) -> tuple[float, float, float]:
     return mean, mean - half, mean + half
 
 
+def interval_text(values, digits: int = 3) -> str:
+    """A mean and its 95% t interval (t_interval) as every benchmark table prints them: +0.012 [-0.003, +0.027]."""
+    mean, low, high = t_interval(values)
+    return f"{mean:+.{digits}f} [{low:+.{digits}f}, {high:+.{digits}f}]"
+
+
 def mean_sd(values) -> str:
     values = list(values)
     spread = statistics.stdev(values) if len(values) > 1 else 0.0

@@ -23,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import machine, t_interval  # noqa: E402
+from common import interval_text, machine  # noqa: E402
 
 
 def table_rows(name: str, seeds, folder: Path) -> dict:
@@ -64,11 +64,6 @@ def table_rows(name: str, seeds, folder: Path) -> dict:
     return found
 
 
-def shown(values) -> str:
-    mean, low, high = t_interval(values)
-    return f"{mean:+.3f} [{low:+.3f}, {high:+.3f}]"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--group", default="all", help="choose, confirm or all (benchmarks/tables.py)")
@@ -94,15 +89,13 @@ def main() -> None:
             means = " | ".join(f"{np.mean(found[key]):.3f}" for key in ("logistic", "linear", "hidden", "pick"))
             gain = [a - b for a, b in zip(found["pick"], found["hidden"])]
             gains[group] += gain
-            print(
-                f"| {name} | {group} | {found['rows']:,} | {picks} of {len(args.seeds)} | {means} | {shown(gain)} |",
-                flush=True,
-            )
+            cells = f"{picks} of {len(args.seeds)} | {means} | {interval_text(gain)}"
+            print(f"| {name} | {group} | {found['rows']:,} | {cells} |", flush=True)
     print("\nChosen minus one hidden layer, paired over (table, seed) pairs (95% t interval):\n")
     for group, values in gains.items():
         if values:
-            print(f"- {group}: {shown(values)} over {len(values)} pairs")
-    print(f"- all: {shown(gains['choose'] + gains['confirm'])}")
+            print(f"- {group}: {interval_text(values)} over {len(values)} pairs")
+    print(f"- all: {interval_text(gains['choose'] + gains['confirm'])}")
 
 
 if __name__ == "__main__":

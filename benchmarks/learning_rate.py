@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import machine, t_interval  # noqa: E402
+from common import interval_text, machine  # noqa: E402
 
 EPOCHS, BATCH = 50, 100
 
@@ -53,11 +53,6 @@ def table_rows(name: str, seeds, rates, width: int, folder: Path) -> dict:
     return found
 
 
-def shown(values) -> str:
-    mean, low, high = t_interval(values)
-    return f"{mean:+.3f} [{low:+.3f}, {high:+.3f}]"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--group", default="choose", help="choose, confirm or all (benchmarks/tables.py)")
@@ -85,7 +80,7 @@ def main() -> None:
                 gains[rate] += [a - b for a, b in zip(found[rate], found[first])]
     print(f"\nPaired over all (table, seed) pairs, AP at each rate minus AP at {first:g} (95% t interval):\n")
     for rate, values in gains.items():
-        print(f"- rate {rate:g}: {shown(values)} over {len(values)} pairs")
+        print(f"- rate {rate:g}: {interval_text(values)} over {len(values)} pairs")
 
 
 if __name__ == "__main__":

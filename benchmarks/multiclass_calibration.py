@@ -40,7 +40,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from common import machine, t_interval  # noqa: E402
+from common import interval_text, machine  # noqa: E402
 from multiclass_rules import TABLES, encoder, split_rows  # noqa: E402
 
 from sweep.multiclass import (  # noqa: E402  # the temperature map is the package's own
@@ -178,11 +178,6 @@ def one_split(X, y: np.ndarray, seed: int, k: int) -> dict[str, dict]:
     return found
 
 
-def cell(values, digits: int = 3) -> str:
-    mean, low, high = t_interval(values)
-    return f"{mean:+.{digits}f} [{low:+.{digits}f}, {high:+.{digits}f}]"
-
-
 def per_table(results: dict[str, list[dict]]) -> None:
     """Mean test log loss / Brier / ECE per table and weighting, and the fitted numbers' medians."""
     print("\n### Test log loss / Brier / top-class ECE per table and weighting (mean over splits)\n")
@@ -212,7 +207,11 @@ def pooled(triples: list[dict], title: str) -> None:
     pairs = [(m, BASE) for m in MAPS if m != BASE] + [("+ vector scaling", "+ temperature")]
     for m, base in pairs:
         diffs = {key: [t[m][key] - t[base][key] for t in triples] for key in ("log loss", "brier", "ece")}
-        print(f"| {m} - {base} | " + " | ".join(cell(diffs[key], 4) for key in ("log loss", "brier", "ece")) + " |")
+        print(
+            f"| {m} - {base} | "
+            + " | ".join(interval_text(diffs[key], 4) for key in ("log loss", "brier", "ece"))
+            + " |"
+        )
 
 
 def paired(results: dict[str, list[dict]]) -> None:
@@ -232,8 +231,8 @@ def paired(results: dict[str, list[dict]]) -> None:
     for name, runs in results.items():
         within = [run[label] for run in runs for label in WEIGHTINGS]
         cells = [
-            f"{cell([t[m]['log loss'] - t[base]['log loss'] for t in within])} "
-            f"({cell([t[m]['brier'] - t[base]['brier'] for t in within])})"
+            f"{interval_text([t[m]['log loss'] - t[base]['log loss'] for t in within])} "
+            f"({interval_text([t[m]['brier'] - t[base]['brier'] for t in within])})"
             for m, base in shown
         ]
         print(f"| {name} | " + " | ".join(cells) + " |")

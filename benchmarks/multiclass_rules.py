@@ -30,7 +30,7 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from common import machine, t_interval  # noqa: E402
+from common import interval_text, machine  # noqa: E402
 
 from sweep.multiclass import (  # noqa: E402
     DecisionRule,
@@ -134,11 +134,6 @@ def one_split(X: pd.DataFrame, y: np.ndarray, seed: int, goal, names: list[str])
     return found
 
 
-def cell(values) -> str:
-    mean, low, high = t_interval(values)
-    return f"{mean:+.3f} [{low:+.3f}, {high:+.3f}]"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
@@ -178,8 +173,9 @@ def main() -> None:
             (v, results[t][base][i], results[t][chosen][i]) for t in results for i, v in enumerate(results[t][row])
         ]
         print(
-            f"| {row} | {cell([a[0] - b[0] for a, b, _ in pairs])} | {cell([a[1] - b[1] for a, b, _ in pairs])} | "
-            f"{cell([a[0] - c[0] for a, _, c in pairs])} |"
+            f"| {row} | {interval_text([a[0] - b[0] for a, b, _ in pairs])} | "
+            f"{interval_text([a[1] - b[1] for a, b, _ in pairs])} | "
+            f"{interval_text([a[0] - c[0] for a, _, c in pairs])} |"
         )
 
 

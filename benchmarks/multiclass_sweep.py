@@ -42,7 +42,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from common import machine, t_interval  # noqa: E402
+from common import interval_text, machine, t_interval  # noqa: E402
 from multiclass_rules import TABLES, digits_rare  # noqa: E402
 
 from sweep.multiclass import ClassGoal, balanced_weights, class_counts  # noqa: E402
@@ -188,11 +188,6 @@ def cells_of(run: dict) -> str:
     return ", ".join(f"{row} {run[row]['f1']:.3f}" for row in ROWS)
 
 
-def cell(values) -> str:
-    mean, low, high = t_interval(values)
-    return f"{mean:+.3f} [{low:+.3f}, {high:+.3f}]"
-
-
 def below(values) -> bool:
     """Whether the paired 95% t interval lies entirely below 0."""
     return len(values) > 1 and t_interval(values)[2] < 0
@@ -230,8 +225,8 @@ def print_pairs(results: dict[str, list[dict]]) -> None:
             for m, _ in METRICS
         ]
         print(
-            f"| {row} | {cell([p[SWEEP]['f1'] - p[row]['f1'] for p in pairs])} | "
-            f"{cell([p[SWEEP]['ba'] - p[row]['ba'] for p in pairs])} | macro-F1 {losses[0]}, BA {losses[1]} |"
+            f"| {row} | {interval_text([p[SWEEP]['f1'] - p[row]['f1'] for p in pairs])} | "
+            f"{interval_text([p[SWEEP]['ba'] - p[row]['ba'] for p in pairs])} | macro-F1 {losses[0]}, BA {losses[1]} |"
         )
     print("\nThe last row is the rule's own gain: the exported model with its rule minus the same model at argmax.")
     for key, label in METRICS:
@@ -239,7 +234,7 @@ def print_pairs(results: dict[str, list[dict]]) -> None:
         print("| table | " + " | ".join(f"- {row}" for row in (*COMPARED, ARGMAX)) + " |")
         print("|---" * (len(COMPARED) + 2) + "|")
         for name, runs in results.items():
-            cells = [cell([r[SWEEP][key] - r[row][key] for r in runs]) for row in (*COMPARED, ARGMAX)]
+            cells = [interval_text([r[SWEEP][key] - r[row][key] for r in runs]) for row in (*COMPARED, ARGMAX)]
             print(f"| {name} | " + " | ".join(cells) + " |")
 
 
@@ -254,7 +249,7 @@ def print_against(results: dict[str, list[dict]], path: str) -> None:
     ]
     print(f"\n### Sweep export, this run minus {path}, paired over {len(both)} (table, split) pairs\n")
     for key, label in METRICS:
-        print(f"- {label}: {cell([a[SWEEP][key] - b[SWEEP][key] for a, b in both])}")
+        print(f"- {label}: {interval_text([a[SWEEP][key] - b[SWEEP][key] for a, b in both])}")
     rates = sorted({run.get("learning_rate") for pair in both for run in pair} - {None})
     print(f"- learning rates of the exported trials (both runs): {', '.join(f'{r:g}' for r in rates)}")
 

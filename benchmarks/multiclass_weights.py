@@ -36,7 +36,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from common import machine, t_interval  # noqa: E402
+from common import interval_text, machine  # noqa: E402
 from multiclass_rules import TABLES, encoder, split_rows  # noqa: E402
 
 from sweep.multiclass import (  # noqa: E402
@@ -136,11 +136,6 @@ def one_split(X, y: np.ndarray, seed: int, goal, names: list[str], trials: int) 
     return found
 
 
-def cell(values) -> str:
-    mean, low, high = t_interval(values)
-    return f"{mean:+.3f} [{low:+.3f}, {high:+.3f}]"
-
-
 def chosen_numbers(runs: list[dict]) -> str:
     """Medians of the numbers each searched candidate chose on one table, and of the rule's tau."""
 
@@ -204,11 +199,11 @@ def main() -> None:
     print("|---|---|---|---|---|---|")
     for c in ROWS:
         print(
-            f"| {c} | {cell([p[c]['f1'] - p['power']['f1'] for p in pairs])} | "
-            f"{cell([p[c]['ba'] - p['power']['ba'] for p in pairs])} | "
-            f"{cell([p[c]['f1'] - p['unweighted']['f1'] for p in pairs])} | "
-            f"{cell([p[c]['ba'] - p['unweighted']['ba'] for p in pairs])} | "
-            f"{cell([p[c]['val'] - p['power']['val'] for p in pairs])} |"
+            f"| {c} | {interval_text([p[c]['f1'] - p['power']['f1'] for p in pairs])} | "
+            f"{interval_text([p[c]['ba'] - p['power']['ba'] for p in pairs])} | "
+            f"{interval_text([p[c]['f1'] - p['unweighted']['f1'] for p in pairs])} | "
+            f"{interval_text([p[c]['ba'] - p['unweighted']['ba'] for p in pairs])} | "
+            f"{interval_text([p[c]['val'] - p['power']['val'] for p in pairs])} |"
         )
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import t_interval  # noqa: E402
+from common import interval_text  # noqa: E402
 
 ROW = re.compile(
     r"^\| (?P<table>\S+) \(seed (?P<seed>\d+)\) \|[^|]*\|[^|]*\| (?P<method>[^|]+?) \| (?P<f1>[\d.]+) [^|]*\| "
@@ -40,8 +40,7 @@ def read_run(path: Path) -> dict[tuple[str, int, str], tuple[float, float | None
 def shown(differences: list[float]) -> str:
     if len(differences) < 2:
         return f"{statistics.fmean(differences):+.3f}" if differences else "-"
-    mean, low, high = t_interval(differences)
-    return f"{mean:+.3f} [{low:+.3f}, {high:+.3f}]"
+    return interval_text(differences)
 
 
 def main() -> None:
