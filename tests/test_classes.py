@@ -55,8 +55,8 @@ def test_a_target_of_several_classes_runs_and_resumes(swept_classes):
 
 def test_export_ships_every_class_weight_and_the_rule(swept_classes):
     """Check that export reproduces the trial's value and writes every class's weight, the decision rule, per-class
-    test metrics with intervals, the confusion matrix and the rule's gain over argmax; an ensemble of seeds is refused
-    in one line."""
+    test metrics with intervals, the confusion matrix and the rule's gain over argmax, and how hidden_layers = auto was
+    resolved (the builtin network's depth_choice); an ensemble of seeds is refused in one line."""
     _, _, _, _, classes, _, exported, bundle, *_ = swept_classes
     assert exported.exit_code == 0, exported.output
     assert "the rule's gain over argmax" in exported.output
@@ -65,6 +65,10 @@ def test_export_ships_every_class_weight_and_the_rule(swept_classes):
     assert len(best["class_weight"]) == len(classes)
     assert best["validation"]["reproduced"]
     assert best["decision"]["passed"] or best["decision"]["fallback"]
+    builtin = best["model"]["kind"] == "builtin"
+    assert (best["depth_choice"] or {}).get("why", "") == (
+        "hidden_layers = auto: one hidden layer (three or more classes)" if builtin else ""
+    )
     test = best["test"]
     assert np.asarray(test["confusion"]).shape == (len(classes), len(classes))
     assert np.asarray(test["confusion"]).sum() == best["data"]["splits"]["test"]["rows"]

@@ -188,6 +188,7 @@ def class_bundle_record(found: ClassRetrained, storage_url: str) -> dict:
         "outputs": CLASS_OUTPUTS,
         "hidden_width": params.hidden_width,
         "hidden_layers": chosen.kind.hidden_layers(settings),
+        "depth_choice": chosen.study.user_attrs.get("depth"),
         "model": _model_summary(chosen.kind, found.model, best.user_attrs.get("compiled_by"), found.test, dataset),
         "train_settings": best.user_attrs["train_settings"],
         "seed": settings.seed,
