@@ -31,8 +31,8 @@ ENV_PREFIX = "SWEEP_"
 # (sweep.models.builtin.sized_learning_rate); a user's model trains at the lower one, Keras' Adam default.
 AUTO_RATE = "auto"
 AUTO_RATE_BOUNDS = (0.001, 0.01)
-# hidden_layers = auto: the builtin network is linear (0) or has one hidden layer, chosen on the validation rows
-# (sweep.models.builtin.choose_depth).
+# hidden_layers = auto: the builtin network is linear (0) unless one hidden layer ranks the validation rows better
+# beyond noise (sweep.models.builtin.choose_depth).
 AUTO_DEPTH = "auto"
 MODEL_SYNTAX = "builtin, PATH.py:FUNCTION or package.module:FUNCTION (a function (params, input_shape) -> keras.Model)"
 CLUSTER_SYNTAX = "tcp://HOST:PORT (a running Dask scheduler) or local:N (start N local Dask worker processes, 1 to 64)"
@@ -99,7 +99,7 @@ class SweepConfig:
     threshold_search: str = (
         "sampled"  # "tuned": each trial's threshold chosen on its own validation scores (sweep.study.trial)
     )
-    hidden_layers: int | str = "auto"  # auto: 0 or 1, whichever ranks the validation rows better (ModelKind.sized)
+    hidden_layers: int | str = "auto"  # auto: 0 or 1, chosen on the validation rows (ModelKind.sized)
     weight_decay: float = 0.0  # the builtin network's decoupled weight decay on its kernels (AdamW); 0: plain Adam
     validation_fraction: float = 0.2
     test_fraction: float = 0.2

@@ -1,5 +1,6 @@
 """Tests for sweep.study.trial: one trial's value and user attributes, and failures with reasons."""
 
+import numpy as np
 import optuna
 import pytest
 from optuna.trial import TrialState
@@ -312,9 +313,24 @@ def test_auto_depth_is_the_better_ranking_on_validation(tmp_path, sqlite_url, ta
     dataset = load_dataset(config)
     sized, depth = sized_for(config, dataset)
     assert sized.hidden_layers == depth["hidden_layers"] == expected
-    assert (depth["linear_ap"] > depth["hidden_ap"]) == (expected == 0)
+    assert (depth["hidden_ap"] - depth["linear_ap"] > depth["gap_error"] > 0) == (expected == 1)
     study = prepare_study(sized, dataset, depth=depth)
     assert study.user_attrs["depth"] == depth and study.user_attrs["config"]["hidden_layers"] == expected
+
+
+@pytest.mark.parametrize("hidden_noise, richer_wins", [(None, False), (0.0, True), (2.0, False)])
+def test_one_hidden_layer_only_beyond_the_gap_error(hidden_noise, richer_wins):
+    """Check that the probe's ranking gap counts for one hidden layer only beyond its bootstrap standard error: not for
+    the same ranking, yes for a perfect one against a noisy one, not for a noisier one."""
+    from sweep.models.builtin import ranking_gap
+
+    rng = np.random.default_rng(0)
+    y = (np.arange(300) % 15 == 0).astype(int)
+    linear = y + rng.normal(0, 1.0, y.size)
+    hidden = linear if hidden_noise is None else y + rng.normal(0, hidden_noise, y.size)
+    gap, error = ranking_gap(y, linear, hidden, seed=0)
+    assert (gap > error) == richer_wins
+    assert error == 0 if hidden_noise is None else error > 0
 
 
 @pytest.mark.parametrize("case, why", [("population", "population = 4"), ("classes", "three or more classes")])

@@ -41,6 +41,8 @@ RATE_TRAVEL = 20.0
 LINEAR_RATE = 0.05
 LINEAR_STEPS = 1000
 PROBE_WIDTH = 16
+# The probe's bootstrap of the pooled validation rows, for the standard error of the two candidates' AP gap.
+PROBE_RESAMPLES = 200
 
 
 def sized_learning_rate(steps: int) -> float:
@@ -56,12 +58,38 @@ def fold_steps_per_epoch(config: SweepConfig, plan) -> int:
     return max(1, -(-rows // config.batch_size))
 
 
+def ranking_gap(y, linear, hidden, seed: int) -> tuple[float, float]:
+    """Average precision of `hidden` minus `linear` on the same rows, and its standard error from a paired bootstrap
+    of the rows (scipy's; PROBE_RESAMPLES resamples): how far apart two rankings of the same validation rows are,
+    next to how far apart a different draw of those rows could put them."""
+    from scipy.stats import bootstrap
+    from sklearn.metrics import average_precision_score
+
+    def gap(y, linear, hidden):
+        return average_precision_score(y, hidden) - average_precision_score(y, linear)
+
+    y, linear, hidden = (np.asarray(a, dtype=float) for a in (y, linear, hidden))
+    spread = bootstrap(
+        (y, linear, hidden),
+        gap,
+        paired=True,
+        vectorized=False,
+        n_resamples=PROBE_RESAMPLES,
+        method="percentile",
+        rng=np.random.default_rng(seed),
+    )
+    return float(gap(y, linear, hidden)), float(spread.standard_error)
+
+
 def choose_depth(config: SweepConfig, dataset: Dataset, classes: int = 1) -> dict:
-    """hidden_layers = auto: 0 (a linear network) when, trained with balanced class weights on the trials' own
-    validation plan, it ranks the pooled validation rows better (average precision) than a network of one hidden
-    layer of PROBE_WIDTH units; else 1. Only the validation plan's rows are read, never the test rows. One hidden
-    layer without a probe for three or more classes and for population > 1 (populations hold one hidden layer).
-    Returns {"hidden_layers", "why"} and, when probed, each candidate's validation average precision."""
+    """hidden_layers = auto: trained with balanced class weights on the trials' own validation plan, a linear network
+    and one of one hidden layer of PROBE_WIDTH units rank the pooled validation rows; one hidden layer only where its
+    average precision is higher by more than one standard error of the gap (ranking_gap), else 0, the linear network.
+    This is the one-standard-error rule (Hastie et al., Elements of Statistical Learning, 7.10): the simpler model
+    unless the richer one is better beyond the noise of a few validation positives. Only the validation plan's rows
+    are read, never the test rows. One hidden layer without a probe for three or more classes and for population > 1
+    (populations hold one hidden layer). Returns {"hidden_layers", "why"} and, when probed, each candidate's validation
+    average precision and the gap's standard error."""
     if classes > 1 or config.population > 1:
         why = "three or more classes" if classes > 1 else f"population = {config.population}"
         return {"hidden_layers": 1, "why": f"hidden_layers = auto: one hidden layer ({why})"}
@@ -72,19 +100,29 @@ def choose_depth(config: SweepConfig, dataset: Dataset, classes: int = 1) -> dic
     plan = dataset.validation
     weights = balanced_class_weight(plan.y_fit)
     width = min(max(PROBE_WIDTH, config.hidden_width[0]), config.hidden_width[1])
-    ranked = {}
+    pooled = {}
     for layers in (1, 0):
         probe = BuiltinNetwork(dataclasses.replace(config, hidden_layers=layers)).sized(dataset)
         settings = TrainSettings(probe.epochs, probe.batch_size, float(probe.learning_rate), layers, config.seed)
         models, _ = train_models(plan.X_fit, plan.y_fit, width, weights, settings, [f.keep for f in plan.folds])
-        ranked[layers] = float(average_precision_score(plan.y, plan.pool(_fold_scores(plan, models))))
-    chosen = 0 if ranked[0] > ranked[1] else 1
+        pooled[layers] = plan.pool(_fold_scores(plan, models))
+    gap, error = ranking_gap(plan.y, pooled[0], pooled[1], config.seed)
+    chosen = 1 if gap > error else 0
+    ranked = {layers: float(average_precision_score(plan.y, scores)) for layers, scores in pooled.items()}
     why = (
         f"hidden_layers = auto: {'a linear network' if chosen == 0 else 'one hidden layer'} (validation average "
-        f"precision with balanced weights: linear {ranked[0]:.3f}, one hidden layer of {width} units {ranked[1]:.3f})"
+        f"precision with balanced weights: linear {ranked[0]:.3f}, one hidden layer of {width} units {ranked[1]:.3f}; "
+        f"one hidden layer only if ahead by more than the gap's standard error, {error:.3f})"
     )
     logger.info(why)
-    return {"hidden_layers": chosen, "why": why, "linear_ap": ranked[0], "hidden_ap": ranked[1], "probe_width": width}
+    return {
+        "hidden_layers": chosen,
+        "why": why,
+        "linear_ap": ranked[0],
+        "hidden_ap": ranked[1],
+        "gap_error": error,
+        "probe_width": width,
+    }
 
 
 class BuiltinNetwork(ModelKind):
