@@ -5,11 +5,13 @@ behind the default.
 
 For each table (benchmarks/tables.py) and split seed, the sweep's own encoding, test split and validation plan
 (load_dataset with that seed), sweep.models.builtin.choose_depth as `sweep run` calls it (a linear network and one of
-one hidden layer of 16 units, balanced weights, pooled validation average precision). Then each candidate is trained
-on all non-test rows as the sweep would size it, with balanced weights, and scored by test average precision beside a
-class-balanced logistic regression on the same encoded rows: a ranking, so no search or threshold is involved. The
-last column is the chosen candidate's test AP minus the one-hidden-layer network's (what the default was before),
-a 95% t interval over the seeds. Needs `pip install -e '.[bench]'`.
+one hidden layer of 16 units, balanced weights, pooled validation average precision, one hidden layer only where it is
+ahead by more than the gap's standard error). Then each candidate is trained on all non-test rows as the sweep would
+size it, with balanced weights, and scored by test average precision beside a class-balanced logistic regression on
+the same encoded rows: a ranking, so no search or threshold is involved. "(plain)" counts the linear choices of the
+plain comparison (the higher validation AP wins) on the same probes. The last two columns are the chosen candidate's
+test AP minus the one-hidden-layer network's (the default before hidden_layers = auto) and minus the plain
+comparison's pick, 95% t intervals over the seeds. Needs `pip install -e '.[bench]'`.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ def table_rows(name: str, seeds, folder: Path) -> dict:
 
     csv = folder / f"{name}.csv"
     getattr(tables, name)().to_csv(csv, index=False)
-    found: dict = {key: [] for key in ("chosen", "linear", "hidden", "logistic", "pick")}
+    found: dict = {key: [] for key in ("chosen", "plain", "linear", "hidden", "logistic", "pick", "plain pick")}
     for seed in seeds:
         config = resolve_config({"data": str(csv), "target": "label", "seed": seed}, env={})
         dataset = load_dataset(config)
@@ -60,6 +62,9 @@ def table_rows(name: str, seeds, folder: Path) -> dict:
         found["hidden"].append(ranked[1])
         found["logistic"].append(average_precision_score(test.y, logistic.decision_function(test.X)))
         found["pick"].append(ranked[choice["hidden_layers"]])
+        plain = 0 if choice["linear_ap"] > choice["hidden_ap"] else 1
+        found["plain"].append(plain)
+        found["plain pick"].append(ranked[plain])
     found["rows"] = len(rest.y)
     return found
 
@@ -77,25 +82,44 @@ def main() -> None:
     names = args.tables or list(tables.GROUPS[args.group])
     print(f"Machine: {machine()}\n")
     print(f"Test average precision, mean over seeds {args.seeds}.\n")
-    columns = ("linear chosen", "logistic", "linear", "one hidden layer", "chosen", "chosen - one layer")
+    columns = (
+        "linear chosen",
+        "(plain)",
+        "logistic",
+        "linear",
+        "one hidden layer",
+        "chosen",
+        "chosen - one layer",
+        "chosen - plain",
+    )
     print("| table | group | non-test rows | " + " | ".join(columns) + " |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("|---" * (len(columns) + 3) + "|")
     gains: dict = {"choose": [], "confirm": []}
+    over_plain: dict = {"choose": [], "confirm": []}
     with tempfile.TemporaryDirectory() as folder:
         for name in names:
             found = table_rows(name, args.seeds, Path(folder))
             group = tables.group_of(name)
-            picks = sum(1 for layers in found["chosen"] if layers == 0)
+            picks, plain = (sum(1 for layers in found[key] if layers == 0) for key in ("chosen", "plain"))
             means = " | ".join(f"{np.mean(found[key]):.3f}" for key in ("logistic", "linear", "hidden", "pick"))
             gain = [a - b for a, b in zip(found["pick"], found["hidden"])]
             gains[group] += gain
-            cells = f"{picks} of {len(args.seeds)} | {means} | {interval_text(gain)}"
+            change = [a - b for a, b in zip(found["pick"], found["plain pick"])]
+            over_plain[group] += change
+            cells = (
+                f"{picks} of {len(args.seeds)} | {plain} | {means} | {interval_text(gain)} | {interval_text(change)}"
+            )
             print(f"| {name} | {group} | {found['rows']:,} | {cells} |", flush=True)
     print("\nChosen minus one hidden layer, paired over (table, seed) pairs (95% t interval):\n")
     for group, values in gains.items():
         if values:
             print(f"- {group}: {interval_text(values)} over {len(values)} pairs")
     print(f"- all: {interval_text(gains['choose'] + gains['confirm'])}")
+    print("\nChosen minus the plain comparison (the higher validation AP wins, no standard-error rule):\n")
+    for group, values in over_plain.items():
+        if values:
+            print(f"- {group}: {interval_text(values)} over {len(values)} pairs")
+    print(f"- all: {interval_text(over_plain['choose'] + over_plain['confirm'])}")
 
 
 if __name__ == "__main__":

@@ -1,10 +1,14 @@
 """Two runs of benchmarks/real_tables.py (their --out markdown) compared on the same (table, split) pairs: the test F1
 and AP of one method row in each (the sweep's default export, say, with and without an option), per table and over
-all pairs, with 95% t intervals of the paired differences, and each run's F1 against its logistic reference.
+all pairs, with 95% t intervals of the paired differences, and the first run's F1 against a reference row of the
+second (the logistic regression unless --reference names another).
 
     python benchmarks/paired_runs.py /tmp/option.md /tmp/default.md [--method "sweep default"] [--names option default]
+        [--reference "gradient boosting"] [--carry /tmp/default.md] [--group confirm]
 
-Only pairs present in both runs count; a pair one run lacks is named.
+Only pairs present in both runs count; a pair one run lacks is named. --carry fills the (table, split) pairs the
+first run lacks from another run's rows: for an option rerun only on the tables it changes (it then differs from the
+second run by exactly 0 on the rest).
 """
 
 from __future__ import annotations
@@ -49,28 +53,36 @@ def main() -> None:
     parser.add_argument("second", type=Path)
     parser.add_argument("--method", default="sweep default")
     parser.add_argument("--names", nargs=2, default=["first", "second"])
+    parser.add_argument("--reference", default="logistic", help="the reference row of the last column")
+    parser.add_argument("--carry", type=Path, help="a run whose rows fill the pairs the first run lacks")
+    parser.add_argument("--group", choices=("choose", "confirm", "all"), default="all", help="tables.py's groups")
     args = parser.parse_args()
     runs = [read_run(args.first), read_run(args.second)]
-    rows = [{(t, s) for (t, s, m) in run if m == args.method} for run in runs]
+    if args.carry:
+        have = {(t, s) for (t, s, _m) in runs[0]}
+        runs[0].update({key: value for key, value in read_run(args.carry).items() if key[:2] not in have})
+    from tables import GROUPS
+
+    rows = [{(t, s) for (t, s, m) in run if m == args.method and t in GROUPS[args.group]} for run in runs]
     pairs = sorted(rows[0] & rows[1])
     missing = sorted((rows[0] | rows[1]) - set(pairs))
     per_table = defaultdict(lambda: defaultdict(list))
     for table, seed in pairs:
         (f1_a, ap_a), (f1_b, ap_b) = (run[(table, seed, args.method)] for run in runs)
-        logistic = runs[1][(table, seed, "logistic")][0]
-        for key, value in (("f1", f1_a - f1_b), ("ap", (ap_a or 0) - (ap_b or 0)), ("a_vs_logistic", f1_a - logistic)):
+        reference = runs[1][(table, seed, args.reference)][0]
+        for key, value in (("f1", f1_a - f1_b), ("ap", (ap_a or 0) - (ap_b or 0)), ("a_vs_ref", f1_a - reference)):
             per_table[table][key].append(value)
             per_table["all pairs"][key].append(value)
         for group in (table, "all pairs"):
             per_table[group]["a"].append(f1_a)
             per_table[group]["b"].append(f1_b)
     first, second = args.names
-    header = f"F1: {first} - {second} | AP: {first} - {second} | F1: {first} - logistic"
+    header = f"F1: {first} - {second} | AP: {first} - {second} | F1: {first} - {args.reference}"
     print(f"| table | pairs | {first} F1 | {second} F1 | {header} |")
     print("|---|---|---|---|---|---|---|")
     for table, values in sorted(per_table.items(), key=lambda item: item[0] == "all pairs"):
         means = [f"{statistics.fmean(values[k]):.3f}" if values[k] else "-" for k in ("a", "b")]
-        differences = " | ".join(shown(values[key]) for key in ("f1", "ap", "a_vs_logistic"))
+        differences = " | ".join(shown(values[key]) for key in ("f1", "ap", "a_vs_ref"))
         print(f"| {table} | {len(values['f1'])} | {means[0]} | {means[1]} | {differences} |")
     if missing:
         print(f"\nPairs in one run only: {', '.join(f'{t} seed {s}' for t, s in missing)}")
