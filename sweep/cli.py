@@ -188,8 +188,8 @@ def run(
     hidden_layers: Annotated[
         str | None,
         typer.Option(
-            help="Hidden layers of the builtin network, 0 (linear) to 8, or auto: linear or one hidden layer, "
-            "whichever ranks the validation rows better.",
+            help="Hidden layers of the builtin network, 0 (linear) to 8, or auto: linear unless one hidden layer "
+            "ranks the validation rows better beyond noise.",
             show_default="auto",
         ),
     ] = None,
