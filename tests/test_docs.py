@@ -356,7 +356,8 @@ def test_old_benchmark_section_numbers_still_lead_somewhere(where, section):
 
 
 def _clean_environment(monkeypatch, **overrides: str) -> None:
-    """No SWEEP_<KEY> of the machine leaks into an example; `overrides` shrink its training (fewer trials, epochs)."""
+    """No SWEEP_<KEY> of the machine leaks into an example; `overrides` shrink its training (fewer trials, epochs; one
+    hidden layer where the churn tables would go linear, whose floor of 1,000 steps a trial outlasts any epochs)."""
     for key in KEYS:
         monkeypatch.delenv(f"SWEEP_{key.upper()}", raising=False)
     for key, value in overrides.items():
@@ -427,7 +428,7 @@ def test_table_examples_run_as_written(tmp_path, monkeypatch):
     """Check that the table guide's commands, `sweep show` and the exported-config training run as written (2 epochs),
     and that every key of the bundle's best.json is in the bundle reference."""
     monkeypatch.chdir(tmp_path)
-    _clean_environment(monkeypatch, SWEEP_EPOCHS="2")
+    _clean_environment(monkeypatch, SWEEP_EPOCHS="2", SWEEP_HIDDEN_LAYERS="1")
     write_churn_tables(tmp_path)
     ran = run_commands(example("own-table"))
     assert "Study churn in sqlite:///studies/sweeps.db: 60 finished trials" in ran[0]
@@ -452,7 +453,7 @@ def test_objectives_example_runs_as_written(tmp_path, monkeypatch):
     """Check that the objectives guide's cost and Pareto sweeps, the pick in `show` and the export run as written (1
     epoch)."""
     monkeypatch.chdir(tmp_path)
-    _clean_environment(monkeypatch, SWEEP_EPOCHS="1")
+    _clean_environment(monkeypatch, SWEEP_EPOCHS="1", SWEEP_HIDDEN_LAYERS="1")
     write_churn_tables(tmp_path)
     cost, pareto, shown, exported = run_commands(example("objectives"))
     assert "Study churn-cost" in cost and "Study churn-pareto" in pareto
