@@ -59,7 +59,7 @@ def tiny_values(tiny_csv: str, storage: str, **overrides) -> SweepConfig:
         batch_size=64,
         hidden_width="1:8",
         learning_rate=0.001,  # what these 2-epoch networks' expectations were set at; auto is tested on its own
-        hidden_layers=1,  # likewise; hidden_layers = auto is tested on its own (tests/test_builtin.py)
+        hidden_layers=1,  # likewise; hidden_layers = auto is tested on its own (tests/test_trial.py)
         seed=0,
         cv=0,
     )

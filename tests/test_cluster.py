@@ -264,6 +264,8 @@ def _driver(tiny_csv: str, storage: str, study: str, address: str, trials: int, 
         "none",
         "--batch-size",
         "32",
+        "--hidden-layers",
+        "1",  # no depth probe in the driver: the subject is the cluster
         "--heartbeat-interval",
         "1",
         "--grace-period",

@@ -272,7 +272,8 @@ def test_a_storage_unreachable_at_start_is_waited_for_then_one_line(tmp_path):
 
 # A real Postgres of the test's own, stopped in the middle of a sweep of 2 workers.
 def sweep_command(csv: str, url: str, *extra: str) -> list[str]:
-    """2 workers, one trial at a time, 60 epochs of the tiny table (about a second a trial), heartbeats every second."""
+    """2 workers, one trial at a time, 60 epochs of the tiny table with one hidden layer (about a second a trial),
+    heartbeats every second."""
     return [
         SWEEP,
         "run",
@@ -298,6 +299,8 @@ def sweep_command(csv: str, url: str, *extra: str) -> list[str]:
         "64",
         "--hidden-width",
         "1:8",
+        "--hidden-layers",
+        "1",  # no depth probe, and no linear network's 1,000-step floor: a trial stays about a second
         "--heartbeat-interval",
         str(HEARTBEAT),
         "--grace-period",
