@@ -478,6 +478,7 @@ BAD_RUNS = [
         ["--storage", "postgresql+psycopg://u:pw123@127.0.0.1:1/x", "--outage-limit", "0"],
         r"cannot open storage postgresql\+psycopg://u:\*\*\*@",
     ),
+    ("storage not a URL", {}, ["--storage", "nonsense"], r"storage URL 'nonsense' is not a database URL"),
     (
         "unknown positive label",
         {"t.csv": _table()},

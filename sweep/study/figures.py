@@ -21,10 +21,10 @@ def artifact_dir(storage_url: str) -> Path:
     """Where a study's artifacts live: beside a SQLite file (studies/artifacts), else ./studies/artifacts."""
     from sqlalchemy.engine import make_url
 
-    parsed = make_url(storage_url)
-    if parsed.get_backend_name() == "sqlite" and parsed.database and parsed.database != ":memory:":
-        return Path(parsed.database).parent / "artifacts"
-    return Path("studies") / "artifacts"
+    from sweep.study.storage import sqlite_file
+
+    database = sqlite_file(make_url(storage_url))
+    return Path(database).parent / "artifacts" if database else Path("studies") / "artifacts"
 
 
 def artifact_store(storage_url: str) -> optuna.artifacts.FileSystemArtifactStore:

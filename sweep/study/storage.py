@@ -47,14 +47,24 @@ def _hide_secret(text: str, url: str) -> str:
     return text.replace(str(password), "***") if password else text
 
 
-def may_hold_studies(url: str) -> bool:
-    """False for a SQLite file that does not exist yet (opening it would create it), else True."""
-    from sqlalchemy.engine import make_url
-
-    parsed = make_url(url)
+def sqlite_file(parsed) -> str | None:
+    """The file a parsed SQLite URL names; None for another database or SQLite in memory."""
     if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    return parsed.database
+
+
+def may_hold_studies(url: str) -> bool:
+    """False for a SQLite file that does not exist yet (opening it would create it), else True: a URL that does not
+    parse may too, so that open_storage says in one line what is wrong with it."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        path = sqlite_file(make_url(url))
+    except (ArgumentError, ValueError):
         return True
-    return Path(parsed.database).exists()
+    return path is None or Path(path).exists()
 
 
 def _engine_kwargs(parsed, pgbouncer: bool, hint: str) -> dict:
@@ -63,7 +73,7 @@ def _engine_kwargs(parsed, pgbouncer: bool, hint: str) -> dict:
     engine_kwargs: dict = {}
     if parsed.get_backend_name() == "sqlite":
         engine_kwargs["connect_args"] = {"timeout": SQLITE_TIMEOUT_SECONDS}
-        if parsed.database and parsed.database != ":memory:":
+        if sqlite_file(parsed):
             try:
                 Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
@@ -137,7 +147,7 @@ def open_storage(
             )
         if pgbouncer:
             _check_schema_version(storage)
-        if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        if sqlite_file(parsed):
             _use_write_ahead_log(storage.engine)
         return storage
 
