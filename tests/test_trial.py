@@ -322,13 +322,16 @@ def test_auto_depth_is_the_better_ranking_on_validation(tmp_path, sqlite_url, ta
 def test_one_hidden_layer_only_beyond_the_gap_error(hidden_noise, richer_wins):
     """Check that the probe's ranking gap counts for one hidden layer only beyond its bootstrap standard error: not for
     the same ranking, yes for a perfect one against a noisy one, not for a noisier one."""
-    from sweep.models.builtin import ranking_gap
+    from sklearn.metrics import average_precision_score
+
+    from sweep.models.builtin import gap_error
 
     rng = np.random.default_rng(0)
     y = (np.arange(300) % 15 == 0).astype(int)
     linear = y + rng.normal(0, 1.0, y.size)
     hidden = linear if hidden_noise is None else y + rng.normal(0, hidden_noise, y.size)
-    gap, error = ranking_gap(y, linear, hidden, seed=0)
+    gap = average_precision_score(y, hidden) - average_precision_score(y, linear)
+    error = gap_error(y, linear, hidden, seed=0)
     assert (gap > error) == richer_wins
     assert error == 0 if hidden_noise is None else error > 0
 

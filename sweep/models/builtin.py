@@ -58,19 +58,18 @@ def fold_steps_per_epoch(config: SweepConfig, plan) -> int:
     return max(1, -(-rows // config.batch_size))
 
 
-def ranking_gap(y, linear, hidden, seed: int) -> tuple[float, float]:
-    """Average precision of `hidden` minus `linear` on the same rows, and its standard error from a paired bootstrap
-    of the rows (scipy's; PROBE_RESAMPLES resamples): how far apart two rankings of the same validation rows are,
-    next to how far apart a different draw of those rows could put them."""
+def gap_error(y, linear, hidden, seed: int) -> float:
+    """The standard error of `hidden`'s average precision minus `linear`'s on the same rows, from a paired bootstrap
+    of the rows (scipy's; PROBE_RESAMPLES resamples): how far apart a different draw of those rows could put two
+    rankings of them."""
     from scipy.stats import bootstrap
     from sklearn.metrics import average_precision_score
 
     def gap(y, linear, hidden):
         return average_precision_score(y, hidden) - average_precision_score(y, linear)
 
-    y, linear, hidden = (np.asarray(a, dtype=float) for a in (y, linear, hidden))
     spread = bootstrap(
-        (y, linear, hidden),
+        tuple(np.asarray(a, dtype=float) for a in (y, linear, hidden)),
         gap,
         paired=True,
         vectorized=False,
@@ -78,13 +77,13 @@ def ranking_gap(y, linear, hidden, seed: int) -> tuple[float, float]:
         method="percentile",
         rng=np.random.default_rng(seed),
     )
-    return float(gap(y, linear, hidden)), float(spread.standard_error)
+    return float(spread.standard_error)
 
 
 def choose_depth(config: SweepConfig, dataset: Dataset, classes: int = 1) -> dict:
     """hidden_layers = auto: trained with balanced class weights on the trials' own validation plan, a linear network
     and one of one hidden layer of PROBE_WIDTH units rank the pooled validation rows; one hidden layer only where its
-    average precision is higher by more than one standard error of the gap (ranking_gap), else 0, the linear network.
+    average precision is higher by more than one standard error of the gap (gap_error), else 0, the linear network.
     This is the one-standard-error rule (Hastie et al., Elements of Statistical Learning, 7.10): the simpler model
     unless the richer one is better beyond the noise of a few validation positives. Only the validation plan's rows
     are read, never the test rows. One hidden layer without a probe for three or more classes and for population > 1
@@ -106,9 +105,9 @@ def choose_depth(config: SweepConfig, dataset: Dataset, classes: int = 1) -> dic
         settings = TrainSettings(probe.epochs, probe.batch_size, float(probe.learning_rate), layers, config.seed)
         models, _ = train_models(plan.X_fit, plan.y_fit, width, weights, settings, [f.keep for f in plan.folds])
         pooled[layers] = plan.pool(_fold_scores(plan, models))
-    gap, error = ranking_gap(plan.y, pooled[0], pooled[1], config.seed)
-    chosen = 1 if gap > error else 0
     ranked = {layers: float(average_precision_score(plan.y, scores)) for layers, scores in pooled.items()}
+    error = gap_error(plan.y, pooled[0], pooled[1], config.seed)
+    chosen = 1 if ranked[1] - ranked[0] > error else 0
     why = (
         f"hidden_layers = auto: {'a linear network' if chosen == 0 else 'one hidden layer'} (validation average "
         f"precision with balanced weights: linear {ranked[0]:.3f}, one hidden layer of {width} units {ranked[1]:.3f}; "
