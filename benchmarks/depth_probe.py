@@ -110,16 +110,15 @@ def main() -> None:
                 f"{picks} of {len(args.seeds)} | {plain} | {means} | {interval_text(gain)} | {interval_text(change)}"
             )
             print(f"| {name} | {group} | {found['rows']:,} | {cells} |", flush=True)
-    print("\nChosen minus one hidden layer, paired over (table, seed) pairs (95% t interval):\n")
-    for group, values in gains.items():
-        if values:
-            print(f"- {group}: {interval_text(values)} over {len(values)} pairs")
-    print(f"- all: {interval_text(gains['choose'] + gains['confirm'])}")
-    print("\nChosen minus the plain comparison (the higher validation AP wins, no standard-error rule):\n")
-    for group, values in over_plain.items():
-        if values:
-            print(f"- {group}: {interval_text(values)} over {len(values)} pairs")
-    print(f"- all: {interval_text(over_plain['choose'] + over_plain['confirm'])}")
+    for title, differences in (
+        ("Chosen minus one hidden layer, paired over (table, seed) pairs (95% t interval)", gains),
+        ("Chosen minus the plain comparison (the higher validation AP wins, no standard-error rule)", over_plain),
+    ):
+        print(f"\n{title}:\n")
+        for group, values in differences.items():
+            if values:
+                print(f"- {group}: {interval_text(values)} over {len(values)} pairs")
+        print(f"- all: {interval_text(differences['choose'] + differences['confirm'])}")
 
 
 if __name__ == "__main__":
