@@ -170,3 +170,19 @@ def test_fold_models_learn_nothing_from_held_out_rows(classes):
     runs = [train_models(X, labels, 4, weights, settings(), keeps=(keep, None))[0] for labels in (y, flipped)]
     assert np.allclose(score(runs[0][0], X), score(runs[1][0], X), atol=1e-6)
     assert not np.allclose(score(runs[0][1], X), score(runs[1][1], X), atol=1e-3)
+
+
+def test_linear_fold_models_trained_stacked_equal_each_trained_alone(problem):
+    """Check that linear fold models, trained as the columns of one program, end where each trained alone ends: same
+    start, same batches, and each column's gradient its own."""
+    from sweep.models.network import train_models
+
+    X, y = problem
+    keeps = [(np.arange(len(y)) % 3 != fold).astype(np.float32) for fold in range(3)]
+    linear = settings(hidden_layers=0, learning_rate=0.05)
+    stacked, _ = train_models(X, y, 1, {0: 1.0, 1: 5.0}, linear, keeps)
+    alone = [train_models(X, y, 1, {0: 1.0, 1: 5.0}, linear, (keep,))[0][0] for keep in keeps]
+    assert [model.hidden_width for model in stacked] == [None] * 3
+    for together, single in zip(stacked, alone):
+        assert np.allclose(score(together, X), score(single, X), atol=1e-5)
+    assert not np.allclose(score(stacked[0], X), score(stacked[1], X), atol=1e-3)

@@ -51,16 +51,19 @@ def test_failing_trial_is_recorded_with_its_reason_and_the_sweep_goes_on(tiny_co
 
 
 @pytest.mark.parametrize(
-    "pruner, state, epochs_reported",
+    "pruner, state, epochs, epochs_reported",
     [
-        (optuna.pruners.NopPruner(), TrialState.COMPLETE, [1, 2, 3]),
+        (optuna.pruners.NopPruner(), TrialState.COMPLETE, 3, [1, 2, 3]),
+        # Past REPORTS_PER_TRIAL epochs, every report_every-th epoch and the last are reported.
+        (optuna.pruners.NopPruner(), TrialState.COMPLETE, 103, [*range(3, 103, 3), 103]),
         # A real pruner told that no value is good enough: it stops the trial after its first report.
-        (optuna.pruners.ThresholdPruner(lower=2.0), TrialState.PRUNED, [1]),
+        (optuna.pruners.ThresholdPruner(lower=2.0), TrialState.PRUNED, 3, [1]),
     ],
 )
-def test_epochs_are_reported_and_pruning_is_recorded(tiny_config, pruner, state, epochs_reported):
-    """Check that every epoch's validation objective is reported, and a pruned trial ends PRUNED at its epoch."""
-    config = tiny_config(epochs=3)
+def test_epochs_are_reported_and_pruning_is_recorded(tiny_config, pruner, state, epochs, epochs_reported):
+    """Check that the validation objective is reported every epoch (every few of a long training, and the last), and
+    a pruned trial ends PRUNED at its epoch."""
+    config = tiny_config(epochs=epochs)
     dataset = load_dataset(config)
     study = optuna.create_study(storage=open_storage(config.storage), direction="maximize", pruner=pruner)
     study.optimize(trial_function(config, dataset, parse_goal("f1")), n_trials=1)
@@ -70,7 +73,7 @@ def test_epochs_are_reported_and_pruning_is_recorded(tiny_config, pruner, state,
     if state == TrialState.PRUNED:
         assert trial.user_attrs["pruned_at_epoch"] == 1 and trial.user_attrs["epochs_run"] == 1
     else:
-        assert trial.intermediate_values[3] == pytest.approx(trial.value)
+        assert trial.intermediate_values[epochs] == pytest.approx(trial.value)
     assert set(trial.user_attrs["threads"]) == {"intra_op", "inter_op"}
 
 

@@ -160,8 +160,9 @@ class BuiltinNetwork(ModelKind):
         return dataclasses.replace(config, epochs=epochs, learning_rate=rate)
 
     def train_folds(self, dataset, params, settings, hooks=None, clock=None) -> TrainedFolds:
-        """The fold models trained side by side from the trial's start; `hooks.side_by_side` hears each epoch with
-        the pooled validation scores (the clock is the hooks' to check: an epoch is one compiled call)."""
+        """The fold models trained side by side from the trial's start; `hooks.side_by_side` hears every
+        `hooks.every`-th epoch with the pooled validation scores (the clock is the hooks' to check: an epoch is one
+        compiled call)."""
         plan = dataset.validation
         rows_first = self.classes > 1
 
@@ -170,7 +171,14 @@ class BuiltinNetwork(ModelKind):
 
         keeps = [fold.keep for fold in plan.folds]
         models, result = train_models(
-            plan.X_fit, plan.y_fit, params.hidden_width, params.class_weight, settings, keeps, hooks and report
+            plan.X_fit,
+            plan.y_fit,
+            params.hidden_width,
+            params.class_weight,
+            settings,
+            keeps,
+            hooks and report,
+            every=hooks.every if hooks else 1,
         )
         fold_scores = _fold_scores(plan, models)
         pooled = plan.pool(fold_scores, rows_first)

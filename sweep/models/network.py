@@ -74,6 +74,11 @@ class Network:
         """Units of the last layer: 1 (a sigmoid) for two classes, K (a softmax) for K classes."""
         return int(self.layers[-1][0].shape[1])
 
+    def columns(self) -> list[Network]:
+        """A linear network of K sigmoid outputs as K linear networks of one (linear fold models trained stacked)."""
+        ((kernel, bias),) = self.layers
+        return [Network(((kernel[:, [k]], bias[[k]]),)) for k in range(kernel.shape[1])]
+
     def to_keras(self):
         """The same network as a Keras model (what `build_model` makes), with these weights."""
         model = build_model(int(self.layers[0][0].shape[0]), self.hidden_width, len(self.layers) - 1, self.outputs)
@@ -146,13 +151,15 @@ def train_models(
     settings: TrainSettings,
     keeps=(None,),
     on_epoch: Callable[[int, float, list], None] | None = None,
+    every: int = 1,
 ):
     """Train one network per entry of `keeps` epoch by epoch side by side (fold models of one trial), all
     from the trial's start; returns (networks, TrainResult). Raises TrialFailed on a NaN/infinite loss.
 
     keeps[k] weights network k's rows (0 = held out, None = every row): a held-out row contributes no loss, so
     network k learns from the others only, with the batches (and Adam steps) of training on all rows.
-    on_epoch(epoch, mean_loss, networks) runs after every epoch (1-based) with the networks as they are then;
+    on_epoch(epoch, mean_loss, networks) runs after every `every`-th epoch (1-based) and the last, with the networks
+    as they are then;
     it may raise to stop training (optuna.TrialPruned does).
 
     Same mathematics as model.fit(X, y, class_weight=..., batch_size=..., epochs=..., shuffle=True) with
@@ -166,30 +173,47 @@ def train_models(
     outputs = output_units(class_weight)
     start = initial_layers(X.shape[1], hidden_width, settings.hidden_layers, settings.seed, outputs)
     weights = label_weights(y, class_weight)
+    rows_weights = [weights if keep is None else weights * keep for keep in keeps]
+    decay = settings.weight_decay > 0
+    stacked = settings.hidden_layers == 0 and outputs == 1 and len(keeps) > 1
     with tf.device(device):
-        programs = []
-        for slot, keep in enumerate(keeps):
-            decay = settings.weight_decay > 0
-            program = epoch_program(
-                device, X.shape[1], settings.hidden_layers, settings.batch_size, slot, outputs, decay
+        if stacked:
+            # Linear fold models as the columns of one (features, K) kernel: they see the same shuffled batches, and
+            # each column's gradient is its own (Adam is element-wise), so this is K separate trainings in one
+            # compiled call per epoch instead of K; per-call overhead is the cost of these networks.
+            program = epoch_program(device, X.shape[1], 0, settings.batch_size, 0, outputs, decay)
+            ((kernel, bias),) = start
+            stacked_start = [(np.repeat(kernel, len(keeps), axis=1), np.repeat(bias, len(keeps)))]
+            program.load(
+                X, y, np.stack(rows_weights, axis=1), stacked_start, settings.learning_rate, settings.weight_decay
             )
-            rows_weights = weights if keep is None else weights * keep
-            program.load(X, y, rows_weights, start, settings.learning_rate, settings.weight_decay)
-            programs.append(program)
+            programs = [program]
+        else:
+            programs = []
+            for slot, row_weights in enumerate(rows_weights):
+                program = epoch_program(
+                    device, X.shape[1], settings.hidden_layers, settings.batch_size, slot, outputs, decay
+                )
+                program.load(X, y, row_weights, start, settings.learning_rate, settings.weight_decay)
+                programs.append(program)
+
+        def networks() -> list[Network]:
+            return programs[0].network().columns() if stacked else [program.network() for program in programs]
+
         loss = float("nan")
         epochs_run = 0
         for epoch in range(settings.epochs):
             seed = tf.constant([settings.seed, epoch], dtype=tf.int64)
-            loss = float(np.mean([float(program(seed)) for program in programs]))
+            loss = sum(float(program(seed)) for program in programs) / len(keeps)  # the fold models' mean
             epochs_run = epoch + 1
             if not np.isfinite(loss):
                 raise TrialFailed(f"training loss became {loss} at epoch {epochs_run}")
-            if on_epoch is not None:
-                on_epoch(epochs_run, loss, [program.network() for program in programs])
-        networks = [program.network() for program in programs]
+            if on_epoch is not None and (epochs_run % every == 0 or epochs_run == settings.epochs):
+                on_epoch(epochs_run, loss, networks())
+        trained = networks()
         for program in programs:
             unload_rows(program.rows)
-    return networks, TrainResult(epochs_run, time.perf_counter() - started, loss, device)
+    return trained, TrainResult(epochs_run, time.perf_counter() - started, loss, device)
 
 
 class FusedAdam:
@@ -332,7 +356,8 @@ class EpochProgram:
             labels = np.asarray(y, dtype=np.float32).reshape(-1, 1)
         self.rows["features"].assign(np.asarray(X, dtype=np.float32))
         self.rows["labels"].assign(labels)
-        self.rows["weights"].assign(np.asarray(row_weights, dtype=np.float32).reshape(-1, 1))
+        row_weights = np.asarray(row_weights, dtype=np.float32)
+        self.rows["weights"].assign(row_weights.reshape(-1, 1) if row_weights.ndim == 1 else row_weights)
         for (kernel, bias), (kernel_start, bias_start) in zip(self.layers, start):
             kernel.assign(kernel_start)
             bias.assign(bias_start)

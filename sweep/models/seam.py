@@ -46,7 +46,10 @@ class Refit:
 
 class EpochHooks(Protocol):
     """What a trial does after each epoch (reports to the pruner, its clock, a stop request). Fold models trained
-    side by side end their epochs together; fold models trained one after another end them one fold at a time."""
+    side by side end their epochs together; fold models trained one after another end them one fold at a time. Fold
+    models side by side are heard every `every`-th epoch and at the last (sweep.study.reports.report_every)."""
+
+    every: int
 
     def side_by_side(self, epoch: int, pooled: np.ndarray) -> None: ...
 

@@ -14,6 +14,15 @@ from sweep.study.optuna_private import set_user_attrs
 if TYPE_CHECKING:
     pass
 
+# A trial reports at most about this many epochs: a linear network's many short epochs (LINEAR_STEPS on a small table)
+# would otherwise spend more time reporting than training, for a learning curve no less readable at this resolution.
+REPORTS_PER_TRIAL = 50
+
+
+def report_every(epochs: int) -> int:
+    """Report every this many epochs of a trial of `epochs` (and its last): 1 up to REPORTS_PER_TRIAL epochs."""
+    return max(1, -(-epochs // REPORTS_PER_TRIAL))
+
 
 def report_epoch(
     trial: optuna.Trial, goal: Goal, y_true, scores, threshold: float | None, epoch: int, bounds=None

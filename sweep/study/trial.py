@@ -21,7 +21,7 @@ from sweep.multiclass import ClassJudge, bind_class_goal, class_metrics, effecti
 from sweep.runtime import device_label, placement, thread_settings
 from sweep.space import TrialParams, trial_seed
 from sweep.study.optuna_private import set_param, set_user_attrs
-from sweep.study.reports import EpochReports
+from sweep.study.reports import EpochReports, report_every
 from sweep.study.watchdog import Watchdog, watch_trial
 
 if TYPE_CHECKING:
@@ -120,7 +120,8 @@ class TrialHooks:
     stop request and the pruner's last verdict are checked and the pooled objective is reported on a thread; after
     an epoch of one fold model trained alone, the pruner's last verdict is acted on (in the middle of fit) and the
     fold's objective is reported on the thread at step fold * epochs + epoch. Either way a verdict stops training
-    one epoch after the epoch it was given at, and the trial is told PRUNED at that epoch's value."""
+    one report after the epoch it was given at, and the trial is told PRUNED at that epoch's value. Side by side,
+    a long training reports every `every`-th epoch (report_every)."""
 
     def __init__(self, trial: optuna.Trial, config: SweepConfig, goal: Goal, plan: Validation, params, clock) -> None:
         self.trial, self.config, self.goal, self.plan, self.params, self.clock = (
@@ -132,6 +133,7 @@ class TrialHooks:
             clock,
         )
         self.reports = EpochReports(trial, goal, plan.y, params.threshold, config.threshold)
+        self.every = report_every(config.epochs)
 
     def side_by_side(self, epoch: int, pooled: np.ndarray) -> None:
         self.clock.check(epoch)  # first: once its watchdog has failed the trial, nothing more is written to it
