@@ -176,6 +176,8 @@ def test_three_workers_fill_the_budget_exactly(tiny_config, backend, population,
 
 
 def _worker_command(csv: str, storage: str, study: str, trials: int, epochs: int, population: int = 0) -> list[str]:
+    """`sweep worker` on the tiny table; one hidden layer named: these tests' subject is
+    workers and storage, and the depth probe would train two networks for all the epochs before each run."""
     return [
         SWEEP,
         "worker",
@@ -201,6 +203,8 @@ def _worker_command(csv: str, storage: str, study: str, trials: int, epochs: int
         "3",
         "--population",
         str(population),
+        "--hidden-layers",
+        "1",
         "--cv",
         "0",
     ]
@@ -221,8 +225,7 @@ def test_killed_worker_trial_is_failed_and_retried(tiny_csv, backend, request, t
     """Check that SIGKILL of one of two workers mid-trial leaves its trial FAIL, retried, and the budget reached
     intact."""
     storage = _storage_for(backend, request, tmp_path)
-    # 300 epochs of the tiny table take seconds (each epoch's report a storage round trip): long enough to be killed
-    # mid-trial.
+    # 300 epochs of the tiny table take seconds: long enough to be killed mid-trial.
     epochs = 300
     command = _worker_command(tiny_csv, storage, unique_name, trials=6, epochs=epochs, population=1)
     victim = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -236,15 +239,15 @@ def test_killed_worker_trial_is_failed_and_retried(tiny_csv, backend, request, t
                 return None
             if not any(t.state == TrialState.COMPLETE for t in trials):
                 return None
-            # Fewer than half its epochs reported: most of the trial is still ahead, so the kill lands mid-trial.
-            # Counted in epochs, not by the clock: a loaded machine's poll of the storage can take longer than a
-            # wall-clock window.
+            # Its last report before half its epochs: most of the trial is still ahead, so the kill lands
+            # mid-trial. Counted in epochs, not by the clock: a loaded machine's poll of the storage can take longer
+            # than a wall-clock window.
             mine = [
                 t
                 for t in trials
                 if t.state == TrialState.RUNNING
                 and t.user_attrs.get("worker", "").endswith(f":{victim.pid}")
-                and len(t.intermediate_values) < epochs // 2
+                and max(t.intermediate_values, default=0) < epochs // 2
             ]
             if not mine and victim.poll() is not None:
                 raise AssertionError(
@@ -345,8 +348,8 @@ def test_interrupted_worker_fails_its_trial_and_the_next_run_resumes(tiny_csv, t
     """Check that SIGTERM/SIGINT stop a worker with exit 130, its running trials FAIL (not RUNNING), and a rerun
     completes the study."""
     storage = f"sqlite:///{tmp_path / 'stop.db'}"
-    # 200 epochs of the tiny table take about a second (each a storage round trip): the signal, sent as soon as a
-    # trial is RUNNING, arrives while it runs.
+    # 200 epochs of the tiny table take seconds: the signal, sent as soon as a trial is RUNNING, arrives while it
+    # runs.
     command = _worker_command(tiny_csv, storage, "stop", trials=4, epochs=200, population=population)
     worker = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
