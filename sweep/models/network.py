@@ -159,8 +159,8 @@ def train_models(
     keeps[k] weights network k's rows (0 = held out, None = every row): a held-out row contributes no loss, so
     network k learns from the others only, with the batches (and Adam steps) of training on all rows.
     on_epoch(epoch, mean_loss, networks) runs after every `every`-th epoch (1-based) and the last, with the networks
-    as they are then;
-    it may raise to stop training (optuna.TrialPruned does).
+    as they are then; it may raise to stop training (optuna.TrialPruned does). Linear fold models train stacked, as
+    the columns of one program.
 
     Same mathematics as model.fit(X, y, class_weight=..., batch_size=..., epochs=..., shuffle=True) with
     binary cross-entropy and Adam (see EpochProgram); what differs is that each epoch is one compiled call
@@ -349,7 +349,9 @@ class EpochProgram:
         self, X: np.ndarray, y: np.ndarray, row_weights: np.ndarray, start, learning_rate: float, weight_decay=0.0
     ) -> None:
         """Set the rows, their weights and the network's starting weights; reset Adam. A softmax program holds
-        each label as a one-hot row as wide as the start's last layer (fewer ops per batch than class indices)."""
+        each label as a one-hot row as wide as the start's last layer (fewer ops per batch than class indices).
+        Row weights of shape (rows, K) with a last layer of K sigmoid units train K networks at once, one per column
+        (linear fold models stacked: train_models)."""
         if self.softmax:
             labels = np.eye(start[-1][0].shape[1], dtype=np.float32)[np.asarray(y, dtype=np.int64)]
         else:
