@@ -367,6 +367,17 @@ def test_pruning_one_member_leaves_the_others_running(tiny_config, tiny_dataset)
         assert sorted(states[number].intermediate_values) == [1, 2, 3, 4]
 
 
+def test_a_long_population_reports_as_a_single_trial_does(tiny_config, tiny_dataset):
+    """Check that members of a population of more than REPORTS_PER_TRIAL epochs report every report_every-th epoch and
+    the last, as a single trial does."""
+    config = tiny_config(epochs=103, pruner="none")
+    study = optuna.create_study(storage=open_storage(config.storage), direction="maximize")
+    population_round(study, config, tiny_dataset, parse_goal("f1"), 2)
+    for trial in study.trials:
+        assert trial.state == TrialState.COMPLETE and trial.user_attrs["epochs_run"] == 103
+        assert sorted(trial.intermediate_values) == [*range(3, 103, 3), 103]
+
+
 def test_killed_population_worker_leaves_no_trial_running(tiny_csv, tmp_path):
     """Check that SIGKILL mid-population leaves no trial RUNNING once the grace period has passed and the next run
     completes the study."""

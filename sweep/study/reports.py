@@ -20,7 +20,8 @@ REPORTS_PER_TRIAL = 50
 
 
 def report_every(epochs: int) -> int:
-    """Report every this many epochs of a trial of `epochs` (and its last): 1 up to REPORTS_PER_TRIAL epochs."""
+    """Report every this many epochs of a trial (or population member) of `epochs`, and its last: 1 up to
+    REPORTS_PER_TRIAL epochs."""
     return max(1, -(-epochs // REPORTS_PER_TRIAL))
 
 

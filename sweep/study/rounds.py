@@ -26,7 +26,7 @@ from sweep.study.optuna_private import (
     storage_of,
     trial_id,
 )
-from sweep.study.reports import ReportThread, report_epoch
+from sweep.study.reports import ReportThread, report_epoch, report_every
 from sweep.study.trial import (
     class_judge,
     judged_threshold,
@@ -117,6 +117,7 @@ class PopulationRound:
         self.plan = dataset.validation
         self.size, self.folds = len(self.trials), len(self.plan.folds)
         self.clock = TrialClock(config.trial_timeout, config.epochs)
+        self.every = report_every(config.epochs)  # as a single trial reports
         self.watchdog = Watchdog(self.clock, config.grace_period, open_trials.fail_open)
         self.params: list = []
         self.class_goal = bind_class_goal(goal, dataset.classes)  # None for a binary target
@@ -188,7 +189,8 @@ class PopulationRound:
         return population, epochs_run, seconds
 
     def _on_epoch(self, epoch: int, losses, population, active):
-        """After each epoch: a stop request, the clock and the run's deadline; then the members' reports, queued."""
+        """After each epoch: a stop request, the clock and the run's deadline; then, every `every`-th epoch and at the
+        last, the members' reports, queued."""
         stopping.check()
         config, size, folds = self.config, self.size, self.folds
         reason, attrs = self.clock.over(epoch), {}
@@ -198,6 +200,8 @@ class PopulationRound:
         if reason is not None:  # after this epoch's reports, on the reporter: every open member ends FAIL
             self.open_trials.submit(self.open_trials.fail_open, reason, attrs)
             return np.zeros(size * folds, dtype=bool)
+        if epoch % self.every and epoch < config.epochs:  # not an epoch to report
+            return np.tile(active[:size] & self.open_trials.still_open(size), folds)
         # The validation scores are taken now, before the next epoch changes the weights; reporting them
         # (metrics, trial.report, pruning: storage round trips) overlaps with the next epoch. A trial's
         # loss is the mean of its fold models' losses; its fold models leave training together.
