@@ -200,14 +200,13 @@ class PopulationRound:
         if reason is not None:  # after this epoch's reports, on the reporter: every open member ends FAIL
             self.open_trials.submit(self.open_trials.fail_open, reason, attrs)
             return np.zeros(size * folds, dtype=bool)
-        if epoch % self.every and epoch < config.epochs:  # not an epoch to report
-            return np.tile(active[:size] & self.open_trials.still_open(size), folds)
-        # The validation scores are taken now, before the next epoch changes the weights; reporting them
-        # (metrics, trial.report, pruning: storage round trips) overlaps with the next epoch. A trial's
-        # loss is the mean of its fold models' losses; its fold models leave training together.
-        scores, _ = population_scores(population, self.plan, size)
-        member_losses = losses.reshape(folds, size).mean(axis=0)
-        self.open_trials.submit(self._report_members, epoch, member_losses, scores, active[:size])
+        if epoch % self.every == 0 or epoch >= config.epochs:
+            # The validation scores are taken now, before the next epoch changes the weights; reporting them
+            # (metrics, trial.report, pruning: storage round trips) overlaps with the next epoch. A trial's
+            # loss is the mean of its fold models' losses; its fold models leave training together.
+            scores, _ = population_scores(population, self.plan, size)
+            member_losses = losses.reshape(folds, size).mean(axis=0)
+            self.open_trials.submit(self._report_members, epoch, member_losses, scores, active[:size])
         return np.tile(active[:size] & self.open_trials.still_open(size), folds)
 
     def _report_members(self, epoch: int, losses, scores, active) -> None:
