@@ -143,6 +143,12 @@ def label_weights(y: np.ndarray, class_weight: dict[int, float]) -> np.ndarray:
     return per_class[np.asarray(y, dtype=np.int64)]
 
 
+def on_cadence(epoch: int, every: int, epochs: int) -> bool:
+    """Whether 1-based `epoch` of `epochs` is reported at cadence `every`: every `every`-th epoch and the last (one
+    rule for single trials here and population members in sweep.study.rounds)."""
+    return epoch % every == 0 or epoch >= epochs
+
+
 def train_models(
     X: np.ndarray,
     y: np.ndarray,
@@ -208,7 +214,7 @@ def train_models(
             epochs_run = epoch + 1
             if not np.isfinite(loss):
                 raise TrialFailed(f"training loss became {loss} at epoch {epochs_run}")
-            if on_epoch is not None and (epochs_run % every == 0 or epochs_run == settings.epochs):
+            if on_epoch is not None and on_cadence(epochs_run, every, settings.epochs):
                 on_epoch(epochs_run, loss, networks())
         trained = networks()
         for program in programs:

@@ -15,6 +15,7 @@ from sweep import stopping
 from sweep.errors import TrialFailed, TrialTimedOut
 from sweep.metrics import Goal
 from sweep.models import TrainedFolds, check_scores, model_kind
+from sweep.models.network import on_cadence
 from sweep.models.population import fold_subnets, population_scores
 from sweep.multiclass import bind_class_goal
 from sweep.space import suggest, suggest_width, trial_seed
@@ -200,7 +201,7 @@ class PopulationRound:
         if reason is not None:  # after this epoch's reports, on the reporter: every open member ends FAIL
             self.open_trials.submit(self.open_trials.fail_open, reason, attrs)
             return np.zeros(size * folds, dtype=bool)
-        if epoch % self.every == 0 or epoch >= config.epochs:
+        if on_cadence(epoch, self.every, config.epochs):
             # The validation scores are taken now, before the next epoch changes the weights; reporting them
             # (metrics, trial.report, pruning: storage round trips) overlaps with the next epoch. A trial's
             # loss is the mean of its fold models' losses; its fold models leave training together.
