@@ -129,14 +129,10 @@ def f1_curve(y: np.ndarray, scores: np.ndarray, cuts: np.ndarray, weights: np.nd
 
 
 def bootstrap_weights(y: np.ndarray, seed: int) -> np.ndarray:
-    """Stratified bootstrap multiplicities (BOOTSTRAPS x rows)."""
-    rng = np.random.default_rng(seed)
-    weights = np.zeros((BOOTSTRAPS, len(y)))
-    for label in (0, 1):
-        rows = np.flatnonzero(y == label)
-        for b in range(BOOTSTRAPS):
-            np.add.at(weights[b], rng.choice(rows, len(rows)), 1)
-    return weights
+    """Stratified bootstrap multiplicities (BOOTSTRAPS x rows): the resamples of the test intervals' bootstrap."""
+    from sweep.metrics import _stratified_counts
+
+    return _stratified_counts(np.asarray(y, dtype=np.float64), BOOTSTRAPS, seed)
 
 
 def rule_tuned(s, y, folds, weight):
