@@ -637,21 +637,34 @@ def print_decisions(rows: list[Row], labels: dict, say) -> None:
             + (", ".join(below[method]) if method in below else "no table")
         )
 
-    say("\nRanks better, decides worse (mean AP over the splits at or above logistic's, mean F1 below it):")
+    from common import t_interval
+
+    say(
+        "\nRanks better, decides worse (mean AP over the splits at or above logistic's, mean F1 below it; each with "
+        "the paired difference and its 95% t interval over the splits, and how many are beyond noise on both):"
+    )
     for method in compared_methods(rows):
-        hits = []
+        hits, beyond = [], 0
         for table in tables:
             keys = [(table, s) for s in seeds if (table, s, method) in by and (table, s, "logistic") in by]
             if not keys:
                 continue
             mean = lambda m, metric, keys=keys: statistics.mean(getattr(by[k + (m,)], metric) for k in keys)  # noqa: E731
             if mean(method, "ap") >= mean("logistic", "ap") and mean(method, "f1") < mean("logistic", "f1"):
+                ap, f1 = (
+                    [(getattr(by[k + (method,)], m), getattr(by[k + ("logistic",)], m)) for k in keys]
+                    for m in ("ap", "f1")
+                )
+                beyond += t_interval([a - b for a, b in ap])[1] > 0 and t_interval([a - b for a, b in f1])[2] < 0
                 hits.append(
-                    f"{table} (AP {mean(method, 'ap'):.3f} vs {mean('logistic', 'ap'):.3f}, "
-                    f"F1 {mean(method, 'f1'):.3f} vs {mean('logistic', 'f1'):.3f})"
+                    f"{table} (AP {mean(method, 'ap'):.3f} vs {mean('logistic', 'ap'):.3f}, {paired_mean(ap)}; "
+                    f"F1 {mean(method, 'f1'):.3f} vs {mean('logistic', 'f1'):.3f}, {paired_mean(f1)})"
                 )
         counted = len({t for t in tables if any((t, s, method) in by for s in seeds)})
-        say(f"- {method}: {len(hits)} of {counted} tables" + (": " + "; ".join(hits) if hits else ""))
+        say(
+            f"- {method}: {len(hits)} of {counted} tables"
+            + (": " + "; ".join(hits) + f". Beyond noise on both: {beyond}" if hits else "")
+        )
 
 
 def print_summary(rows: list[Row], labels: dict, say) -> None:
