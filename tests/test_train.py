@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from sweep.errors import TrialFailed
-from sweep.models.network import TrainSettings, score, train_model
+from sweep.models.network import TrainSettings, on_cadence, score, train_model
 from tests.conftest import make_table
 
 
@@ -186,3 +186,12 @@ def test_linear_fold_models_trained_stacked_equal_each_trained_alone(problem):
     for together, single in zip(stacked, alone):
         assert np.allclose(score(together, X), score(single, X), atol=1e-5)
     assert not np.allclose(score(stacked[0], X), score(stacked[1], X), atol=1e-3)
+
+
+@pytest.mark.parametrize(
+    "every, epochs, reported",
+    [(1, 4, [1, 2, 3, 4]), (3, 10, [3, 6, 9, 10]), (3, 9, [3, 6, 9]), (5, 3, [3])],
+)
+def test_the_report_cadence_is_every_kth_epoch_and_the_last(every, epochs, reported):
+    """Check that on_cadence picks every `every`-th epoch and the last, once each."""
+    assert [epoch for epoch in range(1, epochs + 1) if on_cadence(epoch, every, epochs)] == reported
