@@ -37,7 +37,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import machine, t_interval  # noqa: E402
-from tables import BUILDERS, GROUPS, write_table  # noqa: E402
+from decisions import sweep_config  # noqa: E402
+from tables import BUILDERS, GROUPS  # noqa: E402
 
 _threads = os.environ.get("OMP_NUM_THREADS")
 from real_tables import Row, features, reference_row, test_rows  # noqa: E402
@@ -52,24 +53,11 @@ def collect(table: str, seed: int, args, work: Path, out: Path) -> None:
     """One sweep and its default export's retrain; the arrays every rule needs, saved to `out`."""
     import pandas as pd
 
-    from sweep.config import resolve_config
     from sweep.handover.retrain import retrain_best
     from sweep.study.runner import run_sweep
 
-    csv = write_table(table, work)
-    storage = f"sqlite:///{work / f'{table}-{seed}.db'}"
-    config = resolve_config(
-        {
-            "data": str(csv),
-            "target": "label",
-            "storage": storage,
-            "study": f"{table}-{seed}",
-            "trials": args.trials,
-            "epochs": args.epochs,
-            "seed": seed,
-        },
-        env={},
-    )
+    config = sweep_config(table, seed, args.trials, args.epochs, work)
+    storage, csv = config.storage, config.data
     started = time.perf_counter()
     run_sweep(config)
     found = retrain_best(storage, config.study)

@@ -83,26 +83,31 @@ def measure(found, prefix: str, rank: bool) -> dict:
     return found_rows
 
 
+def sweep_config(table: str, seed: int, trials: int, epochs: int, work: Path, overrides: dict | None = None):
+    """The default sweep of `table` at split `seed`: the table written to `work`, a SQLite study of its own there."""
+    csv = write_table(table, work)
+    return resolve_config(
+        {
+            "data": str(csv),
+            "target": "label",
+            "storage": f"sqlite:///{work / f'{table}-{seed}.db'}",
+            "study": f"{table}-{seed}",
+            "trials": trials,
+            "epochs": epochs,
+            "seed": seed,
+        }
+        | (overrides or {}),
+        env={},
+    )
+
+
 def run_one(table: str, seed: int, args, work: Path) -> dict:
     from sweep.handover.retrain import retrain_best
     from sweep.study.runner import run_sweep
 
-    csv = write_table(table, work)
-    storage = f"sqlite:///{work / f'{table}-{seed}.db'}"
     overrides = dict(item.split("=", 1) for item in args.set)
-    config = resolve_config(
-        {
-            "data": str(csv),
-            "target": "label",
-            "storage": storage,
-            "study": f"{table}-{seed}",
-            "trials": args.trials,
-            "epochs": args.epochs,
-            "seed": seed,
-        }
-        | overrides,
-        env={},
-    )
+    config = sweep_config(table, seed, args.trials, args.epochs, work, overrides)
+    storage = config.storage
     started = time.perf_counter()
     run_sweep(config)
     swept = time.perf_counter() - started
