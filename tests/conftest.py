@@ -232,15 +232,39 @@ def example_files(tmp_path_factory):
     return {name: str(folder / name) for name in ("digits.npz", "sequences.npz", "tabular.csv")}
 
 
+def built_once_per_run(tmp_path_factory, name: str, build):
+    """What `build(folder)` returns, built once per test run rather than once per pytest-xdist process: the first to ask
+    builds it under a lock in the run's shared temp folder and pickles it, the others wait and read it back. Only for
+    trained fixtures whose tests read them and write elsewhere."""
+    import fcntl  # the standard library's lock: filelock would be one more test dependency for this one use
+    import pickle
+
+    if os.environ.get("PYTEST_XDIST_WORKER") is None:
+        return build(tmp_path_factory.mktemp(name))
+    folder = tmp_path_factory.getbasetemp().parent / name  # xdist gives each process a folder in the run's own
+    folder.mkdir(exist_ok=True)
+    built = folder / "built.pickle"
+    with open(folder / "lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not built.exists():
+            built.write_bytes(pickle.dumps(build(folder)))
+        return pickle.loads(built.read_bytes())
+
+
 @pytest.fixture(scope="session")
 def user_studies(tmp_path_factory, example_files):
     """The three example models swept and exported, shared by the tests that read them (each trains a few Keras
-    models): a Conv2D on digits (one split), a Conv1D on sequences (3-fold cross-validated), a tabular MLP with a
-    searched dropout. Returns {name: (config, ExportResult)}."""
+    models; built once per run): a Conv2D on digits (one split), a Conv1D on sequences (3-fold cross-validated), a
+    tabular MLP with a searched dropout. Returns {name: (config, ExportResult)}."""
+    return built_once_per_run(
+        tmp_path_factory, "user-studies", lambda folder: _sweep_user_studies(folder, example_files)
+    )
+
+
+def _sweep_user_studies(folder: Path, example_files: dict) -> dict:
     from sweep.handover.export import export_best
     from sweep.study.runner import run_sweep
 
-    folder = tmp_path_factory.mktemp("user-studies")
     storage = f"sqlite:///{folder / 'user.db'}"
     configs = {
         "digits": user_model_values(
