@@ -18,9 +18,13 @@ $(STAMP): pyproject.toml
 run: install
 	$(BIN)/sweep run --config studies/reference.toml
 
-# Two test processes (pytest-xdist; one per core here); the few long process tests marked slow run in CI's second step.
+# One more test process than cores (pytest-xdist), each taking work from the others when it runs out: the process tests
+# spend much of their time waiting on the processes, sleeps and databases they start, and the extra process fills that
+# time (docs/development.md#test-time). The few long process tests marked slow run in CI's second step.
+TEST_PROCESSES ?= $(shell $(PYTHON) -c 'import os; print(len(os.sched_getaffinity(0)) + 1)')
+
 test: install
-	$(BIN)/python -m pytest -n auto -m "not slow"
+	$(BIN)/python -m pytest -n $(TEST_PROCESSES) --dist worksteal -m "not slow"
 
 test-slow: install
 	$(BIN)/python -m pytest -n auto -m slow
