@@ -6,6 +6,7 @@ import contextlib
 import os
 import sys
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -553,13 +554,26 @@ def write_class_model(folder: Path, units: int) -> str:
     return f"{folder / 'model.py'}:build"
 
 
+@dataclass(frozen=True)
+class Invoked:
+    """What a CliRunner call left that the tests read (its Result holds a traceback and does not pickle)."""
+
+    exit_code: int
+    output: str
+
+
 @pytest.fixture(scope="session", params=["table", "arrays"])
 def swept_classes(request, tmp_path_factory):
     """A 3-class table (the builtin network) or 4-class arrays (a user's model) swept for 3 trials, resumed to 5,
-    exported and predicted: (kind, workdir, storage, data path, classes, run outputs, export output, predictions)."""
-    folder = tmp_path_factory.mktemp(f"classes-{request.param}")
+    exported and predicted, built once per run: (kind, workdir, storage, data path, classes, run outputs, export
+    output, bundle, predict output, predictions)."""
+    kind = request.param
+    return built_once_per_run(tmp_path_factory, f"classes-{kind}", lambda folder: _sweep_classes(kind, folder))
+
+
+def _sweep_classes(kind: str, folder: Path) -> tuple:
     storage = f"sqlite:///{folder / 'classes.db'}"
-    if request.param == "table":
+    if kind == "table":
         data = folder / "three.csv"
         class_table().to_csv(data, index=False)
         args = ["--data", str(data), "--target", "label", "--hidden-width", "2:16"]
@@ -575,12 +589,13 @@ def swept_classes(request, tmp_path_factory):
 
     from sweep.cli import app
 
-    def invoke(*args: str):
-        return CliRunner().invoke(app, list(args), env={"SWEEP_STORAGE": None})
+    def invoke(*args: str) -> Invoked:
+        result = CliRunner().invoke(app, list(args), env={"SWEEP_STORAGE": None})
+        return Invoked(result.exit_code, result.output)
 
     runs = [invoke("run", *common, "--trials", str(trials)) for trials in (3, 5)]
     bundle = folder / "bundle"
     exported = invoke("export", "classes", "--out", str(bundle), "--storage", storage)
     predicted = folder / "predicted.csv"
     scored = invoke("predict", str(bundle), "--data", str(data), "--out", str(predicted))
-    return request.param, folder, storage, data, classes, runs, exported, bundle, scored, predicted
+    return kind, folder, storage, data, classes, runs, exported, bundle, scored, predicted
