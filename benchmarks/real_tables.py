@@ -68,6 +68,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import t_interval  # noqa: E402
 from tables import BUILDERS, GROUPS, PACKAGES, group_of, write_table  # noqa: E402
 
 from sweep.metrics import average_precision, bootstrap_intervals, threshold_metrics  # noqa: E402
@@ -455,8 +456,6 @@ def compared_methods(rows: list[Row]) -> list[str]:
 def print_paired(rows: list[Row], seeds, say) -> None:
     """Per table and over every (table, seed): each method's test F1 minus each reference's on the same test
     rows, with a 95% t interval over the seeds (each seed its own stratified split), and a verdict."""
-    from common import t_interval
-
     say(f"\n### Paired over seeds {seeds[0]}-{seeds[-1]}: method F1 minus reference F1 on the same test rows\n")
     say("| table | method | seeds | F1 | - logistic [95% t interval] | - gradient boosting [95% t interval] |")
     say("|---|---|---|---|---|---|")
@@ -532,8 +531,6 @@ def collapsed(r: Row) -> str | None:
 
 def paired_mean(pairs: list[tuple[float, float]]) -> str:
     """Mean of a - b over pairs with its 95% Student t interval over the pairs."""
-    from common import t_interval
-
     if not pairs:
         return "-"
     centre, low, high = t_interval([a - b for a, b in pairs])
@@ -617,8 +614,6 @@ def print_decisions(rows: list[Row], labels: dict, say) -> None:
             if not keys:
                 continue
             if several:
-                from common import t_interval
-
                 centre, low, high = t_interval([by[k + (method,)].f1 - by[k + ("logistic",)].f1 for k in keys])
             else:
                 net, ref = by[keys[0] + (method,)], by[keys[0] + ("logistic",)]
@@ -636,8 +631,6 @@ def print_decisions(rows: list[Row], labels: dict, say) -> None:
             f"- {method}: below logistic beyond noise on "
             + (", ".join(below[method]) if method in below else "no table")
         )
-
-    from common import t_interval
 
     say(
         "\nRanks better, decides worse (mean AP over the splits at or above logistic's, mean F1 below it; each with "
