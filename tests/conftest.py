@@ -133,13 +133,20 @@ def _seeded_numpy():
     np.random.seed(0)
 
 
+def run_temp_root(tmp_path_factory) -> Path:
+    """The temp folder of the whole test run: under pytest-xdist, the one that holds each process's own folder (and
+    what built_once_per_run builds); else this process's own."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
 @pytest.fixture(autouse=True)
 def _forget_modules_from_temp_folders(tmp_path_factory):
     """A module a test wrote into a temporary folder and imported in this process (a model file, custom layers) is
     forgotten after it, so that a later test's module of the same name is not shadowed by it."""
     before = set(sys.modules)
     yield
-    base = str(tmp_path_factory.getbasetemp())
+    base = str(run_temp_root(tmp_path_factory))
     for name in set(sys.modules) - before:
         if str(getattr(sys.modules.get(name), "__file__", None) or "").startswith(base):
             del sys.modules[name]
@@ -242,7 +249,7 @@ def built_once_per_run(tmp_path_factory, name: str, build):
 
     if os.environ.get("PYTEST_XDIST_WORKER") is None:
         return build(tmp_path_factory.mktemp(name))
-    folder = tmp_path_factory.getbasetemp().parent / name  # xdist gives each process a folder in the run's own
+    folder = run_temp_root(tmp_path_factory) / name
     folder.mkdir(exist_ok=True)
     built = folder / "built.pickle"
     with open(folder / "lock", "w") as lock:
