@@ -453,6 +453,27 @@ def bootstrap_mean_intervals(
 THRESHOLD_CANDIDATES = 1000
 
 
+def candidate_cuts(scores: np.ndarray, bounds: tuple[float, float]) -> np.ndarray:
+    """The thresholds tried on pooled scores: the range's ends and the midpoints between distinct scores within it,
+    at most THRESHOLD_CANDIDATES of them (evenly spaced in rank)."""
+    low, high = bounds
+    distinct = np.unique(np.asarray(scores, dtype=np.float64))
+    cuts = np.concatenate([[low], (distinct[1:] + distinct[:-1]) / 2, [high]])
+    cuts = np.unique(cuts[(cuts >= low) & (cuts <= high)])
+    if len(cuts) > THRESHOLD_CANDIDATES:
+        cuts = cuts[np.linspace(0, len(cuts) - 1, THRESHOLD_CANDIDATES).round().astype(int)]
+    return cuts
+
+
+def _values_at(goal, y_true: np.ndarray, scores: np.ndarray, cuts: np.ndarray) -> np.ndarray:
+    return np.array([goal.value(found) for found in metrics_at_thresholds(y_true, scores, cuts)], dtype=np.float64)
+
+
+def _best_cut(goal, cuts: np.ndarray, values: np.ndarray) -> tuple[float, float]:
+    best = int(np.argmin(values) if goal.direction == "minimize" else np.argmax(values))
+    return float(cuts[best]), float(values[best])
+
+
 def choose_threshold(goal, y_true: np.ndarray, scores: np.ndarray, bounds: tuple[float, float]) -> tuple[float, float]:
     """The threshold within `bounds` (the study's threshold range) whose flags score best by `goal` on these
     (pooled out-of-fold) scores, and that value: the trials' own rule (flag = score >= threshold), tried at
@@ -460,14 +481,20 @@ def choose_threshold(goal, y_true: np.ndarray, scores: np.ndarray, bounds: tuple
     low, high = bounds
     if not goal.uses_threshold:
         return (low + high) / 2, float(goal.value_of_scores(y_true, scores, low))
-    distinct = np.unique(np.asarray(scores, dtype=np.float64))
-    cuts = np.concatenate([[low], (distinct[1:] + distinct[:-1]) / 2, [high]])
-    cuts = np.unique(cuts[(cuts >= low) & (cuts <= high)])
-    if len(cuts) > THRESHOLD_CANDIDATES:
-        cuts = cuts[np.linspace(0, len(cuts) - 1, THRESHOLD_CANDIDATES).round().astype(int)]
-    values = np.array([goal.value(found) for found in metrics_at_thresholds(y_true, scores, cuts)], dtype=np.float64)
-    best = int(np.argmin(values) if goal.direction == "minimize" else np.argmax(values))
-    return float(cuts[best]), float(values[best])
+    cuts = candidate_cuts(scores, bounds)
+    return _best_cut(goal, cuts, _values_at(goal, y_true, scores, cuts))
+
+
+def fold_mean_threshold(
+    goal, y_true: np.ndarray, scores: np.ndarray, folds, bounds: tuple[float, float]
+) -> tuple[float, float]:
+    """The threshold within `bounds` whose objective, computed on each fold's own rows (`folds`: each fold's
+    positions in the pooled arrays) and averaged over the folds, is best, and that mean: how scikit-learn's
+    TunedThresholdClassifierCV chooses its cut. One fold (a single validation split) is choose_threshold."""
+    y_true, scores = np.asarray(y_true), np.asarray(scores, dtype=np.float64)
+    cuts = candidate_cuts(scores, bounds)
+    values = np.mean([_values_at(goal, y_true[rows], scores[rows], cuts) for rows in folds], axis=0)
+    return _best_cut(goal, cuts, values)
 
 
 def balanced_class_weight(y: np.ndarray) -> dict[int, float]:

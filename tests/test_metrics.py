@@ -247,3 +247,33 @@ def test_paired_difference(shift, sign):
         assert found == {"difference": 0.0, "low": 0.0, "high": 0.0}
     else:
         assert np.sign(found["difference"]) == sign and np.sign(found["low"]) == np.sign(found["high"]) == sign
+
+
+@pytest.mark.parametrize("spec", ["f1", "fbeta:2", "cost:miss=5,false_alarm=1"])
+@pytest.mark.parametrize("n_folds", [1, 5])
+def test_fold_mean_threshold_is_the_best_mean_of_the_folds_values(spec, n_folds):
+    """Check that fold_mean_threshold returns the candidate cut whose objective averaged over the folds' own rows is
+    best, by a brute force over sklearn's confusion matrix per fold, and that one fold is choose_threshold."""
+    from sklearn.metrics import confusion_matrix
+
+    from sweep.metrics import candidate_cuts, choose_threshold, fold_mean_threshold
+
+    rng = np.random.default_rng(3)
+    y = (rng.uniform(size=600) < 0.15).astype(int)
+    scores = np.clip(0.3 * y + rng.normal(0.35, 0.2, size=600), 0.001, 0.999)
+    folds = np.array_split(rng.permutation(600), n_folds)
+    goal, bounds = parse_goal(spec), (0.01, 0.99)
+
+    def value(rows, cut):
+        tn, fp, fn, tp = confusion_matrix(y[rows], scores[rows] >= cut, labels=[0, 1]).ravel()
+        precision, recall = (tp / (tp + fp) if tp + fp else 0.0), tp / (tp + fn)
+        found = {"precision": precision, "recall": recall, "tp": tp, "fp": fp, "tn": tn, "fn": fn}
+        return goal.value(found | {"f1": 2 * tp / (2 * tp + fp + fn)})
+
+    cuts = candidate_cuts(scores, bounds)
+    means = np.array([np.mean([value(rows, cut) for rows in folds]) for cut in cuts])
+    best = int(np.argmin(means) if goal.direction == "minimize" else np.argmax(means))
+    threshold, mean = fold_mean_threshold(goal, y, scores, folds, bounds)
+    assert threshold == cuts[best] and mean == pytest.approx(means[best])
+    if n_folds == 1:
+        assert (threshold, mean) == pytest.approx(choose_threshold(goal, y, scores, bounds))
