@@ -5,10 +5,11 @@
 Reads a bundle's best.json and does what docs/guides/exported-config.md says, in plain Keras:
 a `Dense(hidden_width, relu)` network with a sigmoid output, Adam at the study's learning rate, the study's epochs
 and batch size, `model.fit(X, y, class_weight={0: 1.0, 1: best["class_weight"]["1"]})` on all non-test rows, and
-rows flagged where the raw output is `>= best["params"]["threshold"]`. The rows and their encoding are the study's
-own (`sweep.data.load_dataset` on the bundle's config), so every row below is scored on the same test rows as the
-bundle. Prints one row per seed, the bundle's own row and the paired F1 difference (own minus bundle) with its
-95% paired bootstrap interval. Builtin-network bundles only (a user's model is rebuilt from `best["model"]`).
+rows flagged where the raw output is `>= best["threshold"]` (with a greedy ensemble, `best["params"]["threshold"]`).
+The rows and their encoding are the study's own (`sweep.data.load_dataset` on the bundle's config), so every row
+below is scored on the same test rows as the bundle. Prints one row per seed, the bundle's own row and the paired
+F1 difference (own minus bundle) with its 95% paired bootstrap interval. Builtin-network bundles only (a user's model
+is rebuilt from `best["model"]`).
 """
 
 from __future__ import annotations
@@ -69,7 +70,7 @@ def main() -> None:
     config = resolve_config(best["config"], env={})
     dataset = load_dataset(config)
     development, test = dataset.development, dataset.test
-    threshold = best["params"]["threshold"]
+    threshold = best["params"]["threshold"] if best["ensemble"]["kind"] == "greedy" else best["threshold"]
     bundle_scores = load(args.bundle).score(dataset.test_frame if dataset.test_frame is not None else test.X)
     print(f"Machine: {machine()}")
     print(

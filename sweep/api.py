@@ -77,11 +77,18 @@ class Sweep:
         return load_study(open_storage(self.config.storage), self.config.study)
 
     def export(
-        self, out_dir: str | Path, force: bool = False, pick=None, refit: str = "all", ensemble: str = DEFAULT_ENSEMBLE
+        self,
+        out_dir: str | Path,
+        force: bool = False,
+        pick=None,
+        refit: str = "all",
+        ensemble: str = DEFAULT_ENSEMBLE,
+        threshold_rule: str = "auto",
     ) -> Bundle:
         """Export the best trial as `sweep export` does (retrain, then what `ensemble` names, refit on all non-test
         rows: "auto" (the default: "single"), "single", "seeds:K", "folds",
-        "greedy:N"; test once); returns the bundle loaded back."""
+        "greedy:N"; the threshold as `threshold_rule` says: "auto", "trial" or "folds"; test once); returns the bundle
+        loaded back."""
         from sweep.metrics import parse_pick
 
         export_best(
@@ -93,6 +100,7 @@ class Sweep:
             refit=refit,
             data=self._memory or None,
             ensemble=ensemble,
+            threshold_rule=threshold_rule,
         )
         return load_bundle(out_dir)
 

@@ -490,6 +490,15 @@ def export(
             show_default="auto",
         ),
     ] = None,
+    threshold_rule: Annotated[
+        str,
+        typer.Option(
+            help="Where the shipped models cut: trial (the best trial's own threshold); folds (re-chosen on that "
+            "trial's validation scores, best on average over its folds, as scikit-learn's TunedThresholdClassifierCV "
+            "does); auto (folds where the validation rows hold 200 positives or more, else trial). A greedy "
+            "ensemble chooses its own.",
+        ),
+    ] = "auto",
 ) -> None:
     """Retrain the best trial (checking its stored value), refit it (or the ensemble --ensemble names), check that it
     flags what the judged models flagged, score it once on the held-out test part and write a bundle to --out."""
@@ -505,6 +514,7 @@ def export(
         pick=parse_pick(pick),
         refit=refit,
         ensemble=DEFAULT_ENSEMBLE if ensemble is None else ensemble,
+        threshold_rule=threshold_rule,
     )
     _print_export(result, study)
 
@@ -551,6 +561,8 @@ def _print_choice(best: dict) -> None:
             + ", ".join(f"{k} {v}" for k, v in own.items()),
             highlight=False,
         )
+    if best.get("threshold_rule"):
+        out.print(f"  threshold: {best['threshold_rule']['how']}", highlight=False, markup=False)
     out.print(
         f"  validation {','.join(best['objective']['names'])} = {best['validation']['value']} "
         f"(retrained: {best['validation']['reproduced_value']})",

@@ -4,14 +4,24 @@ flag what the judged models flagged."""
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
 from typer.testing import CliRunner
 
 from sweep.cli import app
+from sweep.errors import ExportError
 from sweep.handover.bundle import load_bundle
-from sweep.handover.decision import FLAG_RATE_TOLERANCE, check_decision, flag_rate
+from sweep.handover.decision import (
+    FLAG_RATE_TOLERANCE,
+    FOLD_CUT_MIN_POSITIVES,
+    check_decision,
+    check_threshold_rule,
+    flag_rate,
+    shipped_threshold,
+)
+from sweep.metrics import parse_goal
 from tests.conftest import tiny_values
 
 SCORES = np.random.default_rng(0).uniform(size=1000)
@@ -36,6 +46,74 @@ def test_check_compares_flag_rates_at_the_threshold(threshold, shipped, passed):
         shipped, threshold
     )
     assert check.shipped_max_score == pytest.approx(np.max(shipped))
+
+
+def _plan(positives: int, rows: int = 2000, folds: int = 5):
+    """A cross-validated plan's pooled labels and folds (what shipped_threshold reads), with its scores."""
+    from sweep.data.folds import Fold, Validation
+
+    rng = np.random.default_rng(positives)
+    y = np.zeros(rows, dtype=int)
+    y[rng.choice(rows, positives, replace=False)] = 1
+    slots = np.array_split(rng.permutation(rows), folds)
+    empty = np.empty((0, 1))
+    plan = Validation("cv", empty, y, tuple(Fold(None, None, s) for s in slots), y, n_splits=folds)
+    return plan, np.clip(0.25 * y + rng.normal(0.4, 0.15, size=rows), 0.001, 0.999)
+
+
+@pytest.mark.parametrize(
+    "rule, objective, positives, expected",
+    [
+        ("auto", "f1", FOLD_CUT_MIN_POSITIVES - 1, "trial"),  # few positives: the trial's own cut decided better
+        ("auto", "f1", FOLD_CUT_MIN_POSITIVES, "folds"),
+        ("auto", "fbeta:2", FOLD_CUT_MIN_POSITIVES, "folds"),
+        ("auto", "pareto:precision,recall", FOLD_CUT_MIN_POSITIVES, "trial"),  # the picked point is the trial's
+        ("auto", "ap", FOLD_CUT_MIN_POSITIVES, "trial"),  # an objective without a threshold
+        ("trial", "f1", FOLD_CUT_MIN_POSITIVES, "trial"),
+        ("folds", "f1", 20, "folds"),
+    ],
+)
+def test_shipped_threshold_follows_its_rule(rule, objective, positives, expected):
+    """Check that the shipped threshold is the trial's own or the best mean over the folds as the rule says, auto
+    re-choosing only with FOLD_CUT_MIN_POSITIVES validation positives and an objective with one threshold, and that
+    the record states both thresholds with their validation values."""
+    from sweep.metrics import fold_mean_threshold
+
+    goal, (plan, scores) = parse_goal(objective), _plan(positives)
+    cut = shipped_threshold(rule, goal, plan, scores, 0.9, (0.01, 0.99))
+    record = cut.record()
+    assert (cut.rule, record["rule"], record["asked"], record["validation_positives"]) == (
+        expected,
+        expected,
+        rule,
+        positives,
+    )
+    assert record["trial_threshold"] == 0.9
+    if expected == "trial":
+        assert cut.threshold == 0.9 and record["how"].startswith("the best trial's own (")
+    else:
+        folds = [fold.slots for fold in plan.folds]
+        assert cut.threshold == fold_mean_threshold(goal, plan.y, scores, folds, (0.01, 0.99))[0] != 0.9
+        assert record["validation_value"] > record["trial_validation_value"]  # 0.9 flags almost nothing
+        assert "re-chosen on the best trial's validation scores" in record["how"]
+
+
+@pytest.mark.parametrize(
+    "rule, objective, greedy, classes, match",
+    [
+        ("median", "f1", False, False, "--threshold-rule 'median' is not known; expected one of: auto, trial, folds"),
+        ("folds", "f1", True, False, "a greedy ensemble chooses its own threshold"),
+        ("folds", "f1", False, True, "three or more classes"),
+        ("folds", "pareto:precision,recall", False, False, "has several values; use --threshold-rule trial"),
+        ("folds", "ap", False, False, "has no threshold; use --threshold-rule trial"),
+    ],
+)
+def test_a_threshold_rule_that_cannot_apply_is_refused(rule, objective, greedy, classes, match):
+    """Check that an unknown threshold rule, or folds where there is no single threshold to re-choose, is refused
+    in one line that says why and what to use."""
+    with pytest.raises(ExportError, match=re.escape(match)):
+        check_threshold_rule(rule, parse_goal(objective), greedy, classes)
+    check_threshold_rule("auto", parse_goal(objective), greedy, classes)  # auto always applies
 
 
 @pytest.fixture(scope="module")
@@ -121,3 +199,42 @@ def test_judged_greedy_of_a_cross_validated_study_ships_every_chosen_fold_model(
         "each fold model"
     )
     assert best["decision"]["passed"] and best["test"]["metrics"]["flag_rate"] > 0
+
+
+@pytest.mark.parametrize("rule", ["auto", "trial"])
+def test_export_ships_and_records_the_threshold_its_rule_chose(greedy_study, rule, tmp_path, monkeypatch):
+    """Check that `sweep export` ships the threshold its --threshold-rule chose, re-chosen on the best trial's
+    validation scores where auto's positive floor is met (lowered here to the tiny table's), with the decision check
+    and the test metrics at that threshold, and best.json and the printout saying how it was found."""
+    monkeypatch.setattr("sweep.handover.decision.FOLD_CUT_MIN_POSITIVES", 1)
+    config = greedy_study
+    args = ["export", config.study, "--out", str(tmp_path / "b"), "--storage", config.storage]
+    result = CliRunner().invoke(
+        app, args + ["--ensemble", "single", "--threshold-rule", rule], env={"SWEEP_STORAGE": None}
+    )
+    assert result.exit_code == 0, result.output
+    best = json.loads((tmp_path / "b" / "best.json").read_text())
+    recorded = best["threshold_rule"]
+    assert recorded["asked"] == rule and recorded["trial_threshold"] == best["params"]["threshold"]
+    assert best["threshold"] == recorded["threshold"] == best["decision"]["threshold"]
+    if rule == "trial":
+        assert recorded["rule"] == "trial" and best["threshold"] == best["params"]["threshold"]
+    else:  # one validation split: the re-chosen cut is the best there, at least the trial's own
+        assert recorded["rule"] == "folds" and recorded["validation_value"] >= recorded["trial_validation_value"]
+    assert f"threshold: {recorded['how']}" in " ".join(result.output.split())
+    bundle = load_bundle(tmp_path / "b")
+    assert bundle.threshold == best["threshold"]
+
+
+def test_greedy_export_refuses_folds_in_one_line(greedy_study, tmp_path):
+    """Check that asking a greedy ensemble to re-choose its threshold across folds exits non-zero with one line and
+    writes nothing."""
+    config = greedy_study
+    result = CliRunner().invoke(
+        app,
+        ["export", config.study, "--out", str(tmp_path / "b"), "--storage", config.storage]
+        + ["--ensemble", "greedy:3", "--threshold-rule", "folds"],
+        env={"SWEEP_STORAGE": None},
+    )
+    assert result.exit_code != 0 and "--threshold-rule folds cannot apply here" in result.output
+    assert not (tmp_path / "b").exists()

@@ -86,16 +86,17 @@ def export_best(
     refit: str = "all",
     data: dict | None = None,
     ensemble=DEFAULT_ENSEMBLE,
+    threshold_rule: str = "auto",
 ) -> ExportResult:
     """Retrain the study's best trial with its own seed and check it reproduces the stored validation value,
     make what the bundle holds (`ensemble`: one refit on all non-test rows, K refit seeds, the trial's fold models
     or a greedy ensemble; sweep.handover.ensemble), check that it flags what the judged models flagged on the non-test
     rows (the judged models ship where it does not: sweep.handover.decision), evaluate it once on the held-out test part
-    (with bootstrap intervals), and write the bundle to `out_dir`. `data`: see retrain_best."""
+    (with bootstrap intervals), and write the bundle to `out_dir`. `data`, `threshold_rule`: see retrain_best."""
     out_dir = Path(out_dir)
     parse_ensemble(ensemble)
     _check_out_dir(out_dir, force)
-    found = retrain_best(storage_url, study_name, pick, refit, data, ensemble)
+    found = retrain_best(storage_url, study_name, pick, refit, data, ensemble, threshold_rule)
     kind = found.chosen.kind if isinstance(found, ClassRetrained) else found.kind
     refusal = kind.refusal(found.model)
     if refusal is not None:
@@ -133,6 +134,7 @@ def bundle_record(found: Retrained, storage_url: str, pick=None) -> dict:
         "class_weight": {"0": 1.0, "1": params.minority_weight},
         "threshold": threshold,
         "threshold_probability": float(calibration(np.array([threshold]))[0]),
+        "threshold_rule": found.cut.record() if found.cut else None,
         "decision": found.check.record()
         | {"fallback": found.fallback, "failed_check": found.failed_check.record() if found.failed_check else None},
         "calibration": calibration.to_dict(),

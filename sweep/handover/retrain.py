@@ -14,7 +14,13 @@ from sweep.config import config_from_dict
 from sweep.data import load_dataset
 from sweep.errors import DataError, ExportError, StorageError
 from sweep.handover.calibration import Calibration, fit_calibration
-from sweep.handover.decision import DecisionCheck, check_decision
+from sweep.handover.decision import (
+    DecisionCheck,
+    ThresholdChoice,
+    check_decision,
+    check_threshold_rule,
+    shipped_threshold,
+)
 from sweep.handover.ensemble import (
     DEFAULT_ENSEMBLE,
     Ensemble,
@@ -59,7 +65,7 @@ class Retrained:
     refit: str
     ensemble: Ensemble  # what the bundle holds
     model: object  # what the bundle saves: the shipped models as one Keras model
-    threshold: float  # the decision threshold (the trial's; a greedy ensemble's re-chosen one)
+    threshold: float  # the decision threshold (the trial's or re-chosen on its scores: `cut`; a greedy ensemble's own)
     calibration: Calibration  # raw score -> probability, fitted on validation scores
     preprocessor: object  # encodes rows for `model` (None: arrays go to the model as they are)
     test: object  # the test Split encoded by `preprocessor`
@@ -71,6 +77,7 @@ class Retrained:
     compiled_by: str | None = None  # a user model: "sweep" or "user" (who compiled it)
     fallback: str | None = None  # why the judged models ship instead of the refit asked for, if they do
     failed_check: DecisionCheck | None = None  # the refit's check that failed, if so
+    cut: ThresholdChoice | None = None  # how `threshold` was found (None: a greedy ensemble's own)
 
 
 @dataclass(frozen=True)
@@ -98,26 +105,35 @@ def retrain_best(
     refit: str = "all",
     data: dict | None = None,
     ensemble=DEFAULT_ENSEMBLE,
+    threshold_rule: str = "auto",
 ) -> Retrained:
     """Load the study, choose its best trial (a Pareto-front trial by `pick` when multi-objective), check the
     data is unchanged, retrain that trial deterministically from its stored settings (to check its value),
     and then make what the bundle holds (`ensemble`, sweep.handover.ensemble): for "single" and refit "all", its
     configuration trained on all non-test rows; for refit "judged", the models the threshold was chosen on. Refits that
     do not flag what the judged models flagged at the threshold (sweep.handover.decision) give way to the judged models,
-    with the reason in `fallback`. `data` (frame= or arrays=) is the Python API's data in memory, for a study made from
-    it."""
+    with the reason in `fallback`. The threshold is the trial's own or re-chosen on its validation scores, as
+    `threshold_rule` says (sweep.handover.decision.shipped_threshold). `data` (frame= or arrays=) is the Python API's
+    data in memory, for a study made from it."""
     choice = _checked_choice(parse_ensemble(ensemble), refit)
     chosen = _chosen(storage_url, study_name, pick, data, choice, refit)
     choice = automatic_ensemble(choice)
+    check_threshold_rule(threshold_rule, chosen.goal, choice.kind == "greedy", bool(chosen.dataset.classes))
     if chosen.dataset.classes:
         from sweep.handover.classes import retrain_classes
 
         return retrain_classes(chosen, choice, refit)
-    found = _ship(chosen, choice, refit)
+    found = _ship(chosen, choice, refit, threshold_rule)
     if found.check.passed:
         return found
     fallback = retrain_best(
-        storage_url, study_name, pick, "judged", data, str(choice) if choice.kind == "greedy" else "single"
+        storage_url,
+        study_name,
+        pick,
+        "judged",
+        data,
+        str(choice) if choice.kind == "greedy" else "single",
+        threshold_rule,
     )
     return dataclasses.replace(
         fallback,
@@ -183,9 +199,9 @@ def _chosen(storage_url: str, study_name: str, pick, data: dict | None, choice: 
     return Chosen(study, best, config, goal, dataset, kind, kind.params(best), settings)
 
 
-def _ship(chosen: Chosen, choice: EnsembleChoice, refit: str) -> Retrained:
-    """The chosen trial retrained (its value checked), what ships made as `choice` and `refit` say, and the check
-    that it decides as the judged models did."""
+def _ship(chosen: Chosen, choice: EnsembleChoice, refit: str, threshold_rule: str) -> Retrained:
+    """The chosen trial retrained (its value checked), what ships made as `choice` and `refit` say, its threshold
+    found as `threshold_rule` says, and the check that it decides as the judged models did."""
     dataset, best, kind, params, settings = chosen.dataset, chosen.trial, chosen.kind, chosen.params, chosen.settings
     judged = refit in ("judged", "train")  # ship the models the threshold was chosen on: no refit
     retrained = kind.retrain(dataset, [best], chosen.trial_of)[best.number]
@@ -199,7 +215,11 @@ def _ship(chosen: Chosen, choice: EnsembleChoice, refit: str) -> Retrained:
     else:
         preprocessor, fit_counts = dataset.final_preprocessor, dataset.development.counts()
     keep_folds = choice.kind == "folds" or (judged and choice.kind == "single")
-    threshold, ensemble_validation, judged_scores = params.threshold, None, pooled
+    cut = None
+    if choice.kind != "greedy":
+        bounds = chosen.config.threshold
+        cut = shipped_threshold(threshold_rule, chosen.goal, dataset.validation, pooled, params.threshold, bounds)
+    threshold, ensemble_validation, judged_scores = (cut.threshold if cut else params.threshold), None, pooled
     if keep_folds and holdout:
         shipped = single_model(retrained.models[0], best.number, settings.seed, "the trial's training part")
     elif keep_folds:
@@ -226,7 +246,7 @@ def _ship(chosen: Chosen, choice: EnsembleChoice, refit: str) -> Retrained:
         validation_scores=pooled, refit=refit, ensemble=shipped, model=model, threshold=threshold,
         calibration=calibration, preprocessor=preprocessor, test=dataset.test_split(preprocessor),
         fit_counts=fit_counts, check=check, ensemble_validation=ensemble_validation,
-        compiled_by=best.user_attrs.get("compiled_by"),
+        compiled_by=best.user_attrs.get("compiled_by"), cut=cut,
     )  # fmt: skip
 
 
