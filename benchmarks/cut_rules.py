@@ -1,15 +1,16 @@
 """Where to cut with few positives: rules for the shipped threshold, measured on the same models and rows.
 
     python benchmarks/cut_rules.py --tables ... --seeds 0 1 ... --arrays DIR      # collect (resumable, shareable)
-    python benchmarks/cut_rules.py --arrays DIR [--group choose|confirm|all]      # compare the rules
+    python benchmarks/cut_rules.py --arrays DIR [DIR ...] [--group choose|confirm|all]   # compare the rules
 
 Collect: for each (table, split seed), one default `sweep run` (30 trials, 50 epochs) and the default export's
-retrain; it saves the judged models' pooled validation (out-of-fold) scores with their labels and fold numbers, the
-shipped models' test scores, the shipped threshold, and scikit-learn's class-balanced logistic regression with a
-cross-validated F1 threshold on the same test rows (benchmarks/real_tables.py's reference). Every rule below then
+retrain at the best trial's own threshold (`--threshold-rule trial`); it saves the judged models' pooled validation
+(out-of-fold) scores with their labels and fold numbers, the shipped models' test scores, the shipped threshold, and
+scikit-learn's class-balanced logistic regression with a cross-validated F1 threshold on the same test rows
+(benchmarks/real_tables.py's reference). Every rule below then
 cuts the same shipped scores, so their differences are the rule's alone:
 
-- shipped: what `sweep export` ships (the best trial's own threshold);
+- shipped: the best trial's own threshold (`sweep export --threshold-rule trial`);
 - tuned: the cut with the best F1 on the pooled validation scores, tried between every two distinct scores (as
   threshold_search = tuned chooses a trial's own);
 - fold mean: the best mean of per-fold F1 curves (as scikit-learn's TunedThresholdClassifierCV averages its folds);
@@ -18,10 +19,14 @@ cuts the same shipped scores, so their differences are the rule's alone:
 - expected: the cut that maximises the expected F1 under the calibrated probabilities of the validation rows
   (Jansche 2007; Nan et al. 2012's plug-in rule; sweep.handover.calibration's Platt map);
 - generous: the lowest cut whose F1 is within one bootstrap standard error of the best (the sweep's losses to the
-  logistic regression came with fewer flags, so: does flagging more where the noise allows help?).
+  logistic regression came with fewer flags, so: does flagging more where the noise allows help?);
+- switches between shipped and fold mean: "fold mean beyond noise" where the fold-mean cut's pooled validation F1
+  beats the shipped cut's by more than one bootstrap standard error of the gap; "fold mean from N" where the
+  validation rows hold N positives or more (from 200 is `sweep export`'s default, `--threshold-rule auto`).
 
 Compare: mean test F1 and flag rate per rule, its paired difference from `shipped` (t interval over the pairs), and
-"ranks better, decides worse" against the logistic regression per table, by group.
+"ranks better, decides worse" against the logistic regression per table, by group; then, per switch, the pairs where
+it moved the cut and the F1 difference on those alone. Several --arrays folders (other split seeds) pool.
 """
 
 from __future__ import annotations
@@ -60,7 +65,7 @@ def collect(table: str, seed: int, args, work: Path, out: Path) -> None:
     storage, csv = config.storage, config.data
     started = time.perf_counter()
     run_sweep(config)
-    found = retrain_best(storage, config.study)
+    found = retrain_best(storage, config.study, threshold_rule="trial")
     seconds = time.perf_counter() - started
     plan = found.dataset.validation
     fold_of = np.zeros(len(plan.y), dtype=np.int64)
@@ -171,6 +176,26 @@ def rule_generous(s, y, folds, weight):
     return float(cuts[np.flatnonzero(curve >= curve[best] - spread)].min())
 
 
+def rule_fold_mean_beyond_noise(s, y, folds, weight, shipped):
+    """The fold-mean cut where its F1 on the pooled validation scores beats the shipped cut's by more than one
+    bootstrap standard error of the paired gap, else the shipped cut (the one-standard-error rule, as for depth)."""
+    cut = rule_fold_mean(s, y, folds, weight)
+    both = np.array([cut, shipped])
+    at = f1_curve(y, s, both)[0]
+    resampled = f1_curve(y, s, both, bootstrap_weights(y, 0))
+    gain, spread = at[0] - at[1], (resampled[:, 0] - resampled[:, 1]).std()
+    return cut if gain > spread else shipped
+
+
+def fold_mean_from(positives: int):
+    """The fold-mean cut where the validation rows hold at least `positives` positives, else the shipped cut."""
+
+    def rule(s, y, folds, weight, shipped):
+        return rule_fold_mean(s, y, folds, weight) if y.sum() >= positives else shipped
+
+    return rule
+
+
 RULES = {
     "tuned": rule_tuned,
     "fold mean": rule_fold_mean,
@@ -179,6 +204,9 @@ RULES = {
     "expected": rule_expected,
     "generous": rule_generous,
 }
+SWITCHES = {"fold mean beyond noise": rule_fold_mean_beyond_noise} | {
+    f"fold mean from {n}": fold_mean_from(n) for n in (50, 100, 150, 200, 300)
+}
 
 
 def evaluate(path: Path) -> dict:
@@ -186,26 +214,33 @@ def evaluate(path: Path) -> dict:
 
     a = np.load(path)
     s, y, folds, weight = a["val_scores"], a["val_y"].astype(int), a["fold_of"], float(a["weight"])
-    thresholds = {"shipped": float(a["threshold"])} | {n: rule(s, y, folds, weight) for n, rule in RULES.items()}
+    shipped = float(a["threshold"])
+    thresholds = {"shipped": shipped} | {n: rule(s, y, folds, weight) for n, rule in RULES.items()}
+    thresholds |= {n: rule(s, y, folds, weight, shipped) for n, rule in SWITCHES.items()}
     test_y = a["test_y"].astype(int)
     row = {"ap": average_precision(test_y, a["test_scores"]), "positives": int(y.sum())}
     for name, threshold in thresholds.items():
         found = threshold_metrics(test_y, a["test_scores"], threshold)
         judged = threshold_metrics(y, s, threshold)
-        row[name] = {"f1": found["f1"], "flag_rate": found["flag_rate"], "judged_flag_rate": judged["flag_rate"]}
+        row[name] = {
+            "f1": found["f1"],
+            "flag_rate": found["flag_rate"],
+            "judged_flag_rate": judged["flag_rate"],
+            "threshold": threshold,
+        }
     lr = threshold_metrics(test_y, a["logistic_scores"], float(a["logistic_threshold"]))
     row["logistic"] = {"f1": lr["f1"], "flag_rate": lr["flag_rate"]}
     row["logistic_ap"] = average_precision(test_y, a["logistic_scores"])
     return row
 
 
-def compare(folder: Path, tables: list[str]) -> None:
+def compare(folders: list[Path], tables: list[str]) -> None:
     rows = {}
-    for path in sorted(folder.glob("*.npz")):
+    for path in sorted(p for folder in folders for p in folder.glob("*.npz")):
         table, _, seed = path.stem.rpartition("-")
         if table in tables:
             rows[(table, int(seed))] = evaluate(path)
-    names = ["shipped", *RULES]
+    names = ["shipped", *RULES, *SWITCHES]
     print(f"{len(rows)} (table, split) pairs over {len({t for t, _ in rows})} tables\n")
     print(
         "| rule | mean test F1 | mean flag rate | F1 - shipped [95% t] | F1 - logistic [95% t] | "
@@ -238,6 +273,14 @@ def compare(folder: Path, tables: list[str]) -> None:
             for n in ["logistic", *names]
         ]
         print(f"| {table} | {len(mine)} | {mine[0]['positives']} | " + " | ".join(cells) + " |")
+    print("\nWhere each switch moved the cut (the pairs whose threshold is not the shipped one):\n")
+    print("| rule | pairs moved | tables | F1 - shipped on those pairs [95% t] |")
+    print("|---|---|---|---|")
+    for name in SWITCHES:
+        moved = {key: r for key, r in rows.items() if r[name]["threshold"] != r["shipped"]["threshold"]}
+        gap = t_interval([r[name]["f1"] - r["shipped"]["f1"] for r in moved.values()]) if len(moved) > 1 else None
+        shown = f"{gap[0]:+.4f} [{gap[1]:+.4f}, {gap[2]:+.4f}]" if gap else "-"
+        print(f"| {name} | {len(moved)} | {len({t for t, _ in moved})} | {shown} |")
 
 
 def main() -> None:
@@ -247,18 +290,25 @@ def main() -> None:
     parser.add_argument("--seeds", nargs="+", type=int, default=None, help="collect these splits (else compare)")
     parser.add_argument("--trials", type=int, default=30)
     parser.add_argument("--epochs", type=int, default=50)
-    parser.add_argument("--arrays", type=Path, required=True, help="one .npz per (table, seed); shared, resumed")
+    parser.add_argument(
+        "--arrays",
+        type=Path,
+        nargs="+",
+        required=True,
+        help="one .npz per (table, seed); shared, resumed (collect: the first folder; compare: every one, pooled)",
+    )
     args = parser.parse_args()
     tables = args.tables or list(GROUPS[args.group])
     print(machine())
     if args.seeds is None:
         compare(args.arrays, tables)
         return
-    args.arrays.mkdir(parents=True, exist_ok=True)
+    arrays = args.arrays[0]
+    arrays.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as folder:
         for seed in args.seeds:
             for table in tables:
-                out = args.arrays / f"{table}-{seed}.npz"
+                out = arrays / f"{table}-{seed}.npz"
                 claim = out.with_suffix(".claimed")
                 if out.exists() or claim.exists():
                     continue
