@@ -48,38 +48,42 @@ def test_check_compares_flag_rates_at_the_threshold(threshold, shipped, passed):
     assert check.shipped_max_score == pytest.approx(np.max(shipped))
 
 
-def _plan(positives: int, rows: int = 2000, folds: int = 5):
-    """A cross-validated plan's pooled labels and folds (what shipped_threshold reads), with its scores."""
+def _plan(positives: int, repeats: int = 1, rows: int = 2000, folds: int = 5):
+    """A cross-validated plan's pooled labels and folds (what shipped_threshold reads; each repeat scores every row
+    once), with its scores."""
     from sweep.data.folds import Fold, Validation
 
     rng = np.random.default_rng(positives)
     y = np.zeros(rows, dtype=int)
     y[rng.choice(rows, positives, replace=False)] = 1
-    slots = np.array_split(rng.permutation(rows), folds)
-    empty = np.empty((0, 1))
-    plan = Validation("cv", empty, y, tuple(Fold(None, None, s) for s in slots), y, n_splits=folds)
-    return plan, np.clip(0.25 * y + rng.normal(0.4, 0.15, size=rows), 0.001, 0.999)
+    slots = [rows * r + s for r in range(repeats) for s in np.array_split(rng.permutation(rows), folds)]
+    pooled = np.tile(y, repeats)
+    folded = tuple(Fold(None, None, s) for s in slots)
+    plan = Validation("cv", np.empty((0, 1)), y, folded, pooled, n_splits=folds, repeats=repeats)
+    return plan, np.clip(0.25 * pooled + rng.normal(0.4, 0.15, size=rows * repeats), 0.001, 0.999)
 
 
 @pytest.mark.parametrize(
-    "rule, objective, positives, expected",
+    "rule, objective, positives, repeats, expected",
     [
-        ("auto", "f1", FOLD_CUT_MIN_POSITIVES - 1, "trial"),  # few positives: the trial's own cut decided better
-        ("auto", "f1", FOLD_CUT_MIN_POSITIVES, "folds"),
-        ("auto", "fbeta:2", FOLD_CUT_MIN_POSITIVES, "folds"),
-        ("auto", "pareto:precision,recall", FOLD_CUT_MIN_POSITIVES, "trial"),  # the picked point is the trial's
-        ("auto", "ap", FOLD_CUT_MIN_POSITIVES, "trial"),  # an objective without a threshold
-        ("trial", "f1", FOLD_CUT_MIN_POSITIVES, "trial"),
-        ("folds", "f1", 20, "folds"),
+        ("auto", "f1", FOLD_CUT_MIN_POSITIVES - 1, 1, "trial"),  # few positives: the trial's own cut decided better
+        ("auto", "f1", FOLD_CUT_MIN_POSITIVES - 1, 2, "trial"),  # a repeat scores the same positives again
+        ("auto", "f1", FOLD_CUT_MIN_POSITIVES, 1, "folds"),
+        ("auto", "fbeta:2", FOLD_CUT_MIN_POSITIVES, 2, "folds"),
+        ("auto", "pareto:precision,recall", FOLD_CUT_MIN_POSITIVES, 1, "trial"),  # the picked point is the trial's
+        ("auto", "ap", FOLD_CUT_MIN_POSITIVES, 1, "trial"),  # an objective without a threshold
+        ("trial", "f1", FOLD_CUT_MIN_POSITIVES, 1, "trial"),
+        ("folds", "f1", 20, 1, "folds"),
     ],
 )
-def test_shipped_threshold_follows_its_rule(rule, objective, positives, expected):
+def test_shipped_threshold_follows_its_rule(rule, objective, positives, repeats, expected):
     """Check that the shipped threshold is the trial's own or the best mean over the folds as the rule says, auto
-    re-choosing only with FOLD_CUT_MIN_POSITIVES validation positives and an objective with one threshold, and that
+    re-choosing only with FOLD_CUT_MIN_POSITIVES validation positives (each counted once, however many repeats score
+    it) and an objective with one threshold, and that
     the record states both thresholds with their validation values."""
     from sweep.metrics import fold_mean_threshold
 
-    goal, (plan, scores) = parse_goal(objective), _plan(positives)
+    goal, (plan, scores) = parse_goal(objective), _plan(positives, repeats)
     cut = shipped_threshold(rule, goal, plan, scores, 0.9, (0.01, 0.99))
     record = cut.record()
     assert (cut.rule, record["rule"], record["asked"], record["validation_positives"]) == (

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from sweep.errors import ExportError
+from sweep.metrics import fold_mean_threshold
 
 THRESHOLD_RULES = ("auto", "trial", "folds")
 # threshold_rule "auto" re-chooses the cut across the folds only where the validation rows hold at least this many
@@ -158,10 +159,8 @@ def shipped_threshold(rule: str, goal, plan, scores: np.ndarray, trial_threshold
     """The threshold to ship for the best trial, from its pooled validation scores `scores` on `plan` (a
     sweep.data.Validation): "trial", its own; "folds", sweep.metrics.fold_mean_threshold within the study's range
     `bounds`; "auto", folds where the validation rows hold FOLD_CUT_MIN_POSITIVES positives or more and the objective
-    is one with a threshold, else trial."""
-    from sweep.metrics import fold_mean_threshold
-
-    positives = int(np.sum(plan.y))
+    is one with a threshold, else trial. With repeated folds, the mean runs over every repeat's folds."""
+    positives = int(np.sum(plan.y)) // plan.repeats  # repeated folds score each row once per repeat
     trial_value = None if goal.is_multi else float(goal.value_of_scores(plan.y, scores, trial_threshold))
     chosen = rule
     if rule == "auto":
