@@ -341,7 +341,10 @@ def test_killed_dask_worker_still_fills_the_budget(dask_processes, tiny_csv, pos
     # 400 epochs of the tiny table take about a second: long enough to be killed mid-trial.
     driver = _driver(tiny_csv, postgres_url, unique_name, dask_processes.address, trials=trials, epochs=400)
     try:
-        _wait_for(lambda: _running_on_each_worker(postgres_url, unique_name, dask_processes.addresses))
+        # Only the GPU worker must be mid-trial: on a loaded machine one worker can finish its 1-second trials before
+        # the other has imported TensorFlow, so both are seldom seen running at once.
+        gpu_only = {"gpu": dask_processes.addresses["gpu"]}
+        _wait_for(lambda: _running_on_each_worker(postgres_url, unique_name, gpu_only))
         dask_processes.kill("gpu")  # its task needs a GPU no other worker has: Dask cannot place it again
         gone = dask_processes.addresses["gpu"]
         # .get: a trial asked a moment ago has not recorded its set-up yet
